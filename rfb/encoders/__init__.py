@@ -1,0 +1,1 @@
+"""Encode routes behind the EncoderBackend seam, one module per route, plus the registry."""

@@ -1,0 +1,195 @@
+"""The registry of encode routes, their availability, and the choice of the best one.
+
+A route is registered with a factory (``EncoderConfig -> EncoderBackend``) and a probe
+that says, without raising, why the route cannot run here (``None`` when it can).
+Probes may be costly (a real NVENC probe opens a session), so their answer is cached
+until ``refresh=True`` is asked for.
+
+Built-in routes live in their own modules and are registered lazily on first use,
+so ``import rfb`` stays cheap and never touches CUDA or FFmpeg.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable, Transport
+
+Factory = Callable[[EncoderConfig], EncoderBackend]
+Probe = Callable[[], "str | None"]
+
+# Modules whose ENTRIES are registered on first use, in no particular order:
+# the choice among them is made by priority.
+BUILTIN_MODULES: tuple[str, ...] = (
+    "rfb.encoders.h264_cpu",
+    "rfb.encoders.image",
+    "rfb.encoders.nvenc_cpu",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderEntry:
+    """A registered route. Higher ``priority`` wins when no name is asked for.
+
+    ``gpu`` marks routes that take CUDA frames without a host copy; they are the
+    candidates of ``serve(gpu=True)``.
+    """
+
+    name: str
+    factory: Factory
+    transport: Transport = "webcodecs"
+    probe: Probe | None = None
+    priority: int = 0
+    gpu: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderStatus:
+    """What doctor and available_video_encoders() report for one route."""
+
+    name: str
+    available: bool
+    reason: str | None
+    transport: Transport
+    priority: int
+    gpu: bool
+    description: str
+
+
+_lock = threading.RLock()
+_entries: dict[str, EncoderEntry] = {}
+_probe_cache: dict[str, str | None] = {}
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    with _lock:
+        if _builtins_loaded:
+            return
+        _builtins_loaded = True
+        for module_name in BUILTIN_MODULES:
+            module = importlib.import_module(module_name)
+            for entry in getattr(module, "ENTRIES", ()):
+                if entry.name not in _entries:
+                    _entries[entry.name] = entry
+
+
+def register_video_encoder(
+    name: str,
+    factory: Factory,
+    *,
+    transport: Transport = "webcodecs",
+    probe: Probe | None = None,
+    priority: int = 0,
+    gpu: bool = False,
+    description: str = "",
+    replace: bool = False,
+) -> None:
+    """Register an encode route under ``name``.
+
+    Registering a name that is already taken raises ``ValueError`` unless
+    ``replace=True``; a replaced route's cached probe answer is forgotten.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"encoder name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable (EncoderConfig -> EncoderBackend), got {type(factory).__name__}")
+    if transport not in ("webcodecs", "image"):
+        raise ValueError(f"transport must be 'webcodecs' or 'image', got {transport!r}")
+    _load_builtins()
+    with _lock:
+        if name in _entries and not replace:
+            raise ValueError(f"an encoder named {name!r} is already registered; pass replace=True to replace it")
+        _entries[name] = EncoderEntry(name, factory, transport, probe, priority, gpu, description)
+        _probe_cache.pop(name, None)
+
+
+def unregister_video_encoder(name: str) -> None:
+    """Remove a registered route (mainly for tests and embedding frameworks)."""
+    _load_builtins()
+    with _lock:
+        if name not in _entries:
+            raise KeyError(f"no encoder named {name!r}; registered: {sorted(_entries)}")
+        del _entries[name]
+        _probe_cache.pop(name, None)
+
+
+def get_entry(name: str) -> EncoderEntry:
+    _load_builtins()
+    with _lock:
+        try:
+            return _entries[name]
+        except KeyError:
+            raise KeyError(f"no encoder named {name!r}; registered: {sorted(_entries)}") from None
+
+
+def probe_entry(entry: EncoderEntry, *, refresh: bool = False) -> str | None:
+    """Why ``entry`` cannot run here, or None. Never raises: a crashing probe is a reason."""
+    with _lock:
+        if not refresh and entry.name in _probe_cache:
+            return _probe_cache[entry.name]
+    if entry.probe is None:
+        reason = None
+    else:
+        try:
+            reason = entry.probe()
+        except Exception as exc:  # a probe must never take the server down; report it instead
+            reason = f"probe failed: {type(exc).__name__}: {exc}"
+    with _lock:
+        _probe_cache[entry.name] = reason
+    return reason
+
+
+def encoder_status(*, refresh: bool = False) -> list[EncoderStatus]:
+    """Every registered route, available or not, with the reason; best first."""
+    _load_builtins()
+    with _lock:
+        entries = list(_entries.values())
+    out = []
+    for e in entries:
+        reason = probe_entry(e, refresh=refresh)
+        out.append(EncoderStatus(e.name, reason is None, reason, e.transport, e.priority, e.gpu, e.description))
+    out.sort(key=lambda s: (-s.priority, s.name))
+    return out
+
+
+def available_video_encoders(*, transport: Transport | None = None, refresh: bool = False) -> list[str]:
+    """Names of the routes that can run here, best first."""
+    return [
+        s.name
+        for s in encoder_status(refresh=refresh)
+        if s.available and (transport is None or s.transport == transport)
+    ]
+
+
+def select_encoder(
+    name: str | None = None,
+    *,
+    transport: Transport = "webcodecs",
+    gpu: bool = False,
+) -> EncoderEntry:
+    """The route to use: ``name`` if given (it must be available), else the best available.
+
+    With ``gpu=True`` the GPU routes are preferred; a CPU route is still chosen when no
+    GPU route can run, since a display that does not start helps nobody.
+    """
+    if name is not None:
+        entry = get_entry(name)
+        if entry.transport != transport:
+            raise ValueError(f"encoder {name!r} produces {entry.transport!r} payloads, expected {transport!r}")
+        reason = probe_entry(entry)
+        if reason is not None:
+            raise EncoderUnavailable(f"encoder {name!r} is not available here: {reason}")
+        return entry
+    candidates = [s for s in encoder_status() if s.transport == transport and s.available]
+    if gpu:
+        candidates.sort(key=lambda s: (not s.gpu, -s.priority, s.name))
+    if not candidates:
+        reasons = "; ".join(f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport)
+        raise EncoderUnavailable(f"no {transport} encoder can run here ({reasons or 'none registered'})")
+    return get_entry(candidates[0].name)
