@@ -1,0 +1,30 @@
+// The overlay: a small always-on readout of what the stream is doing (state, transport,
+// codec, size, fps, receive-to-draw time, bit rate), plus a banner for the states a user
+// must notice (reconnecting, errors). It only reads the worker's stats.
+
+function fmt(n, digits = 0) {
+  return Number.isFinite(n) ? n.toFixed(digits) : "-";
+}
+
+export class Overlay {
+  constructor(panel, banner) {
+    this.panel = panel;
+    this.banner = banner;
+  }
+
+  update(s) {
+    const codec = s.transport === "webcodecs" ? s.codec || "?" : s.transport === "image" ? "jpeg/png" : "-";
+    this.panel.textContent = [
+      `${s.state}  ${s.transport || "-"} ${codec}`,
+      `${s.width}x${s.height}  ${fmt(s.fps)} fps  draw ${fmt(s.decodeMs, 1)} ms`,
+      `${fmt(s.kbps / 1000, 2)} Mbit/s  seq ${s.lastSeq}  drawn ${s.framesDrawn}`,
+    ].join("\n");
+    let message = "";
+    if (s.state === "error") message = `Error: ${s.error}`;
+    else if (s.state === "reconnecting") message = `Reconnecting… ${s.error || ""}`;
+    else if (s.state === "connecting") message = "Connecting…";
+    this.banner.textContent = message;
+    this.banner.hidden = message === "";
+    this.banner.dataset.state = s.state;
+  }
+}
