@@ -1,0 +1,37 @@
+"""setuptools shim: only here because cffi's build hook is configured through setup().
+
+Everything else about the package lives in pyproject.toml. ``cffi_modules`` makes the
+normal build (``pip install .``, wheels, sdists) generate ``nvencffi/_nvenc.py`` from
+``headers/nvenc.h`` (see build_ffi.py). Editable installs (``pip install -e .``) load the
+package from the source tree, where the build hook's output is not visible; for those we
+also write the generated module next to the sources, so both kinds of install import the
+same pre-parsed declarations.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+class build_py_editable_aware(build_py):
+    """Also emit ``nvencffi/_nvenc.py`` in the source tree for editable installs."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            from build_ffi import HEADER, make_ffibuilder
+
+            target = HEADER.parent.parent / "nvencffi" / "_nvenc.py"
+            make_ffibuilder().emit_python_code(str(target))
+
+
+setup(
+    cmdclass={"build_py": build_py_editable_aware},
+    cffi_modules=["build_ffi.py:ffibuilder"],
+)
