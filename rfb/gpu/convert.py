@@ -1,0 +1,191 @@
+"""RGB -> NV12 on the GPU (a CuPy RawKernel), and getting frames back to the host.
+
+NV12 is what video encoders eat, and it is half the bytes of RGB: converting on the
+device before anything crosses PCIe halves the copy, and NVENC takes it as it is.
+The kernel runs one thread per 2x2 block: four luma samples and one chroma pair from
+the average of the four pixels, with the coefficients of :mod:`rfb.gpu.reference`
+(the NumPy twin it is tested against, within one code value).
+
+The output is ONE allocation, ``(H + H/2, W)`` uint8: the luma plane followed by the
+interleaved UV plane. NVENC and FFmpeg describe an NV12 surface by one pointer and
+one pitch, with the chroma plane found at ``pitch * H`` bytes after luma; two separate
+allocations cannot be described that way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any
+
+import numpy as np
+
+from rfb.frames import FrameError, RawFrame
+from rfb.gpu.arrays import as_cupy, check_cuda_frame, cuda_frame, describe_device_array, host_shape, row_pitch
+from rfb.gpu.context import import_cupy
+from rfb.gpu.reference import color_matrix, nv12_to_rgb_host
+
+_KERNEL_NAME = "rfb_rgb_to_nv12"
+_KERNEL_SOURCE = r"""
+__device__ __forceinline__ unsigned char rfb_to_u8(float v) {
+    // Round half up and clamp, exactly as rfb.gpu.reference._to_u8.
+    v = floorf(v + 0.5f);
+    return (unsigned char)fminf(fmaxf(v, 0.0f), 255.0f);
+}
+
+extern "C" __global__ void rfb_rgb_to_nv12(
+    const unsigned char* __restrict__ src, const long long src_pitch, const int channels,
+    unsigned char* __restrict__ dst, const long long dst_pitch,
+    const int half_width, const int half_height,
+    const float yr, const float yg, const float yb, const float y0,
+    const float ur, const float ug, const float ub,
+    const float vr, const float vg, const float vb, const float c0)
+{
+    const int bx = blockIdx.x * blockDim.x + threadIdx.x;
+    const int by = blockIdx.y * blockDim.y + threadIdx.y;
+    if (bx >= half_width || by >= half_height) return;
+    const long long x = 2LL * bx;
+    const long long y = 2LL * by;
+    float sr = 0.0f, sg = 0.0f, sb = 0.0f;
+    #pragma unroll
+    for (int dy = 0; dy < 2; ++dy) {
+        const unsigned char* row = src + (y + dy) * src_pitch + x * channels;
+        unsigned char* luma = dst + (y + dy) * dst_pitch + x;
+        #pragma unroll
+        for (int dx = 0; dx < 2; ++dx) {
+            const float r = row[dx * channels];
+            const float g = row[dx * channels + 1];
+            const float b = row[dx * channels + 2];
+            sr += r; sg += g; sb += b;
+            luma[dx] = rfb_to_u8(yr * r + yg * g + yb * b + y0);
+        }
+    }
+    sr *= 0.25f; sg *= 0.25f; sb *= 0.25f;
+    unsigned char* chroma = dst + (2LL * half_height + by) * dst_pitch + x;
+    chroma[0] = rfb_to_u8(ur * sr + ug * sg + ub * sb + c0);
+    chroma[1] = rfb_to_u8(vr * sr + vg * sg + vb * sb + c0);
+}
+"""
+_BLOCK = (32, 8, 1)
+_MEMCPY_DEVICE_TO_HOST = 2  # cudaMemcpyDeviceToHost
+
+
+@functools.cache
+def _kernel() -> Any:
+    """The RawKernel, built once per process (CuPy compiles it per device on first launch)."""
+    cp = import_cupy()
+    return cp.RawKernel(_KERNEL_SOURCE, _KERNEL_NAME)
+
+
+def rgb_to_nv12(
+    rgb: Any,
+    *,
+    out: Any = None,
+    matrix: str = "bt601",
+    full_range: bool = False,
+    stream: Any = None,
+) -> Any:
+    """Convert a device ``(H, W, 3|4)`` uint8 image to one ``(H + H/2, W)`` NV12 allocation.
+
+    ``rgb`` is a CUDA array (CuPy, PyTorch, JAX; rows may be padded) or a cuda
+    ``RawFrame`` of rgb24/rgba8 (alpha is ignored). ``out``, when given, is reused: a
+    writable uint8 CUDA array of shape ``(H + H/2, W)`` on the same device, rows packed
+    (a padded pitch is fine). The kernel is queued on ``stream`` (a CuPy stream), else
+    on CuPy's current stream, and not waited for. Returns ``out`` (a new CuPy array
+    when none was given).
+    """
+    if isinstance(rgb, RawFrame):
+        frame = rgb
+        if frame.memory == "cuda":
+            check_cuda_frame(frame)
+    else:
+        frame = cuda_frame(rgb)
+    if frame.memory != "cuda" or frame.pixel_format not in ("rgb24", "rgba8"):
+        raise FrameError(
+            f"rgb_to_nv12() expected a CUDA rgb24 or rgba8 image, got a {frame.memory} {frame.pixel_format} frame"
+            + ("; use rfb.gpu.reference.rgb_to_nv12_host for host arrays" if frame.memory == "cpu" else "")
+        )
+    width, height = frame.width, frame.height
+    if width % 2 or height % 2:
+        raise FrameError(f"NV12 needs even width and height, got {width}x{height}")
+    coefficients = color_matrix(matrix, full_range).kernel_coefficients()
+    cp = import_cupy()
+    with cp.cuda.Device(frame.device_id):
+        src = as_cupy(frame.data)
+        dst, dst_pitch = _checked_out(cp, out, width, height, frame.device_id)
+        half_w, half_h = width // 2, height // 2
+        grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
+        args = (
+            src,
+            np.int64(frame.stride),
+            np.int32(4 if frame.pixel_format == "rgba8" else 3),
+            dst,
+            np.int64(dst_pitch),
+            np.int32(half_w),
+            np.int32(half_h),
+            *(np.float32(c) for c in coefficients),
+        )
+        with stream if stream is not None else contextlib.nullcontext():
+            _kernel()(grid, _BLOCK, args)
+    return out if out is not None else dst
+
+
+def copy_frame_to_host(frame: RawFrame, out: np.ndarray | None = None, *, stream: Any = None) -> np.ndarray:
+    """Copy a cuda frame's pixels into a packed host array, in one 2-D copy, and wait for it.
+
+    ``out`` (e.g. a view of pinned memory, for a faster copy) must be a C-contiguous
+    uint8 array of the frame's packed shape: ``(H, W, 3)``, ``(H, W, 4)`` or
+    ``(H + H/2, W)``; a new pageable array is made when it is None. The copy is queued
+    on ``stream`` (else CuPy's current stream) after the work already on it.
+    """
+    check_cuda_frame(frame)
+    shape = host_shape(frame)
+    if out is None:
+        out = np.empty(shape, dtype=np.uint8)
+    elif out.dtype != np.uint8 or tuple(out.shape) != shape or not out.flags.c_contiguous:
+        raise FrameError(
+            f"out must be a C-contiguous uint8 array of shape {shape}, got {out.dtype} {tuple(out.shape)} "
+            f"(contiguous: {out.flags.c_contiguous})"
+        )
+    rows = shape[0]
+    cp = import_cupy()
+    with cp.cuda.Device(frame.device_id):
+        src = as_cupy(frame.data)
+        s = stream if stream is not None else cp.cuda.get_current_stream()
+        cp.cuda.runtime.memcpy2DAsync(
+            out.ctypes.data, frame.row_bytes, src.data.ptr, frame.stride, frame.row_bytes, rows,
+            _MEMCPY_DEVICE_TO_HOST, s.ptr,
+        )
+        s.synchronize()
+    return out
+
+
+def to_host_rgb(frame: RawFrame, *, matrix: str = "bt601", full_range: bool = False) -> np.ndarray:
+    """The frame as a host ``(H, W, 3)`` uint8 RGB array (for tests and the image route).
+
+    cuda frames are copied down (nv12 is half the bytes of RGB, so it is copied as it is
+    and converted on the host with the inverse of ``matrix``); host frames are
+    converted without a copy where none is needed (an rgb24 host frame's own array is
+    returned).
+    """
+    host = frame.data if frame.memory == "cpu" else copy_frame_to_host(frame)
+    if frame.pixel_format == "nv12":
+        return nv12_to_rgb_host(host, matrix=matrix, full_range=full_range)
+    if frame.pixel_format == "rgba8":
+        return np.ascontiguousarray(host[..., :3])
+    return host
+
+
+def _checked_out(cp: Any, out: Any, width: int, height: int, device_id: int) -> tuple[Any, int]:
+    """The output as a CuPy array and its pitch, after checking it can take this frame."""
+    shape = (height + height // 2, width)
+    if out is None:
+        return cp.empty(shape, dtype=cp.uint8), width
+    info = describe_device_array(out)
+    if info.dtype != np.uint8 or info.shape != shape:
+        raise FrameError(f"out must be a uint8 CUDA array of shape {shape}, got {info.dtype} {info.shape}")
+    if info.readonly:
+        raise FrameError("out is a read-only CUDA array")
+    if info.device_id is not None and info.device_id != device_id:
+        raise FrameError(f"out lives on CUDA device {info.device_id}, the image on device {device_id}")
+    return as_cupy(out), row_pitch(info, "nv12")
