@@ -196,7 +196,9 @@ function onConfig(socket, msg) {
   stats.clientId = msg.client_id ?? null;
   resizeCanvas(msg.width, msg.height);
   stopVideo();
-  if (msg.transport === "webcodecs") startVideo(socket, msg.codec);
+  // A null codec means "the encoder is being rebuilt; wait for the next config":
+  // chunks until then find no decoder and are acked as dropped.
+  if (msg.transport === "webcodecs" && msg.codec) startVideo(socket, msg.codec);
   setState("streaming", null);
 }
 

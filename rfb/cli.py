@@ -1,0 +1,303 @@
+"""The command line: ``python -m rfb demo`` and ``python -m rfb doctor``.
+
+``demo`` serves the interactive demo scene (rfb.demo) so that a new user sees the
+whole path work (render, encode, browser decode, input back) with one command.
+``doctor`` answers "which encode routes can run here, and if not, why not?" together
+with the facts that decide it (driver, CUDA device, FFmpeg build); it never crashes,
+because it is what people run when something is already wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import ctypes.util
+import dataclasses
+import json
+import logging
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rfb
+
+logger = logging.getLogger("rfb.cli")
+
+DEFAULT_PORT = 8765
+DEFAULT_SIZE = (1280, 720)
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)``; even sizes only, as 4:2:0 video needs them."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}")
+    width, height = int(match[1]), int(match[2])
+    if not (16 <= width <= 8192 and 16 <= height <= 8192) or width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(f"expected even width and height between 16 and 8192, got {width}x{height}")
+    return width, height
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0..65535 (0: any free port), got {port}")
+    return port
+
+
+def _fps(text: str) -> float:
+    try:
+        fps = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second as a number, got {text!r}") from None
+    if not 0 < fps <= 240:
+        raise argparse.ArgumentTypeError(f"expected fps in (0, 240], got {fps:g}")
+    return fps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rfb", description="Stream a framebuffer to web browsers.")
+    parser.add_argument("--version", action="version", version=f"rfb {rfb.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="serve an animated, interactive demo scene")
+    demo.add_argument("--encoder", metavar="NAME", help="video encode route (default: the best available; see doctor)")
+    demo.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH", help="frame size (default 1280x720)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
+    demo.add_argument("--fps", type=_fps, default=30.0, help="frames per second (default 30)")
+    demo.add_argument(
+        "--no-token", action="store_true", help="accept viewers without the URL's token (only on trusted networks)"
+    )
+    demo.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    demo.set_defaults(handler=_demo_command)
+
+    doctor = commands.add_parser("doctor", help="list encode routes and why each can or cannot run here")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    doctor.set_defaults(handler=_doctor_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+# ---------------------------------------------------------------- demo
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(_demo(args))
+    except KeyboardInterrupt:  # a second Ctrl-C, or one where signal handlers are unavailable
+        return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from rfb.demo import Scene, animate
+
+    width, height = args.size
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "fps": args.fps, "video_encoder": args.encoder}
+    if args.no_token:
+        options["token"] = None
+    display = await rfb.serve(width, height, **options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            pass
+    try:
+        # The URL is the first line on stdout, alone, so that scripts can read it.
+        print(display.url, flush=True)
+        logger.info("open %s in a browser; Ctrl-C stops", display.url)
+        frames = await animate(display, Scene(width, height), fps=args.fps, stop=stop)
+        logger.info("stopping after %d frames", frames)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await display.aclose()
+    return 0
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def _doctor_command(args: argparse.Namespace) -> int:
+    report = doctor_report()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def doctor_report() -> dict[str, Any]:
+    """Everything doctor knows, as plain data (what ``--json`` prints)."""
+    return {"rfb": rfb.__version__, "encoders": _encoders(), "environment": _environment()}
+
+
+def _encoders() -> list[dict[str, Any]]:
+    try:
+        statuses = rfb.encoder_status(refresh=True)
+    except Exception as exc:  # doctor must report a broken registry, not die of it
+        logger.debug("encoder_status failed", exc_info=True)
+        return [
+            {
+                "name": "(registry)",
+                "available": False,
+                "reason": f"listing encoders failed: {type(exc).__name__}: {exc}",
+                "transport": None,
+                "priority": None,
+                "gpu": None,
+                "description": "",
+            }
+        ]
+    return [dataclasses.asdict(s) for s in statuses]
+
+
+def _guarded(fact: Callable[[], Any]) -> Any:
+    """One environment fact; a failure becomes its description instead of an exception."""
+    try:
+        return fact()
+    except Exception as exc:  # any probe of the environment may fail in its own way
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "platform": _guarded(platform.platform),
+        "numpy": _guarded(lambda: __import__("numpy").__version__),
+        "pyav": _guarded(_pyav),
+        "nvidia_smi": _guarded(_nvidia_smi),
+        "libcuda": _guarded(lambda: _library("cuda", ("libcuda.so.1", "libcuda.so", "nvcuda.dll"))),
+        "libnvidia_encode": _guarded(
+            lambda: _library("nvidia-encode", ("libnvidia-encode.so.1", "libnvidia-encode.so", "nvEncodeAPI64.dll"))
+        ),
+        "cuda_devices": _guarded(_cuda_devices),
+    }
+
+
+def _pyav() -> dict[str, Any]:
+    import av
+
+    encoders = sorted(name for name in ("libx264", "h264_nvenc", "libopenh264") if name in av.codecs_available)
+    return {
+        "version": av.__version__,
+        "ffmpeg": getattr(av, "ffmpeg_version_info", None),
+        "h264_encoders": encoders,
+    }
+
+
+def _nvidia_smi() -> str:
+    path = shutil.which("nvidia-smi")
+    if path is None:
+        return "not found on PATH (no NVIDIA driver installed, or not in this container)"
+    result = subprocess.run(
+        [path, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if result.returncode != 0:
+        return f"{path} exited {result.returncode}: {(result.stderr or result.stdout).strip()[:200]}"
+    return "; ".join(line.strip() for line in result.stdout.splitlines() if line.strip()) or "no GPUs listed"
+
+
+def _library(short_name: str, candidates: Sequence[str]) -> str:
+    """Whether a shared library loads, and under which name (loading is the real test)."""
+    errors = []
+    for name in candidates:
+        try:
+            ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(str(exc))
+            continue
+        return f"loads as {name}"
+    found = ctypes.util.find_library(short_name)
+    hint = f" (find_library sees {found})" if found else ""
+    return f"not loadable{hint}: {errors[0] if errors else 'no candidates'}"
+
+
+def _cuda_devices() -> list[str] | str:
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # cuda-python before 12.6
+        except ImportError as exc:
+            return f"cuda-python not importable: {exc}"
+    (err,) = driver.cuInit(0)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        return f"cuInit failed: {_cuda_error_name(driver, err)}"
+    err, count = driver.cuDeviceGetCount()
+    if err != driver.CUresult.CUDA_SUCCESS:
+        return f"cuDeviceGetCount failed: {_cuda_error_name(driver, err)}"
+    devices = []
+    for ordinal in range(count):
+        err, device = driver.cuDeviceGet(ordinal)
+        if err != driver.CUresult.CUDA_SUCCESS:
+            devices.append(f"{ordinal}: cuDeviceGet failed: {_cuda_error_name(driver, err)}")
+            continue
+        err, raw = driver.cuDeviceGetName(256, device)
+        name = raw.split(b"\0", 1)[0].decode(errors="replace") if err == driver.CUresult.CUDA_SUCCESS else "?"
+        devices.append(f"{ordinal}: {name}")
+    return devices or "no CUDA devices"
+
+
+def _cuda_error_name(driver: Any, err: Any) -> str:
+    code, name = driver.cuGetErrorName(err)
+    return name.decode() if code == driver.CUresult.CUDA_SUCCESS and name else str(err)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The text form of :func:`doctor_report`."""
+    lines = [f"rfb {report['rfb']} doctor", "", "Encode routes (best first):"]
+    encoders = report["encoders"]
+    width = max((len(e["name"]) for e in encoders), default=4)
+    for e in encoders:
+        mark = "ok" if e["available"] else "--"
+        if e["transport"] is None:  # not a route: the registry itself failed
+            lines.append(f"  [{mark}] {e['name']}")
+        else:
+            kind = "gpu" if e["gpu"] else "cpu"
+            lines.append(f"  [{mark}] {e['name']:<{width}}  {e['transport']:<9}  {kind}  priority {e['priority']}")
+        if e.get("description"):
+            lines.append(f"       {e['description']}")
+        if not e["available"]:
+            lines.append(f"       unavailable: {e['reason']}")
+    lines += ["", "Environment:"]
+    for key, value in report["environment"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = "; ".join(map(str, value))
+        lines.append(f"  {key:<17} {value}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
