@@ -1,0 +1,288 @@
+"""The CPU H.264 route: libx264 through PyAV, from host frames, for the browser's WebCodecs.
+
+Also home of :class:`PyAVH264Encoder`, the PyAV encode loop shared with the
+``nvenc_cpu`` route (FFmpeg's h264_nvenc): both take host frames, convert them once
+with :class:`rfb.colorspace.HostConverter`, and differ only in the FFmpeg encoder
+name and its options.
+
+Low latency is the point of every choice here: no B-frames and no lookahead so that
+each frame comes out of ``encode`` as one access unit; a VBV buffer of about one
+frame so that no frame is much bigger than the average (a big frame is a late frame
+on the wire); a long GOP with IDRs only when asked (a new viewer, a decoder error);
+SPS/PPS repeated in-band on every IDR so that any IDR starts a decoder; and a VUI
+with ``max_num_reorder_frames=0`` so that the browser's decoder outputs each frame
+as soon as it is decoded instead of holding it back for reordering.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from rfb.colorspace import (
+    COLOUR_PRIMARIES_BT709,
+    MATRIX_BT709,
+    TRANSFER_BT709,
+    HostConverter,
+    default_threads,
+)
+from rfb.encoders import h264
+from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
+from rfb.encoders.registry import EncoderEntry
+from rfb.frames import FrameError, RawFrame, frame_from_array
+
+if TYPE_CHECKING:
+    from av.codec.context import CodecContext
+
+logger = logging.getLogger(__name__)
+
+NAME = "h264_cpu"
+
+# x264 preset: measured with `python -m rfb.benchmark` (docs/performance.md).
+DEFAULT_PRESET = "ultrafast"
+
+# An x264 GOP of "infinite": IDRs only on request (or every config.gop frames).
+_NO_PERIODIC_IDR = "infinite"
+
+
+@dataclass(frozen=True, slots=True)
+class PyAVSettings:
+    """How to open one FFmpeg H.264 encoder for host frames.
+
+    ``options`` go to ``avcodec_open2`` (private and generic AVOptions alike);
+    ``pix_fmt`` is what the encoder is fed: host frames in another layout are
+    converted to it by swscale.
+    """
+
+    codec: str
+    options: dict[str, str] = field(default_factory=dict)
+    pix_fmt: str = "nv12"
+    thread_count: int = 0  # 0: the encoder's own choice
+
+
+def check_even_size(config: EncoderConfig, route: str) -> None:
+    """4:2:0 H.264 needs even dimensions; say so before any encoder is opened."""
+    if config.width <= 0 or config.height <= 0 or config.width % 2 or config.height % 2:
+        raise FrameError(
+            f"{route} encodes 4:2:0 video and needs an even, positive width and height; "
+            f"got {config.width}x{config.height} (crop or pad the frame by one pixel)"
+        )
+
+
+def vbv_options(config: EncoderConfig) -> dict[str, str]:
+    """A CBR-like rate control with a VBV buffer of one frame's worth of bits."""
+    if config.bitrate <= 0 or config.fps <= 0:
+        raise ValueError(f"bitrate and fps must be positive, got bitrate={config.bitrate} fps={config.fps}")
+    per_frame = max(1, round(config.bitrate / config.fps))
+    return {"b": str(config.bitrate), "maxrate": str(config.bitrate), "bufsize": str(per_frame)}
+
+
+class PyAVH264Encoder:
+    """An :class:`~rfb.encoders.base.EncoderBackend` over one PyAV H.264 encoder.
+
+    One instance encodes one stream of one size, from one thread at a time. Output
+    is one Annex B access unit per frame; ``keyframe`` and ``codec`` of each payload
+    are read from the bitstream (:mod:`rfb.encoders.h264`), not from FFmpeg's flags.
+    """
+
+    transport: Transport = "webcodecs"
+
+    def __init__(
+        self,
+        name: str,
+        config: EncoderConfig,
+        settings: PyAVSettings,
+        *,
+        converter: HostConverter | None = None,
+    ) -> None:
+        """Open the encoder now, so that a bad setting fails in the factory.
+
+        ``converter`` (owned from here on) replaces the default host -> ``pix_fmt``
+        conversion; the benchmark uses it to time the textbook path.
+        """
+        check_even_size(config, name)
+        self.name = name
+        self.config = config
+        self.settings = settings
+        self._converter: HostConverter | None = converter or HostConverter(settings.pix_fmt)
+        self._context: CodecContext | None = None
+        self._index = 0
+        self._need_idr = True
+        self._codec: str | None = None
+        self._closed = False
+        self._open()
+
+    # -- the EncoderBackend protocol ---------------------------------------------
+
+    def encode(self, frame: RawFrame, *, force_keyframe: bool = False) -> list[EncodedPayload]:
+        """Encode one host frame; returns its access unit (an IDR when forced)."""
+        from av.video.frame import PictureType
+
+        converter = self._require_open()
+        frame = self._check_frame(frame)
+        context = self._context if self._context is not None else self._open()
+        picture = converter.convert(frame)
+        picture.pts = self._index
+        self._index += 1
+        if force_keyframe or self._need_idr:
+            picture.pict_type = PictureType.I
+            self._need_idr = False
+        return self._payloads(context.encode(picture))
+
+    def flush(self) -> list[EncodedPayload]:
+        """Drain delayed output and end the sequence: the next encode starts with an IDR.
+
+        With these settings nothing is delayed, so this is normally empty. FFmpeg
+        encoders cannot take frames after a drain, so the context is released here
+        and a fresh one is opened by the next ``encode``.
+        """
+        self._require_open()
+        if self._context is None:
+            return []
+        try:
+            return self._payloads(self._context.encode(None))
+        finally:
+            self._context = None
+            self._need_idr = True
+
+    def close(self) -> None:
+        """Release the encoder and the swscale context. Safe to call more than once."""
+        self._closed = True
+        self._context = None  # PyAV frees the AVCodecContext (and joins x264's threads) here
+        if self._converter is not None:
+            self._converter.close()
+            self._converter = None
+
+    def __enter__(self) -> PyAVH264Encoder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def codec(self) -> str | None:
+        """The codec string of the stream so far (None before the first frame)."""
+        return self._codec
+
+    # -- internals ---------------------------------------------------------------
+
+    def _require_open(self) -> HostConverter:
+        if self._closed or self._converter is None:
+            raise RuntimeError(f"{self.name} encoder is closed; create a new one")
+        return self._converter
+
+    def _check_frame(self, frame: RawFrame) -> RawFrame:
+        if not isinstance(frame, RawFrame):
+            raise FrameError(f"expected a RawFrame, got {type(frame).__name__} (use rfb.frames.frame_from_array)")
+        if frame.memory != "cpu":
+            raise FrameError(
+                f"{self.name} encodes host frames; got memory={frame.memory!r} (use a GPU route for CUDA frames)"
+            )
+        frame = frame_from_array(frame)  # validates shape, dtype and contiguity
+        if frame.size != (self.config.width, self.config.height):
+            raise FrameError(
+                f"{self.name} was opened for {self.config.width}x{self.config.height} frames, "
+                f"got {frame.width}x{frame.height} (open a new encoder for a new size)"
+            )
+        return frame
+
+    def _open(self) -> CodecContext:
+        import av
+
+        cfg, s = self.config, self.settings
+        rate = Fraction(cfg.fps).limit_denominator(1001)
+        try:
+            context = av.CodecContext.create(s.codec, "w")
+        except (av.FFmpegError, ValueError) as exc:  # unknown encoder name: ValueError / FFmpegError
+            raise EncoderUnavailable(f"FFmpeg has no encoder {s.codec!r} in this PyAV build: {exc}") from exc
+        context.width = cfg.width
+        context.height = cfg.height
+        context.pix_fmt = s.pix_fmt
+        context.framerate = rate
+        context.time_base = 1 / rate
+        context.thread_count = s.thread_count
+        context.max_b_frames = 0
+        context.gop_size = cfg.gop if cfg.gop else 0  # 0 lets the options below decide
+        context.color_primaries = COLOUR_PRIMARIES_BT709
+        context.color_trc = TRANSFER_BT709
+        context.colorspace = MATRIX_BT709
+        context.color_range = 1  # AVCOL_RANGE_MPEG: limited
+        context.options = dict(s.options)
+        context.open()
+        self._context = context
+        return context
+
+    def _payloads(self, packets: list[Any]) -> list[EncodedPayload]:
+        out = []
+        for packet in packets:
+            data = bytes(packet)
+            keyframe = h264.is_idr(data)
+            if keyframe:
+                self._codec = h264.codec_string(data)
+            out.append(
+                EncodedPayload(
+                    data=data,
+                    keyframe=keyframe,
+                    width=self.config.width,
+                    height=self.config.height,
+                    transport="webcodecs",
+                    codec=self._codec,
+                )
+            )
+        return out
+
+
+def libx264_settings(config: EncoderConfig, *, preset: str = DEFAULT_PRESET, threads: int | None = None) -> PyAVSettings:
+    """libx264 options for low-latency streaming of ``config``."""
+    keyint = str(config.gop) if config.gop else _NO_PERIODIC_IDR
+    x264_params = ":".join(
+        (
+            f"keyint={keyint}",
+            "scenecut=0",  # IDRs only when asked: predictable frame sizes
+            "bframes=0",
+            "rc-lookahead=0",
+            "sync-lookahead=0",
+            "sliced-threads=1",  # threads split each frame: no frame-level delay
+            "repeat-headers=1",  # SPS/PPS in-band on every IDR
+            "annexb=1",
+        )
+    )
+    options = {
+        "preset": preset,
+        "tune": "zerolatency",
+        "forced-idr": "1",  # a forced I picture is an IDR, not a recovery point
+        "x264-params": x264_params,
+        **vbv_options(config),
+    }
+    return PyAVSettings("libx264", options, "nv12", default_threads() if threads is None else threads)
+
+
+def create(config: EncoderConfig) -> PyAVH264Encoder:
+    """The h264_cpu factory."""
+    return PyAVH264Encoder(NAME, config, libx264_settings(config))
+
+
+def probe() -> str | None:
+    """None when PyAV and its libx264 encoder are importable, else why not."""
+    try:
+        import av
+    except ImportError as exc:
+        return f"PyAV is not installed ({exc}); pip install 'av>=18'"
+    if "libx264" not in av.codecs_available:
+        return "this PyAV build has no libx264 encoder; install the PyPI wheel of av, which bundles it"
+    return None
+
+
+ENTRIES: list[EncoderEntry] = [
+    EncoderEntry(
+        name=NAME,
+        factory=create,
+        transport="webcodecs",
+        probe=probe,
+        priority=10,
+        gpu=False,
+        description="libx264 on the CPU through PyAV (host rgb24/rgba8/nv12 frames)",
+    )
+]
