@@ -23,6 +23,7 @@ from rfb.frames import RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
 from rfb.gpu.context import import_cupy
 from rfb.gpu.convert import copy_frame_to_host, rgb_to_nv12
+from rfb.gpu.reference import DEFAULT_MATRIX
 
 HostFormat = Literal["nv12", "rgb24"]
 
@@ -44,7 +45,7 @@ class HostFrameAdapter:
         encoder: EncoderBackend,
         *,
         prefer: HostFormat = "nv12",
-        matrix: str = "bt601",
+        matrix: str = DEFAULT_MATRIX,
         full_range: bool = False,
     ) -> None:
         if prefer not in ("nv12", "rgb24"):

@@ -23,7 +23,7 @@ import numpy as np
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, cuda_frame, describe_device_array, host_shape, row_pitch
 from rfb.gpu.context import import_cupy
-from rfb.gpu.reference import color_matrix, nv12_to_rgb_host
+from rfb.gpu.reference import DEFAULT_MATRIX, color_matrix, nv12_to_rgb_host
 
 _KERNEL_NAME = "rfb_rgb_to_nv12"
 _KERNEL_SOURCE = r"""
@@ -81,7 +81,7 @@ def rgb_to_nv12(
     rgb: Any,
     *,
     out: Any = None,
-    matrix: str = "bt601",
+    matrix: str = DEFAULT_MATRIX,
     full_range: bool = False,
     stream: Any = None,
 ) -> Any:
@@ -160,7 +160,7 @@ def copy_frame_to_host(frame: RawFrame, out: np.ndarray | None = None, *, stream
     return out
 
 
-def to_host_rgb(frame: RawFrame, *, matrix: str = "bt601", full_range: bool = False) -> np.ndarray:
+def to_host_rgb(frame: RawFrame, *, matrix: str = DEFAULT_MATRIX, full_range: bool = False) -> np.ndarray:
     """The frame as a host ``(H, W, 3)`` uint8 RGB array (for tests and the image route).
 
     cuda frames are copied down (nv12 is half the bytes of RGB, so it is copied as it is

@@ -13,8 +13,9 @@ Conventions, shared with the kernel:
 - The inverse (:func:`nv12_to_rgb_host`) repeats each chroma sample over its 2x2 block.
 
 Limited ("TV") range puts Y in 16..235 and U, V in 16..240; full ("PC", JPEG) range uses
-0..255 for all three. H.264 streams signal neither unless told, and browsers then assume
-BT.601 or BT.709 limited range, which is why ``bt601``/limited is the default here.
+0..255 for all three. The default, BT.709 limited range, is the one convention of rfb's
+H.264 routes (:mod:`rfb.colorspace`): their SPS says so, and the browser's decoder
+turns the pixels back with it. The other choices are for callers that signal their own.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _LUMA_WEIGHTS: dict[str, tuple[float, float]] = {
     "bt709": (0.2126, 0.0722),
 }
 MATRICES: tuple[str, ...] = tuple(_LUMA_WEIGHTS)
+DEFAULT_MATRIX = "bt709"  # with full_range=False: what rfb's H.264 routes signal in the VUI
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ class ColorMatrix:
 
 
 @functools.cache
-def color_matrix(matrix: str = "bt601", full_range: bool = False) -> ColorMatrix:
+def color_matrix(matrix: str = DEFAULT_MATRIX, full_range: bool = False) -> ColorMatrix:
     """The coefficients of ``matrix`` ("bt601" or "bt709") in limited or full range."""
     try:
         kr, kb = _LUMA_WEIGHTS[matrix]
@@ -90,16 +92,14 @@ def nv12_planes(nv12: Any) -> tuple[Any, Any]:
     shape = tuple(getattr(nv12, "shape", ()))
     if len(shape) != 2 or shape[0] % 3 or shape[0] == 0 or shape[1] % 2:
         raise FrameError(f"expected nv12 as one (H + H/2, W) array with even H and W, got shape {shape}")
-    height, width = shape[0] * 2 // 3, shape[1]
-    if height % 2:
-        raise FrameError(f"nv12 needs an even height, got {height} (array shape {shape})")
+    height, width = shape[0] * 2 // 3, shape[1]  # rows = 3k, so the height 2k is even
     return nv12[:height], nv12[height:].reshape(height // 2, width // 2, 2)
 
 
 def rgb_to_nv12_host(
     rgb: np.ndarray,
     *,
-    matrix: str = "bt601",
+    matrix: str = DEFAULT_MATRIX,
     full_range: bool = False,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -128,7 +128,7 @@ def rgb_to_nv12_host(
     return out
 
 
-def nv12_to_rgb_host(nv12: np.ndarray, *, matrix: str = "bt601", full_range: bool = False) -> np.ndarray:
+def nv12_to_rgb_host(nv12: np.ndarray, *, matrix: str = DEFAULT_MATRIX, full_range: bool = False) -> np.ndarray:
     """Convert one host ``(H + H/2, W)`` NV12 array to a new ``(H, W, 3)`` uint8 RGB array.
 
     Each chroma sample is repeated over its 2x2 block (no interpolation), the exact
