@@ -1,0 +1,273 @@
+"""The h264_cpu route (libx264 through PyAV), decoded back with FFmpeg's H.264 decoder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from rfb.benchmark import patterns
+from rfb.benchmark.metrics import H264Decoder, psnr
+from rfb.colorspace import rgb_to_nv12
+from rfb.encoders import h264
+from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
+from rfb.encoders.h264_cpu import ENTRIES, NAME, PyAVH264Encoder, create, libx264_settings, probe
+from rfb.frames import FrameError, RawFrame, frame_from_array
+
+W, H = 320, 240
+
+
+@pytest.fixture
+def encoder() -> Iterator[PyAVH264Encoder]:
+    with create(EncoderConfig(W, H, bitrate=6_000_000)) as enc:
+        yield enc
+
+
+def rgba_of(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 77, np.uint8)], axis=2))
+
+
+def encode_all(enc: EncoderBackend, frames: list[RawFrame], force: tuple[int, ...] = ()) -> list[EncodedPayload]:
+    out: list[EncodedPayload] = []
+    for i, frame in enumerate(frames):
+        payloads = enc.encode(frame, force_keyframe=i in force)
+        assert len(payloads) == 1, "a low-latency route returns exactly one access unit per frame"
+        out += payloads
+    return out
+
+
+def test_entry_and_probe() -> None:
+    assert probe() is None
+    (entry,) = ENTRIES
+    assert entry.name == NAME == "h264_cpu" and entry.transport == "webcodecs" and not entry.gpu
+    backend = entry.factory(EncoderConfig(64, 64))
+    try:
+        assert isinstance(backend, EncoderBackend)
+        assert backend.name == "h264_cpu" and backend.transport == "webcodecs"
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("pattern", ["gradient", "scene"])
+def test_round_trip_quality(encoder: PyAVH264Encoder, pattern: str) -> None:
+    sources = [patterns.make(pattern, W, H, i) for i in range(8)]
+    payloads = encode_all(encoder, [frame_from_array(s) for s in sources])
+    with H264Decoder() as decoder:
+        decoded = decoder.decode_all(p.data for p in payloads)
+    assert len(decoded) == len(sources)
+    for src, dec in zip(sources, decoded):
+        assert dec.shape == src.shape
+        assert psnr(src, dec) > 30.0
+
+
+def test_noise_round_trip_at_high_bitrate() -> None:
+    # grey noise: 4:2:0 cannot carry per-pixel chroma, but every pixel's luma must survive
+    sources = [np.repeat(patterns.noise(128, 96, i)[..., :1], 3, axis=2) for i in range(3)]
+    with create(EncoderConfig(128, 96, bitrate=40_000_000)) as enc:
+        payloads = encode_all(enc, [frame_from_array(s) for s in sources])
+    with H264Decoder() as decoder:
+        decoded = decoder.decode_all(p.data for p in payloads)
+    assert len(decoded) == 3
+    assert all(psnr(s, d) > 30.0 for s, d in zip(sources, decoded))
+
+
+@pytest.mark.parametrize("colour", [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (20, 20, 20)])
+def test_flat_colours_survive_the_round_trip(colour: tuple[int, int, int]) -> None:
+    # BT.709 limited range in, VUI says BT.709 limited: the decoder gives the colour back.
+    src = np.empty((64, 96, 3), np.uint8)
+    src[:] = colour
+    with create(EncoderConfig(96, 64)) as enc:
+        (payload,) = enc.encode(frame_from_array(src))
+    sps = h264.sps_of(payload.data)
+    assert (sps.colour_primaries, sps.transfer_characteristics, sps.matrix_coefficients) == (1, 1, 1)
+    assert sps.video_full_range is False
+    with H264Decoder() as decoder:
+        (decoded,) = decoder.decode_all([payload.data])
+    mean = decoded.reshape(-1, 3).mean(axis=0)
+    assert np.all(np.abs(mean - np.array(colour)) <= 4), f"{colour} came back as {mean.round(1)}"
+
+
+def test_keyframes_match_nal_types_and_headers_ride_on_every_idr(encoder: PyAVH264Encoder) -> None:
+    frames = [frame_from_array(patterns.scene(W, H, i)) for i in range(12)]
+    payloads = encode_all(encoder, frames, force=(5, 9))
+    assert [p.keyframe for p in payloads] == [i in (0, 5, 9) for i in range(12)]
+    for p in payloads:
+        types = h264.nal_types(p.data)
+        assert p.data.startswith(b"\x00\x00\x00\x01") or p.data.startswith(b"\x00\x00\x01")  # Annex B
+        assert p.keyframe == (h264.NAL_IDR in types)
+        if p.keyframe:
+            assert h264.NAL_SPS in types and h264.NAL_PPS in types
+            assert types.index(h264.NAL_SPS) < types.index(h264.NAL_IDR)
+        else:
+            assert h264.NAL_SPS not in types and h264.NAL_SLICE in types
+        assert p.transport == "webcodecs" and (p.width, p.height) == (W, H) and p.mime is None
+
+
+def test_codec_string_comes_from_the_sps(encoder: PyAVH264Encoder) -> None:
+    first, second = encode_all(encoder, [frame_from_array(patterns.gradient(W, H, i)) for i in range(2)])
+    sps = h264.sps_of(first.data)
+    assert first.codec == second.codec == encoder.codec == h264.codec_string(first.data)
+    assert first.codec == f"avc1.{sps.profile_idc:02X}{sps.constraint_flags:02X}{sps.level_idc:02X}"
+
+
+def test_sps_forbids_reordering_so_browsers_output_immediately(encoder: PyAVH264Encoder) -> None:
+    (payload,) = encoder.encode(frame_from_array(patterns.gradient(W, H)))
+    sps = h264.sps_of(payload.data)
+    assert sps.vui_present and sps.bitstream_restriction
+    assert sps.max_num_reorder_frames == 0
+    assert (sps.width, sps.height) == (W, H)
+
+
+def test_no_b_frames_each_frame_decodes_in_order(encoder: PyAVH264Encoder) -> None:
+    import av
+
+    decoder = av.CodecContext.create("h264", "r")
+    # distinct flat frames: each decoded picture tells which input it was
+    levels = [30, 90, 150, 210, 60, 120]
+    for i, level in enumerate(levels):
+        src = np.full((H, W, 3), level, np.uint8)
+        (payload,) = encoder.encode(frame_from_array(src))
+        packet = av.Packet(payload.data)
+        packet.pts = i
+        # one access unit in, one picture out, immediately: no reordering delay
+        (picture,) = decoder.decode(packet)
+        assert picture.pts == i
+        assert abs(float(picture.to_ndarray(format="rgb24").mean()) - level) < 4
+    assert decoder.decode(None) == []
+
+
+def test_rgba8_gives_the_same_stream_as_rgb24() -> None:
+    sources = [patterns.scene(W, H, i) for i in range(4)]
+    with create(EncoderConfig(W, H)) as a, create(EncoderConfig(W, H)) as b:
+        rgb = [p.data for p in encode_all(a, [frame_from_array(s) for s in sources])]
+        rgba = [p.data for p in encode_all(b, [frame_from_array(rgba_of(s)) for s in sources])]
+    with H264Decoder() as d1, H264Decoder() as d2:
+        pictures_rgb, pictures_rgba = d1.decode_all(rgb), d2.decode_all(rgba)
+    for x, y in zip(pictures_rgb, pictures_rgba):
+        assert psnr(x, y) > 45.0  # same conversion; alpha ignored
+
+
+def test_nv12_input_goes_straight_in() -> None:
+    src = patterns.gradient(W, H, 3)
+    nv12 = rgb_to_nv12(src)
+    with create(EncoderConfig(W, H)) as enc:
+        (payload,) = enc.encode(frame_from_array(nv12, "nv12"))
+        converter = enc._converter
+        assert converter is not None
+        # nv12 is the encoder's format: the wrapped frame is the caller's memory, not a copy
+        wrapped = converter.convert(frame_from_array(nv12, "nv12"))
+        assert np.shares_memory(np.frombuffer(wrapped.planes[0], np.uint8), nv12)
+    assert payload.keyframe
+    with H264Decoder() as decoder:
+        (decoded,) = decoder.decode_all([payload.data])
+    assert psnr(src, decoded) > 30.0
+
+
+def test_mixed_input_formats_in_one_stream(encoder: PyAVH264Encoder) -> None:
+    src = patterns.scene(W, H, 1)
+    frames = [frame_from_array(src), frame_from_array(rgb_to_nv12(src), "nv12"), frame_from_array(rgba_of(src))]
+    payloads = encode_all(encoder, frames)
+    with H264Decoder() as decoder:
+        decoded = decoder.decode_all(p.data for p in payloads)
+    assert all(psnr(src, d) > 30.0 for d in decoded)
+
+
+def test_forced_keyframe_every_time() -> None:
+    with create(EncoderConfig(64, 64)) as enc:
+        for i in range(4):
+            (p,) = enc.encode(frame_from_array(patterns.gradient(64, 64, i)), force_keyframe=True)
+            assert p.keyframe and h264.is_idr(p.data)
+
+
+def test_gop_from_config() -> None:
+    with create(EncoderConfig(64, 64, gop=4)) as enc:
+        keys = [p.keyframe for p in encode_all(enc, [frame_from_array(patterns.scene(64, 64, i)) for i in range(9)])]
+    assert keys == [True, False, False, False, True, False, False, False, True]
+
+
+def test_default_gop_is_long() -> None:
+    with create(EncoderConfig(64, 64)) as enc:
+        keys = [p.keyframe for p in encode_all(enc, [frame_from_array(patterns.scene(64, 64, i)) for i in range(300)])]
+    assert keys.count(True) == 1
+
+
+def test_vbv_keeps_frames_near_the_per_frame_budget() -> None:
+    bitrate, fps = 2_000_000, 30.0
+    budget = bitrate / fps / 8
+    with create(EncoderConfig(W, H, bitrate=bitrate, fps=fps)) as enc:
+        sizes = [len(p.data) for p in encode_all(enc, [frame_from_array(patterns.noise(W, H, i)) for i in range(10)])]
+    # noise would take ~10x the budget unconstrained; the VBV holds every frame near it
+    assert max(sizes[1:]) < 2.5 * budget, (sizes, budget)
+
+
+def test_flush_returns_nothing_and_the_next_frame_is_an_idr(encoder: PyAVH264Encoder) -> None:
+    frames = [frame_from_array(patterns.scene(W, H, i)) for i in range(3)]
+    encode_all(encoder, frames)
+    assert encoder.flush() == []
+    (after,) = encoder.encode(frames[0])
+    assert after.keyframe and h264.NAL_SPS in h264.nal_types(after.data)
+    assert encoder.flush() == []
+    assert encoder.flush() == []
+
+
+@pytest.mark.parametrize(("width", "height"), [(321, 240), (320, 241), (1, 1)])
+def test_odd_dimensions_are_rejected_clearly(width: int, height: int) -> None:
+    with pytest.raises(FrameError, match=rf"even.*got {width}x{height}"):
+        create(EncoderConfig(width, height))
+
+
+def test_wrong_frames_say_what_was_expected(encoder: PyAVH264Encoder) -> None:
+    with pytest.raises(FrameError, match=r"opened for 320x240 frames, got 160x120"):
+        encoder.encode(frame_from_array(patterns.gradient(160, 120)))
+    with pytest.raises(FrameError, match=r"expected a RawFrame, got ndarray"):
+        encoder.encode(patterns.gradient(W, H))  # type: ignore[arg-type]
+    cuda_like = RawFrame(np.zeros((H, W, 3), np.uint8), W, H, "rgb24", "cuda")
+    with pytest.raises(FrameError, match=r"host frames; got memory='cuda'"):
+        encoder.encode(cuda_like)
+    bad_shape = RawFrame(np.zeros((H, W, 4), np.uint8), W, H, "rgb24")
+    with pytest.raises(FrameError, match=r"expected rgb24 of shape \(240, 320, 3\), got \(240, 320, 4\)"):
+        encoder.encode(bad_shape)
+    # the encoder is still usable after rejecting frames
+    (p,) = encoder.encode(frame_from_array(patterns.gradient(W, H)))
+    assert p.keyframe
+
+
+def test_close_is_idempotent_and_encode_after_close_raises() -> None:
+    enc = create(EncoderConfig(64, 64))
+    enc.encode(frame_from_array(patterns.gradient(64, 64)))
+    enc.close()
+    enc.close()
+    with pytest.raises(RuntimeError, match="h264_cpu encoder is closed"):
+        enc.encode(frame_from_array(patterns.gradient(64, 64)))
+    with pytest.raises(RuntimeError, match="closed"):
+        enc.flush()
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
+def test_close_releases_encoder_threads_and_memory() -> None:
+    import resource
+
+    # x264 starts worker threads per encoder; closing must join them, every time.
+    def cycle() -> None:
+        enc = PyAVH264Encoder(NAME, EncoderConfig(640, 360), libx264_settings(EncoderConfig(640, 360), threads=4))
+        try:
+            enc.encode(frame_from_array(patterns.gradient(640, 360)))
+            assert _threads() > before
+        finally:
+            enc.close()
+
+    before = _threads()
+    cycle()
+    assert _threads() == before
+    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(25):
+        cycle()
+    assert _threads() == before
+    # peak RSS (KiB) does not keep growing by an encoder's worth per cycle (~10+ MB each)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_start < 60_000
