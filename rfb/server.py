@@ -1,0 +1,304 @@
+"""The HTTP side: the Starlette app (viewer files, health, the WebSocket door) and its thread.
+
+The app is small on purpose: it serves the viewer, answers ``/healthz``, and at ``/ws``
+checks the Origin *before* accepting, then hands the socket to the display's session
+code. Everything about frames and viewers lives elsewhere.
+
+:class:`ServerThread` runs uvicorn on a thread of its own with its own event loop, so
+that a user's synchronous render loop (or an event loop they block) never stalls the
+viewers, and the display can be started from plain scripts as well as from asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import mimetypes
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+logger = logging.getLogger("rfb.server")
+
+VIEWER_DIR = Path(__file__).resolve().parent / "viewer"
+
+# Explicit types for what the viewer ships: ES modules must be served as JavaScript,
+# whatever /etc/mime.types on this machine says.
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".wasm": "application/wasm",
+}
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+FALLBACK_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>rfb</title>
+<p>The rfb server is running, but the viewer (<code>rfb/viewer/index.html</code>) is not installed.</p>
+<p>WebSocket endpoint: <code>/ws</code>; health: <a href="/healthz"><code>/healthz</code></a>.</p>
+"""
+
+
+def create_app(
+    *,
+    on_websocket: Callable[[WebSocket], Awaitable[None]],
+    health: Callable[[], dict[str, Any]],
+    allowed_origins: Sequence[str] | None = None,
+    viewer_dir: Path = VIEWER_DIR,
+) -> Starlette:
+    """The app: ``/``, ``/viewer/{path}``, ``/healthz`` and the ``/ws`` WebSocket."""
+    root = viewer_dir.resolve()
+    origins = tuple(allowed_origins or ())
+
+    async def index(request: Request) -> Response:
+        page = root / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type=_MEDIA_TYPES[".html"], headers=_NO_CACHE)
+        return HTMLResponse(FALLBACK_PAGE, headers=_NO_CACHE)
+
+    async def viewer_file(request: Request) -> Response:
+        path = _resolve_inside(root, request.path_params["path"])
+        if path is None:
+            return PlainTextResponse("not found", status_code=404)
+        media_type = _MEDIA_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+        return FileResponse(path, media_type=media_type or "application/octet-stream", headers=_NO_CACHE)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(health())
+
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        origin = websocket.headers.get("origin")
+        if not origin_allowed(origin, websocket.headers.get("host"), origins):
+            logger.warning("refused a WebSocket from origin %r (allowed: same origin%s)",
+                           origin, f", {list(origins)}" if origins else "")
+            await _refuse(websocket, 403, "origin not allowed")
+            return
+        await websocket.accept()
+        await on_websocket(websocket)
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/viewer/{path:path}", viewer_file),
+            Route("/healthz", healthz),
+            WebSocketRoute("/ws", websocket_endpoint),
+        ]
+    )
+
+
+async def _refuse(websocket: WebSocket, status: int, reason: str) -> None:
+    """Refuse before accept: an HTTP error response where the server supports it, else close 4003."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(PlainTextResponse(reason, status_code=status))
+    else:
+        await websocket.close(4003, reason)
+
+
+def _resolve_inside(root: Path, relative: str) -> Path | None:
+    """``root / relative`` if it is a regular file inside ``root`` (no traversal, no dotfiles)."""
+    if not relative or "\x00" in relative or any(part.startswith(".") for part in relative.split("/")):
+        return None
+    try:
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] = ()) -> bool:
+    """Same origin as the Host header, or listed in ``allowed`` ("*" allows any).
+
+    A missing Origin is allowed: browsers always send one on WebSocket requests, so its
+    absence means a non-browser client, which CSRF-style attacks cannot use anyway.
+    """
+    if origin is None:
+        return True
+    if "*" in allowed:
+        return True
+    key = _origin_key(origin)
+    if key is None:
+        return False  # "null" (file://, sandboxed iframes) and garbage
+    if host is not None and _host_key(host, key[0]) == key[1:]:
+        return True
+    return any(_origin_key(a) == key for a in allowed)
+
+
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _host_key(host: str, scheme: str) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit("//" + host.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, reporting readiness to a future once it listens."""
+
+    def __init__(self, config: uvicorn.Config, ready: concurrent.futures.Future[None]) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self._ready.done():
+            self._ready.set_result(None)
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on its own thread and event loop, with a clean, idempotent stop.
+
+    ``before_stop`` runs on the server loop before uvicorn is told to exit (the display
+    closes its viewers there); ``after_stop`` runs on the server thread once uvicorn has
+    stopped and before the loop closes (the display stops its encode threads there).
+    """
+
+    def __init__(
+        self,
+        app: Starlette,
+        *,
+        host: str,
+        port: int,
+        ws_max_size: int,
+        before_stop: Callable[[], Awaitable[None]],
+        after_stop: Callable[[], None],
+        graceful_timeout: int = 3,
+    ) -> None:
+        self.host = host
+        self.loop = asyncio.new_event_loop()
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._before_stop = before_stop
+        self._after_stop = after_stop
+        self._requested_port = port
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            ws_max_size=ws_max_size,
+            ws_per_message_deflate=False,  # H.264 and JPEG do not compress: deflate would only cost CPU
+            lifespan="off",
+            log_config=None,  # never reconfigure the embedding program's logging
+            access_log=False,
+            timeout_graceful_shutdown=graceful_timeout,
+        )
+        self._server = _Server(config, self.ready)
+
+    @property
+    def port(self) -> int:
+        if self._socket is None:
+            return self._requested_port
+        return self._socket.getsockname()[1]
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def start(self) -> concurrent.futures.Future[None]:
+        """Bind (errors raise here, in the caller's thread) and start serving; returns ``ready``."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self._requested_port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            self.loop.close()
+            raise
+        self._socket = sock
+        self._thread = threading.Thread(target=self._run, name=f"rfb-server-{self.port}", daemon=True)
+        self._thread.start()
+        return self.ready
+
+    def stop(self) -> concurrent.futures.Future[None]:
+        """Ask the server to stop; the returned future completes when the thread is done."""
+        with self._lock:
+            if self._stopping:
+                return self.done
+            self._stopping = True
+        if self._thread is None:  # never started: nothing runs, release what exists
+            try:
+                self._after_stop()
+            finally:
+                self.loop.close()
+                self.done.set_result(None)
+            return self.done
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
+        except RuntimeError:  # the loop already closed: the thread is finishing by itself
+            pass
+        return self.done
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    async def _shutdown(self) -> None:
+        try:
+            await self._before_stop()
+        except Exception:  # shutting down must go on whatever the viewers do
+            logger.exception("closing viewers failed; stopping the server anyway")
+        self._server.should_exit = True
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            assert self._socket is not None
+            self.loop.run_until_complete(self._server.serve(sockets=[self._socket]))
+        except (Exception, SystemExit) as exc:  # uvicorn exits via SystemExit on startup failure
+            logger.exception("the rfb server stopped with an error")
+            if not self.ready.done():
+                self.ready.set_exception(RuntimeError(f"the rfb server failed to start: {exc!r}"))
+        finally:
+            try:
+                self._after_stop()
+            except Exception:
+                logger.exception("stopping the encoders failed")
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+            if self._socket is not None:
+                self._socket.close()
+            if not self.ready.done():
+                self.ready.set_exception(RuntimeError("the rfb server stopped before it was ready"))
+            self.done.set_result(None)

@@ -1,0 +1,342 @@
+"""One viewer's connection: the hello handshake, inbound control messages, and its sender.
+
+Each viewer has exactly one writer, its sender task, fed by a small queue. The fan-out
+hands it payloads on the event loop (never blocking), and a slow or dead socket stalls
+only its own sender. Everything a viewer sends is parsed by :mod:`rfb.protocol` and
+:mod:`rfb.events`; a malformed message earns an ``error`` reply and changes nothing,
+for this viewer or any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+
+from rfb import protocol
+from rfb.encoders.base import EncodedPayload, Transport
+from rfb.events import EventQueue, parse_event
+from rfb.fanout import FanOut, Member
+from rfb.protocol import Ack, EventMessage, Hello, ProtocolError, RequestKeyframe
+
+logger = logging.getLogger("rfb.session")
+
+CLOSE_FLUSH_TIMEOUT = 2.0  # how long a requested close may wait behind queued messages
+MAX_QUEUED_ERRORS = 4  # error replies beyond this are dropped: a flood earns no echo
+MAX_LOGGED_ERRORS = 10  # per viewer; later rejections are counted, not logged
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    token: str | None
+    max_message_bytes: int = 64 * 1024
+    hello_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerInfo:
+    """A snapshot of one connected viewer, for ``display.viewers``."""
+
+    client_id: int
+    transport: Transport
+    client: str | None
+    remote: str | None
+    connected_at: float
+    inflight: int
+    needs_keyframe: bool
+    delivered: int
+    dropped: int
+    rejected_messages: int
+    decode_ms: float | None
+
+
+class _ErrorText(str):
+    """An ``error`` reply in the send queue, counted so that a flood of them stays bounded."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Viewer:
+    """The server side of one WebSocket, from accept to disconnect."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        client_id: int,
+        fanout: FanOut,
+        events: EventQueue,
+        settings: SessionSettings,
+        frame_size: Callable[[], tuple[int, int]],
+    ) -> None:
+        self.client_id = client_id
+        self._ws = websocket
+        self._fanout = fanout
+        self._events = events
+        self._settings = settings
+        self._frame_size = frame_size
+        self._queue: deque[str | bytes | _Close] = deque()
+        self._wakeup = asyncio.Event()
+        self._queued_payloads = 0
+        self._queued_errors = 0
+        self._close: _Close | None = None
+        self._last_config: tuple[Any, ...] | None = None
+        self.member: Member | None = None
+        self.hello: Hello | None = None
+        self.connected_at = time.time()
+        self.dropped = 0
+        self.rejected = 0
+        self.decode_ms: float | None = None
+        self.finished = asyncio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Serve the connection until either side closes it; always leaves the fan-out."""
+        sender = asyncio.create_task(self._send_loop(), name=f"rfb-send-{self.client_id}")
+        receiver = asyncio.create_task(self._receive_loop(), name=f"rfb-recv-{self.client_id}")
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done and self._close is not None:
+                await asyncio.wait({sender}, timeout=CLOSE_FLUSH_TIMEOUT)  # let the close frame out
+        finally:
+            for task in (receiver, sender):
+                task.cancel()
+            await asyncio.gather(receiver, sender, return_exceptions=True)
+            if self.member is not None:
+                self._fanout.leave(self.member)
+            self.finished.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close this viewer after nothing else: queued messages are dropped. Idempotent."""
+        if self._close is not None:
+            return
+        self._close = _Close(code, _close_reason(reason))
+        self._queue.clear()
+        self._queued_payloads = self._queued_errors = 0
+        self._queue.append(self._close)
+        self._wakeup.set()
+
+    def info(self) -> ViewerInfo | None:
+        member, hello = self.member, self.hello
+        if member is None or hello is None:
+            return None
+        client = self._ws.client
+        return ViewerInfo(
+            self.client_id, member.transport, hello.client, f"{client.host}:{client.port}" if client else None,
+            self.connected_at, len(member.inflight), member.needs_keyframe, member.delivered, self.dropped,
+            self.rejected, self.decode_ms,
+        )
+
+    # ------------------------------------------------------------ outbound
+
+    def deliver(self, payload: EncodedPayload, seq: int, message: bytes) -> None:
+        """Queue one encoded message (on the event loop, from the fan-out). Never blocks."""
+        member = self.member
+        if self._close is not None or member is None:
+            return
+        if self._queued_payloads >= self._fanout.max_inflight:
+            # Only a client that acks frames it has not received gets here: it pays alone.
+            self.dropped += 1
+            self._fanout.discard(member, seq)
+            return
+        config = (payload.transport, payload.codec, payload.width, payload.height)
+        if config != self._last_config:
+            self._send_config(payload.transport, payload.codec, payload.width, payload.height)
+        self._queued_payloads += 1
+        self._push(message)
+
+    def _send_config(self, transport: Transport, codec: str | None, width: int, height: int) -> None:
+        self._last_config = (transport, codec, width, height)
+        self._push(protocol.config_message(
+            transport=transport, codec=codec, width=width, height=height, client_id=self.client_id
+        ))
+
+    def _reject(self, exc: ProtocolError) -> None:
+        self.rejected += 1
+        if self.rejected <= MAX_LOGGED_ERRORS:
+            logger.warning("viewer %d: rejected a message: %s", self.client_id, exc)
+        if self._queued_errors < MAX_QUEUED_ERRORS and self._close is None:
+            self._queued_errors += 1
+            self._push(_ErrorText(protocol.error_message(str(exc))))
+
+    def _push(self, item: str | bytes) -> None:
+        self._queue.append(item)
+        self._wakeup.set()
+
+    async def _send_loop(self) -> None:
+        ws = self._ws
+        try:
+            while True:
+                while not self._queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                item = self._queue.popleft()
+                if isinstance(item, _Close):
+                    await ws.close(item.code, item.reason)
+                    return
+                if isinstance(item, bytes):
+                    self._queued_payloads -= 1
+                    await ws.send_bytes(item)
+                else:
+                    if isinstance(item, _ErrorText):
+                        self._queued_errors -= 1
+                    await ws.send_text(item)
+        except (WebSocketDisconnect, WebSocketDisconnected, OSError) as exc:
+            logger.debug("viewer %d: send failed, the socket is gone (%r)", self.client_id, exc)
+        except Exception:  # boundary: one viewer's failure must never reach the others
+            logger.exception("viewer %d: sending failed; closing this viewer", self.client_id)
+            try:
+                await ws.close(1011, "internal error")
+            except (WebSocketDisconnect, WebSocketDisconnected, OSError, RuntimeError):
+                pass
+
+    # ------------------------------------------------------------ inbound
+
+    async def _receive_loop(self) -> None:
+        try:
+            if not await self._handshake():
+                return
+            while self._close is None:
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = self._inbound_text(message)
+                if text is not None:
+                    self._handle(text)
+        except (WebSocketDisconnect, WebSocketDisconnected, OSError) as exc:
+            logger.debug("viewer %d: receive ended (%r)", self.client_id, exc)
+        except Exception:  # boundary: a bug in handling one message closes this viewer only
+            logger.exception("viewer %d: handling a message failed; closing this viewer", self.client_id)
+            self.close(1011, "internal error")
+
+    async def _handshake(self) -> bool:
+        """Wait for a valid hello, check the token, choose a transport, join the fan-out."""
+        try:
+            message = await asyncio.wait_for(self._ws.receive(), self._settings.hello_timeout)
+        except TimeoutError:
+            self.close(protocol.CLOSE_BAD_HELLO, f"bad hello: none within {self._settings.hello_timeout:g} s")
+            return False
+        if message["type"] == "websocket.disconnect":
+            return False
+        text = self._inbound_text(message, before_hello=True)
+        if text is None:
+            return False
+        try:
+            hello = protocol.parse_client_message(text)
+        except ProtocolError as exc:
+            self.close(protocol.CLOSE_BAD_HELLO, f"bad hello: {exc}")
+            return False
+        if not isinstance(hello, Hello):
+            self.close(protocol.CLOSE_BAD_HELLO, f"bad hello: expected 'hello' first, got {type(hello).__name__}")
+            return False
+        if not self._authorized(hello.token):
+            logger.warning("viewer %d: refused, wrong or missing token", self.client_id)
+            self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
+            return False
+        transport = protocol.choose_transport(hello.supported, self._fanout.transports)
+        if transport is None:
+            offered = [name for name, t in protocol.MEDIA_TRANSPORTS.items() if t in self._fanout.transports]
+            self.close(protocol.CLOSE_NO_TRANSPORT,
+                       f"no supported transport: server sends {offered}, client takes {list(hello.supported)}")
+            return False
+        self.hello = hello
+        width, height = self._frame_size()
+        self._send_config(transport, self._fanout.current_config(transport, (width, height)), width, height)
+        self.member = self._fanout.join(self.client_id, transport, self.deliver)
+        logger.info("viewer %d (%s) joined with %s", self.client_id, hello.client or "unknown client", transport)
+        return True
+
+    def _authorized(self, token: str | None) -> bool:
+        expected = self._settings.token
+        if expected is None:
+            return True
+        if token is None:
+            return False
+        return hmac.compare_digest(token.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
+
+    def _inbound_text(self, message: dict[str, Any], *, before_hello: bool = False) -> str | None:
+        """The text of a receive event; a binary or oversized message is refused here."""
+        limit = self._settings.max_message_bytes
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            if len(data) > limit:
+                self.close(protocol.CLOSE_TOO_BIG, "message too big")
+            elif before_hello:
+                self.close(protocol.CLOSE_BAD_HELLO, "bad hello: expected a JSON text message, got binary")
+            else:
+                self._reject(ProtocolError(f"expected JSON text messages, got a binary message of {len(data)} bytes"))
+            return None
+        if len(text) > limit or len(text.encode("utf-8", "surrogatepass")) > limit:
+            self.close(protocol.CLOSE_TOO_BIG, "message too big")
+            return None
+        return text
+
+    def _handle(self, text: str) -> None:
+        member = self.member
+        assert member is not None
+        try:
+            message = protocol.parse_client_message(text)
+            if isinstance(message, Ack):
+                self.decode_ms = message.decode_ms if message.decode_ms is not None else self.decode_ms
+                self._fanout.ack(member, message.seq)
+            elif isinstance(message, RequestKeyframe):
+                self._fanout.request_keyframe(member)
+            elif isinstance(message, EventMessage):
+                self._events.put(parse_event(message.event, client_id=self.client_id, time=time.monotonic()))
+            else:
+                raise ProtocolError("hello: already received; a second hello is ignored")
+        except ProtocolError as exc:
+            self._reject(exc)
+
+
+class SessionRegistry:
+    """The live viewers of one display: client ids, snapshots, and closing them all."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._viewers: dict[int, Viewer] = {}
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def add(self, viewer: Viewer) -> None:
+        self._viewers[viewer.client_id] = viewer
+
+    def discard(self, viewer: Viewer) -> None:
+        self._viewers.pop(viewer.client_id, None)
+
+    def snapshot(self) -> tuple[ViewerInfo, ...]:
+        infos = (v.info() for v in list(self._viewers.values()))
+        return tuple(i for i in infos if i is not None)
+
+    async def close_all(self, code: int, reason: str, timeout: float) -> None:
+        """Close every viewer and wait (at most ``timeout``) until each has finished."""
+        viewers = list(self._viewers.values())
+        for viewer in viewers:
+            viewer.close(code, reason)
+        if viewers:
+            waits = [asyncio.ensure_future(v.finished.wait()) for v in viewers]
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+            for w in pending:
+                w.cancel()
+            if pending:
+                logger.warning("%d viewers did not finish closing within %.1f s", len(pending), timeout)
+
+
+def _close_reason(reason: str) -> str:
+    """A close reason fits in 123 UTF-8 bytes (RFC 6455 §5.5): cut it at a character boundary."""
+    return reason.encode("utf-8", "replace")[:123].decode("utf-8", "ignore")
