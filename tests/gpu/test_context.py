@@ -1,0 +1,213 @@
+"""enable_cuda_context_sharing, gpu_available and the lazy imports of rfb.gpu.
+
+The decision logic runs everywhere against a stand-in for the driver's four calls;
+the real driver is exercised where there is one (in fresh subprocesses, since the
+primary context's flags can only be set before anything in the process uses CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rfb.gpu import context
+from rfb.gpu.context import (
+    CudaContextWarning,
+    GpuUnavailable,
+    describe_context_flags,
+    enable_cuda_context_sharing,
+    gpu_available,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code: str) -> Any:
+    """Run ``code`` in a fresh interpreter at the project root; returns the JSON it prints last."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_importing_rfb_gpu_loads_no_framework_and_no_driver() -> None:
+    loaded = run_python(
+        """
+        import json, sys
+        import rfb, rfb.gpu
+        rfb.enable_cuda_context_sharing  # the lazy attribute of the public API
+        roots = {"cupy", "cupy_backends", "torch", "jax", "jaxlib", "cuda", "numba"}
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in roots)))
+        """
+    )
+    assert loaded == []
+
+
+# -- without a driver ------------------------------------------------------------------
+
+
+def test_without_a_driver_it_warns_and_returns_false() -> None:
+    if gpu_available() is None:
+        pytest.skip("a CUDA driver and device are present here")
+    with pytest.warns(CudaContextWarning, match=r"enable_cuda_context_sharing\(\) did nothing: .*(driver|cuInit)"):
+        assert enable_cuda_context_sharing() is False
+    with pytest.raises(GpuUnavailable):
+        context.load_driver()
+
+
+def test_gpu_available_is_cached_until_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def probe() -> str | None:
+        calls.append(1)
+        return f"reason {len(calls)}"
+
+    monkeypatch.setattr(context, "_probe_gpu", probe)
+    monkeypatch.setattr(context, "_probes", {})
+    assert gpu_available() == "reason 1"
+    assert gpu_available() == "reason 1"
+    assert gpu_available(refresh=True) == "reason 2"
+    assert len(calls) == 2
+
+
+def test_gpu_available_answers_without_raising() -> None:
+    reason = gpu_available(refresh=True)
+    assert reason is None or (isinstance(reason, str) and reason)
+
+
+# -- the decision logic, against a stand-in for the driver ------------------------------
+
+
+class FakeDriver:
+    """The driver calls enable_cuda_context_sharing makes, with a primary context's state."""
+
+    def __init__(self, flags: int = 0, active: bool = False, devices: int = 1, ignore_set: bool = False) -> None:
+        self.flags, self.active, self.devices, self.ignore_set = flags, active, devices, ignore_set
+        self.set_calls: list[int] = []
+
+    def cuDeviceGet(self, ordinal: int) -> tuple[int, int]:
+        return (0, ordinal) if ordinal < self.devices else (101, 0)  # CUDA_ERROR_INVALID_DEVICE
+
+    def cuDevicePrimaryCtxGetState(self, dev: int) -> tuple[int, int, int]:
+        return 0, self.flags, int(self.active)
+
+    def cuDevicePrimaryCtxSetFlags(self, dev: int, flags: int) -> tuple[int]:
+        self.set_calls.append(flags)
+        if not self.ignore_set:
+            self.flags = flags
+        return (0,)
+
+    def cuGetErrorName(self, err: int) -> tuple[int, bytes]:
+        return 0, {101: b"CUDA_ERROR_INVALID_DEVICE"}.get(int(err), b"CUDA_ERROR_UNKNOWN")
+
+
+def test_sets_blocking_sync_before_activation_keeping_other_flags() -> None:
+    driver = FakeDriver(flags=0x10 | 0x01)  # LMEM_RESIZE_TO_MAX | SCHED_SPIN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert context._enable_sharing(driver, 0) is True
+    assert driver.set_calls == [0x10 | 0x04]
+
+
+def test_already_set_is_true_even_when_active() -> None:
+    driver = FakeDriver(flags=0x04, active=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert context._enable_sharing(driver, 0) is True
+    assert driver.set_calls == []
+
+
+def test_too_late_warns_with_the_flags_it_has() -> None:
+    driver = FakeDriver(flags=0x00, active=True)
+    with pytest.warns(CudaContextWarning, match=r"too late, .* CUDA device 0 is already active with flags CU_CTX_SCHED_AUTO"):
+        assert context._enable_sharing(driver, 0) is False
+    assert driver.set_calls == []
+
+
+def test_flags_that_do_not_stick_are_reported() -> None:
+    driver = FakeDriver(flags=0x02, ignore_set=True)
+    with pytest.warns(CudaContextWarning, match=r"reports CU_CTX_SCHED_YIELD"):
+        assert context._enable_sharing(driver, 0) is False
+
+
+def test_driver_errors_carry_the_error_name() -> None:
+    with pytest.raises(GpuUnavailable, match=r"cuDeviceGet\(3\) failed with CUDA_ERROR_INVALID_DEVICE"):
+        context._enable_sharing(FakeDriver(devices=1), 3)
+
+
+def test_describe_context_flags() -> None:
+    assert describe_context_flags(0) == "CU_CTX_SCHED_AUTO"
+    assert describe_context_flags(0x04 | 0x10) == "CU_CTX_SCHED_BLOCKING_SYNC | CU_CTX_LMEM_RESIZE_TO_MAX"
+    assert describe_context_flags(0x01 | 0x400) == "CU_CTX_SCHED_SPIN | 0x400"
+
+
+# -- the real driver ------------------------------------------------------------------------
+
+_PRIMARY_STATE = """
+    from cuda.bindings import driver
+    def primary_state():
+        err, dev = driver.cuDeviceGet(0)
+        err, flags, active = driver.cuDevicePrimaryCtxGetState(dev)
+        err, primary = driver.cuDevicePrimaryCtxRetain(dev)
+        err, current = driver.cuCtxGetCurrent()
+        err, current_flags = driver.cuCtxGetFlags()
+        driver.cuDevicePrimaryCtxRelease(dev)
+        return {"flags": int(flags), "active": int(active), "current_is_primary": int(primary) == int(current),
+                "current_flags": int(current_flags)}
+"""
+
+
+@pytest.mark.gpu
+def test_before_cupy_it_takes_effect_and_cupy_shares_the_context() -> None:
+    from tests.gpu import require_cupy
+
+    require_cupy()
+    result = run_python(
+        _PRIMARY_STATE
+        + """
+    import json, sys, warnings
+    import rfb
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = rfb.enable_cuda_context_sharing(0)
+    assert "cupy" not in sys.modules
+    import cupy
+    cupy.arange(10).sum().item()  # CuPy creates (activates) the primary context here
+    print(json.dumps({"ok": ok, **primary_state()}))
+    """
+    )
+    assert result["ok"] is True
+    assert result["active"] == 1
+    assert result["flags"] & 0x07 == 0x04, describe_context_flags(result["flags"])
+    assert result["current_is_primary"] is True  # CuPy runs in the primary context...
+    assert result["current_flags"] & 0x07 == 0x04  # ...which has our flags
+
+
+@pytest.mark.gpu
+def test_after_cupy_it_is_too_late_and_says_so() -> None:
+    from tests.gpu import require_cupy
+
+    require_cupy()
+    result = run_python(
+        """
+    import json, warnings
+    import cupy
+    cupy.arange(10).sum().item()
+    import rfb
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ok = rfb.enable_cuda_context_sharing(0)
+    print(json.dumps({"ok": ok, "warnings": [str(w.message) for w in caught]}))
+    """
+    )
+    assert result["ok"] is False
+    assert len(result["warnings"]) == 1 and "too late" in result["warnings"][0]
+    assert "already active with flags CU_CTX_SCHED_" in result["warnings"][0]
