@@ -39,6 +39,7 @@ _KG = 1.0 - _KR - _KB
 
 # PyAV pixel format of each RawFrame layout (host memory, tightly packed).
 AV_FORMATS = {"rgb24": "rgb24", "rgba8": "rgba", "nv12": "nv12"}
+_YUV_FORMATS = frozenset({"nv12", "yuv420p"})
 
 
 def rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
@@ -129,13 +130,20 @@ class HostConverter:
         wrapped = VideoFrame.from_numpy_buffer(frame.data, format=src)
         if src == self.target_format:
             return wrapped
+        # Name the YUV side's matrix and range explicitly: swscale's default is BT.601.
+        colour: dict[str, str] = {}
+        if src in _YUV_FORMATS:
+            colour.update(src_colorspace="ITU709", src_color_range="MPEG")
+        if self.target_format in _YUV_FORMATS:
+            colour.update(dst_colorspace="ITU709", dst_color_range="MPEG")
+        else:
+            colour.update(dst_color_range="JPEG")
         return self._reformatter.reformat(
             wrapped,
             format=self.target_format,
-            dst_colorspace="ITU709",
-            dst_color_range="MPEG",
             threads=self.threads,
             interpolation=self.interpolation,
+            **colour,
         )
 
     def close(self) -> None:
