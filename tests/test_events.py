@@ -1,0 +1,160 @@
+"""Input events: strict validation of what the network sends, and the drop-oldest queue."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rfb.events import EVENT_TYPES, MAX_KEY_CHARS, EventError, EventQueue, InputEvent, parse_event
+
+
+def parse(obj: object) -> InputEvent:
+    return parse_event(obj, client_id=7, time=12.5)
+
+
+def test_pointer_event() -> None:
+    event = parse({"type": "pointerdown", "x": 10, "y": 20.5, "button": 2, "buttons": 4, "modifiers": ["shift", "ctrl"]})
+    assert event == InputEvent(
+        "pointerdown", 7, x=10.0, y=20.5, button=2, buttons=4, modifiers=("ctrl", "shift"), time=12.5
+    )
+    assert isinstance(event.x, float)
+
+
+def test_pointer_defaults_and_outside_the_frame() -> None:
+    event = parse({"type": "pointermove", "x": -5, "y": 1e6})
+    assert (event.button, event.buttons, event.modifiers) == (0, 0, ())
+    assert (event.x, event.y) == (-5.0, 1e6)
+
+
+def test_wheel_event() -> None:
+    event = parse({"type": "wheel", "x": 1, "y": 2, "dx": -16, "dy": 48.0})
+    assert (event.type, event.x, event.y, event.dx, event.dy) == ("wheel", 1.0, 2.0, -16.0, 48.0)
+
+
+def test_key_event() -> None:
+    event = parse({"type": "keydown", "key": "a", "code": "KeyA", "repeat": True, "modifiers": ["meta"]})
+    assert (event.key, event.code, event.repeat, event.modifiers) == ("a", "KeyA", True, ("meta",))
+    assert event.x is None
+    assert parse({"type": "keyup", "key": "Enter"}).code == ""
+
+
+def test_key_strings_are_cut_short() -> None:
+    event = parse({"type": "keydown", "key": "k" * 10_000, "code": "c" * 100})
+    assert len(event.key) == MAX_KEY_CHARS and len(event.code) == MAX_KEY_CHARS
+
+
+def test_resize_event_rounds_to_pixels() -> None:
+    event = parse({"type": "resize", "width": 1279.6, "height": 720})
+    assert (event.width, event.height) == (1280, 720)
+
+
+def test_event_is_frozen() -> None:
+    event = parse({"type": "pointerup", "x": 1, "y": 1})
+    with pytest.raises(AttributeError):
+        event.x = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ([], "event: expected an object, got list"),
+        ({"type": "click", "x": 1, "y": 1}, "event.type: expected one of"),
+        ({"x": 1}, "got None"),
+        ({"type": "pointermove", "y": 1}, "event.x: expected a number, got None"),
+        ({"type": "pointermove", "x": "1", "y": 1}, "event.x: expected a number, got '1'"),
+        ({"type": "pointermove", "x": True, "y": 1}, "event.x: expected a number, got True"),
+        ({"type": "pointermove", "x": math.nan, "y": 1}, "event.x: expected a finite number"),
+        ({"type": "pointermove", "x": math.inf, "y": 1}, "event.x: expected a finite number"),
+        ({"type": "pointermove", "x": 1e300, "y": 1}, "event.x: expected a finite number within"),
+        ({"type": "pointerdown", "x": 1, "y": 1, "button": 1.5}, "event.button: expected an integer in [-1, 31]"),
+        ({"type": "pointerdown", "x": 1, "y": 1, "button": 99}, "event.button: expected an integer in [-1, 31], got 99"),
+        ({"type": "pointerdown", "x": 1, "y": 1, "buttons": -1}, "event.buttons: expected an integer in [0, 65535]"),
+        ({"type": "pointerdown", "x": 1, "y": 1, "modifiers": "shift"}, "event.modifiers: expected a short list"),
+        ({"type": "pointerdown", "x": 1, "y": 1, "modifiers": ["hyper"]}, "event.modifiers: expected names from"),
+        ({"type": "pointerdown", "x": 1, "y": 1, "modifiers": [1]}, "event.modifiers: expected names from"),
+        ({"type": "wheel", "x": 1, "y": 1, "dx": 1}, "event.dy: expected a number, got None"),
+        ({"type": "keydown", "code": "KeyA"}, "event.key: expected a string, got None"),
+        ({"type": "keydown", "key": 5}, "event.key: expected a string, got 5"),
+        ({"type": "keydown", "key": "a", "repeat": 1}, "event.repeat: expected a boolean, got 1"),
+        ({"type": "keydown", "key": "\ud800"}, "event.key: expected valid Unicode text"),
+        ({"type": "resize", "width": 0, "height": 10}, "event.width: expected a size in [1, 65536]"),
+        ({"type": "resize", "width": 10, "height": math.inf}, "event.height: expected a positive number"),
+        ({"type": "resize", "width": 10, "height": 1e9}, "event.height: expected a size in [1, 65536]"),
+    ],
+)
+def test_rejects_invalid_events(obj: object, expected: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse(obj)
+    assert expected in str(info.value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=70),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=10,
+)
+event_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(EVENT_TYPES) + ["nope"])},
+    optional={k: json_values for k in ("x", "y", "dx", "dy", "button", "buttons", "key", "code", "repeat",
+                                       "modifiers", "width", "height")},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(event_like, json_values))
+def test_random_events_are_valid_or_rejected_with_event_error(obj: object) -> None:
+    try:
+        event = parse(obj)
+    except EventError:
+        return
+    assert event.type in EVENT_TYPES and event.client_id == 7
+    for value in (event.x, event.y, event.dx, event.dy):
+        assert value is None or (isinstance(value, float) and math.isfinite(value))
+    assert len(event.key) <= MAX_KEY_CHARS and len(event.code) <= MAX_KEY_CHARS
+    json.dumps([event.key, event.code, event.modifiers])  # safe to log or forward
+
+
+# ---------------------------------------------------------------- queue
+
+
+def test_queue_drops_the_oldest_and_counts() -> None:
+    queue = EventQueue(3)
+    for i in range(5):
+        queue.put(parse({"type": "pointermove", "x": i, "y": 0}))
+    assert len(queue) == 3
+    assert [e.x for e in queue.drain()] == [2.0, 3.0, 4.0]
+    assert (queue.received, queue.dropped) == (5, 2)
+    assert queue.drain() == []
+
+
+def test_queue_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="event_queue_size must be a positive integer, got 0"):
+        EventQueue(0)
+
+
+def test_queue_is_safe_across_threads() -> None:
+    queue = EventQueue(10_000)
+    event = parse({"type": "pointermove", "x": 0, "y": 0})
+    drained: list[InputEvent] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            drained.extend(queue.drain())
+        drained.extend(queue.drain())
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    producers = [threading.Thread(target=lambda: [queue.put(event) for _ in range(2000)]) for _ in range(4)]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join()
+    stop.set()
+    consumer.join()
+    assert len(drained) + queue.dropped == 8000 and queue.received == 8000
