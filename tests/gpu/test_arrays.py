@@ -288,3 +288,102 @@ def test_host_shape() -> None:
     assert host_shape(RawFrame(None, 6, 4, "nv12", "cuda")) == (6, 6)
     assert host_shape(RawFrame(None, 6, 4, "rgba8", "cuda")) == (4, 6, 4)
     assert host_shape(RawFrame(None, 6, 4, "rgb24", "cuda")) == (4, 6, 3)
+
+
+# -- real frameworks, on the GPU ------------------------------------------------------------
+
+
+def _host(height: int = 66, width: int = 98, channels: int = 3) -> np.ndarray:
+    return np.random.default_rng(5).integers(0, 256, (height, width, channels), dtype=np.uint8)
+
+
+@pytest.mark.gpu
+def test_cupy_arrays() -> None:
+    from rfb.gpu import to_host_rgb
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    host = _host(channels=4)
+    wide = cp.zeros((66, 128, 4), dtype=cp.uint8)
+    wide[:, 8:106] = cp.asarray(host)
+    view = wide[:, 8:106]
+    frame = cuda_frame(view)
+    assert (frame.pixel_format, frame.width, frame.height, frame.pitch) == ("rgba8", 98, 66, 512)
+    assert frame.device_id == view.device.id and frame.data is view
+    info = describe_device_array(view)
+    assert info.ptr == view.data.ptr and info.protocol == "cuda_array_interface"
+    assert np.array_equal(to_host_rgb(frame), host[..., :3])
+
+
+@pytest.mark.gpu
+def test_dlpack_only_wrapper_of_a_cupy_array() -> None:
+    from rfb.gpu import to_host_rgb
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+
+    class OnlyDLPack:
+        def __init__(self, array: Any) -> None:
+            self._array = array
+
+        def __dlpack__(self, **kwargs: Any) -> Any:
+            return self._array.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self) -> tuple[int, int]:
+            return self._array.__dlpack_device__()
+
+    host = _host()
+    device = cp.asarray(host)
+    wrapped = OnlyDLPack(device)
+    info = describe_device_array(wrapped)
+    assert info.protocol == "dlpack" and info.ptr == device.data.ptr and info.device_id == device.device.id
+    frame = cuda_frame(wrapped)
+    assert (frame.pixel_format, frame.pitch) == ("rgb24", 98 * 3)
+    assert np.array_equal(to_host_rgb(frame), host)
+
+
+@pytest.mark.gpu
+def test_torch_tensors() -> None:
+    from rfb.gpu import to_host_rgb
+    from tests.gpu import require_cupy
+
+    require_cupy()
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA device here")
+    host = _host()
+    wide = torch.zeros((66, 110, 3), dtype=torch.uint8, device="cuda")
+    wide[:, 2:100] = torch.from_numpy(host).cuda()
+    view = wide[:, 2:100]
+    frame = cuda_frame(view)
+    assert (frame.pixel_format, frame.width, frame.height, frame.pitch) == ("rgb24", 98, 66, 330)
+    assert frame.device_id == view.device.index
+    assert describe_device_array(view).ptr == view.data_ptr()
+    assert np.array_equal(to_host_rgb(frame), host)
+    nv12 = torch.zeros((99, 98), dtype=torch.uint8, device="cuda")
+    assert cuda_frame(nv12).pixel_format == "nv12"
+    with pytest.raises(FrameError, match=r"expected dtype uint8, got float32"):
+        cuda_frame(torch.zeros((66, 98, 3), dtype=torch.float32, device="cuda"))
+    with pytest.raises(FrameError, match=r"pixels of a row packed"):
+        cuda_frame(torch.zeros((66, 98, 3), dtype=torch.uint8, device="cuda").transpose(0, 1))
+
+
+@pytest.mark.gpu
+def test_jax_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfb.gpu import to_host_rgb
+    from tests.gpu import require_cupy
+
+    require_cupy()
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave the GPU to the other tests
+    jax = pytest.importorskip("jax")
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError as exc:
+        pytest.skip(f"JAX has no GPU backend here: {exc}")
+    host = _host(channels=4)
+    array = jax.device_put(host, gpus[0])
+    array.block_until_ready()
+    frame = cuda_frame(array)
+    assert (frame.pixel_format, frame.width, frame.height, frame.pitch) == ("rgba8", 98, 66, 392)
+    assert frame.device_id == getattr(gpus[0], "local_hardware_id", gpus[0].id)
+    assert np.array_equal(to_host_rgb(frame), host[..., :3])
