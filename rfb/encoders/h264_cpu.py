@@ -43,8 +43,10 @@ NAME = "h264_cpu"
 # x264 preset: measured with `python -m rfb.benchmark` (docs/performance.md).
 DEFAULT_PRESET = "ultrafast"
 
-# An x264 GOP of "infinite": IDRs only on request (or every config.gop frames).
-_NO_PERIODIC_IDR = "infinite"
+# Frames between IDRs when the config asks for none: x264's "infinite" (1 << 30),
+# nine years at 30 fps. IDRs then come only when asked for. (Not 0: to FFmpeg's
+# NVENC wrapper a GOP of 0 means every frame is an IDR.)
+LONG_GOP = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +206,7 @@ class PyAVH264Encoder:
         context.time_base = 1 / rate
         context.thread_count = s.thread_count
         context.max_b_frames = 0
-        context.gop_size = cfg.gop if cfg.gop else 0  # 0 lets the options below decide
+        context.gop_size = cfg.gop if cfg.gop else LONG_GOP
         context.color_primaries = COLOUR_PRIMARIES_BT709
         context.color_trc = TRANSFER_BT709
         context.colorspace = MATRIX_BT709
@@ -236,10 +238,8 @@ class PyAVH264Encoder:
 
 def libx264_settings(config: EncoderConfig, *, preset: str = DEFAULT_PRESET, threads: int | None = None) -> PyAVSettings:
     """libx264 options for low-latency streaming of ``config``."""
-    keyint = str(config.gop) if config.gop else _NO_PERIODIC_IDR
     x264_params = ":".join(
         (
-            f"keyint={keyint}",
             "scenecut=0",  # IDRs only when asked: predictable frame sizes
             "bframes=0",
             "rc-lookahead=0",

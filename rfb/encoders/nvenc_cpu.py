@@ -1,0 +1,117 @@
+"""The nvenc_cpu route: FFmpeg's h264_nvenc through PyAV, fed from host frames.
+
+For machines with an NVIDIA GPU whose frames are on the host (NumPy renderers): the
+GPU's encoder does the H.264 work, so the CPU only converts RGB to nv12 and copies
+it up. The encode loop is the one libx264 uses (:class:`PyAVH264Encoder`); only the
+encoder name and options differ.
+
+Whether NVENC works cannot be known without trying (driver present, a capable GPU,
+a free session), so the probe opens a real session and encodes one small frame. Its
+answer names FFmpeg's own complaint, e.g. "Cannot load libcuda.so.1" on a machine
+without the NVIDIA driver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rfb.encoders.base import EncoderConfig, EncoderUnavailable
+from rfb.encoders.h264_cpu import PyAVH264Encoder, PyAVSettings, vbv_options
+from rfb.encoders.registry import EncoderEntry
+from rfb.frames import frame_from_array
+
+NAME = "nvenc_cpu"
+CODEC = "h264_nvenc"
+
+# The probe's frame: above NVENC's minimum size on every GPU generation.
+_PROBE_SIZE = (256, 144)
+
+# FFmpeg's messages that have a plainer explanation for the user.
+_HINTS = (
+    ("libcuda.so", "no NVIDIA driver is installed or loadable here"),
+    ("nvcuda.dll", "no NVIDIA driver is installed or loadable here"),
+    ("libnvidia-encode", "the NVIDIA driver has no NVENC library (libnvidia-encode)"),
+    ("No capable devices found", "no NVENC-capable GPU was found"),
+    ("No NVENC capable devices found", "no NVENC-capable GPU was found"),
+    ("Driver does not support the required nvenc API version", "the NVIDIA driver is too old for this FFmpeg"),
+    ("OpenEncodeSessionEx failed", "the GPU refused a new encode session (session limit or out of memory)"),
+)
+
+
+def nvenc_settings(config: EncoderConfig) -> PyAVSettings:
+    """h264_nvenc options for low-latency streaming of ``config``."""
+    options = {
+        "preset": "p1",  # fastest
+        "tune": "ull",  # ultra-low latency
+        "zerolatency": "1",  # no reordering delay
+        "delay": "0",  # return each packet from the call that sent its frame
+        "bf": "0",
+        "rc": "cbr",
+        "forced-idr": "1",  # a forced I picture is an IDR
+        "profile": "high",
+        **vbv_options(config),
+    }
+    return PyAVSettings(CODEC, options, "nv12", 0)
+
+
+def create(config: EncoderConfig) -> PyAVH264Encoder:
+    """The nvenc_cpu factory."""
+    return PyAVH264Encoder(NAME, config, nvenc_settings(config))
+
+
+def probe() -> str | None:
+    """None when an h264_nvenc session opens and encodes a frame here, else why not."""
+    try:
+        import av
+        import av.logging
+    except ImportError as exc:
+        return f"PyAV is not installed ({exc}); pip install 'av>=18'"
+    if CODEC not in av.codecs_available:
+        return f"this PyAV build has no {CODEC} encoder"
+    width, height = _PROBE_SIZE
+    frame = frame_from_array(np.zeros((height * 3 // 2, width), np.uint8), "nv12")
+    # FFmpeg explains NVENC failures only in its log, so capture it for the reason.
+    # PyAV drops a message identical to the previous one; a second probe needs it too.
+    previous_level, previous_skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+    try:
+        with av.logging.Capture() as logs:
+            try:
+                with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
+                    payloads = encoder.encode(frame)
+            except (av.FFmpegError, EncoderUnavailable) as exc:
+                return f"FFmpeg's {CODEC} could not open a session: {_reason(exc, logs)}"
+    finally:
+        av.logging.set_level(previous_level)
+        av.logging.set_skip_repeated(previous_skip)
+    if not payloads or not payloads[0].keyframe:
+        return f"FFmpeg's {CODEC} opened but returned no keyframe for a test frame"
+    return None
+
+
+def _reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
+    import av.logging
+
+    messages = [m.strip() for level, _, m in logs if level <= av.logging.ERROR and m.strip()]
+    log = getattr(exc, "log", None)  # PyAV attaches FFmpeg's last error line when it has one
+    if not messages and isinstance(log, tuple) and len(log) == 3:
+        messages = [str(log[2]).strip()]
+    detail = "; ".join(dict.fromkeys(messages)) or getattr(exc, "strerror", None) or str(exc)
+    for needle, hint in _HINTS:
+        if needle in detail:
+            return f"{hint} ({detail})"
+    return detail
+
+
+ENTRIES: list[EncoderEntry] = [
+    EncoderEntry(
+        name=NAME,
+        factory=create,
+        transport="webcodecs",
+        probe=probe,
+        priority=20,
+        gpu=False,
+        description="FFmpeg h264_nvenc through PyAV from host frames (NVIDIA GPU, CPU colour conversion)",
+    )
+]
