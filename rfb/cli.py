@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import rfb
+from rfb.encoders.base import EncoderUnavailable
 
 logger = logging.getLogger("rfb.cli")
 
@@ -109,6 +110,11 @@ def _demo_command(args: argparse.Namespace) -> int:
         return asyncio.run(_demo(args))
     except KeyboardInterrupt:  # a second Ctrl-C, or one where signal handlers are unavailable
         return 0
+    except (EncoderUnavailable, KeyError, ValueError, OSError) as exc:
+        # Start-up problems the user can fix (unknown encoder, port in use...): one line, no traceback.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"rfb demo: error: {message}", file=sys.stderr)
+        return 2
 
 
 async def _demo(args: argparse.Namespace) -> int:

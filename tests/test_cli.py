@@ -1,0 +1,246 @@
+"""The command line, run as users run it: ``python -m rfb ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import av
+import numpy as np
+import pytest
+
+from rfb import protocol
+from rfb.benchmark.metrics import H264Decoder, decode_image
+from rfb.cli import build_parser, format_report, parse_size
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_SIZE = (320, 240)
+
+
+def run_rfb(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rfb", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def test_doctor_lists_every_route_with_its_reason_and_exits_0():
+    result = run_rfb("doctor")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[ok] h264_cpu" in out, out
+    assert "[ok] image" in out, out
+    for fact in ("python", "pyav", "nvidia_smi", "libcuda", "cuda_devices"):
+        assert f"\n  {fact} " in out, f"{fact} missing from:\n{out}"
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_json_matches_encoder_status():
+    from rfb import encoder_status
+
+    result = run_rfb("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    routes = {e["name"]: e for e in report["encoders"]}
+    expected = {s.name: s for s in encoder_status(refresh=True)}
+    assert set(routes) == set(expected)
+    for name, status in expected.items():
+        assert routes[name]["available"] == status.available, name
+        assert routes[name]["transport"] == status.transport, name
+        if not status.available:
+            assert routes[name]["reason"], f"{name} is unavailable but doctor gives no reason"
+    assert routes["h264_cpu"]["available"] and routes["image"]["available"]
+    env = report["environment"]
+    assert env["pyav"]["version"] == av.__version__
+    assert "libx264" in env["pyav"]["h264_encoders"]
+
+
+def test_doctor_text_explains_an_unavailable_route():
+    report = {
+        "rfb": "0",
+        "encoders": [
+            {"name": "fast", "available": False, "reason": "no GPU here", "transport": "webcodecs",
+             "priority": 9, "gpu": True, "description": "a GPU route"},
+            {"name": "slow", "available": True, "reason": None, "transport": "image",
+             "priority": 0, "gpu": False, "description": ""},
+        ],
+        "environment": {"python": "3.11", "pyav": {"version": "1"}},
+    }
+    text = format_report(report)
+    assert "[--] fast" in text and "unavailable: no GPU here" in text
+    assert "[ok] slow" in text and "unavailable" not in text.split("[ok] slow", 1)[1]
+
+
+# ---------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(("text", "size"), [("1280x720", (1280, 720)), ("64X48", (64, 48)), (" 320 x 240 ", (320, 240))])
+def test_parse_size_accepts_width_x_height(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1280", "expected WIDTHxHEIGHT"), ("641x480", "641x480"), ("8x8", "between 16 and 8192"), ("axb", "'axb'")],
+)
+def test_parse_size_rejects_with_what_arrived(text, message):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse_size(text)
+
+
+def test_demo_defaults_and_options():
+    args = build_parser().parse_args(["demo"])
+    assert (args.size, args.port, args.host, args.fps, args.no_token, args.encoder) == (
+        (1280, 720), 8765, "127.0.0.1", 30.0, False, None
+    )
+    args = build_parser().parse_args(["demo", "--port", "0", "--size", "320x240", "--fps", "12", "--no-token"])
+    assert (args.port, args.size, args.fps, args.no_token) == (0, (320, 240), 12.0, True)
+
+
+def test_demo_with_an_unknown_encoder_fails_in_one_line():
+    result = run_rfb("demo", "--port", "0", "--encoder", "no-such-encoder")
+    assert result.returncode == 2
+    assert "no-such-encoder" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------- demo, end to end
+
+
+class Demo:
+    """``python -m rfb demo`` on a free port; the URL is its first stdout line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rfb", "demo", "--port", "0", "--size", "x".join(map(str, DEMO_SIZE)), *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.stderr: list[str] = []
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+        line = self._first_line(timeout=30)
+        parts = urlsplit(line)
+        assert parts.scheme == "http" and parts.hostname == "127.0.0.1" and parts.port, line
+        self.url = line
+        self.port = parts.port
+        self.token = parse_qs(parts.query).get("token", [None])[0]
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def _first_line(self, timeout: float) -> str:
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not box or not box[0]:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"demo printed no URL within {timeout} s; stderr: {''.join(self.stderr)}")
+        return box[0].strip()
+
+    def interrupt(self, timeout: float = 20) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"demo did not stop on SIGINT; stderr: {''.join(self.stderr)}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def demo() -> Iterator[Demo]:
+    running = Demo()
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+async def receive_frames(port: int, token: str | None, supported: list[str], count: int, events=()) -> list:
+    """Connect like a viewer, send ``events`` after the first frame, return ``count`` payloads."""
+    from websockets.asyncio.client import connect
+
+    hello = {"type": "hello", "supported": supported}
+    if token is not None:
+        hello["token"] = token
+    payloads = []
+    async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, open_timeout=10) as ws:
+        await ws.send(json.dumps(hello))
+        while len(payloads) < count:
+            message = await asyncio.wait_for(ws.recv(), 10)
+            if isinstance(message, str):
+                continue
+            header, payload = protocol.unpack_payload(message)
+            payloads.append((header, payload))
+            await ws.send(json.dumps({"type": "ack", "seq": header["seq"]}))
+            if len(payloads) == 1:
+                for event in events:
+                    await ws.send(json.dumps({"type": "event", "event": event}))
+    return payloads
+
+
+def test_demo_streams_h264_that_decodes_and_stops_cleanly_on_sigint(demo):
+    payloads = asyncio.run(receive_frames(demo.port, demo.token, [protocol.H264_ANNEXB], count=5))
+    headers = [h for h, _ in payloads]
+    assert all(h["type"] == "video_chunk" for h in headers)
+    assert headers[0]["keyframe"] and headers[0]["codec"].startswith("avc1.")
+    with H264Decoder() as decoder:
+        frames = decoder.decode_all(p for _, p in payloads)
+    assert len(frames) >= 1 and frames[0].shape == (DEMO_SIZE[1], DEMO_SIZE[0], 3)
+    assert frames[0].std() > 10, "the demo scene is not a flat picture"
+    assert demo.interrupt() == 0, "".join(demo.stderr)
+    assert "Traceback" not in "".join(demo.stderr)
+
+
+def test_demo_reacts_to_a_pointer_press(demo):
+    from rfb.demo import BLOB_COLOURS
+
+    press = {"type": "pointerdown", "x": 100.0, "y": 100.0, "button": 0, "buttons": 1, "modifiers": []}
+    payloads = asyncio.run(receive_frames(demo.port, demo.token, [protocol.IMAGE_JPEG], count=12, events=[press]))
+    assert all(h["type"] == "image_frame" and h["mime"] == "image/jpeg" for h, _ in payloads)
+    first = decode_image(payloads[0][1])
+    last = decode_image(payloads[-1][1])
+    assert first.shape == (DEMO_SIZE[1], DEMO_SIZE[0], 3)
+    probe = (112, 112)  # inside the new blob, off the crosshair through (100, 100)
+    blob = np.array(BLOB_COLOURS[0])
+    assert np.abs(last[probe[1], probe[0]].astype(int) - blob).max() <= 24, last[probe[1], probe[0]]
+    assert np.abs(first[probe[1], probe[0]].astype(int) - blob).max() > 24, "the blob was there before the press"
+    assert demo.interrupt() == 0
+
+
+def test_demo_without_token_accepts_a_viewer_without_one():
+    running = Demo("--no-token")
+    try:
+        assert running.token is None and "token=" not in running.url
+        payloads = asyncio.run(receive_frames(running.port, None, [protocol.IMAGE_JPEG], count=1))
+        assert payloads[0][0]["type"] == "image_frame"
+        assert running.interrupt() == 0
+    finally:
+        running.kill()
