@@ -289,6 +289,8 @@ def read_dlpack_capsule(capsule: Any) -> tuple[int, tuple[int, ...], tuple[int, 
         raise FrameError(f"unsupported DLPack dtype (code={code}, bits={bits}, lanes={lanes}); expected uint8")
     dtype = np.dtype(f"{_DL_KINDS[code]}{bits // 8}") if code != 6 else np.dtype(bool)
     ndim = tensor.ndim
+    if ndim < 0 or (ndim and not tensor.shape):
+        raise FrameError(f"malformed DLPack tensor: ndim={ndim} with shape pointer {'set' if tensor.shape else 'NULL'}")
     shape = tuple(int(tensor.shape[i]) for i in range(ndim))
     if tensor.strides:
         strides = tuple(int(tensor.strides[i]) * dtype.itemsize for i in range(ndim))
@@ -301,7 +303,10 @@ def read_dlpack_capsule(capsule: Any) -> tuple[int, tuple[int, ...], tuple[int, 
 def _from_dlpack(obj: Any) -> DeviceArray:
     dev = getattr(obj, "__dlpack_device__", None)
     if dev is not None:
-        dev_type = int(dev()[0])
+        try:
+            dev_type = int(dev()[0])
+        except (TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise FrameError(f"{_type_name(obj)}.__dlpack_device__() failed: {exc}") from exc
         if dev_type not in (_DL_CUDA, _DL_CUDA_MANAGED):
             raise FrameError(
                 f"expected a CUDA array, got a DLPack array on device "
