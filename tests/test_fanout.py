@@ -1,0 +1,423 @@
+"""Fan-out: one encode per published frame per group, backpressure, keyframe rules (docs/fanout.md).
+
+The first half drives :class:`rfb.fanout.FanOut` directly (deliveries land in lists);
+the second half runs 1, 8 and 32 real WebSocket viewers against a running display.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rfb.display import FrameStore
+from rfb.encoders.base import EncodedPayload
+from rfb.encoders.registry import EncoderEntry
+from rfb.fanout import FanOut, Member
+from rfb.frames import frame_from_array
+from tests.conftest import (
+    EncoderLog,
+    FakeImageEncoder,
+    FakeVideoEncoder,
+    ProtocolClient,
+    Received,
+    eventually,
+    start_test_display,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def frame(marker: int, width: int = 64, height: int = 48) -> np.ndarray:
+    """A frame whose first pixel's red value is ``marker`` (what fake payloads report)."""
+    array = np.zeros((height, width, 3), np.uint8)
+    array[0, 0] = (marker, 0, 0)
+    return array
+
+
+class Harness:
+    """A FanOut with a FrameStore and recording viewers; callbacks run on the worker thread."""
+
+    def __init__(self, log: EncoderLog, *, max_inflight: int = 2, interval: float = 0.0,
+                 routes: dict[str, list[EncoderEntry]] | None = None) -> None:
+        self.log = log
+        self.store = FrameStore(own_frames=False)
+        self.routes = routes or {
+            "webcodecs": [EncoderEntry("test-h264", log.factory(FakeVideoEncoder, "test-h264"))],
+            "image": [EncoderEntry("test-image", log.factory(FakeImageEncoder, "test-image"), transport="image")],
+        }
+        self.fanout = FanOut(self.routes, frames=self.store, post=lambda callback: callback(),
+                             max_inflight=max_inflight, keyframe_interval_min=interval)
+        self.received: dict[int, list[tuple[EncodedPayload, int]]] = {}
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def join(self, client_id: int, transport: str = "webcodecs") -> Member:
+        self.received[client_id] = []
+
+        def deliver(payload: EncodedPayload, seq: int, message: bytes) -> None:
+            with self._lock:
+                self.received[client_id].append((payload, seq))
+
+        return self.fanout.join(client_id, transport, deliver)  # type: ignore[arg-type]
+
+    def publish(self, marker: int, width: int = 64, height: int = 48) -> None:
+        raw = frame_from_array(frame(marker, width, height))
+        self.store.put(replace(raw, timestamp_us=time.monotonic_ns() // 1000))
+        self.published += 1
+        self.fanout.wake()
+
+    def got(self, client_id: int) -> list[tuple[bytes, int]]:
+        """(kind+marker, seq) per delivery: kind is b"I", b"P" or b"M"."""
+        with self._lock:
+            return [(p.data[:2], seq) for p, seq in self.received[client_id]]
+
+    def wait_count(self, client_id: int, n: int) -> list[tuple[bytes, int]]:
+        wait_until(lambda: len(self.got(client_id)) >= n, what=f"{n} payloads for viewer {client_id}")
+        return self.got(client_id)
+
+    def last_seq(self, client_id: int) -> int:
+        return self.got(client_id)[-1][1]
+
+    def stats(self, transport: str = "webcodecs") -> Any:
+        return self.fanout.stats()[transport]  # type: ignore[index]
+
+    def settle(self) -> None:
+        """Let the worker act on whatever is pending, to check that it did *not* do something."""
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def log() -> EncoderLog:
+    return EncoderLog()
+
+
+@pytest.fixture
+def harness(log: EncoderLog) -> Iterator[Harness]:
+    h = Harness(log)
+    yield h
+    h.fanout.close()
+
+
+def make(log: EncoderLog, request: pytest.FixtureRequest, **options: Any) -> Harness:
+    h = Harness(log, **options)
+    request.addfinalizer(h.fanout.close)
+    return h
+
+
+# ---------------------------------------------------------------- keyframes and deltas
+
+
+def test_first_payload_is_a_keyframe_then_deltas(harness: Harness) -> None:
+    a = harness.join(1)
+    harness.publish(1)
+    assert harness.wait_count(1, 1) == [(b"I\x01", 1)]
+    harness.fanout.ack(a, 1)
+    harness.publish(2)
+    assert harness.wait_count(1, 2)[1] == (b"P\x02", 2)
+    assert harness.log.encodes == 2 and harness.stats().keyframes == 1
+
+
+def test_encoding_runs_on_the_group_thread(harness: Harness) -> None:
+    harness.join(1)
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    assert harness.log.instances[0].thread_names == {"rfb-encode-webcodecs"}
+
+
+def test_ack_frees_that_seq_and_every_older_one(harness: Harness) -> None:
+    a = harness.join(1)
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    harness.publish(2)
+    harness.wait_count(1, 2)
+    assert a.inflight == {1, 2}
+    harness.fanout.ack(a, 2)
+    assert a.inflight == set()
+
+
+def test_a_full_viewer_is_skipped_and_then_needs_a_keyframe(log: EncoderLog, request: pytest.FixtureRequest) -> None:
+    h = make(log, request, max_inflight=1)
+    a, b = h.join(1), h.join(2)
+    h.publish(1)
+    assert h.wait_count(1, 1) == [(b"I\x01", 1)] and h.wait_count(2, 1) == [(b"I\x01", 1)]
+    h.fanout.ack(a, 1)  # b never acks frame 1
+    h.publish(2)
+    assert h.wait_count(1, 2)[1] == (b"P\x02", 2)
+    assert b.needs_keyframe and h.got(2) == [(b"I\x01", 1)]
+    assert log.encodes == 2
+    h.fanout.ack(a, 2)
+    h.fanout.ack(b, 1)  # b has room again: the latest frame is re-encoded as an IDR, unprompted
+    assert h.wait_count(2, 2)[1] == (b"I\x02", 3)
+    assert h.wait_count(1, 3)[2] == (b"I\x02", 3)  # a stays on the chain
+    assert h.stats().keyframes_forced == 1 and log.encodes == 3
+
+
+def test_a_frame_nobody_can_take_is_not_encoded_until_an_ack(log: EncoderLog, request: pytest.FixtureRequest) -> None:
+    h = make(log, request, max_inflight=1)
+    a = h.join(1)
+    h.publish(1)
+    h.wait_count(1, 1)
+    h.publish(2)
+    h.publish(3)
+    h.settle()
+    assert log.encodes == 1, "frames with no recipient must not be encoded"
+    h.fanout.ack(a, 1)
+    assert h.wait_count(1, 2)[1] == (b"P\x03", 2)  # latest wins; nothing was missed, so no IDR
+    assert h.stats().dropped_before_encode == 1 and h.stats().frames_encoded == 2
+
+
+def test_forced_keyframes_are_coalesced(log: EncoderLog, request: pytest.FixtureRequest) -> None:
+    h = make(log, request, interval=3600.0)
+    a, b = h.join(1), h.join(2)
+    h.publish(1)
+    h.wait_count(1, 1)
+    h.wait_count(2, 1)
+    h.fanout.ack(a, 1)
+    h.fanout.ack(b, 1)
+    for marker in range(2, 7):
+        h.fanout.request_keyframe(b)  # a viewer asking on every frame must not get an IDR per frame
+        h.publish(marker)
+        got = h.wait_count(1, marker)
+        h.fanout.ack(a, got[-1][1])
+    assert [kind[:1] for kind, _ in h.got(1)] == [b"I", b"P", b"P", b"P", b"P", b"P"]
+    assert h.got(2) == [(b"I\x01", 1)]
+    assert h.stats().keyframes_forced == 0 and log.encodes == 6
+
+
+def test_a_static_scene_reaches_a_late_joiner(harness: Harness) -> None:
+    a = harness.join(1)
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    harness.fanout.ack(a, 1)
+    harness.join(2)  # nothing is published after this
+    assert harness.wait_count(2, 1) == [(b"I\x01", 2)]
+    assert harness.wait_count(1, 2)[1] == (b"I\x01", 2)
+    assert harness.published == 1 and harness.log.encodes == 2
+
+
+def test_a_late_joiner_gets_its_keyframe_after_the_coalescing_window(log: EncoderLog,
+                                                                       request: pytest.FixtureRequest) -> None:
+    h = make(log, request, interval=0.3)
+    h.join(1)
+    h.publish(1)
+    h.wait_count(1, 1)
+    h.join(2)  # inside the window: served when it ends, with no new frame
+    assert h.wait_count(2, 1) == [(b"I\x01", 2)]
+
+
+def test_a_needy_viewer_rides_along_on_any_idr(harness: Harness) -> None:
+    a, b = harness.join(1), harness.join(2)
+    harness.publish(1)
+    harness.wait_count(2, 1)
+    harness.fanout.ack(a, 1)
+    harness.fanout.ack(b, 1)
+    harness.fanout.request_keyframe(b)
+    assert harness.wait_count(2, 2)[1] == (b"I\x01", 2)
+    assert harness.stats().keyframes_forced == 1
+
+
+def test_a_new_size_rekeys_the_group(harness: Harness) -> None:
+    a = harness.join(1)
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    harness.fanout.ack(a, 1)
+    harness.publish(2, width=32, height=24)
+    harness.wait_count(1, 2)
+    payload = harness.received[1][1][0]
+    assert (payload.keyframe, payload.width, payload.height) == (True, 32, 24)
+    first, second = harness.log.instances
+    assert first.closed and not second.closed and (second.config.width, second.config.height) == (32, 24)
+    assert harness.stats().encoder_builds == 2
+
+
+def test_an_encoder_error_is_survived_and_rebuilt_on_the_next_frame(harness: Harness,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    a = harness.join(1)
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    harness.fanout.ack(a, 1)
+    harness.log.instances[0].fail_on = 5
+    harness.publish(5)
+    wait_until(lambda: harness.stats().encoder_errors == 1, what="the encoder error")
+    harness.settle()
+    assert harness.log.instances[0].closed and len(harness.log.instances) == 1, "no retry on the frame that failed"
+    harness.publish(6)
+    assert harness.wait_count(1, 2)[1] == (b"I\x06", 2)
+    assert len(harness.log.instances) == 2 and "failed on a 64x48 frame" in caplog.text
+
+
+def test_a_failing_factory_falls_back_to_the_next_route(log: EncoderLog, request: pytest.FixtureRequest,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    routes = {"webcodecs": [EncoderEntry("bad", log.factory(FakeVideoEncoder, "bad")),
+                            EncoderEntry("good", log.factory(FakeVideoEncoder, "good"))]}
+    log.fail_factory.add("bad")
+    h = make(log, request, routes=routes)
+    h.join(1)
+    h.publish(1)
+    assert h.wait_count(1, 1) == [(b"I\x01", 1)]
+    assert h.stats().encoder == "good" and "encoder bad could not start for 64x48" in caplog.text
+
+
+def test_no_route_can_start_then_one_can(log: EncoderLog, request: pytest.FixtureRequest) -> None:
+    routes = {"webcodecs": [EncoderEntry("bad", log.factory(FakeVideoEncoder, "bad"))]}
+    log.fail_factory.add("bad")
+    h = make(log, request, routes=routes)
+    a = h.join(1)
+    h.publish(1)
+    h.settle()
+    assert h.got(1) == [] and a.needs_keyframe and not a.inflight and a.pending == 0
+    log.fail_factory.clear()
+    h.publish(2)
+    assert h.wait_count(1, 1) == [(b"I\x02", 1)]
+
+
+def test_images_are_resent_only_to_viewers_that_need_them(harness: Harness) -> None:
+    a = harness.join(1, "image")
+    harness.publish(1)
+    assert harness.wait_count(1, 1) == [(b"M\x01", 1)]
+    harness.fanout.ack(a, 1)
+    harness.join(2, "image")
+    assert harness.wait_count(2, 1) == [(b"M\x01", 2)]
+    harness.settle()
+    assert harness.got(1) == [(b"M\x01", 1)]
+    assert harness.stats("image").encodes == 2
+
+
+def test_each_transport_group_encodes_once(harness: Harness) -> None:
+    for client_id in (1, 2, 3):
+        harness.join(client_id, "webcodecs")
+    for client_id in (4, 5):
+        harness.join(client_id, "image")
+    harness.publish(1)
+    for client_id in (1, 2, 3, 4, 5):
+        harness.wait_count(client_id, 1)
+    stats = harness.fanout.stats()
+    assert stats["webcodecs"].encodes == 1 and stats["image"].encodes == 1
+    assert (stats["webcodecs"].viewers, stats["image"].viewers) == (3, 2)
+
+
+def test_an_empty_group_gives_its_encoder_back(harness: Harness) -> None:
+    a = harness.join(1)
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    harness.fanout.leave(a)
+    wait_until(lambda: harness.log.instances[0].closed, what="the idle encoder to close")
+
+
+def test_close_stops_every_thread_and_encoder(log: EncoderLog) -> None:
+    before = set(threading.enumerate())
+    h = Harness(log)
+    h.join(1)
+    h.join(2, "image")
+    h.publish(1)
+    h.wait_count(1, 1)
+    h.wait_count(2, 1)
+    h.fanout.close()
+    h.fanout.close()  # idempotent
+    assert set(threading.enumerate()) == before
+    assert len(log.instances) == 2 and not log.open_instances()
+    with pytest.raises(RuntimeError, match="display is closed"):
+        h.join(3)
+
+
+# ---------------------------------------------------------------- real WebSocket viewers
+
+
+async def acking_reader(client: ProtocolClient, stop: asyncio.Event) -> None:
+    """Receive and ack every payload until ``stop`` (a well-behaved viewer)."""
+    while not stop.is_set():
+        try:
+            message = await client.recv(timeout=0.1)
+        except TimeoutError:
+            continue
+        if message.kind in ("video_chunk", "image_frame"):
+            await client.ack(message.seq)
+
+
+def markers(client: ProtocolClient) -> list[int]:
+    return [m.payload[1] for m in client.payloads]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("viewers", [1, 8, 32])
+async def test_n_viewers_cost_one_encode_per_frame(test_encoders: EncoderLog, viewers: int) -> None:
+    display = start_test_display()
+    try:
+        clients = [await ProtocolClient.connect(display) for _ in range(viewers)]
+        await eventually(lambda: len(display.viewers) == viewers, what="every viewer to join")
+        stop = asyncio.Event()
+        readers = [asyncio.create_task(acking_reader(c, stop)) for c in clients]
+        frames = 6
+        for marker in range(1, frames + 1):
+            display.publish(frame(marker))
+            await eventually(lambda: all(len(c.payloads) >= marker for c in clients), what=f"frame {marker} everywhere")
+        stop.set()
+        await asyncio.gather(*readers)
+        assert test_encoders.encodes == frames, "N viewers must not cost N encodes"
+        reference = [(m.seq, m.keyframe, m.payload) for m in clients[0].payloads]
+        assert reference[0][1] and markers(clients[0]) == list(range(1, frames + 1))
+        for client in clients[1:]:
+            assert [(m.seq, m.keyframe, m.payload) for m in client.payloads] == reference  # one message for all
+        assert display.stats.groups["webcodecs"].viewers == viewers
+        for client in clients:
+            await client.close()
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+async def test_a_viewer_that_never_acks_costs_the_others_nothing(test_encoders: EncoderLog) -> None:
+    display = start_test_display(max_inflight=2)
+    try:
+        fast = [await ProtocolClient.connect(display) for _ in range(8)]
+        slow = await ProtocolClient.connect(display)
+        await eventually(lambda: len(display.viewers) == 9, what="every viewer to join")
+        stop = asyncio.Event()
+        readers = [asyncio.create_task(acking_reader(c, stop)) for c in fast]
+        frames = 20
+        for marker in range(1, frames + 1):
+            display.publish(frame(marker))
+            await eventually(lambda: all(len(c.payloads) >= marker for c in fast), what=f"frame {marker} everywhere")
+        stop.set()
+        await asyncio.gather(*readers)
+        for client in fast:
+            assert markers(client) == list(range(1, frames + 1))
+        received = []
+        while True:
+            try:
+                received.append(await slow.next_payload(timeout=0.3))
+            except TimeoutError:
+                break
+        assert len(received) == 2 and received[0].keyframe  # its window, then nothing
+        assert test_encoders.encodes == frames and display.stats.keyframes_forced == 0
+        for client in [*fast, slow]:
+            await client.close()
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+async def test_a_late_joiner_starts_on_a_keyframe(display: Any) -> None:
+    early = await ProtocolClient.connect(display)
+    stop = asyncio.Event()
+    reader = asyncio.create_task(acking_reader(early, stop))
+    for marker in range(1, 6):
+        display.publish(frame(marker))
+        await eventually(lambda: len(early.payloads) >= marker, what=f"frame {marker}")
+    late = await ProtocolClient.connect(display)  # the scene is static from here on
+    first: Received = await late.next_payload()
+    assert first.keyframe and first.payload[1] == 5
+    assert late.configs[-1]["codec"] == "avc1.42001f"
+    stop.set()
+    await reader
+    assert [m.keyframe for m in early.payloads][:5] == [True, False, False, False, False]
+    await early.close()
+    await late.close()
