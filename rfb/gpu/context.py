@@ -4,7 +4,7 @@ CuPy, PyTorch, JAX, FFmpeg (with ``primary_ctx``) and our NVENC binding all use 
 device's *primary* context, so a frame rendered by one is readable by the others with
 no copy. The primary context's flags are fixed when it is first activated, by whoever
 gets there first, and ``CU_CTX_SCHED_AUTO`` (the default) spins a CPU core while it
-waits for the GPU. Asking for ``CU_CTX_SCHED_BLOCKING_SYNC`` before anything touches
+waits for the GPU whenever the process has fewer contexts than cores. Asking for ``CU_CTX_SCHED_BLOCKING_SYNC`` before anything touches
 CUDA makes every waiter sleep instead; after that it is too late, which is why
 :func:`enable_cuda_context_sharing` says so loudly rather than pretending.
 
@@ -22,7 +22,6 @@ from typing import Any
 # CUctx_flags values (cuda.h; stable ABI). Kept as ints so the logic below does not
 # depend on the enum classes of one cuda-python release.
 CU_CTX_SCHED_MASK = 0x07
-CU_CTX_SCHED_BLOCKING_SYNC = 0x04
 _SCHED_NAMES = {0: "CU_CTX_SCHED_AUTO", 1: "CU_CTX_SCHED_SPIN", 2: "CU_CTX_SCHED_YIELD", 4: "CU_CTX_SCHED_BLOCKING_SYNC"}
 _OTHER_FLAG_NAMES = {
     0x08: "CU_CTX_MAP_HOST",
@@ -73,51 +72,38 @@ def enable_cuda_context_sharing(device_id: int = 0) -> bool:
     False with a :class:`CudaContextWarning` when the context is already active with
     other flags (it says which), or when there is no usable CUDA driver or device;
     it never raises for those.
+
+    The flags are set by the NVENC binding's :func:`nvencffi.cuda.set_context_flags`,
+    so that rfb and nvencffi agree on one way of doing it.
     """
+    from nvencffi.cuda import set_context_flags
+    from nvencffi.errors import CudaUnavailable
+
     try:
-        driver = load_driver()
-    except GpuUnavailable as exc:
+        if set_context_flags(device_id, blocking_sync=True):
+            return True
+        flags, _active = primary_context_state(device_id)
+    except (CudaUnavailable, GpuUnavailable) as exc:
         warnings.warn(f"enable_cuda_context_sharing() did nothing: {exc}", CudaContextWarning, stacklevel=2)
         return False
-    try:
-        return _enable_sharing(driver, device_id)
-    except GpuUnavailable as exc:
-        warnings.warn(f"enable_cuda_context_sharing(): {exc}", CudaContextWarning, stacklevel=2)
-        return False
+    warnings.warn(
+        f"enable_cuda_context_sharing(): too late, the primary context of CUDA device {device_id} is "
+        f"already active with flags {describe_context_flags(flags)}; CU_CTX_SCHED_BLOCKING_SYNC was not set. "
+        "Call it before CuPy, PyTorch or JAX first use the GPU (waits on the GPU will spin a CPU core).",
+        CudaContextWarning,
+        stacklevel=2,
+    )
+    return False
 
 
-def _enable_sharing(driver: Any, device_id: int) -> bool:
-    """The work of enable_cuda_context_sharing, on an initialised driver module (warns itself)."""
+def primary_context_state(device_id: int = 0) -> tuple[int, bool]:
+    """(flags, active) of ``device_id``'s primary context; GpuUnavailable without a driver or device."""
+    driver = load_driver()
     err, dev = driver.cuDeviceGet(device_id)
     _check(driver, err, f"cuDeviceGet({device_id})")
     err, flags, active = driver.cuDevicePrimaryCtxGetState(dev)
     _check(driver, err, "cuDevicePrimaryCtxGetState")
-    flags = int(flags)
-    if flags & CU_CTX_SCHED_MASK == CU_CTX_SCHED_BLOCKING_SYNC:
-        return True
-    if active:
-        warnings.warn(
-            f"enable_cuda_context_sharing(): too late, the primary context of CUDA device {device_id} is "
-            f"already active with flags {describe_context_flags(flags)}; CU_CTX_SCHED_BLOCKING_SYNC was not set. "
-            "Call it before CuPy, PyTorch or JAX first use the GPU (waits on the GPU will spin a CPU core).",
-            CudaContextWarning,
-            stacklevel=3,
-        )
-        return False
-    wanted = (flags & ~CU_CTX_SCHED_MASK) | CU_CTX_SCHED_BLOCKING_SYNC
-    (err,) = driver.cuDevicePrimaryCtxSetFlags(dev, wanted)
-    _check(driver, err, f"cuDevicePrimaryCtxSetFlags({describe_context_flags(wanted)})")
-    err, flags, _active = driver.cuDevicePrimaryCtxGetState(dev)
-    _check(driver, err, "cuDevicePrimaryCtxGetState")
-    if int(flags) & CU_CTX_SCHED_MASK != CU_CTX_SCHED_BLOCKING_SYNC:
-        warnings.warn(
-            f"enable_cuda_context_sharing(): the driver accepted the flags but reports "
-            f"{describe_context_flags(int(flags))} for CUDA device {device_id}",
-            CudaContextWarning,
-            stacklevel=3,
-        )
-        return False
-    return True
+    return int(flags), bool(active)
 
 
 _probe_lock = threading.Lock()

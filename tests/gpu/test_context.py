@@ -83,64 +83,48 @@ def test_gpu_available_answers_without_raising() -> None:
     assert reason is None or (isinstance(reason, str) and reason)
 
 
-# -- the decision logic, against a stand-in for the driver ------------------------------
+# -- the warnings, around the NVENC binding's set_context_flags ------------------------------
 
 
-class FakeDriver:
-    """The driver calls enable_cuda_context_sharing makes, with a primary context's state."""
+def test_too_late_warns_with_the_flags_the_context_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nvencffi.cuda
 
-    def __init__(self, flags: int = 0, active: bool = False, devices: int = 1, ignore_set: bool = False) -> None:
-        self.flags, self.active, self.devices, self.ignore_set = flags, active, devices, ignore_set
-        self.set_calls: list[int] = []
+    asked: list[tuple[int, bool]] = []
 
-    def cuDeviceGet(self, ordinal: int) -> tuple[int, int]:
-        return (0, ordinal) if ordinal < self.devices else (101, 0)  # CUDA_ERROR_INVALID_DEVICE
+    def set_context_flags(device: int = 0, *, blocking_sync: bool = True) -> bool:
+        asked.append((device, blocking_sync))
+        return False  # the context is already active with other flags
 
-    def cuDevicePrimaryCtxGetState(self, dev: int) -> tuple[int, int, int]:
-        return 0, self.flags, int(self.active)
-
-    def cuDevicePrimaryCtxSetFlags(self, dev: int, flags: int) -> tuple[int]:
-        self.set_calls.append(flags)
-        if not self.ignore_set:
-            self.flags = flags
-        return (0,)
-
-    def cuGetErrorName(self, err: int) -> tuple[int, bytes]:
-        return 0, {101: b"CUDA_ERROR_INVALID_DEVICE"}.get(int(err), b"CUDA_ERROR_UNKNOWN")
+    monkeypatch.setattr(nvencffi.cuda, "set_context_flags", set_context_flags)
+    monkeypatch.setattr(context, "primary_context_state", lambda device_id=0: (0x01 | 0x10, True))
+    with pytest.warns(
+        CudaContextWarning,
+        match=r"too late, the primary context of CUDA device 1 is already active with flags "
+        r"CU_CTX_SCHED_SPIN \| CU_CTX_LMEM_RESIZE_TO_MAX; CU_CTX_SCHED_BLOCKING_SYNC was not set",
+    ):
+        assert enable_cuda_context_sharing(1) is False
+    assert asked == [(1, True)]
 
 
-def test_sets_blocking_sync_before_activation_keeping_other_flags() -> None:
-    driver = FakeDriver(flags=0x10 | 0x01)  # LMEM_RESIZE_TO_MAX | SCHED_SPIN
+def test_success_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nvencffi.cuda
+
+    monkeypatch.setattr(nvencffi.cuda, "set_context_flags", lambda device=0, *, blocking_sync=True: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert context._enable_sharing(driver, 0) is True
-    assert driver.set_calls == [0x10 | 0x04]
+        assert enable_cuda_context_sharing() is True
 
 
-def test_already_set_is_true_even_when_active() -> None:
-    driver = FakeDriver(flags=0x04, active=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert context._enable_sharing(driver, 0) is True
-    assert driver.set_calls == []
+def test_driver_errors_become_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nvencffi.cuda
+    from nvencffi.errors import CudaUnavailable
 
+    def no_such_device(device: int = 0, *, blocking_sync: bool = True) -> bool:
+        raise CudaUnavailable(f"CUDA device {device} requested; this machine has 1 CUDA device(s)")
 
-def test_too_late_warns_with_the_flags_it_has() -> None:
-    driver = FakeDriver(flags=0x00, active=True)
-    with pytest.warns(CudaContextWarning, match=r"too late, .* CUDA device 0 is already active with flags CU_CTX_SCHED_AUTO"):
-        assert context._enable_sharing(driver, 0) is False
-    assert driver.set_calls == []
-
-
-def test_flags_that_do_not_stick_are_reported() -> None:
-    driver = FakeDriver(flags=0x02, ignore_set=True)
-    with pytest.warns(CudaContextWarning, match=r"reports CU_CTX_SCHED_YIELD"):
-        assert context._enable_sharing(driver, 0) is False
-
-
-def test_driver_errors_carry_the_error_name() -> None:
-    with pytest.raises(GpuUnavailable, match=r"cuDeviceGet\(3\) failed with CUDA_ERROR_INVALID_DEVICE"):
-        context._enable_sharing(FakeDriver(devices=1), 3)
+    monkeypatch.setattr(nvencffi.cuda, "set_context_flags", no_such_device)
+    with pytest.warns(CudaContextWarning, match=r"did nothing: CUDA device 5 requested"):
+        assert enable_cuda_context_sharing(5) is False
 
 
 def test_describe_context_flags() -> None:
