@@ -1,0 +1,366 @@
+"""The public Display: publish(), events, introspection, lifecycle, and real encodes end to end.
+
+The end-to-end tests decode what arrives over a real socket with the real routes
+(libx264 through PyAV, JPEG) and compare the pixels with the published frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+import rfb
+from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
+from rfb.display import FrameStore, serve, start
+from rfb.frames import FrameError, RawFrame, frame_from_array
+from tests.conftest import JPEG, EncoderLog, ProtocolClient, eventually, start_test_display, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def frame(marker: int, width: int = 64, height: int = 48) -> np.ndarray:
+    array = np.zeros((height, width, 3), np.uint8)
+    array[0, 0] = (marker, 0, 0)
+    return array
+
+
+def quadrants(width: int, height: int, shift: int = 0) -> np.ndarray:
+    """Four flat blocks; ``shift`` moves the vertical split (so frames differ)."""
+    out = np.empty((height, width, 3), np.uint8)
+    split = width // 2 + shift
+    out[: height // 2, :split], out[: height // 2, split:] = (220, 40, 40), (40, 200, 40)
+    out[height // 2 :, :split], out[height // 2 :, split:] = (40, 40, 220), (230, 230, 230)
+    return out
+
+
+# ---------------------------------------------------------------- publish
+
+
+def test_publish_validates_with_expected_and_got(display: Any) -> None:
+    with pytest.raises(FrameError, match=r"expected dtype uint8, got float32"):
+        display.publish(np.zeros((48, 64, 3), np.float32))
+    with pytest.raises(FrameError, match=r"expected shape \(H, W, 3\) for rgb24 or \(H, W, 4\) for rgba8, got \(48, 64\)"):
+        display.publish(np.zeros((48, 64), np.uint8))
+    with pytest.raises(FrameError, match="got list"):
+        display.publish([[0, 0, 0]])
+    assert display.stats.published == 0
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((48, 63, 3), "width 63 is odd"), ((47, 64, 3), "height 47 is odd"), ((47, 63, 4), "width 63 and height 47 is odd")],
+)
+def test_video_needs_even_dimensions_and_says_which(display: Any, shape: tuple[int, ...], expected: str) -> None:
+    with pytest.raises(FrameError, match=expected):
+        display.publish(np.zeros(shape, np.uint8))
+
+
+def test_odd_size_at_construction_is_refused(test_encoders: EncoderLog) -> None:
+    with pytest.raises(ValueError, match="height 47 is odd"):
+        start_test_display(64, 47)
+
+
+def test_publish_accepts_rgb_rgba_and_rawframe(display: Any) -> None:
+    display.publish(np.zeros((48, 64, 3), np.uint8))
+    display.publish(np.zeros((48, 64, 4), np.uint8))
+    display.publish(RawFrame(np.zeros((24, 32, 3), np.uint8), 32, 24))
+    assert display.stats.published == 3 and (display.width, display.height) == (32, 24)
+
+
+def test_publish_after_close_raises(test_encoders: EncoderLog) -> None:
+    display = start_test_display()
+    display.close()
+    with pytest.raises(RuntimeError, match="display is closed"):
+        display.publish(frame(1))
+
+
+def test_without_own_frames_the_display_keeps_the_callers_array() -> None:
+    store = FrameStore(own_frames=False)
+    array = frame(1)
+    store.put(frame_from_array(array))
+    taken = store.take()
+    assert taken is not None and taken[0].data is array  # hence: publish a fresh array per frame
+
+
+def test_own_frames_copies_into_a_small_recycled_pool() -> None:
+    store = FrameStore(own_frames=True, pool_size=4)
+    array = frame(1)
+    buffers = set()
+    for marker in range(1, 20):
+        array[0, 0, 0] = marker
+        store.put(frame_from_array(array))
+        taken = store.take()
+        assert taken is not None
+        assert taken[0].data is not array and taken[0].data[0, 0, 0] == marker
+        buffers.add(id(taken[0].data))
+        store.release(taken[0])
+    assert len(buffers) <= 2  # with nothing leased, two buffers alternate
+
+
+def test_own_frames_never_overwrites_a_leased_frame() -> None:
+    store = FrameStore(own_frames=True, pool_size=4)
+    array = frame(1)
+    store.put(frame_from_array(array))
+    leased = store.take()
+    assert leased is not None
+    for marker in range(2, 10):
+        array[0, 0, 0] = marker
+        store.put(frame_from_array(array))
+    assert leased[0].data[0, 0, 0] == 1, "an encoder's frame changed under it"
+    store.release(leased[0])
+
+
+def test_own_frames_for_cuda_frames_is_an_explicit_hook() -> None:
+    store = FrameStore(own_frames=True)
+    with pytest.raises(NotImplementedError, match="publish a fresh device array per frame"):
+        store.put(RawFrame(object(), 64, 48, memory="cuda"))
+
+
+@pytest.mark.anyio
+async def test_own_frames_lets_the_caller_reuse_its_array_at_once(test_encoders: EncoderLog) -> None:
+    display = start_test_display(own_frames=True)
+    try:
+        client = await ProtocolClient.connect(display)
+        await eventually(lambda: display.viewers, what="the viewer to join")
+        array = frame(1)
+        for marker in range(1, 6):
+            array[0, 0, 0] = marker
+            display.publish(array)
+            array[0, 0, 0] = 200  # scribble right away: the display must have copied
+            payload = await client.next_payload()
+            assert payload.payload[1] == marker
+            await client.ack(payload.seq)
+        await client.close()
+    finally:
+        display.close()
+
+
+# ---------------------------------------------------------------- events, introspection
+
+
+@pytest.mark.anyio
+async def test_poll_events_returns_every_viewers_events(display: Any) -> None:
+    a = await ProtocolClient.connect(display)
+    b = await ProtocolClient.connect(display)
+    await eventually(lambda: len(display.viewers) == 2, what="both viewers")
+    await a.event(type="pointerdown", x=3, y=4, button=0, buttons=1)
+    await b.event(type="keydown", key="a", code="KeyA")
+    events = await eventually(lambda: display.stats.events_received == 2 and display.poll_events(), what="events")
+    ids = {v.client_id for v in display.viewers}
+    assert sorted(e.type for e in events) == ["keydown", "pointerdown"]
+    assert {e.client_id for e in events} == ids
+    assert display.poll_events() == []
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.anyio
+async def test_a_full_event_queue_drops_the_oldest_and_counts(test_encoders: EncoderLog) -> None:
+    display = start_test_display(event_queue_size=2)
+    try:
+        client = await ProtocolClient.connect(display)
+        for x in range(5):
+            await client.event(type="pointermove", x=x, y=0)
+        await eventually(lambda: display.stats.events_received == 5, what="five events")
+        assert [e.x for e in display.poll_events()] == [3.0, 4.0]
+        assert display.stats.events_dropped == 3
+        await client.close()
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+async def test_viewers_stats_and_url(display: Any) -> None:
+    assert display.url == f"http://127.0.0.1:{display.port}/?token={display.token}" and len(display.token) >= 16
+    assert display.encoder_name == "test-h264" and display.transports == ("webcodecs", "image")
+    client = await ProtocolClient.connect(display)
+    await eventually(lambda: display.viewers, what="the viewer")
+    display.publish(frame(1))
+    payload = await client.next_payload()
+    await client.ack(payload.seq, decode_ms=2.5)
+    (info,) = await eventually(lambda: display.viewers if display.viewers[0].inflight == 0 else None, what="the ack")
+    assert (info.transport, info.client, info.delivered, info.decode_ms) == ("webcodecs", "pytest", 1, 2.5)
+    stats = display.stats
+    assert (stats.published, stats.viewers, stats.groups["webcodecs"].encodes) == (1, 1, 1)
+    await client.close()
+    await eventually(lambda: not display.viewers, what="the viewer to leave")
+
+
+def test_token_none_gives_a_url_without_token(test_encoders: EncoderLog) -> None:
+    with start_test_display(token=None) as display:
+        assert display.url == f"http://127.0.0.1:{display.port}/"
+
+
+def test_the_default_token_differs_per_display(test_encoders: EncoderLog) -> None:
+    with start_test_display() as a, start_test_display() as b:
+        assert a.token != b.token
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+@pytest.mark.anyio
+async def test_close_leaves_no_thread_and_no_encoder(test_encoders: EncoderLog) -> None:
+    before = set(threading.enumerate())
+    display = start_test_display()
+    video = await ProtocolClient.connect(display)
+    image = await ProtocolClient.connect(display, supported=(JPEG,))
+    display.publish(frame(1))
+    await video.next_payload()
+    await image.next_payload()
+    assert len(test_encoders.open_instances()) == 2
+    await display.aclose()
+    assert await video.closed() == (1001, "server shutting down")
+    assert await image.closed() == (1001, "server shutting down")
+    assert not test_encoders.open_instances()
+    assert set(threading.enumerate()) == before
+    display.close()  # idempotent
+
+
+@pytest.mark.anyio
+async def test_serve_and_aclose_from_asyncio(test_encoders: EncoderLog) -> None:
+    before = set(threading.enumerate())
+    async with await rfb.serve(64, 48, port=0, video_encoder="test-h264", image_encoder="test-image") as display:
+        assert isinstance(display, rfb.Display)
+        client = await ProtocolClient.connect(display)
+        display.publish(frame(7))
+        assert (await client.next_payload()).payload[1] == 7
+        closing = asyncio.create_task(client.closed())
+        await display.aclose()
+        assert await closing == (1001, "server shutting down")
+    await display.aclose()  # idempotent, and __aexit__ closed it once more
+    assert set(threading.enumerate()) == before and not test_encoders.open_instances()
+
+
+@pytest.mark.anyio
+async def test_a_blocked_caller_loop_does_not_stall_viewers(display: Any) -> None:
+    """The user's loop sleeps synchronously; a viewer on another thread still gets frames."""
+    from websockets.sync.client import connect
+
+    got: list[bytes] = []
+
+    def viewer() -> None:
+        with connect(f"ws://127.0.0.1:{display.port}/ws", proxy=None, open_timeout=5) as ws:
+            ws.send(json.dumps({"type": "hello", "supported": ["webcodecs/h264-annexb"], "token": display.token}))
+            while not got:
+                message = ws.recv(timeout=5)
+                if isinstance(message, bytes):
+                    got.append(message)
+
+    display.publish(frame(3))
+    thread = threading.Thread(target=viewer)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)  # blocks this test's event loop on purpose
+    thread.join(5)
+    assert got, "the viewer got nothing while the caller's loop was blocked"
+
+
+def test_a_busy_port_raises_and_leaks_nothing(test_encoders: EncoderLog) -> None:
+    before = set(threading.enumerate())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError):
+            start_test_display(port=busy.getsockname()[1])
+    assert set(threading.enumerate()) == before
+
+
+@pytest.mark.anyio
+async def test_serve_failure_raises_in_the_caller(test_encoders: EncoderLog) -> None:
+    with pytest.raises(KeyError, match="no encoder named 'nope'"):
+        await serve(64, 48, port=0, video_encoder="nope")
+
+
+def test_sync_start_and_context_manager(test_encoders: EncoderLog) -> None:
+    before = set(threading.enumerate())
+    with start(64, 48, port=0, video_encoder="test-h264", image_encoder="test-image") as display:
+        assert not display.closed
+    assert display.closed and set(threading.enumerate()) == before
+
+
+# ---------------------------------------------------------------- real routes, end to end
+
+
+@pytest.fixture
+def real_display() -> Any:
+    display = start(128, 96, host="127.0.0.1", port=0, video_encoder="h264_cpu", image_encoder="image",
+                    keyframe_interval_min=0.0)
+    try:
+        yield display
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+async def test_h264_over_the_socket_decodes_to_the_published_frames(real_display: Any) -> None:
+    client = await ProtocolClient.connect(real_display)
+    await eventually(lambda: real_display.viewers, what="the viewer")
+    published = [quadrants(128, 96, shift) for shift in (0, 8, 16, 24)]
+    chunks = []
+    for picture in published:
+        real_display.publish(picture)
+        chunk = await client.next_payload()
+        chunks.append(chunk)
+        await client.ack(chunk.seq)
+    assert chunks[0].keyframe and not any(c.keyframe for c in chunks[1:])
+    assert client.configs[-1]["codec"].startswith("avc1.") and client.configs[-1]["codec"] == chunks[0].header["codec"]
+    with H264Decoder() as decoder:
+        decoded = [picture for c in chunks for picture in decoder.decode(c.payload)]
+    assert len(decoded) == len(published)
+    for want, got in zip(published, decoded, strict=True):
+        assert got.shape == want.shape
+        assert psnr(want, got) > 30
+        assert np.abs(want[20, 20].astype(int) - got[20, 20].astype(int)).max() <= 12  # inside a flat block
+    await client.close()
+
+
+@pytest.mark.anyio
+async def test_a_late_joiners_stream_decodes_from_its_first_payload(real_display: Any) -> None:
+    early = await ProtocolClient.connect(real_display)
+    for shift in (0, 8):
+        real_display.publish(quadrants(128, 96, shift))
+        await early.ack((await early.next_payload()).seq)
+    late = await ProtocolClient.connect(real_display)
+    first = await late.next_payload()
+    assert first.keyframe
+    with H264Decoder() as decoder:
+        (picture,) = decoder.decode(first.payload)  # a fresh decoder: SPS/PPS are in-band
+    assert psnr(quadrants(128, 96, 8), picture) > 30
+    await early.close()
+    await late.close()
+
+
+@pytest.mark.anyio
+async def test_a_new_size_sends_config_then_a_decodable_keyframe(real_display: Any) -> None:
+    client = await ProtocolClient.connect(real_display)
+    real_display.publish(quadrants(128, 96))
+    await client.ack((await client.next_payload()).seq)
+    real_display.publish(quadrants(64, 48))
+    chunk = await client.next_payload()
+    assert chunk.keyframe and (chunk.header["width"], chunk.header["height"]) == (64, 48)
+    assert (client.configs[-1]["width"], client.configs[-1]["height"]) == (64, 48)
+    with H264Decoder() as decoder:
+        (picture,) = decoder.decode(chunk.payload)
+    assert picture.shape == (48, 64, 3) and psnr(quadrants(64, 48), picture) > 30
+    await client.close()
+
+
+@pytest.mark.anyio
+async def test_jpeg_over_the_socket_decodes_to_the_published_frame(real_display: Any) -> None:
+    client = await ProtocolClient.connect(real_display, supported=(JPEG,))
+    real_display.publish(quadrants(128, 96))
+    message = await client.next_payload()
+    assert message.kind == "image_frame" and message.header["mime"] == "image/jpeg"
+    assert client.configs[-1]["transport"] == "image"
+    picture = decode_image(message.payload)
+    assert psnr(quadrants(128, 96), picture) > 30
+    await client.close()
