@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from nvencffi.cuda import NullContext, PrimaryContext, set_context_flags
 from nvencffi.encoder import NvencEncoder, PictureType
-from nvencffi.errors import CudaUnavailable, NvencError, NvencStatus, NvencUnavailable
+from nvencffi.errors import CudaUnavailable, DriverTooOld, NvencError, NvencStatus, NvencUnavailable
 from nvencffi.frames import FrameLayoutError
 from nvencffi.library import load_library, reset_library
 from nvencffi.probe import ProbeResult, probe
 
 __all__ = [
     "CudaUnavailable",
+    "DriverTooOld",
     "FrameLayoutError",
     "NullContext",
     "NvencEncoder",

@@ -34,6 +34,15 @@ class CudaUnavailable(NvencUnavailable):
     """No usable CUDA driver or device (NVENC's CUDA interface needs one)."""
 
 
+class DriverTooOld(NvencUnavailable):
+    """The driver's NVENC API is older than the one we need; says which driver is."""
+
+    def __init__(self, message: str, max_api_version: tuple[int, int], required: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.max_api_version = max_api_version
+        self.required = required
+
+
 class NvencError(RuntimeError):
     """An NVENC API call returned a status other than ``NV_ENC_SUCCESS``."""
 

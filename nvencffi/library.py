@@ -20,7 +20,7 @@ from typing import Any
 
 from nvencffi import _api
 from nvencffi._ffi import ffi
-from nvencffi.errors import NvencUnavailable, error_for
+from nvencffi.errors import DriverTooOld, NvencUnavailable, error_for
 
 ENV_LIBRARY = "NVENCFFI_LIBRARY"
 DEFAULT_LIBRARY = "libnvidia-encode.so.1"
@@ -85,10 +85,12 @@ class Library:
         self.max_api_version: tuple[int, int] = decode_max_version(int(word[0]))
         if self.max_api_version < REQUIRED_API:
             have = "{}.{}".format(*self.max_api_version)
-            raise NvencUnavailable(
+            raise DriverTooOld(
                 f"the installed NVIDIA driver supports NVENC API {have} only; nvencffi needs "
                 f"NVENC API {REQUIRED_API[0]}.{REQUIRED_API[1]}, which needs {DRIVER_NEEDED}. "
-                "Update the NVIDIA driver to use the GPU encoder."
+                "Update the NVIDIA driver to use the GPU encoder.",
+                self.max_api_version,
+                REQUIRED_API,
             )
         self.functions = ffi.new("NV_ENCODE_API_FUNCTION_LIST *")
         self.functions.version = _api.FUNCTION_LIST_VER

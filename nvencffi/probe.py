@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nvencffi.cuda import EncodeContext, PrimaryContext
-from nvencffi.errors import NvencError, NvencUnavailable
+from nvencffi.errors import DriverTooOld, NvencError, NvencUnavailable
 from nvencffi.library import load_library
 from nvencffi.session import destroy_session, open_session
 
@@ -32,6 +32,8 @@ def probe(device: int = 0, *, context: EncodeContext | None = None) -> ProbeResu
     """
     try:
         lib = load_library()
+    except DriverTooOld as exc:
+        return ProbeResult(False, str(exc), exc.max_api_version, None)
     except NvencUnavailable as exc:
         return ProbeResult(False, str(exc), None, None)
     version = lib.max_api_version
