@@ -18,7 +18,7 @@ Two implementations live here, for two different jobs:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -92,6 +92,16 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+class FrameConverter(Protocol):
+    """Anything that turns host RawFrames into ``av.VideoFrame`` s for an encoder."""
+
+    target_format: str
+
+    def convert(self, frame: RawFrame) -> VideoFrame: ...
+
+    def close(self) -> None: ...
 
 
 class HostConverter:

@@ -25,6 +25,7 @@ from rfb.colorspace import (
     COLOUR_PRIMARIES_BT709,
     MATRIX_BT709,
     TRANSFER_BT709,
+    FrameConverter,
     HostConverter,
     default_threads,
 )
@@ -97,7 +98,7 @@ class PyAVH264Encoder:
         config: EncoderConfig,
         settings: PyAVSettings,
         *,
-        converter: HostConverter | None = None,
+        converter: FrameConverter | None = None,
     ) -> None:
         """Open the encoder now, so that a bad setting fails in the factory.
 
@@ -108,7 +109,7 @@ class PyAVH264Encoder:
         self.name = name
         self.config = config
         self.settings = settings
-        self._converter: HostConverter | None = converter or HostConverter(settings.pix_fmt)
+        self._converter: FrameConverter | None = converter or HostConverter(settings.pix_fmt)
         self._context: CodecContext | None = None
         self._index = 0
         self._need_idr = True
@@ -170,7 +171,7 @@ class PyAVH264Encoder:
 
     # -- internals ---------------------------------------------------------------
 
-    def _require_open(self) -> HostConverter:
+    def _require_open(self) -> FrameConverter:
         if self._closed or self._converter is None:
             raise RuntimeError(f"{self.name} encoder is closed; create a new one")
         return self._converter

@@ -1,0 +1,287 @@
+"""The ``encode`` section: time, size and quality of each host-frame route, per size.
+
+For every size, each available route of the registry (H.264 for WebCodecs, and
+images) encodes the same frames, and two baselines measured in the same run give
+the yardstick:
+
+- ``baseline_x264``: the textbook PyAV path, ``VideoFrame.from_ndarray(rgb24)`` ->
+  ``reformat("yuv420p")`` -> libx264 with exactly the h264_cpu settings, so the
+  ratio shows what the route's frame handling (zero-copy wrap, a kept multi-threaded
+  swscale context, nv12) is worth;
+- ``baseline_pillow_jpeg``: ``PIL.Image.fromarray(rgb).save(..., "JPEG", quality)``.
+
+Each frame is timed alone (``encode`` call, wall clock and process CPU time); the
+first frame (encoder start-up, the IDR) is encoded before timing starts. Quality is
+PSNR (dB, RGB) of the decoded payload against the published frame, decoded by
+FFmpeg's H.264 decoder or libjpeg-turbo/Pillow, outside the timed region.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from rfb.benchmark import patterns
+from rfb.benchmark.metrics import H264Decoder, decode_image, percentile, psnr
+from rfb.benchmark.sections import BenchmarkOptions, SectionReport
+from rfb.colorspace import AV_FORMATS
+from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
+from rfb.frames import RawFrame, frame_from_array
+
+BASELINE_VIDEO = "baseline_x264"
+BASELINE_IMAGE = "baseline_pillow_jpeg"
+PNG_ROW = "image_png"
+
+# Frames kept in memory per size, so every route sees the same pixels without
+# regenerating them; above this, frames are regenerated for each route.
+FRAME_CACHE_BYTES = 768 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One thing to time: a name, how to build it, how to call it, which baseline it faces."""
+
+    name: str
+    transport: Transport
+    build: Callable[[EncoderConfig], EncoderBackend]
+    baseline: str | None
+    lossless: bool = False
+    max_frames: int | None = None
+
+
+# -- baselines -------------------------------------------------------------------
+
+
+class TextbookConverter:
+    """``from_ndarray`` (a copy) + ``reformat`` with a fresh swscale context per frame."""
+
+    target_format = "yuv420p"
+
+    def convert(self, frame: RawFrame) -> Any:
+        from av.video.frame import VideoFrame
+
+        return VideoFrame.from_ndarray(frame.data, format=AV_FORMATS[frame.pixel_format]).reformat(
+            format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def textbook_x264(config: EncoderConfig) -> EncoderBackend:
+    """libx264 with the h264_cpu settings, fed the textbook way (yuv420p, one thread)."""
+    from rfb.encoders.h264_cpu import PyAVH264Encoder, libx264_settings
+
+    settings = replace(libx264_settings(config), pix_fmt="yuv420p")
+    return PyAVH264Encoder(BASELINE_VIDEO, config, settings, converter=TextbookConverter())
+
+
+class PillowJpeg:
+    """``Image.fromarray(rgb).save(buf, "JPEG", quality=q)``: the usual Python way."""
+
+    transport: Transport = "image"
+
+    def __init__(self, config: EncoderConfig) -> None:
+        self.name = BASELINE_IMAGE
+        self.config = config
+
+    def encode(self, frame: RawFrame, *, force_keyframe: bool = False) -> list[EncodedPayload]:
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.fromarray(frame.data).save(out, format="JPEG", quality=self.config.quality)
+        return [EncodedPayload(out.getvalue(), True, frame.width, frame.height, "image", mime="image/jpeg")]
+
+    def flush(self) -> list[EncodedPayload]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def _png_stills(config: EncoderConfig) -> EncoderBackend:
+    from rfb.encoders.image import ImageEncoder
+
+    return ImageEncoder(config, name=PNG_ROW)
+
+
+# -- candidates ------------------------------------------------------------------
+
+
+def candidates(options: BenchmarkOptions, report: SectionReport) -> list[Candidate]:
+    """Baselines first, then every available host route of the registry (skips noted)."""
+    from rfb.encoders.registry import encoder_status, get_entry
+
+    out = [
+        Candidate(BASELINE_VIDEO, "webcodecs", textbook_x264, None),
+        Candidate(BASELINE_IMAGE, "image", PillowJpeg, None),
+    ]
+    for status in encoder_status():
+        if options.routes is not None and status.name not in options.routes:
+            continue
+        if not status.available:
+            report.skipped.append({"route": status.name, "reason": status.reason or "unavailable"})
+            continue
+        if status.gpu:
+            # GPU routes take CUDA frames: a GPU section times them with device frames.
+            report.skipped.append({"route": status.name, "reason": "GPU route (takes CUDA frames); not timed here"})
+            continue
+        baseline = BASELINE_VIDEO if status.transport == "webcodecs" else BASELINE_IMAGE
+        out.append(Candidate(status.name, status.transport, get_entry(status.name).factory, baseline))
+        if status.name == "image":
+            out.append(Candidate(PNG_ROW, "image", _png_stills, None, lossless=True, max_frames=options.png_frames))
+    return out
+
+
+# -- frames ----------------------------------------------------------------------
+
+
+class FrameSource:
+    """The benchmark frames of one size: the same pixels for every route."""
+
+    def __init__(self, pattern: str, width: int, height: int, count: int) -> None:
+        self.pattern, self.width, self.height, self.count = pattern, width, height, count
+        self._cache: list[np.ndarray] | None = [] if width * height * 3 * count <= FRAME_CACHE_BYTES else None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(self.count):
+            if self._cache is not None and i < len(self._cache):
+                yield self._cache[i]
+                continue
+            rgb = patterns.make(self.pattern, self.width, self.height, i)
+            if self._cache is not None:
+                self._cache.append(rgb)
+            yield rgb
+
+
+# -- measuring -------------------------------------------------------------------
+
+
+def measure(candidate: Candidate, config: EncoderConfig, source: FrameSource) -> dict[str, Any]:
+    """Encode ``source`` with one candidate; time each frame, then decode and score it.
+
+    The first frame of ``source`` is the untimed warm-up (encoder start-up, the IDR);
+    at most ``candidate.max_frames`` of the rest are timed.
+    """
+    timed = source.count - 1 if candidate.max_frames is None else min(source.count - 1, candidate.max_frames)
+    wall: list[float] = []
+    cpu: list[float] = []
+    sizes: list[int] = []
+    scores: list[float] = []
+    decoder = H264Decoder() if candidate.transport == "webcodecs" else None
+    t0 = time.perf_counter()
+    backend = candidate.build(config)
+    try:
+        frames = iter(source)
+        warm = _encode(backend, frame_from_array(next(frames)), candidate)
+        startup = time.perf_counter() - t0
+        if decoder is not None:
+            for p in warm:
+                decoder.decode(p.data)
+        for rgb in itertools.islice(frames, timed):
+            frame = frame_from_array(rgb)
+            c0, t0 = time.process_time(), time.perf_counter()
+            payloads = _encode(backend, frame, candidate)
+            t1, c1 = time.perf_counter(), time.process_time()
+            wall.append(t1 - t0)
+            cpu.append(c1 - c0)
+            sizes.append(sum(len(p.data) for p in payloads))
+            scores += _score(rgb, payloads, decoder)
+        backend.flush()
+    finally:
+        backend.close()
+        if decoder is not None:
+            decoder.close()
+    return {
+        "route": candidate.name,
+        "transport": candidate.transport,
+        "baseline": candidate.baseline,
+        "width": config.width,
+        "height": config.height,
+        "frames": len(wall),
+        "startup_ms": round(startup * 1e3, 2),
+        "encode_ms_median": round(percentile(wall, 50) * 1e3, 3),
+        "encode_ms_p95": round(percentile(wall, 95) * 1e3, 3),
+        "cpu_ms_mean": round(float(np.mean(cpu)) * 1e3, 3),
+        "kb_per_frame": round(float(np.mean(sizes)) / 1e3, 2),
+        "psnr_db": round(float(np.mean(scores)), 2) if scores else None,
+    }
+
+
+def _encode(backend: EncoderBackend, frame: RawFrame, candidate: Candidate) -> list[EncodedPayload]:
+    if candidate.lossless:
+        return backend.encode(frame, lossless=True)  # type: ignore[call-arg]
+    return backend.encode(frame)
+
+
+def _score(rgb: np.ndarray, payloads: list[EncodedPayload], decoder: H264Decoder | None) -> list[float]:
+    if decoder is None:
+        return [psnr(rgb, decode_image(p.data)) for p in payloads]
+    return [psnr(rgb, picture) for p in payloads for picture in decoder.decode(p.data)]
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """``time_ratio`` / ``size_ratio`` / ``psnr_delta_db`` of each row against its baseline."""
+    by_key = {(r["route"], r["width"], r["height"]): r for r in rows}
+    for row in rows:
+        base = by_key.get((row["baseline"], row["width"], row["height"]))
+        if base is None:
+            continue
+        row["time_ratio"] = round(row["encode_ms_median"] / base["encode_ms_median"], 3)
+        row["size_ratio"] = round(row["kb_per_frame"] / base["kb_per_frame"], 3) if base["kb_per_frame"] else None
+        if row["psnr_db"] is not None and base["psnr_db"] is not None:
+            row["psnr_delta_db"] = round(row["psnr_db"] - base["psnr_db"], 2)
+
+
+# -- the section -----------------------------------------------------------------
+
+
+def run(options: BenchmarkOptions) -> SectionReport:
+    """Time every candidate at every size."""
+    report = SectionReport("encode")
+    todo = candidates(options, report)
+    for width, height in options.sizes:
+        config = EncoderConfig(
+            width, height, fps=options.fps, bitrate=options.bitrate_for(width, height), quality=options.quality
+        )
+        # One extra frame: the first is encoded untimed (start-up, IDR).
+        source = FrameSource(options.pattern, width, height, options.frames + 1)
+        for candidate in todo:
+            options.say(f"encode {width}x{height} {candidate.name}")
+            row = measure(candidate, config, source)
+            row["bitrate"] = config.bitrate if candidate.transport == "webcodecs" else None
+            row["quality"] = config.quality if candidate.transport == "image" and not candidate.lossless else None
+            report.rows.append(row)
+    add_ratios(report.rows)
+    report.notes.append(
+        f"pattern={options.pattern}, {options.frames} timed frames per route (PNG: {options.png_frames}), "
+        f"{options.fps:g} fps, bitrate {'auto' if options.bitrate is None else options.bitrate}, "
+        f"JPEG quality {options.quality}"
+    )
+    report.table = format_table(report.rows)
+    return report
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table, one line per (size, route)."""
+    header = (
+        f"{'size':>10} {'route':<22} {'median ms':>9} {'p95 ms':>8} {'cpu ms':>8} "
+        f"{'KB/frame':>9} {'PSNR dB':>8} {'x time':>7} {'x bytes':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        is_baseline = r["route"] in (BASELINE_VIDEO, BASELINE_IMAGE)
+        ratio = f"{r['time_ratio']:.2f}" if "time_ratio" in r else "1.00" if is_baseline else "-"
+        size_ratio = f"{r['size_ratio']:.2f}" if r.get("size_ratio") is not None else "-"
+        score = f"{r['psnr_db']:.2f}" if r["psnr_db"] is not None else "-"
+        lines.append(
+            f"{r['width']}x{r['height']:<5} {r['route']:<22} {r['encode_ms_median']:>9.2f} {r['encode_ms_p95']:>8.2f} "
+            f"{r['cpu_ms_mean']:>8.2f} {r['kb_per_frame']:>9.1f} {score:>8} {ratio:>7} {size_ratio:>8}"
+        )
+    return "\n".join(lines)

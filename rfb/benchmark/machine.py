@@ -1,0 +1,82 @@
+"""A description of the machine a benchmark ran on, for its JSON and its table.
+
+A figure without its machine is not a figure: every run records the CPU model,
+the cores this process could use, memory, and the versions of what did the work.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+_PACKAGES = ("av", "numpy", "simplejpeg", "pillow")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def memory_total_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def describe() -> dict[str, Any]:
+    """JSON-ready facts about this machine and software."""
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cores_usable": usable_cores(),
+        "cores_total": os.cpu_count(),
+        "memory_gib": memory_total_gib(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "packages": package_versions(),
+    }
+    try:
+        import av
+
+        info["ffmpeg"] = {k: ".".join(map(str, v)) for k, v in av.library_versions.items()}
+    except ImportError:
+        info["ffmpeg"] = None
+    return info
+
+
+def one_line(info: dict[str, Any]) -> str:
+    """``AMD EPYC, 2 cores, 7.8 GiB, Python 3.11.7, av 18.1.0, ...``"""
+    pkgs = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
+    mem = f", {info['memory_gib']} GiB" if info.get("memory_gib") else ""
+    return f"{info['cpu_model']}, {info['cores_usable']} cores{mem}, Python {info['python']}, {pkgs}"
