@@ -1,8 +1,9 @@
 """enable_cuda_context_sharing, gpu_available and the lazy imports of rfb.gpu.
 
-The decision logic runs everywhere against a stand-in for the driver's four calls;
-the real driver is exercised where there is one (in fresh subprocesses, since the
-primary context's flags can only be set before anything in the process uses CUDA).
+Where there is no driver, the real no-driver path runs, and the warnings are checked
+around a stand-in for nvencffi's set_context_flags; the real driver is exercised
+where there is one, in fresh subprocesses, since the primary context's flags can only
+be set before anything in the process uses CUDA.
 """
 
 from __future__ import annotations
