@@ -54,7 +54,7 @@ class BenchmarkOptions:
         """The bitrate to configure for one size."""
         if self.bitrate is not None:
             return self.bitrate
-        return int(round(width * height * self.fps * AUTO_BITS_PER_PIXEL, -5))
+        return max(100_000, int(round(width * height * self.fps * AUTO_BITS_PER_PIXEL, -5)))
 
     def say(self, message: str) -> None:
         """Report progress (to stderr from the command line; silent by default)."""
