@@ -161,8 +161,12 @@ def parse_client_message(text: str) -> ClientMessage:
         raise ProtocolError(f"expected a JSON text message, got {type(text).__name__}")
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise ProtocolError(f"expected a JSON object, got malformed JSON ({_short(exc)})") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"expected a JSON object, got malformed JSON ({exc.msg} at character {exc.pos})") from None
+    except RecursionError:
+        raise ProtocolError("expected a JSON object, got malformed JSON (nested too deeply)") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
+        raise ProtocolError(f"expected a JSON object, got malformed JSON ({str(exc)[:60]})") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"expected a JSON object, got {type(obj).__name__}")
     kind = obj.get("type")

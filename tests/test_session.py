@@ -1,0 +1,196 @@
+"""One viewer's session over a real socket: hello, token, transport choice, bad messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import H264, JPEG, EncoderLog, ProtocolClient, eventually, start_test_display
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def frame(marker: int) -> np.ndarray:
+    array = np.zeros((48, 64, 3), np.uint8)
+    array[0, 0] = (marker, 0, 0)
+    return array
+
+
+# ---------------------------------------------------------------- handshake
+
+
+@pytest.mark.anyio
+async def test_a_valid_hello_gets_a_config(display: Any) -> None:
+    client = await ProtocolClient.connect(display)
+    config = await client.recv()
+    assert config.header == {"type": "config", "transport": "webcodecs", "codec": None, "width": 64, "height": 48,
+                             "client_id": 1}
+    display.publish(frame(1))
+    first = await client.next_payload()
+    assert first.keyframe and client.configs[-1]["codec"] == "avc1.42001f"  # the config before it names the codec
+    await client.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        ({"type": "ack", "seq": 1}, "bad hello: expected 'hello' first, got Ack"),
+        ("not json", "bad hello: expected a JSON object, got malformed JSON"),
+        ({"type": "hello", "supported": "webcodecs/h264-annexb"}, "bad hello: hello.supported: expected a list"),
+        (b"\x00\x01", "bad hello: expected a JSON text message, got binary"),
+    ],
+)
+async def test_a_bad_first_message_closes_with_4400(display: Any, first: Any, reason: str) -> None:
+    client = await ProtocolClient.connect(display, hello=None)
+    await client.send(first)
+    code, text = await client.closed()
+    assert code == 4400 and text is not None and text.startswith(reason)
+
+
+@pytest.mark.anyio
+async def test_no_hello_within_the_timeout_closes_with_4400(test_encoders: EncoderLog) -> None:
+    display = start_test_display(hello_timeout=0.2)
+    try:
+        client = await ProtocolClient.connect(display, hello=None)
+        assert await client.closed() == (4400, "bad hello: none within 0.2 s")
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("token", [None, "wrong", "", "é" * 10])
+async def test_a_wrong_or_missing_token_closes_with_4001(display: Any, token: str | None) -> None:
+    client = await ProtocolClient.connect(display, token=token)
+    assert await client.closed() == (4001, "unauthorized")
+    assert not display.viewers
+
+
+@pytest.mark.anyio
+async def test_token_none_disables_the_check(test_encoders: EncoderLog) -> None:
+    display = start_test_display(token=None)
+    try:
+        client = await ProtocolClient.connect(display, token=None)
+        assert (await client.recv()).kind == "config"
+        await client.close()
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+async def test_a_client_that_takes_nothing_we_send_gets_4406(display: Any) -> None:
+    client = await ProtocolClient.connect(display, supported=("video/av1",))
+    code, reason = await client.closed()
+    assert code == 4406
+    assert reason == ("no supported transport: server sends ['webcodecs/h264-annexb', 'image/jpeg', 'image/png'], "
+                      "client takes ['video/av1']")
+
+
+@pytest.mark.anyio
+async def test_the_clients_order_of_preference_wins(display: Any) -> None:
+    client = await ProtocolClient.connect(display, supported=(JPEG, H264))
+    assert (await client.recv()).header["transport"] == "image"
+    display.publish(frame(2))
+    message = await client.next_payload()
+    assert message.kind == "image_frame" and message.header["mime"] == "image/jpeg"
+    await client.close()
+
+
+# ---------------------------------------------------------------- after hello
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("{", "expected a JSON object, got malformed JSON (Expecting property name enclosed in double quotes at "
+              "character 1)"),
+        ({"type": "bogus"}, "type: expected one of 'hello', 'ack', 'request_keyframe', 'event', got 'bogus'"),
+        ({"type": "ack", "seq": "1"}, "ack.seq: expected a positive integer, got '1'"),
+        ({"type": "event", "event": {"type": "pointermove", "x": "a", "y": 0}}, "event.x: expected a number, got 'a'"),
+        ({"type": "hello", "supported": []}, "hello: already received; a second hello is ignored"),
+        (b"abc", "expected JSON text messages, got a binary message of 3 bytes"),
+    ],
+)
+async def test_a_bad_message_after_hello_gets_an_error_and_changes_nothing(display: Any, message: Any,
+                                                                          error: str) -> None:
+    client = await ProtocolClient.connect(display)
+    await client.recv()  # config
+    await client.send(message)
+    assert await client.next_error() == error
+    display.publish(frame(3))
+    assert (await client.next_payload()).payload[1] == 3  # still served
+    (info,) = display.viewers
+    assert info.rejected_messages == 1
+    await client.close()
+
+
+@pytest.mark.anyio
+async def test_a_message_over_the_limit_closes_with_1009(display: Any) -> None:
+    client = await ProtocolClient.connect(display)
+    await client.recv()
+    await client.send(json.dumps({"type": "event", "event": {"type": "keydown", "key": "k" * (64 * 1024)}}))
+    code, _ = await client.closed()
+    assert code == 1009
+
+
+@pytest.mark.anyio
+async def test_request_keyframe_makes_the_next_payload_an_idr(display: Any) -> None:
+    client = await ProtocolClient.connect(display)
+    display.publish(frame(1))
+    await client.ack((await client.next_payload()).seq)
+    display.publish(frame(2))
+    second = await client.next_payload()
+    assert not second.keyframe
+    await client.ack(second.seq)
+    await client.request_keyframe("decoder error")
+    third = await client.next_payload()  # the same frame again, as an IDR: nothing new was published
+    assert third.keyframe and third.payload[1] == 2
+    await client.close()
+
+
+@pytest.mark.anyio
+async def test_one_viewers_garbage_never_reaches_another(display: Any) -> None:
+    noisy = await ProtocolClient.connect(display)
+    quiet = await ProtocolClient.connect(display)
+    noisy_id = (await noisy.recv()).header["client_id"]
+    quiet_id = (await quiet.recv()).header["client_id"]
+    for i in range(200):
+        await noisy.send("garbage" if i % 2 else b"\xff" * 10)
+    for marker in (1, 2, 3):
+        display.publish(frame(marker))
+        message = await quiet.next_payload()
+        assert message.payload[1] == marker
+        await quiet.ack(message.seq)
+    await eventually(lambda: sum(i.rejected_messages for i in display.viewers) == 200, what="200 rejections")
+    rejected = {i.client_id: i.rejected_messages for i in display.viewers}
+    assert rejected == {noisy_id: 200, quiet_id: 0} and quiet.errors == []
+    await noisy.close()
+    await quiet.close()
+
+
+@pytest.mark.anyio
+async def test_a_viewer_that_leaves_is_forgotten(display: Any) -> None:
+    client = await ProtocolClient.connect(display)
+    await eventually(lambda: display.viewers, what="the viewer")
+    await client.close()
+    await eventually(lambda: not display.viewers, what="the viewer to be forgotten")
+    await eventually(lambda: display.stats.groups["webcodecs"].viewers == 0, what="the fan-out to forget it")
+
+
+@pytest.mark.anyio
+async def test_events_carry_the_senders_client_id_and_receive_time(display: Any) -> None:
+    import time
+
+    client = await ProtocolClient.connect(display)
+    config = await client.recv()
+    sent = time.monotonic()
+    await client.event(type="wheel", x=1, y=2, dx=0, dy=-48, modifiers=["alt"])
+    (event,) = await eventually(display.poll_events, what="the event")
+    assert (event.type, event.client_id, event.dy, event.modifiers) == ("wheel", config.header["client_id"], -48.0,
+                                                                       ("alt",))
+    assert sent <= event.time <= time.monotonic()
+    await client.close()
