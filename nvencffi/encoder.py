@@ -170,7 +170,10 @@ class NvencEncoder:
         self._bitstreams: list[Any] = []
         self._next_bitstream = 0
         self._cache = RegistrationCache(registration_cache_size, self._unregister)
-        self._stale_mappings: list[Any] = []  # mapped inputs whose unmap failed; close() retries
+        # Work a failed call left undone, settled before the next frame and on close:
+        # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
+        # encoded but never locked; NVENC wants outputs locked in submission order).
+        self._debts: list[tuple[Any, ...]] = []
         self._closed = False
         try:
             self._encoder = open_session(self._lib, self._context)
@@ -389,6 +392,8 @@ class NvencEncoder:
         lib = self._lib
         enc = self._encoder
         with context.pushed():
+            if self._debts:
+                self._settle()
             handle = self._register(view)
             mapping = self._map
             mapping.registeredResource = handle
@@ -400,19 +405,38 @@ class NvencEncoder:
                 data = self._encode_mapped(view, mapped, mapping.mappedBufferFmt, force_idr)
             except BaseException:
                 status = lib.nvEncUnmapInputResource(enc, mapped)
-                if status:
-                    self._stale_mappings.append(mapped)
-                    logger.warning("nvencffi: unmapping after a failed encode also failed: %s",
-                                   error_for("nvEncUnmapInputResource", status, lib.last_error(enc)))
+                if status:  # e.g. its output is not locked yet: retried before the next frame
+                    self._debts.append(("unmap", mapped, key))
+                    logger.debug("nvencffi: unmap after a failed encode deferred: %s",
+                                 error_for("nvEncUnmapInputResource", status, lib.last_error(enc)))
                 else:
                     self._cache.mark_mapped(key, False)
                 raise
             status = lib.nvEncUnmapInputResource(enc, mapped)
             if status:
-                self._stale_mappings.append(mapped)
+                self._debts.append(("unmap", mapped, key))
                 self._check(status, "nvEncUnmapInputResource")
             self._cache.mark_mapped(key, False)
         return data
+
+    def _settle(self) -> None:
+        """Finish what failed calls left undone, oldest first; raises if still failing."""
+        lib, enc = self._lib, self._encoder
+        while self._debts:
+            debt = self._debts[0]
+            if debt[0] == "unmap":
+                self._check(lib.nvEncUnmapInputResource(enc, debt[1]), "nvEncUnmapInputResource")
+                self._cache.mark_mapped(debt[2], False)
+            elif debt[0] == "unlock":
+                self._check(lib.nvEncUnlockBitstream(enc, debt[1]), "nvEncUnlockBitstream")
+            else:  # drain: lock the orphaned output (discarding it), then unlock it
+                lock = ffi.new("NV_ENC_LOCK_BITSTREAM *")
+                lock.version = _api.LOCK_BITSTREAM_VER
+                lock.outputBitstream = debt[1]
+                self._check(lib.nvEncLockBitstream(enc, lock), "nvEncLockBitstream")
+                self._debts[0] = ("unlock", debt[1])
+                continue
+            self._debts.pop(0)
 
     def _encode_mapped(self, view: FrameView, mapped: Any, buffer_format: int, force_idr: bool) -> bytes:
         lib = self._lib
@@ -434,12 +458,17 @@ class NvencEncoder:
         self._frames += 1
         lock = self._lock
         lock.outputBitstream = bitstream
-        self._check(lib.nvEncLockBitstream(enc, lock), "nvEncLockBitstream")
+        status = lib.nvEncLockBitstream(enc, lock)
+        if status:
+            self._debts.append(("drain", bitstream))
+            self._check(status, "nvEncLockBitstream")
         try:
             data = ffi.buffer(lock.bitstreamBufferPtr, lock.bitstreamSizeInBytes)[:]
             self._last_picture_type = lock.pictureType
         finally:
             status = lib.nvEncUnlockBitstream(enc, bitstream)
+            if status:
+                self._debts.append(("unlock", bitstream))
         self._check(status, "nvEncUnlockBitstream")
         return data
 
@@ -575,9 +604,11 @@ class NvencEncoder:
         if enc is not None:
             try:
                 with context.pushed():
-                    for mapped in self._stale_mappings:
-                        attempt(lib.nvEncUnmapInputResource(enc, mapped), "nvEncUnmapInputResource")
-                    self._stale_mappings = []
+                    try:
+                        self._settle()
+                    except NvencError as exc:
+                        failures.append(exc)
+                    self._debts = []
                     for handle in self._cache.drain():
                         attempt(lib.nvEncUnregisterResource(enc, handle), "nvEncUnregisterResource")
                     for bitstream in self._bitstreams:
