@@ -12,6 +12,7 @@ it is missing these tests skip, except under CI=true, where they fail: CI must r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -358,3 +359,178 @@ def test_viewer_reconnects_after_the_server_comes_back(page):
     finally:
         feeder.close()
         second.close()
+
+
+class CorruptingH264:
+    """The real h264_cpu route, except that it can be told to garble the next delta frame.
+
+    A garbled access unit makes Chromium's decoder fail, which is how a viewer meets a
+    broken stream in practice (a lost packet upstream, an encoder bug).
+    """
+
+    transport = "webcodecs"
+    name = "browser-test-corrupting"
+    pending = 0  # how many of the next delta frames to garble (class-wide: one display per test)
+
+    def __init__(self, config: Any) -> None:
+        from rfb.encoders.registry import get_entry
+
+        self.inner = get_entry("h264_cpu").factory(config)
+
+    def encode(self, frame: Any, *, force_keyframe: bool = False) -> list[Any]:
+        payloads = self.inner.encode(frame, force_keyframe=force_keyframe)
+        if CorruptingH264.pending and payloads and not payloads[0].keyframe:
+            CorruptingH264.pending -= 1
+            garbage = b"\x00\x00\x00\x01\x41" + bytes(range(256)) * 2  # a non-IDR slice of nonsense
+            payloads = [dataclasses.replace(payloads[0], data=garbage), *payloads[1:]]
+        return payloads
+
+    def flush(self) -> list[Any]:
+        return self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def corrupting_display() -> Iterator[Any]:
+    from rfb.encoders.registry import register_video_encoder, unregister_video_encoder
+
+    register_video_encoder(CorruptingH264.name, CorruptingH264, replace=True)
+    CorruptingH264.pending = 0
+    display = None
+    try:
+        from rfb.display import start
+
+        display = start(W, H, host="127.0.0.1", port=0, fps=30, video_encoder=CorruptingH264.name)
+        yield display
+    finally:
+        if display is not None:
+            display.close()
+        unregister_video_encoder(CorruptingH264.name)
+
+
+def test_decoder_error_resets_the_decoder_requests_a_keyframe_and_recovers(page, corrupting_display):
+    feeder = Feeder(corrupting_display, quadrants())
+    try:
+        open_viewer(page, corrupting_display.url, "webcodecs")
+        CorruptingH264.pending = 1
+        page.wait_for_function("() => window.__rfb.stats.decoderResets > 0")
+        drawn = page.evaluate("window.__rfb.stats.framesDrawn")
+        page.wait_for_function(f"() => window.__rfb.stats.framesDrawn > {drawn} + 3")
+        feeder.frame = halves(W, H)
+        assert_colours(page, [(W // 4, H // 2), (3 * W // 4, H // 2)], [YELLOW, CYAN])
+        stats = page.evaluate("window.__rfb.stats")
+        assert stats["state"] == "streaming", stats
+        assert stats["keyframeRequests"] >= 1, stats
+        assert stats["decoderResets"] == 1, stats
+        assert corrupting_display.stats.keyframes_forced >= 1
+    finally:
+        feeder.close()
+
+
+class ScriptedServer:
+    """The real app and server thread, with a scripted ``/ws`` instead of a display.
+
+    For protocol situations the real server avoids by design (it sends a viewer nothing
+    but an IDR after a configure), yet which a viewer must survive: a stream that starts
+    with delta frames, as after a reconnect race or a proxy that drops messages.
+    """
+
+    def __init__(self, script: Callable[[Any], Any]) -> None:
+        from rfb.server import ServerThread, create_app
+
+        async def nothing() -> None:
+            return None
+
+        self.received: list[dict[str, Any]] = []
+        self.finished = threading.Event()
+        self._script = script
+        app = create_app(on_websocket=self._run, health=dict)
+        self._thread = ServerThread(
+            app, host="127.0.0.1", port=0, ws_max_size=65536, before_stop=nothing, after_stop=lambda: None
+        )
+        self._thread.start().result(timeout=10)
+        self.url = f"http://127.0.0.1:{self._thread.port}/"
+
+    async def _run(self, websocket: Any) -> None:
+        import json
+
+        from starlette.websockets import WebSocketDisconnect
+
+        async def receive() -> dict[str, Any]:
+            message = json.loads(await websocket.receive_text())
+            self.received.append(message)
+            return message
+
+        try:
+            await self._script(websocket, receive)
+            while True:  # keep listening: acks and requests arrive after the script
+                await receive()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.finished.set()
+
+    def close(self) -> None:
+        self._thread.stop().result(timeout=10)
+        self._thread.join(timeout=10)
+
+
+def encode_stream(frames: list[np.ndarray], keyframes: set[int]) -> list[Any]:
+    """Real h264_cpu payloads for ``frames``; IDRs at index 0 and at ``keyframes``."""
+    from rfb.encoders.base import EncoderConfig
+    from rfb.encoders.registry import get_entry
+
+    encoder = get_entry("h264_cpu").factory(EncoderConfig(W, H))
+    try:
+        payloads = []
+        for i, frame in enumerate(frames):
+            (payload,) = encoder.encode(frame_from(frame), force_keyframe=i in keyframes)
+            payloads.append(payload)
+        return payloads
+    finally:
+        encoder.close()
+
+
+def frame_from(array: np.ndarray) -> Any:
+    from rfb.frames import frame_from_array
+
+    return frame_from_array(array)
+
+
+def test_keyframe_gate_drops_and_acks_deltas_until_a_keyframe(page):
+    from rfb import protocol
+
+    stream = encode_stream([halves(W, H)] * 3 + [quadrants()] * 2, keyframes={3})
+    assert [p.keyframe for p in stream] == [True, False, False, True, False]
+    # The viewer is configured, then gets deltas 1, 2 (no reference picture: must not be
+    # decoded), the IDR 3 and the delta 4.
+    sent = stream[1:]
+
+    async def script(websocket: Any, receive: Callable[[], Any]) -> None:
+        hello = await receive()
+        assert hello["type"] == "hello"
+        await websocket.send_text(
+            protocol.config_message(transport="webcodecs", codec=stream[0].codec, width=W, height=H, client_id=1)
+        )
+        for seq, payload in enumerate(sent, start=1):
+            header = protocol.payload_header(payload, seq=seq, timestamp_us=seq * 33_000)
+            await websocket.send_bytes(protocol.pack_payload(header, payload.data))
+
+    server = ScriptedServer(script)
+    try:
+        page.goto(server.url)
+        page.wait_for_function("() => window.__rfb.stats.framesDrawn === 2")
+        assert_colours(page, QUADRANT_POINTS, QUADRANT_COLOURS)
+        stats = page.evaluate("window.__rfb.stats")
+        assert stats["framesDropped"] == 2 and stats["decoderResets"] == 0 and stats["lastSeq"] == 4, stats
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while sum(m["type"] == "ack" for m in server.received) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        acks = [m["seq"] for m in server.received if m["type"] == "ack"]
+        assert sorted(acks) == [1, 2, 3, 4], server.received
+        requests = [m for m in server.received if m["type"] == "request_keyframe"]
+        assert len(requests) == 1, server.received
+    finally:
+        server.close()
