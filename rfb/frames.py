@@ -115,6 +115,8 @@ def frame_from_array(
         )
     if array.dtype != np.uint8:
         raise FrameError(f"expected dtype uint8, got {array.dtype} (convert with (x * 255).clip(0, 255).astype(np.uint8))")
+    if pixel_format is not None and pixel_format not in PIXEL_FORMATS:
+        raise FrameError(f"pixel_format must be one of {PIXEL_FORMATS}, got {pixel_format!r}")
     if pixel_format is None:
         if array.ndim != 3 or array.shape[2] not in (3, 4):
             raise FrameError(
