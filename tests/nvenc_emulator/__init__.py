@@ -1,0 +1,268 @@
+"""The NVENC driver emulator: a fake ``libnvidia-encode.so.1`` for tests.
+
+No machine here has an NVENC engine, so the binding (``nvencffi``) is exercised
+against this emulator: C sources compiled against NVIDIA's *official*
+``nvEncodeAPI.h`` (never against our cffi declarations, which would let both
+share a mistake). It writes real H.264 (I_PCM macroblocks) so that decoding its
+output gives back the input pixels exactly. See ``docs/nvenc_emulator.md``.
+
+Typical use::
+
+    lib = build_emulator()                       # cached by source + header hash
+    os.environ["NVENCFFI_LIBRARY"] = str(lib)    # the binding dlopens this path
+    emu = Emulator(lib)                          # same dlopen'ed instance: shared state
+    emu.reset()
+    ... drive the binding ...
+    assert emu.ledger()["sessions"] == 0
+
+:class:`Emulator` talks to the library with ctypes. ``dlopen`` of the same path
+returns the already loaded instance, so the ledger and faults seen here are the
+ones the binding's cffi handle is driving.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from tests.support.nvenc_header import ROOT, HeaderUnavailable, official_header_dir
+
+__all__ = [
+    "CFLAGS",
+    "Emulator",
+    "EmulatorBuildError",
+    "HeaderUnavailable",
+    "LIBRARY_NAME",
+    "build_emulator",
+    "build_selftest",
+    "nvenc_status_codes",
+    "require_emulator",
+]
+
+HERE = Path(__file__).resolve().parent
+CACHE = ROOT / ".cache" / "nvenc-emulator"
+LIBRARY_NAME = "libnvidia-encode.so.1"  # FFmpeg can load it through LD_LIBRARY_PATH
+SOURCES = ("emulator.c", "control.c", "presets.c", "bitstream.c", "h264_writer.c", "pixels.c", "cuda_reader.c")
+HEADERS = ("emu.h",)
+SELFTEST = "selftest.c"
+CFLAGS = ("-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC")
+
+
+class EmulatorBuildError(RuntimeError):
+    """Compiling the emulator (or its self-test) failed; the message holds the compiler output."""
+
+
+def _compiler() -> str:
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        raise EmulatorBuildError(f"no C compiler: {cc!r} is not on PATH (set CC)")
+    return cc
+
+
+def _digest(files: list[Path], extra: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for item in extra:
+        h.update(item.encode() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def _compile(output: Path, args: list[str]) -> Path:
+    """Run the compiler into a temporary file, then move it into place atomically."""
+    if output.exists():
+        return output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=output.name + ".", dir=output.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([_compiler(), *args, "-o", tmp], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise EmulatorBuildError(f"compiling {output.name} failed ({proc.returncode}):\n{proc.stderr.strip()}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return output
+
+
+def build_emulator() -> Path:
+    """Compile the emulator (once per source + header hash) and return the ``.so`` path.
+
+    Raises :class:`HeaderUnavailable` when the official header cannot be fetched
+    and :class:`EmulatorBuildError` when compilation fails.
+    """
+    include = official_header_dir()
+    files = [HERE / name for name in (*SOURCES, *HEADERS)] + [include / "nvEncodeAPI.h"]
+    flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
+    out = CACHE / _digest(files, (*flags, _compiler())) / LIBRARY_NAME
+    args = [*flags, f"-I{include}", *(str(HERE / s) for s in SOURCES), "-ldl", "-lpthread"]
+    return _compile(out, args)
+
+
+def build_selftest(*, shared: bool = False) -> Path:
+    """Compile ``selftest.c`` (a client of the official API) as a program or, with
+    ``shared=True``, as a library exposing ``int selftest_run(int argc, char **argv)``
+    so a test can run it in-process against an emulator it also controls."""
+    include = official_header_dir()
+    files = [HERE / SELFTEST, include / "nvEncodeAPI.h"]
+    flags = (*CFLAGS, *(("-shared", "-DSELFTEST_LIBRARY") if shared else ()))
+    name = "selftest.so" if shared else "selftest"
+    out = CACHE / _digest(files, (*flags, _compiler())) / name
+    return _compile(out, [*flags, f"-I{include}", str(HERE / SELFTEST), "-ldl"])
+
+
+def require_emulator() -> Path:
+    """:func:`build_emulator`, or skip the calling test with the reason.
+
+    In CI (``CI=true``) a missing header or a failed build fails the test instead,
+    as the team's rules require.
+    """
+    import pytest
+
+    try:
+        return build_emulator()
+    except (HeaderUnavailable, EmulatorBuildError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"NVENC emulator unavailable in CI: {exc}")
+        pytest.skip(f"NVENC emulator unavailable: {exc}")
+
+
+@lru_cache(maxsize=1)
+def nvenc_status_codes() -> dict[str, int]:
+    """``NVENCSTATUS`` names to values, read from the official header's enum."""
+    text = (official_header_dir() / "nvEncodeAPI.h").read_text()
+    m = re.search(r"typedef\s+enum\s+_NVENCSTATUS\s*\{(.*?)\}\s*NVENCSTATUS\s*;", text, re.S)
+    if m is None:
+        raise HeaderUnavailable("nvEncodeAPI.h has no NVENCSTATUS enum")
+    body = re.sub(r"/\*.*?\*/|//[^\n]*", "", m.group(1), flags=re.S)
+    names = [item.strip() for item in body.split(",") if item.strip()]
+    if any("=" in n for n in names):
+        raise HeaderUnavailable(f"NVENCSTATUS has explicit values; update nvenc_status_codes(): {names}")
+    return {name: value for value, name in enumerate(names)}
+
+
+class Emulator:
+    """Control and inspection of a loaded emulator (test-only ``emu_*`` symbols)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else build_emulator()
+        lib = ctypes.CDLL(str(self.path))
+        if not hasattr(lib, "emu_ledger"):
+            raise EmulatorBuildError(f"{self.path} is not the NVENC emulator (no emu_ledger symbol)")
+        i64p = ctypes.POINTER(ctypes.c_int64)
+        lib.emu_ledger_names.restype = ctypes.c_char_p
+        lib.emu_ledger.argtypes = [i64p, ctypes.c_int]
+        lib.emu_session_info_names.restype = ctypes.c_char_p
+        lib.emu_session_count.restype = ctypes.c_int
+        lib.emu_session_info.argtypes = [ctypes.c_int, i64p, ctypes.c_int]
+        lib.emu_function_name.restype = ctypes.c_char_p
+        lib.emu_function_name.argtypes = [ctypes.c_int]
+        lib.emu_inject_fault.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.emu_set_max_version.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.emu_set_unsupported_device.argtypes = [ctypes.c_int]
+        lib.emu_set_no_pixel_work.argtypes = [ctypes.c_int]
+        lib.emu_last_error.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        self._lib = lib
+        self._ledger_names = lib.emu_ledger_names().decode().split(",")
+        self._session_names = lib.emu_session_info_names().decode().split(",")
+
+    def __repr__(self) -> str:
+        return f"Emulator({str(self.path)!r})"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment entries that make the binding load this emulator."""
+        return {"NVENCFFI_LIBRARY": str(self.path)}
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """API function names that :meth:`inject_fault` accepts."""
+        names: list[str] = []
+        while (name := self._lib.emu_function_name(len(names))) is not None:
+            names.append(name.decode())
+        return tuple(names)
+
+    def ledger(self) -> dict[str, int]:
+        """Live object counts and totals since the last :meth:`reset`.
+
+        Live: ``sessions``, ``registered``, ``mapped``, ``bitstream_buffers``,
+        ``input_buffers``, ``locked_bitstreams``, ``pending_bitstreams``,
+        ``locked_input_buffers``. Totals: ``sessions_opened``, ``encodes``,
+        ``idr_frames``, ``eos``, ``reconfigures``, ``errors``, ``faults_fired``,
+        ``leaked`` (objects nvEncDestroyEncoder had to free for the client) and its
+        parts ``leaked_registered``, ``leaked_mapped``, ``leaked_bitstream_buffers``,
+        ``leaked_input_buffers``.
+        """
+        out = (ctypes.c_int64 * len(self._ledger_names))()
+        self._lib.emu_ledger(out, len(out))
+        return dict(zip(self._ledger_names, (int(v) for v in out), strict=True))
+
+    def sessions(self) -> list[dict[str, int]]:
+        """The open sessions, oldest first, with their effective configuration
+        (size, frame rate, rate control, GOP, preset, profile/level, counts)."""
+        result = []
+        for i in range(self._lib.emu_session_count()):
+            out = (ctypes.c_int64 * len(self._session_names))()
+            if self._lib.emu_session_info(i, out, len(out)) < 0:
+                break  # closed meanwhile
+            result.append(dict(zip(self._session_names, (int(v) for v in out), strict=True)))
+        return result
+
+    def reset(self) -> None:
+        """Forget all state: sessions (their handles become invalid), counters,
+        faults, and the settings below back to their defaults."""
+        self._lib.emu_reset()
+
+    def inject_fault(self, function: str, status: int | str, after: int = 0, count: int = 1) -> None:
+        """Make ``function`` return ``status`` on its (after+1)-th call from now, ``count``
+        times in a row (``count=-1``: every call from then on). The faulted call has
+        no other effect. ``status`` is an int or an ``NV_ENC_ERR_*`` name."""
+        if isinstance(status, str):
+            codes = nvenc_status_codes()
+            if status not in codes:
+                raise ValueError(f"unknown NVENCSTATUS name {status!r}")
+            status = codes[status]
+        rc = self._lib.emu_inject_fault(function.encode(), int(status), int(after), int(count))
+        if rc == -1:
+            raise ValueError(f"unknown API function {function!r}; expected one of {', '.join(self.functions)}")
+        if rc == -2:
+            raise ValueError(
+                f"invalid fault: status must be non-zero (got {status}), after >= 0 (got {after}), "
+                f"count != 0 (got {count})"
+            )
+        if rc == -3:
+            raise RuntimeError("too many pending faults; call clear_faults()")
+
+    def clear_faults(self) -> None:
+        self._lib.emu_clear_faults()
+
+    def set_max_version(self, major: int, minor: int) -> None:
+        """What ``NvEncodeAPIGetMaxSupportedVersion`` reports (default 13.0, like driver 580);
+        clients newer than this get ``NV_ENC_ERR_INVALID_VERSION``."""
+        self._lib.emu_set_max_version(int(major), int(minor))
+
+    def set_unsupported_device(self, on: bool) -> None:
+        """Make ``nvEncOpenEncodeSessionEx`` fail with ``NV_ENC_ERR_UNSUPPORTED_DEVICE``
+        (what an H100/H200, which has no NVENC engine, answers)."""
+        self._lib.emu_set_unsupported_device(int(bool(on)))
+
+    def set_no_pixel_work(self, on: bool) -> None:
+        """Overhead-only mode: inputs are validated but never read, and each picture
+        is a tiny valid access unit (flat grey IDR/I, all-skip P)."""
+        self._lib.emu_set_no_pixel_work(int(bool(on)))
+
+    def last_error(self) -> str:
+        """The most recent failure message of any session (what
+        ``nvEncGetLastErrorString`` returned for it), or ``""``."""
+        buf = ctypes.create_string_buffer(1024)
+        self._lib.emu_last_error(buf, len(buf))
+        return buf.value.decode(errors="replace")

@@ -1,0 +1,250 @@
+/*
+ * The test-only control surface of the emulator (prefix emu_), used through
+ * tests/nvenc_emulator/__init__.py. A real driver has none of these symbols.
+ *
+ * Counters are exported as name lists plus int64 arrays rather than structs,
+ * so the Python wrapper never duplicates a C layout.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "emu.h"
+
+static const char ledger_names[] =
+    "sessions,registered,mapped,bitstream_buffers,input_buffers,locked_bitstreams,pending_bitstreams,"
+    "locked_input_buffers,sessions_opened,encodes,idr_frames,eos,reconfigures,errors,faults_fired,"
+    "leaked,leaked_registered,leaked_mapped,leaked_bitstream_buffers,leaked_input_buffers";
+
+static const char session_info_names[] =
+    "handle,initialized,width,height,max_width,max_height,frame_rate_num,frame_rate_den,"
+    "rate_control_mode,average_bitrate,max_bitrate,vbv_buffer_size,gop_length,idr_period,"
+    "enable_ptd,preset,tuning_info,profile_idc,level_idc,frames,reconfigures,registered,mapped,"
+    "bitstream_buffers,input_buffers,input_stream,output_stream,device";
+
+int fault_fires(const char *function, NVENCSTATUS *status)
+{
+    int fired = 0;
+    for (int i = 0; i < g_emu.nfaults; i++) {
+        emu_fault *f = &g_emu.faults[i];
+        if (f->count == 0 || strcmp(f->function, function) != 0)
+            continue;
+        if (f->after > 0) {
+            f->after--;
+            continue;
+        }
+        if (!fired) {
+            fired = 1;
+            *status = (NVENCSTATUS)f->status;
+            if (f->count > 0)
+                f->count--;
+            g_emu.totals.faults_fired++;
+        }
+    }
+    /* drop exhausted entries */
+    int k = 0;
+    for (int i = 0; i < g_emu.nfaults; i++)
+        if (g_emu.faults[i].count != 0)
+            g_emu.faults[k++] = g_emu.faults[i];
+    g_emu.nfaults = k;
+    return fired;
+}
+
+EMU_EXPORT const char *emu_ledger_names(void)
+{
+    return ledger_names;
+}
+
+EMU_EXPORT int emu_ledger(int64_t *out, int cap)
+{
+    int64_t v[20] = { 0 };
+    pthread_mutex_lock(&g_emu.lock);
+    for (emu_session *s = g_emu.sessions; s; s = s->next) {
+        v[0]++;
+        v[1] += s->registered.n;
+        for (int i = 0; i < s->registered.n; i++)
+            v[2] += ((emu_resource *)s->registered.items[i])->mapped != 0;
+        v[3] += s->bitstreams.n;
+        v[4] += s->inbufs.n;
+        for (int i = 0; i < s->bitstreams.n; i++) {
+            int state = ((emu_bitstream *)s->bitstreams.items[i])->state;
+            v[5] += state == BS_LOCKED;
+            v[6] += state == BS_PENDING;
+        }
+        for (int i = 0; i < s->inbufs.n; i++)
+            v[7] += ((emu_inbuf *)s->inbufs.items[i])->locked != 0;
+    }
+    const emu_totals *t = &g_emu.totals;
+    v[8] = t->sessions_opened;
+    v[9] = t->encodes;
+    v[10] = t->idr_frames;
+    v[11] = t->eos;
+    v[12] = t->reconfigures;
+    v[13] = t->errors;
+    v[14] = t->faults_fired;
+    v[15] = t->leaked_registered + t->leaked_bitstream_buffers + t->leaked_input_buffers;
+    v[16] = t->leaked_registered;
+    v[17] = t->leaked_mapped;
+    v[18] = t->leaked_bitstream_buffers;
+    v[19] = t->leaked_input_buffers;
+    pthread_mutex_unlock(&g_emu.lock);
+    int n = cap < 20 ? cap : 20;
+    memcpy(out, v, (size_t)(n > 0 ? n : 0) * sizeof *out);
+    return 20;
+}
+
+EMU_EXPORT const char *emu_session_info_names(void)
+{
+    return session_info_names;
+}
+
+EMU_EXPORT int emu_session_count(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&g_emu.lock);
+    for (emu_session *s = g_emu.sessions; s; s = s->next)
+        n++;
+    pthread_mutex_unlock(&g_emu.lock);
+    return n;
+}
+
+/* Sessions are listed in opening order (oldest first). Returns the number of
+ * fields, or -1 when `index` is out of range. */
+EMU_EXPORT int emu_session_info(int index, int64_t *out, int cap)
+{
+    enum { N = 28 };
+    int64_t v[N] = { 0 };
+    pthread_mutex_lock(&g_emu.lock);
+    int count = 0;
+    for (emu_session *s = g_emu.sessions; s; s = s->next)
+        count++;
+    emu_session *s = g_emu.sessions;
+    for (int i = 0; s && i < count - 1 - index; i++)
+        s = s->next;
+    if (index < 0 || index >= count || !s) {
+        pthread_mutex_unlock(&g_emu.lock);
+        return -1;
+    }
+    const emu_config *c = &s->cfg;
+    v[0] = (int64_t)(uintptr_t)s;
+    v[1] = s->initialized;
+    v[2] = c->init.encodeWidth;
+    v[3] = c->init.encodeHeight;
+    v[4] = s->max_width;
+    v[5] = s->max_height;
+    v[6] = c->init.frameRateNum;
+    v[7] = c->init.frameRateDen;
+    v[8] = c->config.rcParams.rateControlMode;
+    v[9] = c->config.rcParams.averageBitRate;
+    v[10] = c->config.rcParams.maxBitRate;
+    v[11] = c->config.rcParams.vbvBufferSize;
+    v[12] = c->gop_length;
+    v[13] = c->idr_period;
+    v[14] = c->init.enablePTD;
+    const char *preset = s->initialized ? preset_name(&c->init.presetGUID) : NULL;
+    v[15] = preset ? preset[1] - '0' : 0;
+    v[16] = c->tuning;
+    v[17] = c->seq.profile_idc;
+    v[18] = c->seq.level_idc;
+    v[19] = (int64_t)s->frames;
+    v[20] = (int64_t)s->reconfigures;
+    v[21] = s->registered.n;
+    for (int i = 0; i < s->registered.n; i++)
+        v[22] += ((emu_resource *)s->registered.items[i])->mapped != 0;
+    v[23] = s->bitstreams.n;
+    v[24] = s->inbufs.n;
+    v[25] = (int64_t)(uintptr_t)s->in_stream;
+    v[26] = (int64_t)(uintptr_t)s->out_stream;
+    v[27] = (int64_t)(uintptr_t)s->device;
+    pthread_mutex_unlock(&g_emu.lock);
+    int n = cap < N ? cap : N;
+    memcpy(out, v, (size_t)(n > 0 ? n : 0) * sizeof *out);
+    return N;
+}
+
+EMU_EXPORT void emu_reset(void)
+{
+    pthread_mutex_lock(&g_emu.lock);
+    while (g_emu.sessions) {
+        emu_session *s = g_emu.sessions;
+        g_emu.sessions = s->next;
+        session_free(s, 0);
+    }
+    memset(&g_emu.totals, 0, sizeof g_emu.totals);
+    g_emu.nfaults = 0;
+    g_emu.max_major = 13;
+    g_emu.max_minor = 0;
+    g_emu.unsupported_device = 0;
+    g_emu.no_pixel_work = 0;
+    g_emu.last_error[0] = 0;
+    pthread_mutex_unlock(&g_emu.lock);
+}
+
+/* Returns the name of the i-th function a fault can target, or NULL past the end. */
+EMU_EXPORT const char *emu_function_name(int i)
+{
+    return i >= 0 && i < emu_api_name_count ? emu_api_names[i] : NULL;
+}
+
+/* 0 on success; -1 unknown function, -2 invalid arguments, -3 table full. */
+EMU_EXPORT int emu_inject_fault(const char *function, int status, int after, int count)
+{
+    if (!function)
+        return -1;
+    int known = 0;
+    for (int i = 0; i < emu_api_name_count; i++)
+        known |= strcmp(function, emu_api_names[i]) == 0;
+    if (!known)
+        return -1;
+    if (status == NV_ENC_SUCCESS || after < 0 || count == 0 || strlen(function) >= sizeof g_emu.faults[0].function)
+        return -2;
+    pthread_mutex_lock(&g_emu.lock);
+    if (g_emu.nfaults == EMU_MAX_FAULTS) {
+        pthread_mutex_unlock(&g_emu.lock);
+        return -3;
+    }
+    emu_fault *f = &g_emu.faults[g_emu.nfaults++];
+    snprintf(f->function, sizeof f->function, "%s", function);
+    f->status = status;
+    f->after = after;
+    f->count = count < 0 ? -1 : count;
+    pthread_mutex_unlock(&g_emu.lock);
+    return 0;
+}
+
+EMU_EXPORT void emu_clear_faults(void)
+{
+    pthread_mutex_lock(&g_emu.lock);
+    g_emu.nfaults = 0;
+    pthread_mutex_unlock(&g_emu.lock);
+}
+
+EMU_EXPORT void emu_set_max_version(int major, int minor)
+{
+    pthread_mutex_lock(&g_emu.lock);
+    g_emu.max_major = major;
+    g_emu.max_minor = minor;
+    pthread_mutex_unlock(&g_emu.lock);
+}
+
+EMU_EXPORT void emu_set_unsupported_device(int on)
+{
+    pthread_mutex_lock(&g_emu.lock);
+    g_emu.unsupported_device = on != 0;
+    pthread_mutex_unlock(&g_emu.lock);
+}
+
+EMU_EXPORT void emu_set_no_pixel_work(int on)
+{
+    pthread_mutex_lock(&g_emu.lock);
+    g_emu.no_pixel_work = on != 0;
+    pthread_mutex_unlock(&g_emu.lock);
+}
+
+/* Copies the most recent failure message (any session) into buf; returns its length. */
+EMU_EXPORT int emu_last_error(char *buf, int cap)
+{
+    pthread_mutex_lock(&g_emu.lock);
+    int n = snprintf(buf, cap > 0 ? (size_t)cap : 0, "%s", g_emu.last_error);
+    pthread_mutex_unlock(&g_emu.lock);
+    return n;
+}
