@@ -46,6 +46,7 @@ BLOB_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 240, 120),
 )
 CROSSHAIR = (255, 255, 255)
+CROSSHAIR_OUTLINE = (0, 0, 0)
 
 
 class Publisher(Protocol):
@@ -176,11 +177,16 @@ class Scene:
             _disc(frame, cx + orbit * math.cos(angle), cy + orbit * math.sin(angle) * 0.8, radius, colour)
 
     def _draw_crosshair(self, frame: np.ndarray, x: float, y: float) -> None:
+        """A white cross with a black outline, so it shows on any colour (blobs are white too)."""
         xi = min(max(int(x), 0), self.width - 1)
         yi = min(max(int(y), 0), self.height - 1)
         arm = 12
-        frame[yi, max(xi - arm, 0) : xi + arm + 1] = CROSSHAIR
-        frame[max(yi - arm, 0) : yi + arm + 1, xi] = CROSSHAIR
+        x0, x1 = max(xi - arm, 0), xi + arm + 1
+        y0, y1 = max(yi - arm, 0), yi + arm + 1
+        frame[max(yi - 1, 0) : yi + 2, x0:x1] = CROSSHAIR_OUTLINE
+        frame[y0:y1, max(xi - 1, 0) : xi + 2] = CROSSHAIR_OUTLINE
+        frame[yi, x0:x1] = CROSSHAIR
+        frame[y0:y1, xi] = CROSSHAIR
 
 
 def _disc(frame: np.ndarray, x: float, y: float, radius: float, colour: tuple[int, int, int]) -> None:

@@ -167,3 +167,13 @@ def test_animate_refuses_a_non_positive_fps():
 
     with pytest.raises(ValueError, match="fps must be positive, got 0"):
         asyncio.run(run())
+
+
+def test_the_pointer_shows_as_an_outlined_crosshair():
+    scene = Scene(W, H)
+    scene.show_orbiters = False
+    scene.handle(pointer("pointermove", 200, 100))
+    frame = scene.render(0.0)
+    assert colour_at(frame, 205, 100) == (255, 255, 255)  # on the arm
+    assert colour_at(frame, 205, 101) == (0, 0, 0)  # its outline
+    assert colour_at(frame, 200, 100 + 14) != (255, 255, 255)  # past the end of the arm
