@@ -10,8 +10,9 @@ the yardstick:
   swscale context, nv12) is worth;
 - ``baseline_pillow_jpeg``: ``PIL.Image.fromarray(rgb).save(..., "JPEG", quality)``.
 
-Each frame is timed alone (``encode`` call, wall clock and process CPU time); the
-first frame (encoder start-up, the IDR) is encoded before timing starts. Quality is
+Each frame is timed alone (``encode`` call, wall clock and process CPU time), the
+candidates taking turns frame by frame; the first frame (encoder start-up, the
+IDR) is encoded before timing starts. Quality is
 PSNR (dB, RGB) of the decoded payload against the published frame, decoded by
 FFmpeg's H.264 decoder or libjpeg-turbo/Pillow, outside the timed region.
 """
@@ -21,8 +22,8 @@ from __future__ import annotations
 import io
 import itertools
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,11 +38,6 @@ from rfb.frames import RawFrame, frame_from_array
 BASELINE_VIDEO = "baseline_x264"
 BASELINE_IMAGE = "baseline_pillow_jpeg"
 PNG_ROW = "image_png"
-
-# Frames kept in memory per size, so every route sees the same pixels without
-# regenerating them; above this, frames are regenerated for each route.
-FRAME_CACHE_BYTES = 768 * 2**20
-
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -139,78 +135,88 @@ def candidates(options: BenchmarkOptions, report: SectionReport) -> list[Candida
     return out
 
 
-# -- frames ----------------------------------------------------------------------
-
-
-class FrameSource:
-    """The benchmark frames of one size: the same pixels for every route."""
-
-    def __init__(self, pattern: str, width: int, height: int, count: int) -> None:
-        self.pattern, self.width, self.height, self.count = pattern, width, height, count
-        self._cache: list[np.ndarray] | None = [] if width * height * 3 * count <= FRAME_CACHE_BYTES else None
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(self.count):
-            if self._cache is not None and i < len(self._cache):
-                yield self._cache[i]
-                continue
-            rgb = patterns.make(self.pattern, self.width, self.height, i)
-            if self._cache is not None:
-                self._cache.append(rgb)
-            yield rgb
-
-
 # -- measuring -------------------------------------------------------------------
 
 
-def measure(candidate: Candidate, config: EncoderConfig, source: FrameSource) -> dict[str, Any]:
-    """Encode ``source`` with one candidate; time each frame, then decode and score it.
+@dataclass
+class _Run:
+    """One candidate's encoder, decoder and measurements at one size."""
 
+    candidate: Candidate
+    backend: EncoderBackend
+    decoder: H264Decoder | None
+    startup: float
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.decoder is not None:
+            self.decoder.close()
+
+
+def measure(candidates: Sequence[Candidate], config: EncoderConfig, source: Iterable[np.ndarray]) -> list[dict[str, Any]]:
+    """Encode ``source`` with every candidate, interleaved frame by frame.
+
+    Interleaving (and rotating who goes first) makes a busy machine slow every
+    candidate alike, so the ratios stay meaningful where the absolute times are not.
     The first frame of ``source`` is the untimed warm-up (encoder start-up, the IDR);
     at most ``candidate.max_frames`` of the rest are timed.
     """
-    timed = source.count - 1 if candidate.max_frames is None else min(source.count - 1, candidate.max_frames)
-    wall: list[float] = []
-    cpu: list[float] = []
-    sizes: list[int] = []
-    scores: list[float] = []
-    decoder = H264Decoder() if candidate.transport == "webcodecs" else None
-    t0 = time.perf_counter()
-    backend = candidate.build(config)
+    runs: list[_Run] = []
+    frames = iter(source)
+    first = next(frames)
     try:
-        frames = iter(source)
-        warm = _encode(backend, frame_from_array(next(frames)), candidate)
-        startup = time.perf_counter() - t0
-        if decoder is not None:
-            for p in warm:
-                decoder.decode(p.data)
-        for rgb in itertools.islice(frames, timed):
+        for candidate in candidates:
+            t0 = time.perf_counter()
+            backend = candidate.build(config)
+            decoder = H264Decoder() if candidate.transport == "webcodecs" else None
+            run = _Run(candidate, backend, decoder, 0.0)
+            runs.append(run)
+            warm = _encode(backend, frame_from_array(first), candidate)
+            run.startup = time.perf_counter() - t0
+            _score(first, warm, decoder)  # primes the decoder with the IDR
+        for index, rgb in enumerate(frames):
             frame = frame_from_array(rgb)
-            c0, t0 = time.process_time(), time.perf_counter()
-            payloads = _encode(backend, frame, candidate)
-            t1, c1 = time.perf_counter(), time.process_time()
-            wall.append(t1 - t0)
-            cpu.append(c1 - c0)
-            sizes.append(sum(len(p.data) for p in payloads))
-            scores += _score(rgb, payloads, decoder)
-        backend.flush()
+            shift = index % len(runs)
+            for run in runs[shift:] + runs[:shift]:
+                limit = run.candidate.max_frames
+                if limit is not None and index >= limit:
+                    continue
+                c0, t0 = time.process_time(), time.perf_counter()
+                payloads = _encode(run.backend, frame, run.candidate)
+                t1, c1 = time.perf_counter(), time.process_time()
+                run.wall.append(t1 - t0)
+                run.cpu.append(c1 - c0)
+                run.sizes.append(sum(len(p.data) for p in payloads))
+                run.scores += _score(rgb, payloads, run.decoder)
+        for run in runs:
+            run.backend.flush()
     finally:
-        backend.close()
-        if decoder is not None:
-            decoder.close()
+        for run in runs:
+            run.close()
+    return [_row(run, config) for run in runs]
+
+
+def _row(run: _Run, config: EncoderConfig) -> dict[str, Any]:
+    c = run.candidate
     return {
-        "route": candidate.name,
-        "transport": candidate.transport,
-        "baseline": candidate.baseline,
+        "route": c.name,
+        "transport": c.transport,
+        "baseline": c.baseline,
         "width": config.width,
         "height": config.height,
-        "frames": len(wall),
-        "startup_ms": round(startup * 1e3, 2),
-        "encode_ms_median": round(percentile(wall, 50) * 1e3, 3),
-        "encode_ms_p95": round(percentile(wall, 95) * 1e3, 3),
-        "cpu_ms_mean": round(float(np.mean(cpu)) * 1e3, 3),
-        "kb_per_frame": round(float(np.mean(sizes)) / 1e3, 2),
-        "psnr_db": round(float(np.mean(scores)), 2) if scores else None,
+        "frames": len(run.wall),
+        "startup_ms": round(run.startup * 1e3, 2),
+        "encode_ms_median": round(percentile(run.wall, 50) * 1e3, 3),
+        "encode_ms_p95": round(percentile(run.wall, 95) * 1e3, 3),
+        "cpu_ms_mean": round(float(np.mean(run.cpu)) * 1e3, 3),
+        "kb_per_frame": round(float(np.mean(run.sizes)) / 1e3, 2),
+        "psnr_db": round(float(np.mean(run.scores)), 2) if run.scores else None,
+        "bitrate": config.bitrate if c.transport == "webcodecs" else None,
+        "quality": config.quality if c.transport == "image" and not c.lossless else None,
     }
 
 
@@ -251,13 +257,9 @@ def run(options: BenchmarkOptions) -> SectionReport:
             width, height, fps=options.fps, bitrate=options.bitrate_for(width, height), quality=options.quality
         )
         # One extra frame: the first is encoded untimed (start-up, IDR).
-        source = FrameSource(options.pattern, width, height, options.frames + 1)
-        for candidate in todo:
-            options.say(f"encode {width}x{height} {candidate.name}")
-            row = measure(candidate, config, source)
-            row["bitrate"] = config.bitrate if candidate.transport == "webcodecs" else None
-            row["quality"] = config.quality if candidate.transport == "image" and not candidate.lossless else None
-            report.rows.append(row)
+        source = (patterns.make(options.pattern, width, height, i) for i in range(options.frames + 1))
+        options.say(f"encode {width}x{height}: {', '.join(c.name for c in todo)}")
+        report.rows += measure(todo, config, source)
     add_ratios(report.rows)
     report.notes.append(
         f"pattern={options.pattern}, {options.frames} timed frames per route (PNG: {options.png_frames}), "
