@@ -174,6 +174,7 @@ class NvencEncoder:
         # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
         # encoded but never locked; NVENC wants outputs locked in submission order).
         self._debts: list[tuple[Any, ...]] = []
+        self._last_key: Any = None  # the registration the preallocated pic params describe
         self._closed = False
         try:
             self._encoder = open_session(self._lib, self._context)
@@ -354,11 +355,8 @@ class NvencEncoder:
             raise RuntimeError("this NvencEncoder is closed")
 
     def _register(self, view: FrameView) -> Any:
+        """Register ``view``'s memory (cache miss), evicting the least recently used first."""
         cache = self._cache
-        key = view.key
-        handle = cache.lookup(key)
-        if handle is not None:
-            return handle
         cache.make_room()
         reg = ffi.new("NV_ENC_REGISTER_RESOURCE *")
         reg.version = _api.REGISTER_RESOURCE_VER
@@ -371,15 +369,20 @@ class NvencEncoder:
         reg.bufferUsage = _INPUT_IMAGE
         self._check(self._lib.nvEncRegisterResource(self._encoder, reg), "nvEncRegisterResource")
         handle = reg.registeredResource
-        cache.add(key, handle)
+        cache.add(view.key, handle)
         return handle
 
     def _unregister(self, handle: Any) -> None:
         self._check(self._lib.nvEncUnregisterResource(self._encoder, handle), "nvEncUnregisterResource")
 
     def encode(self, frame: Any, *, force_idr: bool = False) -> bytes:
-        """Encode one frame; returns its Annex B access unit (SPS/PPS in-band on IDRs)."""
-        self._require_open()
+        """Encode one frame; returns its Annex B access unit (SPS/PPS in-band on IDRs).
+
+        This is the per-frame path: it reuses the preallocated parameter structs, and
+        bookkeeping that only a failure needs happens only on failure.
+        """
+        if self._closed:
+            raise RuntimeError("this NvencEncoder is closed")
         view = parse_frame(frame, dlpack_stream=self._cuda_stream)
         if view.width != self._width or view.height != self._height:
             raise FrameLayoutError(
@@ -391,33 +394,75 @@ class NvencEncoder:
             context.synchronize_stream(view.stream)
         lib = self._lib
         enc = self._encoder
+        key = view.key
         with context.pushed():
             if self._debts:
                 self._settle()
-            handle = self._register(view)
+            handle = self._cache.lookup(key)
+            if handle is None:
+                handle = self._register(view)
             mapping = self._map
             mapping.registeredResource = handle
-            self._check(lib.nvEncMapInputResource(enc, mapping), "nvEncMapInputResource")
+            status = lib.nvEncMapInputResource(enc, mapping)
+            if status:
+                self._check(status, "nvEncMapInputResource")
             mapped = mapping.mappedResource
-            key = view.key
-            self._cache.mark_mapped(key, True)
+            pic = self._pic
+            pic.inputBuffer = mapped
+            if key != self._last_key:  # the same buffer as last time: these are already set
+                pic.bufferFmt = mapping.mappedBufferFmt
+                pic.inputWidth = view.width
+                pic.inputHeight = view.height
+                pic.inputPitch = view.pitch
+                self._last_key = key
             try:
-                data = self._encode_mapped(view, mapped, mapping.mappedBufferFmt, force_idr)
+                data = self._encode_mapped(pic, force_idr)
             except BaseException:
+                self._last_key = None
                 status = lib.nvEncUnmapInputResource(enc, mapped)
                 if status:  # e.g. its output is not locked yet: retried before the next frame
-                    self._debts.append(("unmap", mapped, key))
+                    self._owe_unmap(mapped, key)
                     logger.debug("nvencffi: unmap after a failed encode deferred: %s",
                                  error_for("nvEncUnmapInputResource", status, lib.last_error(enc)))
-                else:
-                    self._cache.mark_mapped(key, False)
                 raise
             status = lib.nvEncUnmapInputResource(enc, mapped)
             if status:
-                self._debts.append(("unmap", mapped, key))
+                self._owe_unmap(mapped, key)
                 self._check(status, "nvEncUnmapInputResource")
-            self._cache.mark_mapped(key, False)
         return data
+
+    def _encode_mapped(self, pic: Any, force_idr: bool) -> bytes:
+        lib = self._lib
+        enc = self._encoder
+        index = self._next_bitstream
+        bitstream = self._bitstreams[index]
+        self._next_bitstream = index ^ 1  # two buffers, alternating
+        pic.outputBitstream = bitstream
+        pic.encodePicFlags = _FORCEIDR if (force_idr or self._force_next_idr) else 0
+        frames = self._frames
+        pic.inputTimeStamp = frames
+        status = lib.nvEncEncodePicture(enc, pic)
+        if status:
+            self._check(status, "nvEncEncodePicture")
+        self._force_next_idr = False
+        self._frames = frames + 1
+        lock = self._lock
+        lock.outputBitstream = bitstream
+        status = lib.nvEncLockBitstream(enc, lock)
+        if status:
+            self._debts.append(("drain", bitstream))
+            self._check(status, "nvEncLockBitstream")
+        data = ffi.buffer(lock.bitstreamBufferPtr, lock.bitstreamSizeInBytes)[:]
+        self._last_picture_type = lock.pictureType
+        status = lib.nvEncUnlockBitstream(enc, bitstream)
+        if status:
+            self._debts.append(("unlock", bitstream))
+            self._check(status, "nvEncUnlockBitstream")
+        return data
+
+    def _owe_unmap(self, mapped: Any, key: Any) -> None:
+        self._debts.append(("unmap", mapped, key))
+        self._cache.mark_mapped(key, True)  # never evicted while NVENC still has it mapped
 
     def _settle(self) -> None:
         """Finish what failed calls left undone, oldest first; raises if still failing."""
@@ -437,40 +482,6 @@ class NvencEncoder:
                 self._debts[0] = ("unlock", debt[1])
                 continue
             self._debts.pop(0)
-
-    def _encode_mapped(self, view: FrameView, mapped: Any, buffer_format: int, force_idr: bool) -> bytes:
-        lib = self._lib
-        enc = self._encoder
-        pic = self._pic
-        pic.inputBuffer = mapped
-        pic.bufferFmt = buffer_format
-        pic.inputWidth = view.width
-        pic.inputHeight = view.height
-        pic.inputPitch = view.pitch
-        bitstream = self._bitstreams[self._next_bitstream]
-        self._next_bitstream = (self._next_bitstream + 1) % _BITSTREAM_BUFFERS
-        pic.outputBitstream = bitstream
-        pic.encodePicFlags = _FORCEIDR if (force_idr or self._force_next_idr) else 0
-        pic.frameIdx = self._frames & 0xFFFFFFFF
-        pic.inputTimeStamp = self._frames
-        self._check(lib.nvEncEncodePicture(enc, pic), "nvEncEncodePicture")
-        self._force_next_idr = False
-        self._frames += 1
-        lock = self._lock
-        lock.outputBitstream = bitstream
-        status = lib.nvEncLockBitstream(enc, lock)
-        if status:
-            self._debts.append(("drain", bitstream))
-            self._check(status, "nvEncLockBitstream")
-        try:
-            data = ffi.buffer(lock.bitstreamBufferPtr, lock.bitstreamSizeInBytes)[:]
-            self._last_picture_type = lock.pictureType
-        finally:
-            status = lib.nvEncUnlockBitstream(enc, bitstream)
-            if status:
-                self._debts.append(("unlock", bitstream))
-        self._check(status, "nvEncUnlockBitstream")
-        return data
 
     def flush(self) -> list[bytes]:
         """Signal end of stream (``NV_ENC_PIC_FLAG_EOS``); returns pending access units.

@@ -41,6 +41,7 @@ EXPECTED = (
 _DL_DEVICE_NAMES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal",
                     9: "vpi", 10: "rocm", 11: "rocm_host", 13: "cuda_managed", 14: "oneapi"}
 _KDL_CUDA = 2
+_UINT8_TYPESTRS = frozenset(("|u1", "<u1", ">u1", "u1"))
 _KDL_UINT = 1
 
 
@@ -49,9 +50,13 @@ class FrameLayoutError(ValueError):
 
 
 class FrameView:
-    """Where a frame lives and how it is laid out; borrowed, valid while the array is."""
+    """Where a frame lives and how it is laid out; borrowed, valid while the array is.
 
-    __slots__ = ("pointer", "pitch", "width", "height", "buffer_format", "stream")
+    ``key`` is the registration-cache key: one NVENC registration describes exactly
+    (pointer, pitch, width, height, buffer format).
+    """
+
+    __slots__ = ("pointer", "pitch", "width", "height", "buffer_format", "stream", "key")
 
     def __init__(self, pointer: int, pitch: int, width: int, height: int, buffer_format: int, stream: int | None) -> None:
         self.pointer = pointer
@@ -60,11 +65,7 @@ class FrameView:
         self.height = height
         self.buffer_format = buffer_format
         self.stream = stream
-
-    @property
-    def key(self) -> tuple[int, int, int, int, int]:
-        """The registration-cache key: one NVENC registration describes exactly this."""
-        return (self.pointer, self.pitch, self.width, self.height, self.buffer_format)
+        self.key = (pointer, pitch, width, height, buffer_format)
 
     def __repr__(self) -> str:
         return (f"FrameView({FORMAT_NAMES[self.buffer_format]} {self.width}x{self.height} "
@@ -75,19 +76,22 @@ def _describe(shape: Any, dtype: Any, strides: Any, device: str) -> str:
     return f"got shape={tuple(shape) if shape is not None else None}, dtype={dtype}, strides={strides}, device={device}"
 
 
-def _layout(shape: tuple[int, ...], strides: tuple[int, ...] | None, got: str) -> tuple[int, int, int, int]:
-    """(width, height, pitch, format) from a uint8 shape and byte strides (None: C order)."""
+def _layout(shape: tuple[int, ...], strides: tuple[int, ...] | None, describe: Any) -> tuple[int, int, int, int]:
+    """(width, height, pitch, format) from a uint8 shape and byte strides (None: C order).
+
+    ``describe()`` words what arrived; it is only called to build an error message.
+    """
     if len(shape) == 2:
         rows, width = shape
         if rows % 3 or width <= 0 or rows <= 0:
-            raise FrameLayoutError(f"{EXPECTED}; a 2-D array is read as NV12 but its row count {rows} is not H + H/2; {got}")
+            raise FrameLayoutError(f"{EXPECTED}; a 2-D array is read as NV12 but its row count {rows} is not H + H/2; {describe()}")
         height = rows * 2 // 3
         if strides is None:
             pitch = width
         elif len(strides) == 2 and strides[1] == 1:
             pitch = strides[0]
         else:
-            raise FrameLayoutError(f"{EXPECTED}; NV12 rows must be contiguous bytes (strides (pitch, 1)); {got}")
+            raise FrameLayoutError(f"{EXPECTED}; NV12 rows must be contiguous bytes (strides (pitch, 1)); {describe()}")
         fmt = NV12
         min_pitch = width
     elif len(shape) == 3 and shape[2] == 4:
@@ -97,17 +101,17 @@ def _layout(shape: tuple[int, ...], strides: tuple[int, ...] | None, got: str) -
         elif len(strides) == 3 and strides[1] == 4 and strides[2] == 1:
             pitch = strides[0]
         else:
-            raise FrameLayoutError(f"{EXPECTED}; RGBA8 pixels must be packed (strides (pitch, 4, 1)); {got}")
+            raise FrameLayoutError(f"{EXPECTED}; RGBA8 pixels must be packed (strides (pitch, 4, 1)); {describe()}")
         fmt = ABGR
         min_pitch = width * 4
     else:
-        raise FrameLayoutError(f"{EXPECTED}; {got}")
+        raise FrameLayoutError(f"{EXPECTED}; {describe()}")
     if height <= 0 or width <= 0 or height % 2 or width % 2:
-        raise FrameLayoutError(f"{EXPECTED}; the frame is {width}x{height}, which is not even in both dimensions; {got}")
+        raise FrameLayoutError(f"{EXPECTED}; the frame is {width}x{height}, which is not even in both dimensions; {describe()}")
     if pitch < min_pitch:
-        raise FrameLayoutError(f"{EXPECTED}; the row pitch {pitch} is smaller than a row ({min_pitch} bytes); {got}")
+        raise FrameLayoutError(f"{EXPECTED}; the row pitch {pitch} is smaller than a row ({min_pitch} bytes); {describe()}")
     if pitch % 4:
-        raise FrameLayoutError(f"{EXPECTED}; the row pitch {pitch} is not a multiple of 4 (NVENC requires it); {got}")
+        raise FrameLayoutError(f"{EXPECTED}; the row pitch {pitch} is not a multiple of 4 (NVENC requires it); {describe()}")
     return width, height, pitch, fmt
 
 
@@ -116,15 +120,18 @@ def _from_cai(iface: dict[str, Any]) -> FrameView:
     typestr = iface.get("typestr")
     strides = iface.get("strides")
     strides = tuple(strides) if strides is not None else None
-    got = _describe(shape, typestr, strides, "cuda (__cuda_array_interface__)")
-    if typestr not in ("|u1", "<u1", ">u1", "u1"):
-        raise FrameLayoutError(f"{EXPECTED}; {got}")
+
+    def got() -> str:
+        return _describe(shape, typestr, strides, "cuda (__cuda_array_interface__)")
+
+    if typestr not in _UINT8_TYPESTRS:
+        raise FrameLayoutError(f"{EXPECTED}; {got()}")
     if iface.get("mask") is not None:
-        raise FrameLayoutError(f"{EXPECTED}; masked arrays are not supported; {got}")
+        raise FrameLayoutError(f"{EXPECTED}; masked arrays are not supported; {got()}")
     width, height, pitch, fmt = _layout(shape, strides, got)
     pointer = int(iface["data"][0])
     if pointer == 0:
-        raise FrameLayoutError(f"{EXPECTED}; the array's data pointer is NULL; {got}")
+        raise FrameLayoutError(f"{EXPECTED}; the array's data pointer is NULL; {got()}")
     stream = iface.get("stream")
     return FrameView(pointer, pitch, width, height, fmt, int(stream) if stream is not None else None)
 
@@ -169,15 +176,18 @@ def _from_dlpack(obj: Any, stream: int | None) -> FrameView:
         dtype_name = "uint8"
     strides = None if tensor.strides == dl.NULL else tuple(tensor.strides[i] for i in range(ndim))  # in elements = bytes for uint8
     device = _DL_DEVICE_NAMES.get(tensor.device.device_type, f"dlpack device type {tensor.device.device_type}")
-    got = _describe(shape, dtype_name, strides, device)
+
+    def got() -> str:
+        return _describe(shape, dtype_name, strides, device)
+
     if dtype_name != "uint8":
-        raise FrameLayoutError(f"{EXPECTED}; {got}")
+        raise FrameLayoutError(f"{EXPECTED}; {got()}")
     if tensor.device.device_type != _KDL_CUDA:
-        raise FrameLayoutError(f"{EXPECTED}; the array is not in CUDA device memory; {got}")
+        raise FrameLayoutError(f"{EXPECTED}; the array is not in CUDA device memory; {got()}")
     width, height, pitch, fmt = _layout(shape, strides, got)
     pointer = int(dl.cast("uintptr_t", tensor.data)) + int(tensor.byte_offset)
     if pointer == 0:
-        raise FrameLayoutError(f"{EXPECTED}; the array's data pointer is NULL; {got}")
+        raise FrameLayoutError(f"{EXPECTED}; the array's data pointer is NULL; {got()}")
     return FrameView(pointer, pitch, width, height, fmt, None)
 
 
