@@ -205,7 +205,7 @@ typedef struct {
     int frames, buffers;
     uint32_t gop, idr_period;
     int intra_only;
-    const char *force_idr, *force_intra, *output_spspps;
+    const char *force_idr, *force_intra, *output_spspps, *idr_types;
     GUID profile;
     uint32_t level;
     int repeat_spspps, disable_spspps, aud, colour709, full_range, restriction, no_ptd;
@@ -496,7 +496,7 @@ static int run_encode(client *c, const encode_opts *o)
             if (in_list(o->output_spspps, f))
                 pp.encodePicFlags |= NV_ENC_PIC_FLAG_OUTPUT_SPSPPS;
             if (o->no_ptd)
-                pp.pictureType = (f == 0 || in_list(o->force_idr, f)) ? NV_ENC_PIC_TYPE_IDR : NV_ENC_PIC_TYPE_P;
+                pp.pictureType = (f == 0 || in_list(o->idr_types, f)) ? NV_ENC_PIC_TYPE_IDR : NV_ENC_PIC_TYPE_P;
             double t0 = now_us();
             NVENCSTATUS es = c->fl.nvEncEncodePicture(c->enc, &pp);
             s->encode_us = now_us() - t0;
@@ -624,6 +624,7 @@ static int parse_encode(int argc, char **argv, encode_opts *o)
         else if (!strcmp(a, "--force-idr")) { if (!(o->force_idr = VAL())) return -1; }
         else if (!strcmp(a, "--force-intra")) { if (!(o->force_intra = VAL())) return -1; }
         else if (!strcmp(a, "--output-spspps")) { if (!(o->output_spspps = VAL())) return -1; }
+        else if (!strcmp(a, "--idr-types")) { if (!(o->idr_types = VAL())) return -1; } /* with --no-ptd */
         else if (!strcmp(a, "--profile")) { const char *n = VAL(); if (!n || parse_profile(n, &o->profile)) return -1; }
         else if (!strcmp(a, "--level")) { const char *n = VAL(); if (!n) return -1; o->level = (uint32_t)atoi(n); }
         else if (!strcmp(a, "--fps")) { const char *n = VAL(); if (!n || sscanf(n, "%u/%u", &o->fps_num, &o->fps_den) != 2) return -1; }
