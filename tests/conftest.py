@@ -13,12 +13,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,19 +29,6 @@ from rfb.frames import RawFrame
 H264 = protocol.H264_ANNEXB
 JPEG = protocol.IMAGE_JPEG
 TEST_CODEC = "avc1.42001f"
-
-
-# ---------------------------------------------------------------- registry shim (temporary)
-# The registry imports every built-in route module on first use. While a route module is
-# still being written by another engineer, stand in an empty module so the registry works.
-# Remove once rfb.encoders.image and rfb.encoders.nvenc_cpu are in the tree.
-from rfb.encoders import registry as _registry  # noqa: E402
-
-for _name in _registry.BUILTIN_MODULES:
-    if _name not in sys.modules and importlib.util.find_spec(_name) is None:
-        _placeholder = types.ModuleType(_name, "placeholder: the real route module is not in the tree yet")
-        _placeholder.ENTRIES = []  # type: ignore[attr-defined]
-        sys.modules[_name] = _placeholder
 
 
 @pytest.fixture
@@ -142,12 +126,11 @@ def test_encoders() -> Iterator[EncoderLog]:
 
     log = EncoderLog()
     register_video_encoder("test-h264", log.factory(FakeVideoEncoder, "test-h264"), replace=True)
-    register_video_encoder("test-h264-b", log.factory(FakeVideoEncoder, "test-h264-b"), priority=-100, replace=True)
     register_video_encoder("test-image", log.factory(FakeImageEncoder, "test-image"), transport="image", replace=True)
     try:
         yield log
     finally:
-        for name in ("test-h264", "test-h264-b", "test-image"):
+        for name in ("test-h264", "test-image"):
             unregister_video_encoder(name)
 
 
