@@ -6,13 +6,24 @@ import io
 
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image
 
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import decode_image, psnr
 from rfb.colorspace import nv12_to_rgb, rgb_to_nv12
 from rfb.encoders.base import EncoderBackend, EncoderConfig
-from rfb.encoders.image import ENTRIES, JPEG_MIME, NAME, PNG_MIME, create, probe
+from rfb.encoders.image import (
+    ENTRIES,
+    JPEG_MIME,
+    NAME,
+    PNG_MIME,
+    ImageEncoder,
+    create,
+    join_jpeg_strips,
+    probe,
+    strip_rows,
+)
 from rfb.frames import FrameError, RawFrame, frame_from_array
 
 W, H = 320, 240
@@ -121,3 +132,64 @@ def test_odd_sizes_are_fine_for_images() -> None:
         (png,) = enc.encode(frame_from_array(src), lossless=True)
     assert decode_image(jpeg.data).shape == (17, 33, 3)
     assert np.array_equal(decode_image(png.data), src)
+
+
+# -- strip-parallel JPEG ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height", "strips"), [(640, 480, 2), (641, 483, 3), (1280, 720, 4), (400, 300, 2)])
+def test_strip_jpeg_decodes_exactly_like_one_piece(width: int, height: int, strips: int) -> None:
+    import av
+
+    src = patterns.scene(width, height, 1)
+    with create(EncoderConfig(width, height)) as one_piece_enc:
+        one_piece_enc.strips = 1
+        (whole,) = one_piece_enc.encode(frame_from_array(src))
+    with ImageEncoder(EncoderConfig(width, height), strips=strips) as enc:
+        (joined,) = enc.encode(frame_from_array(src))
+    rows = strip_rows(width, height, strips)
+    assert rows is not None and rows % 16 == 0
+    assert b"\xff\xdd" in joined.data and b"\xff\xdd" not in whole.data  # DRI: restart markers in use
+    assert joined.data.count(b"\xff\xd0") >= 1
+    # three independent decoders agree, pixel for pixel, with the one-piece JPEG
+    reference = simplejpeg.decode_jpeg(whole.data, colorspace="RGB")
+    assert np.array_equal(simplejpeg.decode_jpeg(joined.data, colorspace="RGB"), reference)
+    with Image.open(io.BytesIO(joined.data)) as img:
+        assert img.size == (width, height)
+        with Image.open(io.BytesIO(whole.data)) as ref_img:
+            assert np.array_equal(np.asarray(img.convert("RGB")), np.asarray(ref_img.convert("RGB")))
+    ffmpeg = av.CodecContext.create("mjpeg", "r")
+    (a,) = ffmpeg.decode(av.Packet(joined.data))
+    (b,) = av.CodecContext.create("mjpeg", "r").decode(av.Packet(whole.data))
+    assert np.array_equal(a.to_ndarray(format="rgb24"), b.to_ndarray(format="rgb24"))
+    assert abs(len(joined.data) - len(whole.data)) < 0.01 * len(whole.data) + 64
+
+
+def test_strip_rows_rules() -> None:
+    assert strip_rows(1920, 1080, 2) == 544
+    assert strip_rows(1920, 1080, 1) is None  # one strip: one piece
+    assert strip_rows(160, 120, 2) is None  # small frames: threads are not worth it
+    assert strip_rows(6000, 16, 8) is None  # one MCU row cannot be split
+    assert strip_rows(6000, 20, 8) == 16  # two MCU rows: two strips, the last one short
+    assert strip_rows(65536, 64, 2) is None  # restart interval would not fit 16 bits
+
+
+def test_join_refuses_strips_with_different_tables() -> None:
+    top = simplejpeg.encode_jpeg(patterns.gradient(64, 32), quality=80, colorsubsampling="420")
+    bottom = simplejpeg.encode_jpeg(patterns.gradient(64, 32), quality=50, colorsubsampling="420")
+    assert join_jpeg_strips([top, bottom], 64, 64, 32) is None
+    same = join_jpeg_strips([top, top], 64, 64, 32)
+    assert same is not None and simplejpeg.decode_jpeg(same).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="expected a JPEG starting with SOI"):
+        join_jpeg_strips([b"not a jpeg"], 64, 32, 32)
+
+
+def test_close_joins_the_strip_threads() -> None:
+    import threading
+
+    before = threading.active_count()
+    enc = ImageEncoder(EncoderConfig(640, 480), strips=2)
+    enc.encode(frame_from_array(patterns.scene(640, 480)))
+    assert threading.active_count() > before
+    enc.close()
+    assert threading.active_count() == before
