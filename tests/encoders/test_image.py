@@ -171,7 +171,7 @@ def test_strip_rows_rules() -> None:
     assert strip_rows(160, 120, 2) is None  # small frames: threads are not worth it
     assert strip_rows(6000, 16, 8) is None  # one MCU row cannot be split
     assert strip_rows(6000, 20, 8) == 16  # two MCU rows: two strips, the last one short
-    assert strip_rows(65536, 64, 2) is None  # restart interval would not fit 16 bits
+    assert strip_rows(600_000, 64, 2) is None  # restart interval would not fit 16 bits
 
 
 def test_join_refuses_strips_with_different_tables() -> None:
