@@ -194,3 +194,41 @@ async def test_events_carry_the_senders_client_id_and_receive_time(display: Any)
                                                                        ("alt",))
     assert sent <= event.time <= time.monotonic()
     await client.close()
+
+
+# ---------------------------------------------------------------- without an H.264 route
+
+
+@pytest.fixture
+def no_h264(test_encoders: EncoderLog) -> Any:
+    """Every webcodecs route reports itself unavailable for this test, then is restored."""
+    from dataclasses import asdict
+
+    from rfb.encoders.registry import encoder_status, get_entry, register_video_encoder
+
+    originals = [get_entry(s.name) for s in encoder_status() if s.transport == "webcodecs"]
+    for entry in originals:
+        fields = asdict(entry) | {"probe": lambda: "disabled by the test"}
+        register_video_encoder(**fields, replace=True)
+    try:
+        yield
+    finally:
+        for entry in originals:
+            register_video_encoder(**asdict(entry), replace=True)
+
+
+@pytest.mark.anyio
+async def test_without_h264_viewers_that_take_images_get_images(no_h264: None) -> None:
+    display = start_test_display(63, 47, video_encoder=None)  # odd sizes are fine for images
+    try:
+        assert display.transports == ("image",)
+        both = await ProtocolClient.connect(display, supported=(H264, JPEG))
+        assert (await both.recv()).header["transport"] == "image"
+        display.publish(np.zeros((47, 63, 3), np.uint8))
+        assert (await both.next_payload()).kind == "image_frame"
+        h264_only = await ProtocolClient.connect(display, supported=(H264,))
+        code, reason = await h264_only.closed()
+        assert code == 4406 and reason is not None and "server sends ['image/jpeg', 'image/png']" in reason
+        await both.close()
+    finally:
+        display.close()
