@@ -1,0 +1,218 @@
+"""The real NVIDIA driver, and the emulator fed real GPU memory (``gpu`` marker).
+
+What can run where:
+
+- Here (no GPU, no driver): everything below skips, saying so.
+- On an H100/H200 (the GPU machine): the real libnvidia-encode loads, negotiates the API
+  version and fills the function table; opening a session fails with
+  NV_ENC_ERR_UNSUPPORTED_DEVICE, which must reach the caller as NvencUnavailable in plain
+  words. The emulator then stands in for the engine while reading REAL device memory
+  (CuPy, PyTorch through __cuda_array_interface__, JAX through DLPack), through the real
+  primary context: pixel-exact decodes and zero copy are checked there.
+- On a GPU with an NVENC engine (none available to us): test_real_encode_decodes_back
+  encodes CuPy frames with the hardware and decodes them back. It has never run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nvencffi
+from nvencffi._ffi import ffi
+from nvencffi.library import ENV_LIBRARY, REQUIRED_FUNCTIONS
+
+pytestmark = pytest.mark.gpu
+
+ROOT = Path(__file__).resolve().parents[2]
+# GPUs NVIDIA ships without an NVENC engine (data-centre compute parts).
+NO_NVENC_GPUS = ("H100", "H200", "A100", "A30", "H800", "A800")
+
+
+def _loadable(name: str) -> bool:
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+HAS_CUDA = _loadable("libcuda.so.1")
+HAS_NVENC_LIBRARY = _loadable("libnvidia-encode.so.1")
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no NVIDIA GPU/driver here (libcuda.so.1 cannot be loaded)")
+
+
+@pytest.fixture
+def real_library(monkeypatch: pytest.MonkeyPatch):
+    if not HAS_NVENC_LIBRARY:
+        pytest.skip("no NVIDIA driver here: libnvidia-encode.so.1 cannot be loaded (these tests run on the GPU machine)")
+    monkeypatch.delenv(ENV_LIBRARY, raising=False)
+    nvencffi.reset_library()
+    yield nvencffi.load_library()
+    nvencffi.reset_library()
+
+
+def _gpu_lacks_nvenc(name: str | None) -> bool:
+    return bool(name) and any(model in name for model in NO_NVENC_GPUS)
+
+
+def test_the_real_library_negotiates_and_fills_the_function_table(real_library) -> None:
+    assert real_library.max_api_version >= (12, 1)
+    assert real_library.path == "libnvidia-encode.so.1"
+    for name in REQUIRED_FUNCTIONS:
+        assert getattr(real_library.functions, name) != ffi.NULL, name
+
+
+def test_opening_a_session_on_this_gpu(real_library) -> None:
+    context = nvencffi.PrimaryContext(0)
+    try:
+        result = nvencffi.probe(0)
+        assert result.max_api_version == real_library.max_api_version
+        assert result.gpu_name == context.gpu_name
+        if not _gpu_lacks_nvenc(context.gpu_name):
+            assert result.available, result.reason
+            return
+        assert result.available is False
+        assert f"this GPU ({context.gpu_name}) has no NVENC video encode engine" in result.reason
+        assert "fall back" in result.reason
+        with pytest.raises(nvencffi.NvencUnavailable) as info:
+            nvencffi.NvencEncoder(256, 256, context=context)
+        assert info.value.name in ("NV_ENC_ERR_UNSUPPORTED_DEVICE", "NV_ENC_ERR_NO_ENCODE_DEVICE")
+        assert "has no NVENC video encode engine" in str(info.value)
+    finally:
+        context.close()
+
+
+def test_real_encode_decodes_back(real_library) -> None:
+    cp = pytest.importorskip("cupy")
+    av = pytest.importorskip("av")
+    result = nvencffi.probe(0)
+    if not result.available:
+        pytest.skip(f"{result.gpu_name or 'this GPU'} cannot encode ({result.reason}); on a GPU with an NVENC "
+                    "engine this test encodes CuPy NV12 and RGBA frames and decodes them back")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:240, 0:320]
+    rgba = np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 255)], axis=-1).astype(np.uint8)
+    frames = [cp.asarray(np.roll(rgba, shift, axis=1)) for shift in range(0, 40, 4)]
+    with nvencffi.NvencEncoder(320, 240, bitrate=4_000_000, fps=30) as enc:
+        units = [enc.encode(f) for f in frames]
+        assert enc.last_picture_type is not None
+    codec = av.CodecContext.create("h264", "r")
+    decoded = [f.to_ndarray(format="rgb24") for u in units for f in codec.decode(av.Packet(u))]
+    decoded += [f.to_ndarray(format="rgb24") for f in codec.decode(None)]
+    assert len(decoded) == len(frames)
+    error = np.abs(decoded[-1].astype(int) - cp.asnumpy(frames[-1])[..., :3]).mean()
+    assert error < 12, error  # lossy, but the picture must be the one we sent
+    del rng
+
+
+# ------------------------------------------------- the emulator on real GPU memory
+
+
+@pytest.fixture
+def gpu_emulator(emulator):
+    if not HAS_CUDA:
+        pytest.skip("no NVIDIA GPU/driver here (libcuda.so.1 cannot be loaded)")
+    return emulator
+
+
+def _decode(units: list[bytes]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    from tests.nvencffi.test_encoder import decode
+
+    return decode(units)
+
+
+def _assert_nv12_roundtrip(host: np.ndarray, width: int, height: int, planes) -> None:
+    y, u, v = planes
+    np.testing.assert_array_equal(y, host[:height, :width])
+    np.testing.assert_array_equal(u, host[height:, 0:width:2])
+    np.testing.assert_array_equal(v, host[height:, 1:width:2])
+
+
+def test_emulator_reads_cupy_device_memory_in_place(gpu_emulator) -> None:
+    cp = pytest.importorskip("cupy")
+    host = [np.random.default_rng(s).integers(0, 256, (72, 96), dtype=np.uint8) for s in range(3)]
+    storage = cp.asarray(host[0])
+    frame = storage[:, :80]  # 80x48 NV12 with a 96-byte pitch, on the device
+    with nvencffi.NvencEncoder(80, 48) as enc:  # the device's real primary context
+        assert enc.gpu_name
+        units = [enc.encode(frame)]
+        assert [k[0] for k in enc.registrations] == [frame.data.ptr]  # zero copy: its own pointer
+        for h in host[1:]:
+            storage.set(h)  # same allocation, new pixels
+            units.append(enc.encode(frame))
+        assert len(enc.registrations) == 1
+        assert gpu_emulator.ledger()["registered"] == 1
+    for h, planes in zip(host, _decode(units)):
+        _assert_nv12_roundtrip(h, 80, 48, planes)
+    assert gpu_emulator.ledger()["sessions"] == 0 and gpu_emulator.ledger()["registered"] == 0
+
+
+def test_emulator_reads_cupy_rgba(gpu_emulator) -> None:
+    cp = pytest.importorskip("cupy")
+    from rfb.colorspace import rgb_to_nv12
+
+    y, x = np.mgrid[0:64, 0:96]
+    rgba = np.stack([x * 2, y * 3, (x + y) % 256, np.full_like(x, 255)], axis=-1).astype(np.uint8)
+    with nvencffi.NvencEncoder(96, 64) as enc:
+        unit = enc.encode(cp.asarray(rgba))
+    (yy, u, v), = _decode([unit])
+    expected = rgb_to_nv12(rgba[..., :3])
+    assert np.abs(yy.astype(int) - expected[:64]).max() <= 2
+    assert np.abs(u.astype(int) - expected[64:, 0::2]).max() <= 3
+
+
+def test_emulator_reads_torch_through_cai(gpu_emulator) -> None:
+    torch = pytest.importorskip("torch")
+    host = np.random.default_rng(7).integers(0, 256, (96, 64), dtype=np.uint8)
+    tensor = torch.from_numpy(host).cuda()
+    with nvencffi.NvencEncoder(64, 64) as enc:
+        unit = enc.encode(tensor)
+        assert [k[0] for k in enc.registrations] == [tensor.data_ptr()]
+    (planes,) = _decode([unit])
+    _assert_nv12_roundtrip(host, 64, 64, planes)
+
+
+def test_emulator_reads_jax_through_dlpack(gpu_emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    jax = pytest.importorskip("jax")
+    host = np.random.default_rng(9).integers(0, 256, (48, 32), dtype=np.uint8)
+    array = jax.device_put(host, jax.devices("gpu")[0])
+
+    class OnlyDLPack:  # hide any __cuda_array_interface__: exercise the DLPack path
+        def __dlpack__(self, **kwargs):  # noqa: ANN204
+            return array.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self):  # noqa: ANN204
+            return array.__dlpack_device__()
+
+    with nvencffi.NvencEncoder(32, 32) as enc:
+        unit = enc.encode(OnlyDLPack())
+    (planes,) = _decode([unit])
+    _assert_nv12_roundtrip(host, 32, 32, planes)
+
+
+@needs_cuda
+def test_context_flags_apply_only_before_the_context_is_active() -> None:
+    code = (
+        "import nvencffi, cupy\n"
+        "from cuda.bindings import driver\n"
+        "print(nvencffi.set_context_flags(0, blocking_sync=True))\n"
+        "cupy.zeros(1)  # activates the primary context\n"
+        "err, flags = driver.cuCtxGetFlags()\n"
+        "print(int(flags) & 7)\n"
+        "print(nvencffi.set_context_flags(0, blocking_sync=False))\n"
+        "print(nvencffi.set_context_flags(0, blocking_sync=True))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    if "No module named 'cupy'" in proc.stderr:
+        pytest.skip("CuPy is not installed")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "4", "False", "True"]  # 4: CU_CTX_SCHED_BLOCKING_SYNC
