@@ -534,3 +534,42 @@ def test_keyframe_gate_drops_and_acks_deltas_until_a_keyframe(page):
         assert len(requests) == 1, server.received
     finally:
         server.close()
+
+
+def test_viewer_modules_agree_with_the_server_on_framing_and_mapping(page, display):
+    """The pure parts of the viewer, run in the browser against the server's own packer."""
+    from rfb import protocol
+
+    header = {"type": "image_frame", "seq": 7, "timestamp_us": 1, "width": 2, "height": 2, "mime": "image/png", "note": "é✓"}
+    packed = protocol.pack_payload(header, b"\x00\x01\xff")
+    page.goto(display.url)
+    result = page.evaluate(
+        """async (bytes) => {
+            const proto = await import("./viewer/protocol.js");
+            const input = await import("./viewer/input.js");
+            const { header, payload } = proto.parseBinary(new Uint8Array(bytes).buffer);
+            let error = null;
+            try { proto.parseBinary(new Uint8Array([200, 0, 0, 0, 123]).buffer); } catch (e) { error = e.message; }
+            const box = { left: 10, top: 20, width: 800, height: 400 };
+            return {
+                header, payload: Array.from(payload), error,
+                centre: input.toFrame(410, 220, box, 320, 240),
+                corner: input.toFrame(10 + 400 - 400 * 320 / 240 / 2, 20 + 400, box, 320, 240),
+                bar: input.toFrame(15, 220, box, 320, 240),
+                lines: input.wheelPixels({ deltaMode: 1, deltaX: -1, deltaY: 3 }, 240),
+                pages: input.wheelPixels({ deltaMode: 2, deltaX: 0, deltaY: 1 }, 240),
+                pixels: input.wheelPixels({ deltaMode: 0, deltaX: 5, deltaY: -7 }, 240),
+                mods: input.modifiers({ shiftKey: true, ctrlKey: false, altKey: true, metaKey: true }),
+            };
+        }""",
+        list(packed),
+    )
+    assert result["header"] == header and result["payload"] == [0, 1, 255]
+    assert "header length 200 runs past the message end" in result["error"]
+    assert result["centre"] == {"x": 160, "y": 120, "inside": True}
+    assert result["corner"]["inside"] and abs(result["corner"]["x"]) < 1e-9 and result["corner"]["y"] == 240
+    assert result["bar"]["inside"] is False and result["bar"]["x"] == 0
+    assert result["lines"] == {"dx": -16, "dy": 48}
+    assert result["pages"] == {"dx": 0, "dy": 240}
+    assert result["pixels"] == {"dx": 5, "dy": -7}
+    assert result["mods"] == ["shift", "alt", "meta"]
