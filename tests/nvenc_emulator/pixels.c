@@ -81,16 +81,23 @@ static void row_pad(uint8_t *row, int n, int padded)
         memset(row + n, row[n - 1], (size_t)(padded - n));
 }
 
-/* Copies `n` samples of a row (from `src`, `step` bytes apart), then pads. */
-static void row_copy(uint8_t *dst, const uint8_t *src, int n, int step, int padded)
+/* Copies `n` samples of a row, then pads. */
+static void row_copy(uint8_t *dst, const uint8_t *src, int n, int padded)
 {
-    if (step == 1) {
-        memcpy(dst, src, (size_t)n);
-    } else {
-        for (int i = 0; i < n; i++)
-            dst[i] = src[(size_t)i * (size_t)step];
-    }
+    memcpy(dst, src, (size_t)n);
     row_pad(dst, n, padded);
+}
+
+/* Splits `n` interleaved U,V pairs (one loop with a constant stride, which the
+ * compiler vectorises), then pads both rows. */
+static void row_deinterleave(uint8_t *u, uint8_t *v, const uint8_t *uv, int n, int padded)
+{
+    for (int i = 0; i < n; i++) {
+        u[i] = uv[2 * i];
+        v[i] = uv[2 * i + 1];
+    }
+    row_pad(u, n, padded);
+    row_pad(v, n, padded);
 }
 
 static void pad_rows(uint8_t *plane, int stride, int rows, int padded_rows)
@@ -168,26 +175,23 @@ void pixels_to_planes(NV_ENC_BUFFER_FORMAT fmt, const uint8_t *src, uint32_t pit
     switch (fmt) {
     case NV_ENC_BUFFER_FORMAT_NV12: {
         for (int r = 0; r < h; r++)
-            row_copy(y + (size_t)r * (size_t)ys, src + (size_t)r * pitch, w, 1, ys);
+            row_copy(y + (size_t)r * (size_t)ys, src + (size_t)r * pitch, w, ys);
         const uint8_t *uv = src + (size_t)pitch * surf_h;
-        for (int r = 0; r < ch; r++) {
-            const uint8_t *row = uv + (size_t)r * pitch;
-            row_copy(u + (size_t)r * (size_t)cs, row, cw, 2, cs);
-            row_copy(v + (size_t)r * (size_t)cs, row + 1, cw, 2, cs);
-        }
+        for (int r = 0; r < ch; r++)
+            row_deinterleave(u + (size_t)r * (size_t)cs, v + (size_t)r * (size_t)cs, uv + (size_t)r * pitch, cw, cs);
         break;
     }
     case NV_ENC_BUFFER_FORMAT_IYUV:
     case NV_ENC_BUFFER_FORMAT_YV12: {
         for (int r = 0; r < h; r++)
-            row_copy(y + (size_t)r * (size_t)ys, src + (size_t)r * pitch, w, 1, ys);
+            row_copy(y + (size_t)r * (size_t)ys, src + (size_t)r * pitch, w, ys);
         size_t cp = ((size_t)pitch + 1) / 2;
         const uint8_t *first = src + (size_t)pitch * surf_h, *second = first + cp * (surf_h / 2);
         const uint8_t *pu = fmt == NV_ENC_BUFFER_FORMAT_IYUV ? first : second;
         const uint8_t *pv = fmt == NV_ENC_BUFFER_FORMAT_IYUV ? second : first;
         for (int r = 0; r < ch; r++) {
-            row_copy(u + (size_t)r * (size_t)cs, pu + (size_t)r * cp, cw, 1, cs);
-            row_copy(v + (size_t)r * (size_t)cs, pv + (size_t)r * cp, cw, 1, cs);
+            row_copy(u + (size_t)r * (size_t)cs, pu + (size_t)r * cp, cw, cs);
+            row_copy(v + (size_t)r * (size_t)cs, pv + (size_t)r * cp, cw, cs);
         }
         break;
     }

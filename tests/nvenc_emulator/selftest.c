@@ -2,7 +2,8 @@
  * A client of the official NVENC API, used to test the emulator.
  *
  *   selftest LIB encode [options]   encode generated frames, write the Annex B stream
- *                                   and a JSON-lines report (one line per call)
+ *                                   and a JSON-lines report (one line per call);
+ *                                   --cuda puts the pictures in CUDA device memory
  *   selftest LIB api                run the validation battery (expected status codes)
  *   selftest LIB version            report NvEncodeAPIGetMaxSupportedVersion/CreateInstance
  *
@@ -121,6 +122,69 @@ static void fill_surface(const format_desc *fd, uint8_t *dst, uint32_t pitch, ui
         }
 }
 
+/* ------------------------------------------------- CUDA (--cuda, GPU only) */
+
+/* The few libcuda entry points the self-test needs to put its pictures in
+ * device memory, declared here (stable driver API) and loaded with dlopen. */
+typedef struct {
+    void *lib;
+    void *ctx;
+    int dev;
+    int (*init)(unsigned);
+    int (*device_get)(int *, int);
+    int (*primary_retain)(void **, int);
+    int (*primary_release)(int);
+    int (*push)(void *);
+    int (*pop)(void **);
+    int (*alloc)(unsigned long long *, size_t);
+    int (*free_)(unsigned long long);
+    int (*htod)(unsigned long long, const void *, size_t);
+} cuda_api;
+
+static int cuda_open(cuda_api *cu)
+{
+    memset(cu, 0, sizeof *cu);
+    cu->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!cu->lib) {
+        fprintf(stderr, "selftest: --cuda: %s\n", dlerror());
+        return -1;
+    }
+    *(void **)&cu->init = dlsym(cu->lib, "cuInit");
+    *(void **)&cu->device_get = dlsym(cu->lib, "cuDeviceGet");
+    *(void **)&cu->primary_retain = dlsym(cu->lib, "cuDevicePrimaryCtxRetain");
+    *(void **)&cu->primary_release = dlsym(cu->lib, "cuDevicePrimaryCtxRelease_v2");
+    *(void **)&cu->push = dlsym(cu->lib, "cuCtxPushCurrent_v2");
+    *(void **)&cu->pop = dlsym(cu->lib, "cuCtxPopCurrent_v2");
+    *(void **)&cu->alloc = dlsym(cu->lib, "cuMemAlloc_v2");
+    *(void **)&cu->free_ = dlsym(cu->lib, "cuMemFree_v2");
+    *(void **)&cu->htod = dlsym(cu->lib, "cuMemcpyHtoD_v2");
+    if (!cu->init || !cu->device_get || !cu->primary_retain || !cu->primary_release || !cu->push ||
+        !cu->pop || !cu->alloc || !cu->free_ || !cu->htod) {
+        fprintf(stderr, "selftest: --cuda: libcuda lacks an entry point\n");
+        return -1;
+    }
+    int rc;
+    if ((rc = cu->init(0)) || (rc = cu->device_get(&cu->dev, 0)) || (rc = cu->primary_retain(&cu->ctx, cu->dev)) ||
+        (rc = cu->push(cu->ctx))) {
+        fprintf(stderr, "selftest: --cuda: CUDA initialisation failed with CUresult %d\n", rc);
+        return -1;
+    }
+    return 0;
+}
+
+static void cuda_close(cuda_api *cu)
+{
+    if (!cu->lib)
+        return;
+    if (cu->ctx) {
+        void *popped;
+        cu->pop(&popped);
+        cu->primary_release(cu->dev);
+    }
+    dlclose(cu->lib);
+    cu->lib = NULL;
+}
+
 /* ------------------------------------------------------------------ client */
 
 typedef struct {
@@ -178,12 +242,12 @@ static void report_ledger(client *c)
     fprintf(c->report, "}}\n");
 }
 
-static NVENCSTATUS open_session(client *c)
+static NVENCSTATUS open_session(client *c, void *cuda_context)
 {
     NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS p = { 0 };
     p.version = NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
     p.deviceType = NV_ENC_DEVICE_TYPE_CUDA;
-    p.device = NULL; /* no CUDA here: the emulator accepts any context */
+    p.device = cuda_context; /* NULL without CUDA: the emulator accepts any context */
     p.apiVersion = NVENCAPI_VERSION;
     c->enc = NULL;
     return c->fl.nvEncOpenEncodeSessionEx(&p, &c->enc);
@@ -215,6 +279,8 @@ typedef struct {
     reconfig reconfigs[8];
     int nreconfigs;
     int input_buffers; /* nvEncCreateInputBuffer instead of registered memory */
+    int cuda;          /* register CUDA device memory (needs a GPU) */
+    cuda_api *cu;
     int eos;
     int keep_going;
 } encode_opts;
@@ -246,6 +312,7 @@ static const GUID *preset_guid(int n)
 
 typedef struct {
     uint8_t *mem;
+    unsigned long long dptr; /* device copy of `mem` with --cuda */
     uint32_t w, h, pitch;
     NV_ENC_REGISTERED_PTR reg;
     NV_ENC_INPUT_PTR inbuf;     /* when using nvEncCreateInputBuffer */
@@ -263,7 +330,7 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-static void release_surface(client *c, slot *s)
+static void release_surface(client *c, const encode_opts *o, slot *s)
 {
     if (s->mapped && s->reg)
         c->fl.nvEncUnmapInputResource(c->enc, s->mapped);
@@ -273,13 +340,16 @@ static void release_surface(client *c, slot *s)
     if (s->inbuf)
         c->fl.nvEncDestroyInputBuffer(c->enc, s->inbuf);
     s->reg = s->inbuf = NULL;
+    if (s->dptr)
+        o->cu->free_(s->dptr);
+    s->dptr = 0;
     free(s->mem);
     s->mem = NULL;
 }
 
 static NVENCSTATUS make_surface(client *c, const encode_opts *o, slot *s, uint32_t w, uint32_t h)
 {
-    release_surface(c, s);
+    release_surface(c, o, s);
     s->w = w;
     s->h = h;
     if (o->input_buffers) {
@@ -297,13 +367,17 @@ static NVENCSTATUS make_surface(client *c, const encode_opts *o, slot *s, uint32
         pitch = (w * (uint32_t)o->fd->bpp + 63u) & ~63u;
     s->pitch = pitch;
     s->mem = malloc(surface_bytes(o->fd, pitch, h));
+    if (o->cuda && o->cu->alloc(&s->dptr, surface_bytes(o->fd, pitch, h))) {
+        fprintf(stderr, "selftest: cuMemAlloc failed\n");
+        return NV_ENC_ERR_OUT_OF_MEMORY;
+    }
     NV_ENC_REGISTER_RESOURCE r = { 0 };
     r.version = NV_ENC_REGISTER_RESOURCE_VER;
     r.resourceType = NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR;
     r.width = w;
     r.height = h;
     r.pitch = pitch;
-    r.resourceToRegister = s->mem;
+    r.resourceToRegister = o->cuda ? (void *)(uintptr_t)s->dptr : s->mem;
     r.bufferFormat = o->fd->fmt;
     r.bufferUsage = NV_ENC_INPUT_IMAGE;
     NVENCSTATUS st = c->fl.nvEncRegisterResource(c->enc, &r);
@@ -325,6 +399,10 @@ static NVENCSTATUS fill_and_map(client *c, const encode_opts *o, slot *s, int f)
         return c->fl.nvEncUnlockInputBuffer(c->enc, s->inbuf);
     }
     fill_surface(o->fd, s->mem, s->pitch, s->w, s->h, f);
+    if (o->cuda && o->cu->htod(s->dptr, s->mem, surface_bytes(o->fd, s->pitch, s->h))) {
+        fprintf(stderr, "selftest: cuMemcpyHtoD failed\n");
+        return NV_ENC_ERR_GENERIC;
+    }
     NV_ENC_MAP_INPUT_RESOURCE m = { 0 };
     m.version = NV_ENC_MAP_INPUT_RESOURCE_VER;
     m.registeredResource = s->reg;
@@ -378,7 +456,7 @@ static int run_encode(client *c, const encode_opts *o)
 {
     FILE *out = o->out_path ? fopen(o->out_path, "wb") : NULL;
     int failures = 0;
-    NVENCSTATUS st = open_session(c);
+    NVENCSTATUS st = open_session(c, o->cuda ? o->cu->ctx : NULL);
     fprintf(c->report, "{\"call\":\"nvEncOpenEncodeSessionEx\",\"status\":%d}\n", st);
     if (st) {
         if (out)
@@ -555,7 +633,7 @@ static int run_encode(client *c, const encode_opts *o)
         failures += es != NV_ENC_SUCCESS;
     }
     for (int i = 0; i < nb; i++) {
-        release_surface(c, &slots[i]);
+        release_surface(c, o, &slots[i]);
         if (slots[i].out)
             c->fl.nvEncDestroyBitstreamBuffer(c->enc, slots[i].out);
     }
@@ -652,6 +730,7 @@ static int parse_encode(int argc, char **argv, encode_opts *o)
         else if (!strcmp(a, "--no-ptd")) o->no_ptd = 1;
         else if (!strcmp(a, "--intra-only")) o->intra_only = 1;
         else if (!strcmp(a, "--input-buffers")) o->input_buffers = 1;
+        else if (!strcmp(a, "--cuda")) o->cuda = 1;
         else if (!strcmp(a, "--eos")) o->eos = 1;
         else if (!strcmp(a, "--keep-going")) o->keep_going = 1;
         else {
@@ -1186,7 +1265,14 @@ SELFTEST_API int selftest_run(int argc, char **argv)
                 rc = run_api(&c);
             } else if (!strcmp(mode, "encode")) {
                 encode_opts o;
-                rc = parse_encode(argc - 3, argv + 3, &o) ? 2 : run_encode(&c, &o);
+                cuda_api cu = { 0 };
+                rc = 2;
+                if (parse_encode(argc - 3, argv + 3, &o) == 0) {
+                    o.cu = &cu;
+                    if (!o.cuda || cuda_open(&cu) == 0)
+                        rc = run_encode(&c, &o);
+                    cuda_close(&cu);
+                }
             } else {
                 fprintf(stderr, "selftest: unknown mode %s\n", mode);
             }

@@ -664,6 +664,38 @@ def test_ledger_returns_to_zero(selftest_exe: Path, lib: Path, tmp_path: Path) -
     assert (run.ledger["sessions_opened"], run.ledger["encodes"], run.ledger["idr_frames"]) == (1, 4, 2)
 
 
+# -------------------------------------------------------------- CUDA memory
+
+
+def _cuda_unavailable() -> str | None:
+    """Why CUDA device memory cannot be used here, or None."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError as exc:
+        return f"no CUDA driver: {exc}"
+    count = ctypes.c_int(0)
+    if (rc := cuda.cuInit(0)) != 0:
+        return f"cuInit failed with CUresult {rc}"
+    if cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
+        return "no CUDA device"
+    return None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("fmt", "size", "pitch"), [("nv12", (1920, 1080), 2048), ("nv12", (100, 50), 128), ("iyuv", (96, 64), 128)])
+def test_cuda_device_memory_is_pixel_exact(selftest_exe: Path, lib: Path, tmp_path: Path, fmt: str, size: tuple[int, int], pitch: int) -> None:
+    """Pictures in CUDA device memory (cuMemAlloc), read by the emulator through libcuda."""
+    if reason := _cuda_unavailable():
+        pytest.skip(reason)
+    w, h = size
+    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--cuda", "--fmt", fmt, "--size", f"{w}x{h}", "--pitch", str(pitch), "--frames", "2")
+    assert run.rc == 0, run.stderr
+    decoded, _ = decode(run.stream)
+    assert len(decoded) == 2
+    for i, frame in enumerate(decoded):
+        assert_exact(frame, w, h, i)
+
+
 # ------------------------------------------------------------------ memory
 
 
