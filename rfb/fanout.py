@@ -114,7 +114,7 @@ class EncodeGroup:
         self._encoder_size: tuple[int, int] | None = None
         self._done_version = fanout.frames.version  # frames before the group existed are not ours
         self._encoded_version = self._done_version
-        self._failed_version = -1
+        self._stuck_version = -1  # a frame that broke the encoder or produced nothing: not retried
         self._last_idr = -math.inf
         self._thread = threading.Thread(target=self._run, name=f"rfb-encode-{transport}", daemon=True)
         self._thread.start()
@@ -164,11 +164,11 @@ class EncodeGroup:
             if latest is None:
                 return None
             frame, version = latest
+            if version == self._stuck_version:
+                fanout.frames.release(frame)
+                return None  # retrying cannot help (and must not spin): wait for the next frame
             new = version != self._done_version
             fresh = self._encoder is None or self._encoder_size != frame.size
-            if fresh and version == self._failed_version:
-                fanout.frames.release(frame)
-                return None  # this frame broke the encoder: wait for the next one
             eligible = [m for m in self.members if m.has_room(fanout.max_inflight)]
             needy = [m for m in eligible if m.needs_keyframe]
             wait = self._last_idr + fanout.keyframe_interval_min - time.monotonic()
@@ -220,11 +220,13 @@ class EncodeGroup:
             for m in job.targets:
                 m.pending -= 1
             if self._encoder is None:  # no encoder: the chain is broken for everybody
-                self._failed_version = job.version
+                self._stuck_version = job.version
                 for m in self.members:
                     m.needs_keyframe = True
                 return
             self._done_version = job.version
+            if not messages:
+                self._stuck_version = job.version
             for m in job.missed if messages else ():
                 if m.active:
                     m.needs_keyframe = True

@@ -279,6 +279,27 @@ def test_no_route_can_start_then_one_can(log: EncoderLog, request: pytest.Fixtur
     assert h.wait_count(1, 1) == [(b"I\x02", 1)]
 
 
+class SilentEncoder(FakeImageEncoder):
+    """An encoder that outputs nothing (as a buffering encoder might)."""
+
+    def encode(self, frame: Any, *, force_keyframe: bool = False) -> list[EncodedPayload]:
+        self.encodes += 1
+        return []
+
+
+def test_an_encoder_that_outputs_nothing_is_not_retried_in_a_loop(log: EncoderLog,
+                                                                   request: pytest.FixtureRequest) -> None:
+    routes = {"image": [EncoderEntry("silent", log.factory(SilentEncoder, "silent"), transport="image")]}
+    h = make(log, request, routes=routes)
+    h.join(1, "image")
+    h.publish(1)
+    wait_until(lambda: log.encodes == 1, what="the first encode")
+    h.settle()
+    assert log.encodes == 1 and h.got(1) == []
+    h.publish(2)
+    wait_until(lambda: log.encodes == 2, what="the next frame's encode")
+
+
 def test_images_are_resent_only_to_viewers_that_need_them(harness: Harness) -> None:
     a = harness.join(1, "image")
     harness.publish(1)
