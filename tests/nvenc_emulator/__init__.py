@@ -49,7 +49,17 @@ __all__ = [
 HERE = Path(__file__).resolve().parent
 CACHE = ROOT / ".cache" / "nvenc-emulator"
 LIBRARY_NAME = "libnvidia-encode.so.1"  # FFmpeg can load it through LD_LIBRARY_PATH
-SOURCES = ("emulator.c", "control.c", "presets.c", "bitstream.c", "h264_writer.c", "pixels.c", "cuda_reader.c")
+SOURCES = (
+    "emulator.c",
+    "buffers.c",
+    "encode.c",
+    "control.c",
+    "presets.c",
+    "bitstream.c",
+    "h264_writer.c",
+    "pixels.c",
+    "cuda_reader.c",
+)
 HEADERS = ("emu.h",)
 SELFTEST = "selftest.c"
 CFLAGS = ("-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC")

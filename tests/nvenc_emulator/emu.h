@@ -85,6 +85,8 @@ typedef struct {
 
 size_t h264_write_sps(const h264_seq *seq, uint8_t *dst, size_t cap);
 size_t h264_write_pps(const h264_seq *seq, uint8_t *dst, size_t cap);
+/* SPS then PPS (Annex B); 0 when `cap` is too small. */
+size_t h264_write_headers(const h264_seq *seq, uint8_t *dst, size_t cap);
 size_t h264_write_aud(int primary_pic_type, uint8_t *dst, size_t cap);
 /* RBSP bytes a picture's slice can need (the scratch size for the writers below). */
 size_t h264_slice_rbsp_bound(const h264_seq *seq);
@@ -274,10 +276,45 @@ typedef struct {
 
 extern emu_state g_emu;
 
-/* emulator.c */
+/* emulator.c: the calling convention every entry point follows */
 extern const char *const emu_api_names[]; /* every function a fault can target */
 extern const int emu_api_name_count;
 void session_free(emu_session *s, int count_leaks);
+/* Takes the lock and resolves the session; returns 0 (with *st set) when the
+ * call must not proceed. Every path ends with api_leave(). */
+int api_enter(const char *fn, void *encoder, emu_session **out, NVENCSTATUS *st);
+NVENCSTATUS api_leave(NVENCSTATUS st);
+/* Records why a call failed (for the session and globally) and returns `st`. */
+NVENCSTATUS api_fail(emu_session *s, NVENCSTATUS st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int buf_grow(uint8_t **buf, size_t *cap, size_t need); /* 0, or -1 when out of memory */
+void free_bitstream(emu_bitstream *b);
+
+#define CHECK_PTR(s, p, what) \
+    do { if (!(p)) return api_fail((s), NV_ENC_ERR_INVALID_PTR, "%s is NULL", (what)); } while (0)
+
+#define CHECK_VERSION(s, got, want, strct) \
+    do { \
+        if ((got) != (want)) \
+            return api_fail((s), NV_ENC_ERR_INVALID_VERSION, "%s.version is 0x%08X, expected %s_VER 0x%08X", \
+                            (strct), (unsigned)(got), (strct), (unsigned)(want)); \
+    } while (0)
+
+/* buffers.c */
+emu_resource *resource_of_mapping(emu_session *s, const void *handle);
+NVENCSTATUS NVENCAPI api_create_bitstream_buffer(void *encoder, NV_ENC_CREATE_BITSTREAM_BUFFER *p);
+NVENCSTATUS NVENCAPI api_destroy_bitstream_buffer(void *encoder, NV_ENC_OUTPUT_PTR buffer);
+NVENCSTATUS NVENCAPI api_lock_bitstream(void *encoder, NV_ENC_LOCK_BITSTREAM *lp);
+NVENCSTATUS NVENCAPI api_unlock_bitstream(void *encoder, NV_ENC_OUTPUT_PTR buffer);
+NVENCSTATUS NVENCAPI api_create_input_buffer(void *encoder, NV_ENC_CREATE_INPUT_BUFFER *p);
+NVENCSTATUS NVENCAPI api_destroy_input_buffer(void *encoder, NV_ENC_INPUT_PTR buffer);
+NVENCSTATUS NVENCAPI api_lock_input_buffer(void *encoder, NV_ENC_LOCK_INPUT_BUFFER *lp);
+NVENCSTATUS NVENCAPI api_unlock_input_buffer(void *encoder, NV_ENC_INPUT_PTR buffer);
+NVENCSTATUS NVENCAPI api_register_resource(void *encoder, NV_ENC_REGISTER_RESOURCE *p);
+NVENCSTATUS NVENCAPI api_unregister_resource(void *encoder, NV_ENC_REGISTERED_PTR res);
+NVENCSTATUS NVENCAPI api_map_input_resource(void *encoder, NV_ENC_MAP_INPUT_RESOURCE *mp);
+NVENCSTATUS NVENCAPI api_unmap_input_resource(void *encoder, NV_ENC_INPUT_PTR mapped);
+/* encode.c */
+NVENCSTATUS NVENCAPI api_encode_picture(void *encoder, NV_ENC_PIC_PARAMS *p);
 /* control.c */
 int fault_fires(const char *function, NVENCSTATUS *status);
 

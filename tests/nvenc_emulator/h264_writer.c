@@ -143,6 +143,15 @@ size_t h264_write_pps(const h264_seq *s, uint8_t *dst, size_t cap)
     return nal_write(dst, cap, 3, NAL_PPS, rbsp, bw_size(&bw));
 }
 
+size_t h264_write_headers(const h264_seq *s, uint8_t *dst, size_t cap)
+{
+    size_t n = h264_write_sps(s, dst, cap);
+    if (!n)
+        return 0;
+    size_t m = h264_write_pps(s, dst + n, cap - n);
+    return m ? n + m : 0;
+}
+
 size_t h264_write_aud(int primary_pic_type, uint8_t *dst, size_t cap)
 {
     uint8_t rbsp[4];
