@@ -106,9 +106,12 @@ class Library:
                 raise NvencUnavailable(f"{path!r} filled no {name} in its NVENC function table")
             setattr(self, name, pointer)
 
-    def last_error(self, encoder: Any) -> str | None:
-        """The driver's explanation of the last failure on ``encoder`` (None if none)."""
-        if encoder is None or encoder == ffi.NULL:
+    def last_error(self, encoder: Any, *, allow_null: bool = False) -> str | None:
+        """The driver's explanation of the last failure on ``encoder`` (None if none).
+
+        A NULL session is only asked about with ``allow_null`` (after a failed open).
+        """
+        if encoder is None or (encoder == ffi.NULL and not allow_null):
             return None
         text = self.nvEncGetLastErrorString(encoder)
         if text == ffi.NULL:

@@ -48,12 +48,15 @@ def open_session(lib: Library, context: EncodeContext) -> Any:
             raise error_for("nvEncOpenEncodeSessionEx", 20, None,
                             "nvEncOpenEncodeSessionEx reported success but returned no session")
         return out[0]
-    # No session exists on failure: like NVIDIA's and FFmpeg's clients we neither destroy
-    # the handle nor ask it for the last error string.
-    error = error_for("nvEncOpenEncodeSessionEx", status)
+    # No session exists on failure (the driver writes NULL to *encoder), so there is
+    # nothing to destroy. The driver's explanation is asked for with a NULL session: driver
+    # 580.159.04 answers that safely (with a generic text on an H100), and the emulator
+    # with the reason it failed.
+    detail = lib.last_error(ffi.NULL, allow_null=True)
+    error = error_for("nvEncOpenEncodeSessionEx", status, detail)
     if isinstance(error, NO_ENGINE):
         error = error_for(
-            "nvEncOpenEncodeSessionEx", status, None,
+            "nvEncOpenEncodeSessionEx", status, detail,
             no_engine_message(context.gpu_name, "nvEncOpenEncodeSessionEx", error.name, error.code),
         )
     raise error

@@ -55,7 +55,12 @@ def test_the_source_tree_fallback_parses_the_header_and_says_so() -> None:
 
 @pytest.mark.slow
 def test_pip_install_generates_the_module_without_a_compiler(tmp_path: Path) -> None:
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    listing = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True) if shutil.which("git") else None
+    tracked = listing.stdout.split(b"\0") if listing and listing.returncode == 0 else []
+    if not any(tracked):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{ROOT} is not a git checkout: cannot tell which files a build would see")
+        pytest.skip(f"{ROOT} is not a git checkout (a copy of the tree): cannot tell which files a build would see")
     source = tmp_path / "src"
     for name in filter(None, tracked):
         path = Path(name.decode())
