@@ -12,11 +12,14 @@ so ``import rfb`` stays cheap and never touches CUDA or FFmpeg.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable, Transport
+
+logger = logging.getLogger("rfb.encoders")
 
 Factory = Callable[[EncoderConfig], EncoderBackend]
 Probe = Callable[[], "str | None"]
@@ -73,10 +76,26 @@ def _load_builtins() -> None:
             return
         _builtins_loaded = True
         for module_name in BUILTIN_MODULES:
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                # One broken route must not hide the others: register it as unavailable
+                # under its module's short name, with the import error as the reason.
+                name = module_name.rsplit(".", 1)[-1]
+                reason = f"cannot import {module_name}: {type(exc).__name__}: {exc}"
+                logger.warning("encoder route %s unavailable: %s", name, reason)
+                _entries.setdefault(name, EncoderEntry(name, _unimportable(reason), probe=lambda r=reason: r))
+                continue
             for entry in getattr(module, "ENTRIES", ()):
                 if entry.name not in _entries:
                     _entries[entry.name] = entry
+
+
+def _unimportable(reason: str) -> Factory:
+    def factory(config: EncoderConfig) -> EncoderBackend:
+        raise EncoderUnavailable(reason)
+
+    return factory
 
 
 def register_video_encoder(
