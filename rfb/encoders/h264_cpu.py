@@ -16,7 +16,6 @@ as soon as it is decoded instead of holding it back for reordering.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,6 @@ from rfb.frames import FrameError, RawFrame, frame_from_array
 
 if TYPE_CHECKING:
     from av.codec.context import CodecContext
-
-logger = logging.getLogger(__name__)
 
 NAME = "h264_cpu"
 
@@ -115,7 +112,11 @@ class PyAVH264Encoder:
         self._need_idr = True
         self._codec: str | None = None
         self._closed = False
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            self.close()  # the converter is ours from the first line: release it here too
+            raise
 
     # -- the EncoderBackend protocol ---------------------------------------------
 

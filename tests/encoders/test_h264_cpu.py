@@ -271,3 +271,31 @@ def test_close_releases_encoder_threads_and_memory() -> None:
     assert _threads() == before
     # peak RSS (KiB) does not keep growing by an encoder's worth per cycle (~10+ MB each)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_start < 60_000
+
+
+def test_a_failed_open_releases_the_converter() -> None:
+    import av
+
+    from rfb.colorspace import HostConverter
+
+    class Recording(HostConverter):
+        closed = 0
+
+        def close(self) -> None:
+            Recording.closed += 1
+            super().close()
+
+    settings = libx264_settings(EncoderConfig(64, 64), preset="no-such-preset")
+    with pytest.raises(av.FFmpegError):
+        PyAVH264Encoder(NAME, EncoderConfig(64, 64), settings, converter=Recording())
+    assert Recording.closed == 1
+
+
+def test_unknown_ffmpeg_encoder_is_unavailable() -> None:
+    from dataclasses import replace
+
+    from rfb.encoders.base import EncoderUnavailable
+
+    settings = replace(libx264_settings(EncoderConfig(64, 64)), codec="h264_no_such_encoder")
+    with pytest.raises(EncoderUnavailable, match="FFmpeg has no encoder 'h264_no_such_encoder'"):
+        PyAVH264Encoder("x", EncoderConfig(64, 64), settings)
