@@ -1,0 +1,252 @@
+"""The nvenc_gpu_pyav route: FFmpeg's h264_nvenc through PyAV, fed CUDA frames.
+
+The same encoder as ``nvenc_cpu`` (FFmpeg's NVENC wrapper and its options), but the
+frames never leave the GPU: PyAV >= 18 wraps device memory as an FFmpeg CUDA frame
+(``VideoFrame.from_dlpack``), and h264_nvenc registers that memory with NVENC.
+
+How the pieces fit (PyAV 18.1, ``av/video/frame.py`` and ``av/codec/context.py``):
+
+- ``from_dlpack((y, uv), format="nv12", cuda_context=ctx)`` takes the two planes as
+  DLPack tensors and makes an ``AV_PIX_FMT_CUDA`` frame whose ``hw_frames_ctx`` comes
+  from ``ctx``, a :class:`av.video.frame.CudaContext`. Its CUDA device is created with
+  ``av_hwdevice_ctx_create(..., {"primary_ctx": "1"})``: FFmpeg retains the device's
+  *primary* context, the one CuPy, PyTorch and JAX allocate in, so FFmpeg reads their
+  memory as it is. The route owns one ``CudaContext``: it caches one frames context
+  per (format, size), so every frame carries the same one. (Without ``cuda_context``,
+  each call would create a new CUDA device context.)
+- h264_nvenc refuses to open without ``hw_frames_ctx`` when ``pix_fmt`` is ``cuda``
+  ("hw_frames_ctx must be set when using GPU frames as input"). PyAV >= 18 adopts the
+  first frame's ``hw_frames_ctx`` when ``encode()`` opens a context that is not open
+  yet, so this route configures the context and lets the first frame open it.
+- h264_nvenc registers ``frame->data[0]`` with NVENC and finds the chroma plane
+  ``linesize * height`` bytes after it; the planes must therefore be two views of ONE
+  NV12 allocation (``rfb.gpu``'s layout), never two arrays. Registrations are cached
+  by pointer, so a reused buffer registers once.
+- FFmpeg's CUDA frames are nv12 only here (PyAV imports CUDA DLPack tensors for
+  nv12/p010/p016), so rgb24 and rgba8 become NV12 on the GPU first, into a staging
+  buffer this route owns (:class:`~rfb.encoders.nvenc_gpu_cffi.DeviceStaging`), and
+  host frames are copied up into it.
+
+The encode loop, options and payload handling are the shared PyAV ones
+(:class:`~rfb.encoders.h264_cpu.PyAVH264Encoder`, ``nvenc_cpu.nvenc_settings``).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rfb.colorspace import COLOUR_PRIMARIES_BT709, MATRIX_BT709, TRANSFER_BT709
+from rfb.encoders import nvenc_cpu
+from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable
+from rfb.encoders.h264_cpu import LONG_GOP, PyAVH264Encoder, PyAVSettings
+from rfb.encoders.nvenc_gpu_cffi import DeviceStaging
+from rfb.encoders.registry import EncoderEntry
+from rfb.frames import FrameError, RawFrame
+from rfb.gpu.arrays import as_cupy, check_cuda_frame
+from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, import_cupy
+
+if TYPE_CHECKING:
+    from av.codec.context import CodecContext
+    from av.video.frame import VideoFrame
+
+NAME = "nvenc_gpu_pyav"
+PRIORITY = 40
+CODEC = nvenc_cpu.CODEC
+
+# The probe's frame: above NVENC's minimum size on every GPU generation.
+_PROBE_SIZE = (256, 144)
+
+
+class CudaFrameConverter:
+    """Turns RawFrames (CUDA or host) into FFmpeg CUDA frames (nv12) for h264_nvenc.
+
+    A :class:`~rfb.colorspace.FrameConverter` (the shared encode loop's hook). CUDA nv12
+    frames are wrapped where they are; the rest are staged on the GPU first. The
+    wrapped frame keeps the memory alive (through its DLPack tensors) for as long as
+    FFmpeg holds it. Owns its staging buffers and its FFmpeg CUDA context; ``close()``
+    releases both.
+    """
+
+    target_format = "cuda"
+
+    def __init__(self, device_id: int = 0) -> None:
+        from av.video.frame import CudaContext
+
+        self.device_id = device_id
+        self.staging: DeviceStaging | None = DeviceStaging(("nv12",), device_id=device_id)
+        self._cuda: Any = CudaContext(device_id=device_id, primary_ctx=True)
+
+    def convert(self, frame: RawFrame) -> VideoFrame:
+        """``frame`` as an ``AV_PIX_FMT_CUDA`` nv12 frame over the same (or staged) memory."""
+        from av.video.frame import VideoFrame
+
+        if self.staging is None:
+            raise RuntimeError("CudaFrameConverter is closed")
+        staged = self.staging.device_frame(frame)
+        cp = import_cupy()
+        with cp.cuda.Device(self.device_id):
+            nv12 = as_cupy(staged.data)  # CuPy waits for the producer's stream, if it names one
+            # FFmpeg reads on its own (the legacy default) stream: finish what CuPy's queued.
+            cp.cuda.get_current_stream().synchronize()
+            planes = (nv12[: frame.height], nv12[frame.height :])
+        return VideoFrame.from_dlpack(
+            planes, format="nv12", width=frame.width, height=frame.height, cuda_context=self._cuda
+        )
+
+    def close(self) -> None:
+        """Release the staging buffers and drop the CUDA context (FFmpeg frees it when unused)."""
+        if self.staging is not None:
+            self.staging.close()
+            self.staging = None
+        self._cuda = None
+
+
+class NvencGpuPyAVEncoder(PyAVH264Encoder):
+    """The shared PyAV encode loop, fed FFmpeg CUDA frames by a :class:`CudaFrameConverter`."""
+
+    def __init__(self, config: EncoderConfig, *, name: str = NAME) -> None:
+        options = nvenc_cpu.nvenc_settings(config).options
+        settings = PyAVSettings(CODEC, options, CudaFrameConverter.target_format, 0)
+        converter = self._gpu = _converter(config)
+        try:
+            super().__init__(name, config, settings, converter=converter)
+        except BaseException:
+            converter.close()
+            raise
+
+    @property
+    def staging(self) -> DeviceStaging:
+        """The staging buffers (their counters say what each frame cost)."""
+        self._require_open()
+        staging = self._gpu.staging
+        if staging is None:
+            raise RuntimeError(f"{self.name} encoder is closed; create a new one")
+        return staging
+
+    def flush(self) -> list[EncodedPayload]:
+        """As the shared loop's, except before the first frame: nothing to drain then.
+
+        A context that no frame has opened yet cannot be drained (opening it without a
+        frame's ``hw_frames_ctx`` fails), and the next frame is an IDR anyway.
+        """
+        self._require_open()
+        if self._context is not None and not self._context.is_open:
+            return []
+        return super().flush()
+
+    def _check_frame(self, frame: RawFrame) -> RawFrame:
+        """CUDA frames are checked here; host frames as the shared loop checks them."""
+        if not (isinstance(frame, RawFrame) and frame.memory == "cuda"):
+            return super()._check_frame(frame)
+        check_cuda_frame(frame)
+        if frame.size != (self.config.width, self.config.height):
+            raise FrameError(
+                f"{self.name} was opened for {self.config.width}x{self.config.height} frames, "
+                f"got {frame.width}x{frame.height} (open a new encoder for a new size)"
+            )
+        return frame
+
+    def _open(self) -> CodecContext:
+        """Configure h264_nvenc for CUDA frames and leave the opening to the first frame.
+
+        The settings are those of ``PyAVH264Encoder._open``; only ``pix_fmt`` ("cuda")
+        and the deferred ``open()`` differ: FFmpeg needs the frames' ``hw_frames_ctx``
+        before ``avcodec_open2``, and PyAV adopts the first frame's when ``encode()``
+        opens the context.
+        """
+        import av
+
+        cfg, s = self.config, self.settings
+        rate = Fraction(cfg.fps).limit_denominator(1001)
+        try:
+            context = av.CodecContext.create(s.codec, "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise EncoderUnavailable(f"FFmpeg has no encoder {s.codec!r} in this PyAV build: {exc}") from exc
+        context.width = cfg.width
+        context.height = cfg.height
+        context.pix_fmt = s.pix_fmt
+        context.framerate = rate
+        context.time_base = 1 / rate
+        context.thread_count = s.thread_count
+        context.max_b_frames = 0
+        context.gop_size = cfg.gop if cfg.gop else LONG_GOP
+        context.color_primaries = COLOUR_PRIMARIES_BT709
+        context.color_trc = TRANSFER_BT709
+        context.colorspace = MATRIX_BT709
+        context.color_range = 1  # AVCOL_RANGE_MPEG: limited
+        context.options = dict(s.options)
+        self._context = context
+        return context
+
+
+def _converter(config: EncoderConfig) -> CudaFrameConverter:
+    try:
+        return CudaFrameConverter(config.device_id)
+    except ImportError as exc:  # PyAV < 18: no CudaContext / from_dlpack
+        raise EncoderUnavailable(f"{NAME} needs PyAV >= 18 (VideoFrame.from_dlpack with a CudaContext): {exc}") from exc
+
+
+def create(config: EncoderConfig) -> NvencGpuPyAVEncoder:
+    """The nvenc_gpu_pyav factory."""
+    return NvencGpuPyAVEncoder(config)
+
+
+def probe() -> str | None:
+    """None when h264_nvenc opens a session for a CUDA frame here, else why not.
+
+    Cheap answers first (PyAV, a CUDA device), then FFmpeg's own NVENC probe from host
+    frames (``nvenc_cpu.probe``: it words "no driver" and "no NVENC-capable GPU"
+    plainly), then one real session fed one CUDA frame.
+    """
+    try:
+        import av
+    except ImportError as exc:
+        return f"PyAV is not installed ({exc}); pip install 'av>=18'"
+    if CODEC not in av.codecs_available:
+        return f"this PyAV build has no {CODEC} encoder"
+    if not hasattr(av.VideoFrame, "from_dlpack"):
+        return f"PyAV {av.__version__} cannot wrap CUDA memory as a frame (VideoFrame.from_dlpack needs PyAV >= 18)"
+    reason = gpu_available()
+    if reason is not None:
+        return f"CUDA frames need a CUDA GPU: {reason}"
+    reason = nvenc_cpu.probe()
+    if reason is not None:
+        return reason
+    reason = cupy_available()
+    if reason is not None:
+        return f"h264_nvenc works, but frames are staged on the GPU with CuPy, which is unusable: {reason}"
+    return _probe_cuda_session(av)
+
+
+def _probe_cuda_session(av: Any) -> str | None:
+    """Encode one CUDA nv12 frame; None if a keyframe comes back, else FFmpeg's complaint."""
+    from rfb.gpu.arrays import cuda_frame
+
+    cp = import_cupy()
+    width, height = _PROBE_SIZE
+    try:
+        with cp.cuda.Device(0):
+            frame = cuda_frame(cp.zeros((height * 3 // 2, width), dtype=np.uint8))
+        with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
+            payloads = encoder.encode(frame)
+    except (av.FFmpegError, EncoderUnavailable, GpuUnavailable, FrameError, ValueError, TypeError) as exc:
+        return f"FFmpeg's {CODEC} opened for host frames but not for CUDA frames: {nvenc_cpu._reason(exc, [])}"
+    if not payloads or not payloads[0].keyframe:
+        return f"FFmpeg's {CODEC} took a CUDA frame but returned no keyframe for it"
+    return None
+
+
+ENTRIES: list[EncoderEntry] = [
+    EncoderEntry(
+        name=NAME,
+        factory=create,
+        transport="webcodecs",
+        probe=probe,
+        priority=PRIORITY,
+        gpu=True,
+        description="FFmpeg h264_nvenc through PyAV with CUDA frames (from_dlpack, FFmpeg in the primary context)",
+    )
+]
