@@ -30,6 +30,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rfb.encoders.h264_cpu",
     "rfb.encoders.image",
     "rfb.encoders.nvenc_cpu",
+    "rfb.encoders.nvenc_gpu_cffi",
+    "rfb.encoders.nvenc_gpu_pyav",
+    "rfb.encoders.h264_gpu_nv12",
 )
 
 
