@@ -5,7 +5,8 @@ normal build (``pip install .``, wheels, sdists) generate ``nvencffi/_nvenc.py``
 ``headers/nvenc.h`` (see build_ffi.py). Editable installs (``pip install -e .``) load the
 package from the source tree, where the build hook's output is not visible; for those we
 also write the generated module next to the sources, so both kinds of install import the
-same pre-parsed declarations.
+same pre-parsed declarations. Source distributions must carry build_ffi.py and
+headers/nvenc.h, which no package owns, so the sdist command adds them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
+
+FFI_SOURCES = ("build_ffi.py", "headers/nvenc.h")  # what cffi_modules needs to build
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +35,14 @@ class build_py_editable_aware(build_py):
             make_ffibuilder().emit_python_code(str(target))
 
 
+class sdist_with_ffi_sources(sdist):
+    """Put the cffi build inputs in the sdist, so wheels can be built from it."""
+
+    def make_release_tree(self, base_dir: str, files: list[str]) -> None:
+        super().make_release_tree(base_dir, [*files, *(f for f in FFI_SOURCES if f not in files)])
+
+
 setup(
-    cmdclass={"build_py": build_py_editable_aware},
+    cmdclass={"build_py": build_py_editable_aware, "sdist": sdist_with_ffi_sources},
     cffi_modules=["build_ffi.py:ffibuilder"],
 )

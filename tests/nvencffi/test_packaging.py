@@ -53,8 +53,7 @@ def test_the_source_tree_fallback_parses_the_header_and_says_so() -> None:
     assert "nvencffi._nvenc not found" in proc.stderr and "headers/nvenc.h" in proc.stderr
 
 
-@pytest.mark.slow
-def test_pip_install_generates_the_module_without_a_compiler(tmp_path: Path) -> None:
+def _tracked_copy(tmp_path: Path) -> Path:
     listing = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True) if shutil.which("git") else None
     tracked = listing.stdout.split(b"\0") if listing and listing.returncode == 0 else []
     if not any(tracked):
@@ -67,15 +66,21 @@ def test_pip_install_generates_the_module_without_a_compiler(tmp_path: Path) -> 
         if (ROOT / path).is_file():
             (source / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / path, source / path)
-    target = tmp_path / "site"
+    return source
+
+
+def _pip_install(requirement: str, target: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(source)],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), requirement],
         capture_output=True, text=True, timeout=600,
     )
     if proc.returncode != 0:
         if os.environ.get("CI") == "true":
             pytest.fail(f"pip install failed:\n{proc.stderr[-3000:]}")
         pytest.skip(f"pip install could not run here (package index unreachable?): {proc.stderr.strip()[-300:]}")
+
+
+def _assert_prebuilt_import(target: Path, tmp_path: Path) -> None:
     assert (target / "nvencffi" / "_nvenc.py").is_file()
     env = {"PATH": str(tmp_path / "empty"), "PYTHONPATH": str(target), "CC": "/nonexistent"}
     code = "import nvencffi._ffi as f, nvencffi; print(type(f.ffi).__module__, f.__file__)"
@@ -85,3 +90,25 @@ def test_pip_install_generates_the_module_without_a_compiler(tmp_path: Path) -> 
     assert module != "cffi.api"  # the pre-built module, not the in-process fallback
     assert path.startswith(str(target))
     assert "not found" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_pip_install_generates_the_module_without_a_compiler(tmp_path: Path) -> None:
+    source = _tracked_copy(tmp_path)
+    _pip_install(str(source), tmp_path / "site")
+    _assert_prebuilt_import(tmp_path / "site", tmp_path)
+
+
+@pytest.mark.slow
+def test_a_wheel_built_from_the_sdist_has_the_module_too(tmp_path: Path) -> None:
+    source = _tracked_copy(tmp_path)
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
+                          cwd=source, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (archive,) = (tmp_path / "dist").glob("*.tar.gz")
+    import tarfile
+
+    names = tarfile.open(archive).getnames()
+    assert any(n.endswith("/build_ffi.py") for n in names) and any(n.endswith("/headers/nvenc.h") for n in names)
+    _pip_install(str(archive), tmp_path / "site")
+    _assert_prebuilt_import(tmp_path / "site", tmp_path)
