@@ -36,6 +36,8 @@ def test_command_line_smoke_run(tmp_path: Path) -> None:
     info = doc["machine"]
     assert info["cpu_model"] and info["cores_usable"] >= 1 and info["python"]
     assert set(info["packages"]) == {"av", "numpy", "simplejpeg", "pillow"}
+    assert 1.0 <= info["parallel_speedup"] <= info["cores_usable"] + 0.5
+    assert len(info["parallel_speedup_before_after"]) == 2
     rows = doc["sections"]["encode"]["rows"]
     routes = {r["route"] for r in rows}
     assert {BASELINE_VIDEO, BASELINE_IMAGE, "h264_cpu", "image", PNG_ROW} <= routes

@@ -65,7 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = machine.describe()
+    before = machine.parallel_speedup()
     reports = run_sections(options, [s.strip() for s in args.sections.split(",") if s.strip()])
+    after = machine.parallel_speedup()
+    # the lower of the two: what the run could count on
+    info["parallel_speedup"] = min(before, after)
+    info["parallel_speedup_before_after"] = [before, after]
     print(f"machine: {machine.one_line(info)}")
     for report in reports:
         print(f"\n[{report.name}] " + "; ".join(report.notes))

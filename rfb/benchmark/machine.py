@@ -6,9 +6,12 @@ the cores this process could use, memory, and the versions of what did the work.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import sys
+import threading
+import time
 from importlib import metadata
 from typing import Any
 
@@ -55,6 +58,33 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def parallel_speedup(threads: int | None = None, megabytes: int = 48) -> float:
+    """How many cores this process really gets now: N hashing threads vs one.
+
+    On a shared VM the cores that ``os.cpu_count()`` reports may be busy with other
+    work; multi-threaded routes then gain nothing. The answer (1.0 .. N) is recorded
+    with every run so that its figures can be read for what they are.
+    """
+    n = usable_cores() if threads is None else threads
+    data = bytes(megabytes * 2**20)  # hashlib releases the GIL for large buffers
+
+    def work() -> None:
+        hashlib.sha256(data).digest()
+
+    def timed(count: int) -> float:
+        workers = [threading.Thread(target=work) for _ in range(count)]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return time.perf_counter() - t0
+
+    one = min(timed(1) for _ in range(2))
+    many = min(timed(n) for _ in range(2))
+    return round(max(1.0, n * one / many), 2) if n > 1 else 1.0
+
+
 def describe() -> dict[str, Any]:
     """JSON-ready facts about this machine and software."""
     info: dict[str, Any] = {
@@ -79,4 +109,6 @@ def one_line(info: dict[str, Any]) -> str:
     """``AMD EPYC, 2 cores, 7.8 GiB, Python 3.11.7, av 18.1.0, ...``"""
     pkgs = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
     mem = f", {info['memory_gib']} GiB" if info.get("memory_gib") else ""
-    return f"{info['cpu_model']}, {info['cores_usable']} cores{mem}, Python {info['python']}, {pkgs}"
+    speedup = info.get("parallel_speedup")
+    free = f" (parallel speedup measured now: {speedup}x)" if speedup else ""
+    return f"{info['cpu_model']}, {info['cores_usable']} cores{free}{mem}, Python {info['python']}, {pkgs}"
