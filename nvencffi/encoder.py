@@ -17,8 +17,9 @@ Frames are registered zero-copy (see ``registrations``), mapped for the encode a
 unmapped once the bitstream is locked. Linux NVENC is synchronous:
 ``nvEncLockBitstream`` waits for the engine, so one bitstream buffer would do; we keep two.
 
-The per-frame path reuses preallocated parameter structs; the only allocation that
-must happen per frame is the output ``bytes``.
+The per-frame path reuses preallocated parameter structs: no cffi allocation per frame;
+the Python objects it makes are the output ``bytes`` (one copy out of the locked
+bitstream), the frame's small view and its cache key.
 
 An encoder is used by one thread at a time. It owns its session, its registrations, its
 bitstream buffers and (unless one was passed in) its CUDA primary-context reference;

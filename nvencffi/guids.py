@@ -66,8 +66,8 @@ def guid_bytes(value: uuid.UUID) -> bytes:
 
 
 def write_guid(target: Any, value: uuid.UUID) -> None:
-    """Fill the cffi ``GUID`` struct (or ``GUID *``) ``target`` with ``value``."""
-    ffi.memmove(ffi.addressof(target) if ffi.typeof(target).kind == "struct" else target, guid_bytes(value), 16)
+    """Fill the cffi ``GUID`` field ``target`` (e.g. ``config.profileGUID``) with ``value``."""
+    ffi.memmove(ffi.addressof(target), guid_bytes(value), 16)
 
 
 def new_guid(value: uuid.UUID) -> Any:
