@@ -322,7 +322,12 @@ class Display:
             raise RuntimeError("close the display from your own code, not from its server thread (it would deadlock)")
 
     async def _close_viewers(self) -> None:
-        await self._registry.close_all(protocol.CLOSE_GOING_AWAY, "server shutting down", timeout=2.0)
+        stuck = await self._registry.close_all(protocol.CLOSE_GOING_AWAY, "server shutting down", timeout=1.0)
+        if stuck:  # peers that stopped reading: the close frame cannot reach them
+            logger.warning("aborting %d viewers that do not read (the close frame is stuck behind their data)",
+                           len(stuck))
+            self._server.abort_connections({peer for v in stuck if (peer := v.peer) is not None})
+            await self._registry.wait_finished(stuck, timeout=1.0)
 
     def _release(self) -> None:
         self._fanout.close()

@@ -197,7 +197,7 @@ class ServerThread:
         ws_max_size: int,
         before_stop: Callable[[], Awaitable[None]],
         after_stop: Callable[[], None],
-        graceful_timeout: int = 3,
+        graceful_timeout: int = 2,
     ) -> None:
         self.host = host
         self.loop = asyncio.new_event_loop()
@@ -274,6 +274,21 @@ class ServerThread:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def abort_connections(self, peers: set[tuple[str, int]] | None = None) -> int:
+        """Abort (drop, without flushing) the connections from ``peers``, or all of them.
+
+        On the server loop only. For peers that stopped reading: a graceful close would
+        wait for them forever, and their socket would outlive the display.
+        """
+        aborted = 0
+        for connection in list(self._server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            peer = transport.get_extra_info("peername") if transport is not None else None
+            if transport is not None and (peers is None or (peer is not None and tuple(peer[:2]) in peers)):
+                transport.abort()
+                aborted += 1
+        return aborted
+
     async def _shutdown(self) -> None:
         try:
             await self._before_stop()
@@ -286,6 +301,9 @@ class ServerThread:
         try:
             assert self._socket is not None
             self.loop.run_until_complete(self._server.serve(sockets=[self._socket]))
+            if self.abort_connections():  # whatever outlived uvicorn's graceful shutdown
+                logger.warning("aborted connections that did not close within the graceful shutdown")
+                self.loop.run_until_complete(asyncio.sleep(0))  # let connection_lost run
         except (Exception, SystemExit) as exc:  # uvicorn exits via SystemExit on startup failure
             logger.exception("the rfb server stopped with an error")
             if not self.ready.done():

@@ -129,13 +129,19 @@ class Viewer:
         self._queue.append(self._close)
         self._wakeup.set()
 
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The client's (host, port), as the server's transport knows it."""
+        client = self._ws.client
+        return (client.host, client.port) if client else None
+
     def info(self) -> ViewerInfo | None:
         member, hello = self.member, self.hello
         if member is None or hello is None:
             return None
-        client = self._ws.client
+        peer = self.peer
         return ViewerInfo(
-            self.client_id, member.transport, hello.client, f"{client.host}:{client.port}" if client else None,
+            self.client_id, member.transport, hello.client, f"{peer[0]}:{peer[1]}" if peer else None,
             self.connected_at, len(member.inflight), member.needs_keyframe, member.delivered, self.dropped,
             self.rejected, self.decode_ms,
         )
@@ -323,18 +329,27 @@ class SessionRegistry:
         infos = (v.info() for v in list(self._viewers.values()))
         return tuple(i for i in infos if i is not None)
 
-    async def close_all(self, code: int, reason: str, timeout: float) -> None:
-        """Close every viewer and wait (at most ``timeout``) until each has finished."""
+    async def close_all(self, code: int, reason: str, timeout: float) -> list[Viewer]:
+        """Close every viewer; return those still not finished after ``timeout`` seconds.
+
+        A viewer stays unfinished when its peer stopped reading: the close frame waits
+        behind a full socket buffer. The caller then aborts those connections.
+        """
         viewers = list(self._viewers.values())
         for viewer in viewers:
             viewer.close(code, reason)
-        if viewers:
-            waits = [asyncio.ensure_future(v.finished.wait()) for v in viewers]
-            _, pending = await asyncio.wait(waits, timeout=timeout)
-            for w in pending:
-                w.cancel()
-            if pending:
-                logger.warning("%d viewers did not finish closing within %.1f s", len(pending), timeout)
+        return await self.wait_finished(viewers, timeout)
+
+    @staticmethod
+    async def wait_finished(viewers: list[Viewer], timeout: float) -> list[Viewer]:
+        """Wait until each of ``viewers`` has finished, at most ``timeout``; return the others."""
+        if not viewers:
+            return []
+        waits = {asyncio.ensure_future(v.finished.wait()): v for v in viewers}
+        _, pending = await asyncio.wait(waits, timeout=timeout)
+        for w in pending:
+            w.cancel()
+        return [waits[w] for w in pending]
 
 
 def _close_reason(reason: str) -> str:

@@ -203,7 +203,13 @@ class ProtocolClient:
         token: str | None | type[Ellipsis] = ...,
         origin: str | None = None,
         hello: dict[str, Any] | None | type[Ellipsis] = ...,
+        **connect_options: Any,
     ) -> ProtocolClient:
+        """Open a socket to ``display`` and say hello (``hello=None``: say nothing).
+
+        ``token`` defaults to the display's; ``connect_options`` go to websockets' ``connect``
+        (``max_queue``, ``sock``...).
+        """
         from websockets.asyncio.client import connect
 
         ws = await connect(
@@ -214,6 +220,7 @@ class ProtocolClient:
             max_size=None,
             open_timeout=5,
             close_timeout=2,
+            **connect_options,
         )
         client = cls(ws)
         if hello is ...:

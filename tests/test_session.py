@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import H264, JPEG, EncoderLog, ProtocolClient, eventually, start_test_display
+from tests.conftest import H264, JPEG, EncoderLog, FakeVideoEncoder, ProtocolClient, eventually, start_test_display
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -232,3 +235,55 @@ async def test_without_h264_viewers_that_take_images_get_images(no_h264: None) -
         await both.close()
     finally:
         display.close()
+
+
+# ---------------------------------------------------------------- a socket that stops reading
+
+
+class BigEncoder(FakeVideoEncoder):
+    """Payloads of 256 KiB, so that a viewer that stops reading soon blocks its socket."""
+
+    def encode(self, frame: Any, *, force_keyframe: bool = False) -> list[Any]:
+        (payload,) = super().encode(frame, force_keyframe=force_keyframe)
+        return [replace(payload, data=payload.data + bytes(256 * 1024))]
+
+
+@pytest.mark.anyio
+async def test_a_blocked_socket_only_hurts_itself(test_encoders: EncoderLog,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A client that stops reading but acks everything in advance: its queue stays bounded
+    (payloads beyond its window are dropped for it alone), another viewer gets every frame,
+    and closing the display aborts the stuck connection instead of waiting for it."""
+    from rfb.encoders.registry import register_video_encoder, unregister_video_encoder
+
+    register_video_encoder("test-big", test_encoders.factory(BigEncoder, "test-big"), replace=True)
+    before = set(threading.enumerate())
+    display = start_test_display(video_encoder="test-big")
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", display.port))
+        stuck = await ProtocolClient.connect(display, sock=sock, max_queue=1)
+        stuck_id = (await stuck.recv()).header["client_id"]
+        good = await ProtocolClient.connect(display)
+        await eventually(lambda: len(display.viewers) == 2, what="both viewers")
+        seen = []
+        marker = 0
+        while not any(v.dropped for v in display.viewers if v.client_id == stuck_id):
+            marker += 1
+            assert marker <= 200, "the stuck viewer never hit its bound"
+            display.publish(frame(marker % 256))
+            while not seen or seen[-1] != marker % 256:  # re-sent IDRs of a frame may come too
+                message = await good.next_payload()
+                seen.append(message.payload[1])
+                await good.ack(message.seq)
+            await stuck.ack(10**9)  # "I have it all": frees its window without reading
+        assert sorted(set(seen)) == sorted({m % 256 for m in range(1, marker + 1)})
+        assert display.stats.groups["webcodecs"].frames_encoded == marker
+        await good.close()
+    finally:
+        await display.aclose()
+        unregister_video_encoder("test-big")
+    assert "aborting 1 viewers that do not read" in caplog.text
+    assert set(threading.enumerate()) == before and not test_encoders.open_instances()
+    stuck.ws.transport.abort()
