@@ -66,6 +66,14 @@ def test_png_frames_and_route_filter(tmp_path: Path) -> None:
     assert "image" in report.table and PNG_ROW in report.table
 
 
+def test_x264_preset_rows() -> None:
+    options = BenchmarkOptions(sizes=((64, 48),), frames=2, routes=("h264_cpu",), x264_presets=("superfast",))
+    (report,) = run_sections(options)
+    rows = {r["route"]: r for r in report.rows}
+    assert {"h264_cpu", "h264_cpu[superfast]"} <= set(rows)
+    assert rows["h264_cpu[superfast]"]["baseline"] == BASELINE_VIDEO and "time_ratio" in rows["h264_cpu[superfast]"]
+
+
 def test_sections_are_pluggable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sections, "_registered", {})  # leave the real registry untouched
     seen: list[BenchmarkOptions] = []

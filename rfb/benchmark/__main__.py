@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=80, help="JPEG quality (default 80)")
     p.add_argument("--routes", default=None, help="comma-separated route names (default: all available)")
     p.add_argument("--png-frames", type=int, default=3, help="timed PNG stills per size (default 3)")
+    p.add_argument(
+        "--x264-presets", default="", help="extra h264_cpu rows with these x264 presets, e.g. superfast,veryfast"
+    )
     p.add_argument("--sections", default="encode", help=f"comma-separated, from {section_names()}")
     p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -59,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quality=args.quality,
             routes=tuple(args.routes.split(",")) if args.routes else None,
             png_frames=args.png_frames,
+            x264_presets=tuple(p for p in args.x264_presets.split(",") if p),
             progress=None if args.quiet else (lambda m: print(f"... {m}", file=sys.stderr, flush=True)),
         )
     except ValueError as exc:

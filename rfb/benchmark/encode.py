@@ -132,7 +132,19 @@ def candidates(options: BenchmarkOptions, report: SectionReport) -> list[Candida
         out.append(Candidate(status.name, status.transport, get_entry(status.name).factory, baseline))
         if status.name == "image":
             out.append(Candidate(PNG_ROW, "image", _png_stills, None, lossless=True, max_frames=options.png_frames))
+    for preset in options.x264_presets:
+        out.append(Candidate(f"h264_cpu[{preset}]", "webcodecs", _x264_with_preset(preset), BASELINE_VIDEO))
     return out
+
+
+def _x264_with_preset(preset: str) -> Callable[[EncoderConfig], EncoderBackend]:
+    # h264_cpu exactly, but for the x264 preset: how the default preset was chosen.
+    def build(config: EncoderConfig) -> EncoderBackend:
+        from rfb.encoders.h264_cpu import NAME, PyAVH264Encoder, libx264_settings
+
+        return PyAVH264Encoder(NAME, config, libx264_settings(config, preset=preset))
+
+    return build
 
 
 # -- measuring -------------------------------------------------------------------
@@ -273,7 +285,7 @@ def run(options: BenchmarkOptions) -> SectionReport:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width table, one line per (size, route)."""
     header = (
-        f"{'size':>10} {'route':<22} {'median ms':>9} {'p95 ms':>8} {'cpu ms':>8} "
+        f"{'size':>10} {'route':<24} {'median ms':>9} {'p95 ms':>8} {'cpu ms':>8} "
         f"{'KB/frame':>9} {'PSNR dB':>8} {'x time':>7} {'x bytes':>8}"
     )
     lines = [header, "-" * len(header)]
@@ -283,7 +295,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         size_ratio = f"{r['size_ratio']:.2f}" if r.get("size_ratio") is not None else "-"
         score = f"{r['psnr_db']:.2f}" if r["psnr_db"] is not None else "-"
         lines.append(
-            f"{r['width']}x{r['height']:<5} {r['route']:<22} {r['encode_ms_median']:>9.2f} {r['encode_ms_p95']:>8.2f} "
+            f"{r['width']}x{r['height']:<5} {r['route']:<24} {r['encode_ms_median']:>9.2f} {r['encode_ms_p95']:>8.2f} "
             f"{r['cpu_ms_mean']:>8.2f} {r['kb_per_frame']:>9.1f} {score:>8} {ratio:>7} {size_ratio:>8}"
         )
     return "\n".join(lines)

@@ -40,6 +40,7 @@ class BenchmarkOptions:
     quality: int = 80
     routes: tuple[str, ...] | None = None  # None: every available route
     png_frames: int = 3  # PNG stills are slow and rare: time fewer of them
+    x264_presets: tuple[str, ...] = ()  # extra h264_cpu rows with other x264 presets
     progress: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
