@@ -112,6 +112,8 @@ class DeviceStaging:
                 )
             if frame.pixel_format in self.direct and frame.stride % PITCH_ALIGNMENT == 0:
                 return frame  # zero copy: the caller's own memory
+        else:
+            frame = frame_from_array(frame)  # shape, dtype, contiguity: checked before any GPU work
         cp = import_cupy()
         with cp.cuda.Device(self.device_id):
             staged = self._upload(cp, frame) if frame.memory == "cpu" else frame
@@ -139,10 +141,9 @@ class DeviceStaging:
     # -- the three kinds of work ---------------------------------------------------
 
     def _upload(self, cp: Any, frame: RawFrame) -> RawFrame:
-        """One host -> device copy of a host frame into the buffer of its layout."""
-        host = frame_from_array(frame).data  # validated, C-contiguous
+        """One host -> device copy of a (validated, C-contiguous) host frame into the buffer of its layout."""
         target = self._target(cp, frame.pixel_format, frame.width, frame.height, frame.timestamp_us)
-        self._copy_2d(cp, target, host.ctypes.data, frame.row_bytes, _MEMCPY_HOST_TO_DEVICE)
+        self._copy_2d(cp, target, frame.data.ctypes.data, frame.row_bytes, _MEMCPY_HOST_TO_DEVICE)
         self.uploads += 1
         return target
 
