@@ -76,6 +76,16 @@ def _compiler() -> str:
     return cc
 
 
+@lru_cache(maxsize=4)
+def _compiler_identity(cc: str) -> str:
+    """The compiler's first ``--version`` line, so that a compiler upgrade rebuilds."""
+    try:
+        proc = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EmulatorBuildError(f"cannot run {cc} --version: {exc}") from exc
+    return f"{cc}: {(proc.stdout.splitlines() or [''])[0]}"
+
+
 def _digest(files: list[Path], extra: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for f in files:
@@ -113,7 +123,7 @@ def build_emulator() -> Path:
     include = official_header_dir()
     files = [HERE / name for name in (*SOURCES, *HEADERS)] + [include / "nvEncodeAPI.h"]
     flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
-    out = CACHE / _digest(files, (*flags, _compiler())) / LIBRARY_NAME
+    out = CACHE / _digest(files, (*flags, _compiler_identity(_compiler()))) / LIBRARY_NAME
     args = [*flags, f"-I{include}", *(str(HERE / s) for s in SOURCES), "-ldl", "-lpthread"]
     return _compile(out, args)
 
@@ -126,7 +136,7 @@ def build_selftest(*, shared: bool = False) -> Path:
     files = [HERE / SELFTEST, include / "nvEncodeAPI.h"]
     flags = (*CFLAGS, *(("-shared", "-DSELFTEST_LIBRARY") if shared else ()))
     name = "selftest.so" if shared else "selftest"
-    out = CACHE / _digest(files, (*flags, _compiler())) / name
+    out = CACHE / _digest(files, (*flags, _compiler_identity(_compiler()))) / name
     return _compile(out, [*flags, f"-I{include}", str(HERE / SELFTEST), "-ldl"])
 
 
@@ -140,7 +150,7 @@ def require_emulator() -> Path:
 
     try:
         return build_emulator()
-    except (HeaderUnavailable, EmulatorBuildError) as exc:
+    except (HeaderUnavailable, EmulatorBuildError, OSError, subprocess.SubprocessError) as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"NVENC emulator unavailable in CI: {exc}")
         pytest.skip(f"NVENC emulator unavailable: {exc}")
