@@ -1,0 +1,445 @@
+"""``python -m rfb.benchmark.fanout``: what serving N viewers at once costs the server.
+
+A real display on 127.0.0.1 (port 0) encodes an animated pattern published at a
+steady rate; N real WebSocket viewers (the ``websockets`` package) say hello and ack
+every payload as soon as it arrives. The viewers run in a **separate process**
+(this module, with ``--client-process``), so the server process's CPU time is the
+display's alone: server thread, encode thread and encoder threads, plus a publisher
+that only hands pre-rendered frames to ``publish()``.
+
+Per N it reports the frames each viewer received per second (min and median), the
+encodes per published frame (1.0 means one encode serves everybody), the frames
+replaced before an encoder got to them, the CPU of both processes and the bytes on
+the wire. The "slow viewer" variant makes one of the N viewers never ack: the
+others' rate should not change, and the silent one should get no more than its
+in-flight window.
+
+Timing uses ``time.monotonic()``, which on Linux is the same clock in both
+processes, so arrival times taken by the client process are cut to the server's
+measurement window exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from rfb.benchmark import machine, patterns
+from rfb.benchmark.sections import BenchmarkOptions, SectionReport
+
+DEFAULT_VIEWERS: tuple[int, ...] = (1, 8, 32)
+READY_TIMEOUT = 30.0  # seconds for every viewer to connect and receive a first payload
+RESULT_TIMEOUT = 30.0  # seconds for the client process to report after the window closes
+PRERENDERED = 30  # distinct frames published in a cycle (rendering is not what we time)
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutOptions:
+    viewers: tuple[int, ...] = DEFAULT_VIEWERS
+    size: tuple[int, int] = (1280, 720)
+    seconds: float = 5.0
+    fps: float = 30.0
+    encoder: str = "h264_cpu"
+    pattern: str = "scene"
+    bitrate: int | None = None  # None: the encode benchmark's automatic bitrate for the size
+    warmup: float = 1.0  # seconds after every viewer has a first frame, before the window opens
+    slow_variant: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.viewers or any(n < 1 for n in self.viewers):
+            raise ValueError(f"viewers must be positive counts, got {self.viewers}")
+        if self.seconds <= 0 or self.fps <= 0 or self.warmup < 0:
+            raise ValueError(f"seconds and fps must be positive, warmup >= 0; got {self.seconds}, {self.fps}, "
+                             f"{self.warmup}")
+        if self.pattern not in patterns.PATTERNS:
+            raise ValueError(f"pattern must be one of {patterns.PATTERNS}, got {self.pattern!r}")
+
+    @property
+    def bitrate_for_size(self) -> int:
+        bench = BenchmarkOptions(sizes=(self.size,), fps=self.fps, bitrate=self.bitrate)
+        return bench.bitrate_for(*self.size)
+
+
+# ---------------------------------------------------------------- shared with browser_latency
+
+
+def prerender(pattern: str, width: int, height: int, count: int = PRERENDERED) -> list[np.ndarray]:
+    """``count`` frames of ``pattern``, read-only, so publishing them costs no rendering."""
+    frames = [patterns.make(pattern, width, height, i) for i in range(count)]
+    for frame in frames:
+        frame.setflags(write=False)
+    return frames
+
+
+class Publisher:
+    """Publishes a cycle of frames to a display at a steady rate, on a thread of its own.
+
+    The schedule is absolute (frame k is due at start + k / fps), so a slow publish
+    does not stretch the rate; when it falls more than one period behind it skips
+    ahead instead of bursting, and counts the frames it skipped in ``late``.
+    """
+
+    def __init__(self, display: Any, frames: Sequence[np.ndarray], fps: float) -> None:
+        if not frames:
+            raise ValueError("expected at least one frame to publish")
+        self._display = display
+        self._frames = list(frames)
+        self._period = 1.0 / fps
+        self._stop = threading.Event()
+        self.published = 0
+        self.late = 0
+        self._thread = threading.Thread(target=self._run, name="rfb-bench-publisher", daemon=True)
+
+    def start(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            self._display.publish(self._frames[self.published % len(self._frames)])
+            self.published += 1
+            due += self._period
+            behind = time.monotonic() - due
+            if behind > self._period:
+                skipped = int(behind / self._period)
+                self.late += skipped
+                due += skipped * self._period
+            self._stop.wait(max(0.0, due - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Publisher:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float | None:
+    """User + system CPU time of a process (or one of its threads) from /proc; None elsewhere."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+    try:
+        with open(path, encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces: cut after it
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def server_thread_id(display: Any) -> int | None:
+    """The OS thread id of the display's event-loop thread (for its share of the CPU)."""
+    thread = display._server.thread  # noqa: SLF001 - read-only, for a per-thread CPU figure
+    return thread.native_id if thread is not None else None
+
+
+# ---------------------------------------------------------------- the server side
+
+
+@contextmanager
+def client_process(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
+    """The viewers' process, given ``config`` on stdin; killed if it outlives the block."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rfb.benchmark.fanout", "--client-process"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(config) + "\n")
+        proc.stdin.flush()
+        yield proc
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # EOF: a client still waiting for its window gives up
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def read_json_line(proc: subprocess.Popen[str], timeout: float, what: str) -> dict[str, Any]:
+    """The next line the client process prints, as JSON, within ``timeout`` seconds."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line:
+        code = proc.poll()
+        state = f"exited with {code}" if code is not None else f"said nothing for {timeout:g} s"
+        raise RuntimeError(f"expected {what} from the viewer process, but it {state}")
+    return json.loads(line)
+
+
+def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequence[np.ndarray]) -> dict[str, Any]:
+    """One measurement: ``viewers`` viewers (one of them silent if ``slow``)."""
+    from rfb.display import start
+    from rfb.encoders.registry import get_entry
+
+    transport = get_entry(options.encoder).transport
+    width, height = options.size
+    display = start(
+        width, height, host="127.0.0.1", port=0, fps=options.fps, bitrate=options.bitrate_for_size,
+        video_encoder=options.encoder if transport == "webcodecs" else None,
+        image_encoder=options.encoder if transport == "image" else None,
+    )
+    try:
+        config = {"url": f"ws://127.0.0.1:{display.port}/ws", "token": display.token, "viewers": viewers,
+                  "slow": 1 if slow else 0, "transport": transport,
+                  "lifetime": READY_TIMEOUT + options.warmup + options.seconds + RESULT_TIMEOUT}
+        with Publisher(display, frames, options.fps) as publisher, client_process(config) as proc:
+            read_json_line(proc, READY_TIMEOUT, "'ready' (every viewer connected with a first frame)")
+            time.sleep(options.warmup)
+            before = _snapshot(display, publisher, proc.pid)
+            time.sleep(options.seconds)
+            after = _snapshot(display, publisher, proc.pid)
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps({"window": [before["t"], after["t"]]}) + "\n")
+            proc.stdin.flush()
+            result = read_json_line(proc, RESULT_TIMEOUT, "the viewers' counts")
+        encoder = display.stats.groups[transport].encoder
+    finally:
+        display.close()
+    return _row(options, viewers, slow, encoder, transport, before, after, result)
+
+
+def _snapshot(display: Any, publisher: Publisher, client_pid: int) -> dict[str, Any]:
+    tid = server_thread_id(display)
+    cpu = cpu_seconds()
+    return {
+        "t": time.monotonic(),
+        "published": display.stats.published,
+        "late": publisher.late,
+        "groups": {t: asdict(g) for t, g in display.stats.groups.items()},
+        "cpu": cpu if cpu is not None else time.process_time(),
+        "loop_cpu": cpu_seconds("self", tid) if tid is not None else None,
+        "client_cpu": cpu_seconds(client_pid),
+    }
+
+
+def _row(options: FanoutOptions, viewers: int, slow: bool, encoder: str | None, transport: str,
+         before: dict[str, Any], after: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    span = after["t"] - before["t"]
+    g0, g1 = before["groups"][transport], after["groups"][transport]
+    published = after["published"] - before["published"]
+    counts = result["frames"]  # per viewer, in the window; the silent one last
+    acking = counts[:-1] if slow else counts
+    rates = [c / span for c in acking]
+
+    def pct(key: str) -> float | None:
+        if before[key] is None or after[key] is None:
+            return None
+        return round(100 * (after[key] - before[key]) / span, 1)
+
+    return {
+        "viewers": viewers,
+        "silent_viewers": 1 if slow else 0,
+        "encoder": encoder,
+        "width": options.size[0],
+        "height": options.size[1],
+        "fps_target": options.fps,
+        "seconds": round(span, 3),
+        "published_fps": round(published / span, 2),
+        "publisher_late": after["late"] - before["late"],
+        "delivered_fps_min": round(min(rates), 2) if rates else None,
+        "delivered_fps_median": round(statistics.median(rates), 2) if rates else None,
+        "silent_viewer_frames": counts[-1] if slow else None,
+        "encodes_per_frame": round((g1["encodes"] - g0["encodes"]) / published, 3) if published else None,
+        "keyframes": g1["keyframes"] - g0["keyframes"],
+        "dropped_before_encode": g1["dropped_before_encode"] - g0["dropped_before_encode"],
+        "server_cpu_pct": pct("cpu"),
+        "event_loop_cpu_pct": pct("loop_cpu"),
+        "client_cpu_pct": pct("client_cpu"),
+        "mbit_per_s": round(8 * sum(result["bytes"]) / span / 1e6, 2),
+    }
+
+
+def run_all(options: FanoutOptions, say: Any = None) -> list[dict[str, Any]]:
+    """Every N of ``options.viewers``, and the silent-viewer variant for each N >= 2."""
+    frames = prerender(options.pattern, *options.size)
+    rows = []
+    for n in options.viewers:
+        for slow in (False, True) if options.slow_variant and n >= 2 else (False,):
+            if say is not None:
+                say(f"fanout {n} viewers{' (one silent)' if slow else ''} at {options.size[0]}x{options.size[1]}")
+            rows.append(run_case(options, n, slow=slow, frames=frames))
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = (f"{'viewers':>9} {'pub fps':>7} {'fps min':>7} {'fps med':>7} {'silent':>6} {'enc/frame':>9} "
+              f"{'dropped':>7} {'server %':>8} {'loop %':>6} {'client %':>8} {'Mbit/s':>7}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        label = f"{r['viewers']}{'+s' if r['silent_viewers'] else ''}"
+        silent = "-" if r["silent_viewer_frames"] is None else str(r["silent_viewer_frames"])
+
+        def num(v: float | None, fmt: str) -> str:
+            return "-" if v is None else format(v, fmt)
+
+        lines.append(
+            f"{label:>9} {r['published_fps']:>7.1f} {num(r['delivered_fps_min'], '.1f'):>7} "
+            f"{num(r['delivered_fps_median'], '.1f'):>7} {silent:>6} {num(r['encodes_per_frame'], '.3f'):>9} "
+            f"{r['dropped_before_encode']:>7} {num(r['server_cpu_pct'], '.0f'):>8} "
+            f"{num(r['event_loop_cpu_pct'], '.0f'):>6} {num(r['client_cpu_pct'], '.0f'):>8} {r['mbit_per_s']:>7.1f}"
+        )
+    return "\n".join(lines)
+
+
+def run(options: BenchmarkOptions) -> SectionReport:
+    """The ``fanout`` section of ``python -m rfb.benchmark``: default viewers at each size."""
+    report = SectionReport("fanout")
+    encoder = options.routes[0] if options.routes else FanoutOptions.encoder
+    for size in options.sizes:
+        fan = FanoutOptions(size=size, fps=options.fps, pattern=options.pattern, encoder=encoder,
+                            bitrate=options.bitrate)
+        report.rows += run_all(fan, options.say)
+    report.notes.append(f"encoder {encoder}, pattern={options.pattern}, {options.fps:g} fps published, "
+                        f"{FanoutOptions.seconds:g} s per case, viewers in a separate process; N+s: one silent")
+    report.table = format_table(report.rows)
+    return report
+
+
+# ---------------------------------------------------------------- the viewers' process
+
+
+async def _viewer(config: dict[str, Any], ack: bool, log: list[tuple[float, int]], first: asyncio.Event,
+                  sockets: list[Any]) -> None:
+    """One viewer: hello, then record (arrival time, bytes) of each payload and ack it at once."""
+    from websockets.asyncio.client import connect
+
+    from rfb import protocol
+
+    supported = [protocol.H264_ANNEXB] if config["transport"] == "webcodecs" else [protocol.IMAGE_JPEG]
+    hello = {"type": "hello", "supported": supported, "client": "rfb-benchmark-fanout", "token": config["token"]}
+    async with connect(config["url"], proxy=None, compression=None, max_size=None, open_timeout=10,
+                       close_timeout=2) as ws:
+        sockets.append(ws)
+        await ws.send(json.dumps(hello))
+        async for message in ws:
+            if isinstance(message, str):
+                continue  # config (and error) messages
+            log.append((time.monotonic(), len(message)))
+            first.set()
+            if ack:
+                header, _ = protocol.unpack_payload(message)
+                await ws.send(f'{{"type":"ack","seq":{int(header["seq"])}}}')
+
+
+async def _clients(config: dict[str, Any]) -> None:
+    n, slow = config["viewers"], config["slow"]
+    logs: list[list[tuple[float, int]]] = [[] for _ in range(n)]
+    firsts = [asyncio.Event() for _ in range(n)]
+    sockets: list[Any] = []
+    tasks = [asyncio.create_task(_viewer(config, i < n - slow, logs[i], firsts[i], sockets)) for i in range(n)]
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(config["lifetime"]):  # never outlive a vanished parent
+            await _all_ready(firsts, tasks)
+            print(json.dumps({"ready": True}), flush=True)
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+        t0, t1 = json.loads(line)["window"]
+        inside = [[b for t, b in log if t0 <= t <= t1] for log in logs]
+        print(json.dumps({"frames": [len(b) for b in inside], "bytes": [sum(b) for b in inside]}), flush=True)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _all_ready(firsts: list[asyncio.Event], tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until every viewer has a first payload; a viewer that failed raises its error here."""
+    ready = asyncio.ensure_future(asyncio.gather(*(f.wait() for f in firsts)))
+    try:
+        done, _ = await asyncio.wait([ready, *tasks], timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    for task in done:
+        if task is not ready:
+            task.result()  # raises the viewer's error
+            raise RuntimeError("a viewer's connection closed before the measurement")
+    if not done:
+        raise TimeoutError(f"not every viewer had a first payload within {READY_TIMEOUT:g} s")
+
+
+def client_main() -> int:
+    asyncio.run(_clients(json.loads(sys.stdin.readline())))
+    return 0
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 1280x720, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return w, h
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected viewer counts like 1,8,32, got {text!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rfb.benchmark.fanout", description=__doc__.split("\n")[0])
+    p.add_argument("--viewers", type=parse_counts, default=DEFAULT_VIEWERS, help="default 1,8,32")
+    p.add_argument("--size", type=parse_size, default=(1280, 720), help="default 1280x720")
+    p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case (default 5)")
+    p.add_argument("--fps", type=float, default=30.0, help="publish rate (default 30)")
+    p.add_argument("--encoder", default="h264_cpu", help="encode route (default h264_cpu)")
+    p.add_argument("--pattern", choices=patterns.PATTERNS, default="scene")
+    p.add_argument("--no-silent", action="store_true", help="skip the one-silent-viewer variant")
+    p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
+    p.add_argument("--client-process", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.client_process:
+        return client_main()
+    try:
+        options = FanoutOptions(viewers=args.viewers, size=args.size, seconds=args.seconds, fps=args.fps,
+                                encoder=args.encoder, pattern=args.pattern, slow_variant=not args.no_silent)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = machine.describe()
+    rows = run_all(options, lambda m: print(f"... {m}", file=sys.stderr, flush=True))
+    print(f"machine: {machine.one_line(info)}")
+    print(f"encoder {rows[0]['encoder']}, {options.size[0]}x{options.size[1]}, pattern={options.pattern}, "
+          f"{options.fps:g} fps published, {options.seconds:g} s per case; N+s: N viewers, one of them silent")
+    print(format_table(rows))
+    if args.json_path:
+        doc = {"command": "python -m rfb.benchmark.fanout " + " ".join(sys.argv[1:] if argv is None else argv),
+               "machine": info, "options": asdict(options), "rows": rows}
+        with open(args.json_path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
