@@ -11,9 +11,12 @@ How the pieces fit (PyAV 18.1, ``av/video/frame.py`` and ``av/codec/context.py``
   from ``ctx``, a :class:`av.video.frame.CudaContext`. Its CUDA device is created with
   ``av_hwdevice_ctx_create(..., {"primary_ctx": "1"})``: FFmpeg retains the device's
   *primary* context, the one CuPy, PyTorch and JAX allocate in, so FFmpeg reads their
-  memory as it is. The route owns one ``CudaContext``: it caches one frames context
-  per (format, size), so every frame carries the same one. (Without ``cuda_context``,
-  each call would create a new CUDA device context.)
+  memory as it is. FFmpeg refuses a primary context that is already active with flags
+  other than ``CU_CTX_SCHED_BLOCKING_SYNC`` (what ``rfb.enable_cuda_context_sharing``
+  sets); then ``{"current_ctx": "1"}`` wraps the same context, made current by CuPy.
+  The route owns one ``CudaContext``: it caches one frames context per (format, size),
+  so every frame carries the same one. (Without ``cuda_context``, each call would
+  create a new CUDA device context.)
 - h264_nvenc refuses to open without ``hw_frames_ctx`` when ``pix_fmt`` is ``cuda``
   ("hw_frames_ctx must be set when using GPU frames as input"). PyAV >= 18 adopts the
   first frame's ``hw_frames_ctx`` when ``encode()`` opens a context that is not open
@@ -46,7 +49,7 @@ from rfb.encoders.nvenc_gpu_cffi import DeviceStaging
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame
-from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, import_cupy
+from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, import_cupy, primary_context_state
 
 if TYPE_CHECKING:
     from av.codec.context import CodecContext
@@ -58,6 +61,10 @@ CODEC = nvenc_cpu.CODEC
 
 # The probe's frame: above NVENC's minimum size on every GPU generation.
 _PROBE_SIZE = (256, 144)
+
+# The only primary-context flags FFmpeg's CUDA device accepts for primary_ctx=1
+# (hwcontext_cuda.c compares the whole word): CU_CTX_SCHED_BLOCKING_SYNC.
+_FFMPEG_PRIMARY_FLAGS = 0x04
 
 
 class CudaFrameConverter:
@@ -73,11 +80,12 @@ class CudaFrameConverter:
     target_format = "cuda"
 
     def __init__(self, device_id: int = 0) -> None:
-        from av.video.frame import CudaContext
+        from av.video.frame import CudaContext  # noqa: F401  (PyAV < 18 fails here, in the factory)
 
         self.device_id = device_id
         self.staging: DeviceStaging | None = DeviceStaging(("nv12",), device_id=device_id)
-        self._cuda: Any = CudaContext(device_id=device_id, primary_ctx=True)
+        self.context_mode: str | None = None  # "primary_ctx" or "current_ctx", chosen on the first frame
+        self._cuda: Any = None
 
     def convert(self, frame: RawFrame) -> VideoFrame:
         """``frame`` as an ``AV_PIX_FMT_CUDA`` nv12 frame over the same (or staged) memory."""
@@ -87,14 +95,14 @@ class CudaFrameConverter:
             raise RuntimeError("CudaFrameConverter is closed")
         staged = self.staging.device_frame(frame)
         cp = import_cupy()
-        with cp.cuda.Device(self.device_id):
+        with cp.cuda.Device(self.device_id):  # also makes the primary context current here
             nv12 = as_cupy(staged.data)  # CuPy waits for the producer's stream, if it names one
-            # FFmpeg reads on its own (the legacy default) stream: finish what CuPy's queued.
+            # FFmpeg reads on its own (the legacy default) stream: finish what CuPy queued.
             cp.cuda.get_current_stream().synchronize()
             planes = (nv12[: frame.height], nv12[frame.height :])
-        return VideoFrame.from_dlpack(
-            planes, format="nv12", width=frame.width, height=frame.height, cuda_context=self._cuda
-        )
+            return VideoFrame.from_dlpack(
+                planes, format="nv12", width=frame.width, height=frame.height, cuda_context=self._context()
+            )
 
     def close(self) -> None:
         """Release the staging buffers and drop the CUDA context (FFmpeg frees it when unused)."""
@@ -102,6 +110,29 @@ class CudaFrameConverter:
             self.staging.close()
             self.staging = None
         self._cuda = None
+
+    def _context(self) -> Any:
+        """FFmpeg's CUDA device: the primary context, one way or the other.
+
+        ``primary_ctx`` makes FFmpeg retain the primary context, but FFmpeg insists on
+        its flags being exactly ``CU_CTX_SCHED_BLOCKING_SYNC`` and refuses an active one
+        with others ("Primary context already active with incompatible flags"), which
+        is the case whenever CuPy, PyTorch or JAX ran before
+        ``rfb.enable_cuda_context_sharing()``. Then ``current_ctx`` wraps the context
+        current on this thread, which is the same primary context (CuPy's, made
+        current by ``cupy.cuda.Device``), without the check.
+        """
+        if self._cuda is None:
+            from av.video.frame import CudaContext
+
+            flags, active = primary_context_state(self.device_id)
+            if not active or flags == _FFMPEG_PRIMARY_FLAGS:
+                self._cuda = CudaContext(device_id=self.device_id, primary_ctx=True)
+                self.context_mode = "primary_ctx"
+            else:
+                self._cuda = CudaContext(device_id=self.device_id, primary_ctx=False, current_ctx=True)
+                self.context_mode = "current_ctx"
+        return self._cuda
 
 
 class NvencGpuPyAVEncoder(PyAVH264Encoder):
