@@ -105,7 +105,7 @@ event_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(event_like, json_values))
 def test_random_events_are_valid_or_rejected_with_event_error(obj: object) -> None:
     try:

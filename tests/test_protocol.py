@@ -176,7 +176,7 @@ message_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(json_values, message_like))
 def test_random_json_values_only_ever_raise_protocol_error(value: object) -> None:
     try:
