@@ -407,15 +407,16 @@ def test_a_gpu_without_nvenc_is_reported_in_plain_words(emulator) -> None:
     assert_released(emulator)
 
 
-def test_a_driver_older_than_api_12_1_names_the_driver_needed(emulator) -> None:
-    emulator.set_max_version(11, 1)
+@pytest.mark.parametrize("old", [(11, 0), (11, 1), (12, 0)])
+def test_a_driver_older_than_api_12_1_names_the_driver_needed(emulator, old: tuple[int, int]) -> None:
+    emulator.set_max_version(*old)
     nvencffi.reset_library()
     with pytest.raises(nvencffi.DriverTooOld) as info:
         new_encoder()
-    assert "NVENC API 11.1" in str(info.value) and "530.41.03" in str(info.value)
-    assert info.value.max_api_version == (11, 1)
+    assert f"NVENC API {old[0]}.{old[1]} only" in str(info.value) and "530.41.03" in str(info.value)
+    assert info.value.max_api_version == old
     result = nvencffi.probe(context=nvencffi.NullContext())
-    assert (result.available, result.max_api_version) == (False, (11, 1))
+    assert (result.available, result.max_api_version) == (False, old)
     assert "530.41.03" in result.reason
     emulator.set_max_version(12, 1)  # exactly what we need is enough
     nvencffi.reset_library()
