@@ -151,7 +151,22 @@ class FrameStore:
 
 
 class Display:
-    """A framebuffer served to web browsers. Build it with :func:`serve` or :func:`start`."""
+    """A framebuffer served to web browsers. Build it with :func:`serve` or :func:`start`.
+
+    Options (all keyword-only):
+
+    - ``host``/``port``: where to listen (127.0.0.1 by default; ``port=0`` picks a free port).
+    - ``fps``, ``bitrate``, ``device_id``: handed to the encoder (``EncoderConfig``).
+    - ``gpu``: prefer routes that take CUDA frames without a host copy.
+    - ``video_encoder``: an H.264 route by name (it must be available), or None for the
+      best available one. ``image_encoder``: the image route, or None for no images.
+    - ``own_frames``: copy host frames at ``publish()`` so the caller may reuse its array.
+    - ``max_inflight``: unacked payloads per viewer before it is skipped (docs/fanout.md).
+    - ``keyframe_interval_min``: at most one forced IDR per this many seconds.
+    - ``token``: the secret a viewer sends in ``hello`` (random by default; None: no check).
+    - ``allowed_origins``: origins besides the page's own allowed to connect ("*": any).
+    - ``max_message_bytes``, ``event_queue_size``, ``hello_timeout``: limits on viewers.
+    """
 
     def __init__(
         self,
