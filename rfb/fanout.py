@@ -393,8 +393,12 @@ class FanOut:
         """Hand encoded messages to the event loop (called from a worker thread)."""
         def deliver_all() -> None:
             for member, payload, seq, message in batch:
-                if member.active:
+                if not member.active:
+                    continue
+                try:
                     member.deliver(payload, seq, message)
+                except Exception:  # boundary: one viewer's failure must not starve the rest of the batch
+                    logger.exception("delivering seq %d to viewer %d failed", seq, member.client_id)
 
         try:
             self._post(deliver_all)
