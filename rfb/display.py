@@ -194,6 +194,8 @@ class Display:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self._width, self._height = width, height
+        if token is not RANDOM_TOKEN and token is not None and (not isinstance(token, str) or not token):
+            raise ValueError(f"token must be a non-empty string, or None to disable the check; got {token!r}")
         self.token: str | None = secrets.token_urlsafe(24) if token is RANDOM_TOKEN else token
         routes = resolve_routes(video_encoder, image_encoder, gpu=gpu)
         self._video = "webcodecs" in routes

@@ -198,6 +198,12 @@ def test_token_none_gives_a_url_without_token(test_encoders: EncoderLog) -> None
         assert display.url == f"http://127.0.0.1:{display.port}/"
 
 
+@pytest.mark.parametrize("token", ["", 5])
+def test_a_token_must_be_a_non_empty_string(test_encoders: EncoderLog, token: object) -> None:
+    with pytest.raises(ValueError, match="token must be a non-empty string, or None to disable the check"):
+        start_test_display(token=token)
+
+
 def test_the_default_token_differs_per_display(test_encoders: EncoderLog) -> None:
     with start_test_display() as a, start_test_display() as b:
         assert a.token != b.token
