@@ -33,18 +33,20 @@ __all__ = [
     "encoder_status",
     "register_video_encoder",
     "serve",
+    "start",
     "unregister_video_encoder",
 ]
 
 _LAZY = {
     "serve": "rfb.display",
     "Display": "rfb.display",
+    "start": "rfb.display",
     "InputEvent": "rfb.events",
     "enable_cuda_context_sharing": "rfb.gpu",
 }
 
 if TYPE_CHECKING:
-    from rfb.display import Display, serve
+    from rfb.display import Display, serve, start
     from rfb.events import InputEvent
     from rfb.gpu import enable_cuda_context_sharing
 
