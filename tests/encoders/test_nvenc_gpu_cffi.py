@@ -13,6 +13,7 @@ the real driver what the probe says.
 from __future__ import annotations
 
 import ctypes.util
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -375,13 +376,60 @@ def test_torch_nv12_is_registered_in_place(emulator) -> None:
 
 
 @pytest.mark.gpu
-def test_on_the_real_driver_the_probe_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_close_gives_the_staging_buffers_back(emulator, cp: Any) -> None:
+    pool = cp.get_default_memory_pool()
+    enc = nvenc_gpu_cffi.create(EncoderConfig(128, 96))
+    enc.encode(frame_from_array(patterns.scene(128, 96, 0)))  # an rgb24 upload buffer and an NV12 one
+    assert set(enc.staging.buffers) == {"rgb24", "nv12"}
+    cp.cuda.Device().synchronize()
+    used = pool.used_bytes()
+    enc.close()
+    assert pool.used_bytes() <= used - (96 * 128 * 3 + 144 * 128)  # both went back to the pool
+    assert_released(emulator)
+
+
+@pytest.fixture
+def real_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The NVIDIA driver's own libnvidia-encode, not the emulator."""
+    monkeypatch.delenv("NVENCFFI_LIBRARY", raising=False)
+    nvencffi.reset_library()
+    yield
+    nvencffi.reset_library()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", ["rgb24", "rgba8", "nv12"])
+def test_round_trip_on_a_real_nvenc(real_driver: None, layout: str) -> None:
+    from rfb.benchmark.metrics import H264Decoder, psnr
+    from rfb.gpu import rgb_to_nv12_host
+
+    reason = gpu_available() or nvenc_gpu_cffi.probe()
+    if reason is not None:
+        pytest.skip(f"nvenc_gpu_cffi unavailable: {reason}")
+    cp = require_cupy()
+    w, h, n = 640, 360, 10
+    sources = [patterns.scene(w, h, i) for i in range(n)]
+    arrays = {
+        "rgb24": lambda s: cp.asarray(s),
+        "rgba8": lambda s: cp.asarray(np.concatenate([s, np.full((h, w, 1), 255, np.uint8)], axis=2)),
+        "nv12": lambda s: cp.asarray(rgb_to_nv12_host(s)),
+    }
+    with nvenc_gpu_cffi.create(EncoderConfig(w, h, bitrate=8_000_000)) as enc:
+        payloads = [p for i, s in enumerate(sources) for p in enc.encode(cuda_frame(arrays[layout](s)), force_keyframe=i == 6)]
+    assert [p.keyframe for p in payloads] == [i in (0, 6) for i in range(n)]
+    assert payloads[0].codec == h264.codec_string(payloads[0].data)
+    with H264Decoder() as decoder:
+        decoded = decoder.decode_all(p.data for p in payloads)
+    assert len(decoded) == n
+    assert all(psnr(s, d) > 28.0 for s, d in zip(sources, decoded))
+
+
+@pytest.mark.gpu
+def test_on_the_real_driver_the_probe_answers(real_driver: None) -> None:
     """On a GPU without NVENC (H100, H200) the reason says so; elsewhere the route is available."""
     reason = gpu_available()
     if reason is not None:
         pytest.skip(reason)
-    monkeypatch.delenv("NVENCFFI_LIBRARY", raising=False)
-    nvencffi.reset_library()
     result = nvencffi.probe()
     reason = nvenc_gpu_cffi.probe()
     if result.available:

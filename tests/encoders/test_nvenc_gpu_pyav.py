@@ -223,6 +223,18 @@ def test_round_trip_on_a_real_nvenc(real_nvenc: None, layout: str) -> None:
 
 
 @pytest.mark.gpu
+def test_sessions_are_released(real_nvenc: None) -> None:
+    # Consumer GPUs allow few concurrent NVENC sessions: a leak shows up within a few dozen.
+    cp = require_cupy()
+    frame = cuda_frame(cp.asarray(nv12_host(0)))
+    for _ in range(40):
+        with nvenc_gpu_pyav.create(EncoderConfig(W, H)) as enc:
+            (payload,) = enc.encode(frame)
+            assert payload.keyframe
+    assert nvenc_gpu_pyav.probe() is None
+
+
+@pytest.mark.gpu
 def test_on_a_gpu_without_nvenc_the_probe_gives_ffmpegs_reason() -> None:
     reason = gpu_available()
     if reason is not None:
