@@ -31,7 +31,7 @@ from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable,
 from rfb.encoders.h264_cpu import check_even_size
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, PixelFormat, RawFrame, frame_from_array
-from rfb.gpu.arrays import check_cuda_frame, host_shape
+from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
 from rfb.gpu.context import cupy_available, import_cupy
 from rfb.gpu.convert import rgb_to_nv12
 from rfb.gpu.reference import DEFAULT_MATRIX
@@ -156,8 +156,6 @@ class DeviceStaging:
 
     def _copy(self, cp: Any, frame: RawFrame) -> RawFrame:
         """A device -> device copy of a direct layout into a buffer with an aligned pitch."""
-        from rfb.gpu.arrays import as_cupy
-
         target = self._target(cp, frame.pixel_format, frame.width, frame.height, frame.timestamp_us)
         source = as_cupy(frame.data)  # CuPy waits for the producer's stream, if it names one
         self._copy_2d(cp, target, source.data.ptr, frame.stride, _MEMCPY_DEVICE_TO_DEVICE)

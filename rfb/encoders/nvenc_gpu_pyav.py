@@ -157,6 +157,11 @@ class NvencGpuPyAVEncoder(PyAVH264Encoder):
             raise RuntimeError(f"{self.name} encoder is closed; create a new one")
         return staging
 
+    @property
+    def cuda_context_mode(self) -> str | None:
+        """How FFmpeg holds the primary context: "primary_ctx", "current_ctx", or None before the first frame."""
+        return self._gpu.context_mode
+
     def flush(self) -> list[EncodedPayload]:
         """As the shared loop's, except before the first frame: nothing to drain then.
 

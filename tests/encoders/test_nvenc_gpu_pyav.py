@@ -78,6 +78,7 @@ def test_settings_are_nvenc_cpus_with_cuda_frames_and_no_session_until_the_first
         assert enc.settings.codec == "h264_nvenc" and enc.settings.pix_fmt == "cuda"
         assert enc.settings.options == nvenc_cpu.nvenc_settings(config).options
         assert enc.flush() == []  # nothing opened, nothing to drain
+        assert enc.cuda_context_mode is None  # FFmpeg's CUDA device comes with the first frame
         assert enc.staging.buffers == {}
 
 
@@ -141,7 +142,7 @@ with av.logging.Capture() as logs:
                 (payload,) = encoder.encode(cuda_frame(cp.asarray(host)), force_keyframe=i == 2)
                 result["units"].append(payload.data.hex())
                 result["keyframes"].append(payload.keyframe)
-            result["context_mode"] = encoder._gpu.context_mode
+            result["context_mode"] = encoder.cuda_context_mode
     except Exception as exc:  # the parent test skips with FFmpeg's complaint
         said = "; ".join(dict.fromkeys(m.strip() for _, _, m in logs if m.strip()))
         result["error"] = f"{type(exc).__name__}: {exc} [FFmpeg: {said}]"
