@@ -37,7 +37,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rfb.benchmark import machine, patterns
-from rfb.benchmark.fanout import Publisher, parse_size, prerender
+from rfb.benchmark.fanout import (
+    Column,
+    Publisher,
+    auto_bitrate,
+    busy_pct,
+    machine_jiffies,
+    parse_size,
+    prerender,
+    render_table,
+)
 from rfb.benchmark.metrics import percentile
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
 
@@ -96,6 +105,7 @@ async function sync(url, count) {
   const samples = [];
   let fail = null;
   const failed = new Promise((_, reject) => { fail = reject; });
+  failed.catch(() => {});  // a failure after the last ping is nobody's business
   const timer = setTimeout(() => fail(new Error(`the clock server at ${url} did not answer within 5 s`)), 5000);
   ws.onerror = () => fail(new Error(`could not reach the clock server at ${url}`));
   ws.onclose = () => fail(new Error(`the clock server at ${url} closed the socket`));
@@ -103,12 +113,14 @@ async function sync(url, count) {
     await Promise.race([new Promise((resolve) => { ws.onopen = resolve; }), failed]);
     for (let i = 0; i < count; i++) {
       const sent = performance.now();
-      const reply = await Promise.race([new Promise((resolve) => { ws.onmessage = (e) => resolve(e.data); ws.send("t"); }), failed]);
+      const answer = new Promise((resolve) => { ws.onmessage = (e) => resolve(e.data); });
+      ws.send("t");
+      const reply = await Promise.race([answer, failed]);
       samples.push([sent, Number(reply), performance.now()]);
     }
   } finally {
     clearTimeout(timer);
-    ws.onclose = null;
+    ws.onclose = ws.onerror = null;
     ws.close();
   }
   return samples;
@@ -271,72 +283,92 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode({**dict(parse_qsl(parts.query)), **params})))
 
 
+@contextmanager
+def viewer_page(context: Any, url: str, transport: str) -> Iterator[Any]:
+    """The viewer page at ``url``, streaming on ``transport``; closed after, failing on page errors."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(with_query(url, transport="image") if transport == "image" else url)
+        page.wait_for_function("() => window.__rfbBench.ready && window.__rfb.stats.framesDrawn > 0",
+                               timeout=START_TIMEOUT_MS)
+        shown = page.evaluate("window.__rfb.stats.transport")
+        if shown != transport:
+            raise RuntimeError(f"expected the viewer on {transport}, got {shown} "
+                               f"(offered: {page.evaluate('window.__rfb.stats.supported')})")
+        yield page
+    finally:
+        page.close()
+    if errors:
+        raise RuntimeError(f"uncaught errors in the viewer page: {errors}")
+
+
+@dataclass
+class Window:
+    """What one measurement window collected."""
+
+    start: float
+    end: float
+    published: int
+    records: list[list[float]]
+    clock: ClockSync
+    busy_pct: float | None
+    codec: str | None
+
+
+def collect(page: Any, display: Any, clock: ClockServer, options: LatencyOptions) -> Window:
+    """Clock sync, ``options.seconds`` of probe records, clock sync again."""
+    page.evaluate("window.__rfbBench.take()")  # forget the start-up frames
+    before = sync_clocks(page, clock.url, options.pings)
+    t0, published0, busy0 = time.monotonic(), display.stats.published, machine_jiffies()
+    records: list[list[float]] = []
+    while (left := t0 + options.seconds - time.monotonic()) > 0:
+        time.sleep(min(1.0, left))  # take often: the page keeps only what we have not taken
+        records += page.evaluate("window.__rfbBench.take()")
+    t1, published1, busy1 = time.monotonic(), display.stats.published, machine_jiffies()
+    time.sleep(SETTLE)
+    records += page.evaluate("window.__rfbBench.take()")
+    after = sync_clocks(page, clock.url, options.pings)
+    drift = abs(before.offset_ms - after.offset_ms) / 2
+    sync = ClockSync((before.offset_ms + after.offset_ms) / 2, max(before.error_ms, after.error_ms) + drift)
+    return Window(t0, t1, published1 - published0, records, sync, busy_pct(busy0, busy1),
+                  page.evaluate("window.__rfb.stats.codec"))
+
+
 def measure_transport(context: Any, clock: ClockServer, options: LatencyOptions, transport: str,
                       frames: Sequence[Any]) -> dict[str, Any]:
     """One real display and one viewer page on ``transport``; per-frame latencies in the window."""
     from rfb.display import start
 
-    width, height = options.size
-    bitrate = BenchmarkOptions(sizes=(options.size,), fps=options.fps, bitrate=options.bitrate).bitrate_for(*options.size)
-    display = start(width, height, host="127.0.0.1", port=0, fps=options.fps, bitrate=bitrate,
+    bitrate = auto_bitrate(options.size, options.fps, options.bitrate)
+    display = start(*options.size, host="127.0.0.1", port=0, fps=options.fps, bitrate=bitrate,
                     video_encoder=options.encoder, image_encoder=options.image_encoder)
     try:
-        with Publisher(display, frames, options.fps):
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            try:
-                url = with_query(display.url, transport="image") if transport == "image" else display.url
-                page.goto(url)
-                page.wait_for_function("() => window.__rfbBench.ready && window.__rfb.stats.framesDrawn > 0",
-                                       timeout=START_TIMEOUT_MS)
-                shown = page.evaluate("window.__rfb.stats.transport")
-                if shown != transport:
-                    raise RuntimeError(f"expected the viewer on {transport}, got {shown} "
-                                       f"(offered: {page.evaluate('window.__rfb.stats.supported')})")
-                time.sleep(options.warmup)
-                page.evaluate("window.__rfbBench.take()")  # forget the start-up frames
-                before = sync_clocks(page, clock.url, options.pings)
-                t0, published0 = time.monotonic(), display.stats.published
-                records: list[list[float]] = []
-                while (left := t0 + options.seconds - time.monotonic()) > 0:
-                    time.sleep(min(1.0, left))
-                    records += page.evaluate("window.__rfbBench.take()")
-                t1, published1 = time.monotonic(), display.stats.published
-                time.sleep(SETTLE)
-                records += page.evaluate("window.__rfbBench.take()")
-                after = sync_clocks(page, clock.url, options.pings)
-                stats = page.evaluate("window.__rfb.stats")
-            finally:
-                page.close()
-            if errors:
-                raise RuntimeError(f"uncaught errors in the viewer page: {errors}")
+        with Publisher(display, frames, options.fps), viewer_page(context, display.url, transport) as page:
+            time.sleep(options.warmup)
+            window = collect(page, display, clock, options)
         encoder = display.stats.groups[transport].encoder
     finally:
         display.close()
-    sync = ClockSync((before.offset_ms + after.offset_ms) / 2,
-                     max(before.error_ms, after.error_ms) + abs(before.offset_ms - after.offset_ms) / 2)
-    return summarize(transport, encoder, stats.get("codec"), options, records, sync, (t0, t1),
-                     published1 - published0)
+    return summarize(transport, encoder, options, window)
 
 
-def summarize(transport: str, encoder: str | None, codec: str | None, options: LatencyOptions,
-              records: list[list[float]], clock: ClockSync, window: tuple[float, float],
-              published: int) -> dict[str, Any]:
-    """Latencies (ms) of the frames published inside ``window``; records are probe rows."""
-    t0_ms, t1_ms = window[0] * 1e3, window[1] * 1e3
+def summarize(transport: str, encoder: str | None, options: LatencyOptions, window: Window) -> dict[str, Any]:
+    """Latencies (ms) of the frames published inside the window, from the probe's records."""
+    t0_ms, t1_ms, offset = window.start * 1e3, window.end * 1e3, window.clock.offset_ms
     total, arrival, draw, dropped = [], [], [], 0
-    for _seq, stamp_us, arrived, acked, drawn in records:
+    for _seq, stamp_us, arrived, acked, drawn in window.records:
         published_ms = stamp_us / 1e3
         if not t0_ms <= published_ms <= t1_ms:
             continue
         if not drawn:
             dropped += 1
             continue
-        total.append(acked - clock.offset_ms - published_ms)
-        arrival.append(arrived - clock.offset_ms - published_ms)
+        total.append(acked - offset - published_ms)
+        arrival.append(arrived - offset - published_ms)
         draw.append(acked - arrived)
-    span = window[1] - window[0]
+    span = window.end - window.start
 
     def q(values: list[float], p: float) -> float | None:
         return round(percentile(values, p), 2) if values else None
@@ -344,12 +376,13 @@ def summarize(transport: str, encoder: str | None, codec: str | None, options: L
     return {
         "transport": transport,
         "encoder": encoder,
-        "codec": codec,
+        "codec": window.codec,
         "width": options.size[0],
         "height": options.size[1],
         "fps_target": options.fps,
         "seconds": round(span, 3),
-        "published_fps": round(published / span, 2),
+        "published_fps": round(window.published / span, 2),
+        "frames_published": window.published,
         "drawn_fps": round(len(total) / span, 2),
         "frames_drawn": len(total),
         "frames_dropped_by_viewer": dropped,
@@ -357,11 +390,13 @@ def summarize(transport: str, encoder: str | None, codec: str | None, options: L
         "latency_ms_p95": q(total, 95),
         "latency_ms_p99": q(total, 99),
         "latency_ms_max": round(max(total), 2) if total else None,
+        "to_arrival_ms_min": round(min(arrival), 2) if arrival else None,
         "to_arrival_ms_median": q(arrival, 50),
         "to_arrival_ms_p95": q(arrival, 95),
         "arrival_to_ack_ms_median": q(draw, 50),
         "arrival_to_ack_ms_p95": q(draw, 95),
-        "clock_error_ms": round(clock.error_ms, 3),
+        "clock_error_ms": round(window.clock.error_ms, 3),
+        "machine_busy_pct": window.busy_pct,
     }
 
 
@@ -376,21 +411,19 @@ def run_all(options: LatencyOptions, say: Any = None) -> list[dict[str, Any]]:
     return rows
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'transport':<10} {'encoder':<9} {'drawn fps':>9} {'median ms':>9} {'p95 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'arrive ms':>9} {'draw ms':>7} {'dropped':>7} {'clock ±ms':>9}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        def num(key: str) -> str:
-            return "-" if r[key] is None else f"{r[key]:.1f}"
+LATENCY_COLUMNS: list[Column] = [
+    ("transport", "transport", ""), ("encoder", "encoder", ""), ("pub fps", "published_fps", ".1f"),
+    ("drawn fps", "drawn_fps", ".1f"), ("median ms", "latency_ms_median", ".1f"), ("p95 ms", "latency_ms_p95", ".1f"),
+    ("p99 ms", "latency_ms_p99", ".1f"), ("max ms", "latency_ms_max", ".1f"),
+    ("arrive ms", "to_arrival_ms_median", ".1f"), ("draw ms", "arrival_to_ack_ms_median", ".1f"),
+    ("dropped", "frames_dropped_by_viewer", "d"), ("clock ±ms", "clock_error_ms", ".2f"),
+    ("busy %", "machine_busy_pct", ".0f"),
+]
 
-        lines.append(
-            f"{r['transport']:<10} {r['encoder'] or '-':<9} {r['drawn_fps']:>9.1f} {num('latency_ms_median'):>9} "
-            f"{num('latency_ms_p95'):>7} {num('latency_ms_p99'):>7} {num('latency_ms_max'):>7} "
-            f"{num('to_arrival_ms_median'):>9} {num('arrival_to_ack_ms_median'):>7} "
-            f"{r['frames_dropped_by_viewer']:>7} {r['clock_error_ms']:>9.2f}"
-        )
-    return "\n".join(lines)
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Latency columns are medians unless named; "arrive": publish -> arrival in the worker."""
+    return render_table(rows, LATENCY_COLUMNS)
 
 
 def run(options: BenchmarkOptions) -> SectionReport:

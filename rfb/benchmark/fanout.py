@@ -68,10 +68,11 @@ class FanoutOptions:
         if self.pattern not in patterns.PATTERNS:
             raise ValueError(f"pattern must be one of {patterns.PATTERNS}, got {self.pattern!r}")
 
-    @property
-    def bitrate_for_size(self) -> int:
-        bench = BenchmarkOptions(sizes=(self.size,), fps=self.fps, bitrate=self.bitrate)
-        return bench.bitrate_for(*self.size)
+
+
+def auto_bitrate(size: tuple[int, int], fps: float, bitrate: int | None) -> int:
+    """``bitrate``, or the encode benchmark's automatic choice for ``size`` at ``fps``."""
+    return BenchmarkOptions(sizes=(size,), fps=fps, bitrate=bitrate).bitrate_for(*size)
 
 
 # ---------------------------------------------------------------- shared with browser_latency
@@ -144,6 +145,27 @@ def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float | None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def machine_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU time of the whole machine from /proc/stat, all cores; None elsewhere.
+
+    Other programs share the machine: a benchmark row says how busy it was in total.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """How busy the whole machine was between two :func:`machine_jiffies` readings, in %."""
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
 def server_thread_id(display: Any) -> int | None:
     """The OS thread id of the display's event-loop thread (for its share of the CPU)."""
     thread = display._server.thread  # noqa: SLF001 - read-only, for a per-thread CPU figure
@@ -181,10 +203,14 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float, what: str) -> di
     """The next line the client process prints, as JSON, within ``timeout`` seconds."""
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready else ""
-    if not line:
-        code = proc.poll()
-        state = f"exited with {code}" if code is not None else f"said nothing for {timeout:g} s"
+    if not ready:
+        raise RuntimeError(f"expected {what} from the viewer process, but it said nothing for {timeout:g} s")
+    line = proc.stdout.readline()
+    if not line:  # end of its output: it is exiting (its traceback, if any, went to stderr)
+        try:
+            state = f"exited with {proc.wait(timeout=5)}"
+        except subprocess.TimeoutExpired:
+            state = "closed its output"
         raise RuntimeError(f"expected {what} from the viewer process, but it {state}")
     return json.loads(line)
 
@@ -195,9 +221,9 @@ def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequen
     from rfb.encoders.registry import get_entry
 
     transport = get_entry(options.encoder).transport
-    width, height = options.size
     display = start(
-        width, height, host="127.0.0.1", port=0, fps=options.fps, bitrate=options.bitrate_for_size,
+        *options.size, host="127.0.0.1", port=0, fps=options.fps,
+        bitrate=auto_bitrate(options.size, options.fps, options.bitrate),
         video_encoder=options.encoder if transport == "webcodecs" else None,
         image_encoder=options.encoder if transport == "image" else None,
     )
@@ -232,6 +258,7 @@ def _snapshot(display: Any, publisher: Publisher, client_pid: int) -> dict[str, 
         "cpu": cpu if cpu is not None else time.process_time(),
         "loop_cpu": cpu_seconds("self", tid) if tid is not None else None,
         "client_cpu": cpu_seconds(client_pid),
+        "machine": machine_jiffies(),
     }
 
 
@@ -269,6 +296,7 @@ def _row(options: FanoutOptions, viewers: int, slow: bool, encoder: str | None, 
         "event_loop_cpu_pct": pct("loop_cpu"),
         "client_cpu_pct": pct("client_cpu"),
         "mbit_per_s": round(8 * sum(result["bytes"]) / span / 1e6, 2),
+        "machine_busy_pct": busy_pct(before["machine"], after["machine"]),
     }
 
 
@@ -284,24 +312,35 @@ def run_all(options: FanoutOptions, say: Any = None) -> list[dict[str, Any]]:
     return rows
 
 
+Column = tuple[str, str, str]  # (title, row key, format spec); None values print as "-"
+
+FANOUT_COLUMNS: list[Column] = [
+    ("viewers", "label", ">"), ("pub fps", "published_fps", ".1f"), ("fps min", "delivered_fps_min", ".1f"),
+    ("fps med", "delivered_fps_median", ".1f"), ("silent", "silent_viewer_frames", "d"),
+    ("enc/frame", "encodes_per_frame", ".3f"), ("dropped", "dropped_before_encode", "d"),
+    ("server %", "server_cpu_pct", ".0f"), ("loop %", "event_loop_cpu_pct", ".0f"),
+    ("client %", "client_cpu_pct", ".0f"), ("Mbit/s", "mbit_per_s", ".1f"), ("busy %", "machine_busy_pct", ".0f"),
+]
+
+
+def render_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
+    """A fixed-width text table: each column as wide as its title or its widest cell."""
+    cells = [[("-" if r.get(key) is None else format(r[key], spec)) for _, key, spec in columns] for r in rows]
+    widths = [max([len(title), *(len(line[i]) for line in cells)]) for i, (title, _, _) in enumerate(columns)]
+    # Text columns (no format spec) align left, numbers right.
+    def cell(text: str, width: int, spec: str) -> str:
+        return text.ljust(width) if not spec else text.rjust(width)
+
+    header = " ".join(cell(title, w, spec) for (title, _, spec), w in zip(columns, widths, strict=True))
+    body = [" ".join(cell(c, w, spec) for c, w, (_, _, spec) in zip(line, widths, columns, strict=True))
+            for line in cells]
+    return "\n".join([header, "-" * len(header), *body])
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'viewers':>9} {'pub fps':>7} {'fps min':>7} {'fps med':>7} {'silent':>6} {'enc/frame':>9} "
-              f"{'dropped':>7} {'server %':>8} {'loop %':>6} {'client %':>8} {'Mbit/s':>7}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        label = f"{r['viewers']}{'+s' if r['silent_viewers'] else ''}"
-        silent = "-" if r["silent_viewer_frames"] is None else str(r["silent_viewer_frames"])
-
-        def num(v: float | None, fmt: str) -> str:
-            return "-" if v is None else format(v, fmt)
-
-        lines.append(
-            f"{label:>9} {r['published_fps']:>7.1f} {num(r['delivered_fps_min'], '.1f'):>7} "
-            f"{num(r['delivered_fps_median'], '.1f'):>7} {silent:>6} {num(r['encodes_per_frame'], '.3f'):>9} "
-            f"{r['dropped_before_encode']:>7} {num(r['server_cpu_pct'], '.0f'):>8} "
-            f"{num(r['event_loop_cpu_pct'], '.0f'):>6} {num(r['client_cpu_pct'], '.0f'):>8} {r['mbit_per_s']:>7.1f}"
-        )
-    return "\n".join(lines)
+    """The fan-out table; ``N+s`` labels the variant where one of N viewers never acks."""
+    labelled = [{**r, "label": f"{r['viewers']}{'+s' if r['silent_viewers'] else ''}"} for r in rows]
+    return render_table(labelled, FANOUT_COLUMNS)
 
 
 def run(options: BenchmarkOptions) -> SectionReport:

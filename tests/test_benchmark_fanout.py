@@ -1,0 +1,134 @@
+"""Tiny real runs of the fan-out and browser-latency benchmarks.
+
+Real display, real libx264, real WebSocket viewers in a real second process, and
+(marker ``browser``) the real viewer page in the Debian Chromium. The runs are short
+and small, so they check what the benchmarks claim (one encode serves every viewer,
+a silent viewer gets nothing beyond its window, latencies respect causality), not
+how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rfb.benchmark import fanout
+from rfb.benchmark.fanout import FanoutOptions, render_table, run_all
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = (128, 96)
+
+
+def child_pids() -> set[int]:
+    """Every live child process of this one (from /proc, all threads)."""
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        children = (task / "children").read_text().split()
+        pids.update(int(p) for p in children)
+    return pids
+
+
+def test_fanout_two_viewers_share_one_encode_and_a_silent_viewer_costs_nothing() -> None:
+    before = child_pids()
+    rows = run_all(FanoutOptions(viewers=(2,), size=SMALL, seconds=1.0, warmup=0.3))
+    assert child_pids() == before  # the viewers' process is gone
+    assert [(r["viewers"], r["silent_viewers"]) for r in rows] == [(2, 0), (2, 1)]
+    for r in rows:
+        assert r["encoder"] == "h264_cpu" and (r["width"], r["height"]) == SMALL
+        assert r["published_fps"] > 0 and r["delivered_fps_min"] > 0
+        assert r["delivered_fps_min"] <= r["delivered_fps_median"]
+        # One encode per published frame for both viewers (per-viewer encoding would be ~2).
+        assert 0 < r["encodes_per_frame"] < 1.5
+        assert r["mbit_per_s"] > 0
+        assert r["server_cpu_pct"] is not None and r["server_cpu_pct"] > 0
+        assert r["client_cpu_pct"] is not None and 0 <= r["machine_busy_pct"] <= 100
+    full, silent = rows
+    assert full["silent_viewer_frames"] is None
+    # The viewer that never acks got its in-flight window before the measurement, then nothing.
+    assert silent["silent_viewer_frames"] == 0
+
+
+def test_fanout_command_line_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rfb.benchmark.fanout", "--viewers", "1", "--size", "64x48", "--seconds", "0.5",
+         "--no-silent", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "machine:" in proc.stdout and "enc/frame" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["command"] == "python -m rfb.benchmark.fanout --viewers 1 --size 64x48 --seconds 0.5 --no-silent " \
+                             f"--json {out}"
+    assert doc["machine"]["cpu_model"]
+    (row,) = doc["rows"]
+    assert row["viewers"] == 1 and row["silent_viewers"] == 0 and row["delivered_fps_min"] > 0
+
+
+def test_fanout_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fanout.main(["--viewers", "0"]) == 2
+    assert "viewers must be positive counts, got (0,)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fanout.main(["--size", "720p"])
+    assert "expected a size like 1280x720, got '720p'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pattern must be one of"):
+        FanoutOptions(pattern="plaid")
+
+
+def test_a_viewer_process_that_dies_is_reported_not_waited_for() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(RuntimeError, match="expected the counts from the viewer process, but it exited with 0"):
+            fanout.read_json_line(proc, 10, "the counts")
+    finally:
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_cpu_and_machine_readings() -> None:
+    own = fanout.cpu_seconds()
+    assert own is not None and own > 0
+    assert fanout.cpu_seconds(pid=2**22 + 7) is None  # no such process
+    first = fanout.machine_jiffies()
+    assert first is not None and 0 <= first[0] <= first[1]
+    assert fanout.busy_pct(first, first) is None  # no time passed: no figure rather than 0/0
+    assert fanout.busy_pct((10, 100), (30, 200)) == 20.0
+
+
+def test_tables_show_missing_values_as_a_dash() -> None:
+    table = render_table([{"name": "a", "value": None}, {"name": "bb", "value": 2.5}],
+                         [("name", "name", ""), ("value", "value", ".1f")])
+    assert table.splitlines() == ["name value", "----------", "a        -", "bb     2.5"]
+
+
+# ---------------------------------------------------------------- the browser
+
+
+@pytest.mark.browser
+def test_browser_latency_smoke_run_on_both_transports() -> None:
+    from rfb.benchmark.browser_latency import CHROMIUM, LatencyOptions
+    from rfb.benchmark.browser_latency import run_all as run_latency
+
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI must run the browser tests (scripts/test installs Chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not importable")
+
+    rows = run_latency(LatencyOptions(size=SMALL, seconds=1.0, warmup=0.3, pings=10))
+    assert [(r["transport"], r["encoder"]) for r in rows] == [("webcodecs", "h264_cpu"), ("image", "image")]
+    assert rows[0]["codec"].startswith("avc1.") and rows[1]["codec"] is None
+    for r in rows:
+        assert r["frames_drawn"] > 0 and r["drawn_fps"] > 0
+        assert r["clock_error_ms"] >= 0
+        # Causality through the clock mapping: no frame arrives before it was published.
+        assert r["to_arrival_ms_min"] > -r["clock_error_ms"]
+        assert 0 < r["to_arrival_ms_median"] <= r["latency_ms_median"]
+        assert r["latency_ms_median"] <= r["latency_ms_p95"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
+        assert r["arrival_to_ack_ms_median"] > 0
