@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -13,7 +15,7 @@ from rfb.frames import FrameError, RawFrame, frame_from_array
 class FakeCudaArray:
     """Anything with __cuda_array_interface__ counts as device memory."""
 
-    __cuda_array_interface__ = {"shape": (4, 4, 3), "typestr": "|u1", "data": (0, False), "version": 3}
+    __cuda_array_interface__: ClassVar[dict[str, object]] = {"shape": (4, 4, 3), "typestr": "|u1", "data": (0, False), "version": 3}
 
 
 class FakeDlpackCuda:
@@ -47,7 +49,7 @@ def test_nv12_needs_to_be_named_and_gives_plane_views() -> None:
     assert y.shape == (48, 64) and uv.shape == (24, 32, 2)
     assert np.shares_memory(y, nv12) and np.shares_memory(uv, nv12)
     assert uv[0, 0, 0] == nv12[48, 0] and uv[0, 0, 1] == nv12[48, 1] and uv[1, 3, 1] == nv12[49, 7]
-    with pytest.raises(FrameError, match=r"expected shape \(H, W, 3\) for rgb24 or \(H, W, 4\) for rgba8, got \(72, 64\)"):
+    with pytest.raises(FrameError, match=r"expected shape \(H, W, 3\) for rgb24 .* got \(72, 64\)"):
         frame_from_array(nv12)  # 2-D is only nv12 when asked for
 
 
@@ -69,7 +71,7 @@ def test_nv12_planes_only_for_host_nv12() -> None:
         (np.zeros((6, 4, 1), np.uint8), "nv12", r"got shape \(6, 4, 1\)"),
         (np.zeros((6, 5), np.uint8), "nv12", r"nv12 needs even width and height, got 5x4"),
         (np.zeros((0, 4, 3), np.uint8), None, r"positive integers, got 4x0"),
-        (np.zeros((4, 4, 3), np.uint8), "bgr24", r"pixel_format must be one of \('rgb24', 'rgba8', 'nv12'\), got 'bgr24'"),
+        (np.zeros((4, 4, 3), np.uint8), "bgr24", r"pixel_format must be one of \('rgb24', .*\), got 'bgr24'"),
     ],
 )
 def test_bad_arrays_say_what_was_expected(array: np.ndarray, fmt: str | None, message: str) -> None:

@@ -20,7 +20,6 @@ FFmpeg's H.264 decoder or libjpeg-turbo/Pillow, outside the timed region.
 from __future__ import annotations
 
 import io
-import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -169,7 +168,9 @@ class _Run:
             self.decoder.close()
 
 
-def measure(candidates: Sequence[Candidate], config: EncoderConfig, source: Iterable[np.ndarray]) -> list[dict[str, Any]]:
+def measure(
+    candidates: Sequence[Candidate], config: EncoderConfig, source: Iterable[np.ndarray]
+) -> list[dict[str, Any]]:
     """Encode ``source`` with every candidate, interleaved frame by frame.
 
     Interleaving (and rotating who goes first) makes a busy machine slow every

@@ -238,7 +238,9 @@ class PyAVH264Encoder:
         return out
 
 
-def libx264_settings(config: EncoderConfig, *, preset: str = DEFAULT_PRESET, threads: int | None = None) -> PyAVSettings:
+def libx264_settings(
+    config: EncoderConfig, *, preset: str = DEFAULT_PRESET, threads: int | None = None
+) -> PyAVSettings:
     """libx264 options for low-latency streaming of ``config``."""
     x264_params = ":".join(
         (
