@@ -15,7 +15,12 @@ from rfb.frames import FrameError, RawFrame, frame_from_array
 class FakeCudaArray:
     """Anything with __cuda_array_interface__ counts as device memory."""
 
-    __cuda_array_interface__: ClassVar[dict[str, object]] = {"shape": (4, 4, 3), "typestr": "|u1", "data": (0, False), "version": 3}
+    __cuda_array_interface__: ClassVar[dict[str, object]] = {
+        "shape": (4, 4, 3),
+        "typestr": "|u1",
+        "data": (0, False),
+        "version": 3,
+    }
 
 
 class FakeDlpackCuda:
