@@ -24,7 +24,7 @@ frames; every GPU route also takes host frames, so a host-frame display loses no
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from rfb.encoders import h264
 from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
@@ -241,7 +241,7 @@ class NvencGpuEncoder:
             if staging is not None:
                 staging.close()
 
-    def __enter__(self) -> NvencGpuEncoder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

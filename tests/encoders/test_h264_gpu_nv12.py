@@ -85,9 +85,10 @@ def test_host_frames_go_straight_to_libx264() -> None:
 def test_wrong_frames_and_sizes_say_what_was_expected() -> None:
     with pytest.raises(FrameError, match=r"h264_gpu_nv12 encodes 4:2:0 video .*got 161x96"):
         h264_gpu_nv12.create(EncoderConfig(161, 96))
-    with h264_gpu_nv12.create(EncoderConfig(W, H)) as enc:
-        with pytest.raises(FrameError, match=r"h264_gpu_nv12 was opened for 160x96 frames, got 64x48"):
-            enc.encode(frame_from_array(patterns.scene(64, 48, 0)))
+    with h264_gpu_nv12.create(EncoderConfig(W, H)) as enc, pytest.raises(
+        FrameError, match=r"h264_gpu_nv12 was opened for 160x96 frames, got 64x48"
+    ):
+        enc.encode(frame_from_array(patterns.scene(64, 48, 0)))
 
 
 def test_cuda_frames_without_cupy_say_why() -> None:

@@ -260,9 +260,8 @@ def test_frames_that_need_staging_say_cupy_is_missing(emulator) -> None:
         for frame in (frame_from_array(rgb), cuda_frame(FakeCudaArray(rgb))):
             with pytest.raises(GpuUnavailable, match=r"CuPy is not installed"):
                 enc.encode(frame)
-    with emulated(50, 36) as enc:
-        with pytest.raises(GpuUnavailable, match=r"CuPy is not installed"):
-            enc.encode(cuda_frame(misaligned))
+    with emulated(50, 36) as enc, pytest.raises(GpuUnavailable, match=r"CuPy is not installed"):
+        enc.encode(cuda_frame(misaligned))
     assert emulator.ledger()["encodes"] == 0
     assert_released(emulator)
 
