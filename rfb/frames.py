@@ -16,7 +16,7 @@ Layouts (all uint8):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -57,8 +57,15 @@ class RawFrame:
             raise FrameError(f"pixel_format must be one of {PIXEL_FORMATS}, got {self.pixel_format!r}")
         if self.memory not in MEMORIES:
             raise FrameError(f"memory must be one of {MEMORIES}, got {self.memory!r}")
-        if not (isinstance(self.width, int) and isinstance(self.height, int)) or self.width <= 0 or self.height <= 0:
-            raise FrameError(f"width and height must be positive integers, got {self.width!r}x{self.height!r}")
+        sizes = []
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise FrameError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+            sizes.append(int(value))
+        # NumPy integers (shape arithmetic) are accepted and stored as plain ints.
+        object.__setattr__(self, "width", sizes[0])
+        object.__setattr__(self, "height", sizes[1])
 
     @property
     def size(self) -> tuple[int, int]:
@@ -102,6 +109,8 @@ def frame_from_array(
         frame = array
         if frame.memory == "cpu":
             _check_host(frame.data, frame.pixel_format, frame.width, frame.height)
+        if timestamp_us is not None and timestamp_us != frame.timestamp_us:
+            frame = replace(frame, timestamp_us=timestamp_us)
         return frame
     if memory == "cuda" or _is_device_array(array):
         raise FrameError(

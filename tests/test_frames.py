@@ -75,7 +75,7 @@ def test_nv12_planes_only_for_host_nv12() -> None:
         (np.zeros((7, 4), np.uint8), "nv12", r"expected nv12 as one \(H \+ H/2, W\) uint8 array, got shape \(7, 4\)"),
         (np.zeros((6, 4, 1), np.uint8), "nv12", r"got shape \(6, 4, 1\)"),
         (np.zeros((6, 5), np.uint8), "nv12", r"nv12 needs even width and height, got 5x4"),
-        (np.zeros((0, 4, 3), np.uint8), None, r"positive integers, got 4x0"),
+        (np.zeros((0, 4, 3), np.uint8), None, r"height must be a positive integer, got 0"),
         (np.zeros((4, 4, 3), np.uint8), "bgr24", r"pixel_format must be one of \('rgb24', .*\), got 'bgr24'"),
     ],
 )
@@ -114,9 +114,9 @@ def test_raw_frames_pass_through_and_host_ones_are_rechecked() -> None:
     [
         ({"pixel_format": "yuv420p"}, r"pixel_format must be one of .* got 'yuv420p'"),
         ({"memory": "gpu"}, r"memory must be one of \('cpu', 'cuda'\), got 'gpu'"),
-        ({"width": 0}, r"positive integers, got 0x4"),
-        ({"height": -1}, r"positive integers, got 6x-1"),
-        ({"width": 6.0}, r"positive integers, got 6.0x4"),
+        ({"width": 0}, r"width must be a positive integer, got 0 \(int\)"),
+        ({"height": -1}, r"height must be a positive integer, got -1 \(int\)"),
+        ({"width": 6.0}, r"width must be a positive integer, got 6.0 \(float\)"),
     ],
 )
 def test_raw_frame_checks_its_fields(kwargs: dict[str, object], message: str) -> None:
@@ -152,3 +152,22 @@ def test_any_valid_geometry_round_trips(width: int, height: int, fmt: str) -> No
     frame = frame_from_array(array, fmt)  # type: ignore[arg-type]
     assert (frame.width, frame.height, frame.pixel_format) == (width, height, fmt)
     assert frame_from_array(frame) is frame
+
+
+def test_numpy_integer_sizes_are_accepted_as_ints() -> None:
+    arr = np.zeros((4, 6, 3), np.uint8)
+    frame = RawFrame(arr, np.int64(6), np.int32(4))
+    assert (frame.width, frame.height) == (6, 4)
+    assert type(frame.width) is int and type(frame.height) is int
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, "4", 0, -2])
+def test_bad_sizes_name_the_dimension(bad: object) -> None:
+    with pytest.raises(FrameError, match="width must be a positive integer"):
+        RawFrame(np.zeros((4, 6, 3), np.uint8), bad, 4)  # type: ignore[arg-type]
+
+
+def test_timestamp_is_applied_to_a_raw_frame() -> None:
+    frame = RawFrame(np.zeros((4, 6, 3), np.uint8), 6, 4)
+    assert frame_from_array(frame, timestamp_us=123).timestamp_us == 123
+    assert frame_from_array(frame).timestamp_us is None
