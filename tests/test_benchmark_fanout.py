@@ -121,8 +121,10 @@ def test_browser_latency_smoke_run_on_both_transports() -> None:
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not importable")
 
-    rows = run_latency(LatencyOptions(size=SMALL, seconds=1.0, warmup=0.3, pings=10))
-    assert [(r["transport"], r["encoder"]) for r in rows] == [("webcodecs", "h264_cpu"), ("image", "image")]
+    # The page plus one protocol viewer in a child process, on each transport.
+    rows = run_latency(LatencyOptions(size=SMALL, seconds=1.0, warmup=0.3, pings=10, viewers=(2,)))
+    assert [(r["transport"], r["encoder"], r["viewers"]) for r in rows] == [
+        ("webcodecs", "h264_cpu", 2), ("image", "image", 2)]
     assert rows[0]["codec"].startswith("avc1.") and rows[1]["codec"] is None
     for r in rows:
         assert r["frames_drawn"] > 0 and r["drawn_fps"] > 0
@@ -132,3 +134,4 @@ def test_browser_latency_smoke_run_on_both_transports() -> None:
         assert 0 < r["to_arrival_ms_median"] <= r["latency_ms_median"]
         assert r["latency_ms_median"] <= r["latency_ms_p95"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
         assert r["arrival_to_ack_ms_median"] > 0
+        assert r["others_fps_min"] > 0  # the other viewer was served alongside

@@ -2,10 +2,12 @@
 
 A real display on 127.0.0.1 publishes an animated pattern at a steady rate; the real
 viewer page (``rfb/viewer/``) runs in headless Chromium (the Debian package, driven by
-Playwright) and decodes it with WebCodecs (H.264) or as images (JPEG). For each frame
-we take the time from ``publish()`` to the moment the viewer sends its ``ack``, which
-it does right after ``drawImage`` of that frame returned in its worker. (Compositing
-and scan-out come after that and are not included; headless Chromium has no screen.)
+Playwright) and decodes it with WebCodecs (H.264) or as images (JPEG), optionally while
+N - 1 other viewers (protocol clients in a child process, as in ``rfb.benchmark.fanout``)
+are served the same stream. For each frame we take the time from ``publish()`` to the
+moment the viewer sends its ``ack``, which it does right after ``drawImage`` of that
+frame returned in its worker. (Compositing and scan-out come after that and are not
+included; headless Chromium has no screen.)
 
 Where the times come from, since the server does not expose ack times (yet):
 
@@ -25,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,12 +43,14 @@ from rfb.benchmark import machine, patterns
 from rfb.benchmark.fanout import (
     Column,
     Publisher,
-    auto_bitrate,
+    ViewerProcess,
     busy_pct,
     machine_jiffies,
+    parse_counts,
     parse_size,
     prerender,
     render_table,
+    start_display,
 )
 from rfb.benchmark.metrics import percentile
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
@@ -191,6 +196,7 @@ class LatencyOptions:
     seconds: float = 5.0
     fps: float = 30.0
     transports: tuple[str, ...] = TRANSPORTS
+    viewers: tuple[int, ...] = (1,)  # the page plus N - 1 protocol viewers in a child process
     encoder: str = "h264_cpu"
     image_encoder: str = "image"
     pattern: str = "scene"
@@ -201,6 +207,8 @@ class LatencyOptions:
     viewport: dict[str, int] = field(default_factory=lambda: {"width": 1280, "height": 720})
 
     def __post_init__(self) -> None:
+        if not self.viewers or any(n < 1 for n in self.viewers):
+            raise ValueError(f"viewers must be positive counts, got {self.viewers}")
         if self.seconds <= 0 or self.fps <= 0 or self.warmup < 0 or self.pings < 1:
             raise ValueError(f"seconds, fps and pings must be positive and warmup >= 0; got {self.seconds}, "
                              f"{self.fps}, {self.pings}, {self.warmup}")
@@ -336,22 +344,27 @@ def collect(page: Any, display: Any, clock: ClockServer, options: LatencyOptions
                   page.evaluate("window.__rfb.stats.codec"))
 
 
-def measure_transport(context: Any, clock: ClockServer, options: LatencyOptions, transport: str,
+def measure_transport(context: Any, clock: ClockServer, options: LatencyOptions, transport: str, viewers: int,
                       frames: Sequence[Any]) -> dict[str, Any]:
-    """One real display and one viewer page on ``transport``; per-frame latencies in the window."""
-    from rfb.display import start
-
-    bitrate = auto_bitrate(options.size, options.fps, options.bitrate)
-    display = start(*options.size, host="127.0.0.1", port=0, fps=options.fps, bitrate=bitrate,
-                    video_encoder=options.encoder, image_encoder=options.image_encoder)
+    """One display, ``viewers - 1`` protocol viewers in a child process, and the measured page."""
+    display = start_display(options.size, options.fps, options.bitrate, options.encoder, options.image_encoder)
+    lifetime = 2 * START_TIMEOUT_MS / 1e3 + options.warmup + options.seconds + 60
     try:
-        with Publisher(display, frames, options.fps), viewer_page(context, display.url, transport) as page:
+        with (Publisher(display, frames, options.fps),
+              ViewerProcess(display, transport, viewers - 1, lifetime=lifetime) if viewers > 1 else nullcontext()
+              as others,
+              viewer_page(context, display.url, transport) as page):
             time.sleep(options.warmup)
             window = collect(page, display, clock, options)
+            counts = others.counts(window.start, window.end) if others is not None else None
         encoder = display.stats.groups[transport].encoder
     finally:
         display.close()
-    return summarize(transport, encoder, options, window)
+    row = {"viewers": viewers, **summarize(transport, encoder, options, window)}
+    rates = [n / row["seconds"] for n in counts["frames"]] if counts else []
+    row["others_fps_min"] = round(min(rates), 2) if rates else None
+    row["others_fps_median"] = round(statistics.median(rates), 2) if rates else None
+    return row
 
 
 def summarize(transport: str, encoder: str | None, options: LatencyOptions, window: Window) -> dict[str, Any]:
@@ -405,19 +418,21 @@ def run_all(options: LatencyOptions, say: Any = None) -> list[dict[str, Any]]:
     rows = []
     with chromium(options) as context, ClockServer() as clock:
         for transport in options.transports:
-            if say is not None:
-                say(f"browser latency {transport} at {options.size[0]}x{options.size[1]}")
-            rows.append(measure_transport(context, clock, options, transport, frames))
+            for n in options.viewers:
+                if say is not None:
+                    say(f"browser latency {transport}, {n} viewers, at {options.size[0]}x{options.size[1]}")
+                rows.append(measure_transport(context, clock, options, transport, n, frames))
     return rows
 
 
 LATENCY_COLUMNS: list[Column] = [
-    ("transport", "transport", ""), ("encoder", "encoder", ""), ("pub fps", "published_fps", ".1f"),
+    ("transport", "transport", ""), ("encoder", "encoder", ""), ("viewers", "viewers", "d"),
+    ("pub fps", "published_fps", ".1f"),
     ("drawn fps", "drawn_fps", ".1f"), ("median ms", "latency_ms_median", ".1f"), ("p95 ms", "latency_ms_p95", ".1f"),
     ("p99 ms", "latency_ms_p99", ".1f"), ("max ms", "latency_ms_max", ".1f"),
     ("arrive ms", "to_arrival_ms_median", ".1f"), ("draw ms", "arrival_to_ack_ms_median", ".1f"),
     ("dropped", "frames_dropped_by_viewer", "d"), ("clock ±ms", "clock_error_ms", ".2f"),
-    ("busy %", "machine_busy_pct", ".0f"),
+    ("others fps min", "others_fps_min", ".1f"), ("busy %", "machine_busy_pct", ".0f"),
 ]
 
 
@@ -449,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per transport (default 5)")
     p.add_argument("--fps", type=float, default=30.0, help="publish rate (default 30)")
     p.add_argument("--transport", choices=(*TRANSPORTS, "both"), default="both")
+    p.add_argument("--viewers", type=parse_counts, default=(1,),
+                   help="viewers per run: the page plus N-1 protocol viewers in a child process (default 1)")
     p.add_argument("--encoder", default="h264_cpu", help="H.264 route (default h264_cpu)")
     p.add_argument("--pattern", choices=patterns.PATTERNS, default="scene")
     p.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"browser binary (default {CHROMIUM})")
@@ -458,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = LatencyOptions(
             size=args.size, seconds=args.seconds, fps=args.fps, encoder=args.encoder, pattern=args.pattern,
             transports=TRANSPORTS if args.transport == "both" else (args.transport,), chromium=args.chromium,
+            viewers=args.viewers,
         )
         rows = run_all(options, lambda m: print(f"... {m}", file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError, ImportError) as exc:

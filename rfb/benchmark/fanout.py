@@ -31,8 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -175,19 +174,52 @@ def server_thread_id(display: Any) -> int | None:
 # ---------------------------------------------------------------- the server side
 
 
-@contextmanager
-def client_process(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
-    """The viewers' process, given ``config`` on stdin; killed if it outlives the block."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rfb.benchmark.fanout", "--client-process"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-    )
-    try:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(config) + "\n")
-        proc.stdin.flush()
-        yield proc
-    finally:
+class ViewerProcess:
+    """``viewers`` protocol viewers of ``display`` in a child process; the last ``silent`` never ack.
+
+    Entering starts it and waits until every viewer has a first payload; :meth:`counts`
+    asks for what each viewer received in a window of ``time.monotonic()``; leaving
+    ends it (closing its stdin tells it to give up; it is killed if it lingers).
+    """
+
+    def __init__(self, display: Any, transport: str, viewers: int, *, silent: int = 0, lifetime: float) -> None:
+        self._config = {"url": f"ws://127.0.0.1:{display.port}/ws", "token": display.token, "viewers": viewers,
+                        "slow": silent, "transport": transport, "lifetime": lifetime}
+        self._proc: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the viewer process has not started"
+        return self._proc.pid
+
+    def __enter__(self) -> ViewerProcess:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "rfb.benchmark.fanout", "--client-process"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        try:
+            self._send(self._config)
+            read_json_line(self._proc, READY_TIMEOUT, "'ready' (every viewer connected with a first frame)")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def counts(self, start: float, end: float) -> dict[str, list[int]]:
+        """``{"frames": [...], "bytes": [...]}`` per viewer for payloads that arrived in [start, end]."""
+        assert self._proc is not None, "the viewer process has not started"
+        self._send({"window": [start, end]})
+        return read_json_line(self._proc, RESULT_TIMEOUT, "the viewers' counts")
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(message) + "\n")
+        self._proc.stdin.flush()
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
         if proc.stdin is not None:
             proc.stdin.close()  # EOF: a client still waiting for its window gives up
         try:
@@ -197,6 +229,9 @@ def client_process(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def read_json_line(proc: subprocess.Popen[str], timeout: float, what: str) -> dict[str, Any]:
@@ -215,32 +250,32 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float, what: str) -> di
     return json.loads(line)
 
 
-def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequence[np.ndarray]) -> dict[str, Any]:
-    """One measurement: ``viewers`` viewers (one of them silent if ``slow``)."""
+def start_display(size: tuple[int, int], fps: float, bitrate: int | None, encoder: str,
+                  image_encoder: str | None = None) -> Any:
+    """A display on 127.0.0.1, port 0, with ``encoder`` (H.264 or image) and optionally an image route."""
     from rfb.display import start
     from rfb.encoders.registry import get_entry
 
+    video = get_entry(encoder).transport == "webcodecs"
+    return start(*size, host="127.0.0.1", port=0, fps=fps, bitrate=auto_bitrate(size, fps, bitrate),
+                 video_encoder=encoder if video else None, image_encoder=image_encoder or (None if video else encoder))
+
+
+def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequence[np.ndarray]) -> dict[str, Any]:
+    """One measurement: ``viewers`` viewers (one of them silent if ``slow``)."""
+    from rfb.encoders.registry import get_entry
+
     transport = get_entry(options.encoder).transport
-    display = start(
-        *options.size, host="127.0.0.1", port=0, fps=options.fps,
-        bitrate=auto_bitrate(options.size, options.fps, options.bitrate),
-        video_encoder=options.encoder if transport == "webcodecs" else None,
-        image_encoder=options.encoder if transport == "image" else None,
-    )
+    lifetime = READY_TIMEOUT + options.warmup + options.seconds + RESULT_TIMEOUT
+    display = start_display(options.size, options.fps, options.bitrate, options.encoder)
     try:
-        config = {"url": f"ws://127.0.0.1:{display.port}/ws", "token": display.token, "viewers": viewers,
-                  "slow": 1 if slow else 0, "transport": transport,
-                  "lifetime": READY_TIMEOUT + options.warmup + options.seconds + RESULT_TIMEOUT}
-        with Publisher(display, frames, options.fps) as publisher, client_process(config) as proc:
-            read_json_line(proc, READY_TIMEOUT, "'ready' (every viewer connected with a first frame)")
+        with (Publisher(display, frames, options.fps) as publisher,
+              ViewerProcess(display, transport, viewers, silent=int(slow), lifetime=lifetime) as clients):
             time.sleep(options.warmup)
-            before = _snapshot(display, publisher, proc.pid)
+            before = _snapshot(display, publisher, clients.pid)
             time.sleep(options.seconds)
-            after = _snapshot(display, publisher, proc.pid)
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps({"window": [before["t"], after["t"]]}) + "\n")
-            proc.stdin.flush()
-            result = read_json_line(proc, RESULT_TIMEOUT, "the viewers' counts")
+            after = _snapshot(display, publisher, clients.pid)
+            result = clients.counts(before["t"], after["t"])
         encoder = display.stats.groups[transport].encoder
     finally:
         display.close()
@@ -395,6 +430,8 @@ async def _clients(config: dict[str, Any]) -> None:
             await _all_ready(firsts, tasks)
             print(json.dumps({"ready": True}), flush=True)
             line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return  # the parent closed our stdin: it wants no counts
         t0, t1 = json.loads(line)["window"]
         inside = [[b for t, b in log if t0 <= t <= t1] for log in logs]
         print(json.dumps({"frames": [len(b) for b in inside], "bytes": [sum(b) for b in inside]}), flush=True)
