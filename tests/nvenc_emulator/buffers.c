@@ -22,9 +22,8 @@ NVENCSTATUS NVENCAPI api_create_bitstream_buffer(void *encoder, NV_ENC_CREATE_BI
         return api_leave(st);
     if (!p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "createBitstreamBufferParams is NULL"));
-    if (p->version != NV_ENC_CREATE_BITSTREAM_BUFFER_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_CREATE_BITSTREAM_BUFFER.version is 0x%08X, expected NV_ENC_CREATE_BITSTREAM_BUFFER_VER 0x%08X",
-                          p->version, NV_ENC_CREATE_BITSTREAM_BUFFER_VER));
+    if ((st = check_version(s, p->version, EMU_CREATE_BITSTREAM_BUFFER)))
+        return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
     emu_bitstream *b = calloc(1, sizeof *b);
@@ -77,9 +76,8 @@ NVENCSTATUS NVENCAPI api_lock_bitstream(void *encoder, NV_ENC_LOCK_BITSTREAM *lp
         return api_leave(st);
     if (!lp)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "lockBitstreamBufferParams is NULL"));
-    if (lp->version != NV_ENC_LOCK_BITSTREAM_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_LOCK_BITSTREAM.version is 0x%08X, expected NV_ENC_LOCK_BITSTREAM_VER 0x%08X",
-                          lp->version, NV_ENC_LOCK_BITSTREAM_VER));
+    if ((st = check_version(s, lp->version, EMU_LOCK_BITSTREAM)))
+        return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
     if (!lp->outputBitstream)
@@ -169,9 +167,8 @@ NVENCSTATUS NVENCAPI api_create_input_buffer(void *encoder, NV_ENC_CREATE_INPUT_
         return api_leave(st);
     if (!p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "createInputBufferParams is NULL"));
-    if (p->version != NV_ENC_CREATE_INPUT_BUFFER_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_CREATE_INPUT_BUFFER.version is 0x%08X, expected NV_ENC_CREATE_INPUT_BUFFER_VER 0x%08X",
-                          p->version, NV_ENC_CREATE_INPUT_BUFFER_VER));
+    if ((st = check_version(s, p->version, EMU_CREATE_INPUT_BUFFER)))
+        return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
     if ((st = check_surface(s, p->bufferFmt, p->width, p->height)))
@@ -221,9 +218,8 @@ NVENCSTATUS NVENCAPI api_lock_input_buffer(void *encoder, NV_ENC_LOCK_INPUT_BUFF
         return api_leave(st);
     if (!lp)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "lockInputBufferParams is NULL"));
-    if (lp->version != NV_ENC_LOCK_INPUT_BUFFER_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_LOCK_INPUT_BUFFER.version is 0x%08X, expected NV_ENC_LOCK_INPUT_BUFFER_VER 0x%08X",
-                          lp->version, NV_ENC_LOCK_INPUT_BUFFER_VER));
+    if ((st = check_version(s, lp->version, EMU_LOCK_INPUT_BUFFER)))
+        return api_leave(st);
     if (!lp->inputBuffer)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "NV_ENC_LOCK_INPUT_BUFFER.inputBuffer is NULL"));
     if (pv_find(&s->inbufs, lp->inputBuffer) < 0)
@@ -264,9 +260,8 @@ NVENCSTATUS NVENCAPI api_register_resource(void *encoder, NV_ENC_REGISTER_RESOUR
         return api_leave(st);
     if (!p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "registerResParams is NULL"));
-    if (p->version != NV_ENC_REGISTER_RESOURCE_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_REGISTER_RESOURCE.version is 0x%08X, expected NV_ENC_REGISTER_RESOURCE_VER 0x%08X",
-                          p->version, NV_ENC_REGISTER_RESOURCE_VER));
+    if ((st = check_version(s, p->version, EMU_REGISTER_RESOURCE)))
+        return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
     if (p->resourceType != NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR)
@@ -329,9 +324,8 @@ NVENCSTATUS NVENCAPI api_map_input_resource(void *encoder, NV_ENC_MAP_INPUT_RESO
         return api_leave(st);
     if (!mp)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "mapInputResParams is NULL"));
-    if (mp->version != NV_ENC_MAP_INPUT_RESOURCE_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_MAP_INPUT_RESOURCE.version is 0x%08X, expected NV_ENC_MAP_INPUT_RESOURCE_VER 0x%08X",
-                          mp->version, NV_ENC_MAP_INPUT_RESOURCE_VER));
+    if ((st = check_version(s, mp->version, EMU_MAP_INPUT_RESOURCE)))
+        return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
     if (!mp->registeredResource)

@@ -19,7 +19,7 @@ static const char session_info_names[] =
     "handle,initialized,width,height,max_width,max_height,frame_rate_num,frame_rate_den,"
     "rate_control_mode,average_bitrate,max_bitrate,vbv_buffer_size,gop_length,idr_period,"
     "enable_ptd,preset,tuning_info,profile_idc,level_idc,frames,reconfigures,registered,mapped,"
-    "bitstream_buffers,input_buffers,input_stream,output_stream,device";
+    "bitstream_buffers,input_buffers,input_stream,output_stream,device,api_major,api_minor";
 
 int fault_fires(const char *function, NVENCSTATUS *status)
 {
@@ -111,7 +111,7 @@ EMU_EXPORT int emu_session_count(void)
  * fields, or -1 when `index` is out of range. */
 EMU_EXPORT int emu_session_info(int index, int64_t *out, int cap)
 {
-    enum { N = 28 };
+    enum { N = 30 };
     int64_t v[N] = { 0 };
     pthread_mutex_lock(&g_emu.lock);
     int count = 0;
@@ -155,6 +155,8 @@ EMU_EXPORT int emu_session_info(int index, int64_t *out, int cap)
     v[25] = (int64_t)(uintptr_t)s->in_stream;
     v[26] = (int64_t)(uintptr_t)s->out_stream;
     v[27] = (int64_t)(uintptr_t)s->device;
+    v[28] = s->api_version & 0xFFFFu;
+    v[29] = s->api_version >> 24;
     pthread_mutex_unlock(&g_emu.lock);
     int n = cap < N ? cap : N;
     memcpy(out, v, (size_t)(n > 0 ? n : 0) * sizeof *out);

@@ -154,8 +154,8 @@ extern const int emu_input_format_count;
 int caps_query(int cap, int *value);
 /* Fills `out` (an NV_ENC_CONFIG, version set) with the emulator's defaults for a
  * preset and tuning info. */
-NVENCSTATUS preset_config(const GUID *preset, NV_ENC_TUNING_INFO tuning, NV_ENC_CONFIG *out,
-                          char *err, size_t errcap);
+NVENCSTATUS preset_config(uint32_t api_version, const GUID *preset, NV_ENC_TUNING_INFO tuning,
+                          NV_ENC_CONFIG *out, char *err, size_t errcap);
 
 /* The effective configuration of a session, derived from NV_ENC_INITIALIZE_PARAMS. */
 typedef struct {
@@ -170,7 +170,8 @@ typedef struct {
 
 /* Validates `ip` the way NvEncInitializeEncoder documents and derives the
  * configuration; on failure returns the status and writes why into `err`. */
-NVENCSTATUS derive_config(const NV_ENC_INITIALIZE_PARAMS *ip, emu_config *out, char *err, size_t errcap);
+NVENCSTATUS derive_config(uint32_t api_version, const NV_ENC_INITIALIZE_PARAMS *ip, emu_config *out,
+                          char *err, size_t errcap);
 /* Rebuilds out->seq for sequence-level ids/sizes (used after reconfigure). */
 void derive_seq(emu_config *c);
 
@@ -292,12 +293,34 @@ void free_bitstream(emu_bitstream *b);
 #define CHECK_PTR(s, p, what) \
     do { if (!(p)) return api_fail((s), NV_ENC_ERR_INVALID_PTR, "%s is NULL", (what)); } while (0)
 
-#define CHECK_VERSION(s, got, want, strct) \
-    do { \
-        if ((got) != (want)) \
-            return api_fail((s), NV_ENC_ERR_INVALID_VERSION, "%s.version is 0x%08X, expected %s_VER 0x%08X", \
-                            (strct), (unsigned)(got), (strct), (unsigned)(want)); \
-    } while (0)
+/* ------------------------------------------------ client API versions (emulator.c) */
+
+/* Clients of two API versions are served: 12.1 (the header compiled here: nvencffi and the
+ * self-test) and 13.0 (FFmpeg 8's h264_nvenc, built against nv-codec-headers 13.0, which PyAV
+ * bundles). Every field the emulator reads or writes sits at the same offset in both: 13.0
+ * put its additions into reserved words and alignment padding. So the 12.1 declarations serve
+ * both, and what differs is the `version` each structure must carry (the API version in its
+ * low bits, and for several structures a higher struct number). docs/nvenc_emulator.md says
+ * how the 13.0 values were established. */
+#define EMU_API_13_0 ((uint32_t)13u) /* NVENCAPI_VERSION of a 13.0 client: 13 | (0 << 24) */
+
+typedef enum {
+    EMU_OPEN_ENCODE_SESSION_EX_PARAMS, EMU_CAPS_PARAM, EMU_CREATE_INPUT_BUFFER,
+    EMU_CREATE_BITSTREAM_BUFFER, EMU_RC_PARAMS, EMU_CONFIG, EMU_INITIALIZE_PARAMS,
+    EMU_RECONFIGURE_PARAMS, EMU_PRESET_CONFIG, EMU_PIC_PARAMS, EMU_LOCK_BITSTREAM,
+    EMU_LOCK_INPUT_BUFFER, EMU_MAP_INPUT_RESOURCE, EMU_REGISTER_RESOURCE,
+    EMU_SEQUENCE_PARAM_PAYLOAD, EMU_STRUCT_COUNT
+} emu_struct;
+
+/* 1 when the emulator implements the structures of this NVENCAPI_VERSION (12.1 or 13.0). */
+int api_supported(uint32_t api_version);
+/* The `version` a client of `api_version` must put into structure `which`. */
+uint32_t struct_version(uint32_t api_version, emu_struct which);
+const char *struct_name(emu_struct which); /* "NV_ENC_PIC_PARAMS" */
+
+/* NV_ENC_SUCCESS, or the call fails with NV_ENC_ERR_INVALID_VERSION (recorded with what was
+ * expected and what arrived) unless `got` is the version of `which` for the session's API. */
+NVENCSTATUS check_version(emu_session *s, uint32_t got, emu_struct which);
 
 /* buffers.c */
 emu_resource *resource_of_mapping(emu_session *s, const void *handle);

@@ -183,6 +183,62 @@ static NVENCSTATUS copy_guids(emu_session *s, GUID *dst, uint32_t size, uint32_t
     return NV_ENC_SUCCESS;
 }
 
+/* ------------------------------------------------------ client API versions */
+
+/* A 13.0 client's struct version: NVENCAPI_STRUCT_VERSION(n) of nv-codec-headers 13.0,
+ * with bit 31 for the structures the header marks that way. */
+#define V13(n, ext) (EMU_API_13_0 | ((uint32_t)(n) << 16) | (0x7u << 28) | ((ext) ? (1u << 31) : 0u))
+
+static const struct {
+    const char *name;
+    uint32_t v12_1, v13_0;
+} struct_versions[EMU_STRUCT_COUNT] = {
+    [EMU_OPEN_ENCODE_SESSION_EX_PARAMS] = { "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS", NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER, V13(1, 0) },
+    [EMU_CAPS_PARAM] = { "NV_ENC_CAPS_PARAM", NV_ENC_CAPS_PARAM_VER, V13(1, 0) },
+    [EMU_CREATE_INPUT_BUFFER] = { "NV_ENC_CREATE_INPUT_BUFFER", NV_ENC_CREATE_INPUT_BUFFER_VER, V13(2, 0) },
+    [EMU_CREATE_BITSTREAM_BUFFER] = { "NV_ENC_CREATE_BITSTREAM_BUFFER", NV_ENC_CREATE_BITSTREAM_BUFFER_VER, V13(1, 0) },
+    [EMU_RC_PARAMS] = { "NV_ENC_RC_PARAMS", NV_ENC_RC_PARAMS_VER, V13(1, 0) },
+    [EMU_CONFIG] = { "NV_ENC_CONFIG", NV_ENC_CONFIG_VER, V13(9, 1) },
+    [EMU_INITIALIZE_PARAMS] = { "NV_ENC_INITIALIZE_PARAMS", NV_ENC_INITIALIZE_PARAMS_VER, V13(7, 1) },
+    [EMU_RECONFIGURE_PARAMS] = { "NV_ENC_RECONFIGURE_PARAMS", NV_ENC_RECONFIGURE_PARAMS_VER, V13(2, 1) },
+    [EMU_PRESET_CONFIG] = { "NV_ENC_PRESET_CONFIG", NV_ENC_PRESET_CONFIG_VER, V13(5, 1) },
+    [EMU_PIC_PARAMS] = { "NV_ENC_PIC_PARAMS", NV_ENC_PIC_PARAMS_VER, V13(7, 1) },
+    [EMU_LOCK_BITSTREAM] = { "NV_ENC_LOCK_BITSTREAM", NV_ENC_LOCK_BITSTREAM_VER, V13(2, 1) },
+    [EMU_LOCK_INPUT_BUFFER] = { "NV_ENC_LOCK_INPUT_BUFFER", NV_ENC_LOCK_INPUT_BUFFER_VER, V13(1, 0) },
+    [EMU_MAP_INPUT_RESOURCE] = { "NV_ENC_MAP_INPUT_RESOURCE", NV_ENC_MAP_INPUT_RESOURCE_VER, V13(4, 0) },
+    [EMU_REGISTER_RESOURCE] = { "NV_ENC_REGISTER_RESOURCE", NV_ENC_REGISTER_RESOURCE_VER, V13(5, 0) },
+    [EMU_SEQUENCE_PARAM_PAYLOAD] = { "NV_ENC_SEQUENCE_PARAM_PAYLOAD", NV_ENC_SEQUENCE_PARAM_PAYLOAD_VER, V13(1, 0) },
+};
+
+/* The function list keeps struct number 2 in 13.0. */
+#define FUNCTION_LIST_VER_13_0 V13(2, 0)
+
+int api_supported(uint32_t api_version)
+{
+    return api_version == NVENCAPI_VERSION || api_version == EMU_API_13_0;
+}
+
+uint32_t struct_version(uint32_t api_version, emu_struct which)
+{
+    return api_version == EMU_API_13_0 ? struct_versions[which].v13_0 : struct_versions[which].v12_1;
+}
+
+const char *struct_name(emu_struct which)
+{
+    return struct_versions[which].name;
+}
+
+NVENCSTATUS check_version(emu_session *s, uint32_t got, emu_struct which)
+{
+    uint32_t api = s ? s->api_version : NVENCAPI_VERSION;
+    uint32_t want = struct_version(api, which);
+    if (got == want)
+        return NV_ENC_SUCCESS;
+    return api_fail(s, NV_ENC_ERR_INVALID_VERSION, "%s.version is 0x%08X, expected %s_VER 0x%08X (API %u.%u)",
+                    struct_name(which), (unsigned)got, struct_name(which), (unsigned)want,
+                    (unsigned)(api & 0xFFFFu), (unsigned)(api >> 24));
+}
+
 /* --------------------------------------------------------- session lifetime */
 
 void free_bitstream(emu_bitstream *b)
@@ -241,20 +297,23 @@ static NVENCSTATUS NVENCAPI api_open_encode_session_ex(NV_ENC_OPEN_ENCODE_SESSIO
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_PTR, "openSessionExParams is NULL"));
     if (!encoder)
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_PTR, "encoder (the output pointer) is NULL"));
-    if (p->version != NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER)
+    unsigned major = p->apiVersion & 0xFFFFu, minor = (p->apiVersion >> 24) & 0xFFu;
+    /* The params' own version tells the client's API too; it must agree with apiVersion. */
+    uint32_t want = struct_version(api_supported(p->apiVersion) ? p->apiVersion : NVENCAPI_VERSION,
+                                   EMU_OPEN_ENCODE_SESSION_EX_PARAMS);
+    if (p->version != want)
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
                           "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS.version is 0x%08X, expected "
-                          "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER 0x%08X",
-                          p->version, NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER));
-    unsigned major = p->apiVersion & 0xFFFFu, minor = (p->apiVersion >> 24) & 0xFFu;
+                          "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER 0x%08X (API %u.%u)",
+                          p->version, want, major, minor));
     if (major > (unsigned)g_emu.max_major || (major == (unsigned)g_emu.max_major && minor > (unsigned)g_emu.max_minor))
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
                           "apiVersion %u.%u is newer than the driver supports (%d.%d, see NvEncodeAPIGetMaxSupportedVersion)",
                           major, minor, g_emu.max_major, g_emu.max_minor));
-    if (p->apiVersion != NVENCAPI_VERSION)
+    if (!api_supported(p->apiVersion))
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
-                          "apiVersion is %u.%u (0x%08X); the emulator implements the %d.%d structures only (NVENCAPI_VERSION 0x%08X)",
-                          major, minor, p->apiVersion, NVENCAPI_MAJOR_VERSION, NVENCAPI_MINOR_VERSION, NVENCAPI_VERSION));
+                          "apiVersion is %u.%u (0x%08X); the emulator implements the %d.%d and 13.0 structures only",
+                          major, minor, p->apiVersion, NVENCAPI_MAJOR_VERSION, NVENCAPI_MINOR_VERSION));
     if (p->deviceType != NV_ENC_DEVICE_TYPE_CUDA)
         return api_leave(api_fail(NULL, NV_ENC_ERR_UNSUPPORTED_DEVICE,
                           "deviceType %d: the emulator supports NV_ENC_DEVICE_TYPE_CUDA (1) only", (int)p->deviceType));
@@ -372,9 +431,8 @@ static NVENCSTATUS NVENCAPI api_get_encode_caps(void *encoder, GUID codec, NV_EN
         return api_leave(st);
     if (!cp || !value)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "capsParam or capsVal is NULL"));
-    if (cp->version != NV_ENC_CAPS_PARAM_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_CAPS_PARAM.version is 0x%08X, expected NV_ENC_CAPS_PARAM_VER 0x%08X",
-                          cp->version, NV_ENC_CAPS_PARAM_VER));
+    if ((st = check_version(s, cp->version, EMU_CAPS_PARAM)))
+        return api_leave(st);
     if ((st = check_codec(s, &codec)))
         return api_leave(st);
     if (!caps_query((int)cp->capsToQuery, value))
@@ -412,19 +470,18 @@ static NVENCSTATUS preset_config_common(emu_session *s, const GUID *codec, const
                                         NV_ENC_TUNING_INFO tuning, NV_ENC_PRESET_CONFIG *pc)
 {
     CHECK_PTR(s, pc, "presetConfig");
-    CHECK_VERSION(s, pc->version, NV_ENC_PRESET_CONFIG_VER, "NV_ENC_PRESET_CONFIG");
-    if (pc->presetCfg.version != NV_ENC_CONFIG_VER)
-        return api_fail(s, NV_ENC_ERR_INVALID_VERSION,
-                    "NV_ENC_PRESET_CONFIG.presetCfg.version is 0x%08X, expected NV_ENC_CONFIG_VER 0x%08X",
-                    pc->presetCfg.version, NV_ENC_CONFIG_VER);
-    NVENCSTATUS st = check_codec(s, codec);
+    NVENCSTATUS st = check_version(s, pc->version, EMU_PRESET_CONFIG);
     if (st)
+        return st;
+    if ((st = check_version(s, pc->presetCfg.version, EMU_CONFIG)))
+        return st;
+    if ((st = check_codec(s, codec)))
         return st;
     if (tuning == NV_ENC_TUNING_INFO_UNDEFINED || (int)tuning < 0 || tuning >= NV_ENC_TUNING_INFO_COUNT)
         return api_fail(s, NV_ENC_ERR_INVALID_PARAM, "tuningInfo %d is not a NV_ENC_TUNING_INFO value (1..%d)",
                     (int)tuning, NV_ENC_TUNING_INFO_COUNT - 1);
     char err[EMU_ERR_LEN];
-    if ((st = preset_config(preset, tuning, &pc->presetCfg, err, sizeof err)))
+    if ((st = preset_config(s->api_version, preset, tuning, &pc->presetCfg, err, sizeof err)))
         return api_fail(s, st, "%s", err);
     return NV_ENC_SUCCESS;
 }
@@ -462,7 +519,7 @@ static NVENCSTATUS NVENCAPI api_initialize_encoder(void *encoder, NV_ENC_INITIAL
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_CALL, "the encoder is already initialized (use nvEncReconfigureEncoder)"));
     char err[EMU_ERR_LEN];
     emu_config cfg;
-    if ((st = derive_config(ip, &cfg, err, sizeof err)))
+    if ((st = derive_config(s->api_version, ip, &cfg, err, sizeof err)))
         return api_leave(api_fail(s, st, "%s", err));
     s->cfg = cfg;
     s->max_width = ip->maxEncodeWidth;
@@ -480,9 +537,8 @@ static NVENCSTATUS NVENCAPI api_reconfigure_encoder(void *encoder, NV_ENC_RECONF
         return api_leave(st);
     if (!rp)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "reInitEncodeParams is NULL"));
-    if (rp->version != NV_ENC_RECONFIGURE_PARAMS_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_RECONFIGURE_PARAMS.version is 0x%08X, expected NV_ENC_RECONFIGURE_PARAMS_VER 0x%08X",
-                          rp->version, NV_ENC_RECONFIGURE_PARAMS_VER));
+    if ((st = check_version(s, rp->version, EMU_RECONFIGURE_PARAMS)))
+        return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
 
@@ -493,7 +549,7 @@ static NVENCSTATUS NVENCAPI api_reconfigure_encoder(void *encoder, NV_ENC_RECONF
         ni.encodeConfig = &keep;
     char err[EMU_ERR_LEN];
     emu_config nc;
-    if ((st = derive_config(&ni, &nc, err, sizeof err)))
+    if ((st = derive_config(s->api_version, &ni, &nc, err, sizeof err)))
         return api_leave(api_fail(s, st, "reInitEncodeParams: %s", err));
     const emu_config *oc = &s->cfg;
     if (nc.init.enablePTD != oc->init.enablePTD)
@@ -558,7 +614,9 @@ static NVENCSTATUS sequence_payload(emu_session *s, h264_seq seq, NV_ENC_SEQUENC
 static NVENCSTATUS check_payload(emu_session *s, NV_ENC_SEQUENCE_PARAM_PAYLOAD *sp)
 {
     CHECK_PTR(s, sp, "sequenceParamPayload");
-    CHECK_VERSION(s, sp->version, NV_ENC_SEQUENCE_PARAM_PAYLOAD_VER, "NV_ENC_SEQUENCE_PARAM_PAYLOAD");
+    NVENCSTATUS st = check_version(s, sp->version, EMU_SEQUENCE_PARAM_PAYLOAD);
+    if (st)
+        return st;
     CHECK_PTR(s, sp->spsppsBuffer, "NV_ENC_SEQUENCE_PARAM_PAYLOAD.spsppsBuffer");
     CHECK_PTR(s, sp->outSPSPPSPayloadSize, "NV_ENC_SEQUENCE_PARAM_PAYLOAD.outSPSPPSPayloadSize");
     return NV_ENC_SUCCESS;
@@ -592,7 +650,7 @@ static NVENCSTATUS NVENCAPI api_get_sequence_param_ex(void *encoder, NV_ENC_INIT
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "encInitParams is NULL and the encoder is not initialized"));
     char err[EMU_ERR_LEN];
     emu_config cfg;
-    if ((st = derive_config(ip, &cfg, err, sizeof err)))
+    if ((st = derive_config(s->api_version, ip, &cfg, err, sizeof err)))
         return api_leave(api_fail(s, st, "encInitParams: %s", err));
     return api_leave(sequence_payload(s, cfg.seq, sp));
 }
@@ -718,10 +776,11 @@ EMU_EXPORT NVENCSTATUS NVENCAPI NvEncodeAPICreateInstance(NV_ENCODE_API_FUNCTION
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
                           "the function list is for API %u.%u, newer than the driver supports (%d.%d)",
                           major, minor, g_emu.max_major, g_emu.max_minor));
-    if (fl->version != NV_ENCODE_API_FUNCTION_LIST_VER)
+    if (fl->version != NV_ENCODE_API_FUNCTION_LIST_VER && fl->version != FUNCTION_LIST_VER_13_0)
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
-                          "NV_ENCODE_API_FUNCTION_LIST.version is 0x%08X, expected NV_ENCODE_API_FUNCTION_LIST_VER 0x%08X",
-                          fl->version, NV_ENCODE_API_FUNCTION_LIST_VER));
+                          "NV_ENCODE_API_FUNCTION_LIST.version is 0x%08X, expected NV_ENCODE_API_FUNCTION_LIST_VER "
+                          "0x%08X (API 12.1) or 0x%08X (API 13.0)",
+                          fl->version, NV_ENCODE_API_FUNCTION_LIST_VER, FUNCTION_LIST_VER_13_0));
     fl->nvEncOpenEncodeSession = api_open_encode_session;
     fl->nvEncGetEncodeGUIDCount = api_get_encode_guid_count;
     fl->nvEncGetEncodeProfileGUIDCount = api_get_profile_guid_count;

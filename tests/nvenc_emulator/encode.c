@@ -107,9 +107,8 @@ NVENCSTATUS NVENCAPI api_encode_picture(void *encoder, NV_ENC_PIC_PARAMS *p)
         return api_leave(st);
     if (!p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "encodePicParams is NULL"));
-    if (p->version != NV_ENC_PIC_PARAMS_VER)
-        return api_leave(api_fail(s, NV_ENC_ERR_INVALID_VERSION, "NV_ENC_PIC_PARAMS.version is 0x%08X, expected NV_ENC_PIC_PARAMS_VER 0x%08X",
-                          p->version, NV_ENC_PIC_PARAMS_VER));
+    if ((st = check_version(s, p->version, EMU_PIC_PARAMS)))
+        return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
     if ((p->encodePicFlags & NV_ENC_PIC_FLAG_EOS) && !p->inputBuffer && !p->outputBitstream) {

@@ -93,8 +93,8 @@ int caps_query(int cap, int *value)
     return 1;
 }
 
-NVENCSTATUS preset_config(const GUID *preset, NV_ENC_TUNING_INFO tuning, NV_ENC_CONFIG *out,
-                          char *err, size_t errcap)
+NVENCSTATUS preset_config(uint32_t api_version, const GUID *preset, NV_ENC_TUNING_INFO tuning,
+                          NV_ENC_CONFIG *out, char *err, size_t errcap)
 {
     const char *name = preset_name(preset);
     if (!name) {
@@ -123,7 +123,7 @@ NVENCSTATUS preset_config(const GUID *preset, NV_ENC_TUNING_INFO tuning, NV_ENC_
     out->mvPrecision = NV_ENC_MV_PRECISION_QUARTER_PEL;
 
     NV_ENC_RC_PARAMS *rc = &out->rcParams;
-    rc->version = NV_ENC_RC_PARAMS_VER;
+    rc->version = struct_version(api_version, EMU_RC_PARAMS);
     rc->rateControlMode = low_latency ? NV_ENC_PARAMS_RC_CBR : NV_ENC_PARAMS_RC_VBR;
     rc->averageBitRate = 10000000;
     rc->maxBitRate = low_latency ? 0 : 20000000;
@@ -316,12 +316,14 @@ static NVENCSTATUS check_size(const char *what, uint32_t w, uint32_t h, char *er
     return NV_ENC_SUCCESS;
 }
 
-NVENCSTATUS derive_config(const NV_ENC_INITIALIZE_PARAMS *ip, emu_config *out, char *err, size_t errcap)
+NVENCSTATUS derive_config(uint32_t api_version, const NV_ENC_INITIALIZE_PARAMS *ip, emu_config *out,
+                          char *err, size_t errcap)
 {
     char g[48];
-    if (ip->version != NV_ENC_INITIALIZE_PARAMS_VER)
+    uint32_t want = struct_version(api_version, EMU_INITIALIZE_PARAMS);
+    if (ip->version != want)
         FAIL(NV_ENC_ERR_INVALID_VERSION, "NV_ENC_INITIALIZE_PARAMS.version is 0x%08X, expected NV_ENC_INITIALIZE_PARAMS_VER 0x%08X",
-             ip->version, NV_ENC_INITIALIZE_PARAMS_VER);
+             ip->version, want);
     if (!guid_eq(&ip->encodeGUID, &NV_ENC_CODEC_H264_GUID)) {
         guid_str(&ip->encodeGUID, g, sizeof g);
         FAIL(NV_ENC_ERR_UNSUPPORTED_PARAM, "encodeGUID %s is not NV_ENC_CODEC_H264_GUID (the emulator encodes H.264 only)", g);
@@ -365,13 +367,14 @@ NVENCSTATUS derive_config(const NV_ENC_INITIALIZE_PARAMS *ip, emu_config *out, c
     out->init.encodeConfig = NULL;
     out->tuning = ip->tuningInfo == NV_ENC_TUNING_INFO_UNDEFINED ? NV_ENC_TUNING_INFO_HIGH_QUALITY : ip->tuningInfo;
     if (ip->encodeConfig) {
-        if (ip->encodeConfig->version != NV_ENC_CONFIG_VER)
+        want = struct_version(api_version, EMU_CONFIG);
+        if (ip->encodeConfig->version != want)
             FAIL(NV_ENC_ERR_INVALID_VERSION, "NV_ENC_CONFIG.version (encodeConfig) is 0x%08X, expected NV_ENC_CONFIG_VER 0x%08X",
-                 ip->encodeConfig->version, NV_ENC_CONFIG_VER);
+                 ip->encodeConfig->version, want);
         out->config = *ip->encodeConfig;
     } else {
-        out->config.version = NV_ENC_CONFIG_VER;
-        if ((st = preset_config(&ip->presetGUID, out->tuning, &out->config, err, errcap)))
+        out->config.version = struct_version(api_version, EMU_CONFIG);
+        if ((st = preset_config(api_version, &ip->presetGUID, out->tuning, &out->config, err, errcap)))
             return st;
     }
 
