@@ -4,7 +4,6 @@ layout logic runs without a GPU; nothing here touches device memory."""
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any
 
 import numpy as np
@@ -13,76 +12,11 @@ import pytest
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.arrays import check_cuda_frame, cuda_frame, describe_device_array, host_shape, read_dlpack_capsule
 from tests.gpu import FakeCudaArray
+from tests.support.dlpack import KDL_BFLOAT, KDL_CPU, KDL_CUDA, KDL_FLOAT, FakeDLPack, rename_capsule
 
 
 def fake(shape: tuple[int, ...], **kwargs: Any) -> FakeCudaArray:
     return FakeCudaArray(np.zeros(shape, dtype=np.uint8), **kwargs)
-
-
-# -- DLPack, built by hand from dlpack.h (independently of rfb's own declarations) ----
-
-
-class DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-class DLManagedTensor(ctypes.Structure):
-    _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
-
-
-_capsule_new = ctypes.pythonapi.PyCapsule_New
-_capsule_new.restype = ctypes.py_object
-_capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-
-
-class FakeDLPackCuda:
-    """Only DLPack (no CUDA array interface), claiming device memory at a made-up address."""
-
-    def __init__(
-        self,
-        shape: tuple[int, ...],
-        strides: tuple[int, ...] | None = None,  # in elements, as DLPack has them
-        *,
-        device: tuple[int, int] = (2, 0),
-        code: int = 1,
-        bits: int = 8,
-        data: int = 0x7F00_0000_0000,
-        byte_offset: int = 0,
-    ) -> None:
-        n = len(shape)
-        self._shape = (ctypes.c_int64 * n)(*shape)
-        self._strides = (ctypes.c_int64 * n)(*strides) if strides is not None else None
-        self._name = ctypes.create_string_buffer(b"dltensor")  # a capsule keeps a pointer to its name
-        self._managed = DLManagedTensor()
-        t = self._managed.dl_tensor
-        t.data, t.device, t.ndim = data, DLDevice(*device), n
-        t.dtype = DLDataType(code, bits, 1)
-        t.shape = ctypes.cast(self._shape, ctypes.POINTER(ctypes.c_int64))
-        t.strides = ctypes.cast(self._strides, ctypes.POINTER(ctypes.c_int64)) if self._strides else None
-        t.byte_offset = byte_offset
-        self._device = device
-
-    def __dlpack__(self, stream: Any = None) -> Any:
-        return _capsule_new(ctypes.addressof(self._managed), ctypes.addressof(self._name), None)
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return self._device
 
 
 # -- the CUDA array interface ------------------------------------------------------
@@ -228,46 +162,57 @@ def test_reads_a_real_capsule() -> None:
 
 
 def test_dlpack_only_cuda_array() -> None:
-    array = FakeDLPackCuda((4, 6, 3), (30, 3, 1), device=(2, 1), byte_offset=6)
+    array = FakeDLPack((4, 6, 3), (30, 3, 1), device=(KDL_CUDA, 1), byte_offset=6)
     info = describe_device_array(array)
     assert info.protocol == "dlpack" and info.device_id == 1
     assert info.ptr == 0x7F00_0000_0000 + 6 and info.strides == (30, 3, 1)
     frame = cuda_frame(array)
     assert (frame.pixel_format, frame.width, frame.height, frame.pitch, frame.device_id) == ("rgb24", 6, 4, 30, 1)
-    packed = cuda_frame(FakeDLPackCuda((6, 8)))  # no strides: compact row-major
+    packed = cuda_frame(FakeDLPack((6, 8)))  # no strides: compact row-major
     assert (packed.pixel_format, packed.pitch) == ("nv12", 8)
 
 
 def test_dlpack_on_the_host_is_refused() -> None:
     with pytest.raises(FrameError, match=r"expected a CUDA array, got a DLPack array on device cpu"):
-        cuda_frame(FakeDLPackCuda((4, 6, 3), device=(1, 0)))
+        cuda_frame(FakeDLPack((4, 6, 3), device=(KDL_CPU, 0)))
 
-    class Lies(FakeDLPackCuda):  # the device call says CUDA, the tensor says host
+    class Lies(FakeDLPack):  # the device call says CUDA, the tensor says host
         def __dlpack_device__(self) -> tuple[int, int]:
-            return (2, 0)
+            return (KDL_CUDA, 0)
 
     with pytest.raises(FrameError, match=r"got a DLPack tensor on device cpu"):
-        cuda_frame(Lies((4, 6, 3), device=(1, 0)))
+        cuda_frame(Lies((4, 6, 3), device=(KDL_CPU, 0)))
 
 
 def test_dlpack_dtypes() -> None:
     with pytest.raises(FrameError, match=r"expected dtype uint8, got float32"):
-        cuda_frame(FakeDLPackCuda((4, 6, 3), code=2, bits=32))
+        cuda_frame(FakeDLPack((4, 6, 3), dtype=(KDL_FLOAT, 32)))
     with pytest.raises(FrameError, match=r"unsupported DLPack dtype \(code=4, bits=16"):
-        cuda_frame(FakeDLPackCuda((4, 6, 3), code=4, bits=16))  # bfloat16
+        cuda_frame(FakeDLPack((4, 6, 3), dtype=(KDL_BFLOAT, 16)))
 
 
 def test_consumed_capsule_is_refused() -> None:
-    rename = ctypes.pythonapi.PyCapsule_SetName
-    rename.argtypes = [ctypes.py_object, ctypes.c_void_p]
     capsule = np.zeros(3, dtype=np.uint8).__dlpack__()
-    used = ctypes.create_string_buffer(b"used_dltensor")
-    unused = ctypes.create_string_buffer(b"dltensor")  # outlives the capsule (deleted below)
-    rename(capsule, ctypes.addressof(used))
+    rename_capsule(capsule, b"used_dltensor")
     with pytest.raises(FrameError, match=r"unconsumed DLPack capsule"):
         read_dlpack_capsule(capsule)
-    rename(capsule, ctypes.addressof(unused))  # so that NumPy's destructor frees the tensor
+    rename_capsule(capsule, b"dltensor")  # so that NumPy's destructor frees the tensor
     del capsule
+
+
+def test_capsules_do_not_depend_on_global_ctypes_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another module's argtypes on the shared ``ctypes.pythonapi`` functions change nothing here."""
+    import ctypes
+
+    for name in ("PyCapsule_New", "PyCapsule_GetPointer", "PyCapsule_IsValid", "PyCapsule_SetName"):
+        monkeypatch.setattr(getattr(ctypes.pythonapi, name), "argtypes", [ctypes.c_double])
+    info = describe_device_array(FakeDLPack((6, 8), device=(KDL_CUDA, 0)))
+    assert (info.shape, info.ptr) == ((6, 8), 0x7F00_0000_0000)
+    capsule = np.zeros(3, dtype=np.uint8).__dlpack__()
+    rename_capsule(capsule, b"used_dltensor")
+    with pytest.raises(FrameError, match=r"unconsumed DLPack capsule"):
+        read_dlpack_capsule(capsule)
+    rename_capsule(capsule, b"dltensor")
 
 
 # -- frames built by hand ------------------------------------------------------------

@@ -1,14 +1,12 @@
 """Reading frames: __cuda_array_interface__ and DLPack, the accepted layouts, the refusals.
 
-The DLPack producer here is written with ctypes from dlpack.h's layout, independently of
-the cffi declarations the parser uses, and hands the emulator host memory flagged as CUDA
-memory (the emulator reads host memory when there is no CUDA): so the DLPack path is
-exercised end to end, down to pixel-exact decoding.
+The DLPack producer (tests/support/dlpack.py) is written with ctypes from dlpack.h's
+layout, independently of the declarations the parser uses, and hands the emulator host
+memory flagged as CUDA memory (the emulator reads host memory when there is no CUDA):
+so the DLPack path is exercised end to end, down to pixel-exact decoding.
 """
 
 from __future__ import annotations
-
-import ctypes
 
 import numpy as np
 import pytest
@@ -19,62 +17,7 @@ import nvencffi
 from nvencffi.frames import ABGR, NV12, FrameLayoutError, parse_frame
 from tests.nvencffi.conftest import HostCudaArray, nv12_frame
 from tests.nvencffi.test_encoder import decode
-
-KDL_CPU, KDL_CUDA, KDL_UINT, KDL_FLOAT = 1, 2, 1, 2
-
-
-class DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-class DLManagedTensor(ctypes.Structure):
-    _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
-
-
-_CAPSULE_NAME = b"dltensor"
-_capsule_new = ctypes.pythonapi.PyCapsule_New
-_capsule_new.restype = ctypes.py_object
-_capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
-
-
-class FakeDLPack:
-    """An object with only ``__dlpack__``, exporting a NumPy array's memory as ``device``."""
-
-    def __init__(self, array: np.ndarray, *, device: int = KDL_CUDA, dtype: tuple[int, int] = (KDL_UINT, 8),
-                 strides: tuple[int, ...] | None = None, byte_offset: int = 0) -> None:
-        self.array = array
-        self.shape = (ctypes.c_int64 * array.ndim)(*array.shape)
-        self.strides = None if strides is None else (ctypes.c_int64 * array.ndim)(*strides)
-        self.managed = DLManagedTensor()
-        t = self.managed.dl_tensor
-        t.data = array.ctypes.data - byte_offset
-        t.device = DLDevice(device, 0)
-        t.ndim = array.ndim
-        t.dtype = DLDataType(dtype[0], dtype[1], 1)
-        t.shape = self.shape
-        t.strides = self.strides if self.strides is not None else None
-        t.byte_offset = byte_offset
-        self.calls: list[dict] = []
-
-    def __dlpack__(self, **kwargs):  # noqa: ANN204 - the protocol's signature
-        self.calls.append(kwargs)
-        return _capsule_new(ctypes.addressof(self.managed), _CAPSULE_NAME, None)
+from tests.support.dlpack import KDL_CPU, KDL_FLOAT, FakeDLPack
 
 
 def test_cai_nv12_with_a_pitch() -> None:
@@ -94,7 +37,7 @@ def test_cai_rgba_with_a_pitch() -> None:
 
 def test_dlpack_nv12_decodes_back_pixel_exact(emulator) -> None:
     storage = np.random.default_rng(5).integers(0, 256, (72, 80), dtype=np.uint8)
-    producer = FakeDLPack(storage[:, :64], strides=(80, 1), byte_offset=16)
+    producer = FakeDLPack.over(storage[:, :64], strides=(80, 1), byte_offset=16)
     view = parse_frame(producer)
     assert (view.width, view.height, view.pitch, view.pointer) == (64, 48, 80, storage.ctypes.data)
     with nvencffi.NvencEncoder(64, 48, context=nvencffi.NullContext()) as enc:
@@ -109,9 +52,9 @@ def test_dlpack_nv12_decodes_back_pixel_exact(emulator) -> None:
 @pytest.mark.parametrize(
     ("producer", "message"),
     [
-        (lambda: FakeDLPack(np.zeros((72, 64), np.uint8), device=KDL_CPU), "not in CUDA device memory"),
-        (lambda: FakeDLPack(np.zeros((72, 64), np.uint8), dtype=(KDL_FLOAT, 32)), "code=2, bits=32"),
-        (lambda: FakeDLPack(np.zeros((48, 64, 3), np.uint8)), r"shape=\(48, 64, 3\)"),
+        (lambda: FakeDLPack.over(np.zeros((72, 64), np.uint8), device_type=KDL_CPU), "not in CUDA device memory"),
+        (lambda: FakeDLPack.over(np.zeros((72, 64), np.uint8), dtype=(KDL_FLOAT, 32)), "code=2, bits=32"),
+        (lambda: FakeDLPack.over(np.zeros((48, 64, 3), np.uint8)), r"shape=\(48, 64, 3\)"),
     ],
 )
 def test_dlpack_refusals_say_what_arrived(producer, message) -> None:
