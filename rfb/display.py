@@ -11,6 +11,12 @@ Two ways to start one, with the same arguments::
     display = rfb.display.start(640, 480)        # from a plain script; display.close()
 
 Both are context managers (``async with`` / ``with``).
+
+Frames are NumPy arrays, CUDA arrays (CuPy, PyTorch, JAX, anything with
+``__cuda_array_interface__`` or a CUDA ``__dlpack__``) or :class:`~rfb.frames.RawFrame`.
+CUDA frames are accepted whatever ``gpu`` says: ``gpu=True`` only prefers routes that
+encode on the GPU. A route that reads host memory (libx264, the image route) gets a
+CUDA frame through one download, converted on the GPU first (rfb.encodegroup).
 """
 
 from __future__ import annotations
@@ -26,14 +32,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
-
 from rfb import protocol
-from rfb.encoders.base import EncoderUnavailable, Transport
+from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
 from rfb.encoders.registry import EncoderEntry, encoder_status, get_entry, select_encoder
 from rfb.events import EventQueue, InputEvent
 from rfb.fanout import FanOut, GroupStats
-from rfb.frames import FrameError, RawFrame, frame_from_array
+from rfb.frames import FrameError, RawFrame, _is_device_array, frame_from_array
+from rfb.framestore import FrameStore
+from rfb.latency import LatencySummary
 from rfb.server import ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
 
@@ -58,96 +64,7 @@ class DisplayStats:
     events_received: int
     events_dropped: int
     viewers: int
-    groups: dict[Transport, GroupStats]
-
-
-class FrameStore:
-    """The latest published frame, leased to encode groups while they encode it.
-
-    With ``own_frames=True`` host frames are copied into a small pool of display-owned
-    buffers: a buffer is reused only when it is neither the latest frame nor leased,
-    so the caller may overwrite its own array right after ``publish()``.
-    """
-
-    def __init__(self, *, own_frames: bool, pool_size: int = 4) -> None:
-        self._own = own_frames
-        self._pool_size = pool_size
-        self._lock = threading.Lock()
-        self._latest: RawFrame | None = None
-        self._version = 0
-        self._pool: list[np.ndarray] = []
-        self._leases: dict[int, int] = {}  # id(array) -> number of holders
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    def put(self, frame: RawFrame) -> int:
-        if self._own:
-            frame = self._owned_copy(frame)
-        with self._lock:
-            self._latest = frame
-            self._version += 1
-            if self._own:
-                self._unlease(frame.data)  # the copy's own lease; "latest" protects it now
-            return self._version
-
-    def take(self) -> tuple[RawFrame, int] | None:
-        with self._lock:
-            if self._latest is None:
-                return None
-            if self._own:
-                key = id(self._latest.data)
-                self._leases[key] = self._leases.get(key, 0) + 1
-            return self._latest, self._version
-
-    def release(self, frame: RawFrame) -> None:
-        if self._own:
-            with self._lock:
-                self._unlease(frame.data)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._latest = None
-            self._pool.clear()
-            self._leases.clear()
-
-    def _unlease(self, array: Any) -> None:
-        key = id(array)
-        count = self._leases.get(key, 0) - 1
-        if count > 0:
-            self._leases[key] = count
-        else:
-            self._leases.pop(key, None)
-
-    def _owned_copy(self, frame: RawFrame) -> RawFrame:
-        if frame.memory != "cpu":
-            return self._owned_device_copy(frame)
-        with self._lock:
-            buffer = self._free_buffer(frame.data.shape)
-            self._leases[id(buffer)] = self._leases.get(id(buffer), 0) + 1  # ours until put() installs it
-        np.copyto(buffer, frame.data)  # outside the lock: encoders keep taking the previous frame
-        return replace(frame, data=buffer)
-
-    def _owned_device_copy(self, frame: RawFrame) -> RawFrame:
-        """Hook for GPU frames: a device-to-device copy into a display-owned CUDA buffer."""
-        raise NotImplementedError(
-            "own_frames=True does not copy CUDA frames yet; pass own_frames=False and publish a fresh "
-            "device array per frame (the display keeps a reference until it is encoded)"
-        )
-
-    def _free_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
-        busy = set(self._leases)
-        if self._latest is not None:
-            busy.add(id(self._latest.data))
-        for buffer in self._pool:
-            if buffer.shape == shape and id(buffer) not in busy:
-                return buffer
-        self._pool = [b for b in self._pool if b.shape == shape or id(b) in busy]  # a new size retires the rest
-        buffer = np.empty(shape, np.uint8)
-        if len(self._pool) < self._pool_size:
-            self._pool.append(buffer)
-        return buffer
+    groups: dict[str, GroupStats]  # by group: "webcodecs", "image" (JPEG), "png"
 
 
 class Display:
@@ -156,16 +73,24 @@ class Display:
     Options (all keyword-only):
 
     - ``host``/``port``: where to listen (127.0.0.1 by default; ``port=0`` picks a free port).
-    - ``fps``, ``bitrate``, ``device_id``: handed to the encoder (``EncoderConfig``).
-    - ``gpu``: prefer routes that take CUDA frames without a host copy.
+    - ``fps``, ``bitrate``: handed to the encoder (``EncoderConfig``).
+    - ``device_id``: the CUDA device the encoders and the display's device buffers use;
+      CUDA frames must live on it.
+    - ``gpu``: prefer routes that take CUDA frames without a host copy (NVENC; on GPUs
+      without NVENC, NV12 made on the GPU for libx264). When none can run here a CPU
+      route is used and a warning says why.
     - ``video_encoder``: an H.264 route by name (it must be available), or None for the
-      best available one. ``image_encoder``: the image route, or None for no images.
-    - ``own_frames``: copy host frames at ``publish()`` so the caller may reuse its array.
+      best available one. ``image_encoder``: the JPEG route, or None for no images (PNG
+      viewers are served by the built-in image route in lossless mode).
+    - ``own_frames``: copy each frame at ``publish()`` (host frames with NumPy, CUDA
+      frames device to device with CuPy) so the caller may reuse its array at once.
     - ``max_inflight``: unacked payloads per viewer before it is skipped (docs/fanout.md).
     - ``keyframe_interval_min``: at most one forced IDR per this many seconds.
     - ``token``: the secret a viewer sends in ``hello`` (random by default; None: no check).
     - ``allowed_origins``: origins besides the page's own allowed to connect ("*": any).
     - ``max_message_bytes``, ``event_queue_size``, ``hello_timeout``: limits on viewers.
+    - ``stats_interval``: seconds between ``stats`` messages (latency, fps) to each
+      viewer, also the window of ``ViewerInfo.latency``; 0 sends none.
     """
 
     def __init__(
@@ -189,6 +114,7 @@ class Display:
         event_queue_size: int = 1024,
         keyframe_interval_min: float = 0.25,
         hello_timeout: float = 10.0,
+        stats_interval: float = 1.0,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -201,13 +127,16 @@ class Display:
         self._video = "webcodecs" in routes
         if self._video and (width % 2 or height % 2):
             raise ValueError(_odd_message(width, height))
+        self._device_id = device_id
+        # Frames that a route cannot take from device memory as they are pass through CuPy.
+        self._cuda_needs_cupy = own_frames or any(not candidates[0].gpu for candidates in routes.values())
         self._closed = False
         self._published = 0
         self._publish_lock = threading.Lock()
         self._frames = FrameStore(own_frames=own_frames)
         self._events = EventQueue(event_queue_size)
         self._registry = SessionRegistry()
-        self._settings = SessionSettings(self.token, max_message_bytes, hello_timeout)
+        self._settings = SessionSettings(self.token, max_message_bytes, hello_timeout, stats_interval)
         self._fanout = FanOut(
             routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
@@ -225,14 +154,21 @@ class Display:
     def publish(self, frame: Any) -> None:
         """Show ``frame`` to every viewer: validate, keep as the latest frame, wake the encoders.
 
-        Never encodes here and never waits for viewers; a frame replaced before an encoder
-        got to it is simply skipped (latest frame wins). With ``own_frames=False`` the
-        display keeps a reference to your array until a newer one replaces it, so publish
-        a fresh array per frame (or pass ``own_frames=True`` to have it copied).
+        ``frame``: a NumPy array, a CUDA array (on ``device_id``) or a RawFrame. Never
+        encodes here and never waits for viewers; a frame replaced before an encoder got
+        to it is simply skipped (latest frame wins).
+
+        With ``own_frames=False`` the display keeps a reference to your array (host or
+        device) until a newer one replaces it and the encoders are done with it: publish a
+        fresh array per frame. Writing into a published array races with its encode
+        (a viewer may see the old picture, the new one, or a mix). With
+        ``own_frames=True`` the frame is copied before this returns (for CUDA frames:
+        after the work queued on the default stream, or on the stream the array names),
+        so you may overwrite it at once.
         """
         if self._closed:
             raise RuntimeError("display is closed")
-        raw = frame_from_array(frame)
+        raw = self._as_frame(frame)
         if self._video and (raw.width % 2 or raw.height % 2):
             raise FrameError(_odd_message(raw.width, raw.height))
         if raw.timestamp_us is None:
@@ -242,6 +178,33 @@ class Display:
             self._published += 1
             self._width, self._height = raw.width, raw.height
         self._fanout.wake()
+
+    def _as_frame(self, frame: Any) -> RawFrame:
+        """Validate ``frame`` in the caller's stack: host arrays here, CUDA ones by rfb.gpu."""
+        if isinstance(frame, RawFrame) or not _is_device_array(frame):
+            raw = frame_from_array(frame)
+        else:
+            from rfb.gpu.arrays import cuda_frame
+
+            raw = cuda_frame(frame, device_id=self._device_id)  # the device, when the array does not say
+        if raw.memory == "cuda":
+            self._check_cuda_frame(raw)
+        return raw
+
+    def _check_cuda_frame(self, raw: RawFrame) -> None:
+        from rfb.gpu.arrays import check_cuda_frame
+        from rfb.gpu.context import cupy_available
+
+        check_cuda_frame(raw)  # a RawFrame made by hand: its data must be what it claims
+        if raw.device_id != self._device_id:
+            raise FrameError(
+                f"this display encodes on CUDA device {self._device_id} (device_id={self._device_id}), "
+                f"got a frame on device {raw.device_id}; start the display with device_id={raw.device_id}"
+            )
+        reason = cupy_available() if self._cuda_needs_cupy else None
+        if reason is not None:
+            need = "copies them (own_frames=True)" if self._frames.own_frames else "converts and downloads them for a CPU route"
+            raise FrameError(f"expected CuPy for CUDA frames: this display {need} with CuPy, which is unusable: {reason}")
 
     def poll_events(self) -> list[InputEvent]:
         """Every viewer's input events since the last poll, oldest first."""
@@ -281,6 +244,14 @@ class Display:
     @property
     def viewers(self) -> tuple[ViewerInfo, ...]:
         return self._registry.snapshot()
+
+    def latency(self, window_s: float = 1.0) -> dict[int, LatencySummary]:
+        """Each viewer's drawn frames over the last ``window_s`` seconds (at most 60), by client id.
+
+        Latency runs from ``publish()`` to the arrival of the viewer's ack for the drawn
+        frame, on this process's clock: no clock agreement with the browser is needed.
+        """
+        return self._registry.latency(window_s)
 
     @property
     def stats(self) -> DisplayStats:
@@ -379,13 +350,16 @@ class Display:
 
 def resolve_routes(
     video_encoder: str | None, image_encoder: str | None, *, gpu: bool
-) -> dict[Transport, list[EncoderEntry]]:
-    """The encode routes per transport, best first, each followed by its fallbacks.
+) -> dict[str, list[EncoderEntry]]:
+    """The encode routes per group ("webcodecs", "image", "png"), best first, then fallbacks.
 
     A video encoder asked for by name must be available; otherwise a missing H.264 or
     image route only narrows what viewers may receive. No route at all is an error.
+    With ``gpu=True`` and no GPU route able to run, the CPU route chosen instead is
+    logged with the reasons. PNG viewers get the built-in image route in lossless mode
+    (the one route known to make PNG), wherever images are served at all.
     """
-    routes: dict[Transport, list[EncoderEntry]] = {}
+    routes: dict[str, list[EncoderEntry]] = {}
     reasons = []
     for transport, name in (("webcodecs", video_encoder), ("image", image_encoder)):
         if transport == "image" and name is None:
@@ -398,11 +372,55 @@ def resolve_routes(
             reasons.append(f"{transport}: {exc}")
             logger.warning("no %s route: %s", transport, exc)
             continue
+        if gpu and name is None and not first.gpu:
+            _log_gpu_fallback(transport, first)
         others = [s.name for s in encoder_status() if s.available and s.transport == transport and s.name != first.name]
         routes[transport] = [first, *(get_entry(n) for n in others)]
     if not routes:
         raise EncoderUnavailable("no encode route can run here: " + "; ".join(reasons))
+    png = _png_route() if "image" in routes else None
+    if png is not None:
+        routes["png"] = [png]
     return routes
+
+
+def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry) -> None:
+    why = [f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport and s.gpu and not s.available]
+    if why:
+        logger.warning("gpu=True, but no GPU %s route can run here, so %s encodes on the CPU "
+                       "(CUDA frames reach it through one download each); why: %s", transport, chosen.name, "; ".join(why))
+
+
+class PngStills:
+    """The image route asked for a lossless PNG on every frame, for viewers that take only PNG."""
+
+    transport: Transport = "image"
+
+    def __init__(self, config: EncoderConfig) -> None:
+        from rfb.encoders import image
+
+        self._encoder = image.create(config)
+        self.name = self._encoder.name
+
+    def encode(self, frame: RawFrame, *, force_keyframe: bool = False) -> list[EncodedPayload]:
+        return self._encoder.encode(frame, lossless=True)
+
+    def flush(self) -> list[EncodedPayload]:
+        return self._encoder.flush()
+
+    def close(self) -> None:
+        self._encoder.close()
+
+
+def _png_route() -> EncoderEntry | None:
+    from rfb.encoders import image
+
+    reason = image.probe()
+    if reason is not None:
+        logger.warning("no png route: %s", reason)
+        return None
+    return EncoderEntry(image.NAME, PngStills, transport="image", probe=image.probe,
+                        description="the image route in lossless mode: a PNG per frame")
 
 
 def _odd_message(width: int, height: int) -> str:

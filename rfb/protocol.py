@@ -22,11 +22,17 @@ from rfb.encoders.base import EncodedPayload, Transport
 
 PROTOCOL_VERSION = 1
 
-# Names a client lists in hello.supported, and the transport each one asks for.
+# Names a client lists in hello.supported.
 H264_ANNEXB = "webcodecs/h264-annexb"
 IMAGE_JPEG = "image/jpeg"
 IMAGE_PNG = "image/png"
-MEDIA_TRANSPORTS: dict[str, Transport] = {H264_ANNEXB: "webcodecs", IMAGE_JPEG: "image", IMAGE_PNG: "image"}
+
+# The fan-out groups (rfb.fanout): viewers of one group share one encoder and every
+# payload, so a group is one transport *and* one format. A group's name is its key in
+# ``display.stats.groups``; "image" is the JPEG group (the name predates PNG groups).
+GROUP_TRANSPORTS: dict[str, Transport] = {"webcodecs": "webcodecs", "image": "image", "png": "image"}
+# What each name in hello.supported asks for.
+MEDIA_GROUPS: dict[str, str] = {H264_ANNEXB: "webcodecs", IMAGE_JPEG: "image", IMAGE_PNG: "png"}
 
 # Close codes (docs/protocol.md, "Close codes").
 CLOSE_GOING_AWAY = 1001
@@ -113,6 +119,16 @@ def config_message(*, transport: Transport, codec: str | None, width: int, heigh
     return _dumps(
         {"type": "config", "transport": transport, "codec": codec, "width": width, "height": height, "client_id": client_id}
     )
+
+
+def stats_message(*, median_ms: float | None, p95_ms: float | None, fps: float, window_s: float) -> str:
+    """``stats``: this viewer's frames over the last ``window_s`` seconds, as the server saw them.
+
+    Latency runs from ``publish()`` to the arrival of the viewer's ``ack`` (with
+    ``decode_ms``) for that frame; ``latency_ms`` is null when no frame was drawn.
+    """
+    latency = None if median_ms is None or p95_ms is None else {"median": round(median_ms, 1), "p95": round(p95_ms, 1)}
+    return _dumps({"type": "stats", "latency_ms": latency, "fps": round(fps, 1), "window_s": round(window_s, 3)})
 
 
 def error_message(message: str) -> str:
@@ -202,12 +218,15 @@ def _parse_hello(obj: dict[str, Any]) -> Hello:
     return Hello(tuple(s[:MAX_NAME_CHARS] for s in supported), token, client)
 
 
-def choose_transport(supported: Sequence[str], available: Collection[Transport]) -> Transport | None:
-    """The first transport in the client's order of preference that the server can produce."""
+def choose_group(supported: Sequence[str], available: Collection[str]) -> str | None:
+    """The fan-out group of the first entry of ``supported`` that the server offers.
+
+    A viewer that lists only ``image/png`` joins the PNG group, never the JPEG one.
+    """
     for name in supported:
-        transport = MEDIA_TRANSPORTS.get(name)
-        if transport is not None and transport in available:
-            return transport
+        group = MEDIA_GROUPS.get(name)
+        if group is not None and group in available:
+            return group
     return None
 
 

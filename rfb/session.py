@@ -2,7 +2,8 @@
 
 Each viewer has exactly one writer, its sender task, fed by a small queue. The fan-out
 hands it payloads on the event loop (never blocking), and a slow or dead socket stalls
-only its own sender. Everything a viewer sends is parsed by :mod:`rfb.protocol` and
+only its own sender. Once a second (``stats_interval``) a ``stats`` message tells the
+viewer its own latency and frame rate as the server measured them (rfb.latency). Everything a viewer sends is parsed by :mod:`rfb.protocol` and
 :mod:`rfb.events`; a malformed message earns an ``error`` reply and changes nothing,
 for this viewer or any other.
 """
@@ -25,6 +26,7 @@ from rfb import protocol
 from rfb.encoders.base import EncodedPayload, Transport
 from rfb.events import EventQueue, parse_event
 from rfb.fanout import FanOut, Member
+from rfb.latency import LatencySummary
 from rfb.protocol import Ack, EventMessage, Hello, ProtocolError, RequestKeyframe
 
 logger = logging.getLogger("rfb.session")
@@ -32,6 +34,7 @@ logger = logging.getLogger("rfb.session")
 CLOSE_FLUSH_TIMEOUT = 2.0  # how long a requested close may wait behind queued messages
 MAX_QUEUED_ERRORS = 4  # error replies beyond this are dropped: a flood earns no echo
 MAX_LOGGED_ERRORS = 10  # per viewer; later rejections are counted, not logged
+MIN_STATS_INTERVAL = 0.05  # seconds; stats_interval=0 turns the messages off
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +42,24 @@ class SessionSettings:
     token: str | None
     max_message_bytes: int = 64 * 1024
     hello_timeout: float = 10.0
+    stats_interval: float = 1.0  # seconds between ``stats`` messages; 0: none
+
+    def __post_init__(self) -> None:
+        interval = self.stats_interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
+            interval == 0 or MIN_STATS_INTERVAL <= interval < float("inf")
+        ):
+            raise ValueError(f"stats_interval must be 0 (off) or at least {MIN_STATS_INTERVAL} s, got {interval!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class ViewerInfo:
-    """A snapshot of one connected viewer, for ``display.viewers``."""
+    """A snapshot of one connected viewer, for ``display.viewers``.
+
+    ``group`` is the fan-out group it joined ("webcodecs", "image" for JPEG, "png").
+    ``latency`` covers the last ``stats_interval`` (1 s by default): what its last
+    ``stats`` message said, recomputed now.
+    """
 
     client_id: int
     transport: Transport
@@ -56,10 +72,16 @@ class ViewerInfo:
     dropped: int
     rejected_messages: int
     decode_ms: float | None
+    group: str
+    latency: LatencySummary
 
 
 class _ErrorText(str):
     """An ``error`` reply in the send queue, counted so that a flood of them stays bounded."""
+
+
+class _StatsText(str):
+    """A ``stats`` message in the send queue: at most one waits, so a stuck socket costs nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +113,8 @@ class Viewer:
         self._wakeup = asyncio.Event()
         self._queued_payloads = 0
         self._queued_errors = 0
+        self._queued_stats = False
+        self._joined = asyncio.Event()
         self._close: _Close | None = None
         self._last_config: tuple[Any, ...] | None = None
         self.member: Member | None = None
@@ -107,14 +131,15 @@ class Viewer:
         """Serve the connection until either side closes it; always leaves the fan-out."""
         sender = asyncio.create_task(self._send_loop(), name=f"rfb-send-{self.client_id}")
         receiver = asyncio.create_task(self._receive_loop(), name=f"rfb-recv-{self.client_id}")
+        reporter = asyncio.create_task(self._stats_loop(), name=f"rfb-stats-{self.client_id}")
         try:
             done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done and self._close is not None:
                 await asyncio.wait({sender}, timeout=CLOSE_FLUSH_TIMEOUT)  # let the close frame out
         finally:
-            for task in (receiver, sender):
+            for task in (reporter, receiver, sender):
                 task.cancel()
-            await asyncio.gather(receiver, sender, return_exceptions=True)
+            await asyncio.gather(reporter, receiver, sender, return_exceptions=True)
             if self.member is not None:
                 self._fanout.leave(self.member)
             self.finished.set()
@@ -126,6 +151,7 @@ class Viewer:
         self._close = _Close(code, _close_reason(reason))
         self._queue.clear()
         self._queued_payloads = self._queued_errors = 0
+        self._queued_stats = False
         self._queue.append(self._close)
         self._wakeup.set()
 
@@ -143,8 +169,12 @@ class Viewer:
         return ViewerInfo(
             self.client_id, member.transport, hello.client, f"{peer[0]}:{peer[1]}" if peer else None,
             self.connected_at, len(member.inflight), member.needs_keyframe, member.delivered, self.dropped,
-            self.rejected, self.decode_ms,
+            self.rejected, self.decode_ms, member.group, member.latency.summary(self._stats_window),
         )
+
+    @property
+    def _stats_window(self) -> float:
+        return self._settings.stats_interval or 1.0
 
     # ------------------------------------------------------------ outbound
 
@@ -199,6 +229,8 @@ class Viewer:
                 else:
                     if isinstance(item, _ErrorText):
                         self._queued_errors -= 1
+                    elif isinstance(item, _StatsText):
+                        self._queued_stats = False
                     await ws.send_text(item)
         except (WebSocketDisconnect, WebSocketDisconnected, OSError) as exc:
             logger.debug("viewer %d: send failed, the socket is gone (%r)", self.client_id, exc)
@@ -208,6 +240,24 @@ class Viewer:
                 await ws.close(1011, "internal error")
             except (WebSocketDisconnect, WebSocketDisconnected, OSError, RuntimeError):
                 pass
+
+    async def _stats_loop(self) -> None:
+        """Every ``stats_interval`` once joined: this viewer's latency and fps, as a ``stats`` message."""
+        interval = self._settings.stats_interval
+        if not interval:
+            return
+        await self._joined.wait()
+        member = self.member
+        assert member is not None
+        while self._close is None:
+            await asyncio.sleep(interval)
+            if self._close is not None or self._queued_stats:
+                continue  # the last one has not left yet: a stuck socket gets no pile of them
+            summary = member.latency.summary(interval)
+            self._queued_stats = True
+            self._push(_StatsText(protocol.stats_message(
+                median_ms=summary.median_ms, p95_ms=summary.p95_ms, fps=summary.fps, window_s=summary.window_s,
+            )))
 
     # ------------------------------------------------------------ inbound
 
@@ -252,17 +302,20 @@ class Viewer:
             logger.warning("viewer %d: refused, wrong or missing token", self.client_id)
             self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
             return False
-        transport = protocol.choose_transport(hello.supported, self._fanout.transports)
-        if transport is None:
-            offered = [name for name, t in protocol.MEDIA_TRANSPORTS.items() if t in self._fanout.transports]
+        groups = self._fanout.groups
+        group = protocol.choose_group(hello.supported, groups)
+        if group is None:
+            offered = [name for name, g in protocol.MEDIA_GROUPS.items() if g in groups]
             self.close(protocol.CLOSE_NO_TRANSPORT,
                        f"no supported transport: server sends {offered}, client takes {list(hello.supported)}")
             return False
         self.hello = hello
         width, height = self._frame_size()
-        self._send_config(transport, self._fanout.current_config(transport, (width, height)), width, height)
-        self.member = self._fanout.join(self.client_id, transport, self.deliver)
-        logger.info("viewer %d (%s) joined with %s", self.client_id, hello.client or "unknown client", transport)
+        transport = protocol.GROUP_TRANSPORTS[group]
+        self._send_config(transport, self._fanout.current_config(group, (width, height)), width, height)
+        self.member = self._fanout.join(self.client_id, group, self.deliver)
+        self._joined.set()
+        logger.info("viewer %d (%s) joined the %s group", self.client_id, hello.client or "unknown client", group)
         return True
 
     def _authorized(self, token: str | None) -> bool:
@@ -297,8 +350,9 @@ class Viewer:
         try:
             message = protocol.parse_client_message(text)
             if isinstance(message, Ack):
-                self.decode_ms = message.decode_ms if message.decode_ms is not None else self.decode_ms
-                self._fanout.ack(member, message.seq)
+                drawn = message.decode_ms is not None  # an ack without it: dropped, not shown
+                self.decode_ms = message.decode_ms if drawn else self.decode_ms
+                self._fanout.ack(member, message.seq, drawn=drawn)
             elif isinstance(message, RequestKeyframe):
                 self._fanout.request_keyframe(member)
             elif isinstance(message, EventMessage):
@@ -328,6 +382,11 @@ class SessionRegistry:
     def snapshot(self) -> tuple[ViewerInfo, ...]:
         infos = (v.info() for v in list(self._viewers.values()))
         return tuple(i for i in infos if i is not None)
+
+    def latency(self, window_s: float) -> dict[int, LatencySummary]:
+        """Each joined viewer's latency summary over the last ``window_s`` seconds."""
+        return {v.client_id: m.latency.summary(window_s)
+                for v in list(self._viewers.values()) if (m := v.member) is not None}
 
     async def close_all(self, code: int, reason: str, timeout: float) -> list[Viewer]:
         """Close every viewer; return those still not finished after ``timeout`` seconds.

@@ -28,6 +28,7 @@ from rfb.frames import RawFrame
 
 H264 = protocol.H264_ANNEXB
 JPEG = protocol.IMAGE_JPEG
+PNG = protocol.IMAGE_PNG
 TEST_CODEC = "avc1.42001f"
 
 
@@ -164,7 +165,7 @@ def display(test_encoders: EncoderLog) -> Iterator[Any]:
 
 @dataclass
 class Received:
-    """One server message: ``kind`` is "config", "error", "video_chunk" or "image_frame"."""
+    """One server message: ``kind`` is "config", "error", "stats", "video_chunk" or "image_frame"."""
 
     kind: str
     header: dict[str, Any]
@@ -184,14 +185,15 @@ class ProtocolClient:
 
     ``connect()`` opens the socket (and sends hello unless ``hello=None``); ``recv()``
     returns the next message; ``next_payload()`` skips control messages (configs are
-    kept in ``configs``, errors in ``errors``). Every wait has a deadline so that a
-    broken server fails the test instead of hanging it.
+    kept in ``configs``, errors in ``errors``, stats in ``stats``). Every wait has a
+    deadline so that a broken server fails the test instead of hanging it.
     """
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.configs: list[dict[str, Any]] = []
         self.errors: list[str] = []
+        self.stats: list[dict[str, Any]] = []
         self.payloads: list[Received] = []
 
     @classmethod
@@ -247,6 +249,8 @@ class ProtocolClient:
             self.configs.append(obj)
         elif obj["type"] == "error":
             self.errors.append(obj["message"])
+        elif obj["type"] == "stats":
+            self.stats.append(obj)
         return Received(obj["type"], obj)
 
     async def next_payload(self, timeout: float = 5.0) -> Received:
@@ -262,6 +266,16 @@ class ProtocolClient:
             message = await self.recv(max(0.01, deadline - time.monotonic()))
             if message.kind == "error":
                 return str(message.header["message"])
+
+    async def next_stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next ``stats`` message, acking (as drawn, decode_ms=1) any payload met on the way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await self.recv(max(0.01, deadline - time.monotonic()))
+            if message.kind == "stats":
+                return message.header
+            if message.kind in ("video_chunk", "image_frame"):
+                await self.ack(message.seq, decode_ms=1.0)
 
     async def ack(self, seq: int, decode_ms: float | None = None) -> None:
         message: dict[str, Any] = {"type": "ack", "seq": seq}

@@ -117,12 +117,6 @@ def test_own_frames_never_overwrites_a_leased_frame() -> None:
     store.release(leased[0])
 
 
-def test_own_frames_for_cuda_frames_is_an_explicit_hook() -> None:
-    store = FrameStore(own_frames=True)
-    with pytest.raises(NotImplementedError, match="publish a fresh device array per frame"):
-        store.put(RawFrame(object(), 64, 48, memory="cuda"))
-
-
 @pytest.mark.anyio
 async def test_own_frames_lets_the_caller_reuse_its_array_at_once(test_encoders: EncoderLog) -> None:
     display = start_test_display(own_frames=True)

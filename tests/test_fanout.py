@@ -138,9 +138,9 @@ def test_ack_frees_that_seq_and_every_older_one(harness: Harness) -> None:
     harness.wait_count(1, 1)
     harness.publish(2)
     harness.wait_count(1, 2)
-    assert a.inflight == {1, 2}
+    assert set(a.inflight) == {1, 2}
     harness.fanout.ack(a, 2)
-    assert a.inflight == set()
+    assert not a.inflight
 
 
 def test_a_full_viewer_is_skipped_and_then_needs_a_keyframe(log: EncoderLog, request: pytest.FixtureRequest) -> None:
@@ -251,7 +251,7 @@ def test_an_encoder_error_is_survived_and_rebuilt_on_the_next_frame(harness: Har
     assert harness.log.instances[0].closed and len(harness.log.instances) == 1, "no retry on the frame that failed"
     harness.publish(6)
     assert harness.wait_count(1, 2)[1] == (b"I\x06", 2)
-    assert len(harness.log.instances) == 2 and "failed on a 64x48 frame" in caplog.text
+    assert len(harness.log.instances) == 2 and "failed on a 64x48 cpu frame" in caplog.text
 
 
 def test_a_failing_factory_falls_back_to_the_next_route(log: EncoderLog, request: pytest.FixtureRequest,

@@ -94,6 +94,15 @@ def test_server_text_messages_are_exact() -> None:
     assert protocol.error_message("nope") == '{"type":"error","message":"nope"}'
 
 
+def test_stats_messages_are_exact_and_rounded() -> None:
+    assert protocol.stats_message(median_ms=12.345, p95_ms=20.06, fps=29.96, window_s=1.0) == (
+        '{"type":"stats","latency_ms":{"median":12.3,"p95":20.1},"fps":30.0,"window_s":1.0}'
+    )
+    assert protocol.stats_message(median_ms=None, p95_ms=None, fps=0.0, window_s=0.5) == (
+        '{"type":"stats","latency_ms":null,"fps":0.0,"window_s":0.5}'
+    )
+
+
 # ---------------------------------------------------------------- client messages
 
 
@@ -152,14 +161,21 @@ def test_long_strings_are_bounded() -> None:
         protocol.parse_client_message(json.dumps({"type": "hello", "supported": [], "token": "t" * 513}))
 
 
-def test_choose_transport_follows_the_clients_preference() -> None:
-    choose = protocol.choose_transport
-    assert choose(["webcodecs/h264-annexb", "image/jpeg"], ("webcodecs", "image")) == "webcodecs"
-    assert choose(["image/jpeg", "webcodecs/h264-annexb"], ("webcodecs", "image")) == "image"
-    assert choose(["webcodecs/h264-annexb", "image/png"], ("image",)) == "image"
-    assert choose(["webcodecs/h264-annexb"], ("image",)) is None
+def test_choose_group_follows_the_clients_preference() -> None:
+    choose = protocol.choose_group
+    assert choose(["webcodecs/h264-annexb", "image/jpeg"], ("webcodecs", "image", "png")) == "webcodecs"
+    assert choose(["image/jpeg", "webcodecs/h264-annexb"], ("webcodecs", "image", "png")) == "image"
+    assert choose(["webcodecs/h264-annexb", "image/png"], ("image", "png")) == "png"
+    assert choose(["image/png", "image/jpeg"], ("image", "png")) == "png"
+    assert choose(["webcodecs/h264-annexb"], ("image", "png")) is None
     assert choose(["video/av1", "nonsense"], ("webcodecs", "image")) is None
     assert choose([], ("webcodecs",)) is None
+
+
+def test_a_png_only_client_never_gets_the_jpeg_group() -> None:
+    assert protocol.choose_group(["image/png"], ("webcodecs", "image")) is None
+    assert protocol.choose_group(["image/jpeg"], ("png",)) is None
+    assert {protocol.GROUP_TRANSPORTS[g] for g in protocol.MEDIA_GROUPS.values()} == {"webcodecs", "image"}
 
 
 # ---------------------------------------------------------------- fuzzing

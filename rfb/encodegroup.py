@@ -1,0 +1,321 @@
+"""One fan-out group: the viewers that share an encoder, and the worker thread that runs it.
+
+docs/fanout.md has the rules; this module is their implementation. A group is one
+transport and one format ("webcodecs", "image" for JPEG, "png"). Everything a group
+decides (recipients, forced IDRs) is decided under the fan-out's one lock, before the
+encode; the encode itself runs outside it, on the group's own thread.
+
+CUDA frames: a route registered with ``gpu=True`` takes them as they are. Any other
+route reads host memory only, so the group wraps its encoder in
+:class:`rfb.gpu.HostFrameAdapter` the first time a CUDA frame comes (converted on the
+GPU, one download per frame: NV12 for video, RGB for images). Making the device's
+CUDA context current is each route's business (they all enter ``cupy.cuda.Device`` or
+push the primary context around their device work), so the group does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
+from rfb.encoders.registry import EncoderEntry
+from rfb.frames import RawFrame
+from rfb.latency import LatencyWindow
+from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
+
+if TYPE_CHECKING:
+    from rfb.fanout import FanOut
+
+logger = logging.getLogger("rfb.fanout")
+
+Deliver = Callable[[EncodedPayload, int, bytes], None]  # (payload, seq, message), on the event loop
+
+# What a host-only route is handed for a CUDA frame (HostFrameAdapter's ``prefer``):
+# H.264 encoders eat NV12, made on the GPU at half the bytes of RGB; the image route
+# encodes RGB as it is (from NV12 it would convert back on the CPU).
+HOST_FORMATS: dict[Transport, str] = {"webcodecs": "nv12", "image": "rgb24"}
+
+
+@dataclass(eq=False)
+class Member:
+    """One viewer as the fan-out sees it. Mutable fields are guarded by the FanOut lock."""
+
+    client_id: int
+    group: str
+    deliver: Deliver
+    inflight: dict[int, float] = field(default_factory=dict)  # seq -> where its latency starts (monotonic s)
+    pending: int = 0  # slots reserved for an encode in progress
+    needs_keyframe: bool = True
+    active: bool = True
+    delivered: int = 0
+    latency: LatencyWindow = field(default_factory=LatencyWindow)  # has its own lock
+
+    @property
+    def transport(self) -> Transport:
+        return GROUP_TRANSPORTS[self.group]
+
+    def has_room(self, max_inflight: int) -> bool:
+        return len(self.inflight) + self.pending < max_inflight
+
+
+@dataclass
+class GroupStats:
+    """Counters of one group; ``encodes`` counts encoder calls, IDR re-encodes included."""
+
+    group: str
+    transport: Transport
+    encoder: str | None = None
+    width: int = 0
+    height: int = 0
+    viewers: int = 0
+    encodes: int = 0
+    frames_encoded: int = 0
+    payloads: int = 0
+    keyframes: int = 0
+    keyframes_forced: int = 0
+    dropped_before_encode: int = 0
+    encoder_errors: int = 0
+    encoder_builds: int = 0
+    cuda_frames: int = 0  # encodes of a CUDA frame (through a HostFrameAdapter for host-only routes)
+
+
+@dataclass
+class _Job:
+    frame: RawFrame
+    version: int
+    new: bool
+    force: bool
+    fresh: bool
+    targets: list[Member]
+    missed: list[Member]
+    started: float  # where the latency of these payloads starts: publish, or this re-encode
+
+
+class EncodeGroup:
+    """Viewers sharing one group key, one encoder and one worker thread."""
+
+    def __init__(self, fanout: FanOut, key: str, candidates: Sequence[EncoderEntry]) -> None:
+        self._fanout = fanout
+        self.key = key
+        self.transport: Transport = GROUP_TRANSPORTS[key]
+        self.chained = self.transport == "webcodecs"  # H.264 payloads depend on earlier ones
+        self._candidates = list(candidates)
+        self.members: list[Member] = []
+        self.stats = GroupStats(key, self.transport)
+        self.codec: str | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._encoder: EncoderBackend | None = None  # touched only by the worker thread
+        self._entry: EncoderEntry | None = None  # the route self._encoder came from
+        self._encoder_size: tuple[int, int] | None = None
+        self._done_version = fanout.frames.version  # frames before the group existed are not ours
+        self._encoded_version = self._done_version
+        self._stuck_version = -1  # a frame that broke the encoder or produced nothing: not retried
+        self._last_idr = -math.inf
+        self._thread = threading.Thread(target=self._run, name=f"rfb-encode-{key}", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.error("encode thread %s did not stop within %.1f s", self._thread.name, timeout)
+
+    # ------------------------------------------------------------ worker thread
+
+    def _run(self) -> None:
+        timeout: float | None = None
+        try:
+            while True:
+                self._wake.wait(timeout)
+                self._wake.clear()
+                if self._stopping:
+                    return
+                timeout = self._work()
+        finally:
+            self._close_encoder()
+
+    def _work(self) -> float | None:
+        """Encode until there is nothing to do; return how long to sleep (None: until woken)."""
+        while not self._stopping:
+            job = self._plan()
+            if not isinstance(job, _Job):
+                if not self.members:
+                    self._close_encoder()  # nobody watches: give the encoder (an NVENC session) back
+                return job
+            self._execute(job)
+        return None
+
+    def _plan(self) -> _Job | float | None:
+        """Under the lock: decide whether to encode, with which recipients, forcing an IDR or not."""
+        fanout = self._fanout
+        with fanout.lock:
+            if not self.members:
+                return None
+            lease = fanout.frames.take()
+            if lease is None:
+                return None
+            frame, version, published_at = lease
+            if version == self._stuck_version:
+                fanout.frames.release(frame)
+                return None  # retrying cannot help (and must not spin): wait for the next frame
+            new = version != self._done_version
+            fresh = self._encoder is None or self._encoder_size != frame.size
+            eligible = [m for m in self.members if m.has_room(fanout.max_inflight)]
+            needy = [m for m in eligible if m.needs_keyframe]
+            now = time.monotonic()
+            wait = self._last_idr + fanout.keyframe_interval_min - now
+            force = fresh  # a new encoder starts with an IDR anyway
+            if self.chained:
+                force = fresh or (bool(needy) and wait <= 0)
+                if force:
+                    recipients = eligible
+                elif new:
+                    recipients = [m for m in eligible if not m.needs_keyframe]
+                else:
+                    recipients = []
+            else:
+                recipients = eligible if new else needy
+            if not recipients:
+                fanout.frames.release(frame)
+                # A new frame stays pending: an ack wakes us and it is encoded then.
+                return wait if self.chained and needy and wait > 0 else None
+            # Needy viewers ride along when the encoder happens to emit an IDR anyway.
+            targets = recipients + [m for m in needy if m not in recipients] if self.chained else recipients
+            for m in targets:
+                m.pending += 1
+            if force:
+                self._last_idr = now  # coalesce attempts too, even if no IDR comes out
+            if self.chained:
+                missed = [m for m in self.members if m not in targets]
+            else:
+                missed = [m for m in self.members if m not in targets and new and not m.has_room(fanout.max_inflight)]
+            # A frame encoded again (for a joiner, after a loss) is the current picture:
+            # its latency starts now, not when a static scene was last published.
+            return _Job(frame, version, new, force, fresh, targets, missed, published_at if new else now)
+
+    def _execute(self, job: _Job) -> None:
+        fanout = self._fanout
+        payloads: list[EncodedPayload] = []
+        try:
+            if job.fresh:
+                self._rebuild(job.frame.size)
+            if self._encoder is not None:
+                payloads = self._encode(job)
+        finally:
+            fanout.frames.release(job.frame)
+        messages = []
+        for payload in payloads:
+            seq = next(fanout.seq)
+            header = payload_header(payload, seq=seq, timestamp_us=job.frame.timestamp_us or 0)
+            messages.append((payload, seq, pack_payload(header, payload.data)))
+        now = time.monotonic()
+        batch: list[tuple[Member, EncodedPayload, int, bytes]] = []
+        with fanout.lock:
+            for m in job.targets:
+                m.pending -= 1
+            if self._encoder is None:  # no encoder: the chain is broken for everybody
+                self._stuck_version = job.version
+                for m in self.members:
+                    m.needs_keyframe = True
+                return
+            self._done_version = job.version
+            if not messages:
+                self._stuck_version = job.version
+            for m in job.missed if messages else ():
+                if m.active:
+                    m.needs_keyframe = True
+            for payload, seq, message in messages:
+                self._count(payload, now)
+                for m in job.targets:
+                    if not m.active or (m.needs_keyframe and not payload.keyframe):
+                        continue
+                    m.needs_keyframe = False
+                    m.inflight[seq] = job.started
+                    m.delivered += 1
+                    batch.append((m, payload, seq, message))
+        if batch:
+            fanout.dispatch(batch)
+
+    def _encode(self, job: _Job) -> list[EncodedPayload]:
+        stats = self.stats
+        try:
+            encoder = self._encoder_for(job.frame)
+            payloads = encoder.encode(job.frame, force_keyframe=job.force)
+        except Exception:  # the encoder is third-party code: it must never kill the worker
+            logger.exception("encoder %s failed on a %dx%d %s frame; rebuilding it on the next frame",
+                             stats.encoder, *job.frame.size, job.frame.memory)
+            stats.encoder_errors += 1
+            self._close_encoder()
+            return []
+        stats.encodes += 1
+        if job.frame.memory == "cuda":
+            stats.cuda_frames += 1
+        if job.force and not job.fresh:
+            stats.keyframes_forced += 1
+        if job.new:
+            stats.frames_encoded += 1
+            stats.dropped_before_encode += max(0, job.version - self._encoded_version - 1)
+            self._encoded_version = job.version
+        return payloads
+
+    def _encoder_for(self, frame: RawFrame) -> EncoderBackend:
+        """The encoder, wrapped once for CUDA frames if its route reads host memory only."""
+        from rfb.gpu.adapter import HostFrameAdapter
+
+        encoder, entry = self._encoder, self._entry
+        assert encoder is not None and entry is not None
+        if frame.memory == "cuda" and not entry.gpu and not isinstance(encoder, HostFrameAdapter):
+            encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])  # type: ignore[arg-type]
+            logger.info("%s group: route %s reads host memory; CUDA frames reach it through one download each",
+                        self.key, entry.name)
+        return encoder
+
+    def _count(self, payload: EncodedPayload, now: float) -> None:
+        self.stats.payloads += 1
+        if payload.codec is not None:
+            self.codec = payload.codec
+        if payload.keyframe:
+            self.stats.keyframes += 1
+            self._last_idr = now
+
+    def _rebuild(self, size: tuple[int, int]) -> None:
+        """Close the encoder and build one for ``size``, falling back along the candidates."""
+        self._close_encoder()
+        width, height = size
+        fanout = self._fanout
+        config = EncoderConfig(width, height, fps=fanout.fps, bitrate=fanout.bitrate, device_id=fanout.device_id)
+        for entry in self._candidates:
+            try:
+                encoder = entry.factory(config)
+            except Exception as exc:  # factories are plug-ins: any failure means "try the next route"
+                logger.warning("encoder %s could not start for %dx%d (%s: %s); trying the next route",
+                               entry.name, width, height, type(exc).__name__, exc)
+                continue
+            self._encoder, self._entry, self._encoder_size = encoder, entry, size
+            self.codec = None
+            self.stats.encoder, self.stats.width, self.stats.height = entry.name, width, height
+            self.stats.encoder_builds += 1
+            logger.info("%s group: encoder %s built for %dx%d", self.key, entry.name, width, height)
+            return
+        logger.error("no %s encoder could start for %dx%d (tried %s)",
+                     self.key, width, height, [e.name for e in self._candidates])
+
+    def _close_encoder(self) -> None:
+        encoder, self._encoder, self._entry, self._encoder_size = self._encoder, None, None, None
+        if encoder is None:
+            return
+        try:
+            encoder.close()
+        except Exception:  # closing must go on: the next encoder still needs to be built
+            logger.exception("closing encoder %s failed", self.stats.encoder)
