@@ -10,7 +10,9 @@ picks another profile or level cannot make the browser configure the wrong decod
 Only what those answers need is parsed: NAL unit framing, the emulation-prevention
 layer, Exp-Golomb codes, and the sequence parameter set up to the VUI fields that
 tell a decoder whether it may output frames immediately
-(``max_num_reorder_frames``). Nothing here imports PyAV or CUDA.
+(``max_num_reorder_frames``). :class:`PayloadStream` turns a route's access units into
+the payloads the server sends, so that every route labels them the same way. Nothing
+here imports PyAV or CUDA.
 
 References are to ITU-T H.264 (08/2021): 7.3.2.1.1 (SPS), E.1.1 (VUI), 7.4.1
 (emulation prevention), 9.1 (Exp-Golomb).
@@ -18,8 +20,11 @@ References are to ITU-T H.264 (08/2021): 7.3.2.1.1 (SPS), E.1.1 (VUI), 7.4.1
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from rfb.encoders.base import EncodedPayload
 
 # nal_unit_type values (Table 7-1) that the routes and the server care about.
 NAL_SLICE = 1
@@ -406,3 +411,40 @@ def codec_string(access_unit_or_sps: bytes | bytearray | memoryview | SequencePa
     bare SPS NAL unit, or a parsed :class:`SequenceParameterSet`.
     """
     return sps_of(access_unit_or_sps).codec_string
+
+
+class PayloadStream:
+    """One H.264 stream's access units, as the :class:`EncodedPayload` s the server sends.
+
+    Every H.264 route (libx264 and h264_nvenc through PyAV, NVENC through nvencffi)
+    hands its access units here, so that all of them label a payload the same way:
+    ``keyframe`` when the unit holds an IDR slice, and ``codec`` re-read from the SPS
+    of every IDR (a reconfigured encoder may change profile or level) and kept for the
+    units after it. ``codec`` is None until the first IDR.
+    """
+
+    __slots__ = ("width", "height", "codec")
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width = width
+        self.height = height
+        self.codec: str | None = None
+
+    def payload(self, access_unit: bytes | bytearray | memoryview | Any) -> EncodedPayload:
+        """One access unit (bytes, or anything with the buffer protocol: a PyAV packet)."""
+        data = bytes(access_unit)
+        keyframe = is_idr(data)
+        if keyframe:
+            self.codec = codec_string(data)
+        return EncodedPayload(
+            data=data,
+            keyframe=keyframe,
+            width=self.width,
+            height=self.height,
+            transport="webcodecs",
+            codec=self.codec,
+        )
+
+    def payloads(self, access_units: Iterable[bytes | bytearray | memoryview | Any]) -> list[EncodedPayload]:
+        """:meth:`payload` of each unit, in order."""
+        return [self.payload(unit) for unit in access_units]

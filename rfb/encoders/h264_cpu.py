@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rfb.colorspace import (
     COLOUR_PRIMARIES_BT709,
@@ -49,17 +49,21 @@ LONG_GOP = 1 << 30
 
 @dataclass(frozen=True, slots=True)
 class PyAVSettings:
-    """How to open one FFmpeg H.264 encoder for host frames.
+    """How to open one FFmpeg H.264 encoder.
 
     ``options`` go to ``avcodec_open2`` (private and generic AVOptions alike);
     ``pix_fmt`` is what the encoder is fed: host frames in another layout are
-    converted to it by swscale.
+    converted to it by swscale. ``open_with_first_frame`` leaves ``avcodec_open2`` to
+    the first ``encode()``: an encoder of hardware frames (``pix_fmt`` "cuda") needs
+    the frames' ``hw_frames_ctx`` before it opens, and PyAV >= 18 adopts the first
+    frame's when it opens a context that is not open yet.
     """
 
     codec: str
     options: dict[str, str] = field(default_factory=dict)
     pix_fmt: str = "nv12"
     thread_count: int = 0  # 0: the encoder's own choice
+    open_with_first_frame: bool = False
 
 
 def check_even_size(config: EncoderConfig, route: str) -> None:
@@ -69,6 +73,45 @@ def check_even_size(config: EncoderConfig, route: str) -> None:
             f"{route} encodes 4:2:0 video and needs an even, positive width and height; "
             f"got {config.width}x{config.height} (crop or pad the frame by one pixel)"
         )
+
+
+def check_frame_size(frame: RawFrame, config: EncoderConfig, route: str) -> None:
+    """An encoder is opened for one size; a frame of another is the caller's error."""
+    if frame.size != (config.width, config.height):
+        raise FrameError(
+            f"{route} was opened for {config.width}x{config.height} frames, "
+            f"got {frame.width}x{frame.height} (open a new encoder for a new size)"
+        )
+
+
+def configure_context(config: EncoderConfig, settings: PyAVSettings) -> CodecContext:
+    """A PyAV encoder context set up for low-latency streaming of ``config``; not opened yet.
+
+    One place for what every PyAV H.264 route sets: size, rate, no B-frames, the GOP,
+    and the BT.709 limited-range VUI the browser decodes with. The caller opens it (or
+    lets the first frame do so, see :attr:`PyAVSettings.open_with_first_frame`).
+    """
+    import av
+
+    rate = Fraction(config.fps).limit_denominator(1001)
+    try:
+        context = av.CodecContext.create(settings.codec, "w")
+    except (av.FFmpegError, ValueError) as exc:  # unknown encoder name: ValueError / FFmpegError
+        raise EncoderUnavailable(f"FFmpeg has no encoder {settings.codec!r} in this PyAV build: {exc}") from exc
+    context.width = config.width
+    context.height = config.height
+    context.pix_fmt = settings.pix_fmt
+    context.framerate = rate
+    context.time_base = 1 / rate
+    context.thread_count = settings.thread_count
+    context.max_b_frames = 0
+    context.gop_size = config.gop if config.gop else LONG_GOP
+    context.color_primaries = COLOUR_PRIMARIES_BT709
+    context.color_trc = TRANSFER_BT709
+    context.colorspace = MATRIX_BT709
+    context.color_range = 1  # AVCOL_RANGE_MPEG: limited
+    context.options = dict(settings.options)
+    return context
 
 
 def vbv_options(config: EncoderConfig) -> dict[str, str]:
@@ -110,7 +153,7 @@ class PyAVH264Encoder:
         self._context: CodecContext | None = None
         self._index = 0
         self._need_idr = True
-        self._codec: str | None = None
+        self._stream = h264.PayloadStream(config.width, config.height)
         self._closed = False
         try:
             self._open()
@@ -133,20 +176,22 @@ class PyAVH264Encoder:
         if force_keyframe or self._need_idr:
             picture.pict_type = PictureType.I
             self._need_idr = False
-        return self._payloads(context.encode(picture))
+        return self._stream.payloads(context.encode(picture))
 
     def flush(self) -> list[EncodedPayload]:
         """Drain delayed output and end the sequence: the next encode starts with an IDR.
 
         With these settings nothing is delayed, so this is normally empty. FFmpeg
         encoders cannot take frames after a drain, so the context is released here
-        and a fresh one is opened by the next ``encode``.
+        and a fresh one is opened by the next ``encode``. A context that no frame has
+        opened yet (``open_with_first_frame``) has nothing to drain and is kept: opening
+        it without a frame would fail, and the next frame is an IDR anyway.
         """
         self._require_open()
-        if self._context is None:
+        if self._context is None or not self._context.is_open:
             return []
         try:
-            return self._payloads(self._context.encode(None))
+            return self._stream.payloads(self._context.encode(None))
         finally:
             self._context = None
             self._need_idr = True
@@ -168,7 +213,7 @@ class PyAVH264Encoder:
     @property
     def codec(self) -> str | None:
         """The codec string of the stream so far (None before the first frame)."""
-        return self._codec
+        return self._stream.codec
 
     # -- internals ---------------------------------------------------------------
 
@@ -185,57 +230,15 @@ class PyAVH264Encoder:
                 f"{self.name} encodes host frames; got memory={frame.memory!r} (use a GPU route for CUDA frames)"
             )
         frame = frame_from_array(frame)  # validates shape, dtype and contiguity
-        if frame.size != (self.config.width, self.config.height):
-            raise FrameError(
-                f"{self.name} was opened for {self.config.width}x{self.config.height} frames, "
-                f"got {frame.width}x{frame.height} (open a new encoder for a new size)"
-            )
+        check_frame_size(frame, self.config, self.name)
         return frame
 
     def _open(self) -> CodecContext:
-        import av
-
-        cfg, s = self.config, self.settings
-        rate = Fraction(cfg.fps).limit_denominator(1001)
-        try:
-            context = av.CodecContext.create(s.codec, "w")
-        except (av.FFmpegError, ValueError) as exc:  # unknown encoder name: ValueError / FFmpegError
-            raise EncoderUnavailable(f"FFmpeg has no encoder {s.codec!r} in this PyAV build: {exc}") from exc
-        context.width = cfg.width
-        context.height = cfg.height
-        context.pix_fmt = s.pix_fmt
-        context.framerate = rate
-        context.time_base = 1 / rate
-        context.thread_count = s.thread_count
-        context.max_b_frames = 0
-        context.gop_size = cfg.gop if cfg.gop else LONG_GOP
-        context.color_primaries = COLOUR_PRIMARIES_BT709
-        context.color_trc = TRANSFER_BT709
-        context.colorspace = MATRIX_BT709
-        context.color_range = 1  # AVCOL_RANGE_MPEG: limited
-        context.options = dict(s.options)
-        context.open()
+        context = configure_context(self.config, self.settings)
+        if not self.settings.open_with_first_frame:
+            context.open()
         self._context = context
         return context
-
-    def _payloads(self, packets: list[Any]) -> list[EncodedPayload]:
-        out = []
-        for packet in packets:
-            data = bytes(packet)
-            keyframe = h264.is_idr(data)
-            if keyframe:
-                self._codec = h264.codec_string(data)
-            out.append(
-                EncodedPayload(
-                    data=data,
-                    keyframe=keyframe,
-                    width=self.config.width,
-                    height=self.config.height,
-                    transport="webcodecs",
-                    codec=self._codec,
-                )
-            )
-        return out
 
 
 def libx264_settings(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from rfb.encoders import h264
 from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
-from rfb.encoders.h264_cpu import check_even_size
+from rfb.encoders.h264_cpu import check_even_size, check_frame_size
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, PixelFormat, RawFrame, frame_from_array
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
@@ -212,7 +212,7 @@ class NvencGpuEncoder:
         check_even_size(config, name)
         self.name = name
         self.config = config
-        self._codec: str | None = None
+        self._stream = h264.PayloadStream(config.width, config.height)
         self._encoder: NvencEncoder | None = _open_nvenc(config, context)
         self._staging: DeviceStaging | None = DeviceStaging(("nv12", "rgba8"), device_id=config.device_id)
 
@@ -223,12 +223,12 @@ class NvencGpuEncoder:
         encoder, staging = self._require_open()
         self._check_size(frame)
         device = staging.device_frame(frame)
-        return [self._payload(encoder.encode(device.data, force_idr=force_keyframe))]
+        return [self._stream.payload(encoder.encode(device.data, force_idr=force_keyframe))]
 
     def flush(self) -> list[EncodedPayload]:
         """End the sequence; nothing is ever pending here. The next frame is an IDR."""
         encoder, _ = self._require_open()
-        return [self._payload(data) for data in encoder.flush()]
+        return self._stream.payloads(encoder.flush())
 
     def close(self) -> None:
         """Release the NVENC session (registrations first), then the staging buffers. Idempotent."""
@@ -252,7 +252,7 @@ class NvencGpuEncoder:
     @property
     def codec(self) -> str | None:
         """The codec string of the stream so far (None before the first frame)."""
-        return self._codec
+        return self._stream.codec
 
     @property
     def nvenc(self) -> NvencEncoder:
@@ -281,24 +281,7 @@ class NvencGpuEncoder:
                 f"expected a RawFrame, got {type(frame).__name__} "
                 "(use rfb.gpu.cuda_frame for CUDA arrays, rfb.frames.frame_from_array for NumPy)"
             )
-        if frame.size != (self.config.width, self.config.height):
-            raise FrameError(
-                f"{self.name} was opened for {self.config.width}x{self.config.height} frames, "
-                f"got {frame.width}x{frame.height} (open a new encoder for a new size)"
-            )
-
-    def _payload(self, data: bytes) -> EncodedPayload:
-        keyframe = h264.is_idr(data)
-        if keyframe:
-            self._codec = h264.codec_string(data)
-        return EncodedPayload(
-            data=data,
-            keyframe=keyframe,
-            width=self.config.width,
-            height=self.config.height,
-            transport="webcodecs",
-            codec=self._codec,
-        )
+        check_frame_size(frame, self.config, self.name)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.nvenc.frames_encoded} frames"

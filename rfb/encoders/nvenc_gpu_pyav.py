@@ -20,7 +20,8 @@ How the pieces fit (PyAV 18.1, ``av/video/frame.py`` and ``av/codec/context.py``
 - h264_nvenc refuses to open without ``hw_frames_ctx`` when ``pix_fmt`` is ``cuda``
   ("hw_frames_ctx must be set when using GPU frames as input"). PyAV >= 18 adopts the
   first frame's ``hw_frames_ctx`` when ``encode()`` opens a context that is not open
-  yet, so this route configures the context and lets the first frame open it.
+  yet, so this route configures the context and lets the first frame open it
+  (``PyAVSettings.open_with_first_frame``); a flush before that drains nothing.
 - h264_nvenc registers ``frame->data[0]`` with NVENC and finds the chroma plane
   ``linesize * height`` bytes after it; the planes must therefore be two views of ONE
   NV12 allocation (``rfb.gpu``'s layout), never two arrays. Registrations are cached
@@ -36,15 +37,14 @@ The encode loop, options and payload handling are the shared PyAV ones
 
 from __future__ import annotations
 
-from fractions import Fraction
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rfb.colorspace import COLOUR_PRIMARIES_BT709, MATRIX_BT709, TRANSFER_BT709
 from rfb.encoders import nvenc_cpu
-from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable
-from rfb.encoders.h264_cpu import LONG_GOP, PyAVH264Encoder, PyAVSettings
+from rfb.encoders.base import EncoderConfig, EncoderUnavailable
+from rfb.encoders.h264_cpu import PyAVH264Encoder, check_frame_size
 from rfb.encoders.nvenc_gpu_cffi import DeviceStaging
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
@@ -52,7 +52,6 @@ from rfb.gpu.arrays import as_cupy, check_cuda_frame
 from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, import_cupy, primary_context_state
 
 if TYPE_CHECKING:
-    from av.codec.context import CodecContext
     from av.video.frame import VideoFrame
 
 NAME = "nvenc_gpu_pyav"
@@ -139,8 +138,10 @@ class NvencGpuPyAVEncoder(PyAVH264Encoder):
     """The shared PyAV encode loop, fed FFmpeg CUDA frames by a :class:`CudaFrameConverter`."""
 
     def __init__(self, config: EncoderConfig, *, name: str = NAME) -> None:
-        options = nvenc_cpu.nvenc_settings(config).options
-        settings = PyAVSettings(CODEC, options, CudaFrameConverter.target_format, 0)
+        # h264_nvenc's options as nvenc_cpu sets them, fed CUDA frames: opened by the first one.
+        settings = replace(
+            nvenc_cpu.nvenc_settings(config), pix_fmt=CudaFrameConverter.target_format, open_with_first_frame=True
+        )
         converter = self._gpu = _converter(config)
         try:
             super().__init__(name, config, settings, converter=converter)
@@ -162,60 +163,13 @@ class NvencGpuPyAVEncoder(PyAVH264Encoder):
         """How FFmpeg holds the primary context: "primary_ctx", "current_ctx", or None before the first frame."""
         return self._gpu.context_mode
 
-    def flush(self) -> list[EncodedPayload]:
-        """As the shared loop's, except before the first frame: nothing to drain then.
-
-        A context that no frame has opened yet cannot be drained (opening it without a
-        frame's ``hw_frames_ctx`` fails), and the next frame is an IDR anyway.
-        """
-        self._require_open()
-        if self._context is not None and not self._context.is_open:
-            return []
-        return super().flush()
-
     def _check_frame(self, frame: RawFrame) -> RawFrame:
         """CUDA frames are checked here; host frames as the shared loop checks them."""
         if not (isinstance(frame, RawFrame) and frame.memory == "cuda"):
             return super()._check_frame(frame)
         check_cuda_frame(frame)
-        if frame.size != (self.config.width, self.config.height):
-            raise FrameError(
-                f"{self.name} was opened for {self.config.width}x{self.config.height} frames, "
-                f"got {frame.width}x{frame.height} (open a new encoder for a new size)"
-            )
+        check_frame_size(frame, self.config, self.name)
         return frame
-
-    def _open(self) -> CodecContext:
-        """Configure h264_nvenc for CUDA frames and leave the opening to the first frame.
-
-        The settings are those of ``PyAVH264Encoder._open``; only ``pix_fmt`` ("cuda")
-        and the deferred ``open()`` differ: FFmpeg needs the frames' ``hw_frames_ctx``
-        before ``avcodec_open2``, and PyAV adopts the first frame's when ``encode()``
-        opens the context.
-        """
-        import av
-
-        cfg, s = self.config, self.settings
-        rate = Fraction(cfg.fps).limit_denominator(1001)
-        try:
-            context = av.CodecContext.create(s.codec, "w")
-        except (av.FFmpegError, ValueError) as exc:
-            raise EncoderUnavailable(f"FFmpeg has no encoder {s.codec!r} in this PyAV build: {exc}") from exc
-        context.width = cfg.width
-        context.height = cfg.height
-        context.pix_fmt = s.pix_fmt
-        context.framerate = rate
-        context.time_base = 1 / rate
-        context.thread_count = s.thread_count
-        context.max_b_frames = 0
-        context.gop_size = cfg.gop if cfg.gop else LONG_GOP
-        context.color_primaries = COLOUR_PRIMARIES_BT709
-        context.color_trc = TRANSFER_BT709
-        context.colorspace = MATRIX_BT709
-        context.color_range = 1  # AVCOL_RANGE_MPEG: limited
-        context.options = dict(s.options)
-        self._context = context
-        return context
 
 
 def _converter(config: EncoderConfig) -> CudaFrameConverter:

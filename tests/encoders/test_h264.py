@@ -315,6 +315,22 @@ def test_idr_detection_on_real_stream() -> None:
         assert (h264.NAL_SPS in types) == h264.is_idr(unit)  # x264 repeats headers on IDRs
 
 
+def test_payload_stream_labels_units_from_the_bitstream() -> None:
+    baseline = encode_x264(160, 120, options={"preset": "ultrafast", **LOW_DELAY}, frames=2)
+    high = encode_x264(160, 120, options={"preset": "medium", "profile": "high", **LOW_DELAY}, frames=1)
+    codecs = h264.codec_string(baseline[0]), h264.codec_string(high[0])
+    assert codecs[0] != codecs[1]
+    stream = h264.PayloadStream(160, 120)
+    before_any_idr = stream.payload(baseline[1])
+    assert not before_any_idr.keyframe and before_any_idr.codec is None
+    first, second, switched = stream.payloads([bytearray(baseline[0]), baseline[1], memoryview(high[0])])
+    assert (first.keyframe, second.keyframe, switched.keyframe) == (True, False, True)
+    assert (first.codec, second.codec, switched.codec) == (codecs[0], codecs[0], codecs[1])  # re-read at each IDR
+    assert stream.codec == codecs[1]
+    assert first.data == baseline[0] and type(first.data) is bytes
+    assert (first.width, first.height, first.transport, first.mime) == (160, 120, "webcodecs", None)
+
+
 # -- SPS: hand-made edge cases ---------------------------------------------------
 
 

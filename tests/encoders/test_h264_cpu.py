@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,9 +13,18 @@ import pytest
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, psnr
 from rfb.colorspace import rgb_to_nv12
-from rfb.encoders import h264
+from rfb.encoders import h264, nvenc_cpu
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
-from rfb.encoders.h264_cpu import ENTRIES, NAME, PyAVH264Encoder, create, libx264_settings, probe
+from rfb.encoders.h264_cpu import (
+    ENTRIES,
+    LONG_GOP,
+    NAME,
+    PyAVH264Encoder,
+    configure_context,
+    create,
+    libx264_settings,
+    probe,
+)
 from rfb.frames import FrameError, RawFrame, frame_from_array
 
 W, H = 320, 240
@@ -179,6 +190,24 @@ def test_forced_keyframe_every_time() -> None:
         for i in range(4):
             (p,) = enc.encode(frame_from_array(patterns.gradient(64, 64, i)), force_keyframe=True)
             assert p.keyframe and h264.is_idr(p.data)
+
+
+@pytest.mark.parametrize("gop", [None, 12])
+def test_every_pyav_route_is_configured_by_one_function(gop: int | None) -> None:
+    config = EncoderConfig(64, 48, fps=29.97, bitrate=2_000_000, gop=gop)
+    cuda = replace(nvenc_cpu.nvenc_settings(config), pix_fmt="cuda", open_with_first_frame=True)
+    for settings in (libx264_settings(config), nvenc_cpu.nvenc_settings(config), cuda):
+        context = configure_context(config, settings)  # not opened: h264_nvenc could not open here
+        assert not context.is_open
+        assert (context.name, context.pix_fmt) == (settings.codec, settings.pix_fmt)
+        assert (context.width, context.height) == (64, 48)
+        assert context.framerate == Fraction(2997, 100) and context.time_base == Fraction(100, 2997)
+        assert (context.max_b_frames, context.gop_size) == (0, gop or LONG_GOP)
+        vui = (context.color_primaries, context.color_trc, context.colorspace, context.color_range)
+        assert vui == (1, 1, 1, 1)  # BT.709 primaries, transfer and matrix; limited range
+    with create(config) as enc:
+        assert enc.settings.open_with_first_frame is False
+        enc.encode(frame_from_array(patterns.scene(64, 48, 0)))  # opened in the factory, not by the frame
 
 
 def test_gop_from_config() -> None:

@@ -76,6 +76,7 @@ def test_settings_are_nvenc_cpus_with_cuda_frames_and_no_session_until_the_first
         assert isinstance(enc, EncoderBackend)
         assert (enc.name, enc.transport) == ("nvenc_gpu_pyav", "webcodecs")
         assert enc.settings.codec == "h264_nvenc" and enc.settings.pix_fmt == "cuda"
+        assert enc.settings.open_with_first_frame
         assert enc.settings.options == nvenc_cpu.nvenc_settings(config).options
         assert enc.flush() == []  # nothing opened, nothing to drain
         assert enc.cuda_context_mode is None  # FFmpeg's CUDA device comes with the first frame
