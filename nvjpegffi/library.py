@@ -118,10 +118,8 @@ class Library:
                 f"could not load libnvjpeg {path!r} (found by {found_by or 'name'}): {exc}. {INSTALL_HINT}."
             ) from None
         for name in REQUIRED_FUNCTIONS:
-            try:
-                getattr(self.lib, name)
-            except AttributeError:
-                raise NvjpegUnavailable(f"{path!r} has no {name}: it is not a usable libnvjpeg") from None
+            if not _has(self.lib, name):
+                raise NvjpegUnavailable(f"{path!r} has no {name}: it is not a usable libnvjpeg")
         self.optional = {name for name in OPTIONAL_FUNCTIONS if _has(self.lib, name)}
         value = ffi.new("int *")
         parts = []
@@ -151,9 +149,10 @@ class Library:
 
 
 def _has(lib: Any, name: str) -> bool:
+    """Whether the library exports ``name`` (cffi resolves symbols on first access)."""
     try:
         getattr(lib, name)
-    except AttributeError:
+    except (AttributeError, ffi.error):
         return False
     return True
 
