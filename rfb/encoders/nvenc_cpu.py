@@ -8,10 +8,15 @@ encoder name and options differ.
 Whether NVENC works cannot be known without trying (driver present, a capable GPU,
 a free session), so the probe opens a real session and encodes one small frame. Its
 answer names FFmpeg's own complaint, e.g. "Cannot load libcuda.so.1" on a machine
-without the NVIDIA driver.
+without the NVIDIA driver. FFmpeg explains NVENC failures only in its log, so the
+probes of both h264_nvenc routes (this one and ``nvenc_gpu_pyav``) capture it with
+:func:`capture_ffmpeg_log` and word it with :func:`ffmpeg_failure_reason`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -26,8 +31,12 @@ CODEC = "h264_nvenc"
 # The probe's frame: above NVENC's minimum size on every GPU generation.
 _PROBE_SIZE = (256, 144)
 
-# FFmpeg's messages that have a plainer explanation for the user.
+# FFmpeg's messages that have a plainer explanation for the user; the first match wins,
+# so the specific ones come before the generic ones. An H100 (no encode engine) answers
+# "OpenEncodeSessionEx failed: unsupported device (2): (no details)": that is not a
+# session limit.
 _HINTS = (
+    ("unsupported device", "this GPU has no NVENC engine (A100, H100 and H200 have none)"),
     ("libcuda.so", "no NVIDIA driver is installed or loadable here"),
     ("nvcuda.dll", "no NVIDIA driver is installed or loadable here"),
     ("libnvidia-encode", "the NVIDIA driver has no NVENC library (libnvidia-encode)"),
@@ -63,34 +72,51 @@ def probe() -> str | None:
     """None when an h264_nvenc session opens and encodes a frame here, else why not."""
     try:
         import av
-        import av.logging
     except ImportError as exc:
         return f"PyAV is not installed ({exc}); pip install 'av>=18'"
     if CODEC not in av.codecs_available:
         return f"this PyAV build has no {CODEC} encoder"
     width, height = _PROBE_SIZE
     frame = frame_from_array(np.zeros((height * 3 // 2, width), np.uint8), "nv12")
-    # FFmpeg explains NVENC failures only in its log, so capture it for the reason.
-    # PyAV drops a message identical to the previous one; a second probe needs it too.
-    previous_level, previous_skip = av.logging.get_level(), av.logging.get_skip_repeated()
-    av.logging.set_level(av.logging.ERROR)
-    av.logging.set_skip_repeated(False)
-    try:
-        with av.logging.Capture() as logs:
-            try:
-                with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
-                    payloads = encoder.encode(frame)
-            except (av.FFmpegError, EncoderUnavailable) as exc:
-                return f"FFmpeg's {CODEC} could not open a session: {_reason(exc, logs)}"
-    finally:
-        av.logging.set_level(previous_level)
-        av.logging.set_skip_repeated(previous_skip)
+    with capture_ffmpeg_log() as logs:
+        try:
+            with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
+                payloads = encoder.encode(frame)
+        except (av.FFmpegError, EncoderUnavailable) as exc:
+            return f"FFmpeg's {CODEC} could not open a session: {ffmpeg_failure_reason(exc, logs)}"
     if not payloads or not payloads[0].keyframe:
         return f"FFmpeg's {CODEC} opened but returned no keyframe for a test frame"
     return None
 
 
-def _reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
+@contextmanager
+def capture_ffmpeg_log() -> Iterator[list[tuple[int, str, str]]]:
+    """Collect FFmpeg's error lines logged on this thread meanwhile, as ``(level, name, message)``.
+
+    FFmpeg's own logging settings are restored afterwards. Repeated lines are kept
+    (PyAV drops a message identical to the previous one, and a second probe needs it).
+    """
+    import av.logging
+
+    previous_level, previous_skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+    try:
+        with av.logging.Capture() as logs:
+            yield logs
+    finally:
+        av.logging.set_level(previous_level)
+        av.logging.set_skip_repeated(previous_skip)
+
+
+def ffmpeg_failure_reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
+    """Why an FFmpeg call failed, in FFmpeg's words, with a plainer hint where one is known.
+
+    ``logs`` are the lines :func:`capture_ffmpeg_log` collected (error level and worse
+    are used); without any, the line PyAV attached to the exception, else the
+    exception's own text. The hint leads, FFmpeg's words follow in parentheses:
+    ``this GPU has no NVENC engine (...) (OpenEncodeSessionEx failed: unsupported device (2): ...)``.
+    """
     import av.logging
 
     messages = [m.strip() for level, _, m in logs if level <= av.logging.ERROR and m.strip()]
@@ -98,8 +124,9 @@ def _reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
     if not messages and isinstance(log, tuple) and len(log) == 3:
         messages = [str(log[2]).strip()]
     detail = "; ".join(dict.fromkeys(messages)) or getattr(exc, "strerror", None) or str(exc)
+    lowered = detail.lower()
     for needle, hint in _HINTS:
-        if needle in detail:
+        if needle.lower() in lowered:
             return f"{hint} ({detail})"
     return detail
 

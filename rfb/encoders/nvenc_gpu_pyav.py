@@ -217,13 +217,15 @@ def _probe_cuda_session(av: Any) -> str | None:
 
     cp = import_cupy()
     width, height = _PROBE_SIZE
-    try:
-        with cp.cuda.Device(0):
-            frame = cuda_frame(cp.zeros((height * 3 // 2, width), dtype=np.uint8))
-        with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
-            payloads = encoder.encode(frame)
-    except (av.FFmpegError, EncoderUnavailable, GpuUnavailable, FrameError, ValueError, TypeError) as exc:
-        return f"FFmpeg's {CODEC} opened for host frames but not for CUDA frames: {nvenc_cpu._reason(exc, [])}"
+    with nvenc_cpu.capture_ffmpeg_log() as logs:
+        try:
+            with cp.cuda.Device(0):
+                frame = cuda_frame(cp.zeros((height * 3 // 2, width), dtype=np.uint8))
+            with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
+                payloads = encoder.encode(frame)
+        except (av.FFmpegError, EncoderUnavailable, GpuUnavailable, FrameError, ValueError, TypeError) as exc:
+            reason = nvenc_cpu.ffmpeg_failure_reason(exc, logs)
+            return f"FFmpeg's {CODEC} opened for host frames but not for CUDA frames: {reason}"
     if not payloads or not payloads[0].keyframe:
         return f"FFmpeg's {CODEC} took a CUDA frame but returned no keyframe for it"
     return None

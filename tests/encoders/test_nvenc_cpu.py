@@ -49,6 +49,59 @@ def test_probe_reason_on_a_machine_without_nvidia_driver() -> None:
     assert "no NVIDIA driver" in reason and "libcuda.so.1" in reason  # FFmpeg's own words
 
 
+# FFmpeg's own lines (libavcodec/nvenc.c: nvenc_print_error, nvenc_setup_device), as an
+# H100 and a busy GPU produce them.
+UNSUPPORTED = "OpenEncodeSessionEx failed: unsupported device (2): (no details)\n"
+NO_CAPABLE = "No capable devices found\n"
+OUT_OF_MEMORY = "OpenEncodeSessionEx failed: out of memory (10): (no details)\n"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (  # host frames: FFmpeg tries every GPU, then gives up
+            [(av.logging.ERROR, UNSUPPORTED), (av.logging.FATAL, NO_CAPABLE)],
+            "this GPU has no NVENC engine (A100, H100 and H200 have none) "
+            "(OpenEncodeSessionEx failed: unsupported device (2): (no details); No capable devices found)",
+        ),
+        (  # CUDA frames: FFmpeg opens on the frames' device only
+            [(av.logging.ERROR, UNSUPPORTED)],
+            "this GPU has no NVENC engine (A100, H100 and H200 have none) "
+            "(OpenEncodeSessionEx failed: unsupported device (2): (no details))",
+        ),
+        (
+            [(av.logging.ERROR, OUT_OF_MEMORY), (av.logging.ERROR, OUT_OF_MEMORY)],
+            "the GPU refused a new encode session (session limit or out of memory) "
+            "(OpenEncodeSessionEx failed: out of memory (10): (no details))",
+        ),
+        (
+            [(av.logging.FATAL, NO_CAPABLE), (av.logging.WARNING, "below the error level: left out")],
+            "no NVENC-capable GPU was found (No capable devices found)",
+        ),
+    ],
+)
+def test_ffmpeg_failure_reasons_lead_with_a_plain_hint(lines: list[tuple[int, str]], expected: str) -> None:
+    logs = [(level, "h264_nvenc", message) for level, message in lines]
+    exc = av.error.ExternalError(-542398533, "Generic error in an external library")
+    assert nvenc_cpu.ffmpeg_failure_reason(exc, logs) == expected
+
+
+def test_ffmpeg_failure_reason_from_a_real_failure() -> None:
+    from rfb.encoders.h264_cpu import PyAVSettings, configure_context
+
+    settings = PyAVSettings("libx264", {"preset": "no-such-preset"})
+    before = av.logging.get_level(), av.logging.get_skip_repeated()
+    for _ in range(2):  # the same line twice: a second failure is explained too
+        with nvenc_cpu.capture_ffmpeg_log() as logs:
+            with pytest.raises(av.FFmpegError) as info:
+                configure_context(EncoderConfig(64, 48), settings).open()
+            reason = nvenc_cpu.ffmpeg_failure_reason(info.value, logs)
+        assert reason == "Error setting preset/tune no-such-preset/(null)."
+    assert (av.logging.get_level(), av.logging.get_skip_repeated()) == before
+    # Without captured lines: the line PyAV attached to the exception.
+    assert nvenc_cpu.ffmpeg_failure_reason(info.value, []) == reason
+
+
 def test_probe_reports_a_missing_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nvenc_cpu, "CODEC", "h264_no_such_encoder")
     assert nvenc_cpu.probe() == "this PyAV build has no h264_no_such_encoder encoder"
