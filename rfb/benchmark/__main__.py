@@ -10,7 +10,13 @@ from typing import Any
 
 from rfb.benchmark import machine
 from rfb.benchmark.patterns import PATTERNS
-from rfb.benchmark.sections import DEFAULT_SIZES, BenchmarkOptions, run_sections, section_names
+from rfb.benchmark.sections import (
+    DEFAULT_SIZES,
+    BenchmarkOptions,
+    register_section,
+    run_sections,
+    section_names,
+)
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
@@ -45,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--x264-presets", default="", help="extra h264_cpu rows with these x264 presets, e.g. superfast,veryfast"
     )
     p.add_argument("--sections", default="encode", help=f"comma-separated, from {section_names()}")
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the gpu section instead of encode: GPU routes fed device frames vs CPU-origin routes, with the GPU named",
+    )
     p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -68,9 +79,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    names = [s.strip() for s in args.sections.split(",") if s.strip()]
     info = machine.describe()
+    if args.gpu:
+        from rfb.benchmark import gpu
+
+        if "gpu" not in section_names():
+            register_section("gpu", gpu.run)
+        names = ["gpu"] if names == ["encode"] else [*names, "gpu"]
+        info["gpu"] = gpu.describe_gpu()
     before = machine.parallel_speedup()
-    reports = run_sections(options, [s.strip() for s in args.sections.split(",") if s.strip()])
+    reports = run_sections(options, names)
     after = machine.parallel_speedup()
     # the lower of the two: what the run could count on
     info["parallel_speedup"] = min(before, after)

@@ -435,9 +435,15 @@ static NVENCSTATUS NVENCAPI api_get_encode_caps(void *encoder, GUID codec, NV_EN
         return api_leave(st);
     if ((st = check_codec(s, &codec)))
         return api_leave(st);
-    if (!caps_query((int)cp->capsToQuery, value))
+    if (!caps_query((int)cp->capsToQuery, value)) {
+        /* Caps that API 13.0 added (FFmpeg 8 asks for several): features the emulator lacks. */
+        if (s->api_version == EMU_API_13_0 && (int)cp->capsToQuery >= NV_ENC_CAPS_EXPOSED_COUNT) {
+            *value = 0;
+            return api_leave(NV_ENC_SUCCESS);
+        }
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PARAM, "capsToQuery %d is not a NV_ENC_CAPS value (0..%d)",
                           (int)cp->capsToQuery, NV_ENC_CAPS_EXPOSED_COUNT - 1));
+    }
     return api_leave(NV_ENC_SUCCESS);
 }
 

@@ -1,0 +1,593 @@
+"""The ``gpu`` section (``python -m rfb.benchmark --gpu``): frames that start on the GPU.
+
+For every size and every GPU route of the registry, the same frames go two ways,
+measured in the same run, taking turns frame by frame:
+
+- **GPU origin**: an rgb24 frame already in device memory (a renderer's output) is
+  converted to NV12 by ``rfb.gpu.rgb_to_nv12`` (timed with CUDA events, kernel only)
+  and handed to the route as a CUDA frame ("GPU encode": the route's ``encode``, until
+  the access unit is in host memory; zero copy into NVENC for the NVENC routes);
+  "GPU total" is both, by the wall clock.
+- **CPU origin**: the same picture as a host rgb24 array, given to the CPU route that
+  a machine without this GPU path would use (``nvenc_cpu`` for the NVENC routes:
+  swscale on the CPU, upload, NVENC; ``h264_cpu`` otherwise: swscale, libx264).
+
+The speed-up is CPU-origin total / GPU total (medians). Sizes are encoded back to RGB
+with FFmpeg's decoder for PSNR, outside the timed region. The first ``WARMUP_FRAMES``
+frames of each path are not timed (CuPy compiles its kernel, encoders start, the IDR).
+
+Routes that cannot run are listed with their probe's reason, never dropped. Where a
+route's NVENC library is the project's NVENC emulator (``tests/nvenc_emulator``; it
+exports ``emu_ledger``, a real driver does not), its rows say "emulated": the plumbing
+around the engine is real, the engine's time is not NVENC's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rfb.benchmark import patterns
+from rfb.benchmark.metrics import H264Decoder, percentile, psnr
+from rfb.benchmark.sections import BenchmarkOptions, SectionReport
+from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
+from rfb.frames import frame_from_array
+
+logger = logging.getLogger(__name__)
+
+WARMUP_FRAMES = 5
+
+# The CPU route a machine would use for the same stream without the GPU path.
+CPU_ORIGIN: dict[str, str] = {
+    "nvenc_gpu_cffi": "nvenc_cpu",
+    "nvenc_gpu_pyav": "nvenc_cpu",
+    "h264_gpu_nv12": "h264_cpu",
+}
+DEFAULT_CPU_ORIGIN = "h264_cpu"
+
+# Routes whose encode engine is libnvidia-encode, and how each one finds it.
+NVENC_ROUTES: dict[str, str] = {
+    "nvenc_gpu_cffi": "nvencffi",  # NVENCFFI_LIBRARY, else the driver's soname
+    "nvenc_gpu_pyav": "ffmpeg",  # FFmpeg dlopen()s the soname (LD_LIBRARY_PATH applies)
+    "nvenc_cpu": "ffmpeg",
+}
+NVENC_SONAME = "libnvidia-encode.so.1"
+EMULATOR_SYMBOL = "emu_ledger"  # exported by tests/nvenc_emulator only
+
+
+# -- the machine's GPU and encode engine ---------------------------------------------
+
+
+def describe_gpu(device_id: int = 0) -> dict[str, Any]:
+    """Name, compute capability, memory and driver of the GPU, or why there is none.
+
+    Asked through the CUDA driver (cuda-python, a dependency already), so it works
+    without CuPy; the driver's release number comes from the kernel module's
+    ``/proc/driver/nvidia/version``, else from ``nvidia-smi``.
+    """
+    from rfb.gpu.context import GpuUnavailable, gpu_available, load_driver
+
+    reason = gpu_available()
+    if reason is not None:
+        return {"available": False, "reason": reason}
+    try:
+        driver = load_driver()
+        err, dev = driver.cuDeviceGet(device_id)
+        _cuda_ok(err, "cuDeviceGet")
+        err, raw = driver.cuDeviceGetName(256, dev)
+        _cuda_ok(err, "cuDeviceGetName")
+        err, memory = driver.cuDeviceTotalMem(dev)
+        _cuda_ok(err, "cuDeviceTotalMem")
+        attr = driver.CUdevice_attribute
+        cc = []
+        for which in (
+            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+        ):
+            err, value = driver.cuDeviceGetAttribute(which, dev)
+            _cuda_ok(err, "cuDeviceGetAttribute")
+            cc.append(int(value))
+        err, cuda_version = driver.cuDriverGetVersion()
+        _cuda_ok(err, "cuDriverGetVersion")
+    except (GpuUnavailable, RuntimeError) as exc:
+        return {"available": False, "reason": str(exc)}
+    name = (
+        raw.split(b"\0", 1)[0].decode(errors="replace")
+        if isinstance(raw, bytes)
+        else str(raw)
+    )
+    return {
+        "available": True,
+        "device_id": device_id,
+        "name": name,
+        "compute_capability": f"{cc[0]}.{cc[1]}",
+        "memory_gib": round(int(memory) / 2**30, 1),
+        "cuda_driver_api": f"{int(cuda_version) // 1000}.{int(cuda_version) % 1000 // 10}",
+        "driver_version": nvidia_driver_version(),
+    }
+
+
+def _cuda_ok(err: Any, what: str) -> None:
+    if int(err) != 0:
+        raise RuntimeError(f"{what} failed with CUresult {int(err)}")
+
+
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver's release ("580.159.04"), or None when it cannot be read."""
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8") as f:
+            m = re.search(
+                r"Kernel Module\s+(?:for \S+\s+)?(\d+\.\d+(?:\.\d+)?)", f.read()
+            )
+        if m:
+            return m.group(1)
+    except OSError:
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+def nvenc_library(route: str) -> str | None:
+    """The libnvidia-encode a route loads (a path or the soname); None for non-NVENC routes."""
+    how = NVENC_ROUTES.get(route)
+    if how is None:
+        return None
+    if how == "nvencffi":
+        from nvencffi.library import library_path
+
+        return library_path()
+    return NVENC_SONAME
+
+
+def is_emulator(library: str) -> bool | None:
+    """Whether ``library`` resolves to the NVENC emulator (True), the driver (False), or nothing (None).
+
+    ``dlopen`` of a name resolves as FFmpeg's own does in this process (LD_LIBRARY_PATH,
+    then the system's paths), and of a path opens that file; the emulator is known by
+    its control symbol.
+    """
+    try:
+        lib = ctypes.CDLL(library)
+    except OSError:
+        return None
+    return hasattr(lib, EMULATOR_SYMBOL)
+
+
+def engine_of(route: str) -> str:
+    """ "nvenc" (a real driver), "emulated" (the project's NVENC emulator), or the CPU codec."""
+    library = nvenc_library(route)
+    if library is None:
+        return "libx264" if route in ("h264_cpu", "h264_gpu_nv12") else "-"
+    return "emulated" if is_emulator(library) else "nvenc"
+
+
+# -- statistics and turn-taking --------------------------------------------------------
+
+
+def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, p95 and p99 in milliseconds of per-frame times given in seconds."""
+    return {
+        f"{k}_ms": round(percentile(seconds, q) * 1e3, 4)
+        for k, q in (("median", 50), ("p95", 95), ("p99", 99))
+    }
+
+
+def take_turns(steps: Sequence[Callable[[int], None]], indices: Sequence[int]) -> None:
+    """Run every step on every index, the steps taking turns frame by frame.
+
+    Who goes first rotates with the index, so a machine that gets busy halfway (or a
+    cache warmed by the previous step) slows every step alike: the ratios between
+    steps stay meaningful where the absolute times are not.
+    """
+    for n, index in enumerate(indices):
+        shift = n % len(steps)
+        for step in (*steps[shift:], *steps[:shift]):
+            step(index)
+
+
+# -- one size --------------------------------------------------------------------------
+
+
+@dataclass
+class _Measured:
+    """Per-frame figures of one path (GPU origin or CPU origin) of one route at one size."""
+
+    convert: list[float] = field(default_factory=list)  # GPU kernel, CUDA events (s)
+    encode: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+
+class _Frames:
+    """The run's pictures: host rgb24 for the CPU origin and PSNR, device copies for the GPU origin."""
+
+    def __init__(
+        self, pattern: str, width: int, height: int, count: int, device_id: int
+    ) -> None:
+        from rfb.gpu.context import import_cupy
+
+        cp = import_cupy()
+        self.host = [patterns.make(pattern, width, height, i) for i in range(count)]
+        with cp.cuda.Device(device_id):
+            self.device = [cp.asarray(rgb) for rgb in self.host]
+            cp.cuda.get_current_stream().synchronize()
+
+
+class _GpuPath:
+    """A GPU route fed NV12 made on the GPU from a device rgb24 frame."""
+
+    def __init__(
+        self, name: str, encoder: EncoderBackend, frames: _Frames, config: EncoderConfig
+    ) -> None:
+        from rfb.gpu.arrays import cuda_frame
+        from rfb.gpu.context import import_cupy
+
+        self.name = name
+        self.encoder = encoder
+        self.frames = frames
+        self.measured = _Measured()
+        self.decoder = H264Decoder()
+        self._cp = cp = import_cupy()
+        self._device_id = config.device_id
+        with cp.cuda.Device(config.device_id):
+            self._nv12 = cp.empty(
+                (config.height * 3 // 2, config.width), dtype=cp.uint8
+            )
+            self._start, self._end = cp.cuda.Event(), cp.cuda.Event()
+        self._frame = cuda_frame(self._nv12, device_id=config.device_id)
+
+    def step(self, index: int, *, timed: bool = True) -> None:
+        from rfb.gpu.convert import rgb_to_nv12
+
+        cp = self._cp
+        with cp.cuda.Device(self._device_id):
+            t0 = time.perf_counter()
+            self._start.record()
+            rgb_to_nv12(self.frames.device[index], out=self._nv12)
+            self._end.record()
+            self._end.synchronize()
+            t1 = time.perf_counter()
+            payloads = self.encoder.encode(self._frame)
+            t2 = time.perf_counter()
+        scores = _scores(self.frames.host[index], payloads, self.decoder)
+        if timed:
+            m = self.measured
+            m.convert.append(cp.cuda.get_elapsed_time(self._start, self._end) / 1e3)
+            m.encode.append(t2 - t1)
+            m.total.append(t2 - t0)
+            m.sizes.append(sum(len(p.data) for p in payloads))
+            m.scores += scores
+
+    def close(self) -> None:
+        try:
+            self.encoder.close()
+        finally:
+            self.decoder.close()
+            self._nv12 = None
+
+
+class _CpuPath:
+    """A CPU route fed the host rgb24 picture (its own colour conversion on the CPU)."""
+
+    def __init__(self, name: str, encoder: EncoderBackend, frames: _Frames) -> None:
+        self.name = name
+        self.encoder = encoder
+        self.frames = frames
+        self.measured = _Measured()
+        self.decoder = H264Decoder()
+
+    def step(self, index: int, *, timed: bool = True) -> None:
+        rgb = self.frames.host[index]
+        t0 = time.perf_counter()
+        payloads = self.encoder.encode(frame_from_array(rgb))
+        t1 = time.perf_counter()
+        scores = _scores(rgb, payloads, self.decoder)
+        if timed:
+            m = self.measured
+            m.total.append(t1 - t0)
+            m.sizes.append(sum(len(p.data) for p in payloads))
+            m.scores += scores
+
+    def close(self) -> None:
+        try:
+            self.encoder.close()
+        finally:
+            self.decoder.close()
+
+
+def _scores(
+    rgb: np.ndarray, payloads: list[EncodedPayload], decoder: H264Decoder
+) -> list[float]:
+    return [psnr(rgb, picture) for p in payloads for picture in decoder.decode(p.data)]
+
+
+def measure_size(
+    routes: Sequence[str],
+    cpu_routes: Sequence[str],
+    config: EncoderConfig,
+    options: BenchmarkOptions,
+    factory: Callable[[str], Callable[[EncoderConfig], EncoderBackend]],
+    failures: list[dict[str, str]],
+) -> list[dict[str, Any]]:
+    """Time ``routes`` (GPU origin) and ``cpu_routes`` (CPU origin) at one size, taking turns.
+
+    A route that fails to start or breaks mid-run is dropped from the turns and
+    reported in ``failures`` with the error; the others carry on.
+    """
+    frames = _Frames(
+        options.pattern,
+        config.width,
+        config.height,
+        WARMUP_FRAMES + options.frames,
+        config.device_id,
+    )
+    size = f"{config.width}x{config.height}"
+    paths: list[_GpuPath | _CpuPath] = []
+    broken: dict[str, str] = {}
+    try:
+        for name in (*routes, *cpu_routes):
+            try:
+                encoder = factory(name)(config)
+            except Exception as exc:  # a benchmark survives one broken route
+                logger.warning("%s failed to start at %s", name, size, exc_info=True)
+                failures.append(
+                    {
+                        "route": name,
+                        "reason": f"failed to start at {size}: {_describe(exc)}",
+                    }
+                )
+                continue
+            try:
+                paths.append(
+                    _GpuPath(name, encoder, frames, config)
+                    if name in routes
+                    else _CpuPath(name, encoder, frames)
+                )
+            except BaseException:
+                encoder.close()
+                raise
+        take_turns(
+            [_guarded(p, broken, timed=False) for p in paths], range(WARMUP_FRAMES)
+        )
+        take_turns(
+            [_guarded(p, broken, timed=True) for p in paths],
+            range(WARMUP_FRAMES, WARMUP_FRAMES + options.frames),
+        )
+        for p in paths:
+            if p.name not in broken:
+                p.encoder.flush()
+    finally:
+        for p in paths:
+            p.close()
+    for name, reason in broken.items():
+        failures.append(
+            {"route": name, "reason": f"failed during the run at {size}: {reason}"}
+        )
+    done = [p for p in paths if p.name not in broken]
+    by_name = {p.name: p for p in done if isinstance(p, _CpuPath)}
+    return [
+        _row(p, by_name.get(cpu_origin_of(p.name)), config)
+        for p in done
+        if isinstance(p, _GpuPath)
+    ]
+
+
+def _guarded(
+    path: _GpuPath | _CpuPath, broken: dict[str, str], *, timed: bool
+) -> Callable[[int], None]:
+    """``path.step`` that, once it has raised, records why and does nothing more."""
+
+    def step(index: int) -> None:
+        if path.name in broken:
+            return
+        try:
+            path.step(index, timed=timed)
+        except Exception as exc:  # one broken route must not void the others' figures
+            logger.warning("%s failed on frame %d", path.name, index, exc_info=True)
+            broken[path.name] = _describe(exc)
+
+    return step
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def cpu_origin_of(route: str) -> str:
+    return CPU_ORIGIN.get(route, DEFAULT_CPU_ORIGIN)
+
+
+def _row(gpu: _GpuPath, cpu: _CpuPath | None, config: EncoderConfig) -> dict[str, Any]:
+    m = gpu.measured
+    total = summary_ms(m.total)
+    row: dict[str, Any] = {
+        "route": gpu.name,
+        "engine": engine_of(gpu.name),
+        "width": config.width,
+        "height": config.height,
+        "frames": len(m.total),
+        "convert_gpu": summary_ms(m.convert),
+        "encode": summary_ms(m.encode),
+        "gpu_total": total,
+        "gpu_fps": round(1e3 / total["median_ms"], 1),
+        "kb_per_frame": round(float(np.mean(m.sizes)) / 1e3, 2),
+        "psnr_db": round(float(np.mean(m.scores)), 2) if m.scores else None,
+        "bitrate": config.bitrate,
+        "cpu_origin_route": cpu_origin_of(gpu.name),
+    }
+    if cpu is None:
+        return row
+    c = cpu.measured
+    cpu_total = summary_ms(c.total)
+    row.update(
+        cpu_origin_engine=engine_of(cpu.name),
+        cpu_total=cpu_total,
+        cpu_fps=round(1e3 / cpu_total["median_ms"], 1),
+        speedup=round(cpu_total["median_ms"] / total["median_ms"], 2),
+        cpu_kb_per_frame=round(float(np.mean(c.sizes)) / 1e3, 2),
+        cpu_psnr_db=round(float(np.mean(c.scores)), 2) if c.scores else None,
+    )
+    return row
+
+
+# -- the section -----------------------------------------------------------------------
+
+
+def _registry_factory(name: str) -> Callable[[EncoderConfig], EncoderBackend]:
+    from rfb.encoders.registry import get_entry
+
+    return get_entry(name).factory
+
+
+def plan(
+    options: BenchmarkOptions, report: SectionReport
+) -> tuple[list[str], list[str]]:
+    """The GPU routes to time and their CPU-origin routes; the rest go to ``report.skipped``."""
+    from rfb.encoders.registry import encoder_status
+
+    status = {s.name: s for s in encoder_status()}
+    gpu_routes = []
+    for s in status.values():
+        if not s.gpu or (options.routes is not None and s.name not in options.routes):
+            continue
+        if s.available:
+            gpu_routes.append(s.name)
+        else:
+            report.skipped.append(
+                {"route": s.name, "reason": s.reason or "unavailable"}
+            )
+    cpu_routes = []
+    for name in dict.fromkeys(cpu_origin_of(r) for r in gpu_routes):
+        s = status.get(name)
+        if s is not None and s.available:
+            cpu_routes.append(name)
+        else:
+            reason = "not registered" if s is None else s.reason or "unavailable"
+            report.skipped.append({"route": f"{name} (CPU origin)", "reason": reason})
+    return gpu_routes, cpu_routes
+
+
+def run(options: BenchmarkOptions) -> SectionReport:
+    """Time every available GPU route at every size against its CPU-origin route."""
+    report = SectionReport("gpu")
+    gpu = describe_gpu()
+    if not gpu["available"]:
+        report.notes.append(f"no usable CUDA GPU: {gpu['reason']}")
+    else:
+        report.notes.append(
+            f"GPU {gpu['name']} (compute {gpu['compute_capability']}, {gpu['memory_gib']} GiB), "
+            f"driver {gpu['driver_version'] or 'unknown'}, CUDA driver API {gpu['cuda_driver_api']}"
+        )
+    routes, cpu_routes = plan(options, report)
+    if routes:
+        from rfb.gpu.context import cupy_available
+
+        reason = cupy_available()
+        if (
+            reason is not None
+        ):  # every GPU route's probe asks for CuPy; this is belt and braces
+            report.skipped += [{"route": r, "reason": reason} for r in routes]
+            routes = []
+    for width, height in options.sizes if routes else ():
+        config = EncoderConfig(
+            width,
+            height,
+            fps=options.fps,
+            bitrate=options.bitrate_for(width, height),
+            gop=None,
+        )
+        options.say(
+            f"gpu {width}x{height}: {', '.join(routes)} against {', '.join(cpu_routes) or 'no CPU route'}"
+        )
+        report.rows += measure_size(
+            routes, cpu_routes, config, options, _registry_factory
+        )
+    emulated = sorted(
+        {
+            r["route"]
+            for r in report.rows
+            if "emulated" in (r["engine"], r.get("cpu_origin_engine"))
+        }
+    )
+    if emulated:
+        report.notes.append(
+            "ENCODE ENGINE EMULATED for "
+            + ", ".join(emulated)
+            + ": libnvidia-encode is the project's NVENC emulator (tests/nvenc_emulator), so their encode "
+            "times are the emulator's (I_PCM, device memory read back), not NVENC's"
+        )
+    report.notes.append(
+        f"pattern={options.pattern}, {WARMUP_FRAMES} warm-up + {options.frames} timed frames per path, "
+        f"{options.fps:g} fps, bitrate {'auto' if options.bitrate is None else options.bitrate}; "
+        "paths take turns frame by frame; times are medians (p95/p99 in the JSON)"
+    )
+    report.table = format_table(report.rows, report.skipped)
+    return report
+
+
+def format_table(
+    rows: list[dict[str, Any]], skipped: list[dict[str, str]] | None = None
+) -> str:
+    """Fixed-width table: one line per (size, GPU route), medians in ms."""
+    header = (
+        f"{'size':>10} {'route':<15} {'engine':<9} {'RGB->NV12':>9} {'encode':>8} {'GPU tot':>8} {'p99':>7} "
+        f"{'GPU fps':>8} {'CPU-origin route':<17} {'CPU tot':>8} {'p99':>7} {'CPU fps':>8} {'speedup':>7} "
+        f"{'KB/frame':>9} {'PSNR dB':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        score = f"{r['psnr_db']:.2f}" if r["psnr_db"] is not None else "-"
+        if "cpu_total" in r:
+            cpu = (
+                f"{r['cpu_origin_route']:<17} {r['cpu_total']['median_ms']:>8.2f} {r['cpu_total']['p99_ms']:>7.2f} "
+                f"{r['cpu_fps']:>8.1f} {r['speedup']:>6.2f}x"
+            )
+        else:
+            cpu = f"{r['cpu_origin_route'] + ' (n/a)':<17} {'-':>8} {'-':>7} {'-':>8} {'-':>7}"
+        lines.append(
+            f"{r['width']}x{r['height']:<5} {r['route']:<15} {r['engine']:<9} {r['convert_gpu']['median_ms']:>9.3f} "
+            f"{r['encode']['median_ms']:>8.2f} {r['gpu_total']['median_ms']:>8.2f} {r['gpu_total']['p99_ms']:>7.2f} "
+            f"{r['gpu_fps']:>8.1f} {cpu} {r['kb_per_frame']:>9.1f} {score:>8}"
+        )
+    if not rows:
+        lines.append("(no GPU route could run here; see the reasons below)")
+    return "\n".join(lines)
+
+
+def environment_note() -> str | None:
+    """Which NVENC library each way of loading it would find here (for the JSON)."""
+    libs = {"nvencffi": nvenc_library("nvenc_gpu_cffi"), "ffmpeg": NVENC_SONAME}
+    parts = []
+    for who, lib in libs.items():
+        if lib is None:
+            continue
+        state = is_emulator(lib)
+        parts.append(
+            f"{who}: {lib} -> {'none' if state is None else 'emulator' if state else 'driver'}"
+        )
+    ld = os.environ.get("LD_LIBRARY_PATH")
+    return "; ".join(parts) + (f" (LD_LIBRARY_PATH={ld})" if ld else "")

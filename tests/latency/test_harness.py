@@ -1,0 +1,157 @@
+"""The harness and the emulator's FFmpeg support, in the default run (no GPU needed).
+
+FFmpeg's h264_nvenc is built against NVENC API 13.0 and needs a CUDA driver before it
+loads libnvidia-encode. Here a stand-in libcuda (fake_libcuda.c) lets it start, and the
+emulator serves it: the harness runs on host memory, nvencffi and FFmpeg taking turns
+on identical frames, and everything FFmpeg asks at open is answered (no emulator error).
+The GPU version of the same run is tests/latency/test_latency.py (marker latency).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.latency import engine as engines
+from tests.latency import report
+from tests.latency.runner import check_latency, run_harness
+from tests.nvenc_emulator import EmulatorBuildError, HeaderUnavailable, require_emulator
+
+
+@pytest.fixture(scope="module")
+def host_engine() -> engines.Engine:
+    require_emulator()  # skips (fails in CI) without the official header or a compiler
+    try:
+        return engines.emulated(fake_cuda=True)
+    except (HeaderUnavailable, EmulatorBuildError) as exc:
+        pytest.fail(f"the emulator builds but the stand-in libcuda does not: {exc}")
+        raise
+
+
+def test_ffmpeg_nvenc_and_nvencffi_share_the_emulator_on_identical_frames(
+    host_engine: engines.Engine, tmp_path: Path
+) -> None:
+    result = run_harness(
+        host_engine,
+        tmp_path,
+        "latency",
+        "--size",
+        "320x240",
+        "--frames",
+        "6",
+        timeout=180,
+    )
+    check_latency(host_engine, result, 6)
+    assert set(result["routes"]) == {
+        "nvenc_gpu_cffi (host memory)",
+        "nvenc_cpu (PyAV, host frames)",
+    }
+    assert result["ledger"]["sessions_opened"] == 2
+    assert result["ledger"]["encodes"] == 2 * (6 + 5)  # both routes, warm-up included
+    assert result["ratio_median"] > 0
+
+
+def test_overhead_mode_on_host_memory(
+    host_engine: engines.Engine, tmp_path: Path
+) -> None:
+    result = run_harness(
+        host_engine,
+        tmp_path,
+        "overhead",
+        "--size",
+        "64x48",
+        "--frames",
+        "200",
+        timeout=180,
+    )
+    assert result["memory"] == "host" and result["engines"] == {
+        "nvencffi": "emulated",
+        "ffmpeg": "emulated",
+    }
+    assert len(result["routes"]) == 3
+    for name, route in result["routes"].items():
+        assert route["calls"] == 200 and route["empty_outputs"] == 0, name
+        assert 0 < route["median_us"] <= route["p95_us"] <= route["p99_us"], name
+    ledger = result["ledger"]
+    assert (
+        ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["errors"] == 0
+    ), ledger
+
+
+def test_fake_cuda_refuses_what_needs_a_gpu(host_engine: engines.Engine) -> None:
+    lib = ctypes.CDLL(str(engines.build_fake_cuda()))
+    assert lib.cuInit(0) == 0
+    assert (
+        lib.cuMemAlloc_v2() == 801
+    )  # CUDA_ERROR_NOT_SUPPORTED: no pretending to have device memory
+    assert not hasattr(
+        lib, "cuPointerGetAttribute"
+    )  # so the emulator reads every pointer as host memory
+
+
+def _record(kind: str, mode: str = "latency") -> dict[str, Any]:
+    if mode == "latency":
+        route = {
+            "latency": {"median_ms": 2.0, "p95_ms": 3.0, "p99_ms": 4.0},
+            "kb_per_frame": 3110.4,
+            "exact": True,
+        }
+        result = {
+            "mode": "latency",
+            "size": "1920x1080",
+            "ratio_median": 0.5,
+            "routes": {
+                "nvenc_gpu_cffi": route,
+                "nvenc_gpu_pyav": {**route, "exact": False},
+            },
+        }
+    else:
+        result = {
+            "mode": "overhead",
+            "size": "1920x1080",
+            "goal_us": 10.0,
+            "routes": {
+                "NvencEncoder.encode (fixed interface)": {
+                    "median_us": 5.4,
+                    "p95_us": 6.0,
+                    "p99_us": 9.0,
+                }
+            },
+        }
+    return {
+        "test": "t",
+        "engine": {"kind": kind, "memory": "cuda", "detail": "D"},
+        "result": result,
+    }
+
+
+def test_summary_says_when_the_engine_was_emulated(tmp_path: Path) -> None:
+    lines = report.summary(
+        [_record("emulated"), _record("emulated", "overhead")], tmp_path / "x.json"
+    )
+    assert lines[0].startswith("ENCODE ENGINE EMULATED") and "(D)" in lines[0]
+    text = "\n".join(lines)
+    assert (
+        "nvenc_gpu_pyav" in text and "0.500" in text and " no " in text
+    )  # ratio on the second route's line
+    assert "5.400" in text and "us" in text
+    assert f"JSON: {tmp_path / 'x.json'}" == lines[-1]
+    real = report.summary([_record("nvenc")], None)
+    assert real[0] == "encode engine: real NVENC (D)" and not any(
+        "EMULATED" in line for line in real
+    )
+
+
+def test_json_holds_the_machine_and_the_banner(tmp_path: Path) -> None:
+    import json
+
+    path = report.write_json(
+        [_record("emulated")], tmp_path / "sub" / "latency.json", {"gpu": {"name": "G"}}
+    )
+    doc = json.loads(path.read_text())
+    assert doc["machine"]["gpu"]["name"] == "G"
+    assert doc["banner"][0].startswith("ENCODE ENGINE EMULATED")
+    assert doc["results"][0]["result"]["ratio_median"] == 0.5
