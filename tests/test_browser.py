@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -251,6 +252,20 @@ def test_canvas_shows_the_published_frame(page, display, feeder, transport):
         assert stats["codec"].startswith("avc1."), stats
     overlay = page.locator("#stats").inner_text()
     assert transport in overlay and f"{W}x{H}" in overlay, overlay
+
+
+@pytest.mark.parametrize("transport", ["webcodecs", "image"])
+def test_overlay_shows_the_latency_the_server_measured(page, display, feeder, transport):
+    open_viewer(page, display.url, transport)
+    page.wait_for_function("() => window.__rfb.stats.latencyMs > 0")  # a `stats` message came (once a second)
+    stats = page.evaluate("window.__rfb.stats")
+    overlay = page.locator("#stats").inner_text()
+    match = re.search(r"latency (\d+\.\d) ms  p95 (\d+\.\d) ms", overlay)
+    assert match, overlay
+    assert float(match[1]) == round(stats["latencyMs"], 1) and float(match[2]) >= float(match[1])
+    assert stats["serverFps"] > 0
+    (viewer,) = display.viewers
+    assert display.latency(60.0)[viewer.client_id].frames > 0 and viewer.group == transport
 
 
 def test_hello_offers_h264_only_where_webcodecs_decodes_it(page, display, feeder):

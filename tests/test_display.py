@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -20,7 +21,9 @@ import rfb
 from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
 from rfb.display import FrameStore, resolve_routes, serve, start
 from rfb.frames import FrameError, RawFrame, frame_from_array
+from rfb.gpu import GpuUnavailable
 from tests.conftest import JPEG, EncoderLog, ProtocolClient, eventually, start_test_display, wait_until
+from tests.gpu import FakeCudaArray, skip_if_cupy_works
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,6 +118,62 @@ def test_own_frames_never_overwrites_a_leased_frame() -> None:
         store.put(frame_from_array(array))
     assert leased[0].data[0, 0, 0] == 1, "an encoder's frame changed under it"
     store.release(leased[0])
+
+
+def test_own_frames_without_cupy_refuses_a_cuda_frame_and_holds_nothing() -> None:
+    skip_if_cupy_works()
+    store = FrameStore(own_frames=True)
+    with pytest.raises(FrameError, match=r"needs uint8 data of shape \(48, 64, 3\), got uint8 \(48, 32, 3\)"):
+        store.put(RawFrame(FakeCudaArray(np.zeros((48, 32, 3), np.uint8)), 64, 48, memory="cuda"))
+    with pytest.raises(GpuUnavailable, match="CuPy is not installed"):
+        store.put(RawFrame(FakeCudaArray(np.zeros((48, 64, 3), np.uint8)), 64, 48, memory="cuda"))
+    assert store.take() is None and store.pooled() == 0 and store.version == 0
+
+
+# ---------------------------------------------------------------- CUDA frames (without a GPU)
+
+
+def test_cuda_frames_are_validated_in_the_callers_stack(display: Any) -> None:
+    """Layout and device are checked before anything needs CuPy or a GPU."""
+    with pytest.raises(FrameError, match="expected dtype uint8, got float32"):
+        display.publish(FakeCudaArray(np.zeros((48, 64, 3), np.float32)))
+    with pytest.raises(FrameError, match="expected a uint8 CUDA array of shape .*got shape \\(48, 64, 5\\)"):
+        display.publish(FakeCudaArray(np.zeros((48, 64, 5), np.uint8)))
+    with pytest.raises(FrameError, match="device_id=0 was given but the array lives on CUDA device 1"):
+        display.publish(FakeCudaArray(np.zeros((48, 64, 3), np.uint8), device=1))
+    on_device_1 = RawFrame(FakeCudaArray(np.zeros((48, 64, 3), np.uint8), device=1), 64, 48, memory="cuda", device_id=1)
+    with pytest.raises(FrameError, match="encodes on CUDA device 0 .*got a frame on device 1; .*device_id=1"):
+        display.publish(on_device_1)
+    with pytest.raises(FrameError, match="a 64x48 cuda rgb24 frame needs uint8 data of shape"):
+        display.publish(RawFrame(FakeCudaArray(np.zeros((48, 64, 4), np.uint8)), 64, 48, memory="cuda"))
+    assert display.stats.published == 0
+
+
+def test_a_cuda_array_on_a_display_without_cupy_says_what_cupy_is_for(display: Any) -> None:
+    """The documented behaviour: CUDA frames are accepted on any display (gpu or not) and
+    reach a CPU route through CuPy; where CuPy is missing, publish() says so."""
+    skip_if_cupy_works()
+    with pytest.raises(FrameError, match="expected CuPy for CUDA frames: this display converts and downloads them "
+                                         "for a CPU route with CuPy, which is unusable: CuPy is not installed"):
+        display.publish(FakeCudaArray(np.zeros((48, 64, 3), np.uint8), device=0))
+    assert display.stats.published == 0
+
+
+def test_gpu_true_without_a_usable_gpu_route_falls_back_to_cpu_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    from rfb.encoders.registry import encoder_status
+
+    gpu_routes = [s for s in encoder_status() if s.gpu and s.transport == "webcodecs"]
+    if any(s.available for s in gpu_routes):
+        pytest.skip("a GPU route can run here: nothing falls back")
+    cpu_best = next(s.name for s in encoder_status() if s.available and s.transport == "webcodecs")
+    with caplog.at_level(logging.WARNING, logger="rfb.display"):
+        routes = resolve_routes(None, "image", gpu=True)
+    assert routes["webcodecs"][0].name == cpu_best and not routes["webcodecs"][0].gpu
+    assert f"gpu=True, but no GPU webcodecs route can run here, so {cpu_best} encodes on the CPU" in caplog.text
+    for status in gpu_routes:
+        assert f"{status.name}: {status.reason}" in caplog.text
+    with start(64, 48, port=0, gpu=True) as display:
+        assert display.encoder_name == cpu_best
 
 
 @pytest.mark.anyio
@@ -288,6 +347,7 @@ def test_routes_put_the_chosen_one_first_then_the_other_available_ones(test_enco
     video = [e.name for e in routes["webcodecs"]]
     assert video[0] == "test-h264" and sorted(video) == sorted(available_video_encoders(transport="webcodecs"))
     assert [e.name for e in routes["image"]][0] == "test-image"
+    assert [e.name for e in routes["png"]] == ["image"]  # the one route that makes PNG
     assert list(resolve_routes("test-h264", None, gpu=False)) == ["webcodecs"]
     assert list(resolve_routes("test-h264", "nope", gpu=False)) == ["webcodecs"]
     assert "no image route: \"no encoder named 'nope'" in caplog.text

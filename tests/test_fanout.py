@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 from rfb.display import FrameStore
-from rfb.encoders.base import EncodedPayload
+from rfb.encoders.base import EncodedPayload, EncoderConfig
 from rfb.encoders.registry import EncoderEntry
 from rfb.fanout import FanOut, Member
-from rfb.frames import frame_from_array
+from rfb.frames import RawFrame, frame_from_array
+from rfb.latency import LatencyWindow
 from tests.conftest import (
+    TEST_CODEC,
     EncoderLog,
     FakeImageEncoder,
     FakeVideoEncoder,
@@ -31,6 +33,7 @@ from tests.conftest import (
     start_test_display,
     wait_until,
 )
+from tests.gpu import FakeCudaArray, skip_if_cupy_works
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -347,6 +350,132 @@ def test_close_stops_every_thread_and_encoder(log: EncoderLog) -> None:
     assert len(log.instances) == 2 and not log.open_instances()
     with pytest.raises(RuntimeError, match="display is closed"):
         h.join(3)
+
+
+# ---------------------------------------------------------------- latency
+
+
+def test_a_latency_window_summarises_the_recent_samples_only() -> None:
+    window = LatencyWindow(horizon_s=10.0, now=0.0)
+    for i in range(20):
+        window.add(1.0 + i * 0.1, 0.020 + 0.001 * (i - 10))  # acked at 1.0 .. 2.9 s
+    recent = window.summary(1.0, now=3.0)  # acked at 2.0 .. 2.9: 20 .. 29 ms
+    assert (recent.frames, recent.fps, recent.median_ms, recent.p95_ms, recent.max_ms) == (10, 10.0, 24.5, 28.55, 29.0)
+    assert window.summary(100.0, now=12.5).frames == 5  # the 10 s horizon caps any window
+    assert window.total == 20
+
+
+def test_a_latency_window_is_bounded_and_honest_when_empty() -> None:
+    window = LatencyWindow(max_samples=3, now=0.0)
+    empty = window.summary(1.0, now=0.5)
+    assert (empty.frames, empty.fps, empty.median_ms, empty.p95_ms) == (0, 0.0, None, None)
+    for i in range(5):
+        window.add(0.1 * i, 0.01)
+    joined = window.summary(1.0, now=0.5)
+    assert joined.frames == 3 and joined.fps == 6.0  # 3 frames over the 0.5 s since it started
+    with pytest.raises(ValueError, match="expected a finite latency >= 0 s, got -1"):
+        window.add(1.0, -1)
+    with pytest.raises(ValueError, match="expected a positive window, got 0"):
+        window.summary(0)
+
+
+def test_a_drawn_ack_measures_from_publish_to_the_ack(harness: Harness) -> None:
+    a = harness.join(1)
+    before = time.monotonic()
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    time.sleep(0.05)
+    harness.fanout.ack(a, 1)
+    after = time.monotonic()
+    summary = a.latency.summary(60)
+    assert summary.frames == 1 and summary.median_ms is not None
+    assert 50 <= summary.median_ms <= (after - before) * 1000
+
+
+def test_dropped_acks_and_implicitly_freed_seqs_add_no_latency_sample(harness: Harness) -> None:
+    a = harness.join(1)
+    for marker in (1, 2):
+        harness.publish(marker)
+        harness.wait_count(1, marker)
+    harness.fanout.ack(a, 2, drawn=False)  # frees 1 and 2; neither was shown
+    assert not a.inflight and a.latency.summary(60).frames == 0
+    harness.publish(3)
+    harness.wait_count(1, 3)
+    harness.fanout.ack(a, 3)
+    harness.fanout.ack(a, 3)  # a duplicate ack counts once
+    assert a.latency.summary(60).frames == 1
+
+
+def test_a_frame_encoded_again_for_a_joiner_starts_its_latency_at_the_re_encode(harness: Harness) -> None:
+    a = harness.join(1)
+    harness.publish(1)
+    harness.wait_count(1, 1)
+    published = a.inflight[1]
+    harness.fanout.ack(a, 1)
+    joined = time.monotonic()
+    b = harness.join(2)  # a static scene: frame 1 is encoded again, as an IDR
+    (_, seq), = harness.wait_count(2, 1)
+    assert published < joined <= b.inflight[seq], "a static scene's age is not the joiner's latency"
+
+
+# ---------------------------------------------------------------- CUDA frames
+
+
+class RecordingEncoder:
+    """Records the frames it is handed, without reading them (they may be device memory)."""
+
+    transport = "webcodecs"
+
+    def __init__(self, config: EncoderConfig, seen: list[RawFrame]) -> None:
+        self.name = "recording"
+        self.seen = seen
+
+    def encode(self, frame: RawFrame, *, force_keyframe: bool = False) -> list[EncodedPayload]:
+        self.seen.append(frame)
+        return [EncodedPayload(b"I" + bytes([len(self.seen)]), True, frame.width, frame.height, "webcodecs",
+                               codec=TEST_CODEC)]
+
+    def flush(self) -> list[EncodedPayload]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def cuda_raw_frame(width: int = 64, height: int = 48) -> RawFrame:
+    """A cuda RawFrame over host memory: valid to describe, never to dereference."""
+    return RawFrame(FakeCudaArray(np.zeros((height, width, 3), np.uint8)), width, height, memory="cuda")
+
+
+def recording_harness(log: EncoderLog, request: pytest.FixtureRequest, *, gpu: bool) -> tuple[Harness, list[RawFrame]]:
+    seen: list[RawFrame] = []
+    entry = EncoderEntry("recording", lambda config: RecordingEncoder(config, seen), gpu=gpu)
+    h = make(log, request, routes={"webcodecs": [entry]})
+    h.join(1)
+    return h, seen
+
+
+def test_a_gpu_route_gets_cuda_frames_as_they_are(log: EncoderLog, request: pytest.FixtureRequest) -> None:
+    h, seen = recording_harness(log, request, gpu=True)
+    frame = cuda_raw_frame()
+    h.store.put(frame)
+    h.fanout.wake()
+    h.wait_count(1, 1)
+    assert seen == [frame] and seen[0].data is frame.data  # no copy, no adapter
+    assert h.stats().cuda_frames == 1
+
+
+def test_a_host_only_route_never_sees_a_cuda_frame(log: EncoderLog, request: pytest.FixtureRequest,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    skip_if_cupy_works()  # with CuPy the adapter would really download this (host) pointer
+    h, seen = recording_harness(log, request, gpu=False)
+    h.store.put(cuda_raw_frame())
+    h.fanout.wake()
+    wait_until(lambda: h.stats().encoder_errors == 1, what="the adapter to fail without CuPy")
+    assert seen == [] and "CuPy is not installed" in caplog.text and "64x48 cuda frame" in caplog.text
+    h.publish(1)  # host frames still reach the rebuilt encoder, untouched
+    h.wait_count(1, 1)
+    assert [f.memory for f in seen] == ["cpu"]
 
 
 # ---------------------------------------------------------------- real WebSocket viewers

@@ -1,7 +1,9 @@
-"""One viewer's session over a real socket: hello, token, transport choice, bad messages."""
+"""One viewer's session over a real socket: hello, token, transport and format choice, bad
+messages, and the ``stats`` message with the latency the server measured."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -11,7 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import H264, JPEG, EncoderLog, FakeVideoEncoder, ProtocolClient, eventually, start_test_display
+from rfb.session import SessionSettings
+from tests.conftest import (
+    H264,
+    JPEG,
+    PNG,
+    EncoderLog,
+    FakeVideoEncoder,
+    ProtocolClient,
+    eventually,
+    start_test_display,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -197,6 +209,101 @@ async def test_events_carry_the_senders_client_id_and_receive_time(display: Any)
                                                                        ("alt",))
     assert sent <= event.time <= time.monotonic()
     await client.close()
+
+
+# ---------------------------------------------------------------- image formats
+
+
+@pytest.mark.anyio
+async def test_a_png_only_viewer_gets_png_while_a_jpeg_viewer_gets_jpeg(display: Any) -> None:
+    from PIL import Image
+
+    png = await ProtocolClient.connect(display, supported=(PNG,))
+    jpeg = await ProtocolClient.connect(display, supported=(JPEG, PNG))
+    assert (await png.recv()).header["transport"] == "image"
+    await eventually(lambda: len(display.viewers) == 2, what="both viewers")
+    published = frame(7)
+    published[10:20, 30:40] = (12, 200, 99)
+    display.publish(published)
+    got_png, got_jpeg = await png.next_payload(), await jpeg.next_payload()
+    assert got_png.header["mime"] == "image/png" and got_jpeg.header["mime"] == "image/jpeg"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(got_png.payload)).convert("RGB")), published)  # lossless
+    assert got_jpeg.payload[:2] == b"M\x07"  # the test JPEG route's marker
+    groups = {v.client_id: v.group for v in display.viewers}
+    assert sorted(groups.values()) == ["image", "png"]
+    assert display.stats.groups["png"].encoder == "image" and display.stats.groups["png"].encodes == 1
+    await png.close()
+    await jpeg.close()
+
+
+@pytest.mark.anyio
+async def test_a_png_only_viewer_is_refused_where_no_images_are_served(test_encoders: EncoderLog) -> None:
+    display = start_test_display(image_encoder=None)
+    try:
+        client = await ProtocolClient.connect(display, supported=(PNG,))
+        code, reason = await client.closed()
+        assert code == 4406 and reason is not None
+        assert "server sends ['webcodecs/h264-annexb'], client takes ['image/png']" in reason
+    finally:
+        display.close()
+
+
+# ---------------------------------------------------------------- stats: latency as the server sees it
+
+
+@pytest.mark.anyio
+async def test_stats_messages_report_the_latency_of_drawn_frames(test_encoders: EncoderLog) -> None:
+    display = start_test_display(stats_interval=0.1)
+    try:
+        client = await ProtocolClient.connect(display)
+        first = await client.next_stats()  # nothing published yet
+        assert first == {"type": "stats", "latency_ms": None, "fps": 0.0, "window_s": 0.1}
+        drawn = 0
+        for marker in range(1, 4):
+            display.publish(frame(marker))
+            payload = await client.next_payload()
+            await client.ack(payload.seq, decode_ms=1.0)
+            drawn += 1
+        display.publish(frame(9))
+        await client.ack((await client.next_payload()).seq)  # dropped by the client: no decode_ms
+        (client_id,) = {v.client_id for v in display.viewers}
+        await eventually(lambda: display.latency(60.0)[client_id].frames == drawn, what="every drawn ack")
+        summary = display.latency(60.0)[client_id]
+        assert summary.median_ms is not None and summary.median_ms > 0
+        while True:  # a stats message that covers some of those acks
+            stats = await client.next_stats()
+            if stats["latency_ms"] is not None:
+                break
+        assert set(stats["latency_ms"]) == {"median", "p95"} and stats["latency_ms"]["median"] >= 0
+        assert stats["fps"] > 0 and stats["window_s"] == 0.1
+        (info,) = display.viewers
+        assert info.latency.window_s == 0.1
+        await client.close()
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+async def test_stats_interval_zero_sends_no_stats(test_encoders: EncoderLog) -> None:
+    display = start_test_display(stats_interval=0)
+    try:
+        client = await ProtocolClient.connect(display)
+        display.publish(frame(1))
+        await client.ack((await client.next_payload()).seq, decode_ms=1.0)
+        with pytest.raises(TimeoutError):
+            await client.next_stats(timeout=0.5)
+        assert client.stats == []
+        (info,) = display.viewers
+        assert display.latency(60.0)[info.client_id].frames == 1  # still measured, only not sent
+        await client.close()
+    finally:
+        display.close()
+
+
+@pytest.mark.parametrize("interval", [-1, 0.01, float("nan"), float("inf"), True, "1"])
+def test_a_bad_stats_interval_is_refused(interval: Any) -> None:
+    with pytest.raises(ValueError, match="stats_interval must be 0 \\(off\\) or at least 0.05 s"):
+        SessionSettings(None, stats_interval=interval)
 
 
 # ---------------------------------------------------------------- without an H.264 route

@@ -1,6 +1,7 @@
 // The overlay: a small always-on readout of what the stream is doing (state, transport,
-// codec, size, fps, receive-to-draw time, bit rate), plus a banner for the states a user
-// must notice (reconnecting, errors). It only reads the worker's stats.
+// codec, size, fps, receive-to-draw time, the server's publish-to-ack latency, bit rate),
+// plus a banner for the states a user must notice (reconnecting, errors). It only reads
+// the worker's stats.
 
 function fmt(n, digits = 0) {
   return Number.isFinite(n) ? n.toFixed(digits) : "-";
@@ -17,6 +18,7 @@ export class Overlay {
     this.panel.textContent = [
       `${s.state}  ${s.transport || "-"} ${codec}`,
       `${s.width}x${s.height}  ${fmt(s.fps)} fps  draw ${fmt(s.decodeMs, 1)} ms`,
+      `latency ${fmt(s.latencyMs, 1)} ms  p95 ${fmt(s.latencyP95Ms, 1)} ms`,
       `${fmt(s.kbps / 1000, 2)} Mbit/s  seq ${s.lastSeq}  drawn ${s.framesDrawn}`,
     ].join("\n");
     let message = "";

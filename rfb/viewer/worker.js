@@ -45,6 +45,9 @@ const stats = {
   fps: 0,
   decodeMs: 0,
   kbps: 0,
+  latencyMs: null, // from the server's `stats`: publish() to our ack, median over its window
+  latencyP95Ms: null,
+  serverFps: null, // frames the server saw us draw per second
   connects: 0,
   decoderResets: 0,
   keyframeRequests: 0,
@@ -134,6 +137,7 @@ function connect() {
     ws = null;
     stopVideo();
     config = null;
+    clearServerStats();
     const fatal = proto.FATAL_CLOSE_CODES.get(e.code);
     if (fatal) {
       setState("error", `${fatal} (close ${e.code}${e.reason ? `: ${e.reason}` : ""})`);
@@ -183,6 +187,9 @@ function onControl(socket, text) {
       console.warn(`rfb server error: ${msg.message}`);
       postStats();
       break;
+    case "stats":
+      onServerStats(msg);
+      break;
     default:
       console.warn(`rfb worker: ignoring unknown control message type ${JSON.stringify(msg.type)}`);
   }
@@ -200,6 +207,21 @@ function onConfig(socket, msg) {
   // chunks until then find no decoder and are acked as dropped.
   if (msg.transport === "webcodecs" && msg.codec) startVideo(socket, msg.codec);
   setState("streaming", null);
+}
+
+/** The server's view of this viewer: latency from publish() to our ack, and drawn fps. */
+function onServerStats(msg) {
+  const latency = msg.latency_ms && typeof msg.latency_ms === "object" ? msg.latency_ms : null;
+  stats.latencyMs = latency && Number.isFinite(latency.median) ? latency.median : null;
+  stats.latencyP95Ms = latency && Number.isFinite(latency.p95) ? latency.p95 : null;
+  stats.serverFps = Number.isFinite(msg.fps) ? msg.fps : null;
+  postStats();
+}
+
+function clearServerStats() {
+  stats.latencyMs = null;
+  stats.latencyP95Ms = null;
+  stats.serverFps = null;
 }
 
 function resizeCanvas(width, height) {
