@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
+from rfb.colorspace import DEFAULT_MATRIX
 from rfb.encoders import h264
 from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
 from rfb.encoders.h264_cpu import check_even_size, check_frame_size
@@ -34,7 +35,6 @@ from rfb.frames import FrameError, PixelFormat, RawFrame, frame_from_array
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
 from rfb.gpu.context import cupy_available, import_cupy
 from rfb.gpu.convert import rgb_to_nv12
-from rfb.gpu.reference import DEFAULT_MATRIX
 
 if TYPE_CHECKING:
     from nvencffi import NvencEncoder

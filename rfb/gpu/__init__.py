@@ -9,6 +9,7 @@ before any framework has touched CUDA.
 
 from __future__ import annotations
 
+from rfb.colorspace import ColorMatrix, color_matrix, nv12_planes, nv12_to_rgb_host, rgb_to_nv12_host
 from rfb.gpu.adapter import HostFrameAdapter
 from rfb.gpu.arrays import DeviceArray, as_cupy, check_cuda_frame, cuda_frame, describe_device_array
 from rfb.gpu.context import (
@@ -19,7 +20,6 @@ from rfb.gpu.context import (
     gpu_available,
 )
 from rfb.gpu.convert import copy_frame_to_host, rgb_to_nv12, to_host_rgb
-from rfb.gpu.reference import ColorMatrix, color_matrix, nv12_planes, nv12_to_rgb_host, rgb_to_nv12_host
 
 __all__ = [
     "ColorMatrix",

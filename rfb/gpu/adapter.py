@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rfb.colorspace import DEFAULT_MATRIX
 from rfb.encoders.base import EncodedPayload, EncoderBackend
 from rfb.frames import RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
 from rfb.gpu.context import import_cupy
 from rfb.gpu.convert import copy_frame_to_host, rgb_to_nv12
-from rfb.gpu.reference import DEFAULT_MATRIX
 
 HostFormat = Literal["nv12", "rgb24"]
 

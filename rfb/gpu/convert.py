@@ -3,8 +3,9 @@
 NV12 is what video encoders eat, and it is half the bytes of RGB: converting on the
 device before anything crosses PCIe halves the copy, and NVENC takes it as it is.
 The kernel runs one thread per 2x2 block: four luma samples and one chroma pair from
-the average of the four pixels, with the coefficients of :mod:`rfb.gpu.reference`
-(the NumPy twin it is tested against, within one code value).
+the average of the four pixels, with the coefficients of
+:func:`rfb.colorspace.color_matrix`, like ``rfb.colorspace.rgb_to_nv12_host``, the NumPy
+twin it is tested against (within one code value).
 
 The output is ONE allocation, ``(H + H/2, W)`` uint8: the luma plane followed by the
 interleaved UV plane. NVENC and FFmpeg describe an NV12 surface by one pointer and
@@ -20,15 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from rfb.colorspace import DEFAULT_MATRIX, color_matrix, nv12_to_rgb_host
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, cuda_frame, describe_device_array, host_shape, row_pitch
 from rfb.gpu.context import import_cupy
-from rfb.gpu.reference import DEFAULT_MATRIX, color_matrix, nv12_to_rgb_host
 
 _KERNEL_NAME = "rfb_rgb_to_nv12"
 _KERNEL_SOURCE = r"""
 __device__ __forceinline__ unsigned char rfb_to_u8(float v) {
-    // Round half up and clamp, exactly as rfb.gpu.reference._to_u8.
+    // Round half up and clamp, exactly as rfb.colorspace._to_u8.
     v = floorf(v + 0.5f);
     return (unsigned char)fminf(fmaxf(v, 0.0f), 255.0f);
 }
@@ -103,7 +104,7 @@ def rgb_to_nv12(
     if frame.memory != "cuda" or frame.pixel_format not in ("rgb24", "rgba8"):
         raise FrameError(
             f"rgb_to_nv12() expected a CUDA rgb24 or rgba8 image, got a {frame.memory} {frame.pixel_format} frame"
-            + ("; use rfb.gpu.reference.rgb_to_nv12_host for host arrays" if frame.memory == "cpu" else "")
+            + ("; use rfb.colorspace.rgb_to_nv12_host for host arrays" if frame.memory == "cpu" else "")
         )
     width, height = frame.width, frame.height
     if width % 2 or height % 2:

@@ -1,5 +1,6 @@
-"""The NumPy reference of RGB <-> NV12: against the standards' own formulas, round trips,
-layouts and errors. Runs everywhere (no GPU)."""
+"""rfb.colorspace's matrices and NumPy RGB <-> NV12 (the reference of the GPU kernel):
+against the standards' own formulas, round trips, layouts and errors. Runs everywhere
+(no GPU)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
+from rfb.colorspace import color_matrix, nv12_planes, nv12_to_rgb_host, rgb_to_nv12_host
 from rfb.frames import FrameError
-from rfb.gpu.reference import color_matrix, nv12_planes, nv12_to_rgb_host, rgb_to_nv12_host
 
 CASES = list(itertools.product(("bt601", "bt709"), (False, True)))
 
@@ -130,12 +131,27 @@ def test_default_is_bt709_limited_like_the_h264_routes() -> None:
     assert not np.array_equal(rgb_to_nv12_host(rgb), rgb_to_nv12_host(rgb, matrix="bt601"))
 
 
-def test_agrees_with_the_cpu_routes_colorspace() -> None:
-    colorspace = pytest.importorskip("rfb.colorspace")
+def test_the_routes_shorthands_are_the_reference_in_bt709_limited() -> None:
+    from rfb import colorspace
+
     rgb = test_images()["noise"]
     ours = rgb_to_nv12_host(rgb)
-    assert np.abs(ours.astype(int) - colorspace.rgb_to_nv12(rgb)).max() <= 1
-    assert np.abs(nv12_to_rgb_host(ours).astype(int) - colorspace.nv12_to_rgb(ours, 98, 66)).max() <= 1
+    assert np.array_equal(colorspace.rgb_to_nv12(rgb), ours)
+    assert np.array_equal(colorspace.nv12_to_rgb(ours, 98, 66), nv12_to_rgb_host(ours))
+    with pytest.raises(FrameError, match=r"expected nv12 of shape \(99, 96\), got \(99, 98\)"):
+        colorspace.nv12_to_rgb(ours, 96, 66)
+    yuv = colorspace.rgb_to_yuv(rgb)  # unrounded: the NV12 luma is its rounding
+    assert yuv.shape == (66, 98, 3) and np.array_equal(ours[:66], np.floor(yuv[..., 0] + 0.5).astype(np.uint8))
+    # The default is what the routes' SPS says: matrix 1 (BT.709), not full range.
+    assert (colorspace.DEFAULT_MATRIX, colorspace.MATRIX_BT709, colorspace.FULL_RANGE) == ("bt709", 1, False)
+
+
+def test_rfb_gpu_reference_is_the_same_code() -> None:
+    from rfb import colorspace
+    from rfb.gpu import reference
+
+    for name in reference.__all__:
+        assert getattr(reference, name) is getattr(colorspace, name), name
 
 
 def test_rgba_ignores_alpha_and_strided_input_is_read_correctly() -> None:

@@ -44,7 +44,7 @@ def test_host_arrays_are_refused_with_a_pointer_to_the_host_function() -> None:
     rgb = host_image(4, 6)
     with pytest.raises(FrameError, match=r"got a host NumPy array"):
         rgb_to_nv12(rgb)
-    with pytest.raises(FrameError, match=r"got a cpu rgb24 frame; use rfb.gpu.reference.rgb_to_nv12_host"):
+    with pytest.raises(FrameError, match=r"got a cpu rgb24 frame; use rfb.colorspace.rgb_to_nv12_host"):
         rgb_to_nv12(RawFrame(rgb, 6, 4))
 
 
