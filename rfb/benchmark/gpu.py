@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from rfb.benchmark import patterns
-from rfb.benchmark.metrics import H264Decoder, percentile, psnr
+from rfb.benchmark.metrics import H264Decoder, decode_image, percentile, psnr
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
 from rfb.frames import frame_from_array
@@ -53,7 +53,8 @@ CPU_ORIGIN: dict[str, str] = {
     "nvenc_gpu_pyav": "nvenc_cpu",
     "h264_gpu_nv12": "h264_cpu",
 }
-DEFAULT_CPU_ORIGIN = "h264_cpu"
+# Otherwise, by what the route produces: H.264 -> libx264, images -> the CPU JPEG route.
+DEFAULT_CPU_ORIGIN: dict[str, str] = {"webcodecs": "h264_cpu", "image": "image"}
 
 # Routes whose encode engine is libnvidia-encode, and how each one finds it.
 NVENC_ROUTES: dict[str, str] = {
@@ -176,11 +177,20 @@ def is_emulator(library: str) -> bool | None:
     return hasattr(lib, EMULATOR_SYMBOL)
 
 
+# What encodes for the routes that do not use NVENC.
+OTHER_ENGINES: dict[str, str] = {
+    "h264_cpu": "libx264",
+    "h264_gpu_nv12": "libx264",
+    "jpeg_gpu": "nvjpeg",
+    "image": "libjpeg",
+}
+
+
 def engine_of(route: str) -> str:
-    """ "nvenc" (a real driver), "emulated" (the project's NVENC emulator), or the CPU codec."""
+    """'nvenc' (a real driver), 'emulated' (the project's NVENC emulator), else the codec library."""
     library = nvenc_library(route)
     if library is None:
-        return "libx264" if route in ("h264_cpu", "h264_gpu_nv12") else "-"
+        return OTHER_ENGINES.get(route, "-")
     return "emulated" if is_emulator(library) else "nvenc"
 
 
@@ -238,7 +248,7 @@ class _Frames:
 
 
 class _GpuPath:
-    """A GPU route fed NV12 made on the GPU from a device rgb24 frame."""
+    """A GPU route fed a device frame: NV12 made on the GPU for H.264 routes, the rgb24 itself for image routes."""
 
     def __init__(
         self, name: str, encoder: EncoderBackend, frames: _Frames, config: EncoderConfig
@@ -250,7 +260,9 @@ class _GpuPath:
         self.encoder = encoder
         self.frames = frames
         self.measured = _Measured()
-        self.decoder = H264Decoder()
+        self.transport = encoder.transport
+        self.cpu_origin = cpu_origin_of(name, self.transport)
+        self.decoder = H264Decoder() if self.transport == "webcodecs" else None
         self._cp = cp = import_cupy()
         self._device_id = config.device_id
         with cp.cuda.Device(config.device_id):
@@ -261,22 +273,31 @@ class _GpuPath:
         self._frame = cuda_frame(self._nv12, device_id=config.device_id)
 
     def step(self, index: int, *, timed: bool = True) -> None:
+        from rfb.gpu.arrays import cuda_frame
         from rfb.gpu.convert import rgb_to_nv12
 
         cp = self._cp
+        convert = (
+            self.decoder is not None
+        )  # H.264 routes take NV12; image routes RGB as it is
         with cp.cuda.Device(self._device_id):
             t0 = time.perf_counter()
-            self._start.record()
-            rgb_to_nv12(self.frames.device[index], out=self._nv12)
-            self._end.record()
-            self._end.synchronize()
+            if convert:
+                self._start.record()
+                rgb_to_nv12(self.frames.device[index], out=self._nv12)
+                self._end.record()
+                self._end.synchronize()
+                frame = self._frame
+            else:
+                frame = cuda_frame(self.frames.device[index], device_id=self._device_id)
             t1 = time.perf_counter()
-            payloads = self.encoder.encode(self._frame)
+            payloads = self.encoder.encode(frame)
             t2 = time.perf_counter()
         scores = _scores(self.frames.host[index], payloads, self.decoder)
         if timed:
             m = self.measured
-            m.convert.append(cp.cuda.get_elapsed_time(self._start, self._end) / 1e3)
+            if convert:
+                m.convert.append(cp.cuda.get_elapsed_time(self._start, self._end) / 1e3)
             m.encode.append(t2 - t1)
             m.total.append(t2 - t0)
             m.sizes.append(sum(len(p.data) for p in payloads))
@@ -286,7 +307,8 @@ class _GpuPath:
         try:
             self.encoder.close()
         finally:
-            self.decoder.close()
+            if self.decoder is not None:
+                self.decoder.close()
             self._nv12 = None
 
 
@@ -298,7 +320,7 @@ class _CpuPath:
         self.encoder = encoder
         self.frames = frames
         self.measured = _Measured()
-        self.decoder = H264Decoder()
+        self.decoder = H264Decoder() if encoder.transport == "webcodecs" else None
 
     def step(self, index: int, *, timed: bool = True) -> None:
         rgb = self.frames.host[index]
@@ -316,12 +338,15 @@ class _CpuPath:
         try:
             self.encoder.close()
         finally:
-            self.decoder.close()
+            if self.decoder is not None:
+                self.decoder.close()
 
 
 def _scores(
-    rgb: np.ndarray, payloads: list[EncodedPayload], decoder: H264Decoder
+    rgb: np.ndarray, payloads: list[EncodedPayload], decoder: H264Decoder | None
 ) -> list[float]:
+    if decoder is None:  # an image route: each payload is a picture
+        return [psnr(rgb, decode_image(p.data)) for p in payloads]
     return [psnr(rgb, picture) for p in payloads for picture in decoder.decode(p.data)]
 
 
@@ -390,7 +415,7 @@ def measure_size(
     done = [p for p in paths if p.name not in broken]
     by_name = {p.name: p for p in done if isinstance(p, _CpuPath)}
     return [
-        _row(p, by_name.get(cpu_origin_of(p.name)), config)
+        _row(p, by_name.get(p.cpu_origin), config)
         for p in done
         if isinstance(p, _GpuPath)
     ]
@@ -417,8 +442,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def cpu_origin_of(route: str) -> str:
-    return CPU_ORIGIN.get(route, DEFAULT_CPU_ORIGIN)
+def cpu_origin_of(route: str, transport: str = "webcodecs") -> str:
+    """The CPU route that makes the same stream from host frames (see CPU_ORIGIN)."""
+    return CPU_ORIGIN.get(route) or DEFAULT_CPU_ORIGIN.get(transport, "h264_cpu")
 
 
 def _row(gpu: _GpuPath, cpu: _CpuPath | None, config: EncoderConfig) -> dict[str, Any]:
@@ -430,14 +456,15 @@ def _row(gpu: _GpuPath, cpu: _CpuPath | None, config: EncoderConfig) -> dict[str
         "width": config.width,
         "height": config.height,
         "frames": len(m.total),
-        "convert_gpu": summary_ms(m.convert),
+        "convert_gpu": summary_ms(m.convert) if m.convert else None,
         "encode": summary_ms(m.encode),
         "gpu_total": total,
         "gpu_fps": round(1e3 / total["median_ms"], 1),
         "kb_per_frame": round(float(np.mean(m.sizes)) / 1e3, 2),
         "psnr_db": round(float(np.mean(m.scores)), 2) if m.scores else None,
         "bitrate": config.bitrate,
-        "cpu_origin_route": cpu_origin_of(gpu.name),
+        "transport": gpu.transport,
+        "cpu_origin_route": gpu.cpu_origin,
     }
     if cpu is None:
         return row
@@ -481,7 +508,9 @@ def plan(
                 {"route": s.name, "reason": s.reason or "unavailable"}
             )
     cpu_routes = []
-    for name in dict.fromkeys(cpu_origin_of(r) for r in gpu_routes):
+    for name in dict.fromkeys(
+        cpu_origin_of(r, status[r].transport) for r in gpu_routes
+    ):
         s = status.get(name)
         if s is not None and s.available:
             cpu_routes.append(name)
@@ -526,6 +555,8 @@ def run(options: BenchmarkOptions) -> SectionReport:
         report.rows += measure_size(
             routes, cpu_routes, config, options, _registry_factory
         )
+    if any(r in NVENC_ROUTES for r in (*routes, *(s["route"] for s in report.skipped))):
+        report.notes.append(f"NVENC library: {environment_note()}")
     emulated = sorted(
         {
             r["route"]
@@ -545,13 +576,11 @@ def run(options: BenchmarkOptions) -> SectionReport:
         f"{options.fps:g} fps, bitrate {'auto' if options.bitrate is None else options.bitrate}; "
         "paths take turns frame by frame; times are medians (p95/p99 in the JSON)"
     )
-    report.table = format_table(report.rows, report.skipped)
+    report.table = format_table(report.rows)
     return report
 
 
-def format_table(
-    rows: list[dict[str, Any]], skipped: list[dict[str, str]] | None = None
-) -> str:
+def format_table(rows: list[dict[str, Any]]) -> str:
     """Fixed-width table: one line per (size, GPU route), medians in ms."""
     header = (
         f"{'size':>10} {'route':<15} {'engine':<9} {'RGB->NV12':>9} {'encode':>8} {'GPU tot':>8} {'p99':>7} "
@@ -561,6 +590,7 @@ def format_table(
     lines = [header, "-" * len(header)]
     for r in rows:
         score = f"{r['psnr_db']:.2f}" if r["psnr_db"] is not None else "-"
+        convert = f"{r['convert_gpu']['median_ms']:.3f}" if r["convert_gpu"] else "-"
         if "cpu_total" in r:
             cpu = (
                 f"{r['cpu_origin_route']:<17} {r['cpu_total']['median_ms']:>8.2f} {r['cpu_total']['p99_ms']:>7.2f} "
@@ -569,7 +599,7 @@ def format_table(
         else:
             cpu = f"{r['cpu_origin_route'] + ' (n/a)':<17} {'-':>8} {'-':>7} {'-':>8} {'-':>7}"
         lines.append(
-            f"{r['width']}x{r['height']:<5} {r['route']:<15} {r['engine']:<9} {r['convert_gpu']['median_ms']:>9.3f} "
+            f"{r['width']}x{r['height']:<5} {r['route']:<15} {r['engine']:<9} {convert:>9} "
             f"{r['encode']['median_ms']:>8.2f} {r['gpu_total']['median_ms']:>8.2f} {r['gpu_total']['p99_ms']:>7.2f} "
             f"{r['gpu_fps']:>8.1f} {cpu} {r['kb_per_frame']:>9.1f} {score:>8}"
         )
@@ -578,7 +608,7 @@ def format_table(
     return "\n".join(lines)
 
 
-def environment_note() -> str | None:
+def environment_note() -> str:
     """Which NVENC library each way of loading it would find here (for the JSON)."""
     libs = {"nvencffi": nvenc_library("nvenc_gpu_cffi"), "ffmpeg": NVENC_SONAME}
     parts = []
