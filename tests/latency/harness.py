@@ -82,20 +82,19 @@ def nv12_frames(size: tuple[int, int], count: int) -> list[np.ndarray]:
 
 @dataclass
 class Side:
-    """One route under test: its encoder, the frames as it takes them, its measurements."""
+    """One route under test: its encoder, the frame object it is given, its measurements."""
 
     name: str
     encoder: EncoderBackend
-    frames: list[Any]  # what encode() is given, one per picture
+    frame: Any  # what encode() is given: a view of the shared input buffer
     times: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
     payload_counts: list[int] = field(default_factory=list)
 
-    def step(self, index: int, *, keep: bool) -> None:
-        frame = self.frames[index]
+    def step(self, *, keep: bool) -> None:
         t0 = time.perf_counter()
-        out: list[EncodedPayload] = self.encoder.encode(frame)
+        out: list[EncodedPayload] = self.encoder.encode(self.frame)
         t1 = time.perf_counter()
         self.payload_counts.append(len(out))
         data = b"".join(p.data for p in out)
@@ -105,49 +104,86 @@ class Side:
             self.sizes.append(len(data))
 
 
-def _sides(memory: str, config: EncoderConfig, host: list[np.ndarray]) -> list[Side]:
-    """(cffi side, PyAV side), each with the frames in the form its route takes."""
+class Input:
+    """The one NV12 buffer both routes read, as a renderer's framebuffer is: reused every frame.
+
+    ``load(picture)`` writes the next picture into it (host memory, or device memory by
+    one synchronous host-to-device copy) before the routes take their turns; that copy
+    is not timed. Reusing one buffer also means each route registers it once, as in
+    production, instead of timing a registration per frame.
+    """
+
+    def __init__(self, memory: str, shape: tuple[int, int], device_id: int) -> None:
+        self.memory = memory
+        self.device_id = device_id
+        if memory == "host":
+            self.host = np.zeros(shape, dtype=np.uint8)
+            self.array: Any = FixedInterface(self.host, self.host.ctypes.data, shape)
+        else:
+            from rfb.gpu.context import import_cupy
+
+            self._cp = cp = import_cupy()
+            with cp.cuda.Device(device_id):
+                self.array = cp.zeros(shape, dtype=cp.uint8)
+
+    def load(self, picture: np.ndarray) -> None:
+        if self.memory == "host":
+            np.copyto(self.host, picture)
+            return
+        cp = self._cp
+        with cp.cuda.Device(self.device_id):
+            self.array.set(picture)
+            cp.cuda.get_current_stream().synchronize()
+
+
+def _sides(memory: str, config: EncoderConfig) -> tuple[Input, list[Side]]:
+    """The shared input buffer and (cffi side, PyAV side), each with its view of the buffer."""
     from rfb.encoders import nvenc_cpu, nvenc_gpu_cffi
     from rfb.frames import frame_from_array
     from rfb.gpu.arrays import cuda_frame
 
+    buffer = Input(memory, (config.height * 3 // 2, config.width), config.device_id)
+    frame = cuda_frame(buffer.array, "nv12", device_id=config.device_id)
     if memory == "host":
         import nvencffi
 
-        wrapped = [FixedInterface(a, a.ctypes.data, a.shape) for a in host]
         cffi = nvenc_gpu_cffi.NvencGpuEncoder(config, context=nvencffi.NullContext())
         try:
             pyav = nvenc_cpu.create(config)
         except BaseException:
             cffi.close()
             raise
-        return [
-            Side(
-                "nvenc_gpu_cffi (host memory)",
-                cffi,
-                [cuda_frame(w, "nv12") for w in wrapped],
-            ),
+        return buffer, [
+            Side("nvenc_gpu_cffi (host memory)", cffi, frame),
             Side(
                 "nvenc_cpu (PyAV, host frames)",
                 pyav,
-                [frame_from_array(a, "nv12") for a in host],
+                frame_from_array(buffer.host, "nv12"),
             ),
         ]
     from rfb.encoders import nvenc_gpu_pyav
-    from rfb.gpu.context import import_cupy
 
-    cp = import_cupy()
-    with cp.cuda.Device(config.device_id):
-        device = [cp.asarray(a) for a in host]
-        cp.cuda.get_current_stream().synchronize()
-    frames = [cuda_frame(d, "nv12", device_id=config.device_id) for d in device]
     cffi = nvenc_gpu_cffi.create(config)
     try:
         pyav = nvenc_gpu_pyav.create(config)
     except BaseException:
         cffi.close()
         raise
-    return [Side("nvenc_gpu_cffi", cffi, frames), Side("nvenc_gpu_pyav", pyav, frames)]
+    return buffer, [
+        Side("nvenc_gpu_cffi", cffi, frame),
+        Side("nvenc_gpu_pyav", pyav, frame),
+    ]
+
+
+def alternate(
+    buffer: Input, sides: list[Side], pictures: list[np.ndarray], warmup: int
+) -> None:
+    """Load each picture, then let the routes encode it, who goes first alternating."""
+    for n, picture in enumerate(pictures):
+        buffer.load(picture)
+        shift = n % len(sides)
+        for side in (*sides[shift:], *sides[:shift]):
+            side.step(keep=n >= warmup)
 
 
 # -- checking the output ---------------------------------------------------------------
@@ -230,11 +266,10 @@ def measure_latency(
     config = EncoderConfig(width, height, fps=fps, bitrate=bitrate, gop=GOP)
     emu = emulator_handle()
     host = nv12_frames(size, WARMUP_FRAMES + frames)
-    sides = _sides(memory, config, host)
+    buffer, sides = _sides(memory, config)
     try:
-        steps = [lambda i, s=s: s.step(i, keep=i >= WARMUP_FRAMES) for s in sides]
-        take_turns(steps, range(WARMUP_FRAMES + frames))
-        sessions = [s for s in emu.sessions()] if emu is not None else []
+        alternate(buffer, sides, host, WARMUP_FRAMES)
+        sessions = list(emu.sessions()) if emu is not None else []
     finally:
         for s in sides:
             s.encoder.close()
@@ -281,45 +316,47 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
     emu.set_no_pixel_work(True)
     width, height = size
     config = EncoderConfig(width, height, fps=60.0, bitrate=8_000_000, gop=GOP)
-    host = nv12_frames(size, 1)
-    sides = _sides(memory, config, host)
+    buffer, sides = _sides(memory, config)
+    buffer.load(nv12_frames(size, 1)[0])
     context = nvencffi.NullContext() if memory == "host" else None
-    binding = nvencffi.NvencEncoder(
-        width,
-        height,
-        preset="p1",
-        tuning="ull",
-        rate_control="cbr",
-        bitrate=config.bitrate,
-        fps=config.fps,
-        gop=GOP,
-        context=context,
-    )
     try:
-        device_array = (
-            sides[0].frames[0].data
-        )  # CuPy array (cuda) or FixedInterface (host)
-        if memory == "cuda":
-            fixed = FixedInterface(
-                device_array, device_array.data.ptr, tuple(device_array.shape)
-            )
-        else:
-            fixed = device_array
+        binding = nvencffi.NvencEncoder(
+            width,
+            height,
+            preset="p1",
+            tuning="ull",
+            rate_control="cbr",
+            bitrate=config.bitrate,
+            fps=config.fps,
+            gop=GOP,
+            context=context,
+        )
+    except BaseException:
+        for s in sides:
+            s.encoder.close()
+        raise
+    try:
+        array = buffer.array  # a CuPy array (cuda) or a FixedInterface (host)
+        fixed = (
+            array
+            if memory == "host"
+            else FixedInterface(array, array.data.ptr, tuple(array.shape))
+        )
         runners: list[tuple[str, Callable[[], Any]]] = [
             ("NvencEncoder.encode (fixed interface)", lambda: binding.encode(fixed)),
             (
                 "NvencEncoder.encode (CuPy array)"
                 if memory == "cuda"
                 else "NvencEncoder.encode (host wrapper)",
-                lambda: binding.encode(device_array),
+                lambda: binding.encode(array),
             ),
             (
                 sides[0].name + " route",
-                lambda: sides[0].encoder.encode(sides[0].frames[0]),
+                lambda: sides[0].encoder.encode(sides[0].frame),
             ),
             (
                 sides[1].name + " route",
-                lambda: sides[1].encoder.encode(sides[1].frames[0]),
+                lambda: sides[1].encoder.encode(sides[1].frame),
             ),
         ]
         if memory == "host":
