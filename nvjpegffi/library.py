@@ -6,9 +6,9 @@ depends on it). Where we look, first hit wins:
 
 1. ``$NVJPEGFFI_LIBRARY``: a path to load instead (the test suite points it at its
    nvJPEG emulator); read when the library is first loaded.
-2. The ``nvidia-nvjpeg`` wheel, wherever ``import nvidia`` would find it: every entry of
-   ``sys.path`` counts, so a wheel installed with ``pip install --target`` and
-   ``PYTHONPATH`` is found too (cuda-pathfinder only looks in site-packages).
+2. The ``nvidia-nvjpeg`` wheel in any entry of ``sys.path``: site-packages, and also a
+   wheel installed with ``pip install --target`` on ``PYTHONPATH`` (cuda-pathfinder
+   only looks in site-packages).
 3. ``cuda.pathfinder.load_nvidia_dynamic_lib("nvjpeg")`` (a dependency of cuda-python):
    site-packages, conda, the system loader (a CUDA toolkit registered with ldconfig or
    on ``LD_LIBRARY_PATH``), then ``$CUDA_PATH`` / ``$CUDA_HOME``.
@@ -24,8 +24,8 @@ The result is cached for the process; a failure is not cached, so a later call r
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from nvjpegffi.errors import NvjpegUnavailable, error_for
 
 ENV_LIBRARY = "NVJPEGFFI_LIBRARY"
 SONAMES = ("libnvjpeg.so.13", "libnvjpeg.so.12")
-# Where the NVIDIA wheels put it, relative to the ``nvidia`` namespace package.
+# Where the NVIDIA wheels put it, under ``<sys.path entry>/nvidia/``.
 WHEEL_DIRS = ("cu13/lib", "nvjpeg/lib")
 SUPPORTED_MAJOR = (13, 12)
 INSTALL_HINT = "pip install nvidia-nvjpeg (or rfb[gpu]), or install the CUDA toolkit"
@@ -64,19 +64,18 @@ _MAJOR, _MINOR, _PATCH = (ffi.typeof("libraryPropertyType").relements[n] for n i
 
 
 def wheel_library() -> Path | None:
-    """libnvjpeg from an installed ``nvidia-nvjpeg`` wheel on ``sys.path``, if any."""
-    try:
-        spec = importlib.util.find_spec("nvidia")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
+    """libnvjpeg from an ``nvidia-nvjpeg`` wheel in any ``sys.path`` entry, if any.
+
+    Each entry is looked at directly rather than through ``import nvidia``: another
+    NVIDIA wheel's ``nvidia/__init__.py`` would turn that namespace into a regular
+    package and hide the other ``nvidia`` folders on the path.
+    """
+    for entry in sys.path:
         for sub in WHEEL_DIRS:
             for soname in SONAMES:
-                candidate = Path(location) / sub / soname
+                candidate = Path(entry or ".") / "nvidia" / sub / soname
                 if candidate.is_file():
-                    return candidate
+                    return candidate.resolve()
     return None
 
 

@@ -165,8 +165,9 @@ def test_probe_with_the_emulator(emulator: Emulator) -> None:
     assert emulator.live() == NONE_LIVE
 
 
-def test_where_nvjpeg_runs_image_viewers_get_it_first(emulator: Emulator) -> None:
-    """select_encoder picks jpeg_gpu for images once its probe passes (GPU routes first)."""
+@pytest.fixture
+def nvjpeg_available() -> Iterator[None]:
+    """jpeg_gpu registered as able to run (its probe passes), as on a GPU machine."""
     from rfb.encoders import registry
 
     original = get_entry(jpeg_gpu.NAME)
@@ -174,15 +175,26 @@ def test_where_nvjpeg_runs_image_viewers_get_it_first(emulator: Emulator) -> Non
         jpeg_gpu.NAME, original.factory, transport="image", probe=lambda: None,
         priority=original.priority, gpu=True, replace=True,
     )
-    try:
-        assert select_encoder(transport="image", gpu=True).name == jpeg_gpu.NAME
-        assert select_encoder(transport="image").name == jpeg_gpu.NAME  # its priority is above the CPU route's
-        assert select_encoder("image", transport="image").name == "image"  # a route asked for by name stays
-    finally:
-        registry.register_video_encoder(
-            original.name, original.factory, transport=original.transport, probe=original.probe,
-            priority=original.priority, gpu=original.gpu, description=original.description, replace=True,
-        )
+    yield
+    registry.register_video_encoder(
+        original.name, original.factory, transport=original.transport, probe=original.probe,
+        priority=original.priority, gpu=original.gpu, description=original.description, replace=True,
+    )
+
+
+def test_where_nvjpeg_runs_the_best_image_route_is_jpeg_gpu(nvjpeg_available: None) -> None:
+    assert select_encoder(transport="image", gpu=True).name == jpeg_gpu.NAME
+    assert select_encoder(transport="image").name == jpeg_gpu.NAME  # its priority is above the CPU route's
+    assert select_encoder("image", transport="image").name == "image"  # a route asked for by name stays
+
+
+def test_image_viewers_of_a_gpu_display_get_jpeg_gpu(nvjpeg_available: None) -> None:
+    from rfb.display import resolve_routes
+
+    gpu = resolve_routes(None, "image", gpu=True)["image"]
+    assert gpu[0].name == jpeg_gpu.NAME and "image" in [e.name for e in gpu[1:]]  # the CPU route as fallback
+    assert resolve_routes(None, "image", gpu=False)["image"][0].name == "image"  # a CPU display keeps its default
+    assert resolve_routes(None, jpeg_gpu.NAME, gpu=False)["image"][0].name == jpeg_gpu.NAME  # or asks by name
 
 
 # ---------------------------------------------------------------- NV12 colours
