@@ -365,7 +365,7 @@ def resolve_routes(
         if transport == "image" and name is None:
             continue
         try:
-            # a GPU display's image viewers get a GPU image route (jpeg_gpu) where one runs, unless one was named
+            # image_encoder left at "image" on a GPU display: a GPU image route (jpeg_gpu) where one runs
             first = select_encoder(None if gpu and transport == "image" and name == "image" else name, transport=transport, gpu=gpu)
         except (EncoderUnavailable, KeyError) as exc:
             if transport == "webcodecs" and name is not None:
