@@ -38,19 +38,19 @@ def test_fanout_two_viewers_share_one_encode_and_a_silent_viewer_costs_nothing()
     rows = run_all(FanoutOptions(viewers=(2,), size=SMALL, seconds=1.0, warmup=0.3))
     assert child_pids() == before  # the viewers' process is gone
     assert [(r["viewers"], r["silent_viewers"]) for r in rows] == [(2, 0), (2, 1)]
-    for r in rows:
-        assert r["encoder"] == "h264_cpu" and (r["width"], r["height"]) == SMALL
-        assert r["published_fps"] > 0 and r["delivered_fps_min"] > 0
-        assert r["delivered_fps_min"] <= r["delivered_fps_median"]
+    for r in rows:  # each assert shows the whole row when it fails
+        assert r["encoder"] == "h264_cpu" and (r["width"], r["height"]) == SMALL, r
+        assert r["published_fps"] > 0 and r["delivered_fps_min"] > 0, r
+        assert r["delivered_fps_min"] <= r["delivered_fps_median"], r
         # One encode per published frame for both viewers (per-viewer encoding would be ~2).
-        assert 0 < r["encodes_per_frame"] < 1.5
-        assert r["mbit_per_s"] > 0
-        assert r["server_cpu_pct"] is not None and r["server_cpu_pct"] > 0
-        assert r["client_cpu_pct"] is not None and 0 <= r["machine_busy_pct"] <= 100
+        assert 0 < r["encodes_per_frame"] < 1.5, r
+        assert r["mbit_per_s"] > 0, r
+        assert r["server_cpu_pct"] is not None and r["server_cpu_pct"] > 0, r
+        assert r["client_cpu_pct"] is not None and 0 <= r["machine_busy_pct"] <= 100, r
     full, silent = rows
     assert full["silent_viewer_frames"] is None
     # The viewer that never acks got its in-flight window before the measurement, then nothing.
-    assert silent["silent_viewer_frames"] == 0
+    assert silent["silent_viewer_frames"] == 0, silent
 
 
 def test_fanout_command_line_writes_json(tmp_path: Path) -> None:
@@ -126,12 +126,12 @@ def test_browser_latency_smoke_run_on_both_transports() -> None:
     assert [(r["transport"], r["encoder"], r["viewers"]) for r in rows] == [
         ("webcodecs", "h264_cpu", 2), ("image", "image", 2)]
     assert rows[0]["codec"].startswith("avc1.") and rows[1]["codec"] is None
-    for r in rows:
-        assert r["frames_drawn"] > 0 and r["drawn_fps"] > 0
-        assert r["clock_error_ms"] >= 0
+    for r in rows:  # each assert shows the whole row when it fails
+        assert r["frames_drawn"] > 0 and r["drawn_fps"] > 0, r
+        assert r["clock_error_ms"] >= 0, r
         # Causality through the clock mapping: no frame arrives before it was published.
-        assert r["to_arrival_ms_min"] > -r["clock_error_ms"]
-        assert 0 < r["to_arrival_ms_median"] <= r["latency_ms_median"]
-        assert r["latency_ms_median"] <= r["latency_ms_p95"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
-        assert r["arrival_to_ack_ms_median"] > 0
-        assert r["others_fps_min"] > 0  # the other viewer was served alongside
+        assert r["to_arrival_ms_min"] > -r["clock_error_ms"], r
+        assert 0 < r["to_arrival_ms_median"] <= r["latency_ms_median"], r
+        assert r["latency_ms_median"] <= r["latency_ms_p95"] <= r["latency_ms_p99"] <= r["latency_ms_max"], r
+        assert r["arrival_to_ack_ms_median"] > 0, r
+        assert r["others_fps_min"] > 0, r  # the other viewer was served alongside
