@@ -6,6 +6,11 @@ PyTorch, Numba, JAX on one device) or DLPack (``__dlpack__``/``__dlpack_device__
 Reading them here, without importing any framework, lets rfb accept all of them,
 validate a frame in the caller's stack, and hand encoders a plain pointer and pitch.
 
+The protocols themselves are read by ``nvencffi.frames.read_cuda_array`` (the binding
+needs the same facts and must not import rfb, so the reader lives there); this module
+turns what it reads into rfb's :class:`DeviceArray` and :class:`~rfb.frames.FrameError`
+s, and validates frames. nvencffi is imported on the first call, not with ``rfb.gpu``.
+
 Rows may be padded (a pitch larger than the row), as a slice of a wider buffer or a
 pitched allocation is; the pixels within a row must be packed, because every consumer
 (the NV12 kernel, NVENC, a 2-D memcpy) addresses a row as one run of bytes.
@@ -13,19 +18,18 @@ pitched allocation is; the pixels within a row must be packed, because every con
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rfb.frames import FrameError, PixelFormat, RawFrame
 
-# DLPack device types that are CUDA memory the GPU can read directly.
-_DL_CUDA, _DL_CUDA_MANAGED = 2, 13
-_DL_DEVICE_NAMES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal", 10: "rocm", 13: "cuda_managed"}
-# DLPack dtype codes -> NumPy kind letters (bfloat16 and friends have no NumPy name).
-_DL_KINDS = {0: "i", 1: "u", 2: "f", 5: "c", 6: "b"}
+if TYPE_CHECKING:
+    from nvencffi.frames import CudaArrayInfo
+
+# DLPack device types that are CUDA memory the GPU can read directly (kDLCUDA, kDLCUDAManaged).
+_CUDA_DEVICE_TYPES = (2, 13)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,20 +61,49 @@ def describe_device_array(obj: Any) -> DeviceArray:
     """
     if isinstance(obj, np.ndarray):
         raise FrameError("expected a CUDA array (CuPy, PyTorch, JAX...), got a host NumPy array")
+    from nvencffi import frames as nvf
+
     try:
-        cai = obj.__cuda_array_interface__
-    except AttributeError:
-        cai = None
-    except RuntimeError as exc:  # e.g. torch: "Can't get __cuda_array_interface__ on Variable that requires grad"
-        raise FrameError(f"{_type_name(obj)} refused its CUDA array interface: {exc} (pass tensor.detach())") from exc
-    if cai is not None:
-        return _from_cai(obj, cai)
-    if hasattr(obj, "__dlpack__"):
-        return _from_dlpack(obj)
-    raise FrameError(
-        f"expected a CUDA array exposing __cuda_array_interface__ or __dlpack__ (CuPy, PyTorch, JAX), "
-        f"got {_type_name(obj)}"
+        info = nvf.read_cuda_array(obj, dlpack_devices=_CUDA_DEVICE_TYPES)
+    except nvf.ArrayInterfaceError as exc:
+        raise FrameError(str(exc)) from exc
+    if info is None:
+        raise FrameError(
+            f"expected a CUDA array exposing __cuda_array_interface__ or __dlpack__ (CuPy, PyTorch, JAX), "
+            f"got {nvf.type_name(obj)}"
+        )
+    dtype = _numpy_dtype(info)
+    if info.protocol == nvf.DLPACK and info.device_type not in _CUDA_DEVICE_TYPES:
+        raise FrameError(
+            f"expected a CUDA array, got a DLPack tensor on device {info.device_name} ({nvf.type_name(obj)})"
+        )
+    return DeviceArray(
+        ptr=info.pointer,
+        shape=info.shape,
+        strides=info.byte_strides,
+        dtype=dtype,
+        device_id=info.device_id,
+        readonly=info.readonly,
+        protocol=info.protocol,
+        owner=info.owner,
+        stream=info.stream,
     )
+
+
+def read_dlpack_capsule(capsule: Any) -> tuple[int, tuple[int, ...], tuple[int, ...], np.dtype, int, int]:
+    """(pointer, shape, byte strides, dtype, device type, device id) of an unconsumed capsule.
+
+    The capsule is only read, not consumed: its destructor still runs the producer's
+    deleter, so whoever holds the capsule owns the memory reference.
+    """
+    from nvencffi import frames as nvf
+
+    try:
+        info = nvf.read_dlpack_capsule(capsule)
+    except nvf.ArrayInterfaceError as exc:
+        raise FrameError(str(exc)) from exc
+    dtype = _numpy_dtype(info)
+    return info.pointer, info.shape, info.byte_strides, dtype, info.device_type, info.device_id or 0
 
 
 def cuda_frame(
@@ -165,15 +198,17 @@ def as_cupy(data: Any) -> Any:
     cp = import_cupy()
     if isinstance(data, cp.ndarray):
         return data
+    from nvencffi.frames import type_name
+
     try:
         has_cai = hasattr(data, "__cuda_array_interface__")
     except RuntimeError as exc:
-        raise FrameError(f"{_type_name(data)} refused its CUDA array interface: {exc}") from exc
+        raise FrameError(f"{type_name(data)} refused its CUDA array interface: {exc}") from exc
     if has_cai:
         return cp.asarray(data)
     if hasattr(data, "__dlpack__"):
         return cp.from_dlpack(data)
-    raise FrameError(f"expected a CUDA array exposing __cuda_array_interface__ or __dlpack__, got {_type_name(data)}")
+    raise FrameError(f"expected a CUDA array exposing __cuda_array_interface__ or __dlpack__, got {type_name(data)}")
 
 
 def _layout(shape: tuple[int, ...], pixel_format: str) -> tuple[PixelFormat, int, int]:
@@ -204,147 +239,14 @@ def _layout(shape: tuple[int, ...], pixel_format: str) -> tuple[PixelFormat, int
     return fmt, width, height
 
 
-def _from_cai(obj: Any, cai: Any) -> DeviceArray:
-    if not isinstance(cai, dict):
-        raise FrameError(f"__cuda_array_interface__ of {_type_name(obj)} must be a dict, got {type(cai).__name__}")
-    try:
-        shape = tuple(int(n) for n in cai["shape"])
-        dtype = np.dtype(cai["typestr"])
-        ptr, readonly = cai["data"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FrameError(f"malformed __cuda_array_interface__ from {_type_name(obj)}: {exc!r} in {cai!r}") from exc
-    if cai.get("mask") is not None:
-        raise FrameError(f"masked CUDA arrays are not supported (got a mask from {_type_name(obj)})")
-    strides = cai.get("strides")
-    strides = _c_strides(shape, dtype.itemsize) if strides is None else tuple(int(s) for s in strides)
-    if len(strides) != len(shape):
-        raise FrameError(f"__cuda_array_interface__ strides {strides} do not match shape {shape}")
-    stream = cai.get("stream")
-    return DeviceArray(
-        ptr=int(ptr or 0),
-        shape=shape,
-        strides=strides,
-        dtype=dtype,
-        device_id=_dlpack_device_id(obj),
-        readonly=bool(readonly),
-        protocol="cuda_array_interface",
-        owner=obj,
-        stream=int(stream) if stream is not None else None,
-    )
-
-
-def _dlpack_device_id(obj: Any) -> int | None:
-    """The CUDA device ordinal from ``__dlpack_device__``, when the object has one."""
-    dev = getattr(obj, "__dlpack_device__", None)
-    if dev is None:
-        return None
-    try:
-        dev_type, dev_id = dev()
-    except (TypeError, ValueError, RuntimeError):
-        return None
-    return int(dev_id) if int(dev_type) in (_DL_CUDA, _DL_CUDA_MANAGED) else None
-
-
-# DLPack's C structs (dlpack.h, unversioned capsule "dltensor"). DLManagedTensor starts
-# with its DLTensor, so the capsule pointer is a DLTensor pointer.
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", _DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", _DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-# Private prototypes of the C API functions: ``ctypes.pythonapi.X`` is one object shared
-# by the whole process, and setting its argtypes here would change them for everyone.
-_capsule_get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
-    ("PyCapsule_GetPointer", ctypes.pythonapi)
-)
-_capsule_is_valid = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.c_char_p)(
-    ("PyCapsule_IsValid", ctypes.pythonapi)
-)
-
-
-def read_dlpack_capsule(capsule: Any) -> tuple[int, tuple[int, ...], tuple[int, ...], np.dtype, int, int]:
-    """(pointer, shape, byte strides, dtype, device type, device id) of an unconsumed capsule.
-
-    The capsule is only read, not consumed: its destructor still runs the producer's
-    deleter, so whoever holds the capsule owns the memory reference.
-    """
-    if not _capsule_is_valid(capsule, b"dltensor"):
-        raise FrameError(f"expected an unconsumed DLPack capsule named 'dltensor', got {capsule!r}")
-    tensor = _DLTensor.from_address(_capsule_get_pointer(capsule, b"dltensor"))
-    code, bits, lanes = tensor.dtype.code, tensor.dtype.bits, tensor.dtype.lanes
-    if code not in _DL_KINDS or lanes != 1 or bits % 8:
+def _numpy_dtype(info: CudaArrayInfo) -> np.dtype:
+    """The NumPy dtype of what was read; FrameError for a type NumPy cannot name."""
+    if info.typestr is None:
+        code, bits, lanes = info.dlpack_dtype or (None, None, None)
         raise FrameError(f"unsupported DLPack dtype (code={code}, bits={bits}, lanes={lanes}); expected uint8")
-    dtype = np.dtype(f"{_DL_KINDS[code]}{bits // 8}") if code != 6 else np.dtype(bool)
-    ndim = tensor.ndim
-    if ndim < 0 or (ndim and not tensor.shape):
-        raise FrameError(f"malformed DLPack tensor: ndim={ndim} with shape pointer {'set' if tensor.shape else 'NULL'}")
-    shape = tuple(int(tensor.shape[i]) for i in range(ndim))
-    if tensor.strides:
-        strides = tuple(int(tensor.strides[i]) * dtype.itemsize for i in range(ndim))
-    else:
-        strides = _c_strides(shape, dtype.itemsize)
-    ptr = (tensor.data or 0) + int(tensor.byte_offset)
-    return ptr, shape, strides, dtype, int(tensor.device.device_type), int(tensor.device.device_id)
-
-
-def _from_dlpack(obj: Any) -> DeviceArray:
-    dev = getattr(obj, "__dlpack_device__", None)
-    if dev is not None:
-        try:
-            dev_type = int(dev()[0])
-        except (TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise FrameError(f"{_type_name(obj)}.__dlpack_device__() failed: {exc}") from exc
-        if dev_type not in (_DL_CUDA, _DL_CUDA_MANAGED):
-            raise FrameError(
-                f"expected a CUDA array, got a DLPack array on device "
-                f"{_DL_DEVICE_NAMES.get(dev_type, dev_type)} ({_type_name(obj)})"
-            )
     try:
-        capsule = obj.__dlpack__()
-    except (TypeError, ValueError, RuntimeError, BufferError) as exc:
-        raise FrameError(f"{_type_name(obj)}.__dlpack__() failed: {exc}") from exc
-    ptr, shape, strides, dtype, dev_type, dev_id = read_dlpack_capsule(capsule)
-    if dev_type not in (_DL_CUDA, _DL_CUDA_MANAGED):
+        return np.dtype(info.typestr)
+    except TypeError as exc:
         raise FrameError(
-            f"expected a CUDA array, got a DLPack tensor on device {_DL_DEVICE_NAMES.get(dev_type, dev_type)} "
-            f"({_type_name(obj)})"
-        )
-    return DeviceArray(
-        ptr=ptr,
-        shape=shape,
-        strides=strides,
-        dtype=dtype,
-        device_id=dev_id,
-        readonly=False,
-        protocol="dlpack",
-        owner=(obj, capsule),
-    )
-
-
-def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    strides = []
-    step = itemsize
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
-
-
-def _type_name(obj: Any) -> str:
-    t = type(obj)
-    return f"{t.__module__}.{t.__qualname__}"
+            f"malformed __cuda_array_interface__: typestr {info.typestr!r} is not a NumPy type ({exc})"
+        ) from exc

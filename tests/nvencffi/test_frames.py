@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nvencffi
-from nvencffi.frames import ABGR, NV12, FrameLayoutError, parse_frame
+from nvencffi.frames import ABGR, NV12, ArrayInterfaceError, FrameLayoutError, parse_frame, read_cuda_array
 from tests.nvencffi.conftest import HostCudaArray, nv12_frame
 from tests.nvencffi.test_encoder import decode
-from tests.support.dlpack import KDL_CPU, KDL_FLOAT, FakeDLPack
+from tests.support.dlpack import KDL_CPU, KDL_CUDA, KDL_FLOAT, KDL_INT, FakeDLPack
 
 
 def test_cai_nv12_with_a_pitch() -> None:
@@ -104,3 +104,78 @@ def test_any_even_size_and_aligned_pitch_parses(width: int, height: int, extra: 
     view = parse_frame(HostCudaArray(array, strides=strides))
     assert (view.width, view.height, view.pitch) == (width, height, pitch)
     assert view.buffer_format == (ABGR if rgba else NV12)
+
+
+# -- the general reader (rfb.gpu.arrays builds on it) -----------------------------------
+
+
+def test_read_cuda_array_reports_what_the_interface_says() -> None:
+    host = np.zeros((6, 20), np.uint8)
+    array = HostCudaArray(host[:, 4:12])
+    array.__cuda_array_interface__["stream"] = 7
+    array.__dlpack_device__ = lambda: (KDL_CUDA, 3)  # type: ignore[attr-defined]
+    info = read_cuda_array(array)
+    assert info is not None and info.protocol == "cuda_array_interface" and info.owner is array
+    assert (info.pointer, info.shape) == (host.ctypes.data + 4, (6, 8))
+    assert info.strides == info.byte_strides == (20, 1)
+    assert (info.typestr, info.is_uint8, info.device_type, info.device_id, info.stream) == ("|u1", True, KDL_CUDA, 3, 7)
+    packed = read_cuda_array(HostCudaArray(np.zeros((2, 3, 4), np.float32)))
+    assert packed is not None and packed.strides is None and packed.byte_strides == (48, 16, 4)
+    assert read_cuda_array([[0]]) is None
+
+
+def test_read_cuda_array_reports_what_a_capsule_says() -> None:
+    storage = np.zeros((4, 10), np.int32)
+    producer = FakeDLPack.over(storage[:, :6], strides=(10, 1), byte_offset=8, dtype=(KDL_INT, 32))
+    info = read_cuda_array(producer, dlpack_stream=5)
+    assert producer.calls == [{"stream": 5}]
+    assert info is not None and info.protocol == "dlpack"
+    assert (info.pointer, info.shape, info.strides) == (storage.ctypes.data, (4, 6), (40, 4))
+    assert (info.typestr, info.dlpack_dtype, info.device_name, info.device_id) == ("<i4", (0, 32, 1), "cuda", 0)
+    assert info.owner[0] is producer  # with the capsule: the producer's tensor stays exported
+    with pytest.raises(ArrayInterfaceError, match=r"got a DLPack array on device cpu"):
+        read_cuda_array(FakeDLPack.over(storage, device_type=KDL_CPU), dlpack_devices=(KDL_CUDA,))
+
+
+def test_refusals_of_the_reader_name_the_layouts_nvenc_takes() -> None:
+    masked = HostCudaArray(np.zeros((72, 64), np.uint8))
+    masked.__cuda_array_interface__["mask"] = object()
+    with pytest.raises(FrameLayoutError, match=r"^expected a CUDA array .*; masked CUDA arrays are not supported"):
+        parse_frame(masked)
+
+    class RequiresGrad:
+        @property
+        def __cuda_array_interface__(self) -> dict:
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad.")
+
+    with pytest.raises(FrameLayoutError, match=r"refused its CUDA array interface: .* \(pass tensor.detach\(\)\)"):
+        parse_frame(RequiresGrad())
+
+
+def test_parsing_does_not_depend_on_global_ctypes_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    for name in ("PyCapsule_New", "PyCapsule_GetPointer", "PyCapsule_IsValid"):
+        monkeypatch.setattr(getattr(ctypes.pythonapi, name), "argtypes", [ctypes.c_double])
+    storage = np.zeros((72, 64), np.uint8)
+    assert parse_frame(FakeDLPack.over(storage)).pointer == storage.ctypes.data
+
+
+def test_dlpack_is_read_without_parsing_c_at_run_time() -> None:
+    """No cffi cdef (and so no pycparser) is needed to read a capsule once nvencffi is built."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("nvencffi._nvenc") is None:
+        pytest.skip("nvencffi is not built here (python build_ffi.py): its declarations would be parsed at import")
+    code = (
+        "import sys; sys.modules['pycparser'] = None\n"
+        "import numpy as np\n"
+        "from nvencffi.frames import read_cuda_array\n"
+        "info = read_cuda_array(np.zeros((6, 4), np.uint8))\n"
+        "print(info.device_name, info.shape, info.typestr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cpu", "(6,", "4)", "|u1"]
