@@ -10,7 +10,8 @@ the two layouts NVENC reads natively no conversion either.
 - host frames (fallback): copied up once into a reused device buffer (then, for rgb24,
   converted on the GPU as above).
 
-The staging is :class:`DeviceStaging`, shared with the ``nvenc_gpu_pyav`` route.
+The staging is :class:`rfb.gpu.staging.DeviceStaging` (shared with the other GPU
+routes; re-exported here, where it was first written).
 
 Whether NVENC works cannot be known without trying: an H100 loads the library, then
 refuses the session because it has no encode engine. So the probe opens a real session
@@ -24,17 +25,17 @@ frames; every GPU route also takes host frames, so a host-frame display loses no
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
-from rfb.colorspace import DEFAULT_MATRIX
 from rfb.encoders import h264
 from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
 from rfb.encoders.h264_cpu import check_even_size, check_frame_size
 from rfb.encoders.registry import EncoderEntry
-from rfb.frames import FrameError, PixelFormat, RawFrame, frame_from_array
-from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
-from rfb.gpu.context import cupy_available, import_cupy
-from rfb.gpu.convert import rgb_to_nv12
+from rfb.frames import FrameError, RawFrame
+from rfb.gpu.context import cupy_available
+from rfb.gpu.staging import PITCH_ALIGNMENT as PITCH_ALIGNMENT  # re-exported (it lived here first)
+from rfb.gpu.staging import DeviceStaging  # also imported from here by jpeg_gpu (it lived here first)
+from rfb.gpu.staging import aligned_pitch as aligned_pitch  # re-exported (it lived here first)
 
 if TYPE_CHECKING:
     from nvencffi import NvencEncoder
@@ -44,153 +45,6 @@ logger = logging.getLogger(__name__)
 
 NAME = "nvenc_gpu_cffi"
 PRIORITY = 50
-
-# NVENC's rule for the row pitch of a registered CUDA buffer (nvencffi.frames checks it).
-PITCH_ALIGNMENT = 4
-
-_MEMCPY_HOST_TO_DEVICE = 1  # cudaMemcpyHostToDevice
-_MEMCPY_DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
-_CHANNELS = {"rgb24": 3, "rgba8": 4, "nv12": 1}
-
-
-def aligned_pitch(row_bytes: int, alignment: int = PITCH_ALIGNMENT) -> int:
-    """The smallest multiple of ``alignment`` that holds ``row_bytes``."""
-    return -(-row_bytes // alignment) * alignment
-
-
-class DeviceStaging:
-    """Turns any frame into a CUDA frame that a hardware encoder reads as it is.
-
-    ``direct`` names the CUDA layouts the encoder takes without conversion (NVENC
-    through nvencffi: nv12 and rgba8; FFmpeg's CUDA frames: nv12 only). A CUDA frame in
-    one of them, with a row pitch NVENC accepts, is returned untouched: nothing is
-    copied and no GPU library is even imported. Anything else goes through buffers
-    owned here, allocated on first need and reused for every frame of the same size:
-
-    - a host frame is copied up once (one 2-D host -> device copy, ``uploads`` counts
-      them) into a device buffer of its own layout;
-    - rgb24 (or rgba8 where only nv12 is direct) becomes NV12 in one kernel launch
-      (``conversions``);
-    - a direct layout with a pitch NVENC refuses (not a multiple of 4) is copied on the
-      device into an aligned buffer (``copies``).
-
-    When it has queued work, ``device_frame`` waits for it before returning, so the
-    encoder never needs to know which stream it ran on. The returned frame may view a
-    staging buffer: it is valid until the next call. ``close()`` gives the buffers back
-    to CuPy's memory pool. Used from one thread at a time, like its encoder.
-    """
-
-    def __init__(
-        self,
-        direct: tuple[PixelFormat, ...],
-        *,
-        device_id: int = 0,
-        matrix: str = DEFAULT_MATRIX,
-        full_range: bool = False,
-    ) -> None:
-        if "nv12" not in direct:
-            raise ValueError(f"direct must include 'nv12' (what conversions produce), got {direct!r}")
-        self.direct = direct
-        self.device_id = device_id
-        self.matrix = matrix
-        self.full_range = full_range
-        self.uploads = 0
-        self.conversions = 0
-        self.copies = 0
-        self._buffers: dict[str, Any] = {}  # pixel format -> CuPy array, a pitched view
-        self._closed = False
-
-    def device_frame(self, frame: RawFrame) -> RawFrame:
-        """``frame`` as a CUDA frame in a direct layout, its pixels ready to be read."""
-        if self._closed:
-            raise RuntimeError("DeviceStaging is closed")
-        if frame.memory == "cuda":
-            check_cuda_frame(frame)
-            if frame.device_id != self.device_id:
-                raise FrameError(
-                    f"the encoder runs on CUDA device {self.device_id}, the frame lives on device {frame.device_id}"
-                )
-            if frame.pixel_format in self.direct and frame.stride % PITCH_ALIGNMENT == 0:
-                return frame  # zero copy: the caller's own memory
-        else:
-            frame = frame_from_array(frame)  # shape, dtype, contiguity: checked before any GPU work
-        cp = import_cupy()
-        with cp.cuda.Device(self.device_id):
-            staged = self._upload(cp, frame) if frame.memory == "cpu" else frame
-            if staged.pixel_format not in self.direct:
-                staged = self._convert(cp, staged)
-            elif staged.stride % PITCH_ALIGNMENT:
-                staged = self._copy(cp, staged)
-            cp.cuda.get_current_stream().synchronize()
-        return staged
-
-    def close(self) -> None:
-        """Release the staging buffers (to CuPy's pool). Idempotent."""
-        self._closed = True
-        self._buffers.clear()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def buffers(self) -> dict[str, Any]:
-        """The staging buffers allocated so far, by pixel format (for tests and debugging)."""
-        return dict(self._buffers)
-
-    # -- the three kinds of work ---------------------------------------------------
-
-    def _upload(self, cp: Any, frame: RawFrame) -> RawFrame:
-        """One host -> device copy of a (validated, C-contiguous) host frame into the buffer of its layout."""
-        target = self._target(cp, frame.pixel_format, frame.width, frame.height, frame.timestamp_us)
-        self._copy_2d(cp, target, frame.data.ctypes.data, frame.row_bytes, _MEMCPY_HOST_TO_DEVICE)
-        self.uploads += 1
-        return target
-
-    def _convert(self, cp: Any, frame: RawFrame) -> RawFrame:
-        """rgb24/rgba8 on the device -> NV12 in the staging buffer, one kernel launch."""
-        target = self._target(cp, "nv12", frame.width, frame.height, frame.timestamp_us)
-        rgb_to_nv12(frame, out=target.data, matrix=self.matrix, full_range=self.full_range)
-        self.conversions += 1
-        return target
-
-    def _copy(self, cp: Any, frame: RawFrame) -> RawFrame:
-        """A device -> device copy of a direct layout into a buffer with an aligned pitch."""
-        target = self._target(cp, frame.pixel_format, frame.width, frame.height, frame.timestamp_us)
-        source = as_cupy(frame.data)  # CuPy waits for the producer's stream, if it names one
-        self._copy_2d(cp, target, source.data.ptr, frame.stride, _MEMCPY_DEVICE_TO_DEVICE)
-        self.copies += 1
-        return target
-
-    # -- buffers --------------------------------------------------------------------
-
-    def _target(self, cp: Any, pixel_format: PixelFormat, width: int, height: int, timestamp_us: int | None) -> RawFrame:
-        """A cuda frame over the reused buffer for ``pixel_format`` at this size."""
-        layout = RawFrame(None, width, height, pixel_format, "cuda")  # geometry only
-        shape = host_shape(layout)
-        pitch = aligned_pitch(layout.row_bytes)
-        view = self._buffers.get(pixel_format)
-        if view is None or tuple(view.shape) != shape:
-            self._buffers.pop(pixel_format, None)  # free the old one before allocating anew
-            rows = shape[0]
-            storage = cp.empty((rows, pitch), dtype=cp.uint8)
-            strides = (pitch,) if len(shape) == 2 else (pitch, _CHANNELS[pixel_format])
-            view = cp.ndarray(shape, dtype=cp.uint8, memptr=storage.data, strides=(*strides, 1))
-            self._buffers[pixel_format] = view
-        return RawFrame(view, width, height, pixel_format, "cuda", pitch=pitch, device_id=self.device_id,
-                        timestamp_us=timestamp_us)
-
-    @staticmethod
-    def _copy_2d(cp: Any, target: RawFrame, source_ptr: int, source_pitch: int, kind: int) -> None:
-        rows = host_shape(target)[0]
-        stream = cp.cuda.get_current_stream()
-        cp.cuda.runtime.memcpy2DAsync(
-            target.data.data.ptr, target.stride, source_ptr, source_pitch, target.row_bytes, rows, kind, stream.ptr
-        )
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"uploads={self.uploads} conversions={self.conversions} copies={self.copies}"
-        return f"<DeviceStaging direct={self.direct} device={self.device_id} {state}>"
 
 
 class NvencGpuEncoder:

@@ -28,7 +28,7 @@ How the pieces fit (PyAV 18.1, ``av/video/frame.py`` and ``av/codec/context.py``
   by pointer, so a reused buffer registers once.
 - FFmpeg's CUDA frames are nv12 only here (PyAV imports CUDA DLPack tensors for
   nv12/p010/p016), so rgb24 and rgba8 become NV12 on the GPU first, into a staging
-  buffer this route owns (:class:`~rfb.encoders.nvenc_gpu_cffi.DeviceStaging`), and
+  buffer this route owns (:class:`~rfb.gpu.staging.DeviceStaging`), and
   host frames are copied up into it.
 
 The encode loop, options and payload handling are the shared PyAV ones
@@ -45,11 +45,11 @@ import numpy as np
 from rfb.encoders import nvenc_cpu
 from rfb.encoders.base import EncoderConfig, EncoderUnavailable
 from rfb.encoders.h264_cpu import PyAVH264Encoder, check_frame_size
-from rfb.encoders.nvenc_gpu_cffi import DeviceStaging
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame
 from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, import_cupy, primary_context_state
+from rfb.gpu.staging import DeviceStaging
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame

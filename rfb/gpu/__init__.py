@@ -1,5 +1,6 @@
 """GPU-side helpers: one shared CUDA context, CUDA array introspection, RGB -> NV12 on
-the device, and an adapter that feeds CUDA frames to host-only encoders.
+the device, the staging buffers of the GPU routes, and an adapter that feeds CUDA frames
+to host-only encoders.
 
 Importing this package never imports CuPy, PyTorch or JAX (nor the CUDA driver
 bindings): each function imports what it needs on first call, so ``import rfb`` stays
@@ -19,17 +20,20 @@ from rfb.gpu.context import (
     enable_cuda_context_sharing,
     gpu_available,
 )
-from rfb.gpu.convert import copy_frame_to_host, rgb_to_nv12, to_host_rgb
+from rfb.gpu.convert import copy_frame_to_device, copy_frame_to_host, rgb_to_nv12, to_host_rgb
+from rfb.gpu.staging import DeviceStaging
 
 __all__ = [
     "ColorMatrix",
     "CudaContextWarning",
     "DeviceArray",
+    "DeviceStaging",
     "GpuUnavailable",
     "HostFrameAdapter",
     "as_cupy",
     "check_cuda_frame",
     "color_matrix",
+    "copy_frame_to_device",
     "copy_frame_to_host",
     "cuda_frame",
     "cupy_available",

@@ -3,9 +3,11 @@
 A CPU encoder (libx264, JPEG) needs the pixels in host memory, and the cheapest way to
 get them there is: convert to NV12 on the GPU (half the bytes of RGB), copy once into
 page-locked ("pinned") host memory (the fast DMA path), and hand the encoder a host
-nv12 frame that views that memory. Both buffers are allocated once and reused for
-every frame of the same size, and each frame crosses PCIe exactly once
-(``d2h_transfers`` counts the copies so that tests can prove it).
+nv12 frame that views that memory. The device side is a
+:class:`~rfb.gpu.staging.DeviceStaging` (the GPU routes' own); the pinned buffer is
+the adapter's. Both are allocated once and reused for every frame of the same size,
+and each frame crosses PCIe exactly once (``d2h_transfers`` counts the copies so that
+tests can prove it).
 
 The host frame handed to the wrapped encoder views the adapter's pinned buffer: it is
 valid until the next ``encode`` call, so the wrapped encoder must copy what it keeps
@@ -21,9 +23,10 @@ import numpy as np
 from rfb.colorspace import DEFAULT_MATRIX
 from rfb.encoders.base import EncodedPayload, EncoderBackend
 from rfb.frames import RawFrame
-from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
+from rfb.gpu.arrays import host_shape
 from rfb.gpu.context import import_cupy
-from rfb.gpu.convert import copy_frame_to_host, rgb_to_nv12
+from rfb.gpu.convert import copy_frame_to_host
+from rfb.gpu.staging import DeviceStaging
 
 HostFormat = Literal["nv12", "rgb24"]
 
@@ -57,7 +60,16 @@ class HostFrameAdapter:
         self.full_range = full_range
         self.d2h_transfers = 0  # device -> host copies made, one per CUDA frame
         self._encoder: EncoderBackend | None = encoder
-        self._device: Any = None  # staging CuPy array (NV12 or packed RGB), reused
+        # Device side: CUDA nv12 (and rgb24, when preferred) is copied down as it is, at any
+        # pitch; the rest is converted (or packed) into a reused device buffer first.
+        self._staging = DeviceStaging(
+            ("nv12",) if prefer == "nv12" else ("nv12", "rgb24"),
+            device_id=None,
+            matrix=matrix,
+            full_range=full_range,
+            target=prefer,
+            pitch_alignment=1,
+        )
         self._pinned: Any = None  # cupy PinnedMemoryPointer backing self._host
         self._host: np.ndarray | None = None
 
@@ -96,36 +108,14 @@ class HostFrameAdapter:
 
     def _download(self, frame: RawFrame) -> RawFrame:
         """The host frame for a CUDA one: staged on the device if needed, then one copy down."""
-        check_cuda_frame(frame)
+        staged = self._staging.device_frame(frame, synchronize=False)  # the copy below waits for it
         cp = import_cupy()
-        with cp.cuda.Device(frame.device_id):
-            staged = self._stage(cp, frame)
+        with cp.cuda.Device(staged.device_id):
             host = self._buffers_for(cp, staged)
             copy_frame_to_host(staged, host)
         self.d2h_transfers += 1
         fmt = staged.pixel_format
         return RawFrame(host, frame.width, frame.height, fmt, "cpu", timestamp_us=frame.timestamp_us)
-
-    def _stage(self, cp: Any, frame: RawFrame) -> RawFrame:
-        """The device frame to copy down: converted or packed into the staging buffer, or ``frame`` itself."""
-        if frame.pixel_format == "nv12" or (self.prefer == "rgb24" and frame.pixel_format == "rgb24"):
-            return frame
-        if self.prefer == "nv12":
-            staging = self._staging(cp, frame.device_id, (frame.height + frame.height // 2, frame.width))
-            rgb_to_nv12(frame, out=staging, matrix=self.matrix, full_range=self.full_range)
-            fmt = "nv12"
-        else:  # rgba8 -> rgb24, packed on the device so that only RGB crosses the bus
-            staging = self._staging(cp, frame.device_id, (frame.height, frame.width, 3))
-            staging[...] = as_cupy(frame.data)[..., :3]
-            fmt = "rgb24"
-        return RawFrame(staging, frame.width, frame.height, fmt, "cuda", device_id=frame.device_id)
-
-    def _staging(self, cp: Any, device_id: int, shape: tuple[int, ...]) -> Any:
-        buf = self._device
-        if buf is None or tuple(buf.shape) != shape or buf.device.id != device_id:
-            self._device = None  # free the old one before allocating the new one
-            buf = self._device = cp.empty(shape, dtype=cp.uint8)
-        return buf
 
     def _buffers_for(self, cp: Any, staged: RawFrame) -> np.ndarray:
         """The pinned host array for ``staged``'s packed shape, reallocated only when it changes."""
@@ -140,7 +130,7 @@ class HostFrameAdapter:
     def _release_buffers(self) -> None:
         self._host = None
         self._pinned = None
-        self._device = None
+        self._staging.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"d2h_transfers={self.d2h_transfers}"

@@ -1,4 +1,4 @@
-"""RGB -> NV12 on the GPU (a CuPy RawKernel), and getting frames back to the host.
+"""RGB -> NV12 on the GPU (a CuPy RawKernel), and frames across PCIe, each way in one 2-D copy.
 
 NV12 is what video encoders eat, and it is half the bytes of RGB: converting on the
 device before anything crosses PCIe halves the copy, and NVENC takes it as it is.
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rfb.colorspace import DEFAULT_MATRIX, color_matrix, nv12_to_rgb_host
-from rfb.frames import FrameError, RawFrame
+from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, cuda_frame, describe_device_array, host_shape, row_pitch
 from rfb.gpu.context import import_cupy
 
@@ -68,7 +68,10 @@ extern "C" __global__ void rfb_rgb_to_nv12(
 }
 """
 _BLOCK = (32, 8, 1)
-_MEMCPY_DEVICE_TO_HOST = 2  # cudaMemcpyDeviceToHost
+# cudaMemcpyKind
+_MEMCPY_HOST_TO_DEVICE = 1
+_MEMCPY_DEVICE_TO_HOST = 2
+_MEMCPY_DEVICE_TO_DEVICE = 3
 
 
 @functools.cache
@@ -148,16 +151,40 @@ def copy_frame_to_host(frame: RawFrame, out: np.ndarray | None = None, *, stream
             f"out must be a C-contiguous uint8 array of shape {shape}, got {out.dtype} {tuple(out.shape)} "
             f"(contiguous: {out.flags.c_contiguous})"
         )
-    rows = shape[0]
     cp = import_cupy()
     with cp.cuda.Device(frame.device_id):
         src = as_cupy(frame.data)
         s = stream if stream is not None else cp.cuda.get_current_stream()
-        cp.cuda.runtime.memcpy2DAsync(
-            out.ctypes.data, frame.row_bytes, src.data.ptr, frame.stride, frame.row_bytes, rows,
-            _MEMCPY_DEVICE_TO_HOST, s.ptr,
-        )
+        _copy_2d(cp, (out.ctypes.data, frame.row_bytes), (src.data.ptr, frame.stride), frame, _MEMCPY_DEVICE_TO_HOST, s)
         s.synchronize()
+    return out
+
+
+def copy_frame_to_device(frame: RawFrame, out: RawFrame, *, stream: Any = None) -> RawFrame:
+    """Copy a frame's pixels (host or cuda) into the cuda frame ``out``, in one 2-D copy.
+
+    ``out`` must have the frame's layout and size; either pitch may be padded. A host
+    frame is copied up (host -> device), a cuda one on the device (e.g. into a buffer
+    whose pitch an encoder accepts). The copy is queued on ``stream`` (else CuPy's
+    current stream) and not waited for. Returns ``out``.
+    """
+    check_cuda_frame(out)
+    if (frame.pixel_format, frame.width, frame.height) != (out.pixel_format, out.width, out.height):
+        raise FrameError(
+            f"copy_frame_to_device() needs frames of one layout and size, got a {frame.width}x{frame.height} "
+            f"{frame.pixel_format} frame and a {out.width}x{out.height} {out.pixel_format} one"
+        )
+    cp = import_cupy()
+    with cp.cuda.Device(out.device_id):
+        s = stream if stream is not None else cp.cuda.get_current_stream()
+        dst = (as_cupy(out.data).data.ptr, out.stride)
+        if frame.memory == "cpu":
+            frame = frame_from_array(frame)  # C-contiguous: its pitch is its row
+            _copy_2d(cp, dst, (frame.data.ctypes.data, frame.stride), frame, _MEMCPY_HOST_TO_DEVICE, s)
+        else:
+            check_cuda_frame(frame)
+            src = as_cupy(frame.data)  # CuPy waits for the producer's stream, if it names one
+            _copy_2d(cp, dst, (src.data.ptr, frame.stride), frame, _MEMCPY_DEVICE_TO_DEVICE, s)
     return out
 
 
@@ -175,6 +202,12 @@ def to_host_rgb(frame: RawFrame, *, matrix: str = DEFAULT_MATRIX, full_range: bo
     if frame.pixel_format == "rgba8":
         return np.ascontiguousarray(host[..., :3])
     return host
+
+
+def _copy_2d(cp: Any, dst: tuple[int, int], src: tuple[int, int], frame: RawFrame, kind: int, stream: Any) -> None:
+    """One ``cudaMemcpy2DAsync`` of ``frame``'s rows from ``src`` to ``dst`` ((pointer, pitch) each)."""
+    rows = host_shape(frame)[0]
+    cp.cuda.runtime.memcpy2DAsync(dst[0], dst[1], src[0], src[1], frame.row_bytes, rows, kind, stream.ptr)
 
 
 def _checked_out(cp: Any, out: Any, width: int, height: int, device_id: int) -> tuple[Any, int]:

@@ -1,4 +1,4 @@
-"""RGB -> NV12 on the GPU against the NumPy reference, and copies back to the host.
+"""RGB -> NV12 on the GPU against the NumPy reference, and copies between host and device.
 
 Validation and the host paths run everywhere; the kernel runs where CuPy and a CUDA
 device are (``-m gpu``), and skips with the reason elsewhere.
@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rfb.frames import FrameError, RawFrame
+from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import (
     GpuUnavailable,
+    copy_frame_to_device,
     copy_frame_to_host,
     cuda_frame,
     nv12_to_rgb_host,
@@ -81,6 +82,16 @@ def test_to_host_rgb_of_host_frames() -> None:
 def test_copy_frame_to_host_needs_a_cuda_frame() -> None:
     with pytest.raises(FrameError, match=r"expected a cuda frame, got a cpu one"):
         copy_frame_to_host(RawFrame(host_image(4, 6), 6, 4))
+
+
+def test_copy_frame_to_device_checks_both_frames_first() -> None:
+    nv12 = cuda_frame(FakeCudaArray(np.zeros((6, 4), dtype=np.uint8)))
+    with pytest.raises(FrameError, match=r"expected a cuda frame, got a cpu one"):
+        copy_frame_to_device(nv12, RawFrame(np.zeros((6, 4), dtype=np.uint8), 4, 4, "nv12"))
+    with pytest.raises(FrameError, match=r"one layout and size, got a 6x4 rgb24 frame and a 4x4 nv12 one"):
+        copy_frame_to_device(RawFrame(host_image(4, 6), 6, 4), nv12)
+    with pytest.raises(FrameError, match=r"one layout and size, got a 4x2 nv12 frame and a 4x4 nv12 one"):
+        copy_frame_to_device(RawFrame(np.zeros((3, 4), dtype=np.uint8), 4, 2, "nv12"), nv12)
 
 
 # -- on the GPU ---------------------------------------------------------------------------------
@@ -217,3 +228,24 @@ def test_copies_back_with_padded_pitch(fmt: str) -> None:
     assert np.array_equal(to_host_rgb(frame), expected_rgb)
     with pytest.raises(FrameError, match=r"out must be a C-contiguous uint8 array"):
         copy_frame_to_host(frame, np.empty((2, 2), dtype=np.uint8))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", ["rgb24", "rgba8", "nv12"])
+def test_copies_up_and_across_into_a_padded_pitch(fmt: str) -> None:
+    cp = require_cupy()
+    host = rgb_to_nv12_host(host_image(66, 98)) if fmt == "nv12" else host_image(66, 98, 3 if fmt == "rgb24" else 4)
+    source = frame_from_array(host, fmt)
+    rows, row_bytes = host.shape[0], host[0].size
+
+    def padded(pitch: int) -> RawFrame:
+        storage = cp.zeros((rows, pitch), dtype=cp.uint8)
+        view = storage[:, :row_bytes].reshape(host.shape)
+        return cuda_frame(view, fmt)
+
+    up = padded(320)
+    assert copy_frame_to_device(source, up) is up  # host -> device
+    across = padded(512)
+    copy_frame_to_device(up, across)  # device -> device, pitch to pitch
+    cp.cuda.get_current_stream().synchronize()
+    assert np.array_equal(copy_frame_to_host(up), host) and np.array_equal(copy_frame_to_host(across), host)
