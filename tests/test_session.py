@@ -3,6 +3,7 @@ messages, and the ``stats`` message with the latency the server measured."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
@@ -359,13 +360,15 @@ class BigEncoder(FakeVideoEncoder):
 async def test_a_blocked_socket_only_hurts_itself(test_encoders: EncoderLog,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A client that stops reading but acks everything in advance: its queue stays bounded
-    (payloads beyond its window are dropped for it alone), another viewer gets every frame,
-    and closing the display aborts the stuck connection instead of waiting for it."""
+    (payloads beyond its window are dropped for it alone, and at most one ``stats`` message
+    waits), another viewer gets every frame, and closing the display aborts the stuck
+    connection instead of waiting for it."""
+    from rfb.session import _StatsText
     from rfb.encoders.registry import register_video_encoder, unregister_video_encoder
 
     register_video_encoder("test-big", test_encoders.factory(BigEncoder, "test-big"), replace=True)
     before = set(threading.enumerate())
-    display = start_test_display(video_encoder="test-big")
+    display = start_test_display(video_encoder="test-big", stats_interval=0.05)
     try:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -386,6 +389,9 @@ async def test_a_blocked_socket_only_hurts_itself(test_encoders: EncoderLog,
                 await good.ack(message.seq)
             await stuck.ack(10**9)  # "I have it all": frees its window without reading
         assert sorted(set(seen)) == sorted({m % 256 for m in range(1, marker + 1)})
+        await asyncio.sleep(0.5)  # ten stats intervals while its sender is stuck
+        queue = display._registry._viewers[stuck_id]._queue  # noqa: SLF001 (the bound is internal)
+        assert sum(isinstance(item, _StatsText) for item in queue) <= 1
         assert display.stats.groups["webcodecs"].frames_encoded == marker
         await good.close()
     finally:
