@@ -258,33 +258,6 @@ def gpu_route() -> Iterator[Any]:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("quality", "floor_db"), [(75, 30.0), (90, 34.0)])
-def test_gpu_jpegs_decode_to_the_input(gpu_route, quality: int, floor_db: float) -> None:
-    cp, make = gpu_route
-    src = patterns.scene(640, 360, 4)
-    enc = make(640, 360, quality=quality)
-    (payload,) = enc.encode(cuda_frame(cp.asarray(src)))
-    decoded = _decode(payload.data)
-    assert decoded.shape == src.shape
-    score = psnr(src, decoded)
-    from rfb.encoders.image import ImageEncoder  # libjpeg-turbo at the same quality, for scale
-
-    with ImageEncoder(EncoderConfig(640, 360, quality=quality), strips=1) as cpu:
-        (reference,) = cpu.encode(frame_from_array(src))
-    cpu_score = psnr(src, _decode(reference.data))
-    assert score > floor_db and score > cpu_score - 1.5, (score, cpu_score)
-
-
-@pytest.mark.gpu
-def test_gpu_higher_quality_is_closer_and_bigger(gpu_route) -> None:
-    cp, make = gpu_route
-    src = cp.asarray(patterns.scene(320, 240, 5))
-    low, high = (make(quality=q).encode(cuda_frame(src))[0].data for q in (40, 95))
-    host = cp.asnumpy(src)
-    assert len(low) < len(high) and psnr(host, _decode(low)) < psnr(host, _decode(high))
-
-
-@pytest.mark.gpu
 def test_gpu_every_layout_and_no_host_copy(gpu_route) -> None:
     cp, make = gpu_route
     from rfb.gpu import rgb_to_nv12
@@ -294,7 +267,7 @@ def test_gpu_every_layout_and_no_host_copy(gpu_route) -> None:
     rgba = cp.concatenate([rgb, cp.full((240, 320, 1), 7, cp.uint8)], axis=2)
     wide = cp.zeros((240, 320 * 3 + 32), cp.uint8)
     wide[:, : 320 * 3] = rgb.reshape(240, -1)
-    pitched = wide[:, : 320 * 3].reshape(240, 320, 3)
+    pitched = cp.ndarray((240, 320, 3), cp.uint8, memptr=wide.data, strides=(320 * 3 + 32, 3, 1))
     nv12 = rgb_to_nv12(rgb)
     enc = make()
     (a,) = enc.encode(cuda_frame(rgb))
@@ -335,19 +308,49 @@ def test_gpu_png_still_is_exact_after_one_download(gpu_route) -> None:
 
 
 @pytest.mark.gpu
-def test_gpu_pytorch_on_its_own_stream(gpu_route) -> None:
+@pytest.mark.anyio
+async def test_gpu_serve_sends_jpeg_gpu_frames_a_websocket_client_decodes() -> None:
+    cp = _require_nvjpeg()
+    from rfb import serve
+    from tests.conftest import JPEG, ProtocolClient, eventually
+
+    src = patterns.scene(320, 240, 11)
+    display = await serve(320, 240, port=0, gpu=True)  # image viewers of a GPU display get jpeg_gpu
+    try:
+        client = await ProtocolClient.connect(display, supported=(JPEG,))
+        await eventually(lambda: display.viewers, what="the viewer to join")
+        display.publish(cuda_frame(cp.asarray(src)))
+        payload = await client.next_payload(timeout=20)
+        assert payload.kind == "image_frame" and payload.header["mime"] == "image/jpeg"
+        assert psnr(src, _decode(payload.payload)) > 30.0
+        assert client.configs[-1]["transport"] == "image"
+        group = display.stats().groups["image"]
+        assert group.encoder == jpeg_gpu.NAME and group.cuda_frames >= 1 and group.encoder_errors == 0
+        await client.close()
+    finally:
+        await display.aclose()
+
+
+@pytest.mark.gpu
+def test_gpu_pytorch_tensors(gpu_route) -> None:
     cp, make = gpu_route
     torch = pytest.importorskip("torch")
     src = patterns.scene(320, 240, 9)
     enc = make()
+    tensor = torch.from_numpy(src).cuda()
+    assert frame_stream(describe_device_array(tensor)) == 0  # PyTorch's interface (v2) names no stream
+    (payload,) = enc.encode(cuda_frame(tensor))
+    assert enc.last_source == (tensor.data_ptr(), 320 * 3)
+    assert psnr(src, _decode(payload.data)) > 30.0
+    # rendered on a side stream, finished before it is published (the documented contract), RGBA
     side = torch.cuda.Stream()
+    flipped = np.ascontiguousarray(src[::-1])
     with torch.cuda.stream(side):
-        tensor = torch.from_numpy(src).cuda(non_blocking=True) * 1  # made on the side stream
-        info = describe_device_array(tensor)
-        assert frame_stream(info) == side.cuda_stream  # the stream PyTorch names is the one used
-        (payload,) = enc.encode(cuda_frame(tensor))
-    assert enc.last_source[0] == tensor.data_ptr()
-    assert psnr(src, _decode(payload.data)) > 34.0
+        rgba = torch.cat([torch.from_numpy(flipped).cuda(non_blocking=True),
+                          torch.full((240, 320, 1), 255, dtype=torch.uint8, device="cuda")], dim=2)
+    side.synchronize()
+    (payload,) = enc.encode(cuda_frame(rgba))
+    assert enc.packs == 1 and psnr(flipped, _decode(payload.data)) > 30.0
 
 
 @pytest.mark.gpu
@@ -361,7 +364,35 @@ def test_gpu_jax_arrays(gpu_route) -> None:
     array = jax.device_put(jnp.asarray(src), jax.devices("gpu")[0]) + 0
     enc = make()
     (payload,) = enc.encode(cuda_frame(array))
-    assert psnr(src, _decode(payload.data)) > 34.0
+    assert psnr(src, _decode(payload.data)) > 30.0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("quality", "floor_db"), [(75, 31.0), (90, 32.5)])
+def test_gpu_jpegs_decode_to_the_input(gpu_route, quality: int, floor_db: float) -> None:
+    cp, make = gpu_route
+    src = patterns.scene(640, 360, 4)
+    enc = make(640, 360, quality=quality)
+    (payload,) = enc.encode(cuda_frame(cp.asarray(src)))
+    decoded = _decode(payload.data)
+    assert decoded.shape == src.shape
+    score = psnr(src, decoded)
+    from rfb.encoders.image import ImageEncoder  # libjpeg-turbo at the same quality, for scale
+
+    with ImageEncoder(EncoderConfig(640, 360, quality=quality), strips=1) as cpu:
+        (reference,) = cpu.encode(frame_from_array(src))
+    cpu_score = psnr(src, _decode(reference.data))
+    # libjpeg-turbo gives 33.2 dB (q75) and 35.1 dB (q90) here: 4:2:0 chroma caps both
+    assert score > floor_db and score > cpu_score - 1.5, (score, cpu_score)
+
+
+@pytest.mark.gpu
+def test_gpu_higher_quality_is_closer_and_bigger(gpu_route) -> None:
+    cp, make = gpu_route
+    src = cp.asarray(patterns.scene(320, 240, 5))
+    low, high = (make(quality=q).encode(cuda_frame(src))[0].data for q in (40, 95))
+    host = cp.asnumpy(src)
+    assert len(low) < len(high) and psnr(host, _decode(low)) < psnr(host, _decode(high))
 
 
 @pytest.mark.gpu
@@ -392,26 +423,3 @@ def _rss_bytes() -> int:
 
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@pytest.mark.gpu
-@pytest.mark.anyio
-async def test_gpu_serve_sends_jpeg_gpu_frames_a_websocket_client_decodes() -> None:
-    cp = _require_nvjpeg()
-    from rfb import serve
-    from tests.conftest import JPEG, ProtocolClient, eventually
-
-    src = patterns.scene(320, 240, 11)
-    display = await serve(320, 240, port=0, gpu=True, image_encoder=jpeg_gpu.NAME)
-    try:
-        client = await ProtocolClient.connect(display, supported=(JPEG,))
-        await eventually(lambda: display.viewers, what="the viewer to join")
-        display.publish(cuda_frame(cp.asarray(src)))
-        payload = await client.next_payload(timeout=20)
-        assert payload.kind == "image_frame" and payload.header["mime"] == "image/jpeg"
-        assert psnr(src, _decode(payload.payload)) > 30.0
-        assert client.configs[-1]["transport"] == "image"
-        assert display.stats().groups["image"].encoder == jpeg_gpu.NAME
-        await client.close()
-    finally:
-        await display.aclose()
