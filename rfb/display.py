@@ -65,6 +65,7 @@ class DisplayStats:
     events_dropped: int
     viewers: int
     groups: dict[str, GroupStats]  # by group: "webcodecs", "image" (JPEG), "png"
+    latency: dict[int, LatencySummary]  # by client id, over the last stats_interval (1 s by default)
 
 
 class Display:
@@ -264,6 +265,7 @@ class Display:
             events_dropped=self._events.dropped,
             viewers=len(self.viewers),
             groups=groups,
+            latency=self._registry.latency(self._settings.stats_interval or 1.0),
         )
 
     @property
