@@ -30,18 +30,8 @@ from rfb.encoders.registry import get_entry
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import GpuUnavailable, cuda_frame, gpu_available
 from tests.gpu import FakeCudaArray, require_cupy, skip_if_cupy_works
-
-# The binding's emulator fixtures and frame helpers, reused (see tests/nvencffi/conftest.py).
-from tests.nvencffi.conftest import (  # noqa: F401
-    HostCudaArray,
-    c_compiler,
-    emulator,
-    emulator_path,
-    nv12_frame,
-    official_header_dir,
-    rgba_frame,
-)
-from tests.nvencffi.test_encoder import assert_released, decode
+from tests.support.frames import decode, nv12_frame, rgba_frame
+from tests.support.nvenc_fixtures import assert_released
 
 W, H = 64, 48
 

@@ -30,8 +30,7 @@ from rfb.encoders.registry import get_entry
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import GpuUnavailable, cuda_frame, gpu_available
 from tests.gpu import FakeCudaArray, require_cupy, skip_if_cupy_works
-from tests.nvencffi.conftest import c_compiler, emulator_path, official_header_dir  # noqa: F401
-from tests.nvencffi.test_encoder import decode
+from tests.support.frames import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 W, H = 256, 144

@@ -8,7 +8,6 @@ BT.709 reference within a tolerance.
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 
@@ -18,39 +17,16 @@ from nvencffi.encoder import PictureType
 from nvencffi.frames import FrameLayoutError
 from rfb.colorspace import rgb_to_nv12
 from rfb.encoders.h264 import find_nal, is_idr, nal_types, sps_of
-from tests.nvencffi.conftest import nv12_frame, rgba_frame
+from tests.support.frames import HostCudaArray, decode, nv12_frame, rgba_frame
+from tests.support.nvenc_fixtures import assert_released
 
 IDR = PictureType.NV_ENC_PIC_TYPE_IDR
 P = PictureType.NV_ENC_PIC_TYPE_P
 SPS, PPS = 7, 8
 
 
-def decode(units: list[bytes]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Decode a stream of access units; each frame as its (Y, U, V) planes."""
-    codec = av.CodecContext.create("h264", "r")
-    frames = []
-    for unit in units:  # one access unit, one packet: as a browser's decoder gets them
-        frames.extend(codec.decode(av.Packet(unit)))
-    frames.extend(codec.decode(None))
-    return [tuple(_plane(p) for p in f.planes) for f in frames]  # type: ignore[misc]
-
-
-def _plane(plane) -> np.ndarray:
-    rows = np.frombuffer(bytes(plane), np.uint8).reshape(plane.height, plane.line_size)
-    return rows[:, : plane.width]
-
-
 def new_encoder(width: int = 64, height: int = 48, **kwargs) -> nvencffi.NvencEncoder:
     return nvencffi.NvencEncoder(width, height, context=nvencffi.NullContext(), **kwargs)
-
-
-def assert_released(emulator) -> None:
-    ledger = emulator.ledger()
-    for key in ("sessions", "registered", "mapped", "bitstream_buffers", "input_buffers"):
-        assert ledger[key] == 0, (key, ledger)
-    for key, value in ledger.items():
-        if key.startswith("leaked"):
-            assert value == 0, (key, ledger)
 
 
 # ------------------------------------------------------------------ pixels
@@ -253,8 +229,6 @@ def test_the_registration_cache_is_bounded_and_evictions_unregister(emulator) ->
 
 def test_the_same_pointer_with_another_layout_is_another_registration(emulator) -> None:
     storage = np.zeros(64 * 72, dtype=np.uint8)
-    from tests.nvencffi.conftest import HostCudaArray
-
     a = HostCudaArray(storage.reshape(72, 64))  # 64x48 NV12, pitch 64
     b = HostCudaArray(storage.reshape(72, 64)[:, :60], strides=(64, 1))  # 60x48 in the same memory
     with new_encoder(64, 48, max_width=64, max_height=48) as enc:
@@ -364,9 +338,7 @@ def test_frames_of_the_wrong_layout_are_rejected_before_the_driver(emulator) -> 
         with pytest.raises(FrameLayoutError, match="not in CUDA device memory"):
             enc.encode(np.zeros((72, 64), np.uint8))
         with pytest.raises(FrameLayoutError, match=r"shape=\(48, 64, 3\)"):
-            from tests.nvencffi.conftest import HostCudaArray
-
-            enc.encode(HostCudaArray(np.zeros((48, 64, 3), np.uint8)))
+                    enc.encode(HostCudaArray(np.zeros((48, 64, 3), np.uint8)))
         assert emulator.ledger()["registered"] == 0
 
 

@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 import nvencffi
 from nvencffi.frames import ABGR, NV12, ArrayInterfaceError, FrameLayoutError, parse_frame, read_cuda_array
-from tests.nvencffi.conftest import HostCudaArray, nv12_frame
-from tests.nvencffi.test_encoder import decode
 from tests.support.dlpack import KDL_CPU, KDL_CUDA, KDL_FLOAT, KDL_INT, FakeDLPack
+from tests.support.frames import HostCudaArray, decode, nv12_frame
 
 
 def test_cai_nv12_with_a_pitch() -> None:

@@ -1,0 +1,85 @@
+"""Frames for the tests of the NVENC binding and routes, and decoding what came out.
+
+Without a GPU, the NVENC emulator reads frames from host memory; these helpers hand it
+NumPy arrays presented through ``__cuda_array_interface__`` with the host pointer
+(:class:`HostCudaArray`). :func:`decode` turns access units back into planes with
+FFmpeg's H.264 decoder (PyAV), one packet per access unit, as a browser gets them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import av
+import numpy as np
+
+
+class HostCudaArray:
+    """A host NumPy array presented through ``__cuda_array_interface__`` (v3).
+
+    Only the emulator, which reads host memory when there is no CUDA, accepts these.
+    Keeps the array alive as long as the wrapper is.
+    """
+
+    def __init__(self, array: np.ndarray, *, strides: tuple[int, ...] | None = None) -> None:
+        self.array = array
+        if strides is None and not array.flags.c_contiguous:
+            strides = array.strides
+        self.__cuda_array_interface__ = {
+            "shape": array.shape,
+            "typestr": array.dtype.str,
+            "data": (array.ctypes.data, False),
+            "strides": strides,
+            "version": 3,
+            "stream": None,
+        }
+
+    @property
+    def pointer(self) -> int:
+        return self.array.ctypes.data
+
+
+def nv12_frame(
+    width: int, height: int, *, pitch: int | None = None, seed: int = 0
+) -> tuple[HostCudaArray, np.ndarray, np.ndarray]:
+    """A random NV12 frame in one (H + H/2, pitch) allocation viewed as (H + H/2, W).
+
+    Returns (the frame, its Y plane (H, W), its interleaved UV plane (H/2, W)).
+    """
+    pitch = width if pitch is None else pitch
+    rng = np.random.default_rng(seed)
+    storage = rng.integers(0, 256, size=(height * 3 // 2, pitch), dtype=np.uint8)
+    view = storage[:, :width]
+    frame = HostCudaArray(view)
+    frame.storage = storage  # type: ignore[attr-defined]
+    return frame, view[:height].copy(), view[height:].copy()
+
+
+def rgba_frame(width: int, height: int, *, pitch: int | None = None, seed: int = 0) -> tuple[HostCudaArray, np.ndarray]:
+    """A smooth RGBA8 frame (H, W, 4), optionally with a row pitch in bytes; and its RGB."""
+    pitch = width * 4 if pitch is None else pitch
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([(x * 255) // max(width - 1, 1), (y * 255) // max(height - 1, 1),
+                    ((x + y + seed * 16) * 3) % 256], axis=-1).astype(np.uint8)
+    storage = np.zeros((height, pitch), dtype=np.uint8)
+    view = storage.view(np.uint8)[:, : width * 4].reshape(height, width, 4)
+    view[..., :3] = rgb
+    view[..., 3] = 255
+    frame = HostCudaArray(view)
+    frame.storage = storage  # type: ignore[attr-defined]
+    return frame, view[..., :3].copy()
+
+
+def decode(units: list[bytes]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Decode a stream of access units; each frame as its (Y, U, V) planes."""
+    codec = av.CodecContext.create("h264", "r")
+    frames = []
+    for unit in units:  # one access unit, one packet: as a browser's decoder gets them
+        frames.extend(codec.decode(av.Packet(unit)))
+    frames.extend(codec.decode(None))
+    return [tuple(_plane(p) for p in f.planes) for f in frames]  # type: ignore[misc]
+
+
+def _plane(plane: Any) -> np.ndarray:
+    rows = np.frombuffer(bytes(plane), np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
