@@ -37,7 +37,7 @@ from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable,
 from rfb.encoders.registry import EncoderEntry, encoder_status, get_entry, select_encoder
 from rfb.events import EventQueue, InputEvent
 from rfb.fanout import FanOut, GroupStats
-from rfb.frames import FrameError, RawFrame, _is_device_array, frame_from_array
+from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
 from rfb.latency import LatencySummary
 from rfb.server import ServerThread, create_app
@@ -182,7 +182,7 @@ class Display:
 
     def _as_frame(self, frame: Any) -> RawFrame:
         """Validate ``frame`` in the caller's stack: host arrays here, CUDA ones by rfb.gpu."""
-        if isinstance(frame, RawFrame) or not _is_device_array(frame):
+        if isinstance(frame, RawFrame) or not is_device_array(frame):
             raw = frame_from_array(frame)
         else:
             from rfb.gpu.arrays import cuda_frame

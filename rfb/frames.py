@@ -112,7 +112,7 @@ def frame_from_array(
         if timestamp_us is not None and timestamp_us != frame.timestamp_us:
             frame = replace(frame, timestamp_us=timestamp_us)
         return frame
-    if memory == "cuda" or _is_device_array(array):
+    if memory == "cuda" or is_device_array(array):
         raise FrameError(
             "expected a host NumPy uint8 array or a RawFrame; got a CUDA array "
             f"({type(array).__module__}.{type(array).__name__}). Wrap device arrays with "
@@ -162,7 +162,8 @@ def _check_host(array: Any, pixel_format: str, width: int, height: int) -> None:
         )
 
 
-def _is_device_array(obj: Any) -> bool:
+def is_device_array(obj: Any) -> bool:
+    """True for objects that describe CUDA memory (CAI, or a DLPack CUDA device); never imports a framework."""
     if hasattr(obj, "__cuda_array_interface__"):
         return True
     dev = getattr(obj, "__dlpack_device__", None)
