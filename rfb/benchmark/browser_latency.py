@@ -45,6 +45,7 @@ from rfb.benchmark.fanout import (
     Publisher,
     ViewerProcess,
     busy_pct,
+    latency_columns,
     machine_jiffies,
     parse_counts,
     parse_size,
@@ -323,6 +324,8 @@ class Window:
     clock: ClockSync
     busy_pct: float | None
     codec: str | None
+    client_id: int | None  # the page's, as the server numbered it
+    server: dict[int, Any]  # display.latency() over the window, by client id
 
 
 def collect(page: Any, display: Any, clock: ClockServer, options: LatencyOptions) -> Window:
@@ -335,13 +338,15 @@ def collect(page: Any, display: Any, clock: ClockServer, options: LatencyOptions
         time.sleep(min(1.0, left))  # take often: the page keeps only what we have not taken
         records += page.evaluate("window.__rfbBench.take()")
     t1, published1, busy1 = time.monotonic(), display.stats.published, machine_jiffies()
+    server = display.latency(t1 - t0)  # acks that arrived in the window, timed by the server alone
     time.sleep(SETTLE)
     records += page.evaluate("window.__rfbBench.take()")
     after = sync_clocks(page, clock.url, options.pings)
     drift = abs(before.offset_ms - after.offset_ms) / 2
     sync = ClockSync((before.offset_ms + after.offset_ms) / 2, max(before.error_ms, after.error_ms) + drift)
-    return Window(t0, t1, published1 - published0, records, sync, busy_pct(busy0, busy1),
-                  page.evaluate("window.__rfb.stats.codec"))
+    stats = page.evaluate("window.__rfb.stats")
+    return Window(t0, t1, published1 - published0, records, sync, busy_pct(busy0, busy1), stats.get("codec"),
+                  stats.get("clientId"), server)
 
 
 def measure_transport(context: Any, clock: ClockServer, options: LatencyOptions, transport: str, viewers: int,
@@ -364,11 +369,18 @@ def measure_transport(context: Any, clock: ClockServer, options: LatencyOptions,
     rates = [n / row["seconds"] for n in counts["frames"]] if counts else []
     row["others_fps_min"] = round(min(rates), 2) if rates else None
     row["others_fps_median"] = round(statistics.median(rates), 2) if rates else None
+    others = latency_columns(v for k, v in window.server.items() if k != window.client_id)
+    row.update({f"others_{key}": value for key, value in others.items()})
     return row
 
 
 def summarize(transport: str, encoder: str | None, options: LatencyOptions, window: Window) -> dict[str, Any]:
-    """Latencies (ms) of the frames published inside the window, from the probe's records."""
+    """The server's latency summary of the page, and the probe's per-frame breakdown (ms).
+
+    The probe's rows cover the frames *published* inside the window; the server's
+    summary the acks that *arrived* inside it: the same frames but for one or two at
+    the edges.
+    """
     t0_ms, t1_ms, offset = window.start * 1e3, window.end * 1e3, window.clock.offset_ms
     total, arrival, draw, dropped = [], [], [], 0
     for _seq, stamp_us, arrived, acked, drawn in window.records:
@@ -382,6 +394,7 @@ def summarize(transport: str, encoder: str | None, options: LatencyOptions, wind
         arrival.append(arrived - offset - published_ms)
         draw.append(acked - arrived)
     span = window.end - window.start
+    server = window.server.get(window.client_id) if window.client_id is not None else None
 
     def q(values: list[float], p: float) -> float | None:
         return round(percentile(values, p), 2) if values else None
@@ -396,13 +409,18 @@ def summarize(transport: str, encoder: str | None, options: LatencyOptions, wind
         "seconds": round(span, 3),
         "published_fps": round(window.published / span, 2),
         "frames_published": window.published,
+        # the server's view: publish() -> the drawn ack's arrival, on its own clock
+        "server_frames": server.frames if server else 0,
+        "latency_ms_median": server.median_ms if server else None,
+        "latency_ms_p95": server.p95_ms if server else None,
+        "latency_ms_p99": server.p99_ms if server else None,
+        "latency_ms_max": server.max_ms if server else None,
+        # the probe's view in the page's worker, tied to the server's clock
         "drawn_fps": round(len(total) / span, 2),
         "frames_drawn": len(total),
         "frames_dropped_by_viewer": dropped,
-        "latency_ms_median": q(total, 50),
-        "latency_ms_p95": q(total, 95),
-        "latency_ms_p99": q(total, 99),
-        "latency_ms_max": round(max(total), 2) if total else None,
+        "probe_latency_ms_median": q(total, 50),
+        "probe_latency_ms_p95": q(total, 95),
         "to_arrival_ms_min": round(min(arrival), 2) if arrival else None,
         "to_arrival_ms_median": q(arrival, 50),
         "to_arrival_ms_p95": q(arrival, 95),
@@ -427,17 +445,18 @@ def run_all(options: LatencyOptions, say: Any = None) -> list[dict[str, Any]]:
 
 LATENCY_COLUMNS: list[Column] = [
     ("transport", "transport", ""), ("encoder", "encoder", ""), ("viewers", "viewers", "d"),
-    ("pub fps", "published_fps", ".1f"),
-    ("drawn fps", "drawn_fps", ".1f"), ("median ms", "latency_ms_median", ".1f"), ("p95 ms", "latency_ms_p95", ".1f"),
+    ("pub fps", "published_fps", ".1f"), ("drawn fps", "drawn_fps", ".1f"),
+    ("median ms", "latency_ms_median", ".1f"), ("p95 ms", "latency_ms_p95", ".1f"),
     ("p99 ms", "latency_ms_p99", ".1f"), ("max ms", "latency_ms_max", ".1f"),
-    ("arrive ms", "to_arrival_ms_median", ".1f"), ("draw ms", "arrival_to_ack_ms_median", ".1f"),
-    ("dropped", "frames_dropped_by_viewer", "d"), ("clock ±ms", "clock_error_ms", ".2f"),
-    ("others fps min", "others_fps_min", ".1f"), ("busy %", "machine_busy_pct", ".0f"),
+    ("probe med", "probe_latency_ms_median", ".1f"), ("arrive med", "to_arrival_ms_median", ".1f"),
+    ("draw med", "arrival_to_ack_ms_median", ".1f"), ("clock ±ms", "clock_error_ms", ".2f"),
+    ("others fps min", "others_fps_min", ".1f"), ("others ms", "others_latency_ms_median", ".1f"),
+    ("busy %", "machine_busy_pct", ".0f"),
 ]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Latency columns are medians unless named; "arrive": publish -> arrival in the worker."""
+    """median..max: the server's; probe/arrive/draw: the worker probe's medians (docs/performance_fanout.md)."""
     return render_table(rows, LATENCY_COLUMNS)
 
 

@@ -9,10 +9,11 @@ that only hands pre-rendered frames to ``publish()``.
 
 Per N it reports the frames each viewer received per second (min and median), the
 encodes per published frame (1.0 means one encode serves everybody), the frames
-replaced before an encoder got to them, the CPU of both processes and the bytes on
-the wire. The "slow viewer" variant makes one of the N viewers never ack: the
-others' rate should not change, and the silent one should get no more than its
-in-flight window.
+replaced before an encoder got to them, the CPU of both processes, the bytes on the
+wire, and the server's own publish -> ack latency (``display.latency``; the viewers
+ack with ``decode_ms`` so that the server logs each frame as drawn). The "slow
+viewer" variant makes one of the N viewers never ack: the others' rate should not
+change, and the silent one should get no more than its in-flight window.
 
 Timing uses ``time.monotonic()``, which on Linux is the same clock in both
 processes, so arrival times taken by the client process are cut to the server's
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -275,11 +276,23 @@ def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequen
             before = _snapshot(display, publisher, clients.pid)
             time.sleep(options.seconds)
             after = _snapshot(display, publisher, clients.pid)
+            latency = display.latency(after["t"] - before["t"])  # by client id; the silent viewer has none
             result = clients.counts(before["t"], after["t"])
         encoder = display.stats.groups[transport].encoder
     finally:
         display.close()
-    return _row(options, viewers, slow, encoder, transport, before, after, result)
+    row = _row(options, viewers, slow, encoder, transport, before, after, result)
+    row.update(latency_columns(latency.values()))
+    return row
+
+
+def latency_columns(summaries: Iterable[Any]) -> dict[str, float | None]:
+    """The server's publish -> ack latency over viewers: median of their medians, worst p95."""
+    drawn = [s for s in summaries if s.frames]
+    return {
+        "latency_ms_median": round(statistics.median(s.median_ms for s in drawn), 2) if drawn else None,
+        "latency_ms_p95_worst": max(s.p95_ms for s in drawn) if drawn else None,
+    }
 
 
 def _snapshot(display: Any, publisher: Publisher, client_pid: int) -> dict[str, Any]:
@@ -354,7 +367,8 @@ FANOUT_COLUMNS: list[Column] = [
     ("fps med", "delivered_fps_median", ".1f"), ("silent", "silent_viewer_frames", "d"),
     ("enc/frame", "encodes_per_frame", ".3f"), ("dropped", "dropped_before_encode", "d"),
     ("server %", "server_cpu_pct", ".0f"), ("loop %", "event_loop_cpu_pct", ".0f"),
-    ("client %", "client_cpu_pct", ".0f"), ("Mbit/s", "mbit_per_s", ".1f"), ("busy %", "machine_busy_pct", ".0f"),
+    ("client %", "client_cpu_pct", ".0f"), ("Mbit/s", "mbit_per_s", ".1f"), ("lat ms", "latency_ms_median", ".1f"),
+    ("p95 worst", "latency_ms_p95_worst", ".1f"), ("busy %", "machine_busy_pct", ".0f"),
 ]
 
 
@@ -397,7 +411,7 @@ def run(options: BenchmarkOptions) -> SectionReport:
 
 async def _viewer(config: dict[str, Any], ack: bool, log: list[tuple[float, int]], first: asyncio.Event,
                   sockets: list[Any]) -> None:
-    """One viewer: hello, then record (arrival time, bytes) of each payload and ack it at once."""
+    """One viewer: hello, then record (arrival time, bytes) of each payload and ack it at once (as drawn)."""
     from websockets.asyncio.client import connect
 
     from rfb import protocol
@@ -411,11 +425,13 @@ async def _viewer(config: dict[str, Any], ack: bool, log: list[tuple[float, int]
         async for message in ws:
             if isinstance(message, str):
                 continue  # config (and error) messages
-            log.append((time.monotonic(), len(message)))
+            arrived = time.monotonic()
+            log.append((arrived, len(message)))
             first.set()
-            if ack:
+            if ack:  # with decode_ms (our handling time): the server logs it as drawn, with its latency
                 header, _ = protocol.unpack_payload(message)
-                await ws.send(f'{{"type":"ack","seq":{int(header["seq"])}}}')
+                handled_ms = (time.monotonic() - arrived) * 1e3
+                await ws.send(f'{{"type":"ack","seq":{int(header["seq"])},"decode_ms":{handled_ms:.3f}}}')
 
 
 async def _clients(config: dict[str, Any]) -> None:
