@@ -23,14 +23,13 @@ import numpy as np
 import pytest
 
 from rfb.benchmark import patterns
-from rfb.benchmark.metrics import H264Decoder, psnr
 from rfb.encoders import h264, nvenc_cpu, nvenc_gpu_pyav
 from rfb.encoders.base import EncoderBackend, EncoderConfig
 from rfb.encoders.registry import get_entry
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import GpuUnavailable, cuda_frame, gpu_available
 from tests.gpu import FakeCudaArray, require_cupy, skip_if_cupy_works
-from tests.support.frames import decode
+from tests.support.frames import assert_stream_decodes, decode, layout_of
 
 ROOT = Path(__file__).resolve().parents[2]
 W, H = 256, 144
@@ -195,8 +194,6 @@ def real_nvenc() -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("layout", ["rgb24", "rgba8", "nv12", "host"])
 def test_round_trip_on_a_real_nvenc(real_nvenc: None, layout: str) -> None:
-    from rfb.gpu import rgb_to_nv12_host
-
     cp = require_cupy()
     w, h, n = 640, 360, 10
     sources = [patterns.scene(w, h, i) for i in range(n)]
@@ -204,23 +201,14 @@ def test_round_trip_on_a_real_nvenc(real_nvenc: None, layout: str) -> None:
     def frame_of(src: np.ndarray) -> RawFrame:
         if layout == "host":
             return frame_from_array(src)
-        if layout == "nv12":
-            return cuda_frame(cp.asarray(rgb_to_nv12_host(src)))
-        if layout == "rgba8":
-            return cuda_frame(cp.asarray(np.concatenate([src, np.full((h, w, 1), 255, np.uint8)], axis=2)))
-        return cuda_frame(cp.asarray(src))
+        return cuda_frame(cp.asarray(layout_of(src, layout)), layout)
 
     with nvenc_gpu_pyav.create(EncoderConfig(w, h, bitrate=8_000_000)) as enc:
         payloads = [p for i, s in enumerate(sources) for p in enc.encode(frame_of(s), force_keyframe=i == 6)]
         staging = enc.staging
         assert staging.uploads == (n if layout == "host" else 0)
         assert staging.conversions == (0 if layout == "nv12" else n)
-    assert [p.keyframe for p in payloads] == [i in (0, 6) for i in range(n)]
-    assert payloads[0].codec == h264.codec_string(payloads[0].data)
-    with H264Decoder() as decoder:
-        decoded = decoder.decode_all(p.data for p in payloads)
-    assert len(decoded) == n
-    assert all(psnr(s, d) > 28.0 for s, d in zip(sources, decoded))
+    assert_stream_decodes(payloads, sources, idr_at=(0, 6))
 
 
 @pytest.mark.gpu

@@ -83,3 +83,30 @@ def decode(units: list[bytes]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]
 def _plane(plane: Any) -> np.ndarray:
     rows = np.frombuffer(bytes(plane), np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]
+
+
+def layout_of(rgb: np.ndarray, layout: str) -> np.ndarray:
+    """An (H, W, 3) image as the host array of a frame ``layout``: rgb24, rgba8 (opaque) or nv12 (BT.709 limited)."""
+    from rfb.colorspace import rgb_to_nv12
+
+    if layout == "rgb24":
+        return rgb
+    if layout == "rgba8":
+        return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    if layout == "nv12":
+        return rgb_to_nv12(rgb)
+    raise ValueError(f"layout must be 'rgb24', 'rgba8' or 'nv12', got {layout!r}")
+
+
+def assert_stream_decodes(payloads: list[Any], sources: list[np.ndarray], *, idr_at: tuple[int, ...]) -> None:
+    """One access unit per source, IDRs exactly at ``idr_at``, the codec string from the SPS,
+    and every picture decoded back close to its source (PSNR > 28 dB: 4:2:0 costs about that)."""
+    from rfb.benchmark.metrics import H264Decoder, psnr
+    from rfb.encoders import h264
+
+    assert [p.keyframe for p in payloads] == [i in idr_at for i in range(len(sources))]
+    assert payloads[0].codec == h264.codec_string(payloads[0].data)
+    with H264Decoder() as decoder:
+        decoded = decoder.decode_all(p.data for p in payloads)
+    assert len(decoded) == len(sources)
+    assert all(psnr(s, d) > 28.0 for s, d in zip(sources, decoded))
