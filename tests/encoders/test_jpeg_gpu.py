@@ -324,7 +324,7 @@ async def test_gpu_serve_sends_jpeg_gpu_frames_a_websocket_client_decodes() -> N
         assert payload.kind == "image_frame" and payload.header["mime"] == "image/jpeg"
         assert psnr(src, _decode(payload.payload)) > 30.0
         assert client.configs[-1]["transport"] == "image"
-        group = display.stats().groups["image"]
+        group = display.stats.groups["image"]
         assert group.encoder == jpeg_gpu.NAME and group.cuda_frames >= 1 and group.encoder_errors == 0
         await client.close()
     finally:
