@@ -243,9 +243,9 @@ def test_copies_up_and_across_into_a_padded_pitch(fmt: str) -> None:
         view = storage[:, :row_bytes].reshape(host.shape)
         return cuda_frame(view, fmt)
 
-    up = padded(320)
+    up = padded(row_bytes + 40)
     assert copy_frame_to_device(source, up) is up  # host -> device
-    across = padded(512)
+    across = padded(row_bytes + 200)
     copy_frame_to_device(up, across)  # device -> device, pitch to pitch
     cp.cuda.get_current_stream().synchronize()
     assert np.array_equal(copy_frame_to_host(up), host) and np.array_equal(copy_frame_to_host(across), host)
