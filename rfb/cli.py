@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="serve an animated, interactive demo scene")
     demo.add_argument("--encoder", metavar="NAME", help="video encode route (default: the best available; see doctor)")
+    demo.add_argument(
+        "--image-encoder", metavar="NAME", default="image",
+        help="image route for viewers without WebCodecs (default: image; jpeg_gpu on a GPU with nvJPEG)",
+    )
     demo.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH", help="frame size (default 1280x720)")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     demo.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
@@ -121,7 +125,8 @@ async def _demo(args: argparse.Namespace) -> int:
     from rfb.demo import Scene, animate
 
     width, height = args.size
-    options: dict[str, Any] = {"host": args.host, "port": args.port, "fps": args.fps, "video_encoder": args.encoder}
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "fps": args.fps, "video_encoder": args.encoder,
+                               "image_encoder": args.image_encoder}
     if args.no_token:
         options["token"] = None
     display = await rfb.serve(width, height, **options)
