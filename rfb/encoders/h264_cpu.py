@@ -84,6 +84,17 @@ def check_frame_size(frame: RawFrame, config: EncoderConfig, route: str) -> None
         )
 
 
+def check_host_frame(frame: RawFrame, config: EncoderConfig, route: str) -> RawFrame:
+    """``frame`` validated as a host frame of the size ``route`` was opened for (what CPU routes take)."""
+    if not isinstance(frame, RawFrame):
+        raise FrameError(f"expected a RawFrame, got {type(frame).__name__} (use rfb.frames.frame_from_array)")
+    if frame.memory != "cpu":
+        raise FrameError(f"{route} encodes host frames; got memory={frame.memory!r} (use a GPU route for CUDA frames)")
+    frame = frame_from_array(frame)  # validates shape, dtype and contiguity
+    check_frame_size(frame, config, route)
+    return frame
+
+
 def configure_context(config: EncoderConfig, settings: PyAVSettings) -> CodecContext:
     """A PyAV encoder context set up for low-latency streaming of ``config``; not opened yet.
 
@@ -223,15 +234,7 @@ class PyAVH264Encoder:
         return self._converter
 
     def _check_frame(self, frame: RawFrame) -> RawFrame:
-        if not isinstance(frame, RawFrame):
-            raise FrameError(f"expected a RawFrame, got {type(frame).__name__} (use rfb.frames.frame_from_array)")
-        if frame.memory != "cpu":
-            raise FrameError(
-                f"{self.name} encodes host frames; got memory={frame.memory!r} (use a GPU route for CUDA frames)"
-            )
-        frame = frame_from_array(frame)  # validates shape, dtype and contiguity
-        check_frame_size(frame, self.config, self.name)
-        return frame
+        return check_host_frame(frame, self.config, self.name)
 
     def _open(self) -> CodecContext:
         context = configure_context(self.config, self.settings)

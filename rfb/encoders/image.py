@@ -34,8 +34,9 @@ import numpy as np
 
 from rfb.colorspace import HostConverter, default_threads
 from rfb.encoders.base import EncodedPayload, EncoderConfig, Transport
+from rfb.encoders.h264_cpu import check_host_frame  # the host-frame checks every CPU route makes
 from rfb.encoders.registry import EncoderEntry
-from rfb.frames import FrameError, RawFrame, frame_from_array
+from rfb.frames import FrameError, RawFrame
 
 NAME = "image"
 
@@ -127,17 +128,7 @@ class ImageEncoder:
 
     def _check_frame(self, frame: RawFrame) -> RawFrame:
         self._require_open()
-        if not isinstance(frame, RawFrame):
-            raise FrameError(f"expected a RawFrame, got {type(frame).__name__} (use rfb.frames.frame_from_array)")
-        if frame.memory != "cpu":
-            raise FrameError(f"{self.name} encodes host frames; got memory={frame.memory!r}")
-        frame = frame_from_array(frame)
-        if frame.size != (self.config.width, self.config.height):
-            raise FrameError(
-                f"{self.name} was opened for {self.config.width}x{self.config.height} frames, "
-                f"got {frame.width}x{frame.height} (open a new encoder for a new size)"
-            )
-        return frame
+        return check_host_frame(frame, self.config, self.name)
 
     def _rgb_pixels(self, frame: RawFrame) -> np.ndarray:
         # nv12 -> rgb24 through swscale (BT.709 limited, as every route encodes it)
