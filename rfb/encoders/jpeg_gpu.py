@@ -19,7 +19,7 @@ and reused for every frame of the same size):
   (JFIF) is BT.601 full range, so one kernel re-matrixes it into a staging NV12 buffer,
   which nvJPEG encodes as 4:2:0 without converting again (``nvjpegEncode``).
 - host frames (fallback): one host-to-device copy into a staging buffer (the NVENC
-  routes' :class:`~rfb.encoders.nvenc_gpu_cffi.DeviceStaging`), then as above.
+  routes' :class:`~rfb.gpu.staging.DeviceStaging`), then as above.
 
 The work runs on the stream the frame's array names (CUDA array interface v3, as
 PyTorch's and CuPy's do), else on the legacy default stream, in the device's primary
@@ -48,14 +48,14 @@ from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu.arrays import DeviceArray, as_cupy, check_cuda_frame
 from rfb.gpu.context import cupy_available, import_cupy
-from rfb.gpu.convert import to_host_rgb
-from rfb.gpu.reference import DEFAULT_MATRIX, color_matrix, nv12_planes
+from rfb.gpu.convert import DEVICE_ROUND_U8, to_host_rgb
+from rfb.colorspace import DEFAULT_MATRIX, color_matrix, nv12_planes
 
 if TYPE_CHECKING:
     from nvjpegffi import JpegEncoder
     from nvjpegffi.cuda import CudaContext
 
-    from rfb.encoders.nvenc_gpu_cffi import DeviceStaging
+    from rfb.gpu.staging import DeviceStaging
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +68,7 @@ JFIF_MATRIX = ("bt601", True)
 _CAI_LEGACY_STREAM, _CAI_PER_THREAD_STREAM = 1, 2
 
 _KERNEL_NAME = "rfb_nv12_rematrix"
-_KERNEL_SOURCE = r"""
-__device__ __forceinline__ unsigned char rfb_round_u8(float v) {
-    v = floorf(v + 0.5f);  // round half up and clamp, as rfb.gpu.reference does
-    return (unsigned char)fminf(fmaxf(v, 0.0f), 255.0f);
-}
-
+_KERNEL_SOURCE = DEVICE_ROUND_U8 + r"""
 // One thread per 2x2 block: four luma samples and the block's chroma pair, through
 // one affine map of (Y, U, V); chroma uses the block's mean luma.
 extern "C" __global__ void rfb_nv12_rematrix(
@@ -99,13 +94,13 @@ extern "C" __global__ void rfb_nv12_rematrix(
         for (int dx = 0; dx < 2; ++dx) {
             const float luma = src[(y + dy) * src_pitch + x + dx];
             sum += luma;
-            dst[(y + dy) * dst_pitch + x + dx] = rfb_round_u8(m00 * luma + m01 * u + m02 * v + b0);
+            dst[(y + dy) * dst_pitch + x + dx] = rfb_to_u8(m00 * luma + m01 * u + m02 * v + b0);
         }
     }
     const float mean = 0.25f * sum;
     unsigned char* out = dst + (2LL * half_height + by) * dst_pitch + x;
-    out[0] = rfb_round_u8(m10 * mean + m11 * u + m12 * v + b1);
-    out[1] = rfb_round_u8(m20 * mean + m21 * u + m22 * v + b2);
+    out[0] = rfb_to_u8(m10 * mean + m11 * u + m12 * v + b1);
+    out[1] = rfb_to_u8(m20 * mean + m21 * u + m22 * v + b2);
 }
 """
 _BLOCK = (32, 8, 1)
@@ -301,7 +296,7 @@ class JpegGpuEncoder:
     def _upload(self, frame: RawFrame) -> RawFrame:
         """A host frame as a CUDA frame in a reused staging buffer (one 2-D copy up)."""
         if self._staging is None:
-            from rfb.encoders.nvenc_gpu_cffi import DeviceStaging
+            from rfb.gpu.staging import DeviceStaging
 
             self._staging = DeviceStaging(("nv12", "rgb24", "rgba8"), device_id=self.config.device_id)
         self.uploads += 1

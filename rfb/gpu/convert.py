@@ -27,13 +27,16 @@ from rfb.gpu.arrays import as_cupy, check_cuda_frame, cuda_frame, describe_devic
 from rfb.gpu.context import import_cupy
 
 _KERNEL_NAME = "rfb_rgb_to_nv12"
-_KERNEL_SOURCE = r"""
+# Shared by every rfb CUDA kernel that writes 8-bit samples, so they all round alike.
+DEVICE_ROUND_U8 = r"""
 __device__ __forceinline__ unsigned char rfb_to_u8(float v) {
     // Round half up and clamp, exactly as rfb.colorspace._to_u8.
     v = floorf(v + 0.5f);
     return (unsigned char)fminf(fmaxf(v, 0.0f), 255.0f);
 }
+"""
 
+_KERNEL_SOURCE = DEVICE_ROUND_U8 + r"""
 extern "C" __global__ void rfb_rgb_to_nv12(
     const unsigned char* __restrict__ src, const long long src_pitch, const int channels,
     unsigned char* __restrict__ dst, const long long dst_pitch,
