@@ -511,11 +511,11 @@ def plan(
     for name in dict.fromkeys(
         cpu_origin_of(r, status[r].transport) for r in gpu_routes
     ):
-        s = status.get(name)
-        if s is not None and s.available:
+        origin = status.get(name)
+        if origin is not None and origin.available:
             cpu_routes.append(name)
         else:
-            reason = "not registered" if s is None else s.reason or "unavailable"
+            reason = "not registered" if origin is None else origin.reason or "unavailable"
             report.skipped.append({"route": f"{name} (CPU origin)", "reason": reason})
     return gpu_routes, cpu_routes
 
@@ -553,7 +553,7 @@ def run(options: BenchmarkOptions) -> SectionReport:
             f"gpu {width}x{height}: {', '.join(routes)} against {', '.join(cpu_routes) or 'no CPU route'}"
         )
         report.rows += measure_size(
-            routes, cpu_routes, config, options, _registry_factory
+            routes, cpu_routes, config, options, _registry_factory, report.skipped
         )
     if any(r in NVENC_ROUTES for r in (*routes, *(s["route"] for s in report.skipped))):
         report.notes.append(f"NVENC library: {environment_note()}")

@@ -101,6 +101,62 @@ EXPORT CUresult cuCtxGetCurrent(CUcontext *ctx)
     return CUDA_SUCCESS;
 }
 
+/* The device's primary context: the same token, reference counted, with its flags. */
+static unsigned int primary_flags;
+static int primary_refs;
+
+EXPORT CUresult cuDevicePrimaryCtxGetState(CUdevice device, unsigned int *flags, int *active)
+{
+    if (device != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    *flags = primary_flags;
+    *active = primary_refs > 0;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice device, unsigned int flags)
+{
+    if (device != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    primary_flags = flags;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxSetFlags(CUdevice device, unsigned int flags)
+{
+    return cuDevicePrimaryCtxSetFlags_v2(device, flags);
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice device)
+{
+    if (device != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    primary_refs++;
+    *ctx = &context_token;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device)
+{
+    if (device != 0 || primary_refs == 0)
+        return CUDA_ERROR_INVALID_CONTEXT;
+    primary_refs--;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice device)
+{
+    return cuDevicePrimaryCtxRelease_v2(device);
+}
+
+EXPORT CUresult cuCtxGetDevice(CUdevice *device)
+{
+    if (depth == 0)
+        return CUDA_ERROR_INVALID_CONTEXT;
+    *device = 0;
+    return CUDA_SUCCESS;
+}
+
 EXPORT CUresult cuGetErrorName(CUresult error, const char **text)
 {
     *text = error == CUDA_ERROR_NOT_SUPPORTED ? "CUDA_ERROR_NOT_SUPPORTED" : "CUDA_ERROR (fake libcuda)";
@@ -118,11 +174,6 @@ EXPORT CUresult cuGetErrorString(CUresult error, const char **text)
 #define UNSUPPORTED(name) EXPORT CUresult name(void) { return CUDA_ERROR_NOT_SUPPORTED; }
 
 UNSUPPORTED(cuCtxSetLimit)
-UNSUPPORTED(cuCtxGetDevice)
-UNSUPPORTED(cuDevicePrimaryCtxRetain)
-UNSUPPORTED(cuDevicePrimaryCtxRelease)
-UNSUPPORTED(cuDevicePrimaryCtxSetFlags)
-UNSUPPORTED(cuDevicePrimaryCtxGetState)
 UNSUPPORTED(cuDevicePrimaryCtxReset)
 UNSUPPORTED(cuMemAlloc_v2)
 UNSUPPORTED(cuMemAllocPitch_v2)

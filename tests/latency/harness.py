@@ -20,7 +20,8 @@ never reads a pixel, so what is left per frame is host work: the binding's
 cffi route's, and the PyAV route's (from_dlpack, FFmpeg, its nvenc wrapper).
 
 ``--memory host`` (CI, no GPU): nvencffi reads host memory through the emulator and the
-PyAV side is ``nvenc_cpu`` (host frames); same measurements, other routes.
+PyAV side is FFmpeg fed the same host memory as CUDA frames (tests/latency/host_cuda.py,
+the stand-in libcuda serving FFmpeg): the CUDA-frame path of nvenc_gpu_pyav, no GPU.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Input:
 
 def _sides(memory: str, config: EncoderConfig) -> tuple[Input, list[Side]]:
     """The shared input buffer and (cffi side, PyAV side), each with its view of the buffer."""
-    from rfb.encoders import nvenc_cpu, nvenc_gpu_cffi
+    from rfb.encoders import nvenc_gpu_cffi
     from rfb.frames import frame_from_array
     from rfb.gpu.arrays import cuda_frame
 
@@ -146,20 +147,19 @@ def _sides(memory: str, config: EncoderConfig) -> tuple[Input, list[Side]]:
     frame = cuda_frame(buffer.array, "nv12", device_id=config.device_id)
     if memory == "host":
         import nvencffi
+        from tests.latency import host_cuda
 
         cffi = nvenc_gpu_cffi.NvencGpuEncoder(config, context=nvencffi.NullContext())
         try:
-            pyav = nvenc_cpu.create(config)
+            pyav = host_cuda.create(
+                config
+            )  # FFmpeg's CUDA-frame path, as nvenc_gpu_pyav drives it
         except BaseException:
             cffi.close()
             raise
         return buffer, [
             Side("nvenc_gpu_cffi (host memory)", cffi, frame),
-            Side(
-                "nvenc_cpu (PyAV, host frames)",
-                pyav,
-                frame_from_array(buffer.host, "nv12"),
-            ),
+            Side(host_cuda.NAME, pyav, frame_from_array(buffer.host, "nv12")),
         ]
     from rfb.encoders import nvenc_gpu_pyav
 

@@ -47,7 +47,7 @@ def test_ffmpeg_nvenc_and_nvencffi_share_the_emulator_on_identical_frames(
     check_latency(host_engine, result, 6)
     assert set(result["routes"]) == {
         "nvenc_gpu_cffi (host memory)",
-        "nvenc_cpu (PyAV, host frames)",
+        "nvenc_gpu_pyav (host memory as CUDA frames)",
     }
     assert result["ledger"]["sessions_opened"] == 2
     assert result["ledger"]["encodes"] == 2 * (6 + 5)  # both routes, warm-up included

@@ -137,7 +137,10 @@ NVENCSTATUS NVENCAPI api_encode_picture(void *encoder, NV_ENC_PIC_PARAMS *p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PARAM, "bufferFmt %s does not match the input's format %s",
                           fmt_name(p->bufferFmt), fmt_name(in.fmt)));
     const h264_seq *q = &s->cfg.seq;
-    if (p->inputWidth != (uint32_t)q->width || p->inputHeight != (uint32_t)q->height)
+    /* FFmpeg's h264_nvenc sends 0x0 for mapped CUDA frames, and drivers accept it: the
+     * registered surface's size is used (below it must cover the encode size anyway). */
+    int registered_size = p->inputWidth == 0 && p->inputHeight == 0 && resource_of_mapping(s, p->inputBuffer);
+    if (!registered_size && (p->inputWidth != (uint32_t)q->width || p->inputHeight != (uint32_t)q->height))
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PARAM,
                           "inputWidth x inputHeight %ux%u differs from the encode size %dx%d (nvEncReconfigureEncoder changes it)",
                           p->inputWidth, p->inputHeight, q->width, q->height));

@@ -1095,7 +1095,10 @@ static int run_api(client *c)
     expect(&b, "unmap before the output is locked", c->fl.nvEncUnmapInputResource(enc, mapped), NV_ENC_ERR_INVALID_CALL);
     pp.outputBitstream = out2;
     pp.frameIdx = 2;
-    expect(&b, "encode: second picture", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_SUCCESS);
+    pp.inputWidth = pp.inputHeight = 0; /* what FFmpeg sends for a mapped CUDA frame */
+    expect(&b, "encode: second picture, 0x0 input size of a mapped resource", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_SUCCESS);
+    pp.inputWidth = 64;
+    pp.inputHeight = 48;
     lb.outputBitstream = out2;
     expect(&b, "lock: out of order", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_ERR_INVALID_CALL);
     expect_error_mentions(&b, "order error says so", "submission order");
