@@ -123,15 +123,24 @@ def _cuda_ok(err: Any, what: str) -> None:
         raise RuntimeError(f"{what} failed with CUresult {int(err)}")
 
 
+_DRIVER_RELEASE = re.compile(r"Kernel Module\s+(?:for \S+\s+)?(\d+\.\d+(?:\.\d+)?)")
+
+
+def parse_driver_release(proc_version: str) -> str | None:
+    """The release in ``/proc/driver/nvidia/version`` ("NVRM version: NVIDIA UNIX Open Kernel
+    Module for x86_64  580.159.04  Release Build ..."; the proprietary module says
+    "NVIDIA UNIX x86_64 Kernel Module  580.159.04 ...")."""
+    m = _DRIVER_RELEASE.search(proc_version)
+    return m.group(1) if m else None
+
+
 def nvidia_driver_version() -> str | None:
     """The NVIDIA driver's release ("580.159.04"), or None when it cannot be read."""
     try:
         with open("/proc/driver/nvidia/version", encoding="utf-8") as f:
-            m = re.search(
-                r"Kernel Module\s+(?:for \S+\s+)?(\d+\.\d+(?:\.\d+)?)", f.read()
-            )
-        if m:
-            return m.group(1)
+            release = parse_driver_release(f.read())
+        if release:
+            return release
     except OSError:
         pass
     smi = shutil.which("nvidia-smi")
@@ -515,7 +524,9 @@ def plan(
         if origin is not None and origin.available:
             cpu_routes.append(name)
         else:
-            reason = "not registered" if origin is None else origin.reason or "unavailable"
+            reason = (
+                "not registered" if origin is None else origin.reason or "unavailable"
+            )
             report.skipped.append({"route": f"{name} (CPU origin)", "reason": reason})
     return gpu_routes, cpu_routes
 

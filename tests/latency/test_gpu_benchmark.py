@@ -144,3 +144,13 @@ def test_gpu_section_times_available_routes(tmp_path: Path) -> None:
     for row in section["rows"]:
         assert row["frames"] == 3 and row["kb_per_frame"] > 0 and row["psnr_db"] > 25
         assert row["gpu_total"]["median_ms"] >= row["encode"]["median_ms"]
+
+
+def test_driver_release_from_proc() -> None:
+    # the H100 machine's line (open kernel module), and the proprietary module's form
+    seen = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \n"
+    assert gpu.parse_driver_release(seen) == "580.159.04"
+    assert gpu.parse_driver_release(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19"
+    ) == ("535.104.05")
+    assert gpu.parse_driver_release("no driver here") is None
