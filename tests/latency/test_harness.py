@@ -155,3 +155,57 @@ def test_json_holds_the_machine_and_the_banner(tmp_path: Path) -> None:
     assert doc["machine"]["gpu"]["name"] == "G"
     assert doc["banner"][0].startswith("ENCODE ENGINE EMULATED")
     assert doc["results"][0]["result"]["ratio_median"] == 0.5
+
+
+_EXTRAS = r"""
+import fractions, json, os, sys
+import av, numpy as np
+from tests.nvenc_emulator import Emulator
+emu = Emulator(os.environ["NVENCFFI_LIBRARY"]); emu.reset()
+c = av.CodecContext.create("h264_nvenc", "w")
+c.width, c.height, c.pix_fmt, c.time_base = 320, 240, "nv12", fractions.Fraction(1, 60)
+c.flags |= av.codec.context.Flags.global_header  # extradata: nvEncGetSequenceParams
+c.options = {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0", "rc": "cbr", "bf": "0"}
+c.open()
+extradata = bytes(c.extradata or b"")
+picture = av.VideoFrame.from_ndarray(np.zeros((360, 320), np.uint8), format="nv12")
+sizes = []
+for i, rate in enumerate((2_000_000, 1_000_000)):
+    c.bit_rate = rate  # a change FFmpeg passes on with nvEncReconfigureEncoder
+    picture.pts = i
+    sizes += [p.size for p in c.encode(picture)]
+json.dump({"extradata": extradata.hex(), "sizes": sizes, "ledger": emu.ledger(), "sessions": emu.sessions()}, sys.stdout)
+"""
+
+
+def test_ffmpeg_sequence_headers_and_reconfigure_on_the_emulator(
+    host_engine: engines.Engine,
+) -> None:
+    """The API 13.0 versions of NV_ENC_SEQUENCE_PARAM_PAYLOAD and NV_ENC_RECONFIGURE_PARAMS, as FFmpeg sends them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.nvenc_header import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _EXTRAS],
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, **host_engine.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["extradata"].startswith(
+        "0000000167"
+    )  # Annex B SPS from nvEncGetSequenceParams
+    assert len(out["sizes"]) == 2
+    assert out["ledger"]["reconfigures"] == 1 and out["ledger"]["errors"] == 0, out[
+        "ledger"
+    ]
+    (session,) = out["sessions"]
+    assert (session["api_major"], session["average_bitrate"]) == (13, 1_000_000)
