@@ -72,6 +72,22 @@ def test_fanout_command_line_writes_json(tmp_path: Path) -> None:
     assert row["viewers"] == 1 and row["silent_viewers"] == 0 and row["delivered_fps_min"] > 0
 
 
+def test_fanout_is_a_benchmark_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfb.benchmark import sections
+    from rfb.benchmark.sections import BenchmarkOptions, register_section, run_sections
+
+    monkeypatch.setattr(sections, "_registered", {})  # leave the real registry untouched
+    monkeypatch.setattr(fanout, "DEFAULT_VIEWERS", (1,))  # one case, to stay quick
+    register_section("test_fanout", fanout.run)
+    # The image route named first is passed over: the section runs the first H.264 route named.
+    options = BenchmarkOptions(sizes=(SMALL,), frames=15, routes=("image", "h264_cpu"))
+    (report,) = run_sections(options, ["test_fanout"])
+    (row,) = report.rows
+    assert row["viewers"] == 1 and row["encoder"] == "h264_cpu" and row["delivered_fps_min"] > 0
+    assert row["seconds"] >= 0.5  # a window of frames / fps = 0.5 s (sleep never returns early)
+    assert "0.5 s per case" in report.notes[0] and "enc/frame" in report.table
+
+
 def test_fanout_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert fanout.main(["--viewers", "0"]) == 2
     assert "viewers must be positive counts, got (0,)" in capsys.readouterr().err

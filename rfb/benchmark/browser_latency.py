@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rfb.benchmark import machine, patterns
 from rfb.benchmark.fanout import (
+    DEFAULT_ENCODER,
     Column,
     Publisher,
     ViewerProcess,
@@ -51,6 +52,7 @@ from rfb.benchmark.fanout import (
     parse_size,
     prerender,
     render_table,
+    section_route,
     start_display,
 )
 from rfb.benchmark.metrics import percentile
@@ -198,7 +200,7 @@ class LatencyOptions:
     fps: float = 30.0
     transports: tuple[str, ...] = TRANSPORTS
     viewers: tuple[int, ...] = (1,)  # the page plus N - 1 protocol viewers in a child process
-    encoder: str = "h264_cpu"
+    encoder: str = DEFAULT_ENCODER
     image_encoder: str = "image"
     pattern: str = "scene"
     bitrate: int | None = None
@@ -461,18 +463,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run(options: BenchmarkOptions) -> SectionReport:
-    """The ``browser_latency`` section of ``python -m rfb.benchmark``: both transports at each size."""
+    """The ``browser_latency`` section of ``python -m rfb.benchmark``: both transports, one viewer, each size.
+
+    Each transport measures ``options.frames`` frames' worth of time (``frames / fps`` seconds).
+    """
     report = SectionReport("browser_latency")
-    encoder = options.routes[0] if options.routes else LatencyOptions.encoder
+    encoder, seconds = section_route(options), options.frames / options.fps
     for size in options.sizes:
-        latency = LatencyOptions(size=size, fps=options.fps, pattern=options.pattern, encoder=encoder,
-                                 bitrate=options.bitrate)
+        latency = LatencyOptions(size=size, seconds=seconds, fps=options.fps, pattern=options.pattern,
+                                 encoder=encoder, bitrate=options.bitrate)
         try:
             report.rows += run_all(latency, options.say)
         except (FileNotFoundError, ImportError) as exc:
             report.skipped.append({"route": f"browser {size[0]}x{size[1]}", "reason": str(exc)})
     report.notes.append(f"headless Chromium, pattern={options.pattern}, {options.fps:g} fps published, "
-                        f"{LatencyOptions.seconds:g} s per transport; publish() -> ack after drawImage")
+                        f"{seconds:g} s per transport; publish() -> ack after drawImage")
     report.table = format_table(report.rows)
     return report
 
@@ -485,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--transport", choices=(*TRANSPORTS, "both"), default="both")
     p.add_argument("--viewers", type=parse_counts, default=(1,),
                    help="viewers per run: the page plus N-1 protocol viewers in a child process (default 1)")
-    p.add_argument("--encoder", default="h264_cpu", help="H.264 route (default h264_cpu)")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"H.264 route (default {DEFAULT_ENCODER})")
     p.add_argument("--pattern", choices=patterns.PATTERNS, default="scene")
     p.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"browser binary (default {CHROMIUM})")
     p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")

@@ -42,6 +42,7 @@ from rfb.benchmark import machine, patterns
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
 
 DEFAULT_VIEWERS: tuple[int, ...] = (1, 8, 32)
+DEFAULT_ENCODER = "h264_cpu"
 READY_TIMEOUT = 30.0  # seconds for every viewer to connect and receive a first payload
 RESULT_TIMEOUT = 30.0  # seconds for the client process to report after the window closes
 PRERENDERED = 30  # distinct frames published in a cycle (rendering is not what we time)
@@ -53,7 +54,7 @@ class FanoutOptions:
     size: tuple[int, int] = (1280, 720)
     seconds: float = 5.0
     fps: float = 30.0
-    encoder: str = "h264_cpu"
+    encoder: str = DEFAULT_ENCODER
     pattern: str = "scene"
     bitrate: int | None = None  # None: the encode benchmark's automatic bitrate for the size
     warmup: float = 1.0  # seconds after every viewer has a first frame, before the window opens
@@ -392,16 +393,29 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return render_table(labelled, FANOUT_COLUMNS)
 
 
+def section_route(options: BenchmarkOptions) -> str:
+    """The H.264 route a section runs: the first one ``--routes`` names, else the default."""
+    from rfb.encoders.registry import get_entry
+
+    for name in options.routes or ():
+        if get_entry(name).transport == "webcodecs":
+            return name
+    return DEFAULT_ENCODER
+
+
 def run(options: BenchmarkOptions) -> SectionReport:
-    """The ``fanout`` section of ``python -m rfb.benchmark``: default viewers at each size."""
+    """The ``fanout`` section of ``python -m rfb.benchmark``: 1, 8, 32 viewers at each size.
+
+    Each case measures ``options.frames`` frames' worth of time (``frames / fps`` seconds).
+    """
     report = SectionReport("fanout")
-    encoder = options.routes[0] if options.routes else FanoutOptions.encoder
+    encoder, seconds = section_route(options), options.frames / options.fps
     for size in options.sizes:
-        fan = FanoutOptions(size=size, fps=options.fps, pattern=options.pattern, encoder=encoder,
-                            bitrate=options.bitrate)
+        fan = FanoutOptions(viewers=DEFAULT_VIEWERS, size=size, seconds=seconds, fps=options.fps,
+                            encoder=encoder, pattern=options.pattern, bitrate=options.bitrate)
         report.rows += run_all(fan, options.say)
     report.notes.append(f"encoder {encoder}, pattern={options.pattern}, {options.fps:g} fps published, "
-                        f"{FanoutOptions.seconds:g} s per case, viewers in a separate process; N+s: one silent")
+                        f"{seconds:g} s per case, viewers in a separate process; N+s: one of N silent")
     report.table = format_table(report.rows)
     return report
 
@@ -504,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", type=parse_size, default=(1280, 720), help="default 1280x720")
     p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case (default 5)")
     p.add_argument("--fps", type=float, default=30.0, help="publish rate (default 30)")
-    p.add_argument("--encoder", default="h264_cpu", help="encode route (default h264_cpu)")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"encode route (default {DEFAULT_ENCODER})")
     p.add_argument("--pattern", choices=patterns.PATTERNS, default="scene")
     p.add_argument("--no-silent", action="store_true", help="skip the one-silent-viewer variant")
     p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
