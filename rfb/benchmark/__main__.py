@@ -13,7 +13,6 @@ from rfb.benchmark.patterns import PATTERNS
 from rfb.benchmark.sections import (
     DEFAULT_SIZES,
     BenchmarkOptions,
-    register_section,
     run_sections,
     section_names,
 )
@@ -84,8 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gpu:
         from rfb.benchmark import gpu
 
-        if "gpu" not in section_names():
-            register_section("gpu", gpu.run)
         names = ["gpu"] if names == ["encode"] else [*names, "gpu"]
         info["gpu"] = gpu.describe_gpu()
     before = machine.parallel_speedup()

@@ -20,6 +20,7 @@ from rfb.benchmark.patterns import PATTERNS
 # Section name -> module with a ``run(options) -> SectionReport`` function.
 BUILTIN_SECTIONS: dict[str, str] = {
     "encode": "rfb.benchmark.encode",
+    "gpu": "rfb.benchmark.gpu",
 }
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((1280, 720), (1920, 1080), (2560, 1440), (3840, 2160))
