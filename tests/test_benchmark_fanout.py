@@ -51,6 +51,7 @@ def test_fanout_two_viewers_share_one_encode_and_a_silent_viewer_costs_nothing()
         assert 0 < r["latency_ms_median"] <= r["latency_ms_p95_worst"], r
     full, silent = rows
     assert full["silent_viewer_frames"] is None
+    assert full["viewers_lost"] == 0 and silent["viewers_lost"] == 0
     # The viewer that never acks got its in-flight window before the measurement, then nothing.
     assert silent["silent_viewer_frames"] == 0, silent
 
@@ -93,7 +94,10 @@ def test_fanout_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> Non
     assert "viewers must be positive counts, got (0,)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         fanout.main(["--size", "720p"])
-    assert "expected a size like 1280x720, got '720p'" in capsys.readouterr().err
+    assert "expected sizes like 1280x720,1920x1080; got '720p'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fanout.main(["--size", "64x48,96x64"])
+    assert "expected one size like 1280x720, got '64x48,96x64'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="pattern must be one of"):
         FanoutOptions(pattern="plaid")
 

@@ -70,7 +70,6 @@ class FanoutOptions:
             raise ValueError(f"pattern must be one of {patterns.PATTERNS}, got {self.pattern!r}")
 
 
-
 def auto_bitrate(size: tuple[int, int], fps: float, bitrate: int | None) -> int:
     """``bitrate``, or the encode benchmark's automatic choice for ``size`` at ``fps``."""
     return BenchmarkOptions(sizes=(size,), fps=fps, bitrate=bitrate).bitrate_for(*size)
@@ -207,8 +206,8 @@ class ViewerProcess:
             raise
         return self
 
-    def counts(self, start: float, end: float) -> dict[str, list[int]]:
-        """``{"frames": [...], "bytes": [...]}`` per viewer for payloads that arrived in [start, end]."""
+    def counts(self, start: float, end: float) -> dict[str, Any]:
+        """Per viewer, ``frames`` and ``bytes`` that arrived in [start, end]; ``lost``: viewers already gone."""
         assert self._proc is not None, "the viewer process has not started"
         self._send({"window": [start, end]})
         return read_json_line(self._proc, RESULT_TIMEOUT, "the viewers' counts")
@@ -299,11 +298,12 @@ def latency_columns(summaries: Iterable[Any]) -> dict[str, float | None]:
 def _snapshot(display: Any, publisher: Publisher, client_pid: int) -> dict[str, Any]:
     tid = server_thread_id(display)
     cpu = cpu_seconds()
+    stats = display.stats
     return {
         "t": time.monotonic(),
-        "published": display.stats.published,
+        "published": stats.published,
         "late": publisher.late,
-        "groups": {t: asdict(g) for t, g in display.stats.groups.items()},
+        "groups": {name: asdict(g) for name, g in stats.groups.items()},
         "cpu": cpu if cpu is not None else time.process_time(),
         "loop_cpu": cpu_seconds("self", tid) if tid is not None else None,
         "client_cpu": cpu_seconds(client_pid),
@@ -338,6 +338,7 @@ def _row(options: FanoutOptions, viewers: int, slow: bool, encoder: str | None, 
         "delivered_fps_min": round(min(rates), 2) if rates else None,
         "delivered_fps_median": round(statistics.median(rates), 2) if rates else None,
         "silent_viewer_frames": counts[-1] if slow else None,
+        "viewers_lost": result["lost"],  # connections that ended before the counts were taken
         "encodes_per_frame": round((g1["encodes"] - g0["encodes"]) / published, 3) if published else None,
         "keyframes": g1["keyframes"] - g0["keyframes"],
         "dropped_before_encode": g1["dropped_before_encode"] - g0["dropped_before_encode"],
@@ -464,7 +465,9 @@ async def _clients(config: dict[str, Any]) -> None:
             return  # the parent closed our stdin: it wants no counts
         t0, t1 = json.loads(line)["window"]
         inside = [[b for t, b in log if t0 <= t <= t1] for log in logs]
-        print(json.dumps({"frames": [len(b) for b in inside], "bytes": [sum(b) for b in inside]}), flush=True)
+        lost = sum(task.done() for task in tasks)
+        print(json.dumps({"frames": [len(b) for b in inside], "bytes": [sum(b) for b in inside], "lost": lost}),
+              flush=True)
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         for task in tasks:
@@ -496,13 +499,13 @@ def client_main() -> int:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 1280x720, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
-    return w, h
+    """``"1280x720"`` -> (1280, 720), with the encode benchmark's parsing and messages."""
+    from rfb.benchmark.__main__ import parse_sizes
+
+    sizes = parse_sizes(text)
+    if len(sizes) != 1:
+        raise argparse.ArgumentTypeError(f"expected one size like 1280x720, got {text!r}")
+    return sizes[0]
 
 
 def parse_counts(text: str) -> tuple[int, ...]:
