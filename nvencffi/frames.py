@@ -370,6 +370,9 @@ def _layout(shape: tuple[int, ...], strides: tuple[int, ...] | None, describe: A
 
 def parse_frame(obj: Any, *, dlpack_stream: int | None = None) -> FrameView:
     """The :class:`FrameView` of a CUDA array; ``FrameLayoutError`` if it cannot be one."""
+    view = _parse_plain_cai(obj)
+    if view is not None:
+        return view
     try:
         info = read_cuda_array(obj, dlpack_stream=dlpack_stream)
     except ArrayInterfaceError as exc:
@@ -398,3 +401,35 @@ def parse_frame(obj: Any, *, dlpack_stream: int | None = None) -> FrameView:
     if info.pointer == 0:
         raise FrameLayoutError(f"{EXPECTED}; the array's data pointer is NULL; {got()}")
     return FrameView(info.pointer, pitch, width, height, fmt, info.stream)
+
+
+def _parse_plain_cai(obj: Any) -> FrameView | None:
+    """The per-frame hot path: a well-formed uint8 ``__cuda_array_interface__`` dict.
+
+    One dict read and the layout arithmetic, without the intermediate CudaArrayInfo or a
+    ``__dlpack_device__`` query (the device id is not part of a FrameView). Anything
+    unusual returns None, and the general reader (with its full error messages) takes over.
+    """
+    try:
+        cai = obj.__cuda_array_interface__
+    except (AttributeError, RuntimeError):  # not a CAI array, or one that refuses: the general reader words it
+        return None
+    if type(cai) is not dict or cai.get("typestr") not in _UINT8_TYPESTRS or cai.get("mask") is not None:
+        return None
+    try:
+        shape = tuple(cai["shape"])
+        pointer = cai["data"][0]
+        strides = cai.get("strides")
+        if strides is not None:
+            strides = tuple(strides)
+    except (KeyError, TypeError, IndexError):
+        return None
+    if not pointer or not all(type(n) is int for n in shape):
+        return None
+
+    def got() -> str:
+        return _describe(shape, cai["typestr"], strides, "cuda (__cuda_array_interface__)")
+
+    width, height, pitch, fmt = _layout(shape, strides, got)
+    stream = cai.get("stream")
+    return FrameView(pointer, pitch, width, height, fmt, int(stream) if stream is not None else None)

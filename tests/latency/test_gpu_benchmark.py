@@ -142,7 +142,7 @@ def test_gpu_section_times_available_routes(tmp_path: Path) -> None:
     )
     section = json.loads(out.read_text())["sections"]["gpu"]
     for row in section["rows"]:
-        assert row["frames"] == 3 and row["kb_per_frame"] > 0 and row["psnr_db"] > 25
+        assert row["frames"] == 3 and row["kb_per_frame"] > 0 and row["psnr_db"] > 20  # a sanity bound: garbage decodes near 10 dB; tiny frames at auto bitrate sit near 25
         assert row["gpu_total"]["median_ms"] >= row["encode"]["median_ms"]
 
 

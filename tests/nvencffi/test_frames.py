@@ -178,3 +178,34 @@ def test_dlpack_is_read_without_parsing_c_at_run_time() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["cpu", "(6,", "4)", "|u1"]
+
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((72, 64), np.uint8),  # NV12, packed
+        np.zeros((72, 128), np.uint8)[:, :64],  # NV12, pitch 128
+        np.zeros((48, 64, 4), np.uint8),  # RGBA, packed
+        np.zeros((48, 80, 4), np.uint8)[:, :64],  # RGBA, pitch 320
+        np.zeros((70, 64), np.uint8),  # not H + H/2 rows: refused
+        np.zeros((72, 66), np.uint8)[:, :62],  # pitch 66: not a multiple of 4, refused
+    ],
+    ids=["nv12", "nv12-pitch", "rgba", "rgba-pitch", "bad-rows", "bad-pitch"],
+)
+def test_hot_path_and_general_reader_agree(array: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse_frame's fast path for plain CAI dicts gives exactly what the general reader gives."""
+    from nvencffi import frames
+
+    wrapped = HostCudaArray(array)
+
+    def outcome() -> object:
+        try:
+            v = parse_frame(wrapped)
+        except FrameLayoutError as exc:
+            return ("error", str(exc))
+        return (v.pointer, v.pitch, v.width, v.height, v.buffer_format, v.stream)
+
+    fast = outcome()
+    monkeypatch.setattr(frames, "_parse_plain_cai", lambda obj: None)
+    assert outcome() == fast
