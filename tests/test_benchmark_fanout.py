@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,11 @@ from rfb.benchmark.fanout import FanoutOptions, render_table, run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = (128, 96)
+
+
+def rfb_threads() -> set[threading.Thread]:
+    """Live threads of rfb's: server, encode, publisher and clock threads are all named rfb-*."""
+    return {t for t in threading.enumerate() if t.name.startswith("rfb-")}
 
 
 def child_pids() -> set[int]:
@@ -34,9 +40,10 @@ def child_pids() -> set[int]:
 
 
 def test_fanout_two_viewers_share_one_encode_and_a_silent_viewer_costs_nothing() -> None:
-    before = child_pids()
+    before, threads = child_pids(), rfb_threads()
     rows = run_all(FanoutOptions(viewers=(2,), size=SMALL, seconds=1.0, warmup=0.3))
     assert child_pids() == before  # the viewers' process is gone
+    assert rfb_threads() <= threads
     assert [(r["viewers"], r["silent_viewers"]) for r in rows] == [(2, 0), (2, 1)]
     for r in rows:  # each assert shows the whole row when it fails
         assert r["encoder"] == "h264_cpu" and (r["width"], r["height"]) == SMALL, r
@@ -144,7 +151,10 @@ def test_browser_latency_smoke_run_on_both_transports() -> None:
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not importable")
 
     # The page plus one protocol viewer in a child process, on each transport.
+    before, threads = child_pids(), rfb_threads()
     rows = run_latency(LatencyOptions(size=SMALL, seconds=1.0, warmup=0.3, pings=10, viewers=(2,)))
+    assert child_pids() == before  # browser, Playwright's driver and the viewers' process are gone
+    assert rfb_threads() <= threads
     assert [(r["transport"], r["encoder"], r["viewers"]) for r in rows] == [
         ("webcodecs", "h264_cpu", 2), ("image", "image", 2)]
     assert rows[0]["codec"].startswith("avc1.") and rows[1]["codec"] is None
