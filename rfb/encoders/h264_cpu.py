@@ -2,8 +2,13 @@
 
 Also home of :class:`PyAVH264Encoder`, the PyAV encode loop shared with the
 ``nvenc_cpu`` route (FFmpeg's h264_nvenc): both take host frames, convert them once
-with :class:`rfb.colorspace.HostConverter`, and differ only in the FFmpeg encoder
-name and its options.
+with :func:`rfb.colorspace.host_converter` (OpenCV, else swscale), and differ only in
+the FFmpeg encoder name and its options.
+
+The stream's pixel format and VUI colour description follow the converted frames:
+host RGB becomes yuv420p in BT.601 (OpenCV's matrix), nv12 goes in as it is in rfb's
+BT.709. Both are in the SPS, so they are per stream: the first frame's kind sets them,
+and a frame of the other kind re-opens the encoder (a new SPS and an IDR).
 
 Low latency is the point of every choice here: no B-frames and no lookahead so that
 each frame comes out of ``encode`` as one access unit; a VBV buffer of about one
@@ -16,17 +21,17 @@ as soon as it is decoded instead of holding it back for reordering.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from rfb.colorspace import (
-    COLOUR_PRIMARIES_BT709,
-    MATRIX_BT709,
-    TRANSFER_BT709,
+    BT709_LIMITED,
     FrameConverter,
-    HostConverter,
+    VideoColour,
+    colour_of,
     default_threads,
+    host_converter,
 )
 from rfb.encoders import h264
 from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
@@ -35,6 +40,7 @@ from rfb.frames import FrameError, RawFrame, frame_from_array
 
 if TYPE_CHECKING:
     from av.codec.context import CodecContext
+    from av.video.frame import VideoFrame
 
 NAME = "h264_cpu"
 
@@ -52,8 +58,9 @@ class PyAVSettings:
     """How to open one FFmpeg H.264 encoder.
 
     ``options`` go to ``avcodec_open2`` (private and generic AVOptions alike);
-    ``pix_fmt`` is what the encoder is fed: host frames in another layout are
-    converted to it by swscale. ``open_with_first_frame`` leaves ``avcodec_open2`` to
+    ``pix_fmt`` is what the encoder is opened for before any frame: the swscale
+    fallback converts host RGB to it, and frames of another format (OpenCV's yuv420p)
+    re-open the encoder for theirs. ``open_with_first_frame`` leaves ``avcodec_open2`` to
     the first ``encode()``: an encoder of hardware frames (``pix_fmt`` "cuda") needs
     the frames' ``hw_frames_ctx`` before it opens, and PyAV >= 18 adopts the first
     frame's when it opens a context that is not open yet.
@@ -95,11 +102,14 @@ def check_host_frame(frame: RawFrame, config: EncoderConfig, route: str) -> RawF
     return frame
 
 
-def configure_context(config: EncoderConfig, settings: PyAVSettings) -> CodecContext:
+def configure_context(
+    config: EncoderConfig, settings: PyAVSettings, colour: VideoColour = BT709_LIMITED
+) -> CodecContext:
     """A PyAV encoder context set up for low-latency streaming of ``config``; not opened yet.
 
     One place for what every PyAV H.264 route sets: size, rate, no B-frames, the GOP,
-    and the BT.709 limited-range VUI the browser decodes with. The caller opens it (or
+    and the VUI the browser decodes with (``colour``: the matrix the frames were made
+    with, limited range; rfb's BT.709 unless said otherwise). The caller opens it (or
     lets the first frame do so, see :attr:`PyAVSettings.open_with_first_frame`).
     """
     import av
@@ -117,10 +127,10 @@ def configure_context(config: EncoderConfig, settings: PyAVSettings) -> CodecCon
     context.thread_count = settings.thread_count
     context.max_b_frames = 0
     context.gop_size = config.gop if config.gop else LONG_GOP
-    context.color_primaries = COLOUR_PRIMARIES_BT709
-    context.color_trc = TRANSFER_BT709
-    context.colorspace = MATRIX_BT709
-    context.color_range = 1  # AVCOL_RANGE_MPEG: limited
+    context.color_primaries = colour.primaries
+    context.color_trc = colour.transfer
+    context.colorspace = colour.matrix
+    context.color_range = 2 if colour.full_range else 1  # AVCOL_RANGE_JPEG / AVCOL_RANGE_MPEG
     context.options = dict(settings.options)
     return context
 
@@ -153,15 +163,20 @@ class PyAVH264Encoder:
     ) -> None:
         """Open the encoder now, so that a bad setting fails in the factory.
 
-        ``converter`` (owned from here on) replaces the default host -> ``pix_fmt``
-        conversion; the benchmark uses it to time the textbook path.
+        It opens for ``settings.pix_fmt`` in rfb's BT.709; a first frame converted to
+        another format or matrix re-opens it for that (once, before anything was sent).
+        ``converter`` (owned from here on) replaces the default host conversion
+        (:func:`rfb.colorspace.host_converter`); the benchmark uses it to time the
+        textbook path.
         """
         check_even_size(config, name)
         self.name = name
         self.config = config
         self.settings = settings
-        self._converter: FrameConverter | None = converter or HostConverter(settings.pix_fmt)
+        self._converter: FrameConverter | None = converter or host_converter(settings.pix_fmt)
         self._context: CodecContext | None = None
+        self._stream_kind: tuple[str, VideoColour] = (settings.pix_fmt, BT709_LIMITED)
+        self._fed = False  # whether the open context has taken a frame (and may hold output)
         self._index = 0
         self._need_idr = True
         self._stream = h264.PayloadStream(config.width, config.height)
@@ -180,14 +195,15 @@ class PyAVH264Encoder:
 
         converter = self._require_open()
         frame = self._check_frame(frame)
-        context = self._context if self._context is not None else self._open()
         picture = converter.convert(frame)
+        drained, context = self._context_for(picture)
         picture.pts = self._index
         self._index += 1
         if force_keyframe or self._need_idr:
             picture.pict_type = PictureType.I
             self._need_idr = False
-        return self._stream.payloads(context.encode(picture))
+        self._fed = True
+        return drained + self._stream.payloads(context.encode(picture))
 
     def flush(self) -> list[EncodedPayload]:
         """Drain delayed output and end the sequence: the next encode starts with an IDR.
@@ -208,7 +224,7 @@ class PyAVH264Encoder:
             self._need_idr = True
 
     def close(self) -> None:
-        """Release the encoder and the swscale context. Safe to call more than once."""
+        """Release the encoder and the converter. Safe to call more than once."""
         self._closed = True
         self._context = None  # PyAV frees the AVCodecContext (and joins x264's threads) here
         if self._converter is not None:
@@ -226,6 +242,11 @@ class PyAVH264Encoder:
         """The codec string of the stream so far (None before the first frame)."""
         return self._stream.codec
 
+    @property
+    def stream_kind(self) -> tuple[str, VideoColour]:
+        """The pixel format and colour the encoder is (or will be) open for."""
+        return self._stream_kind
+
     # -- internals ---------------------------------------------------------------
 
     def _require_open(self) -> FrameConverter:
@@ -236,11 +257,33 @@ class PyAVH264Encoder:
     def _check_frame(self, frame: RawFrame) -> RawFrame:
         return check_host_frame(frame, self.config, self.name)
 
+    def _context_for(self, picture: VideoFrame) -> tuple[list[EncodedPayload], CodecContext]:
+        """The context for ``picture``'s format and colour, re-opened if they changed.
+
+        A change ends the sequence: what the old context still holds is drained
+        (returned, to go out before the new IDR) and the new one starts with an IDR
+        whose SPS says the new colour. Nothing is drained from a context that never
+        took a frame (the one the factory opened for validation).
+        """
+        kind = (picture.format.name, colour_of(picture))
+        if self._context is not None and kind == self._stream_kind:
+            return [], self._context
+        drained: list[EncodedPayload] = []
+        if self._context is not None and self._fed:
+            drained = self._stream.payloads(self._context.encode(None))
+        self._context = None
+        self._stream_kind = kind
+        self._need_idr = True
+        return drained, self._open()
+
     def _open(self) -> CodecContext:
-        context = configure_context(self.config, self.settings)
+        pix_fmt, colour = self._stream_kind
+        settings = self.settings if pix_fmt == self.settings.pix_fmt else replace(self.settings, pix_fmt=pix_fmt)
+        context = configure_context(self.config, settings, colour)
         if not self.settings.open_with_first_frame:
             context.open()
         self._context = context
+        self._fed = False
         return context
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from fractions import Fraction
@@ -12,7 +14,7 @@ import pytest
 
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, psnr
-from rfb.colorspace import rgb_to_nv12
+from rfb.colorspace import BT601_LIMITED, rgb_to_nv12
 from rfb.encoders import h264, nvenc_cpu
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
 from rfb.encoders.h264_cpu import (
@@ -84,20 +86,121 @@ def test_noise_round_trip_at_high_bitrate() -> None:
     assert all(psnr(s, d) > 30.0 for s, d in zip(sources, decoded))
 
 
-@pytest.mark.parametrize("colour", [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (20, 20, 20)])
-def test_flat_colours_survive_the_round_trip(colour: tuple[int, int, int]) -> None:
-    # BT.709 limited range in, VUI says BT.709 limited: the decoder gives the colour back.
-    src = np.empty((64, 96, 3), np.uint8)
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (128, 128, 128), (20, 20, 20)]
+# The VUI colour description (primaries, transfer, matrix) each input kind's stream carries:
+# host RGB is converted by OpenCV in BT.601 (matrix 6), nv12 is rfb's BT.709 (matrix 1).
+VUI_OF_LAYOUT = {"rgb24": (1, 1, 6), "rgba8": (1, 1, 6), "nv12": (1, 1, 1)}
+
+
+def flat_frame(colour: tuple[int, int, int], layout: str, width: int = 96, height: int = 64) -> RawFrame:
+    src = np.empty((height, width, 3), np.uint8)
     src[:] = colour
-    with create(EncoderConfig(96, 64)) as enc:
-        (payload,) = enc.encode(frame_from_array(src))
-    sps = h264.sps_of(payload.data)
-    assert (sps.colour_primaries, sps.transfer_characteristics, sps.matrix_coefficients) == (1, 1, 1)
-    assert sps.video_full_range is False
-    with H264Decoder() as decoder:
-        (decoded,) = decoder.decode_all([payload.data])
+    if layout == "nv12":
+        return frame_from_array(rgb_to_nv12(src), "nv12")
+    return frame_from_array(rgba_of(src) if layout == "rgba8" else src)
+
+
+def assert_decodes_to(payload: EncodedPayload, colour: tuple[int, int, int], decoder: H264Decoder) -> None:
+    (decoded,) = decoder.decode(payload.data)
     mean = decoded.reshape(-1, 3).mean(axis=0)
     assert np.all(np.abs(mean - np.array(colour)) <= 4), f"{colour} came back as {mean.round(1)}"
+
+
+@pytest.mark.parametrize("layout", ["rgb24", "rgba8", "nv12"])
+@pytest.mark.parametrize("colour", COLOURS)
+def test_flat_colours_survive_the_round_trip(colour: tuple[int, int, int], layout: str) -> None:
+    # The decoder turns YUV back into RGB with the matrix the SPS names: the colours come
+    # back only if the VUI says the matrix the frames were converted with.
+    with create(EncoderConfig(96, 64)) as enc:
+        (payload,) = enc.encode(flat_frame(colour, layout))
+    sps = h264.sps_of(payload.data)
+    assert (sps.colour_primaries, sps.transfer_characteristics, sps.matrix_coefficients) == VUI_OF_LAYOUT[layout]
+    assert sps.video_full_range is False
+    with H264Decoder() as decoder:
+        assert_decodes_to(payload, colour, decoder)
+
+
+def test_switching_input_kind_reopens_with_a_new_sps_and_decodes_right() -> None:
+    # rgb24 -> nv12 -> rgba8 -> rgb24: each change of matrix starts a new sequence (IDR + SPS
+    # with the new colour description); frames of the same kind continue the sequence.
+    plan = [("rgb24", (255, 0, 0)), ("rgb24", (250, 10, 10)), ("nv12", (0, 0, 255)), ("nv12", (10, 10, 250)),
+            ("rgba8", (0, 255, 0)), ("rgb24", (20, 240, 20)), ("nv12", (255, 255, 255))]
+    with create(EncoderConfig(96, 64)) as enc, H264Decoder() as decoder:
+        previous = None
+        for layout, colour in plan:
+            (payload,) = enc.encode(flat_frame(colour, layout))
+            vui = VUI_OF_LAYOUT[layout]
+            assert payload.keyframe == (vui != previous), (layout, colour)
+            if payload.keyframe:
+                sps = h264.sps_of(payload.data)
+                assert (sps.colour_primaries, sps.transfer_characteristics, sps.matrix_coefficients) == vui
+            assert enc.stream_kind[1].matrix == vui[2]
+            assert_decodes_to(payload, colour, decoder)
+            previous = vui
+
+
+def test_without_opencv_rgb_goes_through_swscale_in_bt709(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rfb.colorspace import HostConverter
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
+    with caplog.at_level(logging.INFO, logger="rfb.colorspace"):
+        enc = create(EncoderConfig(96, 64))
+    assert any("OpenCV is not importable" in r.getMessage() for r in caplog.records)
+    with enc, H264Decoder() as decoder:
+        assert isinstance(enc._converter, HostConverter)
+        for i, colour in enumerate(COLOURS):
+            (payload,) = enc.encode(flat_frame(colour, "rgba8" if i % 2 else "rgb24"), force_keyframe=True)
+            sps = h264.sps_of(payload.data)
+            assert (sps.colour_primaries, sps.transfer_characteristics, sps.matrix_coefficients) == (1, 1, 1)
+            assert_decodes_to(payload, colour, decoder)
+        (payload,) = enc.encode(flat_frame((0, 0, 255), "nv12"))
+        assert not payload.keyframe  # nv12 is BT.709 too: the same sequence goes on
+        assert_decodes_to(payload, (0, 0, 255), decoder)
+
+
+@pytest.mark.parametrize("pattern", ["gradient", "scene"])
+def test_opencv_route_is_at_least_as_good_as_swscale(pattern: str) -> None:
+    # Same x264 settings, two conversions: OpenCV (BT.601, chroma averaged) must not cost
+    # quality against swscale (BT.709, AREA), measured through the real decoder.
+    from rfb.colorspace import HostConverter
+
+    sources = [patterns.make(pattern, W, H, i) for i in range(6)]
+
+    def mean_psnr(enc: PyAVH264Encoder) -> float:
+        with enc, H264Decoder() as decoder:
+            decoded = decoder.decode_all(p.data for p in encode_all(enc, [frame_from_array(s) for s in sources]))
+        return float(np.mean([psnr(s, d) for s, d in zip(sources, decoded)]))
+
+    config = EncoderConfig(W, H, bitrate=6_000_000)
+    fast = mean_psnr(create(config))
+    swscale = mean_psnr(PyAVH264Encoder(NAME, config, libx264_settings(config), converter=HostConverter("nv12")))
+    assert fast >= swscale - 0.1, (fast, swscale)
+
+
+def test_host_rgb_conversion_reuses_one_buffer() -> None:
+    import tracemalloc
+
+    from rfb.colorspace import OpenCVConverter
+
+    frames = [frame_from_array(patterns.scene(W, H, i)) for i in range(6)]
+    with create(EncoderConfig(W, H)) as enc:
+        converter = enc._converter
+        assert isinstance(converter, OpenCVConverter)
+        enc.encode(frames[0])
+        addresses = set()
+        tracemalloc.start()
+        try:
+            for frame in frames[1:]:
+                picture = converter.convert(frame)
+                addresses.add(picture.planes[0].buffer_ptr)
+                enc.encode(frame)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert len(addresses) == 1  # every frame's I420 lands in the same memory
+    assert peak < W * H // 4, f"{peak} bytes allocated while converting {W}x{H} frames"  # no frame-sized arrays
 
 
 def test_keyframes_match_nal_types_and_headers_ride_on_every_idr(encoder: PyAVH264Encoder) -> None:
@@ -205,6 +308,8 @@ def test_every_pyav_route_is_configured_by_one_function(gop: int | None) -> None
         assert (context.max_b_frames, context.gop_size) == (0, gop or LONG_GOP)
         vui = (context.color_primaries, context.color_trc, context.colorspace, context.color_range)
         assert vui == (1, 1, 1, 1)  # BT.709 primaries, transfer and matrix; limited range
+        bt601 = configure_context(config, settings, BT601_LIMITED)
+        assert (bt601.color_primaries, bt601.color_trc, bt601.colorspace, bt601.color_range) == (1, 1, 6, 1)
     with create(config) as enc:
         assert enc.settings.open_with_first_frame is False
         enc.encode(frame_from_array(patterns.scene(64, 48, 0)))  # opened in the factory, not by the frame
