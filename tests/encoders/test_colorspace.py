@@ -4,6 +4,7 @@ against the standards' own formulas, round trips, layouts and errors. Runs every
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 
 import numpy as np
@@ -217,3 +218,114 @@ def test_nv12_planes_keep_a_padded_pitch() -> None:
 def test_nv12_planes_reject_other_shapes(shape: tuple[int, ...]) -> None:
     with pytest.raises(FrameError, match=r"nv12|even"):
         nv12_planes(np.zeros(shape, dtype=np.uint8))
+
+
+# -- OpenCV's conversion (the CPU routes' host RGB path) ---------------------------------
+
+needs_cv2 = pytest.mark.skipif(
+    importlib.util.find_spec("cv2") is None, reason="OpenCV (opencv-python-headless) is not installed"
+)
+
+
+def i420_planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    flat, quarter = i420.reshape(-1), width * height // 4
+    y = flat[: width * height].reshape(height, width)
+    u = flat[width * height : width * height + quarter].reshape(height // 2, width // 2)
+    return y, u, flat[width * height + quarter :].reshape(height // 2, width // 2)
+
+
+@needs_cv2
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("content", ["gradient", "noise", "saturated"])
+def test_opencv_converter_is_the_bt601_reference(content: str, channels: int) -> None:
+    from rfb.colorspace import OpenCVConverter
+
+    rgb = test_images()[content]
+    if channels == 4:
+        rgb = np.ascontiguousarray(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)]))
+    converter = OpenCVConverter()
+    y, u, v = i420_planes(converter.to_i420(rgb), 98, 66)
+    ref_y, ref_uv = nv12_planes(rgb_to_nv12_host(rgb, matrix="bt601", full_range=False))
+    assert np.abs(y.astype(int) - ref_y).max() <= 1
+    # chroma is the 2x2 block average, as the reference: noise would be ~100 off otherwise
+    assert np.abs(u.astype(int) - ref_uv[..., 0]).max() <= 1
+    assert np.abs(v.astype(int) - ref_uv[..., 1]).max() <= 1
+
+
+@needs_cv2
+@pytest.mark.parametrize(
+    ("rgb", "yuv"),
+    [((255, 255, 255), (235, 128, 128)), ((0, 0, 0), (16, 128, 128)), ((255, 0, 0), (81, 90, 240)),
+     ((0, 255, 0), (145, 54, 34)), ((0, 0, 255), (41, 240, 110))],
+)
+def test_opencv_converter_textbook_colours(rgb: tuple[int, int, int], yuv: tuple[int, int, int]) -> None:
+    from rfb.colorspace import OpenCVConverter
+
+    image = np.empty((4, 4, 3), np.uint8)
+    image[...] = rgb
+    y, u, v = i420_planes(OpenCVConverter().to_i420(image), 4, 4)
+    got = (int(y[0, 0]), int(u[0, 0]), int(v[0, 0]))
+    assert all(abs(a - b) <= 1 for a, b in zip(got, yuv)), (got, yuv)  # OpenCV's red luma is 82
+    # decoding those as BT.709 would be visibly wrong: the VUI must say BT.601 for them
+    if rgb in ((255, 0, 0), (0, 255, 0), (0, 0, 255)):
+        nv12 = np.array([[got[0]] * 2, [got[0]] * 2, [got[1], got[2]]], np.uint8)
+        assert np.abs(nv12_to_rgb_host(nv12, matrix="bt709")[0, 0].astype(int) - rgb).max() > 10
+        assert np.abs(nv12_to_rgb_host(nv12, matrix="bt601")[0, 0].astype(int) - rgb).max() <= 3
+
+
+@needs_cv2
+def test_opencv_own_i420_chroma_is_point_sampled() -> None:
+    # Why OpenCVConverter remakes the chroma planes: cvtColor takes each block's top-left
+    # pixel. If a future OpenCV averages, this fails and the extra pass can go.
+    import cv2
+
+    block = np.zeros((2, 2, 3), np.uint8)
+    block[1, 1] = (255, 0, 0)  # one red pixel, bottom right
+    _, u, v = i420_planes(cv2.cvtColor(block, cv2.COLOR_RGB2YUV_I420), 2, 2)
+    assert (int(u[0, 0]), int(v[0, 0])) == (128, 128)  # the red is gone from the chroma
+    from rfb.colorspace import OpenCVConverter
+
+    _, u, v = i420_planes(OpenCVConverter().to_i420(block), 2, 2)
+    assert int(v[0, 0]) > 150  # averaged: a quarter of red's V excursion remains
+
+
+@needs_cv2
+def test_opencv_converter_labels_and_reuses() -> None:
+    from rfb.colorspace import BT601_LIMITED, BT709_LIMITED, OpenCVConverter, colour_of
+    from rfb.frames import frame_from_array
+
+    converter = OpenCVConverter()
+    rgb = test_images()["gradient"]
+    first = converter.convert(frame_from_array(rgb))
+    second = converter.convert(frame_from_array(np.ascontiguousarray(np.dstack([rgb, rgb[..., :1]]))))
+    assert first.format.name == second.format.name == "yuv420p"
+    assert colour_of(first) == colour_of(second) == BT601_LIMITED
+    assert first.planes[0].buffer_ptr == second.planes[0].buffer_ptr  # the same buffer, rgb24 or rgba8
+    nv12 = rgb_to_nv12_host(rgb)
+    wrapped = converter.convert(frame_from_array(nv12, "nv12"))
+    assert wrapped.format.name == "nv12" and colour_of(wrapped) == BT709_LIMITED
+    assert np.shares_memory(np.frombuffer(wrapped.planes[0], np.uint8), nv12)
+    with pytest.raises(FrameError, match=r"even, non-zero width and height, got 3x2"):
+        converter.to_i420(np.zeros((2, 3, 3), np.uint8))
+    converter.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        converter.convert(frame_from_array(rgb))
+
+
+def test_colour_of_frames() -> None:
+    from av.video.frame import VideoFrame
+
+    from rfb.colorspace import BT601_LIMITED, BT709_LIMITED, HostConverter, colour_of, label
+    from rfb.frames import frame_from_array
+
+    plain = VideoFrame.from_numpy_buffer(np.zeros((6, 4), np.uint8), format="nv12")
+    assert colour_of(plain) == BT709_LIMITED  # unlabelled: rfb's convention
+    assert colour_of(label(plain, BT601_LIMITED)) == BT601_LIMITED
+    swscale = HostConverter("nv12").convert(frame_from_array(test_images()["gradient"]))
+    assert colour_of(swscale) == BT709_LIMITED and swscale.colorspace == 1
+    plain.color_range = 2
+    with pytest.raises(FrameError, match="full-range"):
+        colour_of(plain)
+    plain.color_range, plain.colorspace = 1, 9  # BT.2020
+    with pytest.raises(FrameError, match="AVColorSpace 9"):
+        colour_of(plain)
