@@ -1,8 +1,9 @@
 """The nvenc_cpu route: FFmpeg's h264_nvenc through PyAV, fed from host frames.
 
 For machines with an NVIDIA GPU whose frames are on the host (NumPy renderers): the
-GPU's encoder does the H.264 work, so the CPU only converts RGB to nv12 and copies
-it up. The encode loop is the one libx264 uses (:class:`PyAVH264Encoder`); only the
+GPU's encoder does the H.264 work, so the CPU only converts RGB to YUV (OpenCV, see
+:mod:`rfb.colorspace`) and copies it up. The encode loop is the one libx264 uses
+(:class:`PyAVH264Encoder`, h264_nvenc takes its yuv420p and nv12 alike); only the
 encoder name and options differ.
 
 Whether NVENC works cannot be known without trying (driver present, a capable GPU,
