@@ -76,7 +76,9 @@ def test_host_frames_go_straight_to_libx264() -> None:
         payloads = encode_all(enc, frames, force=(4,))
         assert enc.d2h_transfers == 0
         assert enc.flush() == []
-    assert [p.keyframe for p in payloads] == [i in (0, 4) for i in range(6)]
+    # 4 is forced; 5 goes back from nv12 (BT.709) to RGB (converted as BT.601): a new SPS
+    # colour description, so libx264 re-opens with an IDR (see h264_cpu)
+    assert [p.keyframe for p in payloads] == [i in (0, 4, 5) for i in range(6)]
     assert payloads[0].codec == h264.codec_string(payloads[0].data)
     with H264Decoder() as decoder:
         assert_h264_quality(sources, decoder.decode_all(p.data for p in payloads))
