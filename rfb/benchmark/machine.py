@@ -15,7 +15,7 @@ import time
 from importlib import metadata
 from typing import Any
 
-_PACKAGES = ("av", "numpy", "simplejpeg", "pillow")
+_PACKAGES = ("av", "numpy", "opencv-python-headless", "simplejpeg", "pillow")
 
 
 def cpu_model() -> str:
