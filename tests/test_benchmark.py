@@ -35,7 +35,7 @@ def test_command_line_smoke_run(tmp_path: Path) -> None:
     assert doc["command"].startswith("python -m rfb.benchmark --sizes 96x64,128x96")
     info = doc["machine"]
     assert info["cpu_model"] and info["cores_usable"] >= 1 and info["python"]
-    assert set(info["packages"]) == {"av", "numpy", "simplejpeg", "pillow"}
+    assert set(info["packages"]) == {"av", "numpy", "opencv-python-headless", "simplejpeg", "pillow"}
     assert 1.0 <= info["parallel_speedup"] <= info["cores_usable"] + 0.5
     assert len(info["parallel_speedup_before_after"]) == 2
     rows = doc["sections"]["encode"]["rows"]
