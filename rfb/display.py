@@ -243,6 +243,11 @@ class Display:
         return self._fanout.transports
 
     @property
+    def server_thread(self) -> threading.Thread | None:
+        """The thread running the server's event loop (read-only; e.g. for its CPU share)."""
+        return self._server.thread
+
+    @property
     def viewers(self) -> tuple[ViewerInfo, ...]:
         return self._registry.snapshot()
 

@@ -20,26 +20,16 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pytest
 
+from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS  # one launch recipe for tests and benchmark
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 VIEWPORT = {"width": 800, "height": 400}  # wider than the 4:3 frame: pillarboxed
 W, H = 320, 240
 TOLERANCE = 48  # per channel: H.264 4:2:0 and JPEG shift flat colours a little

@@ -59,7 +59,8 @@ from rfb.benchmark.metrics import percentile
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
 
 CHROMIUM = Path("/usr/bin/chromium")
-# As in tests/test_browser.py: headless, software only, nothing that talks to the network.
+# Debian's Chromium, headless and software only, with nothing that talks to the network
+# (the real-browser tests in tests/test_browser.py launch it with these too).
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -168,7 +168,7 @@ def busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> f
 
 def server_thread_id(display: Any) -> int | None:
     """The OS thread id of the display's event-loop thread (for its share of the CPU)."""
-    thread = display._server.thread  # noqa: SLF001 - read-only, for a per-thread CPU figure
+    thread = display.server_thread
     return thread.native_id if thread is not None else None
 
 

@@ -21,6 +21,8 @@ from rfb.benchmark.patterns import PATTERNS
 BUILTIN_SECTIONS: dict[str, str] = {
     "encode": "rfb.benchmark.encode",
     "gpu": "rfb.benchmark.gpu",
+    "fanout": "rfb.benchmark.fanout",
+    "browser_latency": "rfb.benchmark.browser_latency",
 }
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((1280, 720), (1920, 1080), (2560, 1440), (3840, 2160))
