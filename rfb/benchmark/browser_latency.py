@@ -459,7 +459,7 @@ LATENCY_COLUMNS: list[Column] = [
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """median..max: the server's; probe/arrive/draw: the worker probe's medians (docs/performance_fanout.md)."""
+    """median..max: the server's; probe/arrive/draw: the worker probe's medians (docs/performance.md)."""
     return render_table(rows, LATENCY_COLUMNS)
 
 

@@ -3,5 +3,5 @@
 ``engine.py`` chooses what the routes encode with (real NVENC, else the NVENC emulator
 on a real GPU, else nothing), ``harness.py`` measures in a fresh process (the dynamic
 loader reads ``LD_LIBRARY_PATH`` only at process start), ``report.py`` turns results
-into the terminal table and the JSON file. See docs/performance_gpu.md.
+into the terminal table and the JSON file. See docs/performance.md.
 """
