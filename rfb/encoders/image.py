@@ -34,7 +34,7 @@ import numpy as np
 
 from rfb.colorspace import HostConverter, default_threads
 from rfb.encoders.base import EncodedPayload, EncoderConfig, Transport
-from rfb.encoders.h264_cpu import check_host_frame  # the host-frame checks every CPU route makes
+from rfb.encoders.checks import check_host_frame
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
 

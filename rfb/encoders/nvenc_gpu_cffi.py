@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Self
 
 from rfb.encoders import h264
 from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
-from rfb.encoders.h264_cpu import check_even_size, check_frame_size
+from rfb.encoders.checks import check_even_size, check_frame_size
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.context import cupy_available

@@ -44,7 +44,8 @@ import numpy as np
 
 from rfb.encoders import nvenc_cpu
 from rfb.encoders.base import EncoderConfig, EncoderUnavailable
-from rfb.encoders.h264_cpu import PyAVH264Encoder, check_frame_size
+from rfb.encoders.checks import check_frame_size
+from rfb.encoders.h264_cpu import PyAVH264Encoder
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame
