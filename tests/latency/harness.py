@@ -405,23 +405,25 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
     }
 
 
+# The settings both routes must have given the engine (the emulator's record of a session).
+SESSION_SETTINGS = (
+    "width",
+    "height",
+    "preset",
+    "tuning_info",
+    "rate_control_mode",
+    "average_bitrate",
+    "vbv_buffer_size",
+    "gop_length",
+    "idr_period",
+    "frame_rate_num",
+    "frame_rate_den",
+    "profile_idc",
+)
+
+
 def _session_summary(sessions: list[dict[str, int]]) -> list[dict[str, int]]:
-    keys = (
-        "width",
-        "height",
-        "preset",
-        "tuning_info",
-        "rate_control_mode",
-        "average_bitrate",
-        "vbv_buffer_size",
-        "gop_length",
-        "idr_period",
-        "frame_rate_num",
-        "frame_rate_den",
-        "profile_idc",
-        "api_major",
-        "api_minor",
-    )
+    keys = (*SESSION_SETTINGS, "api_major", "api_minor")
     return [{k: s[k] for k in keys if k in s} for s in sessions]
 
 

@@ -16,22 +16,10 @@ from typing import Any
 import pytest
 
 from tests.latency.engine import Engine
+from tests.latency.harness import SESSION_SETTINGS
 from tests.support.nvenc_header import ROOT
 
-SETTINGS = (
-    "width",
-    "height",
-    "preset",
-    "tuning_info",
-    "rate_control_mode",
-    "average_bitrate",
-    "vbv_buffer_size",
-    "gop_length",
-    "idr_period",
-    "frame_rate_num",
-    "frame_rate_den",
-    "profile_idc",
-)
+SETTINGS = SESSION_SETTINGS
 
 
 def run_harness(
