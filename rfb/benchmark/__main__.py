@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from rfb.benchmark import machine
 from rfb.benchmark.patterns import PATTERNS
 from rfb.benchmark.sections import (
+    write_json_report,
     DEFAULT_SIZES,
     BenchmarkOptions,
     run_sections,
@@ -98,14 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for skip in report.skipped:
             print(f"  skipped {skip['route']}: {skip['reason']}")
     if args.json_path:
-        doc: dict[str, Any] = {
-            "command": "python -m rfb.benchmark " + " ".join(sys.argv[1:] if argv is None else argv),
-            "machine": info,
-            "sections": {r.name: r.to_json() for r in reports},
-        }
-        with open(args.json_path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        write_json_report(args.json_path, "rfb.benchmark", argv, machine=info,
+                          sections={r.name: r.to_json() for r in reports})
     return 0
 
 

@@ -56,7 +56,7 @@ from rfb.benchmark.fanout import (
     start_display,
 )
 from rfb.benchmark.metrics import percentile
-from rfb.benchmark.sections import BenchmarkOptions, SectionReport
+from rfb.benchmark.sections import BenchmarkOptions, SectionReport, write_json_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's Chromium, headless and software only, with nothing that talks to the network
@@ -512,11 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"published, {options.seconds:g} s per transport; latency: publish() -> ack sent after drawImage")
     print(format_table(rows))
     if args.json_path:
-        doc = {"command": "python -m rfb.benchmark.browser_latency " + " ".join(sys.argv[1:] if argv is None else argv),
-               "machine": info, "options": {**asdict(options), "chromium": str(options.chromium)}, "rows": rows}
-        with open(args.json_path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        write_json_report(args.json_path, "rfb.benchmark.browser_latency", argv, machine=info,
+                          options={**asdict(options), "chromium": str(options.chromium)}, rows=rows)
     return 0
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from rfb.benchmark import machine, patterns
-from rfb.benchmark.sections import BenchmarkOptions, SectionReport
+from rfb.benchmark.sections import BenchmarkOptions, SectionReport, write_json_report
 
 DEFAULT_VIEWERS: tuple[int, ...] = (1, 8, 32)
 DEFAULT_ENCODER = "h264_cpu"
@@ -542,11 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{options.fps:g} fps published, {options.seconds:g} s per case; N+s: N viewers, one of them silent")
     print(format_table(rows))
     if args.json_path:
-        doc = {"command": "python -m rfb.benchmark.fanout " + " ".join(sys.argv[1:] if argv is None else argv),
-               "machine": info, "options": asdict(options), "rows": rows}
-        with open(args.json_path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        write_json_report(args.json_path, "rfb.benchmark.fanout", argv, machine=info,
+                          options=asdict(options), rows=rows)
     return 0
 
 

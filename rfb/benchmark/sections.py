@@ -11,6 +11,8 @@ embeds the benchmark.
 from __future__ import annotations
 
 import importlib
+import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,3 +112,12 @@ def run_sections(options: BenchmarkOptions, names: Sequence[str] = ("encode",)) 
     """Run the named sections in order."""
     sections = [get_section(n) for n in names]  # unknown names fail before any work
     return [section(options) for section in sections]
+
+
+def write_json_report(path: str, module: str, argv: Sequence[str] | None, **fields: Any) -> None:
+    """Write a benchmark's JSON: the command that made it (``python -m module args``), then ``fields``."""
+    args = sys.argv[1:] if argv is None else argv
+    doc = {"command": f"python -m {module} " + " ".join(args), **fields}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
