@@ -116,6 +116,7 @@ class EncodeGroup:
         self._encoder_size: tuple[int, int] | None = None
         self._done_version = fanout.frames.version  # frames before the group existed are not ours
         self._encoded_version = self._done_version
+        self._last_encoded: int | None = None  # the version of the picture this group encoded last
         self._stuck_version = -1  # a frame that broke the encoder or produced nothing: not retried
         self._last_idr = -math.inf
         self._thread = threading.Thread(target=self._run, name=f"rfb-encode-{key}", daemon=True)
@@ -263,8 +264,12 @@ class EncodeGroup:
             stats.cuda_frames += 1
         if job.force and not job.fresh:
             stats.keyframes_forced += 1
-        if job.new:
+        if job.version != self._last_encoded:
+            # A picture this group had not encoded yet: new, or published before the group
+            # existed (a first viewer joining a static scene, or joining while it is published).
             stats.frames_encoded += 1
+            self._last_encoded = job.version
+        if job.new:
             stats.dropped_before_encode += max(0, job.version - self._encoded_version - 1)
             self._encoded_version = job.version
         return payloads

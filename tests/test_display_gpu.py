@@ -93,10 +93,9 @@ def device_name(cp: Any, device: int = 0) -> str:
 async def stream(display: Any, client: ProtocolClient, frames: list[Any]) -> list[Any]:
     """Publish each frame (a fresh device array each time), wait for its payload, ack it as drawn.
 
-    The tests then count ``encodes`` (one per payload), not ``frames_encoded``: a group
-    created while the first frame is being published counts that frame as one it found,
-    not a new one (so a static scene's latency starts at the re-encode) — a race on the
-    counter, seen once on the H100, not on what is sent.
+    The tests count ``encodes`` (one per payload). ``frames_encoded`` once read one short
+    here on the H100: a frame published while its group was being created was not
+    counted; it now is (tests/test_fanout.py pins that).
     """
     received = []
     for frame in frames:

@@ -206,6 +206,19 @@ def test_a_static_scene_reaches_a_late_joiner(harness: Harness) -> None:
     assert harness.published == 1 and harness.log.encodes == 2
 
 
+def test_a_frame_published_before_the_group_existed_counts_as_encoded_once(harness: Harness) -> None:
+    harness.publish(1)  # nobody watches yet: no group, no encode
+    a = harness.join(1)
+    assert harness.wait_count(1, 1) == [(b"I\x01", 1)]
+    harness.fanout.ack(a, 1)
+    harness.join(2)  # the same picture again, as an IDR for the joiner: not a new frame
+    harness.wait_count(2, 1)
+    harness.publish(2)
+    harness.wait_count(1, 3)
+    stats = harness.stats()
+    assert harness.log.encodes == 3 and stats.frames_encoded == 2 and stats.dropped_before_encode == 0
+
+
 def test_a_late_joiner_gets_its_keyframe_after_the_coalescing_window(log: EncoderLog,
                                                                        request: pytest.FixtureRequest) -> None:
     h = make(log, request, interval=0.3)
