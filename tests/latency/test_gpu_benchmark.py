@@ -112,10 +112,13 @@ def test_table_shows_rows_and_missing_cpu_origin() -> None:
         "cpu_total": {"median_ms": 7.5, "p95_ms": 8.0, "p99_ms": 9.0},
         "cpu_fps": 133.3,
         "speedup": 3.0,
+        "cpu_device_total": {"median_ms": 10.0, "p95_ms": 11.0, "p99_ms": 12.0},
+        "speedup_device": 4.0,
     }
     text = gpu.format_table([with_cpu, row])
     lines = text.splitlines()
     assert "3.00x" in lines[2] and "7.50" in lines[2]
+    assert "10.00" in lines[2] and "4.00x" in lines[2]  # the CPU route fed the device frame
     assert "nvenc_cpu (n/a)" in lines[3]
     assert "(no GPU route" in gpu.format_table([])
 
@@ -144,6 +147,9 @@ def test_gpu_section_times_available_routes(tmp_path: Path) -> None:
     for row in section["rows"]:
         assert row["frames"] == 3 and row["kb_per_frame"] > 0 and row["psnr_db"] > 20  # a sanity bound: garbage decodes near 10 dB; tiny frames at auto bitrate sit near 25
         assert row["gpu_total"]["median_ms"] >= row["encode"]["median_ms"]
+        if "cpu_total" in row:  # the CPU route ran from host frames, and from device frames with a download
+            assert row["cpu_device_total"]["median_ms"] > 0
+            assert row["speedup_device"] == pytest.approx(row["cpu_device_total"]["median_ms"] / row["gpu_total"]["median_ms"], rel=0.01)
 
 
 def test_driver_release_from_proc() -> None:
