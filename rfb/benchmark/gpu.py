@@ -21,11 +21,13 @@ measured in the same run, taking turns frame by frame:
 
 Every GPU-side step starts by "rendering" its frame, untimed: the picture is copied
 into one device buffer and the stream synchronized, as a renderer's last kernel writes
-its output just before ``publish()``. Without it the GPU would sit idle for the
-milliseconds the CPU paths take, and a GPU that has idled runs the next short burst of
-work slower (on the H100, nvJPEG's 1080p encode took 0.145 ms of GPU time back to back
-and about 0.21 ms after 3 ms of idling); a rendering application's GPU is not idle
-when it publishes.
+its output just before ``publish()``. (Measured on the H100, this does not undo what
+taking turns costs a short GPU route: nvJPEG's 1080p encode takes 0.15-0.17 ms of GPU
+time back to back and 0.21 ms after another route's turn, rendered frame or not; the
+gaps are on the host side, see docs/gpu.md.)
+
+"CPU ms" is the process's CPU time per frame over all its threads (``time.process_time``
+around the same call): what a route takes from a machine whose CPU also simulates.
 
 The speed-ups are each CPU path's total / GPU total (medians). Frames are decoded back
 to RGB (FFmpeg's decoder, or the image decoder) for PSNR, outside the timed region. The
@@ -253,6 +255,7 @@ class _Measured:
     convert: list[float] = field(default_factory=list)  # GPU kernel, CUDA events (s)
     encode: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
+    cpu_time: list[float] = field(default_factory=list)  # process CPU time, all threads (s)
     sizes: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
 
@@ -320,6 +323,7 @@ class _GpuPath:
         )  # H.264 routes take NV12; image routes RGB as it is
         rendered = self.frames.render(index)
         with cp.cuda.Device(self._device_id):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             if convert:
                 self._start.record()
@@ -332,6 +336,7 @@ class _GpuPath:
             t1 = time.perf_counter()
             payloads = self.encoder.encode(frame)
             t2 = time.perf_counter()
+            c2 = time.process_time()
         scores = _scores(self.frames.host[index], payloads, self.decoder)
         if timed:
             m = self.measured
@@ -339,6 +344,7 @@ class _GpuPath:
                 m.convert.append(cp.cuda.get_elapsed_time(self._start, self._end) / 1e3)
             m.encode.append(t2 - t1)
             m.total.append(t2 - t0)
+            m.cpu_time.append(c2 - c0)
             m.sizes.append(sum(len(p.data) for p in payloads))
             m.scores += scores
 
@@ -379,13 +385,16 @@ class _CpuPath:
             frame = cuda_frame(self.frames.render(index), device_id=self.frames.device_id)
         else:
             frame = frame_from_array(rgb)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         payloads = self.encoder.encode(frame)
         t1 = time.perf_counter()
+        c1 = time.process_time()
         scores = _scores(rgb, payloads, self.decoder)
         if timed:
             m = self.measured
             m.total.append(t1 - t0)
+            m.cpu_time.append(c1 - c0)
             m.sizes.append(sum(len(p.data) for p in payloads))
             m.scores += scores
 
@@ -527,6 +536,7 @@ def _row(
         "encode": summary_ms(m.encode),
         "gpu_total": total,
         "gpu_fps": round(1e3 / total["median_ms"], 1),
+        "cpu_ms": _median_ms(m.cpu_time),
         "kb_per_frame": round(float(np.mean(m.sizes)) / 1e3, 2),
         "psnr_db": round(float(np.mean(m.scores)), 2) if m.scores else None,
         "bitrate": config.bitrate,
@@ -540,6 +550,7 @@ def _row(
             cpu_origin_engine=engine_of(cpu.name),
             cpu_total=cpu_total,
             cpu_fps=round(1e3 / cpu_total["median_ms"], 1),
+            cpu_route_cpu_ms=_median_ms(c.cpu_time),
             speedup=round(cpu_total["median_ms"] / total["median_ms"], 2),
             cpu_kb_per_frame=round(float(np.mean(c.sizes)) / 1e3, 2),
             cpu_psnr_db=round(float(np.mean(c.scores)), 2) if c.scores else None,
@@ -548,9 +559,14 @@ def _row(
         device_total = summary_ms(cpu_device.measured.total)
         row.update(
             cpu_device_total=device_total,
+            cpu_device_cpu_ms=_median_ms(cpu_device.measured.cpu_time),
             speedup_device=round(device_total["median_ms"] / total["median_ms"], 2),
         )
     return row
+
+
+def _median_ms(seconds: Sequence[float]) -> float | None:
+    return round(percentile(seconds, 50) * 1e3, 3) if seconds else None
 
 
 # -- the section -----------------------------------------------------------------------
@@ -659,11 +675,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
     "CPU tot" is the CPU route from a host frame, "CPU+dl" the same route fed the
     device frame (one download first); each speed-up divides one of them by "GPU tot".
+    The first "CPU ms" is the GPU route's process CPU time per frame, the second the
+    CPU route's (from a host frame).
     """
     header = (
         f"{'size':>10} {'route':<15} {'engine':<9} {'RGB->NV12':>9} {'encode':>8} {'GPU tot':>8} {'p99':>7} "
-        f"{'GPU fps':>8} {'CPU-origin route':<17} {'CPU tot':>8} {'p99':>7} {'speedup':>7} "
-        f"{'CPU+dl':>8} {'speedup':>7} {'KB/frame':>9} {'PSNR dB':>8}"
+        f"{'CPU ms':>7} {'CPU-origin route':<17} {'CPU tot':>8} {'p99':>7} {'speedup':>7} "
+        f"{'CPU+dl':>8} {'speedup':>7} {'CPU ms':>7} {'KB/frame':>9} {'PSNR dB':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -680,14 +698,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             device = f"{r['cpu_device_total']['median_ms']:>8.2f} {r['speedup_device']:>6.2f}x"
         else:
             device = f"{'-':>8} {'-':>7}"
+        cpu_ms = _cell(r.get("cpu_ms"))
+        cpu_route_ms = _cell(r.get("cpu_route_cpu_ms"))
         lines.append(
             f"{r['width']}x{r['height']:<5} {r['route']:<15} {r['engine']:<9} {convert:>9} "
             f"{r['encode']['median_ms']:>8.2f} {r['gpu_total']['median_ms']:>8.2f} {r['gpu_total']['p99_ms']:>7.2f} "
-            f"{r['gpu_fps']:>8.1f} {cpu} {device} {r['kb_per_frame']:>9.1f} {score:>8}"
+            f"{cpu_ms:>7} {cpu} {device} {cpu_route_ms:>7} {r['kb_per_frame']:>9.1f} {score:>8}"
         )
     if not rows:
         lines.append("(no GPU route could run here; see the reasons below)")
     return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def environment_note() -> str:

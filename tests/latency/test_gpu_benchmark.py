@@ -103,6 +103,7 @@ def test_table_shows_rows_and_missing_cpu_origin() -> None:
         "encode": stats,
         "gpu_total": stats,
         "gpu_fps": 400.0,
+        "cpu_ms": 0.75,
         "kb_per_frame": 3110.4,
         "psnr_db": 48.1,
         "cpu_origin_route": "nvenc_cpu",
@@ -114,11 +115,13 @@ def test_table_shows_rows_and_missing_cpu_origin() -> None:
         "speedup": 3.0,
         "cpu_device_total": {"median_ms": 10.0, "p95_ms": 11.0, "p99_ms": 12.0},
         "speedup_device": 4.0,
+        "cpu_route_cpu_ms": 31.25,
     }
     text = gpu.format_table([with_cpu, row])
     lines = text.splitlines()
     assert "3.00x" in lines[2] and "7.50" in lines[2]
     assert "10.00" in lines[2] and "4.00x" in lines[2]  # the CPU route fed the device frame
+    assert "0.75" in lines[2] and "31.25" in lines[2]  # CPU time per frame: the GPU route's, the CPU route's
     assert "nvenc_cpu (n/a)" in lines[3]
     assert "(no GPU route" in gpu.format_table([])
 
@@ -147,6 +150,7 @@ def test_gpu_section_times_available_routes(tmp_path: Path) -> None:
     for row in section["rows"]:
         assert row["frames"] == 3 and row["kb_per_frame"] > 0 and row["psnr_db"] > 20  # a sanity bound: garbage decodes near 10 dB; tiny frames at auto bitrate sit near 25
         assert row["gpu_total"]["median_ms"] >= row["encode"]["median_ms"]
+        assert row["cpu_ms"] > 0  # even a GPU route spends host CPU time on each frame
         if "cpu_total" in row:  # the CPU route ran from host frames, and from device frames with a download
             assert row["cpu_device_total"]["median_ms"] > 0
             assert row["speedup_device"] == pytest.approx(row["cpu_device_total"]["median_ms"] / row["gpu_total"]["median_ms"], rel=0.01)
