@@ -1,6 +1,6 @@
 """Time of one nvJPEG encode, by layer, on a GPU machine. Not a test (no timing assertions).
 
-    python -m tests.nvjpegffi.bench_encoder [frames] [--json PATH]
+    python -m tests.nvjpegffi.bench_encoder [frames] [--json PATH] [--between WHAT ...] [--quick]
 
 For each size and pattern, on the same CuPy frames (rgb24, already in device memory):
 
@@ -10,14 +10,26 @@ For each size and pattern, on the same CuPy frames (rgb24, already in device mem
 - ``gpu_ms``: CUDA events around nvJPEG's queued work on the stream (encode and the
   copy back), i.e. the GPU's share of the wall time.
 
-Medians and p95 over ``frames`` frames after 20 untimed ones; KB per frame.
+``--between`` says what runs before each timed call, untimed, as other work does in a
+real program and in ``python -m rfb.benchmark --gpu`` (paths taking turns):
+
+- ``none``: nothing (back to back, the best case);
+- ``sleep``: the thread sleeps 3 ms (the encoder thread of a server waiting for the next frame);
+- ``spin``: the thread computes for 3 ms (a busy CPU);
+- ``cpu-jpeg``: the CPU JPEG route (``image``, strips on every core) encodes the frame from the host;
+- ``render``: a device-to-device copy of the frame, finished (a renderer's last kernel).
+
+Several may be given (default ``none``). ``--quick`` keeps 1080p ``scene`` only. Medians
+and p95 over ``frames`` frames after 20 untimed ones; KB per frame.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,58 +43,116 @@ PLAN = [(1920, 1080, p) for p in ("gradient", "scene", "noise")] + [
 WARMUP = 20
 
 
-def main(argv: list[str]) -> int:
-    import cupy as cp
+BETWEEN = ("none", "sleep", "spin", "cpu-jpeg", "render")
+GAP_S = 0.003
 
+
+def _neighbour(what: str, host: list[np.ndarray], device: list[Any], cp: Any, width: int, height: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """(step, close): the untimed work run before each timed call."""
+    if what == "none":
+        return (lambda i: None), (lambda: None)
+    if what == "sleep":
+        return (lambda i: time.sleep(GAP_S)), (lambda: None)
+    if what == "spin":
+        def spin(i: int) -> None:
+            end = time.perf_counter() + GAP_S
+            while time.perf_counter() < end:
+                pass
+        return spin, (lambda: None)
+    if what == "cpu-jpeg":
+        from rfb.encoders.base import EncoderConfig
+        from rfb.encoders.registry import get_entry
+        from rfb.frames import frame_from_array
+
+        encoder = get_entry("image").factory(EncoderConfig(width, height, quality=80))
+        def cpu_jpeg(i: int) -> None:
+            encoder.encode(frame_from_array(host[i % len(host)]))
+        return cpu_jpeg, encoder.close
+    if what == "render":
+        canvas = cp.empty_like(device[0])
+
+        def render(i: int) -> None:
+            canvas[...] = device[i % len(device)]
+            cp.cuda.get_current_stream().synchronize()
+        return render, (lambda: None)
+    raise ValueError(f"--between takes one of {BETWEEN}, got {what!r}")
+
+
+def measure(cp: Any, gpu: str, width: int, height: int, pattern: str, between: str, frames: int) -> dict[str, Any]:
+    """One row: the binding, the route and the GPU's share, with ``between`` run before each call."""
     import nvjpegffi
     from rfb.encoders.base import EncoderConfig
     from rfb.encoders.jpeg_gpu import JpegGpuEncoder
     from rfb.gpu import cuda_frame
 
-    frames = int(argv[0]) if argv and not argv[0].startswith("--") else 200
-    json_path = argv[argv.index("--json") + 1] if "--json" in argv else None
-    lib = nvjpegffi.load_library()
-    name = cp.cuda.runtime.getDeviceProperties(0)["name"]
-    gpu = name.decode() if isinstance(name, bytes) else str(name)
-    print(f"GPU {gpu}; nvJPEG {'.'.join(map(str, lib.version))} ({lib.path}); quality 80, 4:2:0")
-    rows: list[dict[str, Any]] = []
-    for width, height, pattern in PLAN:
-        device = [cp.asarray(patterns.make(pattern, width, height, i)) for i in range(4)]
-        cp.cuda.Device().synchronize()
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        binding, route, on_gpu, sizes = [], [], [], []
-        with nvjpegffi.JpegEncoder(width, height, quality=80) as enc, JpegGpuEncoder(EncoderConfig(width, height, quality=80)) as backend:
+    host = [patterns.make(pattern, width, height, i) for i in range(4)]
+    device = [cp.asarray(h) for h in host]
+    cp.cuda.Device().synchronize()
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    binding, route, on_gpu, sizes = [], [], [], []
+    step, close = _neighbour(between, host, device, cp, width, height)
+    config = EncoderConfig(width, height, quality=80)
+    try:
+        with nvjpegffi.JpegEncoder(width, height, quality=80) as enc, JpegGpuEncoder(config) as backend:
             for i in range(WARMUP + frames):
                 d = device[i % 4]
+                step(i)
                 t0 = time.perf_counter()
                 start.record()
                 data = enc.encode_rgb(d.data.ptr, d.strides[0])
                 end.record()
                 t1 = time.perf_counter()
-                (payload,) = backend.encode(cuda_frame(d))
-                t2 = time.perf_counter()
                 end.synchronize()
+                step(i)
+                t2 = time.perf_counter()
+                (payload,) = backend.encode(cuda_frame(d))
+                t3 = time.perf_counter()
                 if i >= WARMUP:
                     binding.append(t1 - t0)
-                    route.append(t2 - t1)
+                    route.append(t3 - t2)
                     on_gpu.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
                     sizes.append(len(data))
-        assert payload.data[:2] == b"\xff\xd8"
-        row = {
-            "gpu": gpu, "width": width, "height": height, "pattern": pattern, "frames": frames,
-            "nvjpegffi_ms_median": round(percentile(binding, 50) * 1e3, 3),
-            "nvjpegffi_ms_p95": round(percentile(binding, 95) * 1e3, 3),
-            "jpeg_gpu_ms_median": round(percentile(route, 50) * 1e3, 3),
-            "jpeg_gpu_ms_p95": round(percentile(route, 95) * 1e3, 3),
-            "gpu_ms_median": round(percentile(on_gpu, 50) * 1e3, 3),
-            "kb_per_frame": round(float(np.mean(sizes)) / 1e3, 1),
-        }
-        rows.append(row)
-        print(f"{width}x{height} {pattern:<8} nvjpegffi {row['nvjpegffi_ms_median']:.3f} ms (p95 {row['nvjpegffi_ms_p95']:.3f}) "
-              f"jpeg_gpu {row['jpeg_gpu_ms_median']:.3f} ms (p95 {row['jpeg_gpu_ms_p95']:.3f}) "
-              f"GPU {row['gpu_ms_median']:.3f} ms  {row['kb_per_frame']:.1f} KB", flush=True)
-    if json_path:
-        with open(json_path, "w", encoding="utf-8") as f:
+    finally:
+        close()
+    assert payload.data[:2] == b"\xff\xd8"
+    return {
+        "gpu": gpu, "width": width, "height": height, "pattern": pattern, "frames": frames, "between": between,
+        "nvjpegffi_ms_median": round(percentile(binding, 50) * 1e3, 3),
+        "nvjpegffi_ms_p95": round(percentile(binding, 95) * 1e3, 3),
+        "jpeg_gpu_ms_median": round(percentile(route, 50) * 1e3, 3),
+        "jpeg_gpu_ms_p95": round(percentile(route, 95) * 1e3, 3),
+        "gpu_ms_median": round(percentile(on_gpu, 50) * 1e3, 3),
+        "kb_per_frame": round(float(np.mean(sizes)) / 1e3, 1),
+    }
+
+
+def main(argv: list[str]) -> int:
+    import cupy as cp
+
+    import nvjpegffi
+
+    parser = argparse.ArgumentParser(prog="python -m tests.nvjpegffi.bench_encoder")
+    parser.add_argument("frames", nargs="?", type=int, default=200)
+    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--between", nargs="+", choices=BETWEEN, default=["none"])
+    parser.add_argument("--quick", action="store_true", help="1080p scene only")
+    args = parser.parse_args(argv)
+    lib = nvjpegffi.load_library()
+    name = cp.cuda.runtime.getDeviceProperties(0)["name"]
+    gpu = name.decode() if isinstance(name, bytes) else str(name)
+    print(f"GPU {gpu}; nvJPEG {'.'.join(map(str, lib.version))} ({lib.path}); quality 80, 4:2:0")
+    plan = [(1920, 1080, "scene")] if args.quick else PLAN
+    rows: list[dict[str, Any]] = []
+    for between in args.between:
+        for width, height, pattern in plan:
+            row = measure(cp, gpu, width, height, pattern, between, args.frames)
+            rows.append(row)
+            print(f"{width}x{height} {pattern:<8} between={between:<8} "
+                  f"nvjpegffi {row['nvjpegffi_ms_median']:.3f} ms (p95 {row['nvjpegffi_ms_p95']:.3f}) "
+                  f"jpeg_gpu {row['jpeg_gpu_ms_median']:.3f} ms (p95 {row['jpeg_gpu_ms_p95']:.3f}) "
+                  f"GPU {row['gpu_ms_median']:.3f} ms  {row['kb_per_frame']:.1f} KB", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
     return 0
 
