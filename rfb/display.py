@@ -243,6 +243,16 @@ class Display:
         return self._fanout.transports
 
     @property
+    def routes(self) -> dict[str, str]:
+        """The route each group runs (or will run first), by group: "webcodecs", "image", "png".
+
+        What ``gpu=True`` actually resolved to, so that a program can say which routes it
+        got (``rfb demo`` logs them); :func:`gpu_fallback_reasons` says why a GPU route
+        was passed over.
+        """
+        return {key: name for key in self._fanout.groups if (name := self._fanout.encoder_name(key)) is not None}
+
+    @property
     def server_thread(self) -> threading.Thread | None:
         """The thread running the server's event loop (read-only; e.g. for its CPU share)."""
         return self._server.thread
@@ -373,14 +383,15 @@ def resolve_routes(
             continue
         try:
             # image_encoder left at "image" on a GPU display: a GPU image route (jpeg_gpu) where one runs
-            first = select_encoder(None if gpu and transport == "image" and name == "image" else name, transport=transport, gpu=gpu)
+            asked = None if gpu and transport == "image" and name == "image" else name
+            first = select_encoder(asked, transport=transport, gpu=gpu)
         except (EncoderUnavailable, KeyError) as exc:
             if transport == "webcodecs" and name is not None:
                 raise
             reasons.append(f"{transport}: {exc}")
             logger.warning("no %s route: %s", transport, exc)
             continue
-        if gpu and name is None and not first.gpu:
+        if gpu and asked is None and not first.gpu:
             _log_gpu_fallback(transport, first)
         others = [s.name for s in encoder_status() if s.available and s.transport == transport and s.name != first.name]
         routes[transport] = [first, *(get_entry(n) for n in others)]
@@ -392,8 +403,13 @@ def resolve_routes(
     return routes
 
 
+def gpu_fallback_reasons(transport: Transport) -> list[str]:
+    """``"route: reason"`` for each GPU route of ``transport`` that cannot run here (empty: none is blocked)."""
+    return [f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport and s.gpu and not s.available]
+
+
 def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry) -> None:
-    why = [f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport and s.gpu and not s.available]
+    why = gpu_fallback_reasons(transport)
     if why:
         logger.warning("gpu=True, but no GPU %s route can run here, so %s encodes on the CPU "
                        "(CUDA frames reach it through one download each); why: %s", transport, chosen.name, "; ".join(why))

@@ -172,8 +172,15 @@ def test_gpu_true_without_a_usable_gpu_route_falls_back_to_cpu_and_says_why(capl
     assert f"gpu=True, but no GPU webcodecs route can run here, so {cpu_best} encodes on the CPU" in caplog.text
     for status in gpu_routes:
         assert f"{status.name}: {status.reason}" in caplog.text
+    # image_encoder="image" on a GPU display means "the best image route": its fallback is logged too
+    if not routes["image"][0].gpu:
+        image_gpu = [s for s in encoder_status() if s.gpu and s.transport == "image" and not s.available]
+        assert f"gpu=True, but no GPU image route can run here, so {routes['image'][0].name} encodes" in caplog.text
+        for status in image_gpu:
+            assert f"{status.name}: {status.reason}" in caplog.text
     with start(64, 48, port=0, gpu=True) as display:
         assert display.encoder_name == cpu_best
+        assert display.routes == {"webcodecs": cpu_best, "image": routes["image"][0].name, "png": "image"}
 
 
 @pytest.mark.anyio
