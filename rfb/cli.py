@@ -1,7 +1,9 @@
 """The command line: ``python -m rfb demo`` and ``python -m rfb doctor``.
 
 ``demo`` serves the interactive demo scene (rfb.demo) so that a new user sees the
-whole path work (render, encode, browser decode, input back) with one command.
+whole path work (render, encode, browser decode, input back) with one command;
+``demo --gpu`` publishes the scene as CUDA frames to a ``gpu=True`` display (the
+NumPy render copied to the GPU once per frame, standing in for a GPU renderer).
 ``doctor`` answers "which encode routes can run here, and if not, why not?" together
 with the facts that decide it (driver, CUDA device, FFmpeg build); it never crashes,
 because it is what people run when something is already wrong.
@@ -22,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import rfb
@@ -77,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--encoder", metavar="NAME", help="video encode route (default: the best available; see doctor)")
     demo.add_argument(
         "--image-encoder", metavar="NAME", default="image",
-        help="image route for viewers without WebCodecs (default: image; jpeg_gpu on a GPU with nvJPEG)",
+        help="image route for viewers without WebCodecs, or with ?transport=image in the URL "
+             "(default: image; with --gpu, jpeg_gpu where nvJPEG runs)",
+    )
+    demo.add_argument(
+        "--gpu", action="store_true",
+        help="serve with gpu=True and publish CUDA frames: each NumPy-rendered frame is copied to the GPU "
+             "with CuPy, standing in for a GPU renderer (needs an NVIDIA GPU and CuPy)",
     )
     demo.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH", help="frame size (default 1280x720)")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -105,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
+    if args.gpu:
+        problem = gpu_problem()
+        if problem is not None:  # before anything starts: no server, no URL, one line
+            print(f"rfb demo: error: --gpu needs {problem}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -121,14 +134,74 @@ def _demo_command(args: argparse.Namespace) -> int:
         return 2
 
 
+def gpu_problem() -> str | None:
+    """What ``demo --gpu`` lacks, as "WHAT: reason" (None: a CUDA device and CuPy are usable).
+
+    Asked before anything starts so that a machine without a GPU gets one line, not a
+    server that fails on its first frame. The probes are rfb.gpu's (cached, cheap, and
+    they create no CUDA context).
+    """
+    from rfb.gpu import cupy_available, gpu_available
+
+    reason = gpu_available()
+    if reason is not None:
+        return f"an NVIDIA GPU with a CUDA driver: {one_line(reason)}"
+    reason = cupy_available()
+    if reason is not None:
+        return f"CuPy: {one_line(reason)}"
+    return None
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) as one space.
+
+    Probe reasons may span lines (a library's search list, CuPy's import errors); the
+    demo's error and its start-up line are meant to stay one line each.
+    """
+    return " ".join(text.split())
+
+
+def describe_routes(display: Any, *, gpu: bool, named: Collection[str] = ()) -> str:
+    """One line: the video and image routes ``display`` chose, and why a GPU route was passed over.
+
+    ``named``: the groups ("webcodecs", "image") whose route the user asked for by name;
+    a CPU route there was a choice, not a fallback. The reasons are those the display
+    logs as a warning (rfb.display.gpu_fallback_reasons); they appear here too so that
+    the start-up line alone says what ``--gpu`` got.
+    """
+    from rfb.display import gpu_fallback_reasons
+
+    is_gpu = {s.name: s.gpu for s in rfb.encoder_status()}
+    parts = []
+    for key, label in (("webcodecs", "video"), ("image", "image")):
+        name = display.routes.get(key)
+        why = [one_line(reason) for reason in gpu_fallback_reasons(key)] if gpu and key not in named else []
+        if name is None:
+            parts.append(f"{label} none")
+        elif not gpu:
+            parts.append(f"{label} {name}")
+        elif is_gpu.get(name, False):
+            parts.append(f"{label} {name} (GPU)")
+        elif why:
+            parts.append(f"{label} {name} (CPU; gpu=True fell back: {'; '.join(why)})")
+        else:
+            parts.append(f"{label} {name} (CPU)")
+    return ("gpu=True; " if gpu else "") + "routes: " + ", ".join(parts)
+
+
 async def _demo(args: argparse.Namespace) -> int:
-    from rfb.demo import Scene, animate
+    from rfb.demo import DeviceUpload, Scene, animate
 
     width, height = args.size
     options: dict[str, Any] = {"host": args.host, "port": args.port, "fps": args.fps, "video_encoder": args.encoder,
-                               "image_encoder": args.image_encoder}
+                               "image_encoder": args.image_encoder, "gpu": args.gpu}
     if args.no_token:
         options["token"] = None
+    to_frame = None
+    if args.gpu:
+        # Before CuPy or an encoder probe activates the primary context (README: GPU extras).
+        rfb.enable_cuda_context_sharing()
+        to_frame = DeviceUpload()
     display = await rfb.serve(width, height, **options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -142,8 +215,12 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         # The URL is the first line on stdout, alone, so that scripts can read it.
         print(display.url, flush=True)
+        # "image" is the demo's default image route, which serve(gpu=True) takes as "the best one"
+        named = [key for key, asked in (("webcodecs", args.encoder), ("image", args.image_encoder))
+                 if asked is not None and not (key == "image" and asked == "image")]
+        logger.info("%s", describe_routes(display, gpu=args.gpu, named=named))
         logger.info("open %s in a browser; Ctrl-C stops", display.url)
-        frames = await animate(display, Scene(width, height), fps=args.fps, stop=stop)
+        frames = await animate(display, Scene(width, height), fps=args.fps, stop=stop, to_frame=to_frame)
         logger.info("stopping after %d frames", frames)
     finally:
         for sig in installed:

@@ -14,6 +14,11 @@ events handled so far, which is what makes it testable. Rendering is NumPy only 
 cheap (the background is a precomputed periodic tile from which each frame copies a
 window; shapes touch only their bounding boxes), so that on a small machine the CPU
 goes to the encoder, not to the demo.
+
+``rfb demo --gpu`` serves with ``gpu=True`` and publishes CUDA frames: each frame is
+still rendered by NumPy, then copied to the GPU once (:class:`DeviceUpload`). That copy
+stands in for a GPU renderer, so that the GPU encode routes (``jpeg_gpu``,
+``h264_gpu_nv12``, NVENC) see what a CuPy/PyTorch/JAX program would hand them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -202,12 +208,57 @@ def _disc(frame: np.ndarray, x: float, y: float, radius: float, colour: tuple[in
     frame[y0:y1, x0:x1][mask] = colour
 
 
-async def animate(display: Publisher, scene: Scene, *, fps: float, stop: asyncio.Event) -> int:
+class DeviceUpload:
+    """Copies each rendered frame to the GPU: the demo's stand-in for a GPU renderer.
+
+    Every call returns a *new* CuPy array, allocated from CuPy's memory pool, rather
+    than writing into one or two buffers kept here. Why: a display with
+    ``own_frames=False`` (the demo's) keeps a reference to the published array until a
+    newer frame replaced it *and* its encoders are done with it, and tells the caller
+    neither. A double buffer would overwrite frame N while frame N+2 is rendered, which
+    races with a slow encode of N (a CPU route downloading 4K, a viewer that joined
+    late). A fresh array is safe by construction, and costs no ``cudaMalloc`` per frame:
+    the pool hands back the block of a frame the display has let go of, so in steady
+    state the same few device buffers are reused. The copy is finished (its stream
+    synchronised) before the array is returned, which is what ``publish()`` expects of
+    a CUDA frame.
+    """
+
+    def __init__(self, device_id: int = 0) -> None:
+        from rfb.gpu.context import import_cupy
+
+        self._cp = import_cupy()
+        self.device_id = device_id
+        self.uploads = 0
+
+    def __call__(self, frame: np.ndarray) -> Any:
+        """``frame`` (host, uint8) as a CuPy array of the same shape on ``device_id``."""
+        if frame.dtype != np.uint8 or frame.ndim != 3:
+            raise ValueError(f"expected a (H, W, 3|4) uint8 frame, got {frame.dtype} of shape {frame.shape}")
+        cp = self._cp
+        with cp.cuda.Device(self.device_id):
+            device = cp.empty(frame.shape, dtype=cp.uint8)
+            device.set(np.ascontiguousarray(frame))  # one host-to-device copy, on this thread's current stream
+            cp.cuda.get_current_stream().synchronize()
+        self.uploads += 1
+        return device
+
+
+async def animate(
+    display: Publisher,
+    scene: Scene,
+    *,
+    fps: float,
+    stop: asyncio.Event,
+    to_frame: Callable[[np.ndarray], Any] | None = None,
+) -> int:
     """Render and publish at ``fps`` until ``stop`` is set; returns the number of frames published.
 
     Events are applied between frames and rendering runs in a worker thread, one step
     at a time: the scene is never touched by two threads at once, and the event loop
-    (which also runs the server) stays responsive while NumPy works.
+    (which also runs the server) stays responsive while NumPy works. ``to_frame``, when
+    given, turns each rendered frame into what is published (``rfb demo --gpu``: a
+    :class:`DeviceUpload`); it runs in the same worker step as the render.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -216,10 +267,15 @@ async def animate(display: Publisher, scene: Scene, *, fps: float, stop: asyncio
     start = loop.time()
     frames = 0
     next_at = start
+
+    def step(t: float) -> Any:
+        frame = scene.render(t)
+        return frame if to_frame is None else to_frame(frame)
+
     while not stop.is_set():
         for event in display.poll_events():
             scene.handle(event)
-        frame = await asyncio.to_thread(scene.render, loop.time() - start)
+        frame = await asyncio.to_thread(step, loop.time() - start)
         display.publish(frame)
         frames += 1
         next_at += period

@@ -19,7 +19,7 @@ import pytest
 
 from rfb import protocol
 from rfb.benchmark.metrics import H264Decoder, decode_image
-from rfb.cli import build_parser, format_report, parse_size
+from rfb.cli import build_parser, describe_routes, format_report, gpu_problem, one_line, parse_size
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SIZE = (320, 240)
@@ -107,6 +107,58 @@ def test_demo_defaults_and_options():
     )
     args = build_parser().parse_args(["demo", "--port", "0", "--size", "320x240", "--fps", "12", "--no-token"])
     assert (args.port, args.size, args.fps, args.no_token) == (0, (320, 240), 12.0, True)
+
+
+def test_demo_gpu_option_parses_and_defaults_off():
+    assert build_parser().parse_args(["demo"]).gpu is False
+    args = build_parser().parse_args(["demo", "--gpu", "--encoder", "h264_cpu"])
+    assert args.gpu is True and args.encoder == "h264_cpu"
+    assert args.image_encoder == "image", "--gpu keeps the default, which serve(gpu=True) resolves to jpeg_gpu"
+
+
+def test_demo_gpu_without_a_gpu_or_cupy_fails_in_one_line_and_starts_nothing():
+    problem = gpu_problem()
+    if problem is None:
+        pytest.skip("a CUDA device and CuPy are usable here: --gpu starts")
+    from rfb.gpu import cupy_available, gpu_available
+
+    result = run_rfb("demo", "--gpu", "--port", "0")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "", "no URL: nothing was started"
+    assert result.stderr.splitlines() == [f"rfb demo: error: --gpu needs {problem}"], result.stderr
+    reason = gpu_available() or cupy_available()
+    assert reason and one_line(reason) in result.stderr
+
+
+class RoutesOnly:
+    """What describe_routes reads of a Display."""
+
+    def __init__(self, routes: dict[str, str]) -> None:
+        self.routes = routes
+
+
+def test_describe_routes_names_both_routes_and_why_gpu_fell_back():
+    from rfb import encoder_status
+
+    statuses = encoder_status()
+    blocked = [s for s in statuses if s.gpu and s.transport == "webcodecs" and not s.available]
+    cpu = RoutesOnly({"webcodecs": "h264_cpu", "image": "image", "png": "image"})
+    assert describe_routes(cpu, gpu=False) == "routes: video h264_cpu, image image"
+    line = describe_routes(cpu, gpu=True)
+    assert line.startswith("gpu=True; routes: video h264_cpu (CPU")
+    assert "\n" not in line, "one log line, even where a reason spans lines"
+    image_blocked = [s for s in statuses if s.gpu and s.transport == "image" and not s.available]
+    for status in image_blocked:
+        assert "image image (CPU; gpu=True fell back: " in line and one_line(status.reason) in line, line
+    for status in blocked:
+        assert f"{status.name}: {one_line(status.reason)}" in line, line
+    if not blocked:  # every GPU video route runs here: h264_cpu was asked for by name
+        assert "video h264_cpu (CPU)," in line
+    named = describe_routes(cpu, gpu=True, named=["webcodecs"])  # --gpu --encoder h264_cpu: a choice, not a fallback
+    assert named.startswith("gpu=True; routes: video h264_cpu (CPU), image "), named
+    gpu = RoutesOnly({"webcodecs": "h264_gpu_nv12", "image": "jpeg_gpu"})
+    assert describe_routes(gpu, gpu=True) == "gpu=True; routes: video h264_gpu_nv12 (GPU), image jpeg_gpu (GPU)"
+    assert describe_routes(RoutesOnly({"webcodecs": "h264_cpu"}), gpu=False) == "routes: video h264_cpu, image none"
 
 
 def test_demo_with_an_unknown_encoder_fails_in_one_line():
@@ -244,3 +296,52 @@ def test_demo_without_token_accepts_a_viewer_without_one():
         assert running.interrupt() == 0
     finally:
         running.kill()
+
+
+# ---------------------------------------------------------------- demo --gpu, on a GPU machine
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(60)
+def test_demo_gpu_streams_jpegs_from_cuda_frames_and_names_its_routes():
+    """``demo --gpu``: CUDA frames to a gpu=True display; an image viewer gets JPEGs that
+    decode, from jpeg_gpu where it can run (the group's log line names the encoder built)."""
+    problem = gpu_problem()
+    if problem is not None:
+        pytest.skip(f"demo --gpu needs {problem}")
+    from rfb import encoder_status
+
+    jpeg_gpu = {s.name: s for s in encoder_status()}["jpeg_gpu"]
+    running = Demo("--gpu")
+    try:
+        payloads = asyncio.run(receive_frames(running.port, running.token, [protocol.IMAGE_JPEG], count=3))
+        assert all(h["type"] == "image_frame" and h["mime"] == "image/jpeg" for h, _ in payloads)
+        picture = decode_image(payloads[-1][1])
+        assert picture.shape == (DEMO_SIZE[1], DEMO_SIZE[0], 3)
+        assert picture.std() > 10, "the demo scene is not a flat picture"
+        size = "x".join(map(str, DEMO_SIZE))
+        expected = "jpeg_gpu" if jpeg_gpu.available else "image"
+        built = wait_for_log(running, f"image group: encoder {expected} built for {size}")
+        assert "gpu=True; routes: video " in built, built
+        if jpeg_gpu.available:
+            assert "image jpeg_gpu (GPU)" in built, built
+        else:
+            assert f"image image (CPU; gpu=True fell back: jpeg_gpu: {one_line(jpeg_gpu.reason)}" in built, built
+        assert running.interrupt() == 0, "".join(running.stderr)
+        assert "Traceback" not in "".join(running.stderr)
+    finally:
+        running.kill()
+
+
+def wait_for_log(running: Demo, text: str, timeout: float = 5.0) -> str:
+    """The demo's stderr so far, once it contains ``text`` (its reader thread may lag the socket)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        log = "".join(running.stderr)
+        if text in log:
+            return log
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {text!r} in the demo's log within {timeout} s, got:\n{log}")
+        time.sleep(0.05)

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from rfb.demo import BLOB_COLOURS, DEFAULT_RADIUS, Scene, animate
+from rfb.demo import BLOB_COLOURS, DEFAULT_RADIUS, DeviceUpload, Scene, animate
 from rfb.events import InputEvent
 
 W, H = 320, 240
@@ -159,6 +159,44 @@ def test_animate_applies_events_before_rendering_and_stops_on_request():
     display = asyncio.run(run())
     assert len(display.frames) == 3
     assert colour_at(display.frames[0], 110, 110) == FIRST_BLOB
+
+
+def test_animate_publishes_what_to_frame_makes_of_each_render():
+    """The --gpu seam: ``to_frame`` (there, a DeviceUpload) runs on each rendered frame,
+    and what it returns is what gets published."""
+    seen: list[np.ndarray] = []
+
+    def wrap(frame: np.ndarray) -> tuple[str, np.ndarray]:
+        seen.append(frame)
+        return ("converted", frame)
+
+    async def run() -> Recorder:
+        stop = asyncio.Event()
+        display = Recorder([], stop_after=2, stop=stop)
+        assert await animate(display, Scene(W, H), fps=200, stop=stop, to_frame=wrap) == 2
+        return display
+
+    display = asyncio.run(run())
+    assert [kind for kind, _ in display.frames] == ["converted", "converted"]
+    assert [frame for _, frame in display.frames] == seen and seen[0].shape == (H, W, 3)
+
+
+@pytest.mark.gpu
+def test_device_upload_gives_a_fresh_finished_cuda_copy_per_frame():
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    upload = DeviceUpload()
+    scene = Scene(W, H)
+    first, second = scene.render(0.0), scene.render(0.5)
+    a, b = upload(first), upload(second)
+    assert isinstance(a, cp.ndarray) and a.shape == (H, W, 3) and a.dtype == cp.uint8
+    assert a.data.ptr != b.data.ptr, "a published frame must not be overwritten by the next one"
+    np.testing.assert_array_equal(cp.asnumpy(a), first)
+    np.testing.assert_array_equal(cp.asnumpy(b), second)
+    assert upload.uploads == 2
+    with pytest.raises(ValueError, match="expected a \\(H, W, 3\\|4\\) uint8 frame, got float32"):
+        upload(first.astype(np.float32))
 
 
 def test_animate_refuses_a_non_positive_fps():
