@@ -109,6 +109,36 @@ def test_fanout_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> Non
         FanoutOptions(pattern="plaid")
 
 
+def test_device_frames_without_a_gpu_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from rfb.gpu.context import cupy_available
+
+    reason = cupy_available()
+    if reason is None:
+        pytest.skip("CuPy works here: the refusal needs a machine without it")
+    assert fanout.main(["--device-frames", "--viewers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device-frames needs CuPy and a CUDA GPU: ") and reason in err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("encoder", ["jpeg_gpu", "image"])
+def test_device_frames_reach_a_viewer_through_gpu_and_cpu_routes(encoder: str) -> None:
+    from rfb.gpu.context import cupy_available
+    from rfb.encoders.registry import encoder_status
+
+    reason = cupy_available()
+    if reason is not None:
+        pytest.skip(f"needs CuPy and a CUDA GPU: {reason}")
+    status = {s.name: s for s in encoder_status()}[encoder]
+    if not status.available:
+        pytest.skip(f"{encoder} cannot run here: {status.reason}")
+    options = FanoutOptions(viewers=(1,), size=SMALL, seconds=0.5, fps=30.0, encoder=encoder, warmup=0.2,
+                            slow_variant=False, device_frames=True)
+    (row,) = run_all(options)
+    assert row["encoder"] == encoder  # named explicitly: no fallback in between
+    assert row["delivered_fps_min"] > 0 and row["latency_ms_median"] is not None
+
+
 def test_a_viewer_process_that_dies_is_reported_not_waited_for() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE, text=True)
     try:

@@ -15,6 +15,11 @@ ack with ``decode_ms`` so that the server logs each frame as drawn). The "slow
 viewer" variant makes one of the N viewers never ack: the others' rate should not
 change, and the silent one should get no more than its in-flight window.
 
+``--device-frames`` publishes CuPy arrays instead (uploaded once, before the run), as
+a GPU renderer would: GPU routes (``jpeg_gpu``, ``h264_gpu_nv12``, NVENC) take them in
+place, CPU routes through one download each. On one GPU machine this compares the whole
+publish -> ack path of the GPU routes with the CPU ones.
+
 Timing uses ``time.monotonic()``, which on Linux is the same clock in both
 processes, so arrival times taken by the client process are cut to the server's
 measurement window exactly.
@@ -59,6 +64,7 @@ class FanoutOptions:
     bitrate: int | None = None  # None: the encode benchmark's automatic bitrate for the size
     warmup: float = 1.0  # seconds after every viewer has a first frame, before the window opens
     slow_variant: bool = True
+    device_frames: bool = False  # publish CuPy arrays (a GPU renderer's output) instead of NumPy ones
 
     def __post_init__(self) -> None:
         if not self.viewers or any(n < 1 for n in self.viewers):
@@ -86,6 +92,17 @@ def prerender(pattern: str, width: int, height: int, count: int = PRERENDERED) -
     return frames
 
 
+def to_device(frames: Sequence[np.ndarray]) -> list[Any]:
+    """The frames as CuPy arrays on the current device, copied once and finished, so that
+    publishing them is what publishing a GPU renderer's output costs (no upload in the loop)."""
+    from rfb.gpu.context import import_cupy
+
+    cp = import_cupy()
+    device = [cp.asarray(frame) for frame in frames]
+    cp.cuda.get_current_stream().synchronize()
+    return device
+
+
 class Publisher:
     """Publishes a cycle of frames to a display at a steady rate, on a thread of its own.
 
@@ -94,7 +111,7 @@ class Publisher:
     ahead instead of bursting, and counts the frames it skipped in ``late``.
     """
 
-    def __init__(self, display: Any, frames: Sequence[np.ndarray], fps: float) -> None:
+    def __init__(self, display: Any, frames: Sequence[Any], fps: float) -> None:
         if not frames:
             raise ValueError("expected at least one frame to publish")
         self._display = display
@@ -262,7 +279,7 @@ def start_display(size: tuple[int, int], fps: float, bitrate: int | None, encode
                  video_encoder=encoder if video else None, image_encoder=image_encoder or (None if video else encoder))
 
 
-def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequence[np.ndarray]) -> dict[str, Any]:
+def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequence[Any]) -> dict[str, Any]:
     """One measurement: ``viewers`` viewers (one of them silent if ``slow``)."""
     from rfb.encoders.registry import get_entry
 
@@ -352,7 +369,9 @@ def _row(options: FanoutOptions, viewers: int, slow: bool, encoder: str | None, 
 
 def run_all(options: FanoutOptions, say: Any = None) -> list[dict[str, Any]]:
     """Every N of ``options.viewers``, and the silent-viewer variant for each N >= 2."""
-    frames = prerender(options.pattern, *options.size)
+    frames: Sequence[Any] = prerender(options.pattern, *options.size)
+    if options.device_frames:
+        frames = to_device(frames)
     rows = []
     for n in options.viewers:
         for slow in (False, True) if options.slow_variant and n >= 2 else (False,):
@@ -524,21 +543,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"encode route (default {DEFAULT_ENCODER})")
     p.add_argument("--pattern", choices=patterns.PATTERNS, default="scene")
     p.add_argument("--no-silent", action="store_true", help="skip the one-silent-viewer variant")
+    p.add_argument("--device-frames", action="store_true",
+                   help="publish CuPy arrays (needs a GPU): GPU routes take them in place, CPU routes download each once")
     p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
     p.add_argument("--client-process", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.client_process:
         return client_main()
+    if args.device_frames:
+        from rfb.gpu.context import cupy_available
+
+        reason = cupy_available()
+        if reason is not None:
+            print(f"error: --device-frames needs CuPy and a CUDA GPU: {reason}", file=sys.stderr)
+            return 2
     try:
         options = FanoutOptions(viewers=args.viewers, size=args.size, seconds=args.seconds, fps=args.fps,
-                                encoder=args.encoder, pattern=args.pattern, slow_variant=not args.no_silent)
+                                encoder=args.encoder, pattern=args.pattern, slow_variant=not args.no_silent,
+                                device_frames=args.device_frames)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = machine.describe()
     rows = run_all(options, lambda m: print(f"... {m}", file=sys.stderr, flush=True))
     print(f"machine: {machine.one_line(info)}")
-    print(f"encoder {rows[0]['encoder']}, {options.size[0]}x{options.size[1]}, pattern={options.pattern}, "
+    origin = "CuPy arrays (device frames)" if options.device_frames else "NumPy arrays"
+    print(f"encoder {rows[0]['encoder']}, {options.size[0]}x{options.size[1]}, pattern={options.pattern}, {origin}, "
           f"{options.fps:g} fps published, {options.seconds:g} s per case; N+s: N viewers, one of them silent")
     print(format_table(rows))
     if args.json_path:
