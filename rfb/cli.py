@@ -166,10 +166,10 @@ def describe_routes(display: Any, *, gpu: bool, named: Collection[str] = ()) -> 
 
     ``named``: the groups ("webcodecs", "image") whose route the user asked for by name;
     a CPU route there was a choice, not a fallback. The reasons are those the display
-    logs as a warning (rfb.display.gpu_fallback_reasons); they appear here too so that
+    logs as a warning (rfb.routes.gpu_fallback_reasons); they appear here too so that
     the start-up line alone says what ``--gpu`` got.
     """
-    from rfb.display import gpu_fallback_reasons
+    from rfb.routes import gpu_fallback_reasons
 
     is_gpu = {s.name: s.gpu for s in rfb.encoder_status()}
     parts = []

@@ -33,13 +33,13 @@ from typing import Any
 from urllib.parse import quote
 
 from rfb import protocol
-from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
-from rfb.encoders.registry import EncoderEntry, encoder_status, get_entry, select_encoder
+from rfb.encoders.base import Transport
 from rfb.events import EventQueue, InputEvent
 from rfb.fanout import FanOut, GroupStats
 from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
 from rfb.latency import LatencySummary
+from rfb.routes import resolve_routes
 from rfb.server import ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
 
@@ -247,7 +247,7 @@ class Display:
         """The route each group runs (or will run first), by group: "webcodecs", "image", "png".
 
         What ``gpu=True`` actually resolved to, so that a program can say which routes it
-        got (``rfb demo`` logs them); :func:`gpu_fallback_reasons` says why a GPU route
+        got (``rfb demo`` logs them); :func:`rfb.routes.gpu_fallback_reasons` says why a GPU route
         was passed over.
         """
         return {key: name for key in self._fanout.groups if (name := self._fanout.encoder_name(key)) is not None}
@@ -363,88 +363,6 @@ class Display:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.viewers)} viewers"
         return f"<Display {self._width}x{self._height} {self.encoder_name} {self.host}:{self.port} {state}>"
-
-
-def resolve_routes(
-    video_encoder: str | None, image_encoder: str | None, *, gpu: bool
-) -> dict[str, list[EncoderEntry]]:
-    """The encode routes per group ("webcodecs", "image", "png"), best first, then fallbacks.
-
-    A video encoder asked for by name must be available; otherwise a missing H.264 or
-    image route only narrows what viewers may receive. No route at all is an error.
-    With ``gpu=True`` and no GPU route able to run, the CPU route chosen instead is
-    logged with the reasons. PNG viewers get the built-in image route in lossless mode
-    (the one route known to make PNG), wherever images are served at all.
-    """
-    routes: dict[str, list[EncoderEntry]] = {}
-    reasons = []
-    for transport, name in (("webcodecs", video_encoder), ("image", image_encoder)):
-        if transport == "image" and name is None:
-            continue
-        try:
-            # image_encoder left at "image" on a GPU display: a GPU image route (jpeg_gpu) where one runs
-            asked = None if gpu and transport == "image" and name == "image" else name
-            first = select_encoder(asked, transport=transport, gpu=gpu)
-        except (EncoderUnavailable, KeyError) as exc:
-            if transport == "webcodecs" and name is not None:
-                raise
-            reasons.append(f"{transport}: {exc}")
-            logger.warning("no %s route: %s", transport, exc)
-            continue
-        if gpu and asked is None and not first.gpu:
-            _log_gpu_fallback(transport, first)
-        others = [s.name for s in encoder_status() if s.available and s.transport == transport and s.name != first.name]
-        routes[transport] = [first, *(get_entry(n) for n in others)]
-    if not routes:
-        raise EncoderUnavailable("no encode route can run here: " + "; ".join(reasons))
-    png = _png_route() if "image" in routes else None
-    if png is not None:
-        routes["png"] = [png]
-    return routes
-
-
-def gpu_fallback_reasons(transport: Transport) -> list[str]:
-    """``"route: reason"`` for each GPU route of ``transport`` that cannot run here (empty: none is blocked)."""
-    return [f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport and s.gpu and not s.available]
-
-
-def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry) -> None:
-    why = gpu_fallback_reasons(transport)
-    if why:
-        logger.warning("gpu=True, but no GPU %s route can run here, so %s encodes on the CPU "
-                       "(CUDA frames reach it through one download each); why: %s", transport, chosen.name, "; ".join(why))
-
-
-class PngStills:
-    """The image route asked for a lossless PNG on every frame, for viewers that take only PNG."""
-
-    transport: Transport = "image"
-
-    def __init__(self, config: EncoderConfig) -> None:
-        from rfb.encoders import image
-
-        self._encoder = image.create(config)
-        self.name = self._encoder.name
-
-    def encode(self, frame: RawFrame, *, force_keyframe: bool = False) -> list[EncodedPayload]:
-        return self._encoder.encode(frame, lossless=True)
-
-    def flush(self) -> list[EncodedPayload]:
-        return self._encoder.flush()
-
-    def close(self) -> None:
-        self._encoder.close()
-
-
-def _png_route() -> EncoderEntry | None:
-    from rfb.encoders import image
-
-    reason = image.probe()
-    if reason is not None:
-        logger.warning("no png route: %s", reason)
-        return None
-    return EncoderEntry(image.NAME, PngStills, transport="image", probe=image.probe,
-                        description="the image route in lossless mode: a PNG per frame")
 
 
 def _odd_message(width: int, height: int) -> str:

@@ -19,7 +19,8 @@ import pytest
 
 import rfb
 from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
-from rfb.display import FrameStore, resolve_routes, serve, start
+from rfb.display import FrameStore, serve, start
+from rfb.routes import resolve_routes
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import GpuUnavailable
 from tests.conftest import JPEG, EncoderLog, ProtocolClient, eventually, start_test_display, wait_until
@@ -344,20 +345,6 @@ def test_a_busy_port_raises_and_leaks_nothing(test_encoders: EncoderLog) -> None
 async def test_serve_failure_raises_in_the_caller(test_encoders: EncoderLog) -> None:
     with pytest.raises(KeyError, match="no encoder named 'nope'"):
         await serve(64, 48, port=0, video_encoder="nope")
-
-
-def test_routes_put_the_chosen_one_first_then_the_other_available_ones(test_encoders: EncoderLog,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
-    from rfb.encoders.registry import available_video_encoders
-
-    routes = resolve_routes("test-h264", "test-image", gpu=False)
-    video = [e.name for e in routes["webcodecs"]]
-    assert video[0] == "test-h264" and sorted(video) == sorted(available_video_encoders(transport="webcodecs"))
-    assert [e.name for e in routes["image"]][0] == "test-image"
-    assert [e.name for e in routes["png"]] == ["image"]  # the one route that makes PNG
-    assert list(resolve_routes("test-h264", None, gpu=False)) == ["webcodecs"]
-    assert list(resolve_routes("test-h264", "nope", gpu=False)) == ["webcodecs"]
-    assert "no image route: \"no encoder named 'nope'" in caplog.text
 
 
 def test_sync_start_and_context_manager(test_encoders: EncoderLog) -> None:

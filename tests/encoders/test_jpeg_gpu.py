@@ -189,7 +189,7 @@ def test_where_nvjpeg_runs_the_best_image_route_is_jpeg_gpu(nvjpeg_available: No
 
 
 def test_image_viewers_of_a_gpu_display_get_jpeg_gpu(nvjpeg_available: None) -> None:
-    from rfb.display import resolve_routes
+    from rfb.routes import resolve_routes
 
     gpu = resolve_routes(None, "image", gpu=True)["image"]
     assert gpu[0].name == jpeg_gpu.NAME and "image" in [e.name for e in gpu[1:]]  # the CPU route as fallback
