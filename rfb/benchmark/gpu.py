@@ -259,6 +259,27 @@ class _Measured:
     sizes: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
 
+    def record(self, total: float, cpu_time: float, payloads: list[EncodedPayload], scores: list[float]) -> None:
+        """One timed frame: wall and CPU time, bytes out, PSNR of what came out."""
+        self.total.append(total)
+        self.cpu_time.append(cpu_time)
+        self.sizes.append(sum(len(p.data) for p in payloads))
+        self.scores += scores
+
+
+class _Path:
+    """What both kinds of path own: an encoder, and an H.264 decoder for PSNR (H.264 routes)."""
+
+    encoder: EncoderBackend
+    decoder: H264Decoder | None
+
+    def close(self) -> None:
+        try:
+            self.encoder.close()
+        finally:
+            if self.decoder is not None:
+                self.decoder.close()
+
 
 class _Frames:
     """The run's pictures: host rgb24 for the CPU origin and PSNR, device copies for the GPU origin."""
@@ -288,7 +309,7 @@ class _Frames:
         return self.canvas
 
 
-class _GpuPath:
+class _GpuPath(_Path):
     """A GPU route fed a device frame: NV12 made on the GPU for H.264 routes, the rgb24 itself for image routes."""
 
     def __init__(
@@ -343,21 +364,16 @@ class _GpuPath:
             if convert:
                 m.convert.append(cp.cuda.get_elapsed_time(self._start, self._end) / 1e3)
             m.encode.append(t2 - t1)
-            m.total.append(t2 - t0)
-            m.cpu_time.append(c2 - c0)
-            m.sizes.append(sum(len(p.data) for p in payloads))
-            m.scores += scores
+            m.record(t2 - t0, c2 - c0, payloads, scores)
 
     def close(self) -> None:
         try:
-            self.encoder.close()
+            super().close()
         finally:
-            if self.decoder is not None:
-                self.decoder.close()
             self._nv12 = None
 
 
-class _CpuPath:
+class _CpuPath(_Path):
     """A CPU route fed the host rgb24 picture (its own colour conversion on the CPU).
 
     With ``from_device=True`` the route is wrapped in a HostFrameAdapter and fed the
@@ -392,18 +408,7 @@ class _CpuPath:
         c1 = time.process_time()
         scores = _scores(rgb, payloads, self.decoder)
         if timed:
-            m = self.measured
-            m.total.append(t1 - t0)
-            m.cpu_time.append(c1 - c0)
-            m.sizes.append(sum(len(p.data) for p in payloads))
-            m.scores += scores
-
-    def close(self) -> None:
-        try:
-            self.encoder.close()
-        finally:
-            if self.decoder is not None:
-                self.decoder.close()
+            self.measured.record(t1 - t0, c1 - c0, payloads, scores)
 
 
 def _adapted(encoder: EncoderBackend) -> EncoderBackend:
