@@ -2,8 +2,10 @@
 
 A route is registered with a factory (``EncoderConfig -> EncoderBackend``) and a probe
 that says, without raising, why the route cannot run here (``None`` when it can).
-Probes may be costly (a real NVENC probe opens a session), so their answer is cached
-until ``refresh=True`` is asked for.
+Probes may be costly (an NVENC probe encodes a frame), so their answer is cached, per
+CUDA device, until ``refresh=True`` is asked for. A probe that takes a ``device_id``
+keyword is asked about the device in question; one that takes no argument answers for
+the machine.
 
 Built-in routes live in their own modules and are registered lazily on first use,
 so ``import rfb`` stays cheap and never touches CUDA or FFmpeg.
@@ -12,6 +14,7 @@ so ``import rfb`` stays cheap and never touches CUDA or FFmpeg.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -22,7 +25,7 @@ from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable,
 logger = logging.getLogger("rfb.encoders")
 
 Factory = Callable[[EncoderConfig], EncoderBackend]
-Probe = Callable[[], "str | None"]
+Probe = Callable[..., "str | None"]  # () or (*, device_id)
 
 # Modules whose ENTRIES are registered on first use, in no particular order:
 # the choice among them is made by priority.
@@ -69,7 +72,7 @@ class EncoderStatus:
 
 _lock = threading.RLock()
 _entries: dict[str, EncoderEntry] = {}
-_probe_cache: dict[str, str | None] = {}
+_probe_cache: dict[tuple[str, int], str | None] = {}  # (route, CUDA device) -> reason
 _builtins_loaded = False
 
 
@@ -129,7 +132,7 @@ def register_video_encoder(
         if name in _entries and not replace:
             raise ValueError(f"an encoder named {name!r} is already registered; pass replace=True to replace it")
         _entries[name] = EncoderEntry(name, factory, transport, probe, priority, gpu, description)
-        _probe_cache.pop(name, None)
+        _forget_probes(name)
 
 
 def unregister_video_encoder(name: str) -> None:
@@ -139,7 +142,7 @@ def unregister_video_encoder(name: str) -> None:
         if name not in _entries:
             raise KeyError(f"no encoder named {name!r}; registered: {sorted(_entries)}")
         del _entries[name]
-        _probe_cache.pop(name, None)
+        _forget_probes(name)
 
 
 def get_entry(name: str) -> EncoderEntry:
@@ -151,41 +154,59 @@ def get_entry(name: str) -> EncoderEntry:
             raise KeyError(f"no encoder named {name!r}; registered: {sorted(_entries)}") from None
 
 
-def probe_entry(entry: EncoderEntry, *, refresh: bool = False) -> str | None:
-    """Why ``entry`` cannot run here, or None. Never raises: a crashing probe is a reason."""
+def _forget_probes(name: str) -> None:
+    for key in [key for key in _probe_cache if key[0] == name]:
+        del _probe_cache[key]
+
+
+def _takes_device(probe: Probe) -> bool:
+    try:
+        return "device_id" in inspect.signature(probe).parameters
+    except (TypeError, ValueError):  # a callable without a signature (a builtin): ask it nothing
+        return False
+
+
+def probe_entry(entry: EncoderEntry, *, refresh: bool = False, device_id: int = 0) -> str | None:
+    """Why ``entry`` cannot run on CUDA device ``device_id`` here, or None.
+
+    Never raises: a crashing probe is a reason.
+    """
+    key = (entry.name, device_id)
     with _lock:
-        if not refresh and entry.name in _probe_cache:
-            return _probe_cache[entry.name]
+        if not refresh and key in _probe_cache:
+            return _probe_cache[key]
     if entry.probe is None:
         reason = None
     else:
         try:
-            reason = entry.probe()
+            reason = entry.probe(device_id=device_id) if _takes_device(entry.probe) else entry.probe()
         except Exception as exc:  # a probe must never take the server down; report it instead
             reason = f"probe failed: {type(exc).__name__}: {exc}"
     with _lock:
-        _probe_cache[entry.name] = reason
+        _probe_cache[key] = reason
     return reason
 
 
-def encoder_status(*, refresh: bool = False) -> list[EncoderStatus]:
-    """Every registered route, available or not, with the reason; best first."""
+def encoder_status(*, refresh: bool = False, device_id: int = 0) -> list[EncoderStatus]:
+    """Every registered route, available or not (on CUDA device ``device_id``), with the reason; best first."""
     _load_builtins()
     with _lock:
         entries = list(_entries.values())
     out = []
     for e in entries:
-        reason = probe_entry(e, refresh=refresh)
+        reason = probe_entry(e, refresh=refresh, device_id=device_id)
         out.append(EncoderStatus(e.name, reason is None, reason, e.transport, e.priority, e.gpu, e.description))
     out.sort(key=lambda s: (-s.priority, s.name))
     return out
 
 
-def available_video_encoders(*, transport: Transport | None = None, refresh: bool = False) -> list[str]:
-    """Names of the routes that can run here, best first."""
+def available_video_encoders(
+    *, transport: Transport | None = None, refresh: bool = False, device_id: int = 0
+) -> list[str]:
+    """Names of the routes that can run here (on CUDA device ``device_id``), best first."""
     return [
         s.name
-        for s in encoder_status(refresh=refresh)
+        for s in encoder_status(refresh=refresh, device_id=device_id)
         if s.available and (transport is None or s.transport == transport)
     ]
 
@@ -195,24 +216,26 @@ def select_encoder(
     *,
     transport: Transport = "webcodecs",
     gpu: bool = False,
+    device_id: int = 0,
 ) -> EncoderEntry:
     """The route to use: ``name`` if given (it must be available), else the best available.
 
     With ``gpu=True`` the GPU routes are preferred; a CPU route is still chosen when no
-    GPU route can run, since a display that does not start helps nobody.
+    GPU route can run, since a display that does not start helps nobody. Availability is
+    that on CUDA device ``device_id`` (the display's).
     """
     if name is not None:
         entry = get_entry(name)
         if entry.transport != transport:
             raise ValueError(f"encoder {name!r} produces {entry.transport!r} payloads, expected {transport!r}")
-        reason = probe_entry(entry)
+        reason = probe_entry(entry, device_id=device_id)
         if reason is not None:
             raise EncoderUnavailable(f"encoder {name!r} is not available here: {reason}")
         return entry
-    candidates = [s for s in encoder_status() if s.transport == transport and s.available]
+    candidates = [s for s in encoder_status(device_id=device_id) if s.transport == transport and s.available]
     if gpu:
         candidates.sort(key=lambda s: (not s.gpu, -s.priority, s.name))
     if not candidates:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport)
+        reasons = "; ".join(f"{s.name}: {s.reason}" for s in encoder_status(device_id=device_id) if s.transport == transport)
         raise EncoderUnavailable(f"no {transport} encoder can run here ({reasons or 'none registered'})")
     return get_entry(candidates[0].name)
