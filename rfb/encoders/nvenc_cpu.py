@@ -7,8 +7,8 @@ GPU's encoder does the H.264 work, so the CPU only converts RGB to YUV (OpenCV, 
 encoder name and options differ.
 
 Whether NVENC works cannot be known without trying (driver present, a capable GPU,
-a free session), so the probe opens a real session and encodes one small frame. Its
-answer names FFmpeg's own complaint, e.g. "Cannot load libcuda.so.1" on a machine
+a free session), so the probe encodes one known 1280x720 frame on the configured GPU
+and decodes it back (:mod:`rfb.encoders.trial`). Its answer names FFmpeg's own complaint, e.g. "Cannot load libcuda.so.1" on a machine
 without the NVIDIA driver. FFmpeg explains NVENC failures only in its log, so the
 probes of both h264_nvenc routes (this one and ``nvenc_gpu_pyav``) capture it with
 :func:`capture_ffmpeg_log` and word it with :func:`ffmpeg_failure_reason`.
@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
-
 from rfb.encoders.base import EncoderConfig, EncoderUnavailable
 from rfb.encoders.h264_cpu import PyAVH264Encoder, PyAVSettings, vbv_options
 from rfb.encoders.registry import EncoderEntry
@@ -28,9 +26,6 @@ from rfb.frames import frame_from_array
 
 NAME = "nvenc_cpu"
 CODEC = "h264_nvenc"
-
-# The probe's frame: above NVENC's minimum size on every GPU generation.
-_PROBE_SIZE = (256, 144)
 
 # FFmpeg's messages that have a plainer explanation for the user; the first match wins,
 # so the specific ones come before the generic ones. An H100 (no encode engine) answers
@@ -59,6 +54,7 @@ def nvenc_settings(config: EncoderConfig) -> PyAVSettings:
         "rc": "cbr",
         "forced-idr": "1",  # a forced I picture is an IDR
         "profile": "high",
+        "gpu": str(config.device_id),  # the CUDA device (FFmpeg's default, -1, takes the first that works)
         **vbv_options(config),
     }
     return PyAVSettings(CODEC, options, "nv12", 0)
@@ -69,24 +65,29 @@ def create(config: EncoderConfig) -> PyAVH264Encoder:
     return PyAVH264Encoder(NAME, config, nvenc_settings(config))
 
 
-def probe() -> str | None:
-    """None when an h264_nvenc session opens and encodes a frame here, else why not."""
+def probe(device_id: int = 0) -> str | None:
+    """None when h264_nvenc on CUDA device ``device_id`` encodes a known host frame that decodes back, else why not."""
     try:
         import av
     except ImportError as exc:
         return f"PyAV is not installed ({exc}); pip install 'av>=18'"
     if CODEC not in av.codecs_available:
         return f"this PyAV build has no {CODEC} encoder"
-    width, height = _PROBE_SIZE
-    frame = frame_from_array(np.zeros((height * 3 // 2, width), np.uint8), "nv12")
+    from rfb.colorspace import rgb_to_nv12
+    from rfb.encoders import trial
+
+    width, height = trial.TRIAL_SIZE
+    reference = trial.reference_picture(width, height)
+    frame = frame_from_array(rgb_to_nv12(reference), "nv12")
     with capture_ffmpeg_log() as logs:
         try:
-            with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
-                payloads = encoder.encode(frame)
+            with create(EncoderConfig(width, height, device_id=device_id)) as encoder:
+                payloads = encoder.encode(frame, force_keyframe=True)
         except (av.FFmpegError, EncoderUnavailable) as exc:
             return f"FFmpeg's {CODEC} could not open a session: {ffmpeg_failure_reason(exc, logs)}"
-    if not payloads or not payloads[0].keyframe:
-        return f"FFmpeg's {CODEC} opened but returned no keyframe for a test frame"
+    reason = trial.check_h264(payloads, [reference])
+    if reason is not None:
+        return f"FFmpeg's {CODEC} encoded a {trial.describe_frame(frame)} frame, but {reason}"
     return None
 
 

@@ -14,8 +14,12 @@ The staging is :class:`rfb.gpu.staging.DeviceStaging` (shared with the other GPU
 routes; re-exported here, where it was first written).
 
 Whether NVENC works cannot be known without trying: an H100 loads the library, then
-refuses the session because it has no encode engine. So the probe opens a real session
-(``nvencffi.probe()``) and passes on its plain-words reason.
+refuses the session because it has no encode engine, and a GPU that opens a session may
+still refuse a frame (its minimum size, its pitch rule). So the probe asks
+``nvencffi.probe(device_id)`` first (its plain words for "no driver", "no engine",
+"driver too old"), then encodes one known 1280x720 NV12 frame from the device's memory
+through this route's own backend and decodes it back (:mod:`rfb.encoders.trial`);
+the route is available only when the picture comes back.
 
 Priorities: every GPU route ranks above every CPU route. The display's fallback list
 is ordered by priority, and a CUDA frame can only fall back to a route that takes CUDA
@@ -171,21 +175,56 @@ def create(config: EncoderConfig) -> NvencGpuEncoder:
     return NvencGpuEncoder(config)
 
 
-def probe(*, context: EncodeContext | None = None) -> str | None:
-    """None when an NVENC session opens here and CuPy can stage frames, else why not.
+def probe(device_id: int = 0, *, context: EncodeContext | None = None) -> str | None:
+    """None when NVENC on CUDA device ``device_id`` encodes a known frame that decodes back, else why not.
 
-    ``context`` goes to ``nvencffi.probe`` (the tests pass a ``NullContext``).
+    ``context`` goes to nvencffi (the tests pass a ``NullContext``); the trial frame is
+    CuPy memory on ``device_id``, so CuPy must work too.
     """
     try:
         import nvencffi
     except ImportError as exc:
         return f"nvencffi cannot be imported (its compiled module is missing: build the package): {exc}"
-    result = nvencffi.probe(context=context)
+    result = nvencffi.probe(device_id, context=context)
     if not result.available:
         return f"NVENC cannot encode here: {result.reason}"
     reason = cupy_available()
     if reason is not None:
         return f"NVENC works, but rgb24 and host frames are staged on the GPU with CuPy, which is unusable: {reason}"
+    return trial_encode(device_id, context=context)
+
+
+def trial_encode(device_id: int = 0, *, context: EncodeContext | None = None, frame: RawFrame | None = None) -> str | None:
+    """Encode one known 1280x720 frame through this route on ``device_id``; None when it decodes back.
+
+    ``frame`` is what to send, showing :func:`rfb.encoders.trial.reference_picture` at
+    the trial size; by default that picture as NV12 in CuPy memory on the device, which
+    NVENC registers in place. A failure's reason carries the driver's status name and text.
+    """
+    import nvencffi
+
+    from rfb.colorspace import rgb_to_nv12
+    from rfb.encoders import trial
+    from rfb.gpu.arrays import cuda_frame
+
+    width, height = trial.TRIAL_SIZE
+    reference = trial.reference_picture(width, height)
+    if frame is None:
+        try:
+            frame = cuda_frame(trial.device_copy(rgb_to_nv12(reference), device_id))
+        except (RuntimeError, MemoryError, FrameError) as exc:  # GpuUnavailable, CuPy's CUDA errors
+            return f"the trial frame could not be put on CUDA device {device_id}: {type(exc).__name__}: {exc}"
+    sent = trial.describe_frame(frame)
+    try:
+        with NvencGpuEncoder(EncoderConfig(width, height, device_id=device_id), context=context) as encoder:
+            payloads = encoder.encode(frame, force_keyframe=True)
+    except EncoderUnavailable as exc:
+        return f"NVENC cannot encode here: {exc}"
+    except (nvencffi.NvencError, nvencffi.FrameLayoutError, FrameError) as exc:
+        return f"NVENC opened a session but did not encode a {sent} frame: {exc}"
+    reason = trial.check_h264(payloads, [reference])
+    if reason is not None:
+        return f"NVENC encoded a {sent} frame, but {reason}"
     return None
 
 

@@ -40,8 +40,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from rfb.encoders import nvenc_cpu
 from rfb.encoders.base import EncoderConfig, EncoderUnavailable
 from rfb.encoders.checks import check_frame_size
@@ -58,9 +56,6 @@ if TYPE_CHECKING:
 NAME = "nvenc_gpu_pyav"
 PRIORITY = 40
 CODEC = nvenc_cpu.CODEC
-
-# The probe's frame: above NVENC's minimum size on every GPU generation.
-_PROBE_SIZE = (256, 144)
 
 # The only primary-context flags FFmpeg's CUDA device accepts for primary_ctx=1
 # (hwcontext_cuda.c compares the whole word): CU_CTX_SCHED_BLOCKING_SYNC.
@@ -185,12 +180,12 @@ def create(config: EncoderConfig) -> NvencGpuPyAVEncoder:
     return NvencGpuPyAVEncoder(config)
 
 
-def probe() -> str | None:
-    """None when h264_nvenc opens a session for a CUDA frame here, else why not.
+def probe(device_id: int = 0) -> str | None:
+    """None when h264_nvenc encodes a known CUDA frame on device ``device_id`` that decodes back, else why not.
 
     Cheap answers first (PyAV, a CUDA device), then FFmpeg's own NVENC probe from host
     frames (``nvenc_cpu.probe``: it words "no driver" and "no NVENC-capable GPU"
-    plainly), then one real session fed one CUDA frame.
+    plainly), then one real session fed one CUDA frame (:func:`trial_encode`).
     """
     try:
         import av
@@ -203,32 +198,46 @@ def probe() -> str | None:
     reason = gpu_available()
     if reason is not None:
         return f"CUDA frames need a CUDA GPU: {reason}"
-    reason = nvenc_cpu.probe()
+    reason = nvenc_cpu.probe(device_id)
     if reason is not None:
         return reason
     reason = cupy_available()
     if reason is not None:
         return f"h264_nvenc works, but frames are staged on the GPU with CuPy, which is unusable: {reason}"
-    return _probe_cuda_session(av)
+    return trial_encode(device_id)
 
 
-def _probe_cuda_session(av: Any) -> str | None:
-    """Encode one CUDA nv12 frame; None if a keyframe comes back, else FFmpeg's complaint."""
+def trial_encode(device_id: int = 0, *, frame: RawFrame | None = None) -> str | None:
+    """Encode one known 1280x720 CUDA frame through this route on ``device_id``; None when it decodes back.
+
+    ``frame`` shows :func:`rfb.encoders.trial.reference_picture` at the trial size; by
+    default that picture as NV12 in CuPy memory on the device, which FFmpeg wraps in
+    place. A failure's reason is FFmpeg's own complaint.
+    """
+    import av
+
+    from rfb.colorspace import rgb_to_nv12
+    from rfb.encoders import trial
     from rfb.gpu.arrays import cuda_frame
 
-    cp = import_cupy()
-    width, height = _PROBE_SIZE
+    width, height = trial.TRIAL_SIZE
+    reference = trial.reference_picture(width, height)
+    if frame is None:
+        try:
+            frame = cuda_frame(trial.device_copy(rgb_to_nv12(reference), device_id))
+        except (RuntimeError, MemoryError, FrameError) as exc:  # GpuUnavailable, CuPy's CUDA errors
+            return f"the trial frame could not be put on CUDA device {device_id}: {type(exc).__name__}: {exc}"
+    sent = trial.describe_frame(frame)
     with nvenc_cpu.capture_ffmpeg_log() as logs:
         try:
-            with cp.cuda.Device(0):
-                frame = cuda_frame(cp.zeros((height * 3 // 2, width), dtype=np.uint8))
-            with create(EncoderConfig(width, height, fps=30.0, bitrate=1_000_000)) as encoder:
-                payloads = encoder.encode(frame)
+            with create(EncoderConfig(width, height, device_id=device_id)) as encoder:
+                payloads = encoder.encode(frame, force_keyframe=True)
         except (av.FFmpegError, EncoderUnavailable, GpuUnavailable, FrameError, ValueError, TypeError) as exc:
             reason = nvenc_cpu.ffmpeg_failure_reason(exc, logs)
-            return f"FFmpeg's {CODEC} opened for host frames but not for CUDA frames: {reason}"
-    if not payloads or not payloads[0].keyframe:
-        return f"FFmpeg's {CODEC} took a CUDA frame but returned no keyframe for it"
+            return f"FFmpeg's {CODEC} opened for host frames but not for a {sent} frame: {reason}"
+    reason = trial.check_h264(payloads, [reference])
+    if reason is not None:
+        return f"FFmpeg's {CODEC} encoded a {sent} frame, but {reason}"
     return None
 
 

@@ -1,0 +1,102 @@
+"""One known frame through an encode route, decoded back and compared with what was sent.
+
+Whether a hardware route works cannot be told from the outside: a driver loads and
+opens a session on a GPU whose engine then refuses the first frame, or encodes it from
+the wrong pitch, or at a size below its minimum. So the NVENC routes' probes (and the
+self-test, ``rfb.selftest``) push a real frame through the route's own backend, the
+path a user's frames take, and accept the route only when FFmpeg's decoder gives the
+picture back. The decode is FFmpeg's software H.264 decoder through PyAV
+(:class:`rfb.benchmark.metrics.H264Decoder`), or libjpeg-turbo for images.
+
+The size is a realistic one (1280x720): drivers reject frames below a minimum that
+differs by generation (NV_ENC_CAPS_WIDTH_MIN), so a tiny probe frame could fail where
+a real stream works, or the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rfb.benchmark import patterns
+from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
+from rfb.encoders.base import EncodedPayload
+from rfb.frames import RawFrame
+
+TRIAL_SIZE = (1280, 720)
+# Below this the picture is not the one sent (a wrong pitch, plane or colour matrix
+# gives 5-15 dB); a first IDR of the trial pattern decodes at 30 dB and more.
+MIN_PSNR_DB = 25.0
+
+
+def reference_picture(width: int, height: int, index: int = 0) -> np.ndarray:
+    """The (H, W, 3) rgb24 picture a trial sends: colour ramps (cheap to make, easy to compare)."""
+    return patterns.gradient(width, height, index)
+
+
+def device_copy(host: np.ndarray, device_id: int) -> Any:
+    """``host`` copied to a new CuPy array on CUDA device ``device_id`` (needs CuPy)."""
+    from rfb.gpu.context import import_cupy
+
+    cp = import_cupy()
+    with cp.cuda.Device(device_id):
+        array = cp.asarray(host)
+        cp.cuda.get_current_stream().synchronize()
+    return array
+
+
+def check_h264(payloads: Sequence[EncodedPayload], references: Sequence[np.ndarray]) -> str | None:
+    """None when ``payloads`` decode to ``references`` (the first an IDR), else what is wrong.
+
+    One access unit per frame is the routes' contract; each picture must be within
+    :data:`MIN_PSNR_DB` of the frame it came from.
+    """
+    import av
+
+    if len(payloads) != len(references):
+        return f"expected {len(references)} access unit(s) for {len(references)} frame(s), got {len(payloads)}"
+    if not payloads[0].keyframe:
+        return "the first access unit is not an IDR"
+    try:
+        with H264Decoder() as decoder:
+            pictures = decoder.decode_all(p.data for p in payloads)
+    except av.FFmpegError as exc:
+        return f"FFmpeg's H.264 decoder refused the stream: {exc}"
+    return _compare(pictures, references, "FFmpeg's H.264 decoder")
+
+
+def check_image(payloads: Sequence[EncodedPayload], references: Sequence[np.ndarray]) -> str | None:
+    """None when each payload is an image showing its reference, else what is wrong."""
+    if len(payloads) != len(references):
+        return f"expected {len(references)} image(s) for {len(references)} frame(s), got {len(payloads)}"
+    pictures = []
+    for payload in payloads:
+        try:
+            pictures.append(decode_image(payload.data))
+        except (ValueError, OSError) as exc:  # simplejpeg raises ValueError, Pillow OSError
+            return f"the image does not decode: {type(exc).__name__}: {exc}"
+    return _compare(pictures, references, "the image decoder")
+
+
+def psnr_of(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> list[float]:
+    """PSNR (dB) of each decoded picture against its reference."""
+    return [psnr(ref, pic) for ref, pic in zip(references, pictures, strict=True)]
+
+
+def _compare(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray], decoder: str) -> str | None:
+    if len(pictures) != len(references):
+        return f"{decoder} made {len(pictures)} picture(s) of {len(references)} frame(s)"
+    for index, (ref, pic) in enumerate(zip(references, pictures, strict=True)):
+        if pic.shape != ref.shape:
+            return f"frame {index} decoded as {pic.shape[1]}x{pic.shape[0]}, sent {ref.shape[1]}x{ref.shape[0]}"
+        value = psnr(ref, pic)
+        if value < MIN_PSNR_DB:
+            return f"frame {index} decoded to another picture (PSNR {value:.1f} dB, expected at least {MIN_PSNR_DB:g})"
+    return None
+
+
+def describe_frame(frame: RawFrame) -> str:
+    """``"1280x720 cuda nv12, pitch 1280"``: what a trial sent, for its reasons."""
+    return f"{frame.width}x{frame.height} {frame.memory} {frame.pixel_format}, pitch {frame.stride}"
