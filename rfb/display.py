@@ -124,7 +124,7 @@ class Display:
         if token is not RANDOM_TOKEN and token is not None and (not isinstance(token, str) or not token):
             raise ValueError(f"token must be a non-empty string, or None to disable the check; got {token!r}")
         self.token: str | None = secrets.token_urlsafe(24) if token is RANDOM_TOKEN else token
-        routes = resolve_routes(video_encoder, image_encoder, gpu=gpu)
+        routes = resolve_routes(video_encoder, image_encoder, gpu=gpu, device_id=device_id)
         self._video = "webcodecs" in routes
         if self._video and (width % 2 or height % 2):
             raise ValueError(_odd_message(width, height))

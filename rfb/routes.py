@@ -26,7 +26,7 @@ __all__ = ["PngStills", "gpu_fallback_reasons", "resolve_routes"]
 
 
 def resolve_routes(
-    video_encoder: str | None, image_encoder: str | None, *, gpu: bool
+    video_encoder: str | None, image_encoder: str | None, *, gpu: bool, device_id: int = 0
 ) -> dict[str, list[EncoderEntry]]:
     """The encode routes per group ("webcodecs", "image", "png"), best first, then fallbacks.
 
@@ -34,7 +34,8 @@ def resolve_routes(
     image route only narrows what viewers may receive. No route at all is an error.
     With ``gpu=True`` and no GPU route able to run, the CPU route chosen instead is
     logged with the reasons. PNG viewers get the built-in image route in lossless mode
-    (the one route known to make PNG), wherever images are served at all.
+    (the one route known to make PNG), wherever images are served at all. Routes are
+    probed on CUDA device ``device_id`` (the display's).
     """
     routes: dict[str, list[EncoderEntry]] = {}
     reasons = []
@@ -44,7 +45,7 @@ def resolve_routes(
         try:
             # image_encoder left at "image" on a GPU display: a GPU image route (jpeg_gpu) where one runs
             asked = None if gpu and transport == "image" and name == "image" else name
-            first = select_encoder(asked, transport=transport, gpu=gpu)
+            first = select_encoder(asked, transport=transport, gpu=gpu, device_id=device_id)
         except (EncoderUnavailable, KeyError) as exc:
             if transport == "webcodecs" and name is not None:
                 raise
@@ -52,8 +53,8 @@ def resolve_routes(
             logger.warning("no %s route: %s", transport, exc)
             continue
         if gpu and asked is None and not first.gpu:
-            _log_gpu_fallback(transport, first)
-        others = [s.name for s in encoder_status() if s.available and s.transport == transport and s.name != first.name]
+            _log_gpu_fallback(transport, first, device_id)
+        others = [s.name for s in encoder_status(device_id=device_id) if s.available and s.transport == transport and s.name != first.name]
         routes[transport] = [first, *(get_entry(n) for n in others)]
     if not routes:
         raise EncoderUnavailable("no encode route can run here: " + "; ".join(reasons))
@@ -63,13 +64,13 @@ def resolve_routes(
     return routes
 
 
-def gpu_fallback_reasons(transport: Transport) -> list[str]:
+def gpu_fallback_reasons(transport: Transport, device_id: int = 0) -> list[str]:
     """``"route: reason"`` for each GPU route of ``transport`` that cannot run here (empty: none is blocked)."""
-    return [f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport and s.gpu and not s.available]
+    return [f"{s.name}: {s.reason}" for s in encoder_status(device_id=device_id) if s.transport == transport and s.gpu and not s.available]
 
 
-def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry) -> None:
-    why = gpu_fallback_reasons(transport)
+def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry, device_id: int) -> None:
+    why = gpu_fallback_reasons(transport, device_id)
     if why:
         logger.warning("gpu=True, but no GPU %s route can run here, so %s encodes on the CPU "
                        "(CUDA frames reach it through one download each); why: %s", transport, chosen.name, "; ".join(why))

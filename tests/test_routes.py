@@ -30,7 +30,7 @@ def test_routes_put_the_chosen_one_first_then_the_other_available_ones(test_enco
 def test_a_display_needs_at_least_one_route(monkeypatch: pytest.MonkeyPatch) -> None:
     import rfb.routes as routes
 
-    def nothing(name: str | None, *, transport: str, gpu: bool) -> None:
+    def nothing(name: str | None, *, transport: str, gpu: bool, device_id: int = 0) -> None:
         raise EncoderUnavailable(f"no {transport} route in this test")
 
     monkeypatch.setattr(routes, "select_encoder", nothing)
