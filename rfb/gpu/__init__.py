@@ -1,6 +1,6 @@
 """GPU-side helpers: one shared CUDA context, CUDA array introspection, RGB -> NV12 on
-the device, the staging buffers of the GPU routes, and an adapter that feeds CUDA frames
-to host-only encoders.
+the device, the staging buffers of the GPU routes, an adapter that feeds CUDA frames
+to host-only encoders, and which GPU encode routes work here (``gpu_encode_status``).
 
 Importing this package never imports CuPy, PyTorch or JAX (nor the CUDA driver
 bindings): each function imports what it needs on first call, so ``import rfb`` stays
@@ -22,24 +22,29 @@ from rfb.gpu.context import (
 )
 from rfb.gpu.convert import copy_frame_to_device, copy_frame_to_host, rgb_to_nv12, to_host_rgb
 from rfb.gpu.staging import DeviceStaging
+from rfb.gpu.status import GpuEncodeStatus, RouteStatus, cuda_zerocopy_available, gpu_encode_status
 
 __all__ = [
     "ColorMatrix",
     "CudaContextWarning",
     "DeviceArray",
     "DeviceStaging",
+    "GpuEncodeStatus",
     "GpuUnavailable",
     "HostFrameAdapter",
+    "RouteStatus",
     "as_cupy",
     "check_cuda_frame",
     "color_matrix",
     "copy_frame_to_device",
     "copy_frame_to_host",
     "cuda_frame",
+    "cuda_zerocopy_available",
     "cupy_available",
     "describe_device_array",
     "enable_cuda_context_sharing",
     "gpu_available",
+    "gpu_encode_status",
     "nv12_planes",
     "nv12_to_rgb_host",
     "rgb_to_nv12",
