@@ -50,6 +50,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    return tuple(parse_size(part) for part in text.split(",") if part.strip())
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -98,7 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo_command)
 
     doctor = commands.add_parser("doctor", help="list encode routes and why each can or cannot run here")
-    doctor.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    doctor.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="print one JSON object instead of text (with --selftest: FILE gets it, the text is printed)")
+    doctor.add_argument("--selftest", action="store_true",
+                        help="encode known frames through every GPU route that works here and decode them back")
+    doctor.add_argument("--sizes", metavar="WxH,...", type=_sizes,
+                        help="--selftest's frame sizes (default 320x240,852x480,1280x720,1366x768,1920x1080)")
+    doctor.add_argument("--frames", type=int, default=30, help="--selftest's frames per case (default 30)")
+    doctor.add_argument("--device", type=int, default=0, help="--selftest's CUDA device (default 0)")
     doctor.set_defaults(handler=_doctor_command)
     return parser
 
@@ -233,8 +244,15 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def _doctor_command(args: argparse.Namespace) -> int:
+    if args.selftest:
+        from rfb.selftest import run_command
+
+        return run_command(json_path=args.json, sizes=args.sizes, frames=args.frames, device_id=args.device)
     report = doctor_report()
-    if args.json:
+    if args.json not in (None, "-"):
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(json.dumps(report, indent=2, default=str) + "\n")
+    elif args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print(format_report(report))
