@@ -64,7 +64,7 @@ def check_h264(payloads: Sequence[EncodedPayload], references: Sequence[np.ndarr
             pictures = decoder.decode_all(p.data for p in payloads)
     except av.FFmpegError as exc:
         return f"FFmpeg's H.264 decoder refused the stream: {exc}"
-    return _compare(pictures, references, "FFmpeg's H.264 decoder")
+    return compare_pictures(pictures, references, "FFmpeg's H.264 decoder")
 
 
 def check_image(payloads: Sequence[EncodedPayload], references: Sequence[np.ndarray]) -> str | None:
@@ -77,7 +77,7 @@ def check_image(payloads: Sequence[EncodedPayload], references: Sequence[np.ndar
             pictures.append(decode_image(payload.data))
         except (ValueError, OSError) as exc:  # simplejpeg raises ValueError, Pillow OSError
             return f"the image does not decode: {type(exc).__name__}: {exc}"
-    return _compare(pictures, references, "the image decoder")
+    return compare_pictures(pictures, references, "the image decoder")
 
 
 def psnr_of(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> list[float]:
@@ -85,7 +85,8 @@ def psnr_of(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray]) ->
     return [psnr(ref, pic) for ref, pic in zip(references, pictures, strict=True)]
 
 
-def _compare(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray], decoder: str) -> str | None:
+def compare_pictures(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray], decoder: str) -> str | None:
+    """None when every decoded picture is its reference within :data:`MIN_PSNR_DB`, else the first that is not."""
     if len(pictures) != len(references):
         return f"{decoder} made {len(pictures)} picture(s) of {len(references)} frame(s)"
     for index, (ref, pic) in enumerate(zip(references, pictures, strict=True)):
