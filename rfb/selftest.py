@@ -162,7 +162,7 @@ def run_selftest(
         raise ValueError(f"expected at least one frame and one size, got frames={frames}, sizes={list(sizes)}")
     sharing = _share_context(device_id)  # before any probe or framework activates the primary context
     routes = list(routes) if routes is not None else gpu_routes(device_id)
-    allocators = list(allocators) if allocators is not None else installed_allocators()
+    allocators = list(allocators) if allocators is not None else installed_allocators(device_id)
     usable = [a for a in allocators if a.upload is not None and a.reason is None]
     pictures = _Pictures(frames)
     reports = []
@@ -236,13 +236,15 @@ def run_case(route: RouteUnderTest, case: Case, pictures: _Pictures, device_id: 
     times: list[float] = []
     sizes: list[int] = []
     decoded: list[np.ndarray] = []
-    assert route.factory is not None and case.allocator.upload is not None
+    factory, upload = route.factory, case.allocator.upload
+    if factory is None or upload is None:
+        raise ValueError(f"{route.name} has no factory or {case.allocator.name} no upload: neither can run a case")
     with capture_ffmpeg_log() as logs, _Decoder(route.transport) as decoder:
         try:
-            with contextlib.closing(route.factory(EncoderConfig(width, height, device_id=device_id))) as backend:
+            with contextlib.closing(factory(EncoderConfig(width, height, device_id=device_id))) as backend:
                 for index in range(len(references)):
                     host = pictures.layout(width, height, index, case.pixel_format)
-                    frame = cuda_frame(case.allocator.upload(host, device_id, case.padded), case.pixel_format)
+                    frame = cuda_frame(upload(host, device_id, case.padded), case.pixel_format)
                     result.pitch = frame.stride
                     start = time.perf_counter()
                     payloads = backend.encode(frame, force_keyframe=index == 0)
@@ -378,13 +380,13 @@ def _crop(shape: tuple[int, ...]) -> tuple[slice, ...]:
     return (slice(None), slice(0, shape[1]))
 
 
-def installed_allocators() -> list[Allocator]:
+def installed_allocators(device_id: int = 0) -> list[Allocator]:
     """CuPy's default pool, CuPy's MemoryAsyncPool, PyTorch and JAX; each with why not where it cannot run."""
-    return [_cupy_allocator("cupy", async_pool=False), _cupy_allocator("cupy-async", async_pool=True),
+    return [_cupy_allocator("cupy", device_id, async_pool=False), _cupy_allocator("cupy-async", device_id, async_pool=True),
             _torch_allocator(), _jax_allocator()]
 
 
-def _cupy_allocator(name: str, *, async_pool: bool) -> Allocator:
+def _cupy_allocator(name: str, device_id: int, *, async_pool: bool) -> Allocator:
     from rfb.gpu.context import cupy_available
 
     reason = cupy_available()
@@ -402,7 +404,7 @@ def _cupy_allocator(name: str, *, async_pool: bool) -> Allocator:
 
     if async_pool:
         try:
-            pool(0)
+            pool(device_id)
         except (RuntimeError, AttributeError) as exc:  # a driver or CuPy without stream-ordered pools
             return Allocator(name, None, reason=f"CuPy's MemoryAsyncPool is unusable here: {type(exc).__name__}: {exc}")
 

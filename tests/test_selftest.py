@@ -115,6 +115,14 @@ def test_bad_options_are_refused_with_what_was_expected(args: tuple[str, ...], m
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
+def test_plain_doctor_writes_its_json_to_a_file_when_given_one(tmp_path: Path) -> None:
+    out = tmp_path / "doctor.json"
+    result = run_rfb("doctor", "--json", str(out))
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    names = [e["name"] for e in json.loads(out.read_text())["encoders"]]
+    assert set(GPU_ROUTES) <= set(names)
+
+
 # ---------------------------------------------------------------- the loop, against the emulator
 
 
@@ -260,3 +268,4 @@ def test_the_command_on_this_gpu_with_the_emulator_for_nvenc(emulator_path: Path
     assert cffi["available"] and cffi["engine"] == "emulated", result.stdout
     assert cffi["passed"], result.stdout  # device memory from every allocator, through the emulator
     assert "a stand-in, not NVIDIA's driver" in report["machine"]["nvenc_library"]
+
