@@ -5,7 +5,8 @@ routes on real silicon will be a user's. This is what that user runs and sends b
 for each GPU route that works on the device (:func:`rfb.gpu.gpu_encode_status`), it
 encodes a deterministic scene with detail and motion (``rfb.benchmark.patterns.scene``)
 at several sizes, from tight and padded rows, in memory from every allocator installed
-(CuPy's default pool, CuPy's stream-ordered ``MemoryAsyncPool``, PyTorch, JAX), decodes
+(:mod:`rfb.gpu.allocators`: CuPy's default pool, CuPy's stream-ordered ``MemoryAsyncPool``,
+PyTorch, JAX), decodes
 every frame back (FFmpeg's H.264 decoder; libjpeg-turbo for ``jpeg_gpu``), and reports
 per case the PSNR, the per-frame encode latency and pass/fail with the library's own
 error text. Routes that cannot run are listed with their reason, and are not failures:
@@ -26,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import math
 import os
 import platform
 import sys
@@ -41,30 +41,11 @@ import numpy as np
 
 import rfb
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
+from rfb.gpu.allocators import Allocator, installed_allocators
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((320, 240), (852, 480), (1280, 720), (1366, 768), (1920, 1080))
 DEFAULT_FRAMES = 30
 PIXEL_FORMATS: tuple[str, ...] = ("nv12", "rgba8", "rgb24")
-# A padded pitch is the next multiple of this many bytes past the row, as cuMemAllocPitch and FFmpeg pad.
-PADDED_PITCH_ALIGNMENT = 256
-
-Upload = Callable[[np.ndarray, int, bool], Any]  # (packed host pixels, device id, padded) -> CUDA array
-
-
-@dataclass(frozen=True, slots=True)
-class Allocator:
-    """Where a case's frames live: ``upload`` copies packed host pixels into new device memory.
-
-    ``padded``: whether it can make views with a row pitch larger than the row
-    (a framework whose arrays are never views cannot). ``reason``: why it cannot run.
-    """
-
-    name: str
-    upload: Upload | None
-    padded: bool = True
-    reason: str | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class RouteUnderTest:
     """A route as the self-test drives it: its factory, and why it cannot run (None: it can)."""
@@ -357,103 +338,6 @@ class _Pictures:
             else:
                 raise ValueError(f"expected a pixel format among {PIXEL_FORMATS}, got {pixel_format!r}")
         return self._layouts[pixel_format][index]
-
-
-# ---------------------------------------------------------------- allocators
-
-
-def padded_view_shape(shape: tuple[int, ...], padded: bool) -> tuple[int, ...]:
-    """The allocation shape whose ``[:, :W]`` view holds ``shape`` with a padded row pitch.
-
-    Padded: the row is widened to the next multiple of :data:`PADDED_PITCH_ALIGNMENT`
-    bytes strictly past the packed row, so the pitch always differs from the row.
-    """
-    if not padded:
-        return shape
-    width, channels = shape[1], (shape[2] if len(shape) == 3 else 1)
-    step = PADDED_PITCH_ALIGNMENT // math.gcd(channels, PADDED_PITCH_ALIGNMENT)  # pixels per aligned run
-    wide = (width // step + 1) * step
-    return (shape[0], wide, *shape[2:])
-
-
-def _crop(shape: tuple[int, ...]) -> tuple[slice, ...]:
-    return (slice(None), slice(0, shape[1]))
-
-
-def installed_allocators(device_id: int = 0) -> list[Allocator]:
-    """CuPy's default pool, CuPy's MemoryAsyncPool, PyTorch and JAX; each with why not where it cannot run."""
-    return [_cupy_allocator("cupy", device_id, async_pool=False), _cupy_allocator("cupy-async", device_id, async_pool=True),
-            _torch_allocator(), _jax_allocator()]
-
-
-def _cupy_allocator(name: str, device_id: int, *, async_pool: bool) -> Allocator:
-    from rfb.gpu.context import cupy_available
-
-    reason = cupy_available()
-    if reason is not None:
-        return Allocator(name, None, reason=reason)
-    import cupy as cp
-
-    pools: dict[int, Any] = {}
-
-    def pool(device_id: int) -> Any:
-        if device_id not in pools:
-            with cp.cuda.Device(device_id):
-                pools[device_id] = cp.cuda.MemoryAsyncPool() if async_pool else cp.get_default_memory_pool()
-        return pools[device_id]
-
-    if async_pool:
-        try:
-            pool(device_id)
-        except (RuntimeError, AttributeError) as exc:  # a driver or CuPy without stream-ordered pools
-            return Allocator(name, None, reason=f"CuPy's MemoryAsyncPool is unusable here: {type(exc).__name__}: {exc}")
-
-    def upload(host: np.ndarray, device_id: int, padded: bool) -> Any:
-        with cp.cuda.Device(device_id), cp.cuda.using_allocator(pool(device_id).malloc):
-            buffer = cp.empty(padded_view_shape(host.shape, padded), dtype=cp.uint8)
-            view = buffer[_crop(host.shape)]
-            view[...] = cp.asarray(host)
-            cp.cuda.get_current_stream().synchronize()
-        return view
-
-    return Allocator(name, upload)
-
-
-def _torch_allocator() -> Allocator:
-    if importlib.util.find_spec("torch") is None:
-        return Allocator("torch", None, reason="PyTorch is not installed")
-    import torch
-
-    if not torch.cuda.is_available():
-        return Allocator("torch", None, reason=f"PyTorch {torch.__version__} sees no CUDA device")
-
-    def upload(host: np.ndarray, device_id: int, padded: bool) -> Any:
-        buffer = torch.empty(padded_view_shape(host.shape, padded), dtype=torch.uint8, device=f"cuda:{device_id}")
-        view = buffer[_crop(host.shape)]
-        view.copy_(torch.from_numpy(host))
-        torch.cuda.synchronize(device_id)  # PyTorch's array interface names no stream
-        return view
-
-    return Allocator("torch", upload)
-
-
-def _jax_allocator() -> Allocator:
-    if importlib.util.find_spec("jax") is None:
-        return Allocator("jax", None, padded=False, reason="JAX is not installed")
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX would otherwise take 75 % of the GPU
-    import jax
-
-    try:
-        devices = jax.devices("gpu")
-    except RuntimeError as exc:
-        return Allocator("jax", None, padded=False, reason=f"JAX {jax.__version__} has no GPU backend: {exc}")
-
-    def upload(host: np.ndarray, device_id: int, padded: bool) -> Any:
-        array = jax.device_put(host, devices[device_id])
-        array.block_until_ready()
-        return array
-
-    return Allocator("jax", upload, padded=False)
 
 
 # ---------------------------------------------------------------- the machine

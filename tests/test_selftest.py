@@ -24,6 +24,7 @@ import pytest
 
 import nvencffi
 from rfb import selftest
+from rfb.gpu import allocators
 from rfb.encoders.nvenc_gpu_cffi import NvencGpuEncoder
 from rfb.gpu import gpu_available
 from rfb.gpu.status import GPU_ROUTES
@@ -44,13 +45,13 @@ def run_rfb(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
 
 def host_upload(host: np.ndarray, device_id: int, padded: bool) -> HostCudaArray:
     """An allocator of host memory presented as CUDA memory (only the emulator may read it)."""
-    storage = np.zeros(selftest.padded_view_shape(host.shape, padded), np.uint8)
+    storage = np.zeros(allocators.padded_view_shape(host.shape, padded), np.uint8)
     view = storage[:, : host.shape[1]]
     view[...] = host
     return HostCudaArray(view)
 
 
-HOST = selftest.Allocator("host-as-cuda", host_upload)
+HOST = allocators.Allocator("host-as-cuda", host_upload)
 
 
 def emulated_route() -> selftest.RouteUnderTest:
@@ -145,7 +146,7 @@ def test_the_selftest_encodes_and_decodes_through_the_route(emulator) -> None:
         assert case.kb_per_frame and case.kb_per_frame > 0
         row = case.width * (4 if case.pixel_format == "rgba8" else 1)
         if case.padded:
-            assert case.pitch > row and case.pitch % selftest.PADDED_PITCH_ALIGNMENT == 0
+            assert case.pitch > row and case.pitch % allocators.PADDED_PITCH_ALIGNMENT == 0
         else:
             assert case.pitch == row
     assert report.passed and report.exit_code == 0
@@ -184,7 +185,7 @@ def test_a_route_that_encodes_other_pictures_fails(emulator) -> None:
 
 def test_an_available_route_with_no_usable_allocator_is_a_failure_and_says_so(emulator) -> None:
     report = selftest.run_selftest(sizes=SIZES, frames=1, routes=[emulated_route()],
-                                   allocators=[selftest.Allocator("cupy", None, reason="CuPy is not installed")])
+                                   allocators=[allocators.Allocator("cupy", None, reason="CuPy is not installed")])
     assert not report.passed and report.routes[0].cases == []
     assert "no case ran: no allocator could make CUDA frames here" in selftest.format_report(report)
     assert report.allocators == [{"name": "cupy", "available": False, "reason": "CuPy is not installed"}]
@@ -203,12 +204,12 @@ def test_unavailable_routes_are_listed_and_are_no_failure() -> None:
 
 
 def test_the_default_plan() -> None:
-    def allocator(name: str, padded: bool = True) -> selftest.Allocator:
-        return selftest.Allocator(name, host_upload, padded=padded)
+    def allocator(name: str, padded: bool = True) -> allocators.Allocator:
+        return allocators.Allocator(name, host_upload, padded=padded)
 
-    allocators = [allocator("cupy"), allocator("cupy-async"), allocator("torch"), allocator("jax", padded=False)]
+    made = [allocator("cupy"), allocator("cupy-async"), allocator("torch"), allocator("jax", padded=False)]
     route = selftest.RouteUnderTest("r", "webcodecs", None, None, "x", "nv12")
-    cases = selftest.plan_cases(route, allocators, selftest.DEFAULT_SIZES)
+    cases = selftest.plan_cases(route, made, selftest.DEFAULT_SIZES)
     main = [c for c in cases if c.allocator.name == "cupy" and c.pixel_format == "nv12"]
     assert [(c.size, c.padded) for c in main] == [(s, p) for s in selftest.DEFAULT_SIZES for p in (False, True)]
     others = [(c.allocator.name, c.size, c.padded) for c in cases if c.allocator.name != "cupy"]
@@ -217,17 +218,17 @@ def test_the_default_plan() -> None:
     formats = [(c.pixel_format, c.size, c.padded) for c in cases if c.pixel_format != "nv12"]
     assert formats == [("rgba8", (1280, 720), False), ("rgb24", (1280, 720), False)]
     image = selftest.RouteUnderTest("j", "image", None, None, "x", "rgb24")
-    assert {c.pixel_format for c in selftest.plan_cases(image, allocators[:1], selftest.DEFAULT_SIZES)[:10]} == {"rgb24"}
+    assert {c.pixel_format for c in selftest.plan_cases(image, made[:1], selftest.DEFAULT_SIZES)[:10]} == {"rgb24"}
 
 
 @pytest.mark.parametrize("shape", [(48, 64), (720, 1280), (240, 320, 3), (480, 852, 3), (768, 1366, 4), (1080, 1920, 4)])
 def test_a_padded_pitch_is_aligned_and_wider_than_the_row(shape: tuple[int, ...]) -> None:
-    wide = selftest.padded_view_shape(shape, True)
+    wide = allocators.padded_view_shape(shape, True)
     channels = shape[2] if len(shape) == 3 else 1
     pitch = wide[1] * channels
-    assert pitch > shape[1] * channels and pitch % selftest.PADDED_PITCH_ALIGNMENT == 0
+    assert pitch > shape[1] * channels and pitch % allocators.PADDED_PITCH_ALIGNMENT == 0
     assert (wide[0], *wide[2:]) == (shape[0], *shape[2:])
-    assert selftest.padded_view_shape(shape, False) == shape
+    assert allocators.padded_view_shape(shape, False) == shape
 
 
 # ---------------------------------------------------------------- on a GPU
