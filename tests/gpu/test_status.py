@@ -142,6 +142,71 @@ def test_a_gpu_without_an_engine_is_named_with_the_drivers_status(emulator) -> N
     assert emulator.ledger()["sessions"] == 0
 
 
+# FFmpeg's h264_nvenc (the nvenc_cpu route) on the emulator: FFmpeg loads libnvidia-encode
+# and libcuda by name, so a child process gets the emulator and the stand-in libcuda of
+# the latency harness through LD_LIBRARY_PATH; the emulator's state is set in the child.
+NVENC_CPU_PROBE = """
+import sys
+from rfb.encoders import nvenc_cpu
+from tests.nvenc_emulator import Emulator, build_emulator
+emulator = Emulator(build_emulator())
+emulator.reset()
+getattr(emulator, sys.argv[1])(True) if len(sys.argv) > 1 else None
+print(repr(nvenc_cpu.probe(0)))
+print(emulator.ledger()["encodes"], emulator.ledger()["sessions"])
+"""
+
+
+def probe_nvenc_cpu_on_the_emulator(*setting: str) -> tuple[str | None, int, int]:
+    """(nvenc_cpu.probe(), encodes, sessions left open) in a child process on the emulator."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    from tests.latency.engine import emulated
+    from tests.nvenc_emulator import EmulatorBuildError, HeaderUnavailable
+    from tests.support.ci import unavailable
+    from tests.support.nvenc_header import ROOT
+
+    try:
+        engine = emulated(fake_cuda=True)
+    except (EmulatorBuildError, HeaderUnavailable, OSError) as exc:
+        unavailable(f"the NVENC emulator or the stand-in libcuda cannot be built: {exc}")
+    env = {**os.environ, **engine.env, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", NVENC_CPU_PROBE, *setting], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reason_line, counts = proc.stdout.strip().splitlines()[-2:]
+    encodes, sessions = (int(v) for v in counts.split())
+    return ast.literal_eval(reason_line), encodes, sessions
+
+
+def test_nvenc_cpu_is_available_when_ffmpegs_nvenc_encodes_a_frame_that_decodes_back() -> None:
+    if not no_nvidia_driver():
+        pytest.skip("an NVIDIA driver is installed here: FFmpeg would not take the stand-in libcuda")
+    reason, encodes, sessions = probe_nvenc_cpu_on_the_emulator()
+    assert reason is None
+    assert (encodes, sessions) == (1, 0)  # one frame encoded, the session closed
+
+
+def test_nvenc_cpu_whose_frame_comes_back_as_another_picture_is_not_available() -> None:
+    if not no_nvidia_driver():
+        pytest.skip("an NVIDIA driver is installed here: FFmpeg would not take the stand-in libcuda")
+    reason, encodes, sessions = probe_nvenc_cpu_on_the_emulator("set_no_pixel_work")
+    assert reason is not None and reason.startswith(
+        "FFmpeg's h264_nvenc encoded a 1280x720 cpu nv12, pitch 1280 frame, but frame 0 decoded to another picture")
+    assert (encodes, sessions) == (1, 0)
+
+
+def test_nvenc_cpu_on_a_gpu_without_an_engine_gives_ffmpegs_words() -> None:
+    if not no_nvidia_driver():
+        pytest.skip("an NVIDIA driver is installed here: FFmpeg would not take the stand-in libcuda")
+    reason, encodes, _ = probe_nvenc_cpu_on_the_emulator("set_unsupported_device")
+    assert reason is not None and reason.startswith("FFmpeg's h264_nvenc could not open a session: ")
+    assert "unsupported device" in reason and encodes == 0
+
+
 def encode_x264(frames: list[np.ndarray], *, force_first: bool = True) -> list[EncodedPayload]:
     with h264_cpu.create(EncoderConfig(160, 96)) as encoder:
         out = []
