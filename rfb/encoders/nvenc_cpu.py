@@ -8,10 +8,11 @@ encoder name and options differ.
 
 Whether NVENC works cannot be known without trying (driver present, a capable GPU,
 a free session), so the probe encodes one known 1280x720 frame on the configured GPU
-and decodes it back (:mod:`rfb.encoders.trial`). Its answer names FFmpeg's own complaint, e.g. "Cannot load libcuda.so.1" on a machine
-without the NVIDIA driver. FFmpeg explains NVENC failures only in its log, so the
-probes of both h264_nvenc routes (this one and ``nvenc_gpu_pyav``) capture it with
-:func:`capture_ffmpeg_log` and word it with :func:`ffmpeg_failure_reason`.
+and decodes it back (:mod:`rfb.encoders.trial`). Its answer names FFmpeg's own
+complaint, e.g. "Cannot load libcuda.so.1" on a machine without the NVIDIA driver.
+FFmpeg explains NVENC failures only in its log, so the probes of both h264_nvenc
+routes (this one and ``nvenc_gpu_pyav``) capture it with :func:`capture_ffmpeg_log`
+and word it with :func:`ffmpeg_failure_reason`.
 """
 
 from __future__ import annotations

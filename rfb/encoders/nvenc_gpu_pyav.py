@@ -216,17 +216,15 @@ def trial_encode(device_id: int = 0, *, frame: RawFrame | None = None) -> str | 
     """
     import av
 
-    from rfb.colorspace import rgb_to_nv12
     from rfb.encoders import trial
-    from rfb.gpu.arrays import cuda_frame
 
     width, height = trial.TRIAL_SIZE
     reference = trial.reference_picture(width, height)
     if frame is None:
         try:
-            frame = cuda_frame(trial.device_copy(rgb_to_nv12(reference), device_id))
-        except (RuntimeError, MemoryError, FrameError) as exc:  # GpuUnavailable, CuPy's CUDA errors
-            return f"the trial frame could not be put on CUDA device {device_id}: {type(exc).__name__}: {exc}"
+            frame = trial.cuda_trial_frame(device_id)
+        except trial.TrialFrameUnavailable as exc:
+            return str(exc)
     sent = trial.describe_frame(frame)
     with nvenc_cpu.capture_ffmpeg_log() as logs:
         try:

@@ -16,8 +16,6 @@ a real stream works, or the reverse.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 
 from rfb.benchmark import patterns
@@ -36,15 +34,31 @@ def reference_picture(width: int, height: int, index: int = 0) -> np.ndarray:
     return patterns.gradient(width, height, index)
 
 
-def device_copy(host: np.ndarray, device_id: int) -> Any:
-    """``host`` copied to a new CuPy array on CUDA device ``device_id`` (needs CuPy)."""
+class TrialFrameUnavailable(RuntimeError):
+    """The trial frame cannot be put on the device (no CuPy, a CUDA error); the message says why."""
+
+
+def cuda_trial_frame(device_id: int) -> RawFrame:
+    """The reference picture at :data:`TRIAL_SIZE` as NV12 in new CuPy memory on ``device_id``.
+
+    NV12 is what every NVENC route takes in place (zero copy), so the trial exercises
+    the registration of the caller's memory, the path that matters most.
+    """
+    from rfb.colorspace import rgb_to_nv12
+    from rfb.gpu.arrays import cuda_frame
     from rfb.gpu.context import import_cupy
 
-    cp = import_cupy()
-    with cp.cuda.Device(device_id):
-        array = cp.asarray(host)
-        cp.cuda.get_current_stream().synchronize()
-    return array
+    nv12 = rgb_to_nv12(reference_picture(*TRIAL_SIZE))
+    try:
+        cp = import_cupy()
+        with cp.cuda.Device(device_id):
+            array = cp.asarray(nv12)
+            cp.cuda.get_current_stream().synchronize()
+    except (RuntimeError, MemoryError) as exc:  # GpuUnavailable, CuPy's CUDA errors
+        raise TrialFrameUnavailable(
+            f"the trial frame could not be put on CUDA device {device_id}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return cuda_frame(array)
 
 
 def check_h264(payloads: Sequence[EncodedPayload], references: Sequence[np.ndarray]) -> str | None:

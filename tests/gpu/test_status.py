@@ -99,6 +99,14 @@ def test_the_trial_accepts_a_route_whose_frame_decodes_back(emulator) -> None:
     assert_released(emulator)
 
 
+def test_without_cupy_the_trial_frame_says_so() -> None:
+    from tests.gpu import skip_if_cupy_works
+
+    skip_if_cupy_works()
+    with pytest.raises(trial.TrialFrameUnavailable, match=r"^the trial frame could not be put on CUDA device 0: .*CuPy"):
+        trial.cuda_trial_frame(0)
+
+
 def test_the_trial_is_a_realistic_size() -> None:
     assert (W, H) == (1280, 720)  # above every generation's NV_ENC_CAPS_WIDTH_MIN/HEIGHT_MIN
 
