@@ -207,7 +207,6 @@ def plan_cases(
 
 def run_case(route: RouteUnderTest, case: Case, pictures: _Pictures, device_id: int) -> CaseResult:
     """Encode ``pictures.count`` frames of the scene through ``route`` and decode them back."""
-    from rfb.encoders import trial
     from rfb.encoders.nvenc_cpu import capture_ffmpeg_log
     from rfb.gpu.arrays import cuda_frame
 
@@ -216,11 +215,10 @@ def run_case(route: RouteUnderTest, case: Case, pictures: _Pictures, device_id: 
     references = pictures.rgb(width, height)
     times: list[float] = []
     sizes: list[int] = []
-    decoded: list[np.ndarray] = []
     factory, upload = route.factory, case.allocator.upload
     if factory is None or upload is None:
         raise ValueError(f"{route.name} has no factory or {case.allocator.name} no upload: neither can run a case")
-    with capture_ffmpeg_log() as logs, _Decoder(route.transport) as decoder:
+    with capture_ffmpeg_log() as logs, _Decoder(route.transport, references) as decoder:
         try:
             with contextlib.closing(factory(EncoderConfig(width, height, device_id=device_id))) as backend:
                 for index in range(len(references)):
@@ -232,25 +230,19 @@ def run_case(route: RouteUnderTest, case: Case, pictures: _Pictures, device_id: 
                     times.append(time.perf_counter() - start)
                     del frame  # the memory goes back to its allocator, as a renderer's would
                     result.frames += 1
-                    problem = _check_payloads(payloads, index)
-                    if problem is not None:
-                        result.error = problem
+                    result.error = _check_payloads(payloads, index)
+                    if result.error is not None:
                         break
                     sizes.append(len(payloads[0].data))
-                    decoded += decoder.decode(payloads[0])
+                    decoder.decode(payloads[0])
+            if result.error is None:
+                decoder.flush()
         except Exception as exc:  # a self-test reports every failure, whatever its type, and goes on
             result.error = _failure_text(exc, logs)
-        if result.error is None:
-            try:
-                decoded += decoder.flush()
-            except Exception as exc:  # as above: the decoder's complaint is the finding
-                result.error = f"decoding failed: {type(exc).__name__}: {exc}"
     if result.error is None:
-        result.error = trial.compare_pictures(decoded, references, decoder.name)
-    comparable = [(pic, ref) for pic, ref in zip(decoded, references) if pic.shape == ref.shape]
-    if comparable:
-        values = trial.psnr_of([pic for pic, _ in comparable], [ref for _, ref in comparable])
-        result.psnr_db, result.psnr_min_db = round(float(np.mean(values)), 2), round(min(values), 2)
+        result.error = decoder.verdict()
+    if decoder.psnr:
+        result.psnr_db, result.psnr_min_db = round(float(np.mean(decoder.psnr)), 2), round(min(decoder.psnr), 2)
     if times:
         result.encode_ms_median = round(float(np.percentile(times, 50)) * 1e3, 3)
         result.encode_ms_p95 = round(float(np.percentile(times, 95)) * 1e3, 3)
@@ -280,23 +272,50 @@ def _failure_text(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
 
 
 class _Decoder:
-    """Decodes a route's payloads back to RGB: FFmpeg's H.264 decoder, or an image decoder."""
+    """Decodes a route's payloads back to RGB and scores each picture against its frame as it comes.
 
-    def __init__(self, transport: str) -> None:
+    FFmpeg's H.264 decoder for video, an image decoder for images. Pictures are scored
+    and dropped at once, so a case holds one decoded picture at a time.
+    """
+
+    def __init__(self, transport: str, references: Sequence[np.ndarray]) -> None:
         from rfb.benchmark.metrics import H264Decoder
 
         self.name = "FFmpeg's H.264 decoder" if transport == "webcodecs" else "the image decoder"
+        self.references = references
+        self.psnr: list[float] = []
+        self.count = 0
+        self._problem: str | None = None
         self._h264 = H264Decoder() if transport == "webcodecs" else None
 
-    def decode(self, payload: EncodedPayload) -> list[np.ndarray]:
+    def decode(self, payload: EncodedPayload) -> None:
         from rfb.benchmark.metrics import decode_image
 
-        if self._h264 is None:
-            return [decode_image(payload.data)]
-        return self._h264.decode(payload.data)
+        self._score([decode_image(payload.data)] if self._h264 is None else self._h264.decode(payload.data))
 
-    def flush(self) -> list[np.ndarray]:
-        return [] if self._h264 is None else self._h264.flush()
+    def flush(self) -> None:
+        if self._h264 is not None:
+            self._score(self._h264.flush())
+
+    def verdict(self) -> str | None:
+        """None when every frame came back as its picture (see :func:`rfb.encoders.trial.compare_pictures`)."""
+        if self._problem is None and self.count != len(self.references):
+            return f"{self.name} made {self.count} picture(s) of {len(self.references)} frame(s)"
+        return self._problem
+
+    def _score(self, pictures: Sequence[np.ndarray]) -> None:
+        from rfb.encoders import trial
+
+        for picture in pictures:
+            index, self.count = self.count, self.count + 1
+            if index >= len(self.references):
+                continue
+            reference = self.references[index]
+            problem = trial.compare_pictures([picture], [reference], self.name, first=index)
+            if picture.shape == reference.shape:
+                self.psnr += trial.psnr_of([picture], [reference])
+            if self._problem is None:
+                self._problem = problem
 
     def __enter__(self) -> _Decoder:
         return self

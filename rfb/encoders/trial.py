@@ -99,11 +99,16 @@ def psnr_of(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray]) ->
     return [psnr(ref, pic) for ref, pic in zip(references, pictures, strict=True)]
 
 
-def compare_pictures(pictures: Sequence[np.ndarray], references: Sequence[np.ndarray], decoder: str) -> str | None:
-    """None when every decoded picture is its reference within :data:`MIN_PSNR_DB`, else the first that is not."""
+def compare_pictures(
+    pictures: Sequence[np.ndarray], references: Sequence[np.ndarray], decoder: str, *, first: int = 0
+) -> str | None:
+    """None when every decoded picture is its reference within :data:`MIN_PSNR_DB`, else the first that is not.
+
+    ``first`` is the index of the first picture in the stream (for the reason's wording).
+    """
     if len(pictures) != len(references):
         return f"{decoder} made {len(pictures)} picture(s) of {len(references)} frame(s)"
-    for index, (ref, pic) in enumerate(zip(references, pictures, strict=True)):
+    for index, (ref, pic) in enumerate(zip(references, pictures, strict=True), start=first):
         if pic.shape != ref.shape:
             return f"frame {index} decoded as {pic.shape[1]}x{pic.shape[0]}, sent {ref.shape[1]}x{ref.shape[0]}"
         value = psnr(ref, pic)
