@@ -287,6 +287,18 @@ def test_the_builtin_nvenc_probes_take_the_device() -> None:
         assert "device_id" in inspect.signature(probe).parameters, probe
 
 
+def test_the_cffi_route_refuses_a_frame_from_another_device_naming_both(emulator) -> None:
+    from rfb.encoders.nvenc_gpu_cffi import NvencGpuEncoder
+    from rfb.frames import FrameError
+
+    frame = cuda_frame(HostCudaArray(rgb_to_nv12(trial.reference_picture(64, 48))), device_id=0)
+    with NvencGpuEncoder(EncoderConfig(64, 48, device_id=1), context=nvencffi.NullContext()) as encoder:
+        with pytest.raises(FrameError, match="the encoder runs on CUDA device 1, the frame lives on device 0"):
+            encoder.encode(frame)
+    assert emulator.ledger()["encodes"] == 0
+    assert_released(emulator)
+
+
 def test_nvenc_cpu_asks_ffmpeg_for_the_configured_gpu() -> None:
     from rfb.encoders import nvenc_cpu
 
