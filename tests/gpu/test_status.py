@@ -12,6 +12,7 @@ On a GPU (``-m gpu``): the status of the real device, and the emulator fed CuPy 
 from __future__ import annotations
 
 import ctypes.util
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,23 +59,26 @@ def fresh_probes() -> Iterator[None]:
         registry._probe_cache.update(saved)
 
 
+def put_entry(entry: registry.EncoderEntry) -> None:
+    """Make ``entry`` the registered route of its name (its cached probe answers forgotten)."""
+    with registry._lock:
+        registry._entries[entry.name] = entry
+        registry._forget_probes(entry.name)
+
+
 @pytest.fixture
 def swap_probe() -> Iterator[Any]:
-    """Replace a built-in route's probe for one test (keeping its factory); restored after."""
+    """Replace a built-in route's probe for one test (keeping the rest of its entry); restored after."""
     originals: dict[str, registry.EncoderEntry] = {}
 
     def swap(name: str, probe: Any) -> None:
         entry = registry.get_entry(name)
         originals.setdefault(name, entry)
-        registry.register_video_encoder(name, entry.factory, transport=entry.transport, probe=probe,
-                                        priority=entry.priority, gpu=entry.gpu, description=entry.description,
-                                        replace=True)
+        put_entry(dataclasses.replace(entry, probe=probe))
 
     yield swap
-    for name, entry in originals.items():
-        registry.register_video_encoder(name, entry.factory, transport=entry.transport, probe=entry.probe,
-                                        priority=entry.priority, gpu=entry.gpu, description=entry.description,
-                                        replace=True)
+    for entry in originals.values():
+        put_entry(entry)
 
 
 class CountingProbe:
@@ -368,8 +372,7 @@ def test_an_unregistered_route_is_reported_not_raised(fresh_probes) -> None:
         route = gpu_encode_status().route("jpeg_gpu")
         assert not route.available and route.reason.startswith("not registered")
     finally:
-        registry.register_video_encoder(entry.name, entry.factory, transport=entry.transport, probe=entry.probe,
-                                        priority=entry.priority, gpu=entry.gpu, description=entry.description)
+        put_entry(entry)
     with pytest.raises(KeyError, match="is not a GPU route"):
         gpu_encode_status().route("h264_cpu")
 
