@@ -88,9 +88,10 @@ def _cupy_allocator(name: str, device_id: int, *, async_pool: bool) -> Allocator
         return pools[device_id]
 
     if async_pool:
-        try:
-            pool(device_id)
-        except (RuntimeError, AttributeError) as exc:  # a driver or CuPy without stream-ordered pools
+        try:  # one allocation: a driver without stream-ordered pools refuses it, not the pool's creation
+            with cp.cuda.Device(device_id), cp.cuda.using_allocator(pool(device_id).malloc):
+                cp.empty(1, dtype=cp.uint8)
+        except (RuntimeError, AttributeError) as exc:  # CUDARuntimeError, or a CuPy without MemoryAsyncPool
             return Allocator(name, None, reason=f"CuPy's MemoryAsyncPool is unusable here: {type(exc).__name__}: {exc}")
 
     def upload(host: np.ndarray, device_id: int, padded: bool) -> Any:
