@@ -5,9 +5,9 @@ routes on real silicon will be a user's. This is what that user runs and sends b
 for each GPU route that works on the device (:func:`rfb.gpu.gpu_encode_status`), it
 encodes a deterministic scene with detail and motion (``rfb.benchmark.patterns.scene``)
 at several sizes, from tight and padded rows, in memory from every allocator installed
-(:mod:`rfb.gpu.allocators`: CuPy's default pool, CuPy's stream-ordered ``MemoryAsyncPool``,
-PyTorch, JAX), decodes
-every frame back (FFmpeg's H.264 decoder; libjpeg-turbo for ``jpeg_gpu``), and reports
+(:mod:`rfb.gpu.allocators`: CuPy's default pool, CuPy's stream-ordered
+``MemoryAsyncPool``, PyTorch, JAX), decodes every frame back (FFmpeg's H.264 decoder;
+libjpeg-turbo for ``jpeg_gpu``), and reports
 per case the PSNR, the per-frame encode latency and pass/fail with the library's own
 error text. Routes that cannot run are listed with their reason, and are not failures:
 an H200 answers "no NVENC engine ... NV_ENC_ERR_UNSUPPORTED_DEVICE" and still passes.
@@ -46,6 +46,8 @@ from rfb.gpu.allocators import Allocator, installed_allocators
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((320, 240), (852, 480), (1280, 720), (1366, 768), (1920, 1080))
 DEFAULT_FRAMES = 30
 PIXEL_FORMATS: tuple[str, ...] = ("nv12", "rgba8", "rgb24")
+
+
 @dataclass(frozen=True, slots=True)
 class RouteUnderTest:
     """A route as the self-test drives it: its factory, and why it cannot run (None: it can)."""
@@ -86,6 +88,8 @@ class CaseResult:
 
 @dataclass(slots=True)
 class RouteReport:
+    """One route: available or why not, what encodes for it (``engine``), and its cases."""
+
     name: str
     available: bool
     reason: str | None
@@ -100,6 +104,8 @@ class RouteReport:
 
 @dataclass(slots=True)
 class SelftestReport:
+    """Everything a run found: the machine, the allocators tried, every route."""
+
     device_id: int
     machine: dict[str, Any]
     allocators: list[dict[str, Any]]
@@ -181,6 +187,8 @@ def gpu_routes(device_id: int = 0) -> list[RouteUnderTest]:
 
 @dataclass(frozen=True, slots=True)
 class Case:
+    """One planned case of a route: where its frames live, their size, format and pitch."""
+
     allocator: Allocator
     size: tuple[int, int]
     pixel_format: str
