@@ -130,7 +130,7 @@ class Display:
             raise ValueError(_odd_message(width, height))
         self._device_id = device_id
         # Frames that a route cannot take from device memory as they are pass through CuPy.
-        self._cuda_needs_cupy = own_frames or any(not candidates[0].gpu for candidates in routes.values())
+        self._cuda_needs_cupy = own_frames or any(not candidates[0].reads_cuda for candidates in routes.values())
         self._closed = False
         self._published = 0
         self._publish_lock = threading.Lock()

@@ -5,7 +5,7 @@ transport and one format ("webcodecs", "image" for JPEG, "png"). Everything a gr
 decides (recipients, forced IDRs) is decided under the fan-out's one lock, before the
 encode; the encode itself runs outside it, on the group's own thread.
 
-CUDA frames: a route registered with ``gpu=True`` takes them as they are. Any other
+CUDA frames: a route registered with ``reads_cuda=True`` takes them as they are. Any other
 route reads host memory only, so the group wraps its encoder in
 :class:`rfb.gpu.HostFrameAdapter` the first time a CUDA frame comes (converted on the
 GPU, one download per frame: NV12 for video, RGB for images). Making the device's
@@ -280,7 +280,7 @@ class EncodeGroup:
 
         encoder, entry = self._encoder, self._entry
         assert encoder is not None and entry is not None
-        if frame.memory == "cuda" and not entry.gpu and not isinstance(encoder, HostFrameAdapter):
+        if frame.memory == "cuda" and not entry.reads_cuda and not isinstance(encoder, HostFrameAdapter):
             encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])  # type: ignore[arg-type]
             logger.info("%s group: route %s reads host memory; CUDA frames reach it through one download each",
                         self.key, entry.name)

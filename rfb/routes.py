@@ -51,7 +51,7 @@ def resolve_routes(
             reasons.append(f"{transport}: {exc}")
             logger.warning("no %s route: %s", transport, exc)
             continue
-        if gpu and asked is None and not first.gpu:
+        if gpu and asked is None and not first.reads_cuda:
             _log_gpu_fallback(transport, first)
         others = [s.name for s in encoder_status() if s.available and s.transport == transport and s.name != first.name]
         routes[transport] = [first, *(get_entry(n) for n in others)]
@@ -65,7 +65,7 @@ def resolve_routes(
 
 def gpu_fallback_reasons(transport: Transport) -> list[str]:
     """``"route: reason"`` for each GPU route of ``transport`` that cannot run here (empty: none is blocked)."""
-    return [f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport and s.gpu and not s.available]
+    return [f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport and s.reads_cuda and not s.available]
 
 
 def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry) -> None:

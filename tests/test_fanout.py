@@ -460,16 +460,17 @@ def cuda_raw_frame(width: int = 64, height: int = 48) -> RawFrame:
     return RawFrame(FakeCudaArray(np.zeros((height, width, 3), np.uint8)), width, height, memory="cuda")
 
 
-def recording_harness(log: EncoderLog, request: pytest.FixtureRequest, *, gpu: bool) -> tuple[Harness, list[RawFrame]]:
+def recording_harness(log: EncoderLog, request: pytest.FixtureRequest, *,
+                      reads_cuda: bool) -> tuple[Harness, list[RawFrame]]:
     seen: list[RawFrame] = []
-    entry = EncoderEntry("recording", lambda config: RecordingEncoder(config, seen), gpu=gpu)
+    entry = EncoderEntry("recording", lambda config: RecordingEncoder(config, seen), reads_cuda=reads_cuda)
     h = make(log, request, routes={"webcodecs": [entry]})
     h.join(1)
     return h, seen
 
 
-def test_a_gpu_route_gets_cuda_frames_as_they_are(log: EncoderLog, request: pytest.FixtureRequest) -> None:
-    h, seen = recording_harness(log, request, gpu=True)
+def test_a_cuda_reading_route_gets_cuda_frames_as_they_are(log: EncoderLog, request: pytest.FixtureRequest) -> None:
+    h, seen = recording_harness(log, request, reads_cuda=True)
     frame = cuda_raw_frame()
     h.store.put(frame)
     h.fanout.wake()
@@ -481,7 +482,7 @@ def test_a_gpu_route_gets_cuda_frames_as_they_are(log: EncoderLog, request: pyte
 def test_a_host_only_route_never_sees_a_cuda_frame(log: EncoderLog, request: pytest.FixtureRequest,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     skip_if_cupy_works()  # with CuPy the adapter would really download this (host) pointer
-    h, seen = recording_harness(log, request, gpu=False)
+    h, seen = recording_harness(log, request, reads_cuda=False)
     h.store.put(cuda_raw_frame())
     h.fanout.wake()
     wait_until(lambda: h.stats().encoder_errors == 1, what="the adapter to fail without CuPy")

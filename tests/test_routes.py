@@ -46,5 +46,5 @@ def test_png_viewers_get_the_image_route_in_lossless_mode(test_encoders: Encoder
 def test_gpu_fallback_reasons_name_each_blocked_gpu_route() -> None:
     from rfb.encoders.registry import encoder_status
 
-    blocked = {s.name: s.reason for s in encoder_status() if s.gpu and not s.available and s.transport == "image"}
+    blocked = {s.name: s.reason for s in encoder_status() if s.reads_cuda and not s.available and s.transport == "image"}
     assert gpu_fallback_reasons("image") == [f"{name}: {reason}" for name, reason in blocked.items()]

@@ -44,7 +44,7 @@ def nv12_host(seed: int) -> np.ndarray:
 
 def test_entry_ranks_between_the_other_gpu_routes() -> None:
     (entry,) = nvenc_gpu_pyav.ENTRIES
-    assert (entry.name, entry.transport, entry.gpu, entry.probe) == (
+    assert (entry.name, entry.transport, entry.reads_cuda, entry.probe) == (
         "nvenc_gpu_pyav", "webcodecs", True, nvenc_gpu_pyav.probe
     )
     assert get_entry("nvenc_gpu_cffi").priority > entry.priority > get_entry("h264_gpu_nv12").priority
