@@ -222,12 +222,14 @@ def select_encoder(
     *,
     transport: Transport = "webcodecs",
     gpu: bool = False,
+    host_only: bool = False,
 ) -> EncoderEntry:
     """The route to use: ``name`` if given (it must be available), else the best available.
 
     With ``gpu=True`` the routes that read CUDA frames are preferred; a host route is
     still chosen when none of them can run, since a display that does not start helps
-    nobody.
+    nobody. ``host_only=True`` leaves the routes that read CUDA frames out (a route
+    asked for by name is still taken).
     """
     if name is not None:
         entry = get_entry(name)
@@ -237,10 +239,17 @@ def select_encoder(
         if reason is not None:
             raise EncoderUnavailable(f"encoder {name!r} is not available here: {reason}")
         return entry
-    candidates = [s for s in encoder_status() if s.transport == transport and s.available]
+    statuses = [s for s in encoder_status() if s.transport == transport]
+    candidates = [s for s in statuses if s.available and not (host_only and s.reads_cuda)]
     if gpu:
         candidates.sort(key=lambda s: (not s.reads_cuda, -s.priority, s.name))
     if not candidates:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in encoder_status() if s.transport == transport)
+        reasons = "; ".join(f"{s.name}: {_why_not(s, host_only)}" for s in statuses)
         raise EncoderUnavailable(f"no {transport} encoder can run here ({reasons or 'none registered'})")
     return get_entry(candidates[0].name)
+
+
+def _why_not(status: EncoderStatus, host_only: bool) -> str | None:
+    if status.available and host_only and status.reads_cuda:
+        return "reads CUDA frames, and host routes only were asked for (name it, or serve with gpu=True)"
+    return status.reason
