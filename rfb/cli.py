@@ -182,7 +182,7 @@ def describe_routes(display: Any, *, gpu: bool, named: Collection[str] = ()) -> 
     """
     from rfb.routes import gpu_fallback_reasons
 
-    is_gpu = {s.name: s.gpu for s in rfb.encoder_status()}
+    is_gpu = {s.name: s.reads_cuda for s in rfb.encoder_status()}
     parts = []
     for key, label in (("webcodecs", "video"), ("image", "image")):
         name = display.routes.get(key)
@@ -276,7 +276,7 @@ def _encoders() -> list[dict[str, Any]]:
                 "reason": f"listing encoders failed: {type(exc).__name__}: {exc}",
                 "transport": None,
                 "priority": None,
-                "gpu": None,
+                "reads_cuda": None,
                 "description": "",
             }
         ]
@@ -389,7 +389,7 @@ def format_report(report: dict[str, Any]) -> str:
         if e["transport"] is None:  # not a route: the registry itself failed
             lines.append(f"  [{mark}] {e['name']}")
         else:
-            kind = "gpu" if e["gpu"] else "cpu"
+            kind = "gpu" if e["reads_cuda"] else "cpu"
             lines.append(f"  [{mark}] {e['name']:<{width}}  {e['transport']:<9}  {kind}  priority {e['priority']}")
         if e.get("description"):
             lines.append(f"       {e['description']}")

@@ -35,6 +35,7 @@ from urllib.parse import quote
 from rfb import protocol
 from rfb.encoders.base import Transport
 from rfb.events import EventQueue, InputEvent
+from rfb.failover import FailoverPolicy
 from rfb.fanout import FanOut, GroupStats
 from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
@@ -79,7 +80,7 @@ class Display:
       CUDA frames must live on it.
     - ``gpu``: prefer routes that take CUDA frames without a host copy (NVENC; on GPUs
       without NVENC, NV12 made on the GPU for libx264). When none can run here a CPU
-      route is used and a warning says why.
+      route is used and a warning says why. Without it such routes run only when named.
     - ``video_encoder``: an H.264 route by name (it must be available), or None for the
       best available one. ``image_encoder``: the JPEG route, or None for no images (PNG
       viewers are served by the built-in image route in lossless mode).
@@ -87,6 +88,8 @@ class Display:
       frames device to device with CuPy) so the caller may reuse its array at once.
     - ``max_inflight``: unacked payloads per viewer before it is skipped (docs/fanout.md).
     - ``keyframe_interval_min``: at most one forced IDR per this many seconds.
+    - ``failover``: when a route that keeps failing is set aside for the next one, and
+      how long a route may take to start (:class:`rfb.failover.FailoverPolicy`).
     - ``token``: the secret a viewer sends in ``hello`` (random by default; None: no check).
     - ``allowed_origins``: origins besides the page's own allowed to connect ("*": any).
     - ``max_message_bytes``, ``event_queue_size``, ``hello_timeout``: limits on viewers.
@@ -116,6 +119,7 @@ class Display:
         keyframe_interval_min: float = 0.25,
         hello_timeout: float = 10.0,
         stats_interval: float = 1.0,
+        failover: FailoverPolicy | None = None,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -130,7 +134,7 @@ class Display:
             raise ValueError(_odd_message(width, height))
         self._device_id = device_id
         # Frames that a route cannot take from device memory as they are pass through CuPy.
-        self._cuda_needs_cupy = own_frames or any(not candidates[0].gpu for candidates in routes.values())
+        self._cuda_needs_cupy = own_frames or any(not candidates[0].reads_cuda for candidates in routes.values())
         self._closed = False
         self._published = 0
         self._publish_lock = threading.Lock()
@@ -141,6 +145,7 @@ class Display:
         self._fanout = FanOut(
             routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
+            failover=failover,
         )
         self.host = host
         app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins)

@@ -5,7 +5,11 @@ transport and one format ("webcodecs", "image" for JPEG, "png"). Everything a gr
 decides (recipients, forced IDRs) is decided under the fan-out's one lock, before the
 encode; the encode itself runs outside it, on the group's own thread.
 
-CUDA frames: a route registered with ``gpu=True`` takes them as they are. Any other
+Routes that keep failing are set aside and the next candidate serves the viewers
+(rfb.failover has the rules); a frame whose encode failed is encoded again, by a
+rebuilt encoder or the next route, so that a static scene is not lost with it.
+
+CUDA frames: a route registered with ``reads_cuda=True`` takes them as they are. Any other
 route reads host memory only, so the group wraps its encoder in
 :class:`rfb.gpu.HostFrameAdapter` the first time a CUDA frame comes (converted on the
 GPU, one download per frame: NV12 for video, RGB for images). Making the device's
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
 from rfb.encoders.registry import EncoderEntry
+from rfb.failover import Failover, FailoverPolicy, FactoryTimeout, SetAside, build, describe
 from rfb.frames import RawFrame
 from rfb.latency import LatencyWindow
 from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
@@ -80,9 +85,15 @@ class GroupStats:
     keyframes: int = 0
     keyframes_forced: int = 0
     dropped_before_encode: int = 0
-    encoder_errors: int = 0
+    encoder_errors: int = 0  # encode() raising
     encoder_builds: int = 0
+    build_failures: int = 0  # a route's factory raising or passing its deadline
+    set_aside: tuple[SetAside, ...] = ()  # routes this group no longer builds at a size, and why
     cuda_frames: int = 0  # encodes of a CUDA frame (through a HostFrameAdapter for host-only routes)
+
+
+class _EncodeFailed(Exception):
+    """encode() raised; the encoder is closed and the failure counted and logged."""
 
 
 @dataclass
@@ -100,12 +111,15 @@ class _Job:
 class EncodeGroup:
     """Viewers sharing one group key, one encoder and one worker thread."""
 
-    def __init__(self, fanout: FanOut, key: str, candidates: Sequence[EncoderEntry]) -> None:
+    def __init__(self, fanout: FanOut, key: str, candidates: Sequence[EncoderEntry],
+                 policy: FailoverPolicy | None = None) -> None:
         self._fanout = fanout
         self.key = key
         self.transport: Transport = GROUP_TRANSPORTS[key]
         self.chained = self.transport == "webcodecs"  # H.264 payloads depend on earlier ones
-        self._candidates = list(candidates)
+        self._failover = Failover(candidates, policy or FailoverPolicy())
+        self._last_resort_version = -1  # the frame on which every set-aside route was tried once
+        self._dark = False  # no route could start; said once until one does
         self.members: list[Member] = []
         self.stats = GroupStats(key, self.transport)
         self.codec: str | None = None
@@ -121,6 +135,13 @@ class EncodeGroup:
         self._last_idr = -math.inf
         self._thread = threading.Thread(target=self._run, name=f"rfb-encode-{key}", daemon=True)
         self._thread.start()
+
+    @property
+    def route_name(self) -> str | None:
+        """The route serving now; before the first build, the one that would; None when none could start."""
+        if self.stats.encoder_builds == 0 and not self._dark:
+            return self._failover.candidates[0].name
+        return self.stats.encoder
 
     def wake(self) -> None:
         self._wake.set()
@@ -171,7 +192,8 @@ class EncodeGroup:
                 fanout.frames.release(frame)
                 return None  # retrying cannot help (and must not spin): wait for the next frame
             new = version != self._done_version
-            fresh = self._encoder is None or self._encoder_size != frame.size
+            fresh = (self._encoder is None or self._encoder_size != frame.size
+                     or self._failover.retry_due(self._entry, frame.size))
             eligible = [m for m in self.members if m.has_room(fanout.max_inflight)]
             needy = [m for m in eligible if m.needs_keyframe]
             now = time.monotonic()
@@ -208,11 +230,19 @@ class EncodeGroup:
     def _execute(self, job: _Job) -> None:
         fanout = self._fanout
         payloads: list[EncodedPayload] = []
+        broken = False
         try:
             if job.fresh:
-                self._rebuild(job.frame.size)
-            if self._encoder is not None:
-                payloads = self._encode(job)
+                self._rebuild(job.frame.size, job.version)
+            while self._encoder is not None:
+                try:
+                    payloads = self._encode(job)
+                    break
+                except _EncodeFailed:
+                    # The chain is broken for everybody; the same picture goes out as an IDR
+                    # from a rebuilt encoder, or the next route once this one is set aside.
+                    broken = job.force = job.fresh = True
+                    self._rebuild(job.frame.size, job.version)
         finally:
             fanout.frames.release(job.frame)
         messages = []
@@ -225,10 +255,11 @@ class EncodeGroup:
         with fanout.lock:
             for m in job.targets:
                 m.pending -= 1
-            if self._encoder is None:  # no encoder: the chain is broken for everybody
-                self._stuck_version = job.version
+            if self._encoder is None or broken:  # the chain is broken for everybody
                 for m in self.members:
                     m.needs_keyframe = True
+            if self._encoder is None:
+                self._stuck_version = job.version
                 return
             self._done_version = job.version
             if not messages:
@@ -249,16 +280,23 @@ class EncodeGroup:
             fanout.dispatch(batch)
 
     def _encode(self, job: _Job) -> list[EncodedPayload]:
+        """Encode ``job``'s frame; on failure close the encoder, count it, and raise :class:`_EncodeFailed`."""
         stats = self.stats
+        entry = self._entry
+        assert entry is not None
         try:
             encoder = self._encoder_for(job.frame)
             payloads = encoder.encode(job.frame, force_keyframe=job.force)
-        except Exception:  # the encoder is third-party code: it must never kill the worker
-            logger.exception("encoder %s failed on a %dx%d %s frame; rebuilding it on the next frame",
-                             stats.encoder, *job.frame.size, job.frame.memory)
+        except Exception as exc:  # the encoder is third-party code: it must never kill the worker
             stats.encoder_errors += 1
             self._close_encoder()
-            return []
+            self._failed(entry, job.frame.size, exc,
+                         f"failed on a {job.frame.width}x{job.frame.height} {job.frame.memory} frame",
+                         "rebuilding it for the same picture")
+            raise _EncodeFailed from exc
+        self._failover.succeeded(entry)
+        self.stats.set_aside = self._failover.set_aside
+        self._dark = False
         stats.encodes += 1
         if job.frame.memory == "cuda":
             stats.cuda_frames += 1
@@ -280,7 +318,7 @@ class EncodeGroup:
 
         encoder, entry = self._encoder, self._entry
         assert encoder is not None and entry is not None
-        if frame.memory == "cuda" and not entry.gpu and not isinstance(encoder, HostFrameAdapter):
+        if frame.memory == "cuda" and not entry.reads_cuda and not isinstance(encoder, HostFrameAdapter):
             encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])  # type: ignore[arg-type]
             logger.info("%s group: route %s reads host memory; CUDA frames reach it through one download each",
                         self.key, entry.name)
@@ -294,18 +332,28 @@ class EncodeGroup:
             self.stats.keyframes += 1
             self._last_idr = now
 
-    def _rebuild(self, size: tuple[int, int]) -> None:
-        """Close the encoder and build one for ``size``, falling back along the candidates."""
+    def _rebuild(self, size: tuple[int, int], version: int) -> None:
+        """Close the encoder and build one for ``size``: the first candidate that is not set aside and starts.
+
+        When every candidate is set aside, they are tried again, best first, once per published
+        frame (quietly: their set-aside was logged), so that a group whose routes all failed is
+        not dark for good.
+        """
         self._close_encoder()
         width, height = size
         fanout = self._fanout
         config = EncoderConfig(width, height, fps=fanout.fps, bitrate=fanout.bitrate, device_id=fanout.device_id)
-        for entry in self._candidates:
+        routes = self._failover.usable(size)
+        if not routes and version != self._last_resort_version:
+            self._last_resort_version = version
+            routes = self._failover.candidates
+        for entry in routes:
             try:
-                encoder = entry.factory(config)
+                encoder = build(entry, config, self._failover.policy.factory_timeout)
             except Exception as exc:  # factories are plug-ins: any failure means "try the next route"
-                logger.warning("encoder %s could not start for %dx%d (%s: %s); trying the next route",
-                               entry.name, width, height, type(exc).__name__, exc)
+                self.stats.build_failures += 1
+                self._failed(entry, size, exc, f"could not start for {width}x{height}", "trying the next route",
+                             hung=isinstance(exc, FactoryTimeout))
                 continue
             self._encoder, self._entry, self._encoder_size = encoder, entry, size
             self.codec = None
@@ -313,8 +361,30 @@ class EncodeGroup:
             self.stats.encoder_builds += 1
             logger.info("%s group: encoder %s built for %dx%d", self.key, entry.name, width, height)
             return
-        logger.error("no %s encoder could start for %dx%d (tried %s)",
-                     self.key, width, height, [e.name for e in self._candidates])
+        self.stats.encoder = None
+        if not self._dark:
+            self._dark = True
+            logger.error("no %s encoder could start for %dx%d (routes %s; set aside: %s)", self.key, width, height,
+                         [e.name for e in self._failover.candidates],
+                         [a.route for a in self._failover.set_aside] or "none")
+
+    def _failed(self, entry: EncoderEntry, size: tuple[int, int], error: Exception, what: str, then: str,
+                *, hung: bool = False) -> None:
+        """Log one failure of ``entry`` and count it; the route is set aside when its streak is long enough."""
+        if self._failover.held(entry.name, size):  # tried as a last resort: its set-aside was logged
+            logger.debug("set-aside route %s %s (%s)", entry.name, what, describe(error))
+            return
+        record = self._failover.failed(entry, size, error, hung=hung)
+        if record is None:
+            logger.warning("encoder %s %s (%s); %s", entry.name, what, describe(error), then, exc_info=error)
+            return
+        self.stats.set_aside = self._failover.set_aside
+        usable = self._failover.usable(size)
+        nxt = f"{usable[0].name} is tried next" if usable else "no other route is left: each is tried again per new frame"
+        logger.warning("%s group: route %s set aside for %dx%d after %d failures in a row (last: %s: %s); "
+                       "%s; %s is tried again in %g s or at another size",
+                       self.key, entry.name, *size, record.failures, what, record.reason, nxt, entry.name,
+                       record.backoff)
 
     def _close_encoder(self) -> None:
         encoder, self._encoder, self._entry, self._encoder_size = self._encoder, None, None, None

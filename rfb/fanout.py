@@ -16,6 +16,9 @@ docs/fanout.md has the design and the reasoning; in short:
   every frame into an IDR for everybody.
 - The binary message (header + payload) is built once per payload, with a display-wide
   ``seq``, and handed to the event loop with ``call_soon_threadsafe``.
+- A route that keeps failing (or whose factory hangs) is set aside for its group and
+  the next candidate serves (:mod:`rfb.failover`), so a broken route never leaves its
+  viewers dark while another one could serve them.
 - Each viewer's drawn acks give its latency (from ``publish()`` to the ack's arrival),
   kept per member (:class:`rfb.latency.LatencyWindow`).
 """
@@ -33,6 +36,7 @@ from typing import Protocol
 from rfb.encodegroup import Deliver, EncodeGroup, GroupStats, Member
 from rfb.encoders.base import EncodedPayload, Transport
 from rfb.encoders.registry import EncoderEntry
+from rfb.failover import FailoverPolicy
 from rfb.frames import RawFrame
 from rfb.framestore import Lease
 from rfb.protocol import GROUP_TRANSPORTS
@@ -68,8 +72,13 @@ class FanOut:
         device_id: int = 0,
         max_inflight: int = 2,
         keyframe_interval_min: float = 0.25,
+        failover: FailoverPolicy | None = None,
     ) -> None:
-        """``routes``: candidates per group key ("webcodecs", "image", "png"), best first."""
+        """``routes``: candidates per group key ("webcodecs", "image", "png"), best first.
+
+        ``failover``: when a group sets a failing route aside, and how long a route may
+        take to start (:class:`rfb.failover.FailoverPolicy`; its defaults when None).
+        """
         if not isinstance(max_inflight, int) or max_inflight < 1:
             raise ValueError(f"max_inflight must be a positive integer, got {max_inflight!r}")
         unknown = [key for key in routes if key not in GROUP_TRANSPORTS]
@@ -81,6 +90,7 @@ class FanOut:
         self.fps, self.bitrate, self.device_id = fps, bitrate, device_id
         self.max_inflight = max_inflight
         self.keyframe_interval_min = keyframe_interval_min
+        self.failover = failover or FailoverPolicy()
         self.lock = threading.Lock()
         self.seq = itertools.count(1)
         self._groups: dict[str, EncodeGroup] = {}
@@ -111,7 +121,7 @@ class FanOut:
                 raise RuntimeError("display is closed")
             group = self._groups.get(key)
             if group is None:
-                group = self._groups[key] = EncodeGroup(self, key, self.routes[key])
+                group = self._groups[key] = EncodeGroup(self, key, self.routes[key], self.failover)
             group.members.append(member)
         group.wake()
         return member
@@ -183,10 +193,10 @@ class FanOut:
             return {key: replace(group.stats, viewers=len(group.members)) for key, group in self._groups.items()}
 
     def encoder_name(self, key: str) -> str | None:
-        """The route group ``key`` runs (or would run first)."""
+        """The route group ``key`` runs (or would run first); None while none of its routes can start."""
         group = self._groups.get(key)
-        if group is not None and group.stats.encoder is not None:
-            return group.stats.encoder
+        if group is not None:
+            return group.route_name
         candidates = self.routes.get(key)
         return candidates[0].name if candidates else None
 

@@ -6,10 +6,13 @@ picks the best route that can run here and keeps the others as fallbacks, in ord
 the encode group (rfb.encodegroup) builds the first one and falls back along the list
 when one fails to start.
 
-With ``gpu=True`` the GPU routes come first; when none can run (an H100 has no NVENC;
-nvJPEG or CuPy may be missing) the CPU route chosen instead is logged with each GPU
-route's reason (:func:`gpu_fallback_reasons`), so that a user who asked for the GPU
-learns why they did not get it.
+With ``gpu=True`` the routes that read CUDA frames come first; when none can run (an
+H100 has no NVENC; nvJPEG or CuPy may be missing) the CPU route chosen instead is
+logged with each GPU route's reason (:func:`gpu_fallback_reasons`), so that a user who
+asked for the GPU learns why they did not get it. With ``gpu=False`` those routes are
+left out, as choice and as fallback, unless one is named: a display that was told "no
+GPU" does not open an NVENC session or a CUDA context because a GPU happens to be
+there. CUDA frames published to it still work (the groups download them).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ def resolve_routes(
     A video encoder asked for by name must be available; otherwise a missing H.264 or
     image route only narrows what viewers may receive. No route at all is an error.
     With ``gpu=True`` and no GPU route able to run, the CPU route chosen instead is
-    logged with the reasons. PNG viewers get the built-in image route in lossless mode
-    (the one route known to make PNG), wherever images are served at all. Routes are
-    probed on CUDA device ``device_id`` (the display's).
+    logged with the reasons; with ``gpu=False`` routes that read CUDA frames are
+    neither chosen nor kept as fallbacks unless named. PNG viewers get the built-in image
+    route in lossless mode (the one route known to make PNG), wherever images are served
+    at all. Routes are probed on CUDA device ``device_id`` (the display's).
     """
     routes: dict[str, list[EncoderEntry]] = {}
     reasons = []
@@ -45,16 +49,17 @@ def resolve_routes(
         try:
             # image_encoder left at "image" on a GPU display: a GPU image route (jpeg_gpu) where one runs
             asked = None if gpu and transport == "image" and name == "image" else name
-            first = select_encoder(asked, transport=transport, gpu=gpu, device_id=device_id)
+            first = select_encoder(asked, transport=transport, gpu=gpu, host_only=not gpu, device_id=device_id)
         except (EncoderUnavailable, KeyError) as exc:
             if transport == "webcodecs" and name is not None:
                 raise
             reasons.append(f"{transport}: {exc}")
             logger.warning("no %s route: %s", transport, exc)
             continue
-        if gpu and asked is None and not first.gpu:
+        if gpu and asked is None and not first.reads_cuda:
             _log_gpu_fallback(transport, first, device_id)
-        others = [s.name for s in encoder_status(device_id=device_id) if s.available and s.transport == transport and s.name != first.name]
+        others = [s.name for s in encoder_status(device_id=device_id)
+                  if s.available and s.transport == transport and s.name != first.name and (gpu or not s.reads_cuda)]
         routes[transport] = [first, *(get_entry(n) for n in others)]
     if not routes:
         raise EncoderUnavailable("no encode route can run here: " + "; ".join(reasons))
@@ -66,7 +71,8 @@ def resolve_routes(
 
 def gpu_fallback_reasons(transport: Transport, device_id: int = 0) -> list[str]:
     """``"route: reason"`` for each GPU route of ``transport`` that cannot run here (empty: none is blocked)."""
-    return [f"{s.name}: {s.reason}" for s in encoder_status(device_id=device_id) if s.transport == transport and s.gpu and not s.available]
+    return [f"{s.name}: {s.reason}" for s in encoder_status(device_id=device_id)
+            if s.transport == transport and s.reads_cuda and not s.available]
 
 
 def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry, device_id: int) -> None:

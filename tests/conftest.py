@@ -8,12 +8,16 @@
 - ``display`` fixture: a display on 127.0.0.1, port 0, with the test encoders; closed after.
 - :class:`ProtocolClient`: an asyncio WebSocket client speaking docs/protocol.md, for
   tests that want real sockets without a browser. Async tests use ``@pytest.mark.anyio``.
+- Hypothesis profiles: no test has a wall-clock deadline (a shared, loaded machine makes
+  any deadline a coin toss); with ``CI=true``, examples are also derandomized, so a CI run
+  is repeatable. ``HYPOTHESIS_PROFILE`` picks a profile by name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +29,20 @@ import pytest
 from rfb import protocol
 from rfb.encoders.base import EncodedPayload, EncoderConfig
 from rfb.frames import RawFrame
+from tests.support.ci import IN_CI
+
+
+def _load_hypothesis_profile() -> None:
+    try:
+        from hypothesis import settings
+    except ImportError:  # hypothesis is a test extra; tests that use it import it themselves
+        return
+    settings.register_profile("dev", deadline=None)
+    settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
+
+
+_load_hypothesis_profile()
 
 H264 = protocol.H264_ANNEXB
 JPEG = protocol.IMAGE_JPEG

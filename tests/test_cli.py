@@ -70,9 +70,9 @@ def test_doctor_text_explains_an_unavailable_route():
         "rfb": "0",
         "encoders": [
             {"name": "fast", "available": False, "reason": "no GPU here", "transport": "webcodecs",
-             "priority": 9, "gpu": True, "description": "a GPU route"},
+             "priority": 9, "reads_cuda": True, "description": "a GPU route"},
             {"name": "slow", "available": True, "reason": None, "transport": "image",
-             "priority": 0, "gpu": False, "description": ""},
+             "priority": 0, "reads_cuda": False, "description": ""},
         ],
         "environment": {"python": "3.11", "pyav": {"version": "1"}},
     }
@@ -141,13 +141,13 @@ def test_describe_routes_names_both_routes_and_why_gpu_fell_back():
     from rfb import encoder_status
 
     statuses = encoder_status()
-    blocked = [s for s in statuses if s.gpu and s.transport == "webcodecs" and not s.available]
+    blocked = [s for s in statuses if s.reads_cuda and s.transport == "webcodecs" and not s.available]
     cpu = RoutesOnly({"webcodecs": "h264_cpu", "image": "image", "png": "image"})
     assert describe_routes(cpu, gpu=False) == "routes: video h264_cpu, image image"
     line = describe_routes(cpu, gpu=True)
     assert line.startswith("gpu=True; routes: video h264_cpu (CPU")
     assert "\n" not in line, "one log line, even where a reason spans lines"
-    image_blocked = [s for s in statuses if s.gpu and s.transport == "image" and not s.available]
+    image_blocked = [s for s in statuses if s.reads_cuda and s.transport == "image" and not s.available]
     for status in image_blocked:
         assert "image image (CPU; gpu=True fell back: " in line and one_line(status.reason) in line, line
     for status in blocked:

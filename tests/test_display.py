@@ -163,19 +163,19 @@ def test_a_cuda_array_on_a_display_without_cupy_says_what_cupy_is_for(display: A
 def test_gpu_true_without_a_usable_gpu_route_falls_back_to_cpu_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
     from rfb.encoders.registry import encoder_status
 
-    gpu_routes = [s for s in encoder_status() if s.gpu and s.transport == "webcodecs"]
+    gpu_routes = [s for s in encoder_status() if s.reads_cuda and s.transport == "webcodecs"]
     if any(s.available for s in gpu_routes):
         pytest.skip("a GPU route can run here: nothing falls back")
     cpu_best = next(s.name for s in encoder_status() if s.available and s.transport == "webcodecs")
     with caplog.at_level(logging.WARNING, logger="rfb.display"):
         routes = resolve_routes(None, "image", gpu=True)
-    assert routes["webcodecs"][0].name == cpu_best and not routes["webcodecs"][0].gpu
+    assert routes["webcodecs"][0].name == cpu_best and not routes["webcodecs"][0].reads_cuda
     assert f"gpu=True, but no GPU webcodecs route can run here, so {cpu_best} encodes on the CPU" in caplog.text
     for status in gpu_routes:
         assert f"{status.name}: {status.reason}" in caplog.text
     # image_encoder="image" on a GPU display means "the best image route": its fallback is logged too
-    if not routes["image"][0].gpu:
-        image_gpu = [s for s in encoder_status() if s.gpu and s.transport == "image" and not s.available]
+    if not routes["image"][0].reads_cuda:
+        image_gpu = [s for s in encoder_status() if s.reads_cuda and s.transport == "image" and not s.available]
         assert f"gpu=True, but no GPU image route can run here, so {routes['image'][0].name} encodes" in caplog.text
         for status in image_gpu:
             assert f"{status.name}: {status.reason}" in caplog.text

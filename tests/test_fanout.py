@@ -19,6 +19,7 @@ import pytest
 from rfb.display import FrameStore
 from rfb.encoders.base import EncodedPayload, EncoderConfig
 from rfb.encoders.registry import EncoderEntry
+from rfb.failover import FailoverPolicy
 from rfb.fanout import FanOut, Member
 from rfb.frames import RawFrame, frame_from_array
 from rfb.latency import LatencyWindow
@@ -49,7 +50,7 @@ class Harness:
     """A FanOut with a FrameStore and recording viewers; callbacks run on the worker thread."""
 
     def __init__(self, log: EncoderLog, *, max_inflight: int = 2, interval: float = 0.0,
-                 routes: dict[str, list[EncoderEntry]] | None = None) -> None:
+                 routes: dict[str, list[EncoderEntry]] | None = None, failover: FailoverPolicy | None = None) -> None:
         self.log = log
         self.store = FrameStore(own_frames=False)
         self.routes = routes or {
@@ -57,7 +58,7 @@ class Harness:
             "image": [EncoderEntry("test-image", log.factory(FakeImageEncoder, "test-image"), transport="image")],
         }
         self.fanout = FanOut(self.routes, frames=self.store, post=lambda callback: callback(),
-                             max_inflight=max_inflight, keyframe_interval_min=interval)
+                             max_inflight=max_inflight, keyframe_interval_min=interval, failover=failover)
         self.received: dict[int, list[tuple[EncodedPayload, int]]] = {}
         self._lock = threading.Lock()
         self.published = 0
@@ -254,20 +255,23 @@ def test_a_new_size_rekeys_the_group(harness: Harness) -> None:
     assert harness.stats().encoder_builds == 2
 
 
-def test_an_encoder_error_is_survived_and_rebuilt_on_the_next_frame(harness: Harness,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_an_encoder_error_is_survived_and_the_frame_encoded_again_by_a_rebuilt_encoder(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     a = harness.join(1)
     harness.publish(1)
     harness.wait_count(1, 1)
     harness.fanout.ack(a, 1)
     harness.log.instances[0].fail_on = 5
     harness.publish(5)
-    wait_until(lambda: harness.stats().encoder_errors == 1, what="the encoder error")
-    harness.settle()
-    assert harness.log.instances[0].closed and len(harness.log.instances) == 1, "no retry on the frame that failed"
+    assert harness.wait_count(1, 2)[1] == (b"I\x05", 2), "the picture that failed comes out of the new encoder"
+    first, second = harness.log.instances
+    assert first.closed and not second.closed and len(harness.log.instances) == 2
+    stats = harness.stats()
+    assert (stats.encoder_errors, stats.encoder_builds, stats.set_aside) == (1, 2, ())
+    assert "failed on a 64x48 cpu frame (RuntimeError: told to fail by the test); rebuilding it for the same picture" in caplog.text
+    harness.fanout.ack(a, 2)
     harness.publish(6)
-    assert harness.wait_count(1, 2)[1] == (b"I\x06", 2)
-    assert len(harness.log.instances) == 2 and "failed on a 64x48 cpu frame" in caplog.text
+    assert harness.wait_count(1, 3)[2] == (b"P\x06", 3)
 
 
 def test_a_failing_factory_falls_back_to_the_next_route(log: EncoderLog, request: pytest.FixtureRequest,
@@ -460,16 +464,17 @@ def cuda_raw_frame(width: int = 64, height: int = 48) -> RawFrame:
     return RawFrame(FakeCudaArray(np.zeros((height, width, 3), np.uint8)), width, height, memory="cuda")
 
 
-def recording_harness(log: EncoderLog, request: pytest.FixtureRequest, *, gpu: bool) -> tuple[Harness, list[RawFrame]]:
+def recording_harness(log: EncoderLog, request: pytest.FixtureRequest, *,
+                      reads_cuda: bool) -> tuple[Harness, list[RawFrame]]:
     seen: list[RawFrame] = []
-    entry = EncoderEntry("recording", lambda config: RecordingEncoder(config, seen), gpu=gpu)
+    entry = EncoderEntry("recording", lambda config: RecordingEncoder(config, seen), reads_cuda=reads_cuda)
     h = make(log, request, routes={"webcodecs": [entry]})
     h.join(1)
     return h, seen
 
 
-def test_a_gpu_route_gets_cuda_frames_as_they_are(log: EncoderLog, request: pytest.FixtureRequest) -> None:
-    h, seen = recording_harness(log, request, gpu=True)
+def test_a_cuda_reading_route_gets_cuda_frames_as_they_are(log: EncoderLog, request: pytest.FixtureRequest) -> None:
+    h, seen = recording_harness(log, request, reads_cuda=True)
     frame = cuda_raw_frame()
     h.store.put(frame)
     h.fanout.wake()
@@ -481,12 +486,12 @@ def test_a_gpu_route_gets_cuda_frames_as_they_are(log: EncoderLog, request: pyte
 def test_a_host_only_route_never_sees_a_cuda_frame(log: EncoderLog, request: pytest.FixtureRequest,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     skip_if_cupy_works()  # with CuPy the adapter would really download this (host) pointer
-    h, seen = recording_harness(log, request, gpu=False)
+    h, seen = recording_harness(log, request, reads_cuda=False)
     h.store.put(cuda_raw_frame())
     h.fanout.wake()
-    wait_until(lambda: h.stats().encoder_errors == 1, what="the adapter to fail without CuPy")
+    wait_until(lambda: h.stats().set_aside, what="the adapter to fail without CuPy, every time")
     assert seen == [] and "CuPy is not installed" in caplog.text and "64x48 cuda frame" in caplog.text
-    h.publish(1)  # host frames still reach the rebuilt encoder, untouched
+    h.publish(1)  # host frames still reach the rebuilt encoder (the one route, as a last resort), untouched
     h.wait_count(1, 1)
     assert [f.memory for f in seen] == ["cpu"]
 

@@ -123,7 +123,7 @@ def candidates(options: BenchmarkOptions, report: SectionReport) -> list[Candida
         if not status.available:
             report.skipped.append({"route": status.name, "reason": status.reason or "unavailable"})
             continue
-        if status.gpu:
+        if status.reads_cuda:
             # GPU routes take CUDA frames: a GPU section times them with device frames.
             report.skipped.append({"route": status.name, "reason": "GPU route (takes CUDA frames); not timed here"})
             continue

@@ -592,7 +592,7 @@ def plan(
     status = {s.name: s for s in encoder_status()}
     gpu_routes = []
     for s in status.values():
-        if not s.gpu or (options.routes is not None and s.name not in options.routes):
+        if not s.reads_cuda or (options.routes is not None and s.name not in options.routes):
             continue
         if s.available:
             gpu_routes.append(s.name)

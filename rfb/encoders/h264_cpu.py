@@ -307,7 +307,7 @@ ENTRIES: list[EncoderEntry] = [
         transport="webcodecs",
         probe=probe,
         priority=10,
-        gpu=False,
+        reads_cuda=False,
         description="libx264 on the CPU through PyAV (host rgb24/rgba8/nv12 frames)",
     )
 ]

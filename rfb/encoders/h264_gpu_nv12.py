@@ -51,7 +51,7 @@ ENTRIES: list[EncoderEntry] = [
         transport="webcodecs",
         probe=probe,
         priority=PRIORITY,
-        gpu=True,
+        reads_cuda=True,
         description="libx264 fed NV12 made on the GPU and copied down once (GPUs without NVENC: A100/H100/H200)",
     )
 ]

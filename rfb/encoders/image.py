@@ -263,7 +263,7 @@ ENTRIES: list[EncoderEntry] = [
         transport="image",
         probe=probe,
         priority=0,
-        gpu=False,
+        reads_cuda=False,
         description="JPEG per frame (simplejpeg/libjpeg-turbo), PNG for lossless stills (Pillow)",
     )
 ]

@@ -399,7 +399,7 @@ ENTRIES: list[EncoderEntry] = [
         transport="image",
         probe=probe,
         priority=PRIORITY,
-        gpu=True,
+        reads_cuda=True,
         description="JPEG per frame made on the GPU by nvJPEG (nvjpegffi): CUDA rgb24 zero copy; PNG stills after one download",
     )
 ]

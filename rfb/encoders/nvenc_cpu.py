@@ -141,7 +141,7 @@ ENTRIES: list[EncoderEntry] = [
         transport="webcodecs",
         probe=probe,
         priority=20,
-        gpu=False,
+        reads_cuda=False,
         description="FFmpeg h264_nvenc through PyAV from host frames (NVIDIA GPU, CPU colour conversion)",
     )
 ]

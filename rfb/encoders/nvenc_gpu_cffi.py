@@ -233,7 +233,7 @@ ENTRIES: list[EncoderEntry] = [
         transport="webcodecs",
         probe=probe,
         priority=PRIORITY,
-        gpu=True,
+        reads_cuda=True,
         description="NVENC through nvencffi (no FFmpeg): CUDA nv12/rgba8 zero copy, rgb24 converted on the GPU",
     )
 ]

@@ -246,7 +246,7 @@ ENTRIES: list[EncoderEntry] = [
         transport="webcodecs",
         probe=probe,
         priority=PRIORITY,
-        gpu=True,
+        reads_cuda=True,
         description="FFmpeg h264_nvenc through PyAV with CUDA frames (from_dlpack, FFmpeg in the primary context)",
     )
 ]

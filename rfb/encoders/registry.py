@@ -17,6 +17,7 @@ import importlib
 import inspect
 import logging
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,8 +45,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
 class EncoderEntry:
     """A registered route. Higher ``priority`` wins when no name is asked for.
 
-    ``gpu`` marks routes that take CUDA frames without a host copy; they are the
-    candidates of ``serve(gpu=True)``.
+    ``reads_cuda`` marks routes that take CUDA frames as they are, without a host copy.
+    They are the candidates of ``serve(gpu=True)``.
     """
 
     name: str
@@ -53,8 +54,13 @@ class EncoderEntry:
     transport: Transport = "webcodecs"
     probe: Probe | None = None
     priority: int = 0
-    gpu: bool = False
+    reads_cuda: bool = False
     description: str = ""
+
+    @property
+    def gpu(self) -> bool:
+        """Deprecated name of :attr:`reads_cuda`."""
+        return _deprecated_gpu(self.reads_cuda)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +72,19 @@ class EncoderStatus:
     reason: str | None
     transport: Transport
     priority: int
-    gpu: bool
+    reads_cuda: bool
     description: str
+
+    @property
+    def gpu(self) -> bool:
+        """Deprecated name of :attr:`reads_cuda`."""
+        return _deprecated_gpu(self.reads_cuda)
+
+
+def _deprecated_gpu(reads_cuda: bool) -> bool:
+    warnings.warn("the gpu attribute of a route is deprecated; read reads_cuda "
+                  "(the route takes CUDA frames without a host copy)", DeprecationWarning, stacklevel=3)
+    return reads_cuda
 
 
 _lock = threading.RLock()
@@ -112,15 +129,25 @@ def register_video_encoder(
     transport: Transport = "webcodecs",
     probe: Probe | None = None,
     priority: int = 0,
-    gpu: bool = False,
+    reads_cuda: bool = False,
     description: str = "",
     replace: bool = False,
+    gpu: bool | None = None,
 ) -> None:
     """Register an encode route under ``name``.
 
-    Registering a name that is already taken raises ``ValueError`` unless
-    ``replace=True``; a replaced route's cached probe answer is forgotten.
+    ``reads_cuda=True``: the factory's encoders take CUDA frames as they are (see
+    :class:`EncoderEntry`). ``gpu`` is its former name, still accepted with a
+    ``DeprecationWarning``. Registering a name that is already taken raises
+    ``ValueError`` unless ``replace=True``; a replaced route's cached probe answer is
+    forgotten.
     """
+    if gpu is not None:
+        warnings.warn("register_video_encoder(gpu=...) is deprecated; pass reads_cuda=... "
+                      "(the route takes CUDA frames without a host copy)", DeprecationWarning, stacklevel=2)
+        if reads_cuda and not gpu:
+            raise ValueError("reads_cuda=True and gpu=False disagree; pass reads_cuda alone")
+        reads_cuda = reads_cuda or gpu
     if not isinstance(name, str) or not name:
         raise ValueError(f"encoder name must be a non-empty string, got {name!r}")
     if not callable(factory):
@@ -131,7 +158,7 @@ def register_video_encoder(
     with _lock:
         if name in _entries and not replace:
             raise ValueError(f"an encoder named {name!r} is already registered; pass replace=True to replace it")
-        _entries[name] = EncoderEntry(name, factory, transport, probe, priority, gpu, description)
+        _entries[name] = EncoderEntry(name, factory, transport, probe, priority, reads_cuda, description)
         _forget_probes(name)
 
 
@@ -195,7 +222,7 @@ def encoder_status(*, refresh: bool = False, device_id: int = 0) -> list[Encoder
     out = []
     for e in entries:
         reason = probe_entry(e, refresh=refresh, device_id=device_id)
-        out.append(EncoderStatus(e.name, reason is None, reason, e.transport, e.priority, e.gpu, e.description))
+        out.append(EncoderStatus(e.name, reason is None, reason, e.transport, e.priority, e.reads_cuda, e.description))
     out.sort(key=lambda s: (-s.priority, s.name))
     return out
 
@@ -216,13 +243,16 @@ def select_encoder(
     *,
     transport: Transport = "webcodecs",
     gpu: bool = False,
+    host_only: bool = False,
     device_id: int = 0,
 ) -> EncoderEntry:
     """The route to use: ``name`` if given (it must be available), else the best available.
 
-    With ``gpu=True`` the GPU routes are preferred; a CPU route is still chosen when no
-    GPU route can run, since a display that does not start helps nobody. Availability is
-    that on CUDA device ``device_id`` (the display's).
+    With ``gpu=True`` the routes that read CUDA frames are preferred; a host route is
+    still chosen when none of them can run, since a display that does not start helps
+    nobody. ``host_only=True`` leaves the routes that read CUDA frames out (a route
+    asked for by name is still taken). Availability is that on CUDA device
+    ``device_id`` (the display's).
     """
     if name is not None:
         entry = get_entry(name)
@@ -232,10 +262,17 @@ def select_encoder(
         if reason is not None:
             raise EncoderUnavailable(f"encoder {name!r} is not available here: {reason}")
         return entry
-    candidates = [s for s in encoder_status(device_id=device_id) if s.transport == transport and s.available]
+    statuses = [s for s in encoder_status(device_id=device_id) if s.transport == transport]
+    candidates = [s for s in statuses if s.available and not (host_only and s.reads_cuda)]
     if gpu:
-        candidates.sort(key=lambda s: (not s.gpu, -s.priority, s.name))
+        candidates.sort(key=lambda s: (not s.reads_cuda, -s.priority, s.name))
     if not candidates:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in encoder_status(device_id=device_id) if s.transport == transport)
+        reasons = "; ".join(f"{s.name}: {_why_not(s, host_only)}" for s in statuses)
         raise EncoderUnavailable(f"no {transport} encoder can run here ({reasons or 'none registered'})")
     return get_entry(candidates[0].name)
+
+
+def _why_not(status: EncoderStatus, host_only: bool) -> str | None:
+    if status.available and host_only and status.reads_cuda:
+        return "reads CUDA frames, and host routes only were asked for (name it, or serve with gpu=True)"
+    return status.reason

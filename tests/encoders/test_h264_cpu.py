@@ -54,7 +54,7 @@ def encode_all(enc: EncoderBackend, frames: list[RawFrame], force: tuple[int, ..
 def test_entry_and_probe() -> None:
     assert probe() is None
     (entry,) = ENTRIES
-    assert entry.name == NAME == "h264_cpu" and entry.transport == "webcodecs" and not entry.gpu
+    assert entry.name == NAME == "h264_cpu" and entry.transport == "webcodecs" and not entry.reads_cuda
     backend = entry.factory(EncoderConfig(64, 64))
     try:
         assert isinstance(backend, EncoderBackend)

@@ -44,7 +44,7 @@ def no_gpu() -> str:
 
 def test_entry_ranks_below_the_nvenc_routes_and_above_the_cpu_routes() -> None:
     (entry,) = h264_gpu_nv12.ENTRIES
-    assert (entry.name, entry.transport, entry.gpu, entry.probe) == (
+    assert (entry.name, entry.transport, entry.reads_cuda, entry.probe) == (
         "h264_gpu_nv12", "webcodecs", True, h264_gpu_nv12.probe
     )
     priorities = {name: get_entry(name).priority for name in GPU_ROUTES + CPU_ROUTES}
@@ -119,7 +119,7 @@ def test_without_a_gpu_the_gpu_routes_are_listed_with_their_reasons() -> None:
     status = {s.name: s for s in encoder_status(refresh=True)}
     for name in GPU_ROUTES:
         s = status[name]
-        assert s.gpu and s.transport == "webcodecs" and not s.available, s
+        assert s.reads_cuda and s.transport == "webcodecs" and not s.available, s
         assert s.reason and len(s.reason) < 1000 and "\n" not in s.reason
     assert status["nvenc_gpu_cffi"].reason.startswith("NVENC cannot encode here: ")
     assert status["nvenc_gpu_pyav"].reason.startswith("CUDA frames need a CUDA GPU: ")
@@ -130,7 +130,7 @@ def test_without_a_gpu_gpu_true_falls_back_to_the_best_cpu_route() -> None:
     no_gpu()
     encoder_status(refresh=True)
     cpu_best = select_encoder(gpu=False)
-    assert cpu_best.name in CPU_ROUTES and not cpu_best.gpu
+    assert cpu_best.name in CPU_ROUTES and not cpu_best.reads_cuda
     assert select_encoder(gpu=True).name == cpu_best.name
 
 

@@ -36,7 +36,7 @@ def rgba_of(rgb: np.ndarray, alpha: int = 0) -> np.ndarray:
 def test_entry_and_probe() -> None:
     assert probe() is None
     (entry,) = ENTRIES
-    assert entry.name == NAME == "image" and entry.transport == "image" and not entry.gpu
+    assert entry.name == NAME == "image" and entry.transport == "image" and not entry.reads_cuda
     with entry.factory(EncoderConfig(W, H)) as backend:
         assert isinstance(backend, EncoderBackend)
         assert backend.transport == "image"

@@ -64,7 +64,7 @@ def host_cuda_frame(host: np.ndarray, **cai: Any) -> RawFrame:
 
 def test_entry() -> None:
     entry = get_entry(jpeg_gpu.NAME)
-    assert entry.transport == "image" and entry.gpu and entry.priority > get_entry("image").priority
+    assert entry.transport == "image" and entry.reads_cuda and entry.priority > get_entry("image").priority
     assert entry is jpeg_gpu.ENTRIES[0]
 
 
@@ -178,7 +178,7 @@ def nvjpeg_available() -> Iterator[None]:
     yield
     registry.register_video_encoder(
         original.name, original.factory, transport=original.transport, probe=original.probe,
-        priority=original.priority, gpu=original.gpu, description=original.description, replace=True,
+        priority=original.priority, reads_cuda=original.reads_cuda, description=original.description, replace=True,
     )
 
 

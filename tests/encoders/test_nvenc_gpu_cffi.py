@@ -63,7 +63,7 @@ def assert_bt709_close(decoded: tuple[np.ndarray, np.ndarray, np.ndarray], rgb: 
 
 def test_entry_is_the_best_gpu_route() -> None:
     (entry,) = nvenc_gpu_cffi.ENTRIES
-    assert (entry.name, entry.transport, entry.gpu, entry.probe) == (
+    assert (entry.name, entry.transport, entry.reads_cuda, entry.probe) == (
         "nvenc_gpu_cffi", "webcodecs", True, nvenc_gpu_cffi.probe
     )
     others = [get_entry(n) for n in ("nvenc_gpu_pyav", "h264_gpu_nv12", "nvenc_cpu", "h264_cpu")]

@@ -155,20 +155,34 @@ def test_select_with_nothing_registered(only_test_routes: None) -> None:
 
 def test_gpu_preference_falls_back_to_cpu(only_test_routes: None) -> None:
     registry.register_video_encoder("cpu_best", factory, priority=50)
-    registry.register_video_encoder("gpu_route", factory, priority=10, gpu=True)
+    registry.register_video_encoder("gpu_route", factory, priority=10, reads_cuda=True)
     assert registry.select_encoder().name == "cpu_best"  # by priority
     assert registry.select_encoder(gpu=True).name == "gpu_route"  # GPU routes first
-    registry.register_video_encoder("gpu_route", factory, gpu=True, probe=lambda: "no CUDA", replace=True)
+    registry.register_video_encoder("gpu_route", factory, reads_cuda=True, probe=lambda: "no CUDA", replace=True)
     assert registry.select_encoder(gpu=True).name == "cpu_best"  # still a display that starts
+
+
+def test_gpu_is_a_deprecated_alias_of_reads_cuda(only_test_routes: None) -> None:
+    with pytest.warns(DeprecationWarning, match=r"gpu=\.\.\.\) is deprecated; pass reads_cuda"):
+        registry.register_video_encoder("old_style", factory, gpu=True)
+    entry = registry.get_entry("old_style")
+    assert entry.reads_cuda
+    with pytest.warns(DeprecationWarning, match="read reads_cuda"):
+        assert entry.gpu
+    status = next(s for s in registry.encoder_status() if s.name == "old_style")
+    with pytest.warns(DeprecationWarning, match="read reads_cuda"):
+        assert status.gpu
+    with pytest.raises(ValueError, match="reads_cuda=True and gpu=False disagree"), pytest.warns(DeprecationWarning):
+        registry.register_video_encoder("both", factory, reads_cuda=True, gpu=False)
 
 
 def test_status_is_sorted_best_first_and_complete(only_test_routes: None) -> None:
     registry.register_video_encoder("b", factory, priority=1)
     registry.register_video_encoder("a", factory, priority=1)
-    registry.register_video_encoder("c", factory, priority=3, probe=lambda: "nope", gpu=True)
+    registry.register_video_encoder("c", factory, priority=3, probe=lambda: "nope", reads_cuda=True)
     status = registry.encoder_status()
     assert [s.name for s in status] == ["c", "a", "b"]
-    assert (status[0].available, status[0].reason, status[0].gpu, status[0].priority) == (False, "nope", True, 3)
+    assert (status[0].available, status[0].reason, status[0].reads_cuda, status[0].priority) == (False, "nope", True, 3)
     assert registry.available_video_encoders() == ["a", "b"]
 
 

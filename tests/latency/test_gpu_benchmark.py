@@ -17,7 +17,7 @@ from rfb.benchmark import gpu
 from rfb.benchmark.__main__ import main
 from rfb.encoders.registry import encoder_status
 
-GPU_ROUTES = sorted(s.name for s in encoder_status() if s.gpu)
+GPU_ROUTES = sorted(s.name for s in encoder_status() if s.reads_cuda)
 
 
 def test_gpu_flag_lists_every_gpu_route_and_succeeds(

@@ -1,0 +1,195 @@
+"""Which of a group's routes to run next, when one keeps failing or hangs while it starts.
+
+An encode group (rfb.encodegroup) has candidate routes, best first. A route that fails
+now and then is rebuilt; a route that fails ``limit`` times in a row at one size (its
+factory raising, or ``encode()`` raising) is *set aside* for that group, and the next
+candidate serves the viewers. Without this, a route that raises on every frame would
+be rebuilt forever and its viewers would see nothing, although a working route sat
+right below it. A set-aside route is tried again after a size change (a new size is a
+new encoder configuration, which may well work) or once its back-off has passed
+(``backoff`` seconds, doubled each time the same route is set aside again, up to
+``backoff_max``); a route tried again after its back-off gets one chance, not
+``limit``.
+
+A factory that does not return within ``factory_timeout`` (a driver call that never
+comes back) cannot be interrupted: :func:`build` leaves its thread behind, closes the
+encoder if one arrives late, and the route is set aside at once, since every new
+attempt would cost the deadline and strand another thread.
+
+docs/fanout.md states the same rules for users.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rfb.encoders.base import EncoderBackend, EncoderConfig
+from rfb.encoders.registry import EncoderEntry
+
+logger = logging.getLogger("rfb.fanout")
+
+Size = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class FailoverPolicy:
+    """When a group gives up on a route, for how long, and how long a route may take to start.
+
+    ``limit``: failures in a row at one size before the route is set aside.
+    ``backoff``: seconds before a set-aside route is tried again at the same size; doubled
+    each time the route is set aside again, up to ``backoff_max``.
+    ``factory_timeout``: seconds a route's factory may take before it is abandoned.
+    """
+
+    limit: int = 3
+    backoff: float = 60.0
+    backoff_max: float = 960.0
+    factory_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {self.limit!r}")
+        for name in ("backoff", "backoff_max", "factory_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A route a group no longer builds at ``size`` until ``until`` (``time.monotonic()`` seconds)."""
+
+    route: str
+    size: Size
+    failures: int
+    reason: str  # the last error, "Type: message"
+    backoff: float
+    until: float
+
+
+class FactoryTimeout(Exception):
+    """A route's factory did not return within the deadline; its thread was left behind."""
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class Failover:
+    """Failure streaks and set-aside routes of one group. Used by its worker thread only."""
+
+    def __init__(self, candidates: Sequence[EncoderEntry], policy: FailoverPolicy,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.candidates = list(candidates)
+        self.policy = policy
+        self._clock = clock
+        self._streaks: dict[str, tuple[Size, int]] = {}
+        self._aside: dict[str, SetAside] = {}
+        self._next_backoff: dict[str, float] = {}
+
+    @property
+    def set_aside(self) -> tuple[SetAside, ...]:
+        """The routes set aside (in force, or due for their one retry), in candidate order."""
+        return tuple(self._aside[e.name] for e in self.candidates if e.name in self._aside)
+
+    def usable(self, size: Size) -> list[EncoderEntry]:
+        """The candidates a build at ``size`` may try, best first."""
+        now = self._clock()
+        return [e for e in self.candidates if not self.held(e.name, size, now)]
+
+    def retry_due(self, current: EncoderEntry | None, size: Size) -> bool:
+        """A route better than ``current`` was set aside at ``size`` and its back-off has passed."""
+        now = self._clock()
+        for entry in self.candidates:
+            if current is not None and entry.name == current.name:
+                return False
+            record = self._aside.get(entry.name)
+            if record is not None and record.size == size and now >= record.until:
+                return True
+        return False
+
+    def succeeded(self, entry: EncoderEntry) -> None:
+        """The route encoded a frame: its streak ends and it is no longer set aside."""
+        self._streaks.pop(entry.name, None)
+        if self._aside.pop(entry.name, None) is not None:
+            logger.info("route %s works again; it serves this group", entry.name)
+
+    def failed(self, entry: EncoderEntry, size: Size, error: BaseException, *, hung: bool = False) -> SetAside | None:
+        """Count one failure; return the record when the route is set aside by it (the caller logs it)."""
+        streak_size, count = self._streaks.get(entry.name, (size, 0))
+        if streak_size != size:
+            count = 0
+        previous = self._aside.get(entry.name)
+        if previous is not None and previous.size == size:
+            count = max(count, self.policy.limit - 1)  # back from its back-off: one chance
+        count = max(count + 1, self.policy.limit) if hung else count + 1
+        if count < self.policy.limit:
+            self._streaks[entry.name] = (size, count)
+            return None
+        self._streaks.pop(entry.name, None)
+        backoff = self._next_backoff.get(entry.name, self.policy.backoff)
+        self._next_backoff[entry.name] = min(backoff * 2, self.policy.backoff_max)
+        record = SetAside(entry.name, size, count, describe(error), backoff, self._clock() + backoff)
+        self._aside[entry.name] = record
+        return record
+
+    def held(self, name: str, size: Size, now: float | None = None) -> bool:
+        """Route ``name`` is set aside at ``size`` and its back-off has not passed."""
+        record = self._aside.get(name)
+        return record is not None and record.size == size and (self._clock() if now is None else now) < record.until
+
+
+def build(entry: EncoderEntry, config: EncoderConfig, timeout: float) -> EncoderBackend:
+    """``entry.factory(config)`` on a thread of its own, given up after ``timeout`` seconds.
+
+    Raises what the factory raised, or :class:`FactoryTimeout`. An abandoned build keeps
+    its thread (a blocked native call cannot be cancelled); if it returns an encoder
+    after all, that encoder is closed on that thread, so nothing is left open.
+    """
+    done = threading.Event()
+    lock = threading.Lock()
+    outcome: dict[str, object] = {}
+    abandoned = False
+
+    def run() -> None:
+        try:
+            encoder = entry.factory(config)
+        except BaseException as exc:  # handed to the waiting thread, which re-raises it
+            with lock:
+                outcome["error"] = exc
+                late = abandoned
+            done.set()
+            if late:
+                logger.info("abandoned build of route %s failed after all (%s)", entry.name, describe(exc))
+            return
+        with lock:
+            outcome["encoder"] = encoder
+            late = abandoned
+        done.set()
+        if late:
+            _close_late(entry.name, encoder)
+
+    thread = threading.Thread(target=run, name=f"rfb-build-{entry.name}", daemon=True)
+    thread.start()
+    if not done.wait(timeout):
+        with lock:
+            abandoned = "encoder" not in outcome and "error" not in outcome
+        if abandoned:
+            raise FactoryTimeout(f"route {entry.name}'s factory did not return within {timeout:g} s for "
+                                 f"{config.width}x{config.height}; its thread {thread.name} is left behind")
+    thread.join()  # it has handed its outcome over and is ending: no thread outlives a build
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["encoder"]  # type: ignore[return-value]
+
+
+def _close_late(name: str, encoder: EncoderBackend) -> None:
+    logger.warning("abandoned build of route %s returned an encoder after its deadline; closing it", name)
+    try:
+        encoder.close()
+    except Exception:  # the encoder is third-party code and nobody else will close it
+        logger.exception("closing the late encoder of route %s failed", name)
