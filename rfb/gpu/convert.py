@@ -15,8 +15,8 @@ allocations cannot be described that way.
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import sys
 from typing import Any
 
 import numpy as np
@@ -100,7 +100,85 @@ def rgb_to_nv12(
     (a padded pitch is fine). The kernel is queued on ``stream`` (a CuPy stream), else
     on CuPy's current stream, and not waited for. Returns ``out`` (a new CuPy array
     when none was given).
+
+    This runs once per frame on the render loop's thread, so the common case (CuPy
+    arrays in and out) reads their layout from CuPy's attributes and reuses the launch
+    arguments of the last frame of the same geometry; anything else is validated in full.
     """
+    fast = _fast_cupy_args(rgb, out)
+    if fast is not None:
+        cp, src, dst, plan = fast
+    else:
+        cp, src, dst, plan = _checked_args(rgb, out, matrix, full_range)
+    plan = _plan(plan, matrix, full_range)
+    device = plan[1]
+    current = cp.cuda.runtime.getDevice()
+    if current != device:
+        cp.cuda.runtime.setDevice(device)
+    try:
+        if stream is None:
+            _kernel()(plan[2], _BLOCK, (src, plan[3], plan[4], dst, *plan[5]))
+        else:
+            with stream:
+                _kernel()(plan[2], _BLOCK, (src, plan[3], plan[4], dst, *plan[5]))
+    finally:
+        if current != device:
+            cp.cuda.runtime.setDevice(current)
+    return out if out is not None else dst
+
+
+# (width, height, channels, source pitch, out pitch, device): what a launch depends on.
+_Geometry = tuple[int, int, int, int, int, int]
+# (geometry, device, grid, source pitch, channels, (out pitch, half width, half height, coefficients...))
+_Plan = tuple[_Geometry, int, tuple[int, int, int], Any, Any, tuple[Any, ...]]
+_U8 = np.dtype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(geometry: _Geometry, matrix: str, full_range: bool) -> _Plan:
+    """The launch of one geometry and colour matrix, its NumPy scalars made once."""
+    width, height, channels, src_pitch, dst_pitch, device = geometry
+    coefficients = color_matrix(matrix, full_range).kernel_coefficients()
+    half_w, half_h = width // 2, height // 2
+    grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
+    tail = (np.int64(dst_pitch), np.int32(half_w), np.int32(half_h), *(np.float32(c) for c in coefficients))
+    return geometry, device, grid, np.int64(src_pitch), np.int32(channels), tail
+
+
+def _fast_cupy_args(rgb: Any, out: Any) -> tuple[Any, Any, Any, _Geometry] | None:
+    """CuPy image in, CuPy (or no) output: the layout from CuPy's attributes; None for the full check.
+
+    Returns None for anything unusual (another framework, a RawFrame, an odd or unpacked
+    layout, another device), which then goes through :func:`_checked_args` and gets its
+    precise error there. Nothing here imports CuPy: a CuPy array implies it is loaded.
+    """
+    cp = sys.modules.get("cupy")
+    if cp is None or type(rgb) is not cp.ndarray or rgb.ndim != 3 or rgb.dtype != _U8:
+        return None
+    height, width, channels = rgb.shape
+    pitch, step, one = rgb.strides
+    if channels not in (3, 4) or step != channels or one != 1 or pitch < width * channels or height < 2:
+        return None
+    if width % 2 or height % 2:
+        return None
+    device = rgb.data.device_id
+    if out is None:
+        return cp, rgb, _new_nv12(cp, width, height, device), (width, height, channels, pitch, width, device)
+    if type(out) is not cp.ndarray or out.dtype != _U8 or out.shape != (height + height // 2, width):
+        return None
+    out_pitch, out_step = out.strides
+    if out_step != 1 or out_pitch < width or out.data.device_id != device:
+        return None
+    return cp, rgb, out, (width, height, channels, pitch, out_pitch, device)
+
+
+def _new_nv12(cp: Any, width: int, height: int, device: int) -> Any:
+    with cp.cuda.Device(device):
+        return cp.empty((height + height // 2, width), dtype=cp.uint8)
+
+
+def _checked_args(rgb: Any, out: Any, matrix: str, full_range: bool) -> tuple[Any, Any, Any, _Geometry]:
+    """Validate any CUDA image and output in full (all frameworks, RawFrames); their CuPy views."""
     if isinstance(rgb, RawFrame):
         frame = rgb
         if frame.memory == "cuda":
@@ -115,26 +193,13 @@ def rgb_to_nv12(
     width, height = frame.width, frame.height
     if width % 2 or height % 2:
         raise FrameError(f"NV12 needs even width and height, got {width}x{height}")
-    coefficients = color_matrix(matrix, full_range).kernel_coefficients()
+    color_matrix(matrix, full_range)  # a bad matrix name is refused before any device work
     cp = import_cupy()
     with cp.cuda.Device(frame.device_id):
         src = as_cupy(frame.data)
         dst, dst_pitch = _checked_out(cp, out, width, height, frame.device_id)
-        half_w, half_h = width // 2, height // 2
-        grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
-        args = (
-            src,
-            np.int64(frame.stride),
-            np.int32(4 if frame.pixel_format == "rgba8" else 3),
-            dst,
-            np.int64(dst_pitch),
-            np.int32(half_w),
-            np.int32(half_h),
-            *(np.float32(c) for c in coefficients),
-        )
-        with stream if stream is not None else contextlib.nullcontext():
-            _kernel()(grid, _BLOCK, args)
-    return out if out is not None else dst
+    channels = 4 if frame.pixel_format == "rgba8" else 3
+    return cp, src, dst, (width, height, channels, frame.stride, dst_pitch, frame.device_id)
 
 
 def copy_frame_to_host(frame: RawFrame, out: np.ndarray | None = None, *, stream: Any = None) -> np.ndarray:
