@@ -152,8 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--calls must be at least 10, got {args.calls}")
     from rfb.gpu.context import cupy_available, import_cupy
 
-    if not cupy_available():
-        print("rfb.benchmark.hotpath needs a CUDA GPU and CuPy (pip install 'rfb[gpu]')", file=sys.stderr)
+    reason = cupy_available()
+    if reason is not None:
+        print(f"rfb.benchmark.hotpath needs a CUDA GPU and CuPy: {reason}", file=sys.stderr)
         return 2
     cp = import_cupy()
     gpu = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"].decode()
