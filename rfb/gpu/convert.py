@@ -15,8 +15,8 @@ allocations cannot be described that way.
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import sys
 from typing import Any
 
 import numpy as np
@@ -37,39 +37,62 @@ __device__ __forceinline__ unsigned char rfb_to_u8(float v) {
 """
 
 _KERNEL_SOURCE = DEVICE_ROUND_U8 + r"""
+// Everything but the two pointers, in one struct in device memory made once per
+// geometry and matrix: a launch then marshals three arguments instead of eighteen.
+struct RfbNv12Params {
+    long long src_pitch;
+    long long dst_pitch;
+    int channels;
+    int half_width;
+    int half_height;
+    int unused;
+    float yr, yg, yb, y0, ur, ug, ub, vr, vg, vb, c0;
+};
+
 extern "C" __global__ void rfb_rgb_to_nv12(
-    const unsigned char* __restrict__ src, const long long src_pitch, const int channels,
-    unsigned char* __restrict__ dst, const long long dst_pitch,
-    const int half_width, const int half_height,
-    const float yr, const float yg, const float yb, const float y0,
-    const float ur, const float ug, const float ub,
-    const float vr, const float vg, const float vb, const float c0)
+    const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
+    const RfbNv12Params* __restrict__ params)
 {
+    const RfbNv12Params p = *params;
     const int bx = blockIdx.x * blockDim.x + threadIdx.x;
     const int by = blockIdx.y * blockDim.y + threadIdx.y;
-    if (bx >= half_width || by >= half_height) return;
+    if (bx >= p.half_width || by >= p.half_height) return;
     const long long x = 2LL * bx;
     const long long y = 2LL * by;
+    const int channels = p.channels;
     float sr = 0.0f, sg = 0.0f, sb = 0.0f;
     #pragma unroll
     for (int dy = 0; dy < 2; ++dy) {
-        const unsigned char* row = src + (y + dy) * src_pitch + x * channels;
-        unsigned char* luma = dst + (y + dy) * dst_pitch + x;
+        const unsigned char* row = src + (y + dy) * p.src_pitch + x * channels;
+        unsigned char* luma = dst + (y + dy) * p.dst_pitch + x;
         #pragma unroll
         for (int dx = 0; dx < 2; ++dx) {
             const float r = row[dx * channels];
             const float g = row[dx * channels + 1];
             const float b = row[dx * channels + 2];
             sr += r; sg += g; sb += b;
-            luma[dx] = rfb_to_u8(yr * r + yg * g + yb * b + y0);
+            luma[dx] = rfb_to_u8(p.yr * r + p.yg * g + p.yb * b + p.y0);
         }
     }
     sr *= 0.25f; sg *= 0.25f; sb *= 0.25f;
-    unsigned char* chroma = dst + (2LL * half_height + by) * dst_pitch + x;
-    chroma[0] = rfb_to_u8(ur * sr + ug * sg + ub * sb + c0);
-    chroma[1] = rfb_to_u8(vr * sr + vg * sg + vb * sb + c0);
+    unsigned char* chroma = dst + (2LL * p.half_height + by) * p.dst_pitch + x;
+    chroma[0] = rfb_to_u8(p.ur * sr + p.ug * sg + p.ub * sb + p.c0);
+    chroma[1] = rfb_to_u8(p.vr * sr + p.vg * sg + p.vb * sb + p.c0);
 }
 """
+# The host image of RfbNv12Params (C alignment: the struct is padded to 8 bytes).
+_PARAMS_DTYPE = np.dtype(
+    [
+        ("src_pitch", "<i8"),
+        ("dst_pitch", "<i8"),
+        ("channels", "<i4"),
+        ("half_width", "<i4"),
+        ("half_height", "<i4"),
+        ("unused", "<i4"),
+        ("coefficients", "<f4", (11,)),
+    ],
+    align=True,
+)
 _BLOCK = (32, 8, 1)
 # cudaMemcpyKind
 _MEMCPY_HOST_TO_DEVICE = 1
@@ -100,7 +123,90 @@ def rgb_to_nv12(
     (a padded pitch is fine). The kernel is queued on ``stream`` (a CuPy stream), else
     on CuPy's current stream, and not waited for. Returns ``out`` (a new CuPy array
     when none was given).
+
+    This runs once per frame on the render loop's thread, so the common case (CuPy
+    arrays in and out) reads their layout from CuPy's attributes and reuses the launch
+    arguments of the last frame of the same geometry; anything else is validated in full.
     """
+    fast = _fast_cupy_args(rgb, out)
+    if fast is not None:
+        cp, src, dst, geometry = fast
+    else:
+        cp, src, dst, geometry = _checked_args(rgb, out, matrix, full_range)
+    device = geometry[5]
+    current = cp.cuda.runtime.getDevice()
+    if current != device:
+        cp.cuda.runtime.setDevice(device)
+    try:
+        grid, params = _plan(geometry, matrix, full_range)
+        if stream is None:
+            _kernel()(grid, _BLOCK, (src, dst, params))
+        else:
+            with stream:
+                _kernel()(grid, _BLOCK, (src, dst, params))
+    finally:
+        if current != device:
+            cp.cuda.runtime.setDevice(current)
+    return out if out is not None else dst
+
+
+# (width, height, channels, source pitch, out pitch, device): what a launch depends on.
+_Geometry = tuple[int, int, int, int, int, int]
+_U8 = np.dtype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(geometry: _Geometry, matrix: str, full_range: bool) -> tuple[tuple[int, int, int], Any]:
+    """The grid and the device-side parameters of one geometry and colour matrix, made once.
+
+    Called with ``geometry``'s device current; the parameters live on that device.
+    """
+    width, height, channels, src_pitch, dst_pitch, _device = geometry
+    half_w, half_h = width // 2, height // 2
+    host = np.zeros(1, dtype=_PARAMS_DTYPE)
+    host["src_pitch"], host["dst_pitch"], host["channels"] = src_pitch, dst_pitch, channels
+    host["half_width"], host["half_height"] = half_w, half_h
+    host["coefficients"] = color_matrix(matrix, full_range).kernel_coefficients()
+    cp = import_cupy()
+    params = cp.asarray(host.view(np.uint8))
+    grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
+    return grid, params
+
+
+def _fast_cupy_args(rgb: Any, out: Any) -> tuple[Any, Any, Any, _Geometry] | None:
+    """CuPy image in, CuPy (or no) output: the layout from CuPy's attributes; None for the full check.
+
+    Returns None for anything unusual (another framework, a RawFrame, an odd or unpacked
+    layout, another device), which then goes through :func:`_checked_args` and gets its
+    precise error there. Nothing here imports CuPy: a CuPy array implies it is loaded.
+    """
+    cp = sys.modules.get("cupy")
+    if cp is None or type(rgb) is not cp.ndarray or rgb.ndim != 3 or rgb.dtype != _U8:
+        return None
+    height, width, channels = rgb.shape
+    pitch, step, one = rgb.strides
+    if channels not in (3, 4) or step != channels or one != 1 or pitch < width * channels or height < 2:
+        return None
+    if width % 2 or height % 2:
+        return None
+    device = rgb.data.device_id
+    if out is None:
+        return cp, rgb, _new_nv12(cp, width, height, device), (width, height, channels, pitch, width, device)
+    if type(out) is not cp.ndarray or out.dtype != _U8 or out.shape != (height + height // 2, width):
+        return None
+    out_pitch, out_step = out.strides
+    if out_step != 1 or out_pitch < width or out.data.device_id != device:
+        return None
+    return cp, rgb, out, (width, height, channels, pitch, out_pitch, device)
+
+
+def _new_nv12(cp: Any, width: int, height: int, device: int) -> Any:
+    with cp.cuda.Device(device):
+        return cp.empty((height + height // 2, width), dtype=cp.uint8)
+
+
+def _checked_args(rgb: Any, out: Any, matrix: str, full_range: bool) -> tuple[Any, Any, Any, _Geometry]:
+    """Validate any CUDA image and output in full (all frameworks, RawFrames); their CuPy views."""
     if isinstance(rgb, RawFrame):
         frame = rgb
         if frame.memory == "cuda":
@@ -115,26 +221,13 @@ def rgb_to_nv12(
     width, height = frame.width, frame.height
     if width % 2 or height % 2:
         raise FrameError(f"NV12 needs even width and height, got {width}x{height}")
-    coefficients = color_matrix(matrix, full_range).kernel_coefficients()
+    color_matrix(matrix, full_range)  # a bad matrix name is refused before any device work
     cp = import_cupy()
     with cp.cuda.Device(frame.device_id):
         src = as_cupy(frame.data)
         dst, dst_pitch = _checked_out(cp, out, width, height, frame.device_id)
-        half_w, half_h = width // 2, height // 2
-        grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
-        args = (
-            src,
-            np.int64(frame.stride),
-            np.int32(4 if frame.pixel_format == "rgba8" else 3),
-            dst,
-            np.int64(dst_pitch),
-            np.int32(half_w),
-            np.int32(half_h),
-            *(np.float32(c) for c in coefficients),
-        )
-        with stream if stream is not None else contextlib.nullcontext():
-            _kernel()(grid, _BLOCK, args)
-    return out if out is not None else dst
+    channels = 4 if frame.pixel_format == "rgba8" else 3
+    return cp, src, dst, (width, height, channels, frame.stride, dst_pitch, frame.device_id)
 
 
 def copy_frame_to_host(frame: RawFrame, out: np.ndarray | None = None, *, stream: Any = None) -> np.ndarray:

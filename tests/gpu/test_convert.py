@@ -156,6 +156,29 @@ def test_out_is_reused_and_may_be_pitched() -> None:
 
 
 @pytest.mark.gpu
+def test_cupy_fast_path_equals_the_checked_path_and_reuses_its_launch() -> None:
+    cp = require_cupy()
+    from rfb.gpu import convert
+
+    for channels, seed in ((3, 4), (4, 5)):
+        host = host_image(66, 98, channels, seed=seed)
+        device = cp.asarray(host)
+        assert convert._fast_cupy_args(device, None) is not None  # CuPy in: the fast path is taken
+        fast = rgb_to_nv12(device).get()
+        checked = rgb_to_nv12(cuda_frame(device)).get()  # a RawFrame: the full check
+        assert np.array_equal(fast, checked)
+        assert max_error(fast, rgb_to_nv12_host(host)) <= 1
+    before = convert._plan.cache_info()
+    out = cp.empty((99, 98), dtype=cp.uint8)
+    for seed in range(3):  # fresh arrays (new pointers) of one geometry: one plan
+        host = host_image(66, 98, seed=seed)
+        rgb_to_nv12(cp.asarray(host), out=out)
+        assert max_error(out.get(), rgb_to_nv12_host(host)) <= 1
+    after = convert._plan.cache_info()
+    assert after.misses - before.misses <= 1 and after.hits - before.hits >= 2
+
+
+@pytest.mark.gpu
 def test_out_is_validated() -> None:
     cp = require_cupy()
     rgb = cp.zeros((4, 6, 3), dtype=cp.uint8)
