@@ -120,6 +120,7 @@ class EncodeGroup:
         self._failover = Failover(candidates, policy or FailoverPolicy())
         self._last_resort_version = -1  # the frame on which every set-aside route was tried once
         self._dark = False  # no route could start; said once until one does
+        self._traced: set[str] = set()  # routes whose failure was logged with its traceback (once each)
         self.members: list[Member] = []
         self.stats = GroupStats(key, self.transport)
         self.codec: str | None = None
@@ -376,7 +377,10 @@ class EncodeGroup:
             return
         record = self._failover.failed(entry, size, error, hung=hung)
         if record is None:
-            logger.warning("encoder %s %s (%s); %s", entry.name, what, describe(error), then, exc_info=error)
+            trace = entry.name not in self._traced
+            self._traced.add(entry.name)
+            logger.warning("encoder %s %s (%s); %s", entry.name, what, describe(error), then,
+                           exc_info=error if trace else None)
             return
         self.stats.set_aside = self._failover.set_aside
         usable = self._failover.usable(size)
