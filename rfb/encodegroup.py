@@ -385,9 +385,9 @@ class EncodeGroup:
         self.stats.set_aside = self._failover.set_aside
         usable = self._failover.usable(size)
         nxt = f"{usable[0].name} is tried next" if usable else "no other route is left: each is tried again per new frame"
-        logger.warning("%s group: route %s set aside for %dx%d after %d failures in a row (last: %s: %s); "
+        logger.warning("%s group: route %s set aside for %dx%d: it %s (last: %s: %s); "
                        "%s; %s is tried again in %g s or at another size",
-                       self.key, entry.name, *size, record.failures, what, record.reason, nxt, entry.name,
+                       self.key, entry.name, *size, record.why, what, record.reason, nxt, entry.name,
                        record.backoff)
 
     def _close_encoder(self) -> None:

@@ -65,10 +65,11 @@ class SetAside:
 
     route: str
     size: Size
-    failures: int
+    failures: int  # in a row: the policy's limit, or fewer for a hang or a failed retry
     reason: str  # the last error, "Type: message"
     backoff: float
     until: float
+    why: str  # "failed N times in a row", "hung while starting", "failed again after its back-off"
 
 
 class FactoryTimeout(Exception):
@@ -123,17 +124,21 @@ class Failover:
         streak_size, count = self._streaks.get(entry.name, (size, 0))
         if streak_size != size:
             count = 0
+        count += 1
         previous = self._aside.get(entry.name)
-        if previous is not None and previous.size == size:
-            count = max(count, self.policy.limit - 1)  # back from its back-off: one chance
-        count = max(count + 1, self.policy.limit) if hung else count + 1
-        if count < self.policy.limit:
+        if hung:
+            why = "hung while starting"
+        elif previous is not None and previous.size == size:
+            why = "failed again after its back-off"  # a route back from its back-off gets one chance
+        elif count >= self.policy.limit:
+            why = f"failed {count} times in a row"
+        else:
             self._streaks[entry.name] = (size, count)
             return None
         self._streaks.pop(entry.name, None)
         backoff = self._next_backoff.get(entry.name, self.policy.backoff)
         self._next_backoff[entry.name] = min(backoff * 2, self.policy.backoff_max)
-        record = SetAside(entry.name, size, count, describe(error), backoff, self._clock() + backoff)
+        record = SetAside(entry.name, size, count, describe(error), backoff, self._clock() + backoff, why)
         self._aside[entry.name] = record
         return record
 
