@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
 from rfb.encoders.registry import EncoderEntry
-from rfb.failover import Failover, FailoverPolicy, FactoryTimeout, SetAside, build, describe
+from rfb.failover import BuildCancelled, Failover, FailoverPolicy, FactoryTimeout, SetAside, build, describe
 from rfb.frames import RawFrame
 from rfb.latency import LatencyWindow
 from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
@@ -126,6 +126,7 @@ class EncodeGroup:
         self.codec: str | None = None
         self._wake = threading.Event()
         self._stopping = False
+        self._stopped = threading.Event()  # what a build in progress watches
         self._encoder: EncoderBackend | None = None  # touched only by the worker thread
         self._entry: EncoderEntry | None = None  # the route self._encoder came from
         self._encoder_size: tuple[int, int] | None = None
@@ -149,6 +150,7 @@ class EncodeGroup:
 
     def stop(self, timeout: float) -> None:
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -350,7 +352,10 @@ class EncodeGroup:
             routes = self._failover.candidates
         for entry in routes:
             try:
-                encoder = build(entry, config, self._failover.policy.factory_timeout)
+                encoder = build(entry, config, self._failover.policy.factory_timeout, self._stopped)
+            except BuildCancelled as exc:
+                logger.warning("%s", exc)
+                return
             except Exception as exc:  # factories are plug-ins: any failure means "try the next route"
                 self.stats.build_failures += 1
                 self._failed(entry, size, exc, f"could not start for {width}x{height}", "trying the next route",

@@ -34,6 +34,8 @@ logger = logging.getLogger("rfb.fanout")
 
 Size = tuple[int, int]
 
+_CANCEL_POLL_S = 0.1  # how often a build in progress looks at its cancel event
+
 
 @dataclass(frozen=True)
 class FailoverPolicy:
@@ -72,8 +74,16 @@ class SetAside:
     why: str  # "failed N times in a row", "hung while starting", "failed again after its back-off"
 
 
-class FactoryTimeout(Exception):
-    """A route's factory did not return within the deadline; its thread was left behind."""
+class BuildAbandoned(Exception):
+    """A build was given up before its factory returned; its thread was left behind."""
+
+
+class FactoryTimeout(BuildAbandoned):
+    """A route's factory did not return within the deadline."""
+
+
+class BuildCancelled(BuildAbandoned):
+    """The group stopped (its display is closing) while a factory was still running."""
 
 
 def describe(error: BaseException) -> str:
@@ -148,12 +158,14 @@ class Failover:
         return record is not None and record.size == size and (self._clock() if now is None else now) < record.until
 
 
-def build(entry: EncoderEntry, config: EncoderConfig, timeout: float) -> EncoderBackend:
-    """``entry.factory(config)`` on a thread of its own, given up after ``timeout`` seconds.
+def build(entry: EncoderEntry, config: EncoderConfig, timeout: float,
+          cancel: threading.Event | None = None) -> EncoderBackend:
+    """``entry.factory(config)`` on a thread of its own, given up after ``timeout`` seconds or on ``cancel``.
 
-    Raises what the factory raised, or :class:`FactoryTimeout`. An abandoned build keeps
-    its thread (a blocked native call cannot be cancelled); if it returns an encoder
-    after all, that encoder is closed on that thread, so nothing is left open.
+    Raises what the factory raised, :class:`FactoryTimeout` or :class:`BuildCancelled`.
+    An abandoned build keeps its thread (a blocked native call cannot be cancelled); if
+    it returns an encoder after all, that encoder is closed on that thread, so nothing
+    is left open.
     """
     done = threading.Event()
     lock = threading.Lock()
@@ -180,12 +192,21 @@ def build(entry: EncoderEntry, config: EncoderConfig, timeout: float) -> Encoder
 
     thread = threading.Thread(target=run, name=f"rfb-build-{entry.name}", daemon=True)
     thread.start()
-    if not done.wait(timeout):
+    deadline = time.monotonic() + timeout
+    # Slices, so that a closing display need not wait out the deadline; a factory that
+    # returns at once is not delayed (the wait ends when ``done`` is set).
+    while not done.wait(max(0.0, min(_CANCEL_POLL_S, deadline - time.monotonic()))):
+        cancelled = cancel is not None and cancel.is_set()
+        if not cancelled and time.monotonic() < deadline:
+            continue
         with lock:
             abandoned = "encoder" not in outcome and "error" not in outcome
-        if abandoned:
-            raise FactoryTimeout(f"route {entry.name}'s factory did not return within {timeout:g} s for "
-                                 f"{config.width}x{config.height}; its thread {thread.name} is left behind")
+        if not abandoned:
+            break
+        where = f"for {config.width}x{config.height}; its thread {thread.name} is left behind"
+        if cancelled:
+            raise BuildCancelled(f"route {entry.name}'s build was abandoned: its group stopped {where}")
+        raise FactoryTimeout(f"route {entry.name}'s factory did not return within {timeout:g} s {where}")
     thread.join()  # it has handed its outcome over and is ending: no thread outlives a build
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]

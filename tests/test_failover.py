@@ -25,7 +25,7 @@ from rfb.encoders.registry import EncoderEntry, register_video_encoder, unregist
 from rfb.failover import Failover, FailoverPolicy, FactoryTimeout, build
 from rfb.frames import RawFrame
 from tests.conftest import EncoderLog, FakeVideoEncoder, ProtocolClient, Received, eventually, wait_until
-from tests.test_fanout import make
+from tests.test_fanout import Harness, make
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -235,6 +235,22 @@ def test_with_every_route_set_aside_each_new_frame_tries_them_again(request: pyt
     breakable["only"] = False
     h.publish(2)
     assert h.wait_count(1, 1) == [(b"I\x02", 1)] and h.stats().set_aside == () and display_route(h) == "only"
+
+
+def test_closing_does_not_wait_for_a_factory_that_hangs(caplog: pytest.LogCaptureFixture) -> None:
+    hangs = Hangs()
+    h = Harness(EncoderLog(), routes={"webcodecs": [EncoderEntry("test-hangs", hangs)]},
+                failover=FailoverPolicy(factory_timeout=300.0))
+    h.join(1)
+    h.publish(1)
+    group = h.fanout._groups["webcodecs"]
+    wait_until(lambda: any(t.name == "rfb-build-test-hangs" for t in threading.enumerate()), what="the build")
+    h.fanout.close(timeout=5.0)
+    assert not group._thread.is_alive(), "the group's thread ends although its factory still hangs"
+    assert "did not stop within" not in caplog.text
+    assert "route test-hangs's build was abandoned: its group stopped for 64x48" in caplog.text
+    hangs.release.set()
+    assert wait_until(lambda: hangs.built and hangs.built[0].closed.is_set(), what="the late encoder to be closed")
 
 
 def display_route(h: Any) -> str | None:
