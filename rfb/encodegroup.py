@@ -389,7 +389,8 @@ class EncodeGroup:
             return
         self.stats.set_aside = self._failover.set_aside
         usable = self._failover.usable(size)
-        nxt = f"{usable[0].name} is tried next" if usable else "no other route is left: each is tried again per new frame"
+        nxt = (f"{usable[0].name} is tried next" if usable
+               else "no other route is left: each is tried again per new frame")
         logger.warning("%s group: route %s set aside for %dx%d: it %s (last: %s: %s); "
                        "%s; %s is tried again in %g s or at another size",
                        self.key, entry.name, *size, record.why, what, record.reason, nxt, entry.name,
