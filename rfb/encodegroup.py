@@ -14,7 +14,9 @@ route reads host memory only, so the group wraps its encoder in
 :class:`rfb.gpu.HostFrameAdapter` the first time a CUDA frame comes (converted on the
 GPU, one download per frame: NV12 for video, RGB for images). Making the device's
 CUDA context current is each route's business (they all enter ``cupy.cuda.Device`` or
-push the primary context around their device work), so the group does not.
+push the primary context around their device work), so the group does not; this is
+also why a route's factory may run on a thread of its own (under a deadline) while its
+encoder then runs on the group's.
 """
 
 from __future__ import annotations

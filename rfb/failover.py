@@ -14,7 +14,8 @@ new encoder configuration, which may well work) or once its back-off has passed
 A factory that does not return within ``factory_timeout`` (a driver call that never
 comes back) cannot be interrupted: :func:`build` leaves its thread behind, closes the
 encoder if one arrives late, and the route is set aside at once, since every new
-attempt would cost the deadline and strand another thread.
+attempt would cost the deadline and strand another thread. A group that stops (its
+display closing) abandons a build in progress the same way instead of waiting for it.
 
 docs/fanout.md states the same rules for users.
 """
