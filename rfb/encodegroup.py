@@ -14,7 +14,9 @@ route reads host memory only, so the group wraps its encoder in
 :class:`rfb.gpu.HostFrameAdapter` the first time a CUDA frame comes (converted on the
 GPU, one download per frame: NV12 for video, RGB for images). Making the device's
 CUDA context current is each route's business (they all enter ``cupy.cuda.Device`` or
-push the primary context around their device work), so the group does not.
+push the primary context around their device work), so the group does not; this is
+also why a route's factory may run on a thread of its own (under a deadline) while its
+encoder then runs on the group's.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
 from rfb.encoders.registry import EncoderEntry
-from rfb.failover import Failover, FailoverPolicy, FactoryTimeout, SetAside, build, describe
+from rfb.failover import BuildCancelled, Failover, FailoverPolicy, FactoryTimeout, SetAside, build, describe
 from rfb.frames import RawFrame
 from rfb.latency import LatencyWindow
 from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
@@ -120,11 +122,13 @@ class EncodeGroup:
         self._failover = Failover(candidates, policy or FailoverPolicy())
         self._last_resort_version = -1  # the frame on which every set-aside route was tried once
         self._dark = False  # no route could start; said once until one does
+        self._traced: set[str] = set()  # routes whose failure was logged with its traceback (once each)
         self.members: list[Member] = []
         self.stats = GroupStats(key, self.transport)
         self.codec: str | None = None
         self._wake = threading.Event()
         self._stopping = False
+        self._stopped = threading.Event()  # what a build in progress watches
         self._encoder: EncoderBackend | None = None  # touched only by the worker thread
         self._entry: EncoderEntry | None = None  # the route self._encoder came from
         self._encoder_size: tuple[int, int] | None = None
@@ -148,6 +152,7 @@ class EncodeGroup:
 
     def stop(self, timeout: float) -> None:
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -349,7 +354,10 @@ class EncodeGroup:
             routes = self._failover.candidates
         for entry in routes:
             try:
-                encoder = build(entry, config, self._failover.policy.factory_timeout)
+                encoder = build(entry, config, self._failover.policy.factory_timeout, self._stopped)
+            except BuildCancelled as exc:
+                logger.warning("%s", exc)
+                return
             except Exception as exc:  # factories are plug-ins: any failure means "try the next route"
                 self.stats.build_failures += 1
                 self._failed(entry, size, exc, f"could not start for {width}x{height}", "trying the next route",
@@ -376,14 +384,18 @@ class EncodeGroup:
             return
         record = self._failover.failed(entry, size, error, hung=hung)
         if record is None:
-            logger.warning("encoder %s %s (%s); %s", entry.name, what, describe(error), then, exc_info=error)
+            trace = entry.name not in self._traced
+            self._traced.add(entry.name)
+            logger.warning("encoder %s %s (%s); %s", entry.name, what, describe(error), then,
+                           exc_info=error if trace else None)
             return
         self.stats.set_aside = self._failover.set_aside
         usable = self._failover.usable(size)
-        nxt = f"{usable[0].name} is tried next" if usable else "no other route is left: each is tried again per new frame"
-        logger.warning("%s group: route %s set aside for %dx%d after %d failures in a row (last: %s: %s); "
+        nxt = (f"{usable[0].name} is tried next" if usable
+               else "no other route is left: each is tried again per new frame")
+        logger.warning("%s group: route %s set aside for %dx%d: it %s (last: %s: %s); "
                        "%s; %s is tried again in %g s or at another size",
-                       self.key, entry.name, *size, record.failures, what, record.reason, nxt, entry.name,
+                       self.key, entry.name, *size, record.why, what, record.reason, nxt, entry.name,
                        record.backoff)
 
     def _close_encoder(self) -> None:

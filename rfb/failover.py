@@ -14,7 +14,8 @@ new encoder configuration, which may well work) or once its back-off has passed
 A factory that does not return within ``factory_timeout`` (a driver call that never
 comes back) cannot be interrupted: :func:`build` leaves its thread behind, closes the
 encoder if one arrives late, and the route is set aside at once, since every new
-attempt would cost the deadline and strand another thread.
+attempt would cost the deadline and strand another thread. A group that stops (its
+display closing) abandons a build in progress the same way instead of waiting for it.
 
 docs/fanout.md states the same rules for users.
 """
@@ -33,6 +34,8 @@ from rfb.encoders.registry import EncoderEntry
 logger = logging.getLogger("rfb.fanout")
 
 Size = tuple[int, int]
+
+_CANCEL_POLL_S = 0.1  # how often a build in progress looks at its cancel event
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,23 @@ class SetAside:
 
     route: str
     size: Size
-    failures: int
+    failures: int  # in a row: the policy's limit, or fewer for a hang or a failed retry
     reason: str  # the last error, "Type: message"
     backoff: float
     until: float
+    why: str  # "failed N times in a row", "hung while starting", "failed again after its back-off"
 
 
-class FactoryTimeout(Exception):
-    """A route's factory did not return within the deadline; its thread was left behind."""
+class BuildAbandoned(Exception):
+    """A build was given up before its factory returned; its thread was left behind."""
+
+
+class FactoryTimeout(BuildAbandoned):
+    """A route's factory did not return within the deadline."""
+
+
+class BuildCancelled(BuildAbandoned):
+    """The group stopped (its display is closing) while a factory was still running."""
 
 
 def describe(error: BaseException) -> str:
@@ -123,17 +135,21 @@ class Failover:
         streak_size, count = self._streaks.get(entry.name, (size, 0))
         if streak_size != size:
             count = 0
+        count += 1
         previous = self._aside.get(entry.name)
-        if previous is not None and previous.size == size:
-            count = max(count, self.policy.limit - 1)  # back from its back-off: one chance
-        count = max(count + 1, self.policy.limit) if hung else count + 1
-        if count < self.policy.limit:
+        if hung:
+            why = "hung while starting"
+        elif previous is not None and previous.size == size:
+            why = "failed again after its back-off"  # a route back from its back-off gets one chance
+        elif count >= self.policy.limit:
+            why = f"failed {count} times in a row"
+        else:
             self._streaks[entry.name] = (size, count)
             return None
         self._streaks.pop(entry.name, None)
         backoff = self._next_backoff.get(entry.name, self.policy.backoff)
         self._next_backoff[entry.name] = min(backoff * 2, self.policy.backoff_max)
-        record = SetAside(entry.name, size, count, describe(error), backoff, self._clock() + backoff)
+        record = SetAside(entry.name, size, count, describe(error), backoff, self._clock() + backoff, why)
         self._aside[entry.name] = record
         return record
 
@@ -143,12 +159,14 @@ class Failover:
         return record is not None and record.size == size and (self._clock() if now is None else now) < record.until
 
 
-def build(entry: EncoderEntry, config: EncoderConfig, timeout: float) -> EncoderBackend:
-    """``entry.factory(config)`` on a thread of its own, given up after ``timeout`` seconds.
+def build(entry: EncoderEntry, config: EncoderConfig, timeout: float,
+          cancel: threading.Event | None = None) -> EncoderBackend:
+    """``entry.factory(config)`` on a thread of its own, given up after ``timeout`` seconds or on ``cancel``.
 
-    Raises what the factory raised, or :class:`FactoryTimeout`. An abandoned build keeps
-    its thread (a blocked native call cannot be cancelled); if it returns an encoder
-    after all, that encoder is closed on that thread, so nothing is left open.
+    Raises what the factory raised, :class:`FactoryTimeout` or :class:`BuildCancelled`.
+    An abandoned build keeps its thread (a blocked native call cannot be cancelled); if
+    it returns an encoder after all, that encoder is closed on that thread, so nothing
+    is left open.
     """
     done = threading.Event()
     lock = threading.Lock()
@@ -175,12 +193,21 @@ def build(entry: EncoderEntry, config: EncoderConfig, timeout: float) -> Encoder
 
     thread = threading.Thread(target=run, name=f"rfb-build-{entry.name}", daemon=True)
     thread.start()
-    if not done.wait(timeout):
+    deadline = time.monotonic() + timeout
+    # Slices, so that a closing display need not wait out the deadline; a factory that
+    # returns at once is not delayed (the wait ends when ``done`` is set).
+    while not done.wait(max(0.0, min(_CANCEL_POLL_S, deadline - time.monotonic()))):
+        cancelled = cancel is not None and cancel.is_set()
+        if not cancelled and time.monotonic() < deadline:
+            continue
         with lock:
             abandoned = "encoder" not in outcome and "error" not in outcome
-        if abandoned:
-            raise FactoryTimeout(f"route {entry.name}'s factory did not return within {timeout:g} s for "
-                                 f"{config.width}x{config.height}; its thread {thread.name} is left behind")
+        if not abandoned:
+            break
+        where = f"for {config.width}x{config.height}; its thread {thread.name} is left behind"
+        if cancelled:
+            raise BuildCancelled(f"route {entry.name}'s build was abandoned: its group stopped {where}")
+        raise FactoryTimeout(f"route {entry.name}'s factory did not return within {timeout:g} s {where}")
     thread.join()  # it has handed its outcome over and is ending: no thread outlives a build
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]

@@ -25,7 +25,7 @@ from rfb.encoders.registry import EncoderEntry, register_video_encoder, unregist
 from rfb.failover import Failover, FailoverPolicy, FactoryTimeout, build
 from rfb.frames import RawFrame
 from tests.conftest import EncoderLog, FakeVideoEncoder, ProtocolClient, Received, eventually, wait_until
-from tests.test_fanout import make
+from tests.test_fanout import Harness, make
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,8 +54,8 @@ def test_a_route_is_set_aside_after_limit_failures_in_a_row() -> None:
     assert failover.failed(a, SIZE, RuntimeError("two")) is None
     record = failover.failed(a, SIZE, RuntimeError("three"))
     assert record is not None
-    assert (record.route, record.size, record.failures, record.reason, record.backoff) == (
-        "a", SIZE, 3, "RuntimeError: three", 60.0)
+    assert (record.route, record.size, record.failures, record.reason, record.backoff, record.why) == (
+        "a", SIZE, 3, "RuntimeError: three", 60.0, "failed 3 times in a row")
     assert failover.usable(SIZE) == [b] and failover.set_aside == (record,)
 
 
@@ -88,7 +88,8 @@ def test_after_its_back_off_a_route_gets_one_chance_and_the_back_off_doubles() -
     assert failover.retry_due(b, SIZE) and failover.usable(SIZE) == [a, b]
     assert not failover.retry_due(a, SIZE), "nothing better than a itself"
     again = failover.failed(a, SIZE, RuntimeError("still"))
-    assert again is not None and (again.failures, again.backoff) == (3, 20.0)
+    assert again is not None and (again.failures, again.backoff, again.why) == (
+        1, 20.0, "failed again after its back-off")
     clock.now += 20.0
     third = failover.failed(a, SIZE, RuntimeError("still"))
     assert third is not None and third.backoff == 25.0, "capped at backoff_max"
@@ -101,7 +102,8 @@ def test_a_hung_factory_sets_its_route_aside_at_once() -> None:
     a, b = entries("a", "b")
     failover = Failover([a, b], FailoverPolicy(limit=3), Clock())
     record = failover.failed(a, SIZE, FactoryTimeout("hung"), hung=True)
-    assert record is not None and record.failures == 3 and failover.usable(SIZE) == [b]
+    assert record is not None and (record.failures, record.why) == (1, "hung while starting")
+    assert failover.usable(SIZE) == [b]
 
 
 @pytest.mark.parametrize("field,value", [("limit", 0), ("limit", 1.5), ("backoff", 0), ("factory_timeout", -1),
@@ -190,7 +192,7 @@ def test_the_next_route_encodes_the_picture_that_failed_and_the_first_comes_back
     assert (stats.encoder, stats.encoder_errors) == ("second", 3)
     assert [(s.route, s.size, s.failures, s.reason) for s in stats.set_aside] == [
         ("first", SIZE, 3, "RuntimeError: first is broken")]
-    assert caplog.text.count("route first set aside for 64x48 after 3 failures in a row") == 1
+    assert caplog.text.count("route first set aside for 64x48: it failed 3 times in a row") == 1
     assert "second is tried next; first is tried again in 0.5 s or at another size" in caplog.text
     breakable["first"] = False  # the driver recovers
     wait_until(lambda: h.fanout._groups["webcodecs"]._failover.retry_due(None, SIZE), what="the back-off to pass")
@@ -233,6 +235,22 @@ def test_with_every_route_set_aside_each_new_frame_tries_them_again(request: pyt
     breakable["only"] = False
     h.publish(2)
     assert h.wait_count(1, 1) == [(b"I\x02", 1)] and h.stats().set_aside == () and display_route(h) == "only"
+
+
+def test_closing_does_not_wait_for_a_factory_that_hangs(caplog: pytest.LogCaptureFixture) -> None:
+    hangs = Hangs()
+    h = Harness(EncoderLog(), routes={"webcodecs": [EncoderEntry("test-hangs", hangs)]},
+                failover=FailoverPolicy(factory_timeout=300.0))
+    h.join(1)
+    h.publish(1)
+    group = h.fanout._groups["webcodecs"]
+    wait_until(lambda: any(t.name == "rfb-build-test-hangs" for t in threading.enumerate()), what="the build")
+    h.fanout.close(timeout=5.0)
+    assert not group._thread.is_alive(), "the group's thread ends although its factory still hangs"
+    assert "did not stop within" not in caplog.text
+    assert "route test-hangs's build was abandoned: its group stopped for 64x48" in caplog.text
+    hangs.release.set()
+    assert wait_until(lambda: hangs.built and hangs.built[0].closed.is_set(), what="the late encoder to be closed")
 
 
 def display_route(h: Any) -> str | None:
@@ -364,7 +382,7 @@ async def test_a_route_that_always_raises_hands_its_viewers_to_h264_cpu(
         stats = display.stats.groups["webcodecs"]
         assert stats.encoder == "h264_cpu" and display.routes == {"webcodecs": "h264_cpu"}
         assert [s.route for s in stats.set_aside] == ["test-always-raises"] and stats.encoder_errors == 3
-        assert caplog.text.count("route test-always-raises set aside for 64x48 after 3 failures in a row") == 1
+        assert caplog.text.count("route test-always-raises set aside for 64x48: it failed 3 times in a row") == 1
     finally:
         display.close()
 
@@ -396,7 +414,7 @@ async def test_a_route_whose_factory_hangs_is_abandoned_for_h264_cpu(route_above
         assert_every_grey_decodes(chunks)
         stats = display.stats.groups["webcodecs"]
         assert stats.encoder == "h264_cpu" and stats.build_failures == 1
-        assert [(s.route, s.failures) for s in stats.set_aside] == [("test-hangs", 3)]
+        assert [(s.route, s.why) for s in stats.set_aside] == [("test-hangs", "hung while starting")]
         assert "route test-hangs's factory did not return within 0.5 s for 64x48" in caplog.text
     finally:
         hangs.release.set()

@@ -173,7 +173,7 @@ def nvjpeg_available() -> Iterator[None]:
     original = get_entry(jpeg_gpu.NAME)
     registry.register_video_encoder(
         jpeg_gpu.NAME, original.factory, transport="image", probe=lambda: None,
-        priority=original.priority, gpu=True, replace=True,
+        priority=original.priority, reads_cuda=True, replace=True,
     )
     yield
     registry.register_video_encoder(
