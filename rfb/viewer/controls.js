@@ -56,11 +56,12 @@ export class Controls {
     this.awakeTimer = null;
 
     for (const [action, button] of this.buttons) button.addEventListener("click", () => this.run(action));
+    // Escape hands focus back on its keyup, so that keyup does not land on the canvas.
     strip.addEventListener("keydown", (e) => {
-      if (e.key === "Escape") {
-        e.preventDefault();
-        canvas.focus({ preventScroll: true });
-      }
+      if (e.key === "Escape") e.preventDefault();
+    });
+    strip.addEventListener("keyup", (e) => {
+      if (e.key === "Escape") canvas.focus({ preventScroll: true });
     });
     area.addEventListener("pointermove", () => this.wake());
     document.addEventListener("fullscreenchange", () => this.showFullscreen());

@@ -54,6 +54,7 @@ export function attachInput({ area, canvas, view, frameSize, send, shortcut }) {
   let lastSize = "";
   let pan = null; // {pointerId, x, y} while a Ctrl/⌘ drag moves the picture
   const claimedKeys = new Set(); // codes whose keydown was the viewer's: their keyup is too
+  const sentKeys = new Set(); // codes whose keydown was sent: only their keyup is sent
 
   const mapped = (e) => {
     const size = frameSize();
@@ -158,6 +159,10 @@ export function attachInput({ area, canvas, view, frameSize, send, shortcut }) {
       return;
     }
     if (!frameSize()) return;
+    // A keyup whose keydown went elsewhere (focus arrived with the key held, say by Tab
+    // from the strip) would be a release the application never saw pressed.
+    if (e.type === "keydown") sentKeys.add(e.code);
+    else if (!sentKeys.delete(e.code)) return;
     send({ type: e.type, key: e.key, code: e.code, repeat: e.repeat, modifiers: modifiers(e) });
     if (!browserKeepsDefault(e)) e.preventDefault();
   };

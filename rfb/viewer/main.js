@@ -3,7 +3,8 @@
 // shows the overlay and the control strip.
 //
 // Page URL parameters: `token` (sent in hello), `transport=image` (never offer
-// WebCodecs, e.g. to compare routes or for tests), `overlay=0` (hide the readout).
+// WebCodecs, e.g. to compare routes or for tests), `transport=png` (offer only PNG:
+// lossless frames), `overlay=0` (hide the readout).
 // `window.__rfb` is a small read-only hook for tests and embedders (docs/viewer.md).
 
 import { Controls } from "./controls.js";
@@ -77,7 +78,7 @@ if (typeof Worker !== "function" || typeof canvas.transferControlToOffscreen !==
       canvas: offscreen,
       wsUrl: socketUrl(),
       token: params.get("token") || "",
-      forceImage: params.get("transport") === "image",
+      only: ["image", "png"].includes(params.get("transport")) ? params.get("transport") : null,
     },
     [offscreen],
   );

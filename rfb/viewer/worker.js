@@ -3,7 +3,7 @@
 // main thread (layout, input handling, the overlay).
 //
 // Messages from the page:
-//   {type: "init", canvas, wsUrl, token, forceImage}   once, with the OffscreenCanvas
+//   {type: "init", canvas, wsUrl, token, only}         once, with the OffscreenCanvas
 //   {type: "event", event}                             an input event (docs/protocol.md)
 //   {type: "snapshot", id, points: [[x, y], ...]}      RGBA of frame pixels, for tests
 //   {type: "screenshot", id}                           the canvas as a PNG Blob
@@ -85,16 +85,20 @@ async function init(msg) {
   ctx = canvas.getContext("2d", { alpha: false, desynchronized: true });
   wsUrl = msg.wsUrl;
   token = msg.token || "";
-  supported = await detectSupported(Boolean(msg.forceImage));
+  supported = await detectSupported(msg.only || null);
   stats.supported = supported;
   setInterval(postStats, STATS_INTERVAL_MS);
   connect();
 }
 
-/** What hello.supported lists: H.264 only where WebCodecs says it can decode it. */
-async function detectSupported(forceImage) {
+/**
+ * What hello.supported lists: H.264 only where WebCodecs says it can decode it, then
+ * the image types. `only` ("image" or "png", from the page URL) narrows the list.
+ */
+async function detectSupported(only) {
+  if (only === "png") return [proto.IMAGE_PNG];
   const out = [];
-  if (!forceImage && typeof VideoDecoder === "function") {
+  if (only !== "image" && typeof VideoDecoder === "function") {
     for (const codec of H264_PROBE_CODECS) {
       try {
         const { supported: ok } = await VideoDecoder.isConfigSupported(decoderConfig(codec));
