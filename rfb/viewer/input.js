@@ -10,7 +10,9 @@
 import { toFrame } from "./view.js";
 
 const LINE_PX = 16; // protocol: wheel deltas are pixels, lines x 16
-const ZOOM_WHEEL_PX = 240; // Ctrl/⌘+wheel: this many pixels of wheel zoom by 2x (a notch of 120: √2)
+// Ctrl/⌘+wheel: this many pixels of wheel zoom by 2x (one notch: 100 to 120 px). A
+// Chromium pinch sends -100 ln(scale), so it zooms by scale^0.58 (1.5x for 2x).
+const ZOOM_WHEEL_PX = 120;
 
 // Keys the browser itself needs (reload, dev tools, tab and window management):
 // they are still sent, but their default action is kept.

@@ -89,6 +89,7 @@ if (typeof Worker !== "function" || typeof canvas.transferControlToOffscreen !==
   const view = new View(area, canvas, (state) => {
     hook.view = state;
     if (controls) controls.viewChanged(state);
+    if (hook.stats.state) overlay.update(hook.stats, state);
   });
   controls = new Controls({
     strip: document.getElementById("controls"),
@@ -136,7 +137,7 @@ if (typeof Worker !== "function" || typeof canvas.transferControlToOffscreen !==
         sizedForConnect = s.connects;
         input.resendSize();
       }
-      overlay.update(s);
+      overlay.update(s, hook.view);
     } else if (msg.type === "snapshot" || msg.type === "screenshot") {
       const reply = replies.get(msg.id);
       replies.delete(msg.id);
