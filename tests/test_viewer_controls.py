@@ -333,6 +333,28 @@ def test_mode_buttons_follow_the_window_and_say_which_is_on(page, png_display):
         feeder.close()
 
 
+def test_a_zoomed_view_keeps_its_zoom_on_resize_and_fits_a_new_frame_size(page, png_display):
+    feeder = open_png_viewer(page, png_display, cells())
+    try:
+        page.locator("#screen").focus()
+        page.keyboard.press("Control+Equal")
+        zoomed = view_state(page)
+        centre = expected_frame_point(zoomed, 400, 200, {"x": 0, "y": 0})
+        page.set_viewport_size({"width": 600, "height": 300})
+        page.wait_for_function("() => window.__rfb.view.area.width === 600")
+        resized = view_state(page)
+        assert resized["mode"] == "free" and resized["scale"] == zoomed["scale"], resized
+        assert expected_frame_point(resized, 300, 150, {"x": 0, "y": 0}) == pytest.approx(centre, abs=0.5)
+
+        feeder.frame = cells(480, 160)  # a new picture: back to fit
+        page.wait_for_function("() => window.__rfb.view.frame.width === 480 && window.__rfb.view.mode === 'fit'")
+        box = page.locator("#screen").bounding_box()
+        assert box["width"] == pytest.approx(600) and box["height"] == pytest.approx(200), box
+    finally:
+        page.set_viewport_size(VIEWPORT)
+        feeder.close()
+
+
 def test_one_to_one_is_one_frame_pixel_per_device_pixel_and_magnified_pixels_are_crisp(page, png_display):
     frame = noise()
     feeder = open_png_viewer(page, png_display, frame)
@@ -371,7 +393,7 @@ def test_one_to_one_is_one_frame_pixel_per_device_pixel_and_magnified_pixels_are
 # ---------------------------------------------------------------- the strip
 
 
-@pytest.mark.parametrize("codec", ["png", "jpeg"])
+@pytest.mark.parametrize("codec", ["png", "jpeg", "h264"])
 def test_screenshot_is_the_frame_at_frame_resolution(page, png_display, codec, tmp_path):
     from PIL import Image
 
@@ -380,7 +402,7 @@ def test_screenshot_is_the_frame_at_frame_resolution(page, png_display, codec, t
         feeder = open_png_viewer(page, png_display, frame)
     else:
         feeder = Feeder(png_display, frame)
-        open_viewer(page, png_display.url, "image")
+        open_viewer(page, png_display.url, "image" if codec == "jpeg" else "webcodecs")
     try:
         assert_colours(page, QUADRANT_POINTS, QUADRANT_COLOURS)
         page.locator("#screen").focus()
@@ -396,7 +418,7 @@ def test_screenshot_is_the_frame_at_frame_resolution(page, png_display, codec, t
         assert saved.shape == frame.shape, saved.shape
         if codec == "png":
             np.testing.assert_array_equal(saved, frame)
-        else:  # JPEG: within the tolerance of the other browser tests, away from the edges between blocks
+        else:  # JPEG, H.264: within the tolerance of the other browser tests, away from the edges between blocks
             error = np.abs(saved.astype(int) - frame).max(axis=2)
             error[H // 2 - 8 : H // 2 + 8], error[:, W // 2 - 8 : W // 2 + 8] = 0, 0
             assert error.max() <= TOLERANCE, np.argwhere(error > TOLERANCE)[:5]

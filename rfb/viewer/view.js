@@ -119,6 +119,7 @@ export class View {
   /** The area's size (or the device pixel ratio) changed. */
   resize() {
     const size = { width: this.area.clientWidth, height: this.area.clientHeight };
+    if (!(size.width > 0 && size.height > 0)) return; // not laid out (a hidden frame): keep the view
     if (this.frame && this.mode === "free") {
       // keep the zoom and the frame pixel at the centre
       const fx = (this.size.width / 2 - this.p.x) / this.p.scale;
