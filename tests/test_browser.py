@@ -281,7 +281,7 @@ def test_click_arrives_at_frame_coordinates_through_letterboxing(page, display, 
 
 def test_clicks_on_the_letterbox_bars_are_not_sent(page, display, events, feeder):
     open_viewer(page, display.url, "image")
-    box = page.locator("#screen").bounding_box()
+    box = page.locator("#viewer").bounding_box()
     left_edge, _ = client_point(page, 0, 0)
     assert left_edge - box["x"] > 20, "the test needs a pillarboxed frame"
     page.mouse.click(box["x"] + 5, box["y"] + box["height"] / 2)  # on the bar
@@ -554,15 +554,18 @@ def test_viewer_modules_agree_with_the_server_on_framing_and_mapping(page, displ
         """async (bytes) => {
             const proto = await import("./viewer/protocol.js");
             const input = await import("./viewer/input.js");
+            const view = await import("./viewer/view.js");
             const { header, payload } = proto.parseBinary(new Uint8Array(bytes).buffer);
             let error = null;
             try { proto.parseBinary(new Uint8Array([200, 0, 0, 0, 123]).buffer); } catch (e) { error = e.message; }
-            const box = { left: 10, top: 20, width: 800, height: 400 };
+            const area = { width: 800, height: 400 };
+            const fit = view.placement("fit", area, { width: 320, height: 240 }, 3);  // 1/3 px: no rounding here
+            const box = { left: 10 + fit.x, top: 20 + fit.y, scale: fit.scale };
             return {
                 header, payload: Array.from(payload), error,
-                centre: input.toFrame(410, 220, box, 320, 240),
-                corner: input.toFrame(10 + 400 - 400 * 320 / 240 / 2, 20 + 400, box, 320, 240),
-                bar: input.toFrame(15, 220, box, 320, 240),
+                centre: view.toFrame(410, 220, box, 320, 240),
+                corner: view.toFrame(10 + 400 - 400 * 320 / 240 / 2 + 0.01, 20 + 400 - 0.01, box, 320, 240),
+                bar: view.toFrame(15, 220, box, 320, 240),
                 lines: input.wheelPixels({ deltaMode: 1, deltaX: -1, deltaY: 3 }, 240),
                 pages: input.wheelPixels({ deltaMode: 2, deltaX: 0, deltaY: 1 }, 240),
                 pixels: input.wheelPixels({ deltaMode: 0, deltaX: 5, deltaY: -7 }, 240),
@@ -573,8 +576,8 @@ def test_viewer_modules_agree_with_the_server_on_framing_and_mapping(page, displ
     )
     assert result["header"] == header and result["payload"] == [0, 1, 255]
     assert "header length 200 runs past the message end" in result["error"]
-    assert result["centre"] == {"x": 160, "y": 120, "inside": True}
-    assert result["corner"]["inside"] and abs(result["corner"]["x"]) < 1e-9 and result["corner"]["y"] == 240
+    assert result["centre"] == {"x": pytest.approx(160), "y": pytest.approx(120), "inside": True}
+    assert result["corner"] == {"x": pytest.approx(0.006, abs=1e-6), "y": pytest.approx(239.994, abs=1e-6), "inside": True}
     assert result["bar"]["inside"] is False and result["bar"]["x"] == 0
     assert result["lines"] == {"dx": -16, "dy": 48}
     assert result["pages"] == {"dx": 0, "dy": 240}

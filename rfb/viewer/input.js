@@ -1,45 +1,27 @@
 // Input capture: DOM pointer, wheel, key and resize events become protocol events
 // (docs/protocol.md, "Input events") with coordinates in FRAME pixels.
 //
-// The canvas fills the window and shows the frame with `object-fit: contain`, so the
-// picture is letterboxed inside the element's CSS box; mapping must undo both the
-// scale and the bars, or a click lands beside what the user pointed at.
+// The picture sits in the viewer area through the view (view.js: fit, fill, 1:1, zoom
+// and pan), so mapping goes through the view's placement, or a click lands beside
+// what the user pointed at. Gestures with Ctrl/⌘ held (wheel: zoom about the pointer,
+// drag: pan) and the viewer's own keys (controls.js) belong to the viewer and are not
+// sent; everything else goes to the application.
+
+import { toFrame } from "./view.js";
 
 const LINE_PX = 16; // protocol: wheel deltas are pixels, lines x 16
+// Ctrl/⌘+wheel: this many pixels of wheel zoom by 2x (one notch: 100 to 120 px). A
+// Chromium pinch sends -100 ln(scale), so it zooms by scale^0.58 (1.5x for 2x).
+const ZOOM_WHEEL_PX = 120;
 
 // Keys the browser itself needs (reload, dev tools, tab and window management):
 // they are still sent, but their default action is kept.
 const BROWSER_KEYS = new Set(["F5", "F11", "F12"]);
 const BROWSER_CTRL_KEYS = new Set(["r", "R", "l", "L", "t", "T", "w", "W", "n", "N", "Tab"]);
 
-/** Where the frame's pixels sit inside an element box (a DOMRect-like {left, top, width, height}). */
-export function contentBox(rect, frameWidth, frameHeight) {
-  const scale = Math.min(rect.width / frameWidth, rect.height / frameHeight);
-  const width = frameWidth * scale;
-  const height = frameHeight * scale;
-  return {
-    scale,
-    left: rect.left + (rect.width - width) / 2,
-    top: rect.top + (rect.height - height) / 2,
-    width,
-    height,
-  };
-}
-
-/**
- * Client (CSS) coordinates to frame pixels. `inside` says whether the point is on the
- * picture rather than on a letterbox bar; x and y are clamped to [0, size].
- */
-export function toFrame(clientX, clientY, rect, frameWidth, frameHeight) {
-  const box = contentBox(rect, frameWidth, frameHeight);
-  const x = (clientX - box.left) / box.scale;
-  const y = (clientY - box.top) / box.scale;
-  const inside = x >= 0 && y >= 0 && x <= frameWidth && y <= frameHeight;
-  return {
-    x: Math.min(Math.max(x, 0), frameWidth),
-    y: Math.min(Math.max(y, 0), frameHeight),
-    inside,
-  };
+/** Ctrl, or ⌘ on macOS: the modifier that gives a pointer gesture to the viewer. */
+export function viewerModifier(e) {
+  return e.ctrlKey || e.metaKey;
 }
 
 export function modifiers(e) {
@@ -62,21 +44,28 @@ function browserKeepsDefault(e) {
 }
 
 /**
- * Listen on `canvas` and call `send(event)` with protocol events. `frameSize()` returns
- * the current {width, height} of the frame, or null before the first config.
- * Returns {resendSize(), detach()}.
+ * Listen on the viewer `area` and its `canvas`, call `send(event)` with protocol events.
+ * `frameSize()` returns the current {width, height} of the frame, or null before the
+ * first config; `view` is the View (view.js); `shortcut(e)` handles a keydown that is
+ * the viewer's own and says whether it was. Returns {resendSize(), detach()}.
  */
-export function attachInput(canvas, frameSize, send) {
+export function attachInput({ area, canvas, view, frameSize, send, shortcut }) {
   let pendingMove = null;
   let moveScheduled = false;
   let resizeTimer = null;
   let lastSize = "";
+  let pan = null; // {pointerId, x, y} while a Ctrl/⌘ drag moves the picture
+  const claimedKeys = new Set(); // codes whose keydown was the viewer's: their keyup is too
+  const sentKeys = new Set(); // codes whose keydown was sent: only their keyup is sent
 
   const mapped = (e) => {
     const size = frameSize();
     if (!size) return null;
-    return toFrame(e.clientX, e.clientY, canvas.getBoundingClientRect(), size.width, size.height);
+    return toFrame(e.clientX, e.clientY, view.box(), size.width, size.height);
   };
+
+  // The strip's buttons sit in the area too: their events are theirs, not the app's.
+  const onPicture = (e) => e.target === canvas || e.target === area;
 
   const pointerEvent = (type, e, p) => ({
     type,
@@ -94,28 +83,49 @@ export function attachInput(canvas, frameSize, send) {
   };
 
   const onPointerDown = (e) => {
+    if (!onPicture(e)) return;
+    if (viewerModifier(e) && e.button === 0 && frameSize()) {
+      pan = { pointerId: e.pointerId, x: e.clientX, y: e.clientY };
+      canvas.focus({ preventScroll: true });
+      area.setPointerCapture(e.pointerId);
+      area.classList.add("panning");
+      e.preventDefault();
+      return;
+    }
     const p = mapped(e);
     if (!p || !p.inside) return;
     canvas.focus({ preventScroll: true });
-    canvas.setPointerCapture(e.pointerId);
+    area.setPointerCapture(e.pointerId);
     flushMove(); // order: a move that happened before the press goes first
     send(pointerEvent("pointerdown", e, p));
     e.preventDefault();
   };
 
   const onPointerUp = (e) => {
+    const captured = area.hasPointerCapture(e.pointerId);
+    if (pan && pan.pointerId === e.pointerId) {
+      pan = null;
+      if (captured) area.releasePointerCapture(e.pointerId);
+      area.classList.remove("panning");
+      return;
+    }
     const p = mapped(e);
-    const captured = canvas.hasPointerCapture(e.pointerId);
-    if (!p || (!captured && !p.inside)) return;
-    if (captured) canvas.releasePointerCapture(e.pointerId);
+    if (!p || (!captured && !(p.inside && onPicture(e)))) return;
+    if (captured) area.releasePointerCapture(e.pointerId);
     flushMove();
     send(pointerEvent("pointerup", e, p));
   };
 
   const onPointerMove = (e) => {
+    if (pan && pan.pointerId === e.pointerId) {
+      view.panBy(e.clientX - pan.x, e.clientY - pan.y);
+      pan.x = e.clientX;
+      pan.y = e.clientY;
+      return;
+    }
     const p = mapped(e);
     // Outside the picture a move only matters while dragging (then it is clamped).
-    if (!p || (!p.inside && e.buttons === 0)) return;
+    if (!p || (e.buttons === 0 && !(p.inside && onPicture(e)))) return;
     pendingMove = pointerEvent("pointermove", e, p);
     if (!moveScheduled) {
       moveScheduled = true;
@@ -124,16 +134,37 @@ export function attachInput(canvas, frameSize, send) {
   };
 
   const onWheel = (e) => {
+    if (!onPicture(e)) return;
+    const size = frameSize();
+    if (viewerModifier(e)) {
+      // The browser's page zoom (and a touchpad pinch, which Chromium sends as
+      // Ctrl+wheel) becomes the viewer's zoom about the pointer.
+      e.preventDefault();
+      if (size) view.zoomBy(2 ** (-wheelPixels(e, size.height).dy / ZOOM_WHEEL_PX), e.clientX, e.clientY);
+      return;
+    }
     const p = mapped(e);
     if (!p || !p.inside) return;
     e.preventDefault();
-    const size = frameSize();
     const { dx, dy } = wheelPixels(e, size.height);
     send({ type: "wheel", x: p.x, y: p.y, dx, dy, modifiers: modifiers(e) });
   };
 
   const onKey = (e) => {
+    if (e.type === "keydown" && shortcut(e)) {
+      claimedKeys.add(e.code);
+      e.preventDefault();
+      return;
+    }
+    if (e.type === "keyup" && claimedKeys.delete(e.code)) {
+      e.preventDefault();
+      return;
+    }
     if (!frameSize()) return;
+    // A keyup whose keydown went elsewhere (focus arrived with the key held, say by Tab
+    // from the strip) would be a release the application never saw pressed.
+    if (e.type === "keydown") sentKeys.add(e.code);
+    else if (!sentKeys.delete(e.code)) return;
     send({ type: e.type, key: e.key, code: e.code, repeat: e.repeat, modifiers: modifiers(e) });
     if (!browserKeepsDefault(e)) e.preventDefault();
   };
@@ -141,8 +172,8 @@ export function attachInput(canvas, frameSize, send) {
   const sendResize = (force) => {
     resizeTimer = null;
     const dpr = window.devicePixelRatio || 1;
-    const width = Math.round(canvas.clientWidth * dpr);
-    const height = Math.round(canvas.clientHeight * dpr);
+    const width = Math.round(area.clientWidth * dpr);
+    const height = Math.round(area.clientHeight * dpr);
     if (!width || !height || (!force && `${width}x${height}` === lastSize)) return;
     lastSize = `${width}x${height}`;
     send({ type: "resize", width, height });
@@ -151,33 +182,33 @@ export function attachInput(canvas, frameSize, send) {
     if (resizeTimer === null) resizeTimer = setTimeout(() => sendResize(false), 100);
   };
   const observer = new ResizeObserver(scheduleResize);
-  observer.observe(canvas);
+  observer.observe(area);
 
-  const onContextMenu = (e) => e.preventDefault(); // right button belongs to the app
+  const onContextMenu = (e) => {
+    if (onPicture(e)) e.preventDefault(); // the right button belongs to the app
+  };
 
-  canvas.addEventListener("pointerdown", onPointerDown);
-  canvas.addEventListener("pointerup", onPointerUp);
-  canvas.addEventListener("pointercancel", onPointerUp);
-  canvas.addEventListener("pointermove", onPointerMove);
-  canvas.addEventListener("wheel", onWheel, { passive: false });
-  canvas.addEventListener("keydown", onKey);
-  canvas.addEventListener("keyup", onKey);
-  canvas.addEventListener("contextmenu", onContextMenu);
+  const listeners = [
+    [area, "pointerdown", onPointerDown],
+    [area, "pointerup", onPointerUp],
+    [area, "pointercancel", onPointerUp],
+    [area, "pointermove", onPointerMove],
+    [area, "wheel", onWheel, { passive: false }],
+    [area, "contextmenu", onContextMenu],
+    [canvas, "keydown", onKey],
+    [canvas, "keyup", onKey],
+  ];
+  for (const [target, type, fn, options] of listeners) target.addEventListener(type, fn, options);
 
   return {
-    /** Send the current canvas size again (after a (re)connect the server knows nothing). */
+    /** Send the current area size again (after a (re)connect the server knows nothing). */
     resendSize: () => sendResize(true),
+    /** The device pixel ratio changed: the size in device pixels did too. */
+    sizeChanged: scheduleResize,
     detach() {
       observer.disconnect();
       if (resizeTimer !== null) clearTimeout(resizeTimer);
-      canvas.removeEventListener("pointerdown", onPointerDown);
-      canvas.removeEventListener("pointerup", onPointerUp);
-      canvas.removeEventListener("pointercancel", onPointerUp);
-      canvas.removeEventListener("pointermove", onPointerMove);
-      canvas.removeEventListener("wheel", onWheel);
-      canvas.removeEventListener("keydown", onKey);
-      canvas.removeEventListener("keyup", onKey);
-      canvas.removeEventListener("contextmenu", onContextMenu);
+      for (const [target, type, fn] of listeners) target.removeEventListener(type, fn);
     },
   };
 }

@@ -13,14 +13,19 @@ export class Overlay {
     this.banner = banner;
   }
 
-  update(s) {
-    const codec = s.transport === "webcodecs" ? s.codec || "?" : s.transport === "image" ? "jpeg/png" : "-";
-    this.panel.textContent = [
+  /** `s`: the worker's stats; `view`: the view's state (view.js), or null before a frame. */
+  update(s, view = null) {
+    const images = (s.supported || []).includes("image/jpeg") ? "jpeg/png" : "png";
+    const codec = s.transport === "webcodecs" ? s.codec || "?" : s.transport === "image" ? images : "-";
+    const lines = [
       `${s.state}  ${s.transport || "-"} ${codec}`,
       `${s.width}x${s.height}  ${fmt(s.fps)} fps  draw ${fmt(s.decodeMs, 1)} ms`,
       `latency ${fmt(s.latencyMs, 1)} ms  p95 ${fmt(s.latencyP95Ms, 1)} ms`,
       `${fmt(s.kbps / 1000, 2)} Mbit/s  seq ${s.lastSeq}  drawn ${s.framesDrawn}`,
-    ].join("\n");
+    ];
+    // zoom: device pixels per frame pixel (1 at 1:1)
+    if (view && view.frame) lines.push(`view ${view.mode}  zoom ${fmt(view.zoom, 2)}x`);
+    this.panel.textContent = lines.join("\n");
     let message = "";
     if (s.state === "error") message = `Error: ${s.error}`;
     else if (s.state === "reconnecting") message = `Reconnecting… ${s.error || ""}`;

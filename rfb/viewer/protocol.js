@@ -8,7 +8,8 @@ const utf8 = new TextDecoder("utf-8");
 
 /** Media types this viewer can consume, in the names `hello.supported` uses. */
 export const WEBCODECS_H264 = "webcodecs/h264-annexb";
-export const IMAGE_MIMES = ["image/jpeg", "image/png"];
+export const IMAGE_PNG = "image/png";
+export const IMAGE_MIMES = ["image/jpeg", IMAGE_PNG];
 
 /** Close codes after which reconnecting cannot help (the same request would be refused). */
 export const FATAL_CLOSE_CODES = new Map([

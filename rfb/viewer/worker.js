@@ -3,12 +3,14 @@
 // main thread (layout, input handling, the overlay).
 //
 // Messages from the page:
-//   {type: "init", canvas, wsUrl, token, forceImage}   once, with the OffscreenCanvas
+//   {type: "init", canvas, wsUrl, token, only}         once, with the OffscreenCanvas
 //   {type: "event", event}                             an input event (docs/protocol.md)
 //   {type: "snapshot", id, points: [[x, y], ...]}      RGBA of frame pixels, for tests
+//   {type: "screenshot", id}                           the canvas as a PNG Blob
 // Messages to the page:
 //   {type: "stats", stats}                             see docs/viewer.md
 //   {type: "snapshot", id, width, height, lastSeq, pixels}
+//   {type: "screenshot", id, blob, width, height, lastSeq}, or {type, id, error}
 
 import * as proto from "./protocol.js";
 
@@ -70,6 +72,9 @@ self.onmessage = (e) => {
     case "snapshot":
       snapshot(msg);
       break;
+    case "screenshot":
+      screenshot(msg);
+      break;
     default:
       console.warn(`rfb worker: unknown page message type ${JSON.stringify(msg.type)}`);
   }
@@ -80,16 +85,20 @@ async function init(msg) {
   ctx = canvas.getContext("2d", { alpha: false, desynchronized: true });
   wsUrl = msg.wsUrl;
   token = msg.token || "";
-  supported = await detectSupported(Boolean(msg.forceImage));
+  supported = await detectSupported(msg.only || null);
   stats.supported = supported;
   setInterval(postStats, STATS_INTERVAL_MS);
   connect();
 }
 
-/** What hello.supported lists: H.264 only where WebCodecs says it can decode it. */
-async function detectSupported(forceImage) {
+/**
+ * What hello.supported lists: H.264 only where WebCodecs says it can decode it, then
+ * the image types. `only` ("image" or "png", from the page URL) narrows the list.
+ */
+async function detectSupported(only) {
+  if (only === "png") return [proto.IMAGE_PNG];
   const out = [];
-  if (!forceImage && typeof VideoDecoder === "function") {
+  if (only !== "image" && typeof VideoDecoder === "function") {
     for (const codec of H264_PROBE_CODECS) {
       try {
         const { supported: ok } = await VideoDecoder.isConfigSupported(decoderConfig(codec));
@@ -446,4 +455,25 @@ function snapshot({ id, points }) {
     lastSeq: stats.lastSeq,
     pixels,
   });
+}
+
+/**
+ * The canvas as a PNG, at frame resolution: the canvas holds exactly the last frame
+ * drawn (the view's zoom and pan are the page's CSS), so this is that frame.
+ */
+async function screenshot({ id }) {
+  if (!canvas || stats.framesDrawn === 0) {
+    self.postMessage({ type: "screenshot", id, error: "expected a drawn frame to save, but none has been drawn yet" });
+    return;
+  }
+  // convertToBlob copies the bitmap when called: size and seq are those of this copy.
+  const width = canvas.width;
+  const height = canvas.height;
+  const lastSeq = stats.lastSeq;
+  try {
+    const blob = await canvas.convertToBlob({ type: "image/png" });
+    self.postMessage({ type: "screenshot", id, blob, width, height, lastSeq });
+  } catch (err) {
+    self.postMessage({ type: "screenshot", id, error: `OffscreenCanvas.convertToBlob(image/png) failed: ${err.message}` });
+  }
 }
