@@ -43,16 +43,21 @@ def open_session(lib: Library, context: EncodeContext) -> Any:
     out = ffi.new("void **")
     with context.pushed():
         status = lib.nvEncOpenEncodeSessionEx(params, out)
+    session = out[0]
     if status == 0:
-        if out[0] == ffi.NULL:
+        if session == ffi.NULL:
             raise error_for("nvEncOpenEncodeSessionEx", 20, None,
                             "nvEncOpenEncodeSessionEx reported success but returned no session")
-        return out[0]
-    # No session exists on failure (the driver writes NULL to *encoder), so there is
-    # nothing to destroy. The driver's explanation is asked for with a NULL session: driver
-    # 580.159.04 answers that safely (with a generic text on an H100), and the emulator
-    # with the reason it failed.
-    detail = lib.last_error(ffi.NULL, allow_null=True)
+        return session
+    # The header: "If the creation of encoder session fails, the client must call
+    # NvEncDestroyEncoder API before exiting." A driver may hand back a handle even then;
+    # its last-error text explains the failure, and then it is destroyed. Without a
+    # handle there is nothing to ask (never nvEncGetLastErrorString(NULL)).
+    detail = None
+    if session != ffi.NULL:
+        with context.pushed():
+            detail = lib.last_error(session)
+            lib.nvEncDestroyEncoder(session)  # its status changes nothing: the open failed
     error = error_for("nvEncOpenEncodeSessionEx", status, detail)
     if isinstance(error, NO_ENGINE):
         error = error_for(
