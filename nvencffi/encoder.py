@@ -714,12 +714,16 @@ class NvencEncoder:
         """
         self._require_open()
         with self._context.pushed():
+            if self._debts:
+                self._settle()  # a registration still mapped cannot go
             return self._cache.forget(int(pointer))
 
     def clear_registrations(self) -> None:
         """Unregister every cached registration now."""
         self._require_open()
         with self._context.pushed():
+            if self._debts:
+                self._settle()  # a registration still mapped cannot go
             for handle in self._cache.drain():
                 self._unregister(handle)
 

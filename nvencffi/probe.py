@@ -129,18 +129,16 @@ def _probe(ctx: EncodeContext, version: tuple[int, int]) -> ProbeResult:
         encoder = NvencEncoder(*size, context=ctx)
     except (NvencUnavailable, NvencError, ValueError) as exc:
         return _failed("configure", exc, version, ctx, **known)
-    with encoder:
-        try:
+    frame: StagingBuffer | None = None
+    try:
+        with encoder:  # closed (its registration of the frame included) before the frame is freed
             frame = StagingBuffer(ctx, size[0], size[1], NV12)
-        except CudaError as exc:
-            return _failed("encode", exc, version, ctx, **known)
-        try:
             frame.fill(GREY)
             data = encoder.encode(frame)
-        except (NvencError, CudaError, ValueError) as exc:
-            return _failed("encode", exc, version, ctx, **known)
-        finally:
-            encoder.clear_registrations()  # unregistered before its memory goes
+    except (NvencError, CudaError, ValueError) as exc:
+        return _failed("encode", exc, version, ctx, **known)
+    finally:
+        if frame is not None:
             frame.free()
     problem = check_idr(data, size)
     if problem is not None:
