@@ -308,7 +308,8 @@ def test_a_failing_call_while_opening_releases_what_was_made(emulator, function,
     with pytest.raises(cls) as info:
         new_encoder()
     assert (info.value.function, info.value.name) == (function, status.name)
-    assert "injected fault" in (info.value.detail or "")
+    if function != "nvEncOpenEncodeSessionEx":  # an injected open fault hands back no session to ask
+        assert "injected fault" in (info.value.detail or "")
     assert_released(emulator)
 
 
