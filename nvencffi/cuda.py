@@ -255,8 +255,9 @@ class PrimaryContext:
         )
 
     def buffer_id(self, pointer: int) -> int | None:
-        """``CU_POINTER_ATTRIBUTE_BUFFER_ID`` alone (the per-frame check); None if CUDA
-        does not know the pointer (freed)."""
+        """``CU_POINTER_ATTRIBUTE_BUFFER_ID`` alone (the per-frame check, made with this
+        context already current: no push of its own); None if CUDA does not know the
+        pointer (freed)."""
         err, value = self._driver.cuPointerGetAttribute(self._buffer_id_attribute, pointer)
         if err != self._driver.CUresult.CUDA_SUCCESS:
             return None

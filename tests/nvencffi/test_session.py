@@ -110,3 +110,22 @@ def test_parameter_structs_are_fresh_for_every_call(emulator) -> None:
     assert ledger["reserved_field_errors"] == 0 and ledger["errors"] == 0
     assert ledger["idr_frames"] == 2
     assert_released(emulator)
+
+
+def test_reserved_fields_of_a_copied_config_are_zeroed() -> None:
+    """The config starts as a copy of the driver's preset; whatever its reserved fields
+    held, they go back as 0 (nested unions untouched: only the member we fill is ours)."""
+    from nvencffi import _api
+    from nvencffi._ffi import ffi
+
+    config = ffi.new("NV_ENC_CONFIG *")
+    h264 = config.encodeCodecConfig.h264Config
+    config.reserved[5] = config.rcParams.reserved[2] = h264.reserved1[0] = 7
+    config.reserved2[1] = ffi.cast("void *", 0x1000)
+    h264.reservedBitFields = 1
+    h264.idrPeriod = 30
+    for part in (config, config.rcParams, h264, h264.h264VUIParameters):
+        _api.zero_reserved(part)
+    assert (config.reserved[5], config.rcParams.reserved[2], h264.reserved1[0], h264.reservedBitFields) == (0, 0, 0, 0)
+    assert config.reserved2[1] == ffi.NULL
+    assert h264.idrPeriod == 30
