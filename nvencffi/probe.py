@@ -4,7 +4,7 @@ Opening a session is not enough: an H100 loads the library, negotiates the versi
 fills the function table, and only then says it has no encode engine; and a GPU that
 does open a session can still refuse a size, a format or a configuration. So the probe
 does what a caller will do: one frame at a realistic size (1280x720 NV12, or the
-smallest size the GPU's caps allow if that is larger), from a buffer it owns (256-byte
+nearest size the GPU's caps allow), from a buffer it owns (256-byte
 pitch, not from a pool), through the same ``NvencEncoder``; then it checks that what
 came out is a decodable IDR: Annex B with SPS, PPS and an IDR slice, decoded with PyAV
 when it is importable. Everything is released before it returns.
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nvencffi.caps import EncoderCaps, query_caps
+from nvencffi.caps import EncoderCaps
 from nvencffi.cuda import EncodeContext, PrimaryContext
-from nvencffi.errors import CudaError, DriverTooOld, NvencError, NvencUnavailable
+from nvencffi.encoder import NvencEncoder
+from nvencffi.errors import CudaError, DriverTooOld, FrameSizeUnsupported, NvencError, NvencUnavailable
 from nvencffi.frames import NV12
 from nvencffi.library import load_library
 from nvencffi.staging import StagingBuffer
@@ -102,33 +103,39 @@ def probe(device: int = 0, *, context: EncodeContext | None = None) -> ProbeResu
 
 def _failed(step: str, exc: BaseException, version: tuple[int, int], ctx: EncodeContext, **known: object) -> ProbeResult:
     detail = exc.detail if isinstance(exc, NvencError) else None
-    return ProbeResult(False, f"{step} failed: {exc}" if step != "session" else str(exc), version, ctx.gpu_name,
-                       step=step, detail=detail, **known)  # type: ignore[arg-type]
+    reason = str(exc) if step == "session" else f"{step} failed: {exc}"
+    return ProbeResult(False, reason, version, ctx.gpu_name, step=step, detail=detail, **known)  # type: ignore[arg-type]
+
+
+# Which probe step an NvencError raised while opening an encoder belongs to.
+_OPEN_STEPS = {"nvEncOpenEncodeSessionEx": "session", "nvEncGetEncodeCaps": "caps"}
+
+
+def _even_within(value: int, low: int, high: int) -> int:
+    value = max(value, -(-low // 2) * 2)
+    return min(value, high - high % 2) if high > 0 else value
+
+
+def _open(ctx: EncodeContext) -> NvencEncoder:
+    """An encoder at :data:`PROBE_SIZE`, or at the nearest size the GPU's caps allow."""
+    try:
+        return NvencEncoder(*PROBE_SIZE, context=ctx)
+    except FrameSizeUnsupported as exc:
+        (w_min, h_min), (w_max, h_max) = exc.min_size, exc.max_size
+        size = (_even_within(PROBE_SIZE[0], w_min, w_max), _even_within(PROBE_SIZE[1], h_min, h_max))
+        return NvencEncoder(*size, context=ctx)
 
 
 def _probe(ctx: EncodeContext, version: tuple[int, int]) -> ProbeResult:
-    from nvencffi import guids
-    from nvencffi.encoder import NvencEncoder
-    from nvencffi.session import destroy_session, open_session
-
-    lib = load_library()
     try:
-        session = open_session(lib, ctx)
+        encoder = _open(ctx)
     except (NvencUnavailable, NvencError) as exc:
-        return _failed("session", exc, version, ctx)
-    try:
-        with ctx.pushed():
-            caps = query_caps(lib, session, guids.new_guid(guids.CODECS["h264"]))
-    except NvencError as exc:
+        step = _OPEN_STEPS.get(getattr(exc, "function", ""), "configure")
+        return _failed(step, exc, version, ctx)
+    except ValueError as exc:  # FrameSizeUnsupported at the nearest size too: caps that contradict themselves
         return _failed("caps", exc, version, ctx)
-    finally:
-        destroy_session(lib, ctx, session)
-    size = (max(PROBE_SIZE[0], -(-caps.width_min // 2) * 2), max(PROBE_SIZE[1], -(-caps.height_min // 2) * 2))
-    known = {"caps": caps, "size": size}
-    try:
-        encoder = NvencEncoder(*size, context=ctx)
-    except (NvencUnavailable, NvencError, ValueError) as exc:
-        return _failed("configure", exc, version, ctx, **known)
+    size = (encoder.width, encoder.height)
+    known = {"caps": encoder.caps, "size": size}
     frame: StagingBuffer | None = None
     try:
         with encoder:  # closed (its registration of the frame included) before the frame is freed
@@ -143,4 +150,4 @@ def _probe(ctx: EncodeContext, version: tuple[int, int]) -> ProbeResult:
     problem = check_idr(data, size)
     if problem is not None:
         return ProbeResult(False, f"output failed: {problem}", version, ctx.gpu_name, step="output", **known)  # type: ignore[arg-type]
-    return ProbeResult(True, None, version, ctx.gpu_name, caps=caps, size=size)
+    return ProbeResult(True, None, version, ctx.gpu_name, caps=encoder.caps, size=size)

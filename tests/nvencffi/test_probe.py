@@ -27,16 +27,21 @@ def test_probe_encodes_one_720p_frame_and_releases_everything(emulator) -> None:
     assert (result.step, result.size, result.max_api_version) == (None, PROBE_SIZE, (13, 0))
     assert result.caps is not None and result.caps.min_size == (145, 49)
     ledger = emulator.ledger()
-    assert (ledger["encodes"], ledger["idr_frames"], ledger["sessions_opened"]) == (1, 1, 2)
+    assert (ledger["encodes"], ledger["idr_frames"], ledger["sessions_opened"]) == (1, 1, 1)
     assert context.allocations == 0
     assert_released(emulator)
 
 
-def test_probe_encodes_at_the_smallest_size_the_caps_allow_when_larger(emulator) -> None:
-    emulator.set_caps(width_min=1921, height_min=1081)
+@pytest.mark.parametrize(("caps", "size"), [
+    ({"width_min": 1921, "height_min": 1081}, (1922, 1082)),
+    ({"width_max": 1024, "height_max": 576}, (1024, 576)),
+])
+def test_probe_encodes_at_the_nearest_size_the_caps_allow(emulator, caps, size) -> None:
+    emulator.set_caps(**caps)
     result = nvencffi.probe(context=nvencffi.NullContext())
     assert result.available, result.reason
-    assert result.size == (1922, 1082)
+    assert result.size == size
+    assert emulator.ledger()["sessions_opened"] == 2  # the first asked 1280x720 and learnt the caps
     assert_released(emulator)
 
 
