@@ -752,3 +752,255 @@ def test_no_leaks_or_memory_errors_under_valgrind(selftest_exe: Path, lib: Path,
     assert run.ledger["sessions"] == 0
     if args[0] == "encode":  # the battery leaks three objects on purpose
         assert run.ledger["leaked"] == 0
+
+
+# ------------------------------------------------ driver-strict rules (issue 10)
+# One test per rule; docs/nvenc_emulator.md says which driver behaviour each stands for.
+
+
+def _failed_setup(run: Run) -> dict:
+    (setup,) = run.call("setup")
+    return setup
+
+
+def test_caps_are_a_real_h264_encoders_and_configurable(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+    assert emu.caps == {"width_min": 145, "height_min": 49, "width_max": 4096, "height_max": 4096, "custom_vbv": 1, "dyn_res_change": 1}
+    for size in ("144x240", "320x48"):  # one below NV_ENC_CAPS_WIDTH_MIN, one below HEIGHT_MIN
+        run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", size)
+        assert run.call("nvEncInitializeEncoder")[0]["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
+        assert "Frame Dimension less than the minimum supported value" in emu.last_error()
+    assert run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", "146x50", "--pitch", "160").rc == 0  # the smallest even size
+
+    emu.set_caps(width_min=320, height_min=240, width_max=1920, height_max=1080)
+    assert (emu.caps["width_min"], emu.caps["width_max"]) == (320, 1920)
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", "1922x1080")
+    assert run.call("nvEncInitializeEncoder")[0]["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
+    assert "Frame Dimension greater than the maximum supported value" in emu.last_error()
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--max", "1920x1080", "--frames", "2", "--reconfigure", "1:318x240")
+    assert run.call("nvEncReconfigureEncoder")[0]["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
+
+    emu.set_caps(custom_vbv=False)  # the other caps back to their defaults
+    assert emu.caps["width_min"] == 145 and emu.caps["custom_vbv"] == 0
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--vbv", "166666")
+    assert run.call("nvEncInitializeEncoder")[0]["status"] == status["NV_ENC_ERR_UNSUPPORTED_PARAM"]
+    assert "NV_ENC_CAPS_SUPPORT_CUSTOM_VBV_BUF_SIZE is 0" in emu.last_error()
+    emu.set_caps()
+    assert run_inprocess(selftest_so, lib, tmp_path, "encode", "--vbv", "166666").rc == 0
+
+    emu.set_caps(dyn_res_change=False)
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--max", "640x480", "--frames", "2", "--reconfigure", "1:640x480")
+    assert run.call("nvEncReconfigureEncoder")[0]["status"] == status["NV_ENC_ERR_UNSUPPORTED_PARAM"]
+    assert "NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE is 0" in emu.last_error()
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--frames", "2", "--reconfigure", "1:320x240:9000000")
+    assert run.call("nvEncReconfigureEncoder")[0]["status"] == 0  # the same size still reconfigures
+
+    with pytest.raises(ValueError, match="expected 1 <= min <= max <= 4096"):
+        emu.set_caps(width_max=8192)
+    emu.reset()
+    assert emu.caps["dyn_res_change"] == 1 and emu.caps["custom_vbv"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("host", "is host memory (CU_MEMORYTYPE_HOST)"),
+        ("mempool", "stream-ordered pool memory"),
+        ("device1", "is device memory of device 1; this session's context is on device 0"),
+        ("context", "belongs to CUDA context 0xc0de0000"),
+    ],
+)
+def test_registration_refuses_memory_a_driver_cannot_use(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], kind: str, why: str) -> None:
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", kind)
+    assert _failed_setup(run)["status"] == status["NV_ENC_ERR_RESOURCE_REGISTER_FAILED"]
+    assert why in emu.last_error()
+    assert emu.ledger()["registered"] == 0 and emu.ledger()["sessions"] == 0
+
+
+@pytest.mark.parametrize("kind", ["device", "managed"])
+def test_registration_accepts_device_memory_of_the_session(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, kind: str) -> None:
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", kind, "--frames", "2", "--eos")
+    assert run.rc == 0 and len(run.frames) == 2
+    decoded, _ = decode(run.stream)
+    assert_exact(decoded[1], 320, 240, 1)
+
+
+def test_pointer_descriptions_and_the_session_context(emu: Emulator) -> None:
+    """The control API CI uses instead of cuPointerGetAttribute."""
+    base = 0x7F00_0000_0000
+    assert emu.pointer_info(base) is None  # undescribed: taken for the session's device memory
+    emu.describe_pointer(base, 1 << 20, context=0xC0DE, buffer_id=7)
+    want = {"kind": "device", "device": 0, "context": 0xC0DE, "mempool": False, "buffer_id": 7, "start": base, "size": 1 << 20}
+    assert emu.pointer_info(base + 4096) == want
+    assert emu.pointer_info(base + (1 << 20)) is None  # one past the end
+    emu.describe_pointer(base + 4096, 256, kind="host", mempool=True, buffer_id=8)  # overlaps: replaces the first
+    assert emu.pointer_info(base) is None
+    assert emu.pointer_info(base + 4096)["kind"] == "host"
+    emu.forget_pointer(base + 4100)
+    assert emu.pointer_info(base + 4096) is None
+    with pytest.raises(KeyError, match="no described range"):
+        emu.forget_pointer(base)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        emu.describe_pointer(base, 16, kind="pinned")
+    emu.describe_pointer(base, 16)
+    emu.reset()
+    assert emu.pointer_info(base) is None
+
+
+def test_registration_checks_the_context_set_for_the_sessions(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+    # The self-test opens its sessions with a NULL device; memory of context 0xC0DE0000 is refused...
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "context")
+    assert _failed_setup(run)["status"] == status["NV_ENC_ERR_RESOURCE_REGISTER_FAILED"]
+    # ...unless that is the context the sessions are said to have
+    emu.set_session_context(0xC0DE0000)
+    assert run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "context").rc == 0
+    # a session on device 1: memory of device 1 (its context left 0: "the session's own") is
+    # accepted, memory of context 0xC0DE0000 on device 0 is not
+    emu.set_session_context(0xC0DE0000, device=1)
+    assert run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "device1").rc == 0
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "context")
+    assert _failed_setup(run)["status"] == status["NV_ENC_ERR_RESOURCE_REGISTER_FAILED"]
+    assert "device 0; this session's context is on device 1" in emu.last_error()
+    emu.set_session_context(None)  # back to each session's own device (0 here)
+    assert run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "device1").rc != 0
+
+
+@pytest.mark.parametrize(("size", "pitch"), [((852, 480), 852), ((852, 480), 856), ((1366, 768), 1368)])
+def test_pitch_not_a_multiple_of_16_faults_and_poisons_the_session(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], size: tuple[int, int], pitch: int) -> None:
+    w, h = size
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", f"{w}x{h}", "--pitch", str(pitch), "--frames", "3", "--keep-going")
+    assert run.call("setup") == []  # the header's rule (a multiple of 4) lets it register
+    (fault,) = run.call("nvEncEncodePicture")
+    assert fault["frame"] == 0 and fault["status"] == status["NV_ENC_ERR_GENERIC"]
+    # every later call on the session fails; the release calls still tear it down
+    assert [m["status"] for m in run.call("map")] == [status["NV_ENC_ERR_GENERIC"]] * 2
+    assert "the session is unusable after an earlier fault (cudaErrorMisalignedAddress" in emu.last_error()
+    assert run.frames == []
+    ledger = emu.ledger()
+    assert (ledger["pitch_faults"], ledger["poisoned_sessions"]) == (1, 1)
+    assert ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["encodes"] == 0
+
+
+def test_pitch_rules_at_registration(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+    # 1366 bytes is no multiple of 4: the header's own rule refuses it at registration
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", "1366x768", "--pitch", "1366")
+    assert _failed_setup(run)["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
+    assert "pitch 1366 is not a multiple of 4" in emu.last_error()
+    assert emu.ledger()["pitch_faults"] == 0
+
+
+def test_reserved_fields_must_be_zero(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path) -> None:
+    """The battery sets one reserved word in seven kinds of input structure (open, caps,
+    initialize, H.264 config, register, H.264 picture params, and a reused lock)."""
+    run = run_inprocess(selftest_so, lib, tmp_path, "api")
+    checks = {line["check"]: line["ok"] for line in run.lines if "check" in line}
+    for name in (
+        "open: reserved1 not zero", "open: reserved error names the field",
+        "caps: reserved not zero", "caps: reserved error names the field",
+        "init: reserved not zero", "init: reserved error names the field",
+        "init: H.264 config reserved not zero", "init: config reserved error names the field",
+        "register: reserved2 not NULL", "register: reserved error names the field",
+        "encode: H.264 pic params reserved not zero", "encode: reserved error names the field",
+    ):  # fmt: skip
+        assert checks[name] is True, name
+    assert run.rc == 0 and emu.ledger()["reserved_field_errors"] == 7
+
+
+def test_driver_owned_fields_are_scribbled(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path) -> None:
+    """A reused, unzeroed NV_ENC_LOCK_BITSTREAM carries what the driver wrote into it."""
+    run = run_inprocess(selftest_so, lib, tmp_path, "api")
+    checks = {line["check"]: line["ok"] for line in run.lines if "check" in line}
+    assert checks["lock: the same structure again, not zeroed"] is True
+    assert checks["lock: reuse error names reservedInternal"] is True
+    assert checks["bitstream buffer: bitstreamBufferPtr is junk, it should not be used"] is True
+    assert checks["lock: twice"] is True  # zeroed again, the structure is accepted (and the state checked)
+    # the encode client zeroes its structures for every call: nothing is refused there
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--frames", "4", "--buffers", "2")
+    assert run.rc == 0 and emu.ledger()["reserved_field_errors"] == 7
+
+
+@pytest.mark.parametrize(("eos", "count"), [(False, 1), (True, 0)])
+def test_ledger_unflushed_destroys(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, eos: bool, count: int) -> None:
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--frames", "2", *(("--eos",) if eos else ()))
+    assert run.rc == 0
+    assert emu.ledger()["unflushed_destroys"] == count
+
+
+@pytest.mark.parametrize(("args", "count"), [((), 0), (("--replace-at", "2"), 1), (("--forget-at", "2"), 1)])
+def test_ledger_stale_registrations(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, args: tuple[str, ...], count: int) -> None:
+    """An encode through a registration whose allocation was freed, or replaced by another
+    buffer at the same address, reads memory the registration no longer describes."""
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "device", "--frames", "4", "--eos", *args)
+    assert run.rc == 0 and len(run.frames) == 4  # the driver does not notice; the ledger does
+    assert emu.ledger()["stale_registrations"] == count
+
+
+@pytest.mark.parametrize(("streams", "count"), [("live", 0), ("changed", 1)])
+def test_ledger_dead_stream_pointers(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, streams: str, count: int) -> None:
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--streams", streams, "--frames", "3", "--eos")
+    assert run.call("nvEncSetIOCudaStreams")[0]["status"] == 0
+    assert run.rc == 0
+    assert emu.ledger()["dead_stream_pointers"] == count  # counted once per session
+
+
+def test_ledger_null_session_calls(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path) -> None:
+    run_inprocess(selftest_so, lib, tmp_path, "encode", "--eos")
+    assert emu.ledger()["null_session_calls"] == 0
+    run = run_inprocess(selftest_so, lib, tmp_path, "api")  # nvEncGetEncodeGUIDCount(NULL), nvEncGetLastErrorString(NULL)
+    assert run.rc == 0 and emu.ledger()["null_session_calls"] == 2
+
+
+@pytest.mark.parametrize(("leak", "count"), [(False, 0), (True, 1)])
+def test_ledger_failed_open_leaks(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], leak: bool, count: int) -> None:
+    emu.set_unsupported_device(True)
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", *(("--leak-failed-open",) if leak else ()))
+    (opened,) = run.call("nvEncOpenEncodeSessionEx")
+    assert opened["status"] == status["NV_ENC_ERR_UNSUPPORTED_DEVICE"] and opened["handle"] is True
+    ledger = emu.ledger()
+    assert ledger["failed_open_leaks"] == count and ledger["sessions"] == 0 and emu.sessions() == []
+    emu.reset()
+    assert emu.ledger()["failed_open_leaks"] == 0
+
+
+# ------------------------------------------------------------- honest builds
+
+
+def _broken_copy(src: Path, dst: Path, name: str) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    target = dst / name
+    target.write_text(target.read_text() + "\nint this_does_not_compile(void) { return undeclared_name; }\n")
+
+
+def test_a_broken_emulator_source_fails_the_test_instead_of_skipping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.nvenc_emulator import HERE
+
+    _broken_copy(HERE, tmp_path / "src", "pointers.c")
+    for ci in ("true", ""):  # with or without CI
+        monkeypatch.setattr("tests.support.ci.IN_CI", ci == "true")
+        with pytest.raises(pytest.fail.Exception, match="(?s)the NVENC emulator does not build: compiling .*undeclared_name"):
+            require_emulator(tmp_path / "src")
+
+
+def test_a_broken_nvjpeg_emulator_source_fails_the_test(tmp_path: Path) -> None:
+    from tests.nvjpegffi import emulator as nvjpeg_emulator
+
+    if not nvjpeg_emulator.SOURCE.exists():
+        pytest.fail(f"the nvJPEG emulator source is missing: {nvjpeg_emulator.SOURCE}")
+    _broken_copy(nvjpeg_emulator.HERE, tmp_path / "src", "emulator.c")
+    with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as info:
+        nvjpeg_emulator.require_emulator(tmp_path / "src" / "emulator.c")
+    if info.type is pytest.skip.Exception:  # only a missing header (no wheel here) may skip
+        assert "cannot be built here" in str(info.value) and "undeclared_name" not in str(info.value)
+        pytest.skip(str(info.value))
+    assert "the nvJPEG emulator does not build: compiling" in str(info.value)
+
+
+def test_a_missing_compiler_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.nvenc_emulator import HERE
+
+    monkeypatch.setenv("CC", "no-such-compiler-rfb")
+    monkeypatch.setattr("tests.support.ci.IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="cannot be built here: no C compiler: 'no-such-compiler-rfb'"):
+        require_emulator(HERE)
+    monkeypatch.setattr("tests.support.ci.IN_CI", True)  # in CI a missing requirement fails
+    with pytest.raises(pytest.fail.Exception, match="required in CI: the NVENC emulator cannot be built here"):
+        require_emulator(HERE)
