@@ -731,6 +731,30 @@ def test_cuda_device_memory_is_pixel_exact(selftest_exe: Path, lib: Path, tmp_pa
         assert_exact(frame, w, h, i)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize(("memory", "why"), [("async", "stream-ordered pool memory"), ("host", "is host memory (CU_MEMORYTYPE_HOST)")])
+def test_cuda_pool_and_pinned_host_memory_are_refused(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], memory: str, why: str) -> None:
+    """With a real libcuda the registration asks cuPointerGetAttribute, as a driver does."""
+    if reason := _cuda_unavailable():
+        pytest.skip(reason)
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--cuda", "--cuda-memory", memory)
+    (setup,) = run.call("setup")
+    assert setup["status"] == status["NV_ENC_ERR_RESOURCE_REGISTER_FAILED"]
+    assert why in emu.last_error()
+    assert emu.ledger()["sessions"] == 0 and emu.ledger()["leaked"] == 0
+
+
+@pytest.mark.gpu
+def test_cuda_memory_freed_under_a_registration_is_stale(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path) -> None:
+    if reason := _cuda_unavailable():
+        pytest.skip(reason)
+    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--cuda", "--frames", "4", "--eos", "--keep-going", "--cuda-realloc-at", "2")
+    (realloc,) = run.call("realloc")
+    assert realloc["status"] == 0
+    assert emu.ledger()["stale_registrations"] == 1  # a new BUFFER_ID at the old address, or no allocation there
+    assert [f["frame"] for f in run.frames][:2] == [0, 1]
+
+
 # ------------------------------------------------------------------ memory
 
 
