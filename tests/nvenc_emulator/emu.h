@@ -274,7 +274,7 @@ typedef struct emu_session {
     void *in_stream_value, *out_stream_value; /* what they held then */
     int dead_stream_counted;
     int open_failed;            /* a failed nvEncOpenEncodeSessionEx's handle: destroy only */
-    int poisoned;               /* a fault killed the session: release calls only */
+    int poisoned;               /* a fault killed the session: every later call fails */
     int unflushed;              /* pictures encoded since the last EOS */
     char poison[EMU_ERR_LEN];
     uint64_t reconfigures;
@@ -319,6 +319,7 @@ typedef struct {
     int session_context_set;    /* emu_set_session_context: compare with this, not `device` */
     uint64_t session_context;
     int session_device;         /* the sessions' device ordinal when libcuda cannot tell */
+    struct emu_session *poisoned_release; /* a release call on a poisoned session in progress */
 } emu_state;
 
 extern emu_state g_emu;

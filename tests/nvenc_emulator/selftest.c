@@ -687,8 +687,10 @@ static int run_encode(client *c, const encode_opts *o)
                 fprintf(c->report, "{\"frame\":%d,\"call\":\"nvEncEncodePicture\",\"status\":%d,\"error_len\":%zu}\n",
                         f, es, strlen(msg));
                 failures++;
-                if (s->reg)
-                    c->fl.nvEncUnmapInputResource(c->enc, s->mapped);
+                if (s->reg) {
+                    NVENCSTATUS um = c->fl.nvEncUnmapInputResource(c->enc, s->mapped);
+                    fprintf(c->report, "{\"frame\":%d,\"call\":\"unmap after failure\",\"status\":%d}\n", f, um);
+                }
                 s->mapped = NULL;
                 if (!o->keep_going)
                     st = es;

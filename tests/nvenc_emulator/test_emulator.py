@@ -895,8 +895,10 @@ def test_pitch_not_a_multiple_of_16_faults_and_poisons_the_session(selftest_so: 
     assert run.call("setup") == []  # the header's rule (a multiple of 4) lets it register
     (fault,) = run.call("nvEncEncodePicture")
     assert fault["frame"] == 0 and fault["status"] == status["NV_ENC_ERR_GENERIC"]
-    # every later call on the session fails; the release calls still tear it down
+    # every later call on the session fails; the release calls still release their objects
+    assert [u["status"] for u in run.call("unmap after failure")] == [status["NV_ENC_ERR_GENERIC"]]
     assert [m["status"] for m in run.call("map")] == [status["NV_ENC_ERR_GENERIC"]] * 2
+    assert run.call("nvEncDestroyEncoder")[0]["status"] == 0
     assert "the session is unusable after an earlier fault (cudaErrorMisalignedAddress" in emu.last_error()
     assert run.frames == []
     ledger = emu.ledger()
