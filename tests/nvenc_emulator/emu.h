@@ -162,6 +162,11 @@ typedef struct {
     int dyn_res_change;         /* NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE */
 } emu_caps;
 
+/* What the driver reports for H.264 on Turing, Ampere and Ada (rigaya/NVEnc's GPUFeatures
+ * dumps: "Min Width 145, Min Height 49, Max Width 4096, Max Height 4096, Dynamic Resolution
+ * Change yes, Custom VBV Bufsize yes"). */
+#define EMU_DEFAULT_CAPS { 145, 49, 4096, 4096, 1, 1 }
+
 void caps_defaults(emu_caps *c);
 
 int guid_eq(const GUID *a, const GUID *b);

@@ -21,7 +21,7 @@ emu_state g_emu = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .max_major = 13,
     .max_minor = 0,
-    .caps = { 145, 49, 4096, 4096, 1, 1 },
+    .caps = EMU_DEFAULT_CAPS,
 };
 
 const char *const emu_api_names[] = {
