@@ -112,6 +112,8 @@ int cuda_describe_pointer(const void *ptr, emu_ptr_desc *out)
         d.start = start;
         d.size = size;
     }
+    if (d.kind == PTR_HOST && !d.size)
+        return 0; /* pageable memory the driver can see (HMM) but did not allocate: not judged */
     *out = d;
     return 1;
 }

@@ -162,6 +162,11 @@ typedef struct {
     int dyn_res_change;         /* NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE */
 } emu_caps;
 
+/* What the driver reports for H.264 on Turing, Ampere and Ada (rigaya/NVEnc's GPUFeatures
+ * dumps: "Min Width 145, Min Height 49, Max Width 4096, Max Height 4096, Dynamic Resolution
+ * Change yes, Custom VBV Bufsize yes"). */
+#define EMU_DEFAULT_CAPS { 145, 49, 4096, 4096, 1, 1 }
+
 void caps_defaults(emu_caps *c);
 
 int guid_eq(const GUID *a, const GUID *b);
@@ -274,7 +279,7 @@ typedef struct emu_session {
     void *in_stream_value, *out_stream_value; /* what they held then */
     int dead_stream_counted;
     int open_failed;            /* a failed nvEncOpenEncodeSessionEx's handle: destroy only */
-    int poisoned;               /* a fault killed the session: release calls only */
+    int poisoned;               /* a fault killed the session: every later call fails */
     int unflushed;              /* pictures encoded since the last EOS */
     char poison[EMU_ERR_LEN];
     uint64_t reconfigures;
@@ -319,6 +324,7 @@ typedef struct {
     int session_context_set;    /* emu_set_session_context: compare with this, not `device` */
     uint64_t session_context;
     int session_device;         /* the sessions' device ordinal when libcuda cannot tell */
+    struct emu_session *poisoned_release; /* a release call on a poisoned session in progress */
 } emu_state;
 
 extern emu_state g_emu;

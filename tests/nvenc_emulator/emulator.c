@@ -21,7 +21,7 @@ emu_state g_emu = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .max_major = 13,
     .max_minor = 0,
-    .caps = { 145, 49, 4096, 4096, 1, 1 },
+    .caps = EMU_DEFAULT_CAPS,
 };
 
 const char *const emu_api_names[] = {
@@ -120,7 +120,8 @@ static emu_session *find_session(const void *handle)
     return NULL;
 }
 
-/* The calls that still work on a poisoned session, so that a client can tear down. */
+/* The calls that still release their object on a poisoned session (and then report the
+ * poison), so that a client can tear down without the ledger counting leaks. */
 static int release_call(const char *fn)
 {
     static const char *const names[] = {
@@ -168,11 +169,18 @@ int api_enter(const char *fn, void *encoder, emu_session **out, NVENCSTATUS *st)
                        s->poison);
         return 0;
     }
+    if (s->poisoned && strcmp(fn, "nvEncDestroyEncoder") != 0)
+        g_emu.poisoned_release = s; /* api_leave turns its success into the poison's failure */
     return 1;
 }
 
 NVENCSTATUS api_leave(NVENCSTATUS st)
 {
+    emu_session *poisoned = g_emu.poisoned_release;
+    g_emu.poisoned_release = NULL;
+    if (poisoned && st == NV_ENC_SUCCESS)
+        st = api_fail(poisoned, NV_ENC_ERR_GENERIC,
+                      "released, but the session is unusable after an earlier fault (%s); destroy it", poisoned->poison);
     g_emu.fn = NULL;
     pthread_mutex_unlock(&g_emu.lock);
     return st;

@@ -62,10 +62,7 @@ const char *preset_name(const GUID *g)
 
 void caps_defaults(emu_caps *c)
 {
-    /* What the driver reports for H.264 on Turing, Ampere and Ada (rigaya/NVEnc's
-     * GPUFeatures dumps: "Min Width 145, Min Height 49, Max Width 4096, Max Height 4096,
-     * Dynamic Resolution Change yes, Custom VBV Bufsize yes"). */
-    *c = (emu_caps){ 145, 49, 4096, 4096, 1, 1 };
+    *c = (emu_caps)EMU_DEFAULT_CAPS;
 }
 
 int caps_query(int cap, int *value)

@@ -139,6 +139,12 @@ typedef struct {
     int (*alloc)(unsigned long long *, size_t);
     int (*free_)(unsigned long long);
     int (*htod)(unsigned long long, const void *, size_t);
+    /* optional: --cuda-memory async / host */
+    int (*alloc_async)(unsigned long long *, size_t, void *);
+    int (*free_async)(unsigned long long, void *);
+    int (*alloc_host)(void **, size_t);
+    int (*free_host)(void *);
+    int (*synchronize)(void);
 } cuda_api;
 
 static int cuda_open(cuda_api *cu)
@@ -158,6 +164,11 @@ static int cuda_open(cuda_api *cu)
     *(void **)&cu->alloc = dlsym(cu->lib, "cuMemAlloc_v2");
     *(void **)&cu->free_ = dlsym(cu->lib, "cuMemFree_v2");
     *(void **)&cu->htod = dlsym(cu->lib, "cuMemcpyHtoD_v2");
+    *(void **)&cu->alloc_async = dlsym(cu->lib, "cuMemAllocAsync");
+    *(void **)&cu->free_async = dlsym(cu->lib, "cuMemFreeAsync");
+    *(void **)&cu->alloc_host = dlsym(cu->lib, "cuMemAllocHost_v2");
+    *(void **)&cu->free_host = dlsym(cu->lib, "cuMemFreeHost");
+    *(void **)&cu->synchronize = dlsym(cu->lib, "cuCtxSynchronize");
     if (!cu->init || !cu->device_get || !cu->primary_retain || !cu->primary_release || !cu->push ||
         !cu->pop || !cu->alloc || !cu->free_ || !cu->htod) {
         fprintf(stderr, "selftest: --cuda: libcuda lacks an entry point\n");
@@ -292,6 +303,8 @@ typedef struct {
     const char *streams;   /* nvEncSetIOCudaStreams: "live" or "changed" (the pointed-to value changes) */
     int leak_failed_open;  /* do not destroy the handle of a failed open */
     uint32_t vbv;          /* rcParams.vbvBufferSize (0: the preset's) */
+    int cuda_memory;       /* with --cuda: 0 cuMemAlloc, 1 cuMemAllocAsync (a pool), 2 cuMemAllocHost */
+    int cuda_realloc_at;   /* frame at which slot 0's device memory is freed and allocated again (-1: never) */
 } encode_opts;
 
 static int in_list(const char *list, int i)
@@ -342,6 +355,40 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* Device memory of the kind --cuda-memory asks for; 0 or a CUresult (-1: no such entry point). */
+static int cuda_alloc(const encode_opts *o, unsigned long long *dptr, size_t n)
+{
+    cuda_api *cu = o->cu;
+    if (o->cuda_memory == 1) {
+        if (!cu->alloc_async || !cu->synchronize)
+            return -1;
+        int rc = cu->alloc_async(dptr, n, NULL);
+        return rc ? rc : cu->synchronize();
+    }
+    if (o->cuda_memory == 2) {
+        void *host = NULL;
+        if (!cu->alloc_host)
+            return -1;
+        int rc = cu->alloc_host(&host, n);
+        *dptr = (unsigned long long)(uintptr_t)host;
+        return rc;
+    }
+    return cu->alloc(dptr, n);
+}
+
+static void cuda_free(const encode_opts *o, unsigned long long dptr)
+{
+    cuda_api *cu = o->cu;
+    if (o->cuda_memory == 1) {
+        cu->free_async(dptr, NULL);
+        cu->synchronize();
+    } else if (o->cuda_memory == 2) {
+        cu->free_host((void *)(uintptr_t)dptr);
+    } else {
+        cu->free_(dptr);
+    }
+}
+
 static void release_surface(client *c, const encode_opts *o, slot *s)
 {
     if (s->mapped && s->reg)
@@ -353,7 +400,7 @@ static void release_surface(client *c, const encode_opts *o, slot *s)
         c->fl.nvEncDestroyInputBuffer(c->enc, s->inbuf);
     s->reg = s->inbuf = NULL;
     if (s->dptr)
-        o->cu->free_(s->dptr);
+        cuda_free(o, s->dptr);
     s->dptr = 0;
     if (o->describe && c->emu_forget_pointer && s->mem)
         c->emu_forget_pointer((uint64_t)(uintptr_t)s->mem);
@@ -381,8 +428,8 @@ static NVENCSTATUS make_surface(client *c, const encode_opts *o, slot *s, uint32
         pitch = (w * (uint32_t)o->fd->bpp + 63u) & ~63u;
     s->pitch = pitch;
     s->mem = malloc(surface_bytes(o->fd, pitch, h));
-    if (o->cuda && o->cu->alloc(&s->dptr, surface_bytes(o->fd, pitch, h))) {
-        fprintf(stderr, "selftest: cuMemAlloc failed\n");
+    if (o->cuda && cuda_alloc(o, &s->dptr, surface_bytes(o->fd, pitch, h))) {
+        fprintf(stderr, "selftest: allocating CUDA memory (--cuda-memory %d) failed\n", o->cuda_memory);
         return NV_ENC_ERR_OUT_OF_MEMORY;
     }
     if (o->describe && c->emu_describe_pointer) {
@@ -422,7 +469,9 @@ static NVENCSTATUS fill_and_map(client *c, const encode_opts *o, slot *s, int f)
         return c->fl.nvEncUnlockInputBuffer(c->enc, s->inbuf);
     }
     fill_surface(o->fd, s->mem, s->pitch, s->w, s->h, f);
-    if (o->cuda && o->cu->htod(s->dptr, s->mem, surface_bytes(o->fd, s->pitch, s->h))) {
+    if (o->cuda && o->cuda_memory == 2) {
+        memcpy((void *)(uintptr_t)s->dptr, s->mem, surface_bytes(o->fd, s->pitch, s->h));
+    } else if (o->cuda && o->cu->htod(s->dptr, s->mem, surface_bytes(o->fd, s->pitch, s->h))) {
         fprintf(stderr, "selftest: cuMemcpyHtoD failed\n");
         return NV_ENC_ERR_GENERIC;
     }
@@ -595,6 +644,14 @@ static int run_encode(client *c, const encode_opts *o)
                                         s->buffer_id + 1000);
             if (f == o->forget_at && c->emu_forget_pointer && s->mem)
                 c->emu_forget_pointer((uint64_t)(uintptr_t)s->mem);
+            if (f == o->cuda_realloc_at && s->dptr) { /* the registration now describes freed memory */
+                unsigned long long old = s->dptr, fresh = 0;
+                cuda_free(o, old);
+                int rc = cuda_alloc(o, &fresh, surface_bytes(o->fd, s->pitch, s->h));
+                s->dptr = rc ? 0 : fresh;
+                fprintf(c->report, "{\"call\":\"realloc\",\"status\":%d,\"same_address\":%s}\n", rc,
+                        fresh == old ? "true" : "false");
+            }
             NVENCSTATUS ms = fill_and_map(c, o, s, f);
             if (ms) {
                 fprintf(c->report, "{\"frame\":%d,\"call\":\"map\",\"status\":%d}\n", f, ms);
@@ -630,8 +687,10 @@ static int run_encode(client *c, const encode_opts *o)
                 fprintf(c->report, "{\"frame\":%d,\"call\":\"nvEncEncodePicture\",\"status\":%d,\"error_len\":%zu}\n",
                         f, es, strlen(msg));
                 failures++;
-                if (s->reg)
-                    c->fl.nvEncUnmapInputResource(c->enc, s->mapped);
+                if (s->reg) {
+                    NVENCSTATUS um = c->fl.nvEncUnmapInputResource(c->enc, s->mapped);
+                    fprintf(c->report, "{\"frame\":%d,\"call\":\"unmap after failure\",\"status\":%d}\n", f, um);
+                }
                 s->mapped = NULL;
                 if (!o->keep_going)
                     st = es;
@@ -727,7 +786,7 @@ static int parse_encode(int argc, char **argv, encode_opts *o)
     o->fd = &formats[0];
     o->w = 320;
     o->h = 240;
-    o->replace_at = o->forget_at = -1;
+    o->replace_at = o->forget_at = o->cuda_realloc_at = -1;
     o->frames = 1;
     o->buffers = 1;
     o->preset = 4;
@@ -787,6 +846,15 @@ static int parse_encode(int argc, char **argv, encode_opts *o)
         else if (!strcmp(a, "--streams")) { if (!(o->streams = VAL())) return -1; }
         else if (!strcmp(a, "--leak-failed-open")) o->leak_failed_open = 1;
         else if (!strcmp(a, "--vbv")) { const char *n = VAL(); if (!n) return -1; o->vbv = (uint32_t)atoi(n); }
+        else if (!strcmp(a, "--cuda-memory")) {
+            const char *n = VAL();
+            if (!n)
+                return -1;
+            o->cuda_memory = !strcmp(n, "async") ? 1 : !strcmp(n, "host") ? 2 : !strcmp(n, "alloc") ? 0 : -1;
+            if (o->cuda_memory < 0)
+                return -1;
+        }
+        else if (!strcmp(a, "--cuda-realloc-at")) { const char *n = VAL(); if (!n) return -1; o->cuda_realloc_at = atoi(n); }
         else {
             fprintf(stderr, "selftest: unknown option %s\n", a);
             return -1;
