@@ -294,6 +294,20 @@ def test_a_failing_call_during_encode_raises_its_class_and_leaks_nothing(emulato
     assert_released(emulator)
 
 
+def test_clearing_registrations_after_a_failed_lock_settles_the_pending_unmap_first(emulator) -> None:
+    frame, _, _ = aligned_nv12()
+    with new_encoder() as enc:
+        enc.encode(frame)
+        emulator.inject_fault("nvEncLockBitstream", S.NV_ENC_ERR_LOCK_BUSY)
+        with pytest.raises(errors.LockBusyError):
+            enc.encode(frame)
+        assert emulator.ledger()["mapped"] == 1  # NVENC unmaps only after the output is locked
+        enc.clear_registrations()
+        assert emulator.ledger()["registered"] == emulator.ledger()["mapped"] == 0
+        enc.encode(frame)
+    assert_released(emulator)
+
+
 SETUP_FAULTS = [
     ("nvEncOpenEncodeSessionEx", S.NV_ENC_ERR_OUT_OF_MEMORY, errors.OutOfMemoryError),
     ("nvEncGetEncodePresetConfigEx", S.NV_ENC_ERR_UNSUPPORTED_PARAM, errors.UnsupportedParamError),
