@@ -46,11 +46,10 @@ from nvencffi._ffi import ffi
 from nvencffi.caps import EncoderCaps, query_caps
 from nvencffi.cuda import EncodeContext, PrimaryContext
 from nvencffi.errors import NvencError, ResizeUnsupported, error_for
-from nvencffi.frames import EXPECTED, FrameDeviceError, FrameLayoutError, FrameView, parse_frame
+from nvencffi.frames import FrameLayoutError, parse_frame
+from nvencffi.inputs import Inputs
 from nvencffi.library import Library, load_library
-from nvencffi.registrations import RegistrationCache
 from nvencffi.session import open_session
-from nvencffi.staging import PITCH_ALIGNMENT, REASONS, StagingBuffer
 
 logger = logging.getLogger("nvencffi")
 
@@ -85,7 +84,6 @@ _BITSTREAM_BUFFERS = 2
 _PIC_PARAMS = ffi.typeof("NV_ENC_PIC_PARAMS *")
 _MAP_PARAMS = ffi.typeof("NV_ENC_MAP_INPUT_RESOURCE *")
 _LOCK_PARAMS = ffi.typeof("NV_ENC_LOCK_BITSTREAM *")
-_STAGED_MEMORY = 64  # how many staged (pointer, layout)s keep their verdict between frames
 
 
 def _frame_rate(fps: float) -> Fraction:
@@ -186,10 +184,8 @@ class NvencEncoder:
         self._io_stream: Any = None  # the CUstream NVENC was given a pointer to: lives as long as we do
         self._eos_due = False  # a picture went in since the last end of stream
         self._caps: EncoderCaps | None = None
-        self._cache = RegistrationCache(registration_cache_size, self._unregister)
-        self._staging: StagingBuffer | None = None
-        self._staged: dict[Any, tuple[int | None, str]] = {}  # key -> (allocation id, reason)
-        self._staged_counts = dict.fromkeys(REASONS, 0)
+        self._inputs = Inputs(self._context, registration_cache_size, self._register, self._unregister)
+        self._cache = self._inputs.cache
         # Work a failed call left undone, settled before the next frame and on close:
         # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
         # encoded but never locked; NVENC wants outputs locked in submission order).
@@ -368,10 +364,7 @@ class NvencEncoder:
         because another allocation took their address), ``staged`` (frames copied into
         the encoder's buffer) and why: ``staged_pitch``, ``staged_mempool``,
         ``staged_context`` (see ``nvencffi.staging``)."""
-        stats = {"cached": len(self._cache), "hits": self._cache.hits, "misses": self._cache.misses,
-                 "stale": self._cache.stale, "staged": sum(self._staged_counts.values())}
-        stats.update({f"staged_{reason}": n for reason, n in self._staged_counts.items()})
-        return stats
+        return self._inputs.stats
 
     @property
     def caps(self) -> EncoderCaps:
@@ -390,7 +383,7 @@ class NvencEncoder:
         if self._closed:
             raise RuntimeError("this NvencEncoder is closed")
 
-    def _register_memory(self, pointer: int, pitch: int, width: int, height: int, buffer_format: int) -> Any:
+    def _register(self, pointer: int, pitch: int, width: int, height: int, buffer_format: int) -> Any:
         reg = ffi.new("NV_ENC_REGISTER_RESOURCE *")
         reg.version = _api.REGISTER_RESOURCE_VER
         reg.resourceType = _CUDADEVICEPTR
@@ -402,92 +395,6 @@ class NvencEncoder:
         reg.bufferUsage = _INPUT_IMAGE
         self._check(self._lib.nvEncRegisterResource(self._encoder, reg), "nvEncRegisterResource")
         return reg.registeredResource
-
-    def _register(self, view: FrameView, buffer_id: int | None) -> Any:
-        """Register ``view``'s memory (cache miss), evicting the least recently used first."""
-        self._cache.make_room()
-        handle = self._register_memory(view.pointer, view.pitch, view.width, view.height, view.buffer_format)
-        self._cache.add(view.key, handle, buffer_id)
-        return handle
-
-    def _input(self, view: FrameView) -> tuple[Any, int, Any]:
-        """(registered handle, pitch, key) NVENC reads ``view`` through: its own
-        registration, or the staging buffer with the frame copied in."""
-        key = view.key
-        buffer_id = self._context.buffer_id(view.pointer)
-        staged = self._staged.get(key)
-        if staged is not None:
-            if staged[0] == buffer_id:
-                return self._stage(view, staged[1])
-            del self._staged[key]  # another allocation at that address: judge it afresh
-        handle = self._cache.lookup(key, buffer_id)
-        if handle is not None:
-            return handle, view.pitch, key
-        reason = self._judge(view)
-        if reason is None:
-            return self._register(view, buffer_id), view.pitch, key
-        if len(self._staged) >= _STAGED_MEMORY:
-            self._staged.pop(next(iter(self._staged)))
-        self._staged[key] = (buffer_id, reason)
-        return self._stage(view, reason)
-
-    def _judge(self, view: FrameView) -> str | None:
-        """Why ``view`` must be staged (a ``staging.REASONS`` entry), or None to register
-        it in place; refuses memory NVENC cannot read at all. One pointer query, made
-        once per new allocation."""
-        context = self._context
-        info = context.pointer_info(view.pointer)
-        if info is not None:
-            if info.kind not in ("device", "managed"):
-                raise FrameLayoutError(
-                    f"{EXPECTED}; the frame's memory at 0x{view.pointer:x} is {info.kind} memory, "
-                    f"not CUDA device memory ({view!r})"
-                )
-            if info.device is not None and info.device != context.device:
-                raise FrameDeviceError(
-                    f"this encoder runs on CUDA device {context.device} ({context.gpu_name or 'unnamed'}); "
-                    f"the frame lives on device {info.device}: allocate it on device {context.device}, "
-                    f"or open the encoder with device={info.device} ({view!r})"
-                )
-            if info.mempool:
-                return "mempool"
-            if info.context and info.context != context.handle:
-                return "context"
-        if view.pitch % PITCH_ALIGNMENT:
-            return "pitch"
-        return None
-
-    def _stage(self, view: FrameView, reason: str) -> tuple[Any, int, Any]:
-        staging = self._staging
-        if staging is None or not staging.fits(view.width, view.height, view.buffer_format):
-            staging = self._new_staging(view.width, view.height, view.buffer_format)
-        staging.fill_from(view.pointer, view.pitch, self._cuda_stream)
-        if self._cuda_stream is None:  # NVENC was given no stream to order its reads after the copy
-            self._context.synchronize_stream(0)
-        self._staged_counts[reason] += 1
-        return staging.handle, staging.pitch, staging.key
-
-    def _new_staging(self, width: int, height: int, buffer_format: int) -> StagingBuffer:
-        self._drop_staging()
-        staging = StagingBuffer(self._context, width, height, buffer_format)
-        try:
-            staging.handle = self._register_memory(staging.pointer, staging.pitch, width, height, buffer_format)
-        except BaseException:
-            staging.free()
-            raise
-        self._staging = staging
-        return staging
-
-    def _drop_staging(self) -> None:
-        staging, self._staging = self._staging, None
-        if staging is None:
-            return
-        try:
-            if staging.handle is not None:
-                self._unregister(staging.handle)
-                staging.handle = None
-        finally:
-            staging.free()
 
     def _unregister(self, handle: Any) -> None:
         self._check(self._lib.nvEncUnregisterResource(self._encoder, handle), "nvEncUnregisterResource")
@@ -514,7 +421,7 @@ class NvencEncoder:
         with context.pushed():
             if self._debts:
                 self._settle()
-            handle, pitch, key = self._input(view)
+            handle, pitch, key = self._inputs.resolve(view, self._cuda_stream)
             mapping = ffi.new(_MAP_PARAMS)
             mapping.version = _api.MAP_INPUT_RESOURCE_VER
             mapping.registeredResource = handle
@@ -760,12 +667,8 @@ class NvencEncoder:
                     self._debts = []
                     if self._eos_due:  # the header: flush before freeing resources
                         attempt(self._send_eos(), "nvEncEncodePicture")
-                    for handle in self._cache.drain():
+                    for handle in self._inputs.drain():
                         attempt(lib.nvEncUnregisterResource(enc, handle), "nvEncUnregisterResource")
-                    staging = self._staging
-                    if staging is not None and staging.handle is not None:
-                        attempt(lib.nvEncUnregisterResource(enc, staging.handle), "nvEncUnregisterResource")
-                        staging.handle = None
                     for bitstream in self._bitstreams:
                         attempt(lib.nvEncDestroyBitstreamBuffer(enc, bitstream), "nvEncDestroyBitstreamBuffer")
                     self._bitstreams = []
@@ -774,12 +677,10 @@ class NvencEncoder:
                     attempt(lib.nvEncDestroyEncoder(enc), "nvEncDestroyEncoder", session_alive=False)
             except Exception as exc:  # keep releasing: the context must still go
                 failures.append(exc)
-        staging, self._staging = self._staging, None
-        if staging is not None:
-            try:
-                staging.free()
-            except Exception as exc:
-                failures.append(exc)
+        try:
+            self._inputs.free_staging()
+        except Exception as exc:
+            failures.append(exc)
         if self._owns_context:
             try:
                 context.close()
