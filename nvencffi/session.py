@@ -1,9 +1,10 @@
-"""Opening and destroying an NVENC session on a CUDA context.
+"""Opening an NVENC session on a CUDA context, and cleaning up when that fails.
 
-Kept apart from the encoder because ``probe()`` needs exactly the same open (and the same
-plain-words failure) without configuring anything. Opening a session is also where a GPU
-without an encode engine says so: an H100 or H200 loads the library and creates the
-function table, then ``nvEncOpenEncodeSessionEx`` returns ``NV_ENC_ERR_UNSUPPORTED_DEVICE``.
+Opening is where a GPU without an encode engine says so: an H100 or H200 loads the
+library and creates the function table, then ``nvEncOpenEncodeSessionEx`` returns
+``NV_ENC_ERR_UNSUPPORTED_DEVICE``, worded here for people. It is also where the header
+asks for care: a failed open's handle, if the driver returned one, must still be
+destroyed, and no call may be made with a NULL session.
 """
 
 from __future__ import annotations
@@ -65,9 +66,3 @@ def open_session(lib: Library, context: EncodeContext) -> Any:
             no_engine_message(context.gpu_name, "nvEncOpenEncodeSessionEx", error.name, error.code),
         )
     raise error
-
-
-def destroy_session(lib: Library, context: EncodeContext, encoder: Any) -> None:
-    with context.pushed():
-        status = lib.nvEncDestroyEncoder(encoder)
-    lib.check(status, "nvEncDestroyEncoder")
