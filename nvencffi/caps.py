@@ -16,9 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import logging
+
 from nvencffi import _api
 from nvencffi._ffi import ffi
-from nvencffi.errors import FrameSizeUnsupported, error_for
+from nvencffi.errors import FrameSizeUnsupported, NvencStatus, error_for
+
+logger = logging.getLogger("nvencffi")
 
 # The caps we ask, by the field of EncoderCaps they fill.
 QUERIED = {
@@ -29,6 +33,12 @@ QUERIED = {
     "custom_vbv": "NV_ENC_CAPS_SUPPORT_CUSTOM_VBV_BUF_SIZE",
     "dyn_res_change": "NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE",
 }
+
+
+# Answers that mean "this driver does not know that cap": read as 0 (not reported), as
+# FFmpeg's nvenc_check_cap reads any failure. Other failures are errors.
+UNKNOWN_CAP = frozenset((NvencStatus.NV_ENC_ERR_INVALID_PARAM, NvencStatus.NV_ENC_ERR_UNSUPPORTED_PARAM,
+                         NvencStatus.NV_ENC_ERR_UNIMPLEMENTED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +89,10 @@ class EncoderCaps:
 def query_caps(lib: Any, encoder: Any, codec_guid: Any) -> EncoderCaps:
     """Ask the session's driver for :data:`QUERIED` (``codec_guid``: a cffi ``GUID *``).
 
-    Raises the status's ``NvencError`` (with the driver's text) if a query fails. Each
-    query gets a fresh, zeroed ``NV_ENC_CAPS_PARAM``.
+    A cap the driver does not know (:data:`UNKNOWN_CAP`) reads as 0: no size bound, no
+    custom VBV, no resolution change. Any other failure raises the status's
+    ``NvencError`` with the driver's text. Each query gets a fresh, zeroed
+    ``NV_ENC_CAPS_PARAM``.
     """
     values: dict[str, int] = {}
     out = ffi.new("int *")
@@ -90,7 +102,11 @@ def query_caps(lib: Any, encoder: Any, codec_guid: Any) -> EncoderCaps:
         param.capsToQuery = _api.enum_value("NV_ENC_CAPS", name)
         out[0] = 0
         status = lib.nvEncGetEncodeCaps(encoder, codec_guid[0], param, out)
-        if status:
+        if status in UNKNOWN_CAP:
+            logger.debug("nvencffi: the driver does not report %s (%s); read as 0",
+                         name, error_for("nvEncGetEncodeCaps", status, lib.last_error(encoder)))
+            out[0] = 0
+        elif status:
             raise error_for("nvEncGetEncodeCaps", status, lib.last_error(encoder),
                             f"nvEncGetEncodeCaps({name}) failed: {error_for('', status).name} ({status})")
         values[field] = int(out[0])

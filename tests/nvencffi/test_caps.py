@@ -104,3 +104,23 @@ def test_caps_support_size_treats_an_unreported_maximum_as_unbounded() -> None:
     caps = EncoderCaps(145, 49, 0, 0, custom_vbv=True, dyn_res_change=True)
     assert caps.supports_size(8192, 8192)
     assert not caps.supports_size(144, 480)
+
+
+def test_a_cap_the_driver_does_not_know_reads_as_not_supported(emulator) -> None:
+    """As FFmpeg reads a failed caps query: 0. Here the 5th query (custom VBV) fails."""
+    emulator.inject_fault("nvEncGetEncodeCaps", "NV_ENC_ERR_UNSUPPORTED_PARAM", after=4)
+    frame, _, _ = nv12_frame(320, 240, pitch=512)
+    with new_encoder(bitrate=3_000_000, fps=30) as enc:
+        assert enc.caps == EncoderCaps(145, 49, 4096, 4096, custom_vbv=False, dyn_res_change=True)
+        enc.encode(frame)
+        (session,) = emulator.sessions()
+        assert session["vbv_buffer_size"] == 0
+    assert_released(emulator)
+
+
+def test_any_other_caps_failure_is_an_error_with_the_drivers_text(emulator) -> None:
+    emulator.inject_fault("nvEncGetEncodeCaps", "NV_ENC_ERR_GENERIC")
+    with pytest.raises(nvencffi.errors.GenericError, match=r"nvEncGetEncodeCaps\(NV_ENC_CAPS_WIDTH_MIN\) failed") as info:
+        new_encoder()
+    assert "injected fault" in info.value.detail
+    assert_released(emulator)
