@@ -29,11 +29,10 @@ import re
 import shutil
 import subprocess
 import tempfile
-from functools import lru_cache
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
-from tests.support.ci import unavailable
 from tests.support.nvenc_header import ROOT, HeaderUnavailable, official_header_dir
 
 __all__ = [
@@ -157,6 +156,8 @@ def require_build(build: Callable[[], Path], what: str, missing: tuple[type[Exce
     skips with the reason (fails in CI), but a build that fails is our own code being
     broken, so it fails the test everywhere, with the compiler's output."""
     import pytest
+
+    from tests.support.ci import unavailable
 
     try:
         return build()
