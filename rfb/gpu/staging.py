@@ -10,24 +10,25 @@ same size, and released by ``close()``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from nvencffi.staging import PITCH_ALIGNMENT as PITCH_ALIGNMENT
+from nvencffi.staging import aligned_pitch as aligned_pitch
 from rfb.colorspace import DEFAULT_MATRIX
 from rfb.frames import FrameError, PixelFormat, RawFrame, frame_from_array
 from rfb.gpu.arrays import as_cupy, check_cuda_frame, host_shape
 from rfb.gpu.context import import_cupy
 from rfb.gpu.convert import copy_frame_to_device, rgb_to_nv12
 
-# NVENC's rule for the row pitch of a registered CUDA buffer (nvencffi.frames checks it).
-PITCH_ALIGNMENT = 4
+# PITCH_ALIGNMENT (re-exported from nvencffi.staging) is the 256-byte row pitch every
+# reference client hands NVENC (cuMemAllocPitch, FFmpeg's CUDA frames): the buffers made
+# here use it, so NVENC registers them where they are. Which pitches a consumer reads
+# as they are (``pitch_alignment``) is the consumer's own rule; the header's is 4.
+HEADER_PITCH_ALIGNMENT = 4
 
 _CHANNELS = {"rgb24": 3, "rgba8": 4, "nv12": 1}
 _TARGETS = ("nv12", "rgb24")
-
-
-def aligned_pitch(row_bytes: int, alignment: int = PITCH_ALIGNMENT) -> int:
-    """The smallest multiple of ``alignment`` that holds ``row_bytes``."""
-    return -(-row_bytes // alignment) * alignment
 
 
 class DeviceStaging:
@@ -65,7 +66,7 @@ class DeviceStaging:
         matrix: str = DEFAULT_MATRIX,
         full_range: bool = False,
         target: PixelFormat = "nv12",
-        pitch_alignment: int = PITCH_ALIGNMENT,
+        pitch_alignment: int = HEADER_PITCH_ALIGNMENT,
     ) -> None:
         if "nv12" not in direct:
             raise ValueError(f"direct must include 'nv12' (what conversions produce), got {direct!r}")
@@ -155,7 +156,7 @@ class DeviceStaging:
         """A cuda frame over the reused buffer for ``pixel_format`` at this size, on ``device_id``."""
         layout = RawFrame(None, width, height, pixel_format, "cuda")  # geometry only
         shape = host_shape(layout)
-        pitch = aligned_pitch(layout.row_bytes, self.pitch_alignment)
+        pitch = aligned_pitch(layout.row_bytes, math.lcm(PITCH_ALIGNMENT, self.pitch_alignment))
         view = self._buffers.get(pixel_format)
         if view is None or tuple(view.shape) != shape or view.device.id != device_id:
             self._buffers.pop(pixel_format, None)  # free the old one before allocating anew

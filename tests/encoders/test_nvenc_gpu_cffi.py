@@ -247,14 +247,21 @@ def test_odd_sizes_are_refused_before_any_session_opens(emulator, width: int, he
 def test_frames_that_need_staging_say_cupy_is_missing(emulator) -> None:
     skip_if_cupy_works()
     rgb = patterns.scene(W, H, 0)
-    misaligned, _, _ = nv12_frame(322, 240)  # a 322-byte pitch: the route's staging wants a multiple of 4
     with emulated() as enc:
         for frame in (frame_from_array(rgb), cuda_frame(FakeCudaArray(rgb))):
             with pytest.raises(GpuUnavailable, match=r"CuPy is not installed"):
                 enc.encode(frame)
-    with emulated(322, 240) as enc, pytest.raises(GpuUnavailable, match=r"CuPy is not installed"):
-        enc.encode(cuda_frame(misaligned))
     assert emulator.ledger()["encodes"] == 0
+    assert_released(emulator)
+
+
+def test_an_odd_pitch_is_left_to_nvencffi_which_stages_it_without_cupy(emulator) -> None:
+    misaligned, y, uv = nv12_frame(322, 240)  # a 322-byte pitch: NVENC is only handed 256-byte pitches
+    with emulated(322, 240) as enc:
+        (payload,) = enc.encode(cuda_frame(misaligned))
+        assert enc.staging.copies == 0  # the route passed it on as it is
+        assert enc.nvenc.registration_stats["staged_pitch"] == 1
+        assert_planes_equal(decode([payload.data])[0], y, uv)
     assert_released(emulator)
 
 

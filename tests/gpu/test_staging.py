@@ -29,7 +29,7 @@ def test_the_choices_are_checked() -> None:
         DeviceStaging(("nv12",), target="rgb24")
     with pytest.raises(ValueError, match=r"pitch_alignment must be a positive number of bytes, got 0"):
         DeviceStaging(("nv12",), pitch_alignment=0)
-    assert [aligned_pitch(n) for n in (1, 4, 5, 98 * 3)] == [4, 4, 8, 296] and aligned_pitch(7, 1) == 7
+    assert [aligned_pitch(n) for n in (1, 256, 257, 98 * 3)] == [256, 256, 512, 512] and aligned_pitch(7, 1) == 7
 
 
 def test_direct_layouts_at_an_accepted_pitch_pass_through_without_a_gpu_library() -> None:
