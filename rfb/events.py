@@ -12,13 +12,12 @@ the user wants the most recent pointer position, not a backlog from before a sta
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from rfb.protocol import ProtocolError
+from rfb.protocol import ProtocolError, bounded
 
 POINTER_TYPES = frozenset({"pointerdown", "pointerup", "pointermove"})
 KEY_TYPES = frozenset({"keydown", "keyup"})
@@ -107,10 +106,9 @@ def _number(obj: dict[str, Any], key: str) -> float:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EventError(f"event.{key}: expected a number, got {_short(value)}")
-    value = float(value)
-    if not math.isfinite(value) or abs(value) > MAX_COORDINATE:
-        raise EventError(f"event.{key}: expected a finite number within ±{MAX_COORDINATE:g}, got {value!r}")
-    return value
+    if not bounded(value, MAX_COORDINATE):
+        raise EventError(f"event.{key}: expected a finite number within ±{MAX_COORDINATE:g}, got {_short(value)}")
+    return float(value)
 
 
 def _integer(obj: dict[str, Any], key: str, low: int, high: int, *, default: int) -> int:
@@ -122,12 +120,11 @@ def _integer(obj: dict[str, Any], key: str, low: int, high: int, *, default: int
 
 def _size(obj: dict[str, Any], key: str) -> int:
     value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EventError(f"event.{key}: expected a positive number, got {_short(value)}")
-    size = round(value)
-    if not 1 <= size <= MAX_SIZE:
-        raise EventError(f"event.{key}: expected a size in [1, {MAX_SIZE}], got {value!r}")
-    return size
+    if not bounded(value, MAX_SIZE) or not 1 <= round(value) <= MAX_SIZE:
+        raise EventError(f"event.{key}: expected a size in [1, {MAX_SIZE}], got {_short(value)}")
+    return round(value)
 
 
 def _text(obj: dict[str, Any], key: str, *, required: bool) -> str:
