@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 from rfb import protocol
 from rfb.encoders.base import Transport
+from rfb.encoders.checks import image_size_problem, video_size_problem
 from rfb.events import EventQueue, InputEvent
 from rfb.fanout import FanOut, GroupStats
 from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
@@ -126,8 +127,9 @@ class Display:
         self.token: str | None = secrets.token_urlsafe(24) if token is RANDOM_TOKEN else token
         routes = resolve_routes(video_encoder, image_encoder, gpu=gpu)
         self._video = "webcodecs" in routes
-        if self._video and (width % 2 or height % 2):
-            raise ValueError(_odd_message(width, height))
+        problem = self._size_problem(width, height)
+        if problem is not None:
+            raise ValueError(problem)
         self._device_id = device_id
         # Frames that a route cannot take from device memory as they are pass through CuPy.
         self._cuda_needs_cupy = own_frames or any(not candidates[0].gpu for candidates in routes.values())
@@ -170,8 +172,9 @@ class Display:
         if self._closed:
             raise RuntimeError("display is closed")
         raw = self._as_frame(frame)
-        if self._video and (raw.width % 2 or raw.height % 2):
-            raise FrameError(_odd_message(raw.width, raw.height))
+        problem = self._size_problem(raw.width, raw.height)
+        if problem is not None:
+            raise FrameError(problem)
         if raw.timestamp_us is None:
             raw = replace(raw, timestamp_us=time.monotonic_ns() // 1000)
         self._frames.put(raw)
@@ -179,6 +182,15 @@ class Display:
             self._published += 1
             self._width, self._height = raw.width, raw.height
         self._fanout.wake()
+
+    def _size_problem(self, width: int, height: int) -> str | None:
+        """Why no route of this display could encode a frame of this size (rfb.encoders.checks).
+
+        A display with H.264 viewers takes only what H.264 can encode, so that no viewer
+        silently misses a frame its neighbours see; an image-only display takes up to JPEG's
+        limit.
+        """
+        return video_size_problem(width, height) if self._video else image_size_problem(width, height)
 
     def _as_frame(self, frame: Any) -> RawFrame:
         """Validate ``frame`` in the caller's stack: host arrays here, CUDA ones by rfb.gpu."""
@@ -363,11 +375,6 @@ class Display:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.viewers)} viewers"
         return f"<Display {self._width}x{self._height} {self.encoder_name} {self.host}:{self.port} {state}>"
-
-
-def _odd_message(width: int, height: int) -> str:
-    odd = " and ".join(f"{n} {v}" for n, v in (("width", width), ("height", height)) if v % 2)
-    return f"H.264 (4:2:0) needs even frame dimensions, got {width}x{height}: {odd} is odd"
 
 
 async def serve(width: int, height: int, **options: Any) -> Display:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -69,6 +70,52 @@ def test_video_needs_even_dimensions_and_says_which(display: Any, shape: tuple[i
 def test_odd_size_at_construction_is_refused(test_encoders: EncoderLog) -> None:
     with pytest.raises(ValueError, match="height 47 is odd"):
         start_test_display(64, 47)
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((2, 2, 3), "from 2x4 to 16384x16384 pixels, got 2x2: height 2 is below 4"),
+     ((2, 64, 4), "got 64x2: height 2 is below 4"),
+     ((16, 16386, 3), "got 16386x16: width 16386 is above 16384"),
+     ((16386, 16, 3), "got 16x16386: height 16386 is above 16384")],
+)
+def test_video_refuses_sizes_no_h264_route_encodes_naming_the_limit(display: Any, shape: tuple[int, ...],
+                                                                     expected: str) -> None:
+    with pytest.raises(FrameError, match=re.escape(expected)):
+        display.publish(np.zeros(shape, np.uint8))
+    assert display.stats.published == 0 and (display.width, display.height) == (64, 48)
+
+
+def test_video_takes_the_smallest_and_largest_sizes_libx264_encodes(display: Any) -> None:
+    for shape in ((4, 2, 3), (16, 16384, 3), (16384, 16, 3)):
+        display.publish(np.zeros(shape, np.uint8))
+    assert display.stats.published == 3
+
+
+def test_a_size_no_h264_route_encodes_is_refused_at_construction(test_encoders: EncoderLog) -> None:
+    with pytest.raises(ValueError, match="height 2 is below 4"):
+        start_test_display(64, 2)
+
+
+@pytest.mark.anyio
+async def test_an_image_only_display_serves_tiny_and_odd_frames(test_encoders: EncoderLog,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import rfb.display
+
+    def images_only(*args: Any, **kwargs: Any) -> Any:
+        return {k: v for k, v in resolve_routes(*args, **kwargs).items() if k != "webcodecs"}
+
+    monkeypatch.setattr(rfb.display, "resolve_routes", images_only)
+    display = start_test_display(3, 1)
+    try:
+        client = await ProtocolClient.connect(display, supported=(JPEG,))
+        display.publish(np.zeros((1, 3, 3), np.uint8))
+        assert (await client.next_payload()).header["width"] == 3
+        with pytest.raises(FrameError, match=re.escape("up to 65500x65500 pixels, got 65501x1")):
+            display.publish(np.zeros((1, 65501, 3), np.uint8))
+        await client.close()
+    finally:
+        display.close()
 
 
 def test_publish_accepts_rgb_rgba_and_rawframe(display: Any) -> None:
