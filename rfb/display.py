@@ -39,6 +39,7 @@ from rfb.events import EventQueue, InputEvent
 from rfb.fanout import FanOut, GroupStats
 from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
+from rfb.guard import ConnectionGuard
 from rfb.latency import LatencySummary
 from rfb.routes import resolve_routes
 from rfb.server import ServerThread, create_app
@@ -90,7 +91,14 @@ class Display:
     - ``keyframe_interval_min``: at most one forced IDR per this many seconds.
     - ``token``: the secret a viewer sends in ``hello`` (random by default; None: no check).
     - ``allowed_origins``: origins besides the page's own allowed to connect ("*": any).
-    - ``max_message_bytes``, ``event_queue_size``, ``hello_timeout``: limits on viewers.
+    - ``allowed_hosts``: names besides IP addresses, ``localhost``, ``host`` and the
+      hosts of ``allowed_origins`` that a request's Host header may carry ("*": any);
+      the defence against DNS rebinding (rfb.hosts). Add your machine's LAN name here
+      when you serve on ``0.0.0.0`` and open the viewer by name.
+    - ``max_connections``: open connections (viewers and HTTP requests together) beyond
+      which new ones get a 503 (rfb.guard).
+    - ``max_message_bytes``, ``event_queue_size``: limits on viewers. ``hello_timeout``:
+      seconds a new connection has to send its HTTP request, and then its ``hello``.
     - ``stats_interval``: seconds between ``stats`` messages (latency, fps) to each
       viewer, also the window of ``ViewerInfo.latency``; 0 sends none.
     """
@@ -111,6 +119,8 @@ class Display:
         max_inflight: int = 2,
         token: str | None = RANDOM_TOKEN,
         allowed_origins: Sequence[str] | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        max_connections: int = 100,
         device_id: int = 0,
         max_message_bytes: int = 64 * 1024,
         event_queue_size: int = 1024,
@@ -125,6 +135,7 @@ class Display:
         if token is not RANDOM_TOKEN and token is not None and (not isinstance(token, str) or not token):
             raise ValueError(f"token must be a non-empty string, or None to disable the check; got {token!r}")
         self.token: str | None = secrets.token_urlsafe(24) if token is RANDOM_TOKEN else token
+        guard = ConnectionGuard(max_connections=max_connections, request_timeout=hello_timeout)
         routes = resolve_routes(video_encoder, image_encoder, gpu=gpu)
         self._video = "webcodecs" in routes
         problem = self._size_problem(width, height)
@@ -145,11 +156,13 @@ class Display:
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
         )
         self.host = host
-        app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins)
+        app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins,
+                         allowed_hosts=allowed_hosts, bound_host=host, token=self.token)
         # Last: the server thread owns an event loop, so nothing that may raise comes after it.
         self._server = ServerThread(
             app, host=host, port=port, ws_max_size=max_message_bytes,
             before_stop=self._close_viewers, after_stop=self._release,
+            guard=guard,
         )
 
     # ------------------------------------------------------------ the render loop's side
@@ -370,6 +383,8 @@ class Display:
             "encoder": self.encoder_name,
             "transports": list(self.transports),
             "published": self._published,
+            "connections_refused": self._server.guard.refused,
+            "connections_timed_out": self._server.guard.timed_out,
         }
 
     def __repr__(self) -> str:
