@@ -1,0 +1,89 @@
+"""The connection guard: a cap on open connections, and a deadline for the HTTP request.
+
+uvicorn closes idle keep-alive connections, but a connection that never finishes its
+first request (a slowloris client sending one header byte now and then, or a socket
+that says nothing at all) stays open for ever, and nothing limits how many there are.
+The guard hooks uvicorn's HTTP protocol class (``uvicorn.Config(http=...)`` takes a
+class) so that every new connection:
+
+- is refused at once with a 503 when ``max_connections`` are already open (HTTP and
+  WebSocket alike, viewers included);
+- is aborted if its request head has not arrived ``request_timeout`` seconds after the
+  connection was made (the hello timeout then covers the WebSocket that follows).
+
+Each of the two logs one warning, then at most one a minute with the count since: a
+flood of sockets costs a line a minute, not a line a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+logger = logging.getLogger("rfb.server")
+
+WARNING_INTERVAL_S = 60.0
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+         b"connection: close\r\ncontent-length: 20\r\n\r\ntoo many connections")
+
+
+class ConnectionGuard:
+    """Counts and limits the connections of one server; ``protocol_class`` is what uvicorn runs."""
+
+    def __init__(self, *, max_connections: int, request_timeout: float) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
+        if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) or not (
+            0 < request_timeout < float("inf")
+        ):
+            raise ValueError(f"the request timeout must be a positive number of seconds, got {request_timeout!r}")
+        self.max_connections = max_connections
+        self.request_timeout = float(request_timeout)
+        self.refused = 0  # connections turned away at the cap
+        self.timed_out = 0  # connections aborted for not finishing their request in time
+        self._warned: dict[str, tuple[float, int]] = {}  # kind -> (monotonic time, count) of the last warning
+
+    def protocol_class(self, base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+        """``base`` (uvicorn's H11Protocol or HttpToolsProtocol) with this guard on each new connection."""
+        guard = self
+
+        class GuardedProtocol(base):  # type: ignore[valid-type, misc]
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                guard._admit(self, transport)
+
+        GuardedProtocol.__name__ = GuardedProtocol.__qualname__ = f"Guarded{base.__name__}"
+        return GuardedProtocol
+
+    def _admit(self, protocol: Any, transport: Any) -> None:
+        open_now = len(protocol.connections)  # uvicorn's set of every open connection, this one included
+        if open_now > self.max_connections:
+            self.refused += 1
+            self._warn("refused", self.refused, "refused a connection with 503: %d are open, the limit "
+                       "(max_connections=%d)", open_now - 1, self.max_connections)
+            transport.write(_BUSY)
+            transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.request_timeout, self._deadline, protocol, transport)
+
+    def _deadline(self, protocol: Any, transport: Any) -> None:
+        """Abort the connection if it is still an HTTP connection that never sent a whole request head."""
+        if transport.is_closing() or transport.get_protocol() is not protocol or protocol.cycle is not None:
+            return  # closed, upgraded to a WebSocket, or past its first request (keep-alive handles the rest)
+        self.timed_out += 1
+        self._warn("timed_out", self.timed_out, "aborted a connection from %s that sent no complete request "
+                   "within %g s", transport.get_extra_info("peername"), self.request_timeout)
+        transport.abort()
+
+    def _warn(self, kind: str, total: int, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._warned.get(kind)
+        if last is not None and now - last[0] < WARNING_INTERVAL_S:
+            logger.debug(message, *args)
+            return
+        since = f" ({total - last[1]} like it since the last warning)" if last is not None else ""
+        logger.warning(message + "%s; more are counted and warned about at most once a minute", *args, since)
+        self._warned[kind] = (now, total)
