@@ -60,8 +60,13 @@ class InputEvent:
     time: float = 0.0
 
 
-def parse_event(obj: Any, *, client_id: int, time: float) -> InputEvent:
-    """Validate one raw ``event`` object from the wire, or raise :class:`EventError`."""
+def parse_event(obj: Any, *, client_id: int, time: float, bounds: tuple[int, int] | None = None) -> InputEvent:
+    """Validate one raw ``event`` object from the wire, or raise :class:`EventError`.
+
+    With ``bounds`` (the frame's width and height), pointer and wheel coordinates are
+    clamped into ``[0, width] x [0, height]``: a drag that leaves the canvas, or a
+    hostile client, never hands the render loop a point outside the frame.
+    """
     if not isinstance(obj, dict):
         raise EventError(f"event: expected an object, got {type(obj).__name__}")
     kind = obj.get("type")
@@ -86,6 +91,8 @@ def parse_event(obj: Any, *, client_id: int, time: float) -> InputEvent:
             time=time,
         )
     x, y = _number(obj, "x"), _number(obj, "y")
+    if bounds is not None:
+        x, y = min(float(bounds[0]), max(0.0, x)), min(float(bounds[1]), max(0.0, y))  # max(0.0, -0.0) is 0.0
     if kind == "wheel":
         return InputEvent(
             kind, client_id, x=x, y=y, dx=_number(obj, "dx"), dy=_number(obj, "dy"), modifiers=modifiers, time=time

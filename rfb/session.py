@@ -362,7 +362,8 @@ class Viewer:
             elif isinstance(message, RequestKeyframe):
                 self._fanout.request_keyframe(member)
             elif isinstance(message, EventMessage):
-                self._events.put(parse_event(message.event, client_id=self.client_id, time=time.monotonic()))
+                self._events.put(parse_event(message.event, client_id=self.client_id, time=time.monotonic(),
+                                             bounds=self._frame_size()))
             else:
                 raise ProtocolError("hello: already received; a second hello is ignored")
         except ProtocolError as exc:

@@ -31,6 +31,16 @@ def test_pointer_defaults_and_outside_the_frame() -> None:
     assert (event.x, event.y) == (-5.0, 1e6)
 
 
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [(-5, 1e6, (0.0, 48.0)), (70.5, -0.0, (64.0, 0.0)), (-1e7, 1e7, (0.0, 48.0)), (63.5, 47.25, (63.5, 47.25))],
+)
+def test_with_bounds_coordinates_are_clamped_into_the_frame(x: float, y: float, expected: tuple[float, float]) -> None:
+    for kind in ("pointermove", "wheel"):
+        event = parse_event({"type": kind, "x": x, "y": y, "dx": 0, "dy": 0}, client_id=1, time=0.0, bounds=(64, 48))
+        assert (event.x, event.y) == expected and math.copysign(1, event.y) == math.copysign(1, expected[1])
+
+
 def test_wheel_event() -> None:
     event = parse({"type": "wheel", "x": 1, "y": 2, "dx": -16, "dy": 48.0})
     assert (event.type, event.x, event.y, event.dx, event.dy) == ("wheel", 1.0, 2.0, -16.0, 48.0)
