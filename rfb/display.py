@@ -303,7 +303,7 @@ class Display:
             keyframes_forced=sum(g.keyframes_forced for g in groups.values()),
             events_received=self._events.received,
             events_dropped=self._events.dropped,
-            viewers=len(self.viewers),
+            viewers=self._registry.joined(),
             groups=groups,
             latency=self._registry.latency(self._settings.stats_interval or 1.0),
         )
@@ -379,7 +379,7 @@ class Display:
             "status": "closing" if self._closed else "ok",
             "width": self._width,
             "height": self._height,
-            "viewers": len(self.viewers),
+            "viewers": self._registry.joined(),
             "encoder": self.encoder_name,
             "transports": list(self.transports),
             "published": self._published,

@@ -389,6 +389,10 @@ class SessionRegistry:
     def discard(self, viewer: Viewer) -> None:
         self._viewers.pop(viewer.client_id, None)
 
+    def joined(self) -> int:
+        """How many viewers have joined (what ``len(snapshot())`` says, without building one)."""
+        return sum(1 for v in list(self._viewers.values()) if v.member is not None and v.hello is not None)
+
     def snapshot(self) -> tuple[ViewerInfo, ...]:
         infos = (v.info() for v in list(self._viewers.values()))
         return tuple(i for i in infos if i is not None)
