@@ -38,7 +38,8 @@ class ConnectionGuard:
         if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) or not (
             0 < request_timeout < float("inf")
         ):
-            raise ValueError(f"the request timeout must be a positive number of seconds, got {request_timeout!r}")
+            raise ValueError(f"hello_timeout (the time a connection has for its request) must be a positive "
+                             f"number of seconds, got {request_timeout!r}")
         self.max_connections = max_connections
         self.request_timeout = float(request_timeout)
         self.refused = 0  # connections turned away at the cap
@@ -50,14 +51,23 @@ class ConnectionGuard:
         guard = self
 
         class GuardedProtocol(base):  # type: ignore[valid-type, misc]
+            _rfb_deadline: asyncio.TimerHandle | None = None
+
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 super().connection_made(transport)
-                guard._admit(self, transport)
+                self._rfb_deadline = guard._admit(self, transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if self._rfb_deadline is not None:
+                    self._rfb_deadline.cancel()  # nothing of a closed connection outlives it
+                    self._rfb_deadline = None
+                super().connection_lost(exc)
 
         GuardedProtocol.__name__ = GuardedProtocol.__qualname__ = f"Guarded{base.__name__}"
         return GuardedProtocol
 
-    def _admit(self, protocol: Any, transport: Any) -> None:
+    def _admit(self, protocol: Any, transport: Any) -> asyncio.TimerHandle | None:
+        """Refuse the connection past the cap; else arm its request deadline (returned)."""
         open_now = len(protocol.connections)  # uvicorn's set of every open connection, this one included
         if open_now > self.max_connections:
             self.refused += 1
@@ -65,9 +75,8 @@ class ConnectionGuard:
                        "(max_connections=%d)", open_now - 1, self.max_connections)
             transport.write(_BUSY)
             transport.close()
-            return
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.request_timeout, self._deadline, protocol, transport)
+            return None
+        return asyncio.get_running_loop().call_later(self.request_timeout, self._deadline, protocol, transport)
 
     def _deadline(self, protocol: Any, transport: Any) -> None:
         """Abort the connection if it is still an HTTP connection that never sent a whole request head."""

@@ -118,6 +118,21 @@ async def test_an_image_only_display_serves_tiny_and_odd_frames(test_encoders: E
         display.close()
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({"max_connections": 0}, "max_connections must be a positive integer, got 0"),
+     ({"max_connections": True}, "max_connections must be a positive integer, got True"),
+     ({"hello_timeout": 0}, "hello_timeout (the time a connection has for its request) must be a positive number"),
+     ({"hello_timeout": float("inf")}, "must be a positive number of seconds, got inf")],
+)
+def test_bad_connection_limits_are_refused_at_construction(test_encoders: EncoderLog, options: dict[str, Any],
+                                                           expected: str) -> None:
+    threads = threading.active_count()
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        start_test_display(**options)
+    assert threading.active_count() == threads and test_encoders.open_instances() == []
+
+
 def test_publish_accepts_rgb_rgba_and_rawframe(display: Any) -> None:
     display.publish(np.zeros((48, 64, 3), np.uint8))
     display.publish(np.zeros((48, 64, 4), np.uint8))
