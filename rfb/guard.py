@@ -11,20 +11,20 @@ class) so that every new connection:
 - is aborted if its request head has not arrived ``request_timeout`` seconds after the
   connection was made (the hello timeout then covers the WebSocket that follows).
 
-Each of the two logs one warning, then at most one a minute with the count since: a
-flood of sockets costs a line a minute, not a line a socket.
+Each of the two logs one warning, then at most one a minute with the count since
+(rfb.throttle): a flood of sockets costs a line a minute, not a line a socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
+
+from rfb.throttle import Throttle
 
 logger = logging.getLogger("rfb.server")
 
-WARNING_INTERVAL_S = 60.0
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
          b"connection: close\r\ncontent-length: 20\r\n\r\ntoo many connections")
 
@@ -44,7 +44,7 @@ class ConnectionGuard:
         self.request_timeout = float(request_timeout)
         self.refused = 0  # connections turned away at the cap
         self.timed_out = 0  # connections aborted for not finishing their request in time
-        self._warned: dict[str, tuple[float, int]] = {}  # kind -> (monotonic time, count) of the last warning
+        self._throttle = Throttle(logger)
 
     def protocol_class(self, base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
         """``base`` (uvicorn's H11Protocol or HttpToolsProtocol) with this guard on each new connection."""
@@ -71,7 +71,7 @@ class ConnectionGuard:
         open_now = len(protocol.connections)  # uvicorn's set of every open connection, this one included
         if open_now > self.max_connections:
             self.refused += 1
-            self._warn("refused", self.refused, "refused a connection with 503: %d are open, the limit "
+            self._throttle.warning("refused", "refused a connection with 503: %d are open, the limit "
                        "(max_connections=%d)", open_now - 1, self.max_connections)
             transport.write(_BUSY)
             transport.close()
@@ -83,16 +83,6 @@ class ConnectionGuard:
         if transport.is_closing() or transport.get_protocol() is not protocol or protocol.cycle is not None:
             return  # closed, upgraded to a WebSocket, or past its first request (keep-alive handles the rest)
         self.timed_out += 1
-        self._warn("timed_out", self.timed_out, "aborted a connection from %s that sent no complete request "
+        self._throttle.warning("timed_out", "aborted a connection from %s that sent no complete request "
                    "within %g s", transport.get_extra_info("peername"), self.request_timeout)
         transport.abort()
-
-    def _warn(self, kind: str, total: int, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        last = self._warned.get(kind)
-        if last is not None and now - last[0] < WARNING_INTERVAL_S:
-            logger.debug(message, *args)
-            return
-        since = f" ({total - last[1]} like it since the last warning)" if last is not None else ""
-        logger.warning(message + "%s; more are counted and warned about at most once a minute", *args, since)
-        self._warned[kind] = (now, total)

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-logger = logging.getLogger("rfb.server")
+from rfb.throttle import Throttle
 
-MAX_LOGGED_HOSTS = 16  # distinct refused names logged; a scan of names costs at most this many lines
+logger = logging.getLogger("rfb.server")
 
 
 class AllowedHosts:
@@ -82,8 +82,7 @@ class HostCheck:
     def __init__(self, app: ASGIApp, allowed: AllowedHosts) -> None:
         self.app = app
         self.allowed = allowed
-        self.refused = 0
-        self._logged: set[str] = set()
+        self._throttle = Throttle(logger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -93,12 +92,8 @@ class HostCheck:
         if host in self.allowed:
             await self.app(scope, receive, send)
             return
-        self.refused += 1
-        shown = host[:80] if host is not None else ""
-        if shown not in self._logged and len(self._logged) < MAX_LOGGED_HOSTS:
-            self._logged.add(shown)
-            logger.warning("refused a request for Host %r: not an IP address, localhost or an allowed host "
-                           "(serve(..., allowed_hosts=[...]) adds names); later ones for it are only counted", shown)
+        self._throttle.warning("host", "refused a request for Host %r: not an IP address, localhost or an allowed "
+                               "host (serve(..., allowed_hosts=[...]) adds names)", host[:80])
         response = PlainTextResponse("host not allowed", status_code=403)
         if scope["type"] == "http" or "websocket.http.response" in scope.get("extensions", {}):
             await response(scope, receive, send)

@@ -38,6 +38,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from rfb.guard import ConnectionGuard
 from rfb.hosts import AllowedHosts, HostCheck
+from rfb.throttle import Throttle
 
 logger = logging.getLogger("rfb.server")
 
@@ -82,6 +83,7 @@ def create_app(
     """
     root = viewer_dir.resolve()
     origins = tuple(allowed_origins or ())
+    throttle = Throttle(logger)
     hosts = AllowedHosts([*(allowed_hosts or ()), *(o for o in origins if o != "*"), *([bound_host] if bound_host else [])])
 
     async def index(request: Request) -> Response:
@@ -106,8 +108,8 @@ def create_app(
     async def websocket_endpoint(websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
         if not origin_allowed(origin, websocket.headers.get("host"), origins):
-            logger.warning("refused a WebSocket from origin %r (allowed: same origin%s)",
-                           origin, f", {list(origins)}" if origins else "")
+            throttle.warning("origin", "refused a WebSocket from origin %r (allowed: same origin%s)",
+                             (origin or "")[:80], f", {list(origins)}" if origins else "")
             await _refuse(websocket, 403, "origin not allowed")
             return
         await websocket.accept()

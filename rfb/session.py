@@ -28,8 +28,10 @@ from rfb.events import EventQueue, parse_event
 from rfb.fanout import FanOut, Member
 from rfb.latency import LatencySummary
 from rfb.protocol import Ack, EventMessage, Hello, ProtocolError, RequestKeyframe
+from rfb.throttle import Throttle
 
 logger = logging.getLogger("rfb.session")
+REFUSALS = Throttle(logger)  # refused handshakes: any client can repeat them from fresh connections
 
 CLOSE_FLUSH_TIMEOUT = 2.0  # how long a requested close may wait behind queued messages
 MAX_QUEUED_ERRORS = 4  # error replies beyond this are dropped: a flood earns no echo
@@ -305,7 +307,7 @@ class Viewer:
             self.close(protocol.CLOSE_BAD_HELLO, f"bad hello: expected 'hello' first, got {type(hello).__name__}")
             return False
         if not self._authorized(hello.token):
-            logger.warning("viewer %d: refused, wrong or missing token", self.client_id)
+            REFUSALS.warning("token", "viewer %d: refused, wrong or missing token", self.client_id)
             self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
             return False
         groups = self._fanout.groups

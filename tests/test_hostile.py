@@ -236,6 +236,26 @@ async def test_viewers_count_towards_the_cap_and_a_freed_place_is_usable(test_en
         display.close()
 
 
+@pytest.mark.anyio
+async def test_refused_tokens_origins_and_hosts_cost_a_log_line_a_minute(display: Any,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    caplog.set_level(logging.DEBUG, logger="rfb")
+    for i in range(15):
+        guess = await ProtocolClient.connect(display, token=f"guess-{i}")
+        assert (await guess.closed())[0] == 4001
+        with pytest.raises(InvalidStatus):
+            await ProtocolClient.connect(display, origin="http://evil.example")
+        with socket.create_connection(("127.0.0.1", display.port), timeout=5) as sock, pytest.raises(InvalidStatus):
+            await connect(f"ws://rebind.example:{display.port}/ws", sock=sock, proxy=None, open_timeout=5)
+    for needle in ("wrong or missing token", "refused a WebSocket from origin", "refused a request for Host"):
+        records = [r for r in caplog.records if needle in r.getMessage()]
+        assert len(records) == 15 and len([r for r in records if r.levelno >= logging.WARNING]) <= 1, needle
+    assert not display.viewers
+
+
 # ---------------------------------------------------------------- DNS rebinding and the health report
 
 

@@ -322,3 +322,26 @@ def test_random_messages_never_break_the_handler_or_other_viewers(test_encoders:
     finally:
         display.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "the handler logged an error"
+
+
+# ---------------------------------------------------------------- throttled warnings
+
+
+def test_a_throttle_logs_the_first_then_the_count_since(caplog: pytest.LogCaptureFixture) -> None:
+    from rfb.throttle import Throttle
+
+    caplog.set_level(logging.DEBUG, logger="rfb.test")
+    throttle = Throttle(logging.getLogger("rfb.test"))
+    for i in range(5):
+        throttle.warning("a", "refused %d", i)
+    throttle.warning("b", "other")
+    throttle.interval_s = 0.0  # the next one is due at once
+    throttle.warning("a", "refused %d", 5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "refused 0; more are counted and logged at most once a minute",
+        "other; more are counted and logged at most once a minute",
+        "refused 5 (5 since the last such warning); more are counted and logged at most once a minute",
+    ]
+    assert throttle.counts == {"a": 6, "b": 1}
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) == 4
