@@ -172,6 +172,21 @@ def test_allowed_hosts(host: str | None, extra: tuple[str, ...], ok: bool) -> No
     assert (host in AllowedHosts(extra)) is ok
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_host_header_gets_a_plain_yes_or_no(host: str) -> None:
+    assert (host in AllowedHosts(["workstation.lan"])) in (True, False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.ip_addresses(), st.integers(min_value=1, max_value=65535), st.from_regex(r"[a-z0-9-]{1,20}\.[a-z]{2,8}", fullmatch=True))
+def test_addresses_pass_and_unlisted_names_do_not(address: Any, port: int, name: str) -> None:
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    allowed = AllowedHosts(())
+    assert f"{literal}:{port}" in allowed
+    assert f"{name}:{port}" not in allowed and name not in allowed
+
+
 def test_a_foreign_host_header_is_refused_with_403_on_every_route(display: Any) -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{display.port}", trust_env=False) as client:
         for path in ("/", "/healthz", f"/healthz?token={display.token}", "/viewer/main.js", "/ws"):
