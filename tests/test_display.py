@@ -493,3 +493,29 @@ async def test_jpeg_over_the_socket_decodes_to_the_published_frame(real_display:
     picture = decode_image(message.payload)
     assert psnr(quadrants(128, 96), picture) > 30
     await client.close()
+
+
+# ---------------------------------------------------------------- size limits with CUDA frames (GPU host)
+
+
+@pytest.mark.gpu
+@pytest.mark.anyio
+async def test_cuda_frames_outside_the_h264_limits_are_refused_and_the_smallest_is_served() -> None:
+    """On the GPU route the display resolves (h264_gpu_nv12 where the GPU has no NVENC)."""
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    display = start(64, 48, port=0, gpu=True, image_encoder=None, keyframe_interval_min=0.0)
+    try:
+        client = await ProtocolClient.connect(display)
+        await client.recv()
+        for shape in ((2, 64, 3), (2, 2, 4), (16, 16386, 3)):
+            with pytest.raises(FrameError, match=r"H\.264 routes encode frames from 2x4 to 16384x16384 pixels"):
+                display.publish(cp.zeros(shape, cp.uint8))
+        display.publish(cp.zeros((4, 2, 3), cp.uint8))  # 2x4, the smallest H.264 frame
+        chunk = await client.next_payload(timeout=20)
+        assert (chunk.kind, chunk.header["width"], chunk.header["height"]) == ("video_chunk", 2, 4)
+        assert display.stats.groups["webcodecs"].encoder_errors == 0
+        await client.close()
+    finally:
+        display.close()
