@@ -8,8 +8,11 @@ class) so that every new connection:
 
 - is refused at once with a 503 when ``max_connections`` are already open (HTTP and
   WebSocket alike, viewers included);
-- is aborted if its request head has not arrived ``request_timeout`` seconds after the
-  connection was made (the hello timeout then covers the WebSocket that follows).
+- is aborted if a request head has not arrived ``request_timeout`` seconds after the
+  connection was made, or after the previous response on it completed (uvicorn's own
+  keep-alive timeout stops counting as soon as a byte arrives, so a client that
+  dribbles its second request would otherwise stay). The hello timeout then covers
+  the WebSocket that follows an upgrade.
 
 Each of the two logs one warning, then at most one a minute with the count since
 (rfb.throttle): a flood of sockets costs a line a minute, not a line a socket.
@@ -57,11 +60,20 @@ class ConnectionGuard:
                 super().connection_made(transport)
                 self._rfb_deadline = guard._admit(self, transport)
 
+            def on_response_complete(self) -> None:
+                super().on_response_complete()
+                self._rfb_cancel()
+                if not self.transport.is_closing():  # keep-alive: the next request head has its own deadline
+                    self._rfb_deadline = guard._arm(self, self.transport)
+
             def connection_lost(self, exc: Exception | None) -> None:
-                if self._rfb_deadline is not None:
-                    self._rfb_deadline.cancel()  # nothing of a closed connection outlives it
-                    self._rfb_deadline = None
+                self._rfb_cancel()  # nothing of a closed connection outlives it
                 super().connection_lost(exc)
+
+            def _rfb_cancel(self) -> None:
+                if self._rfb_deadline is not None:
+                    self._rfb_deadline.cancel()
+                    self._rfb_deadline = None
 
         GuardedProtocol.__name__ = GuardedProtocol.__qualname__ = f"Guarded{base.__name__}"
         return GuardedProtocol
@@ -72,17 +84,24 @@ class ConnectionGuard:
         if open_now > self.max_connections:
             self.refused += 1
             self._throttle.warning("refused", "refused a connection with 503: %d are open, the limit "
-                       "(max_connections=%d)", open_now - 1, self.max_connections)
+                                   "(max_connections=%d)", open_now - 1, self.max_connections)
             transport.write(_BUSY)
             transport.close()
             return None
-        return asyncio.get_running_loop().call_later(self.request_timeout, self._deadline, protocol, transport)
+        return self._arm(protocol, transport)
 
-    def _deadline(self, protocol: Any, transport: Any) -> None:
-        """Abort the connection if it is still an HTTP connection that never sent a whole request head."""
-        if transport.is_closing() or transport.get_protocol() is not protocol or protocol.cycle is not None:
-            return  # closed, upgraded to a WebSocket, or past its first request (keep-alive handles the rest)
+    def _arm(self, protocol: Any, transport: Any) -> asyncio.TimerHandle:
+        """The deadline for the next request head: the request being served now must be replaced."""
+        return asyncio.get_running_loop().call_later(self.request_timeout, self._deadline, protocol, transport,
+                                                     protocol.cycle)
+
+    def _deadline(self, protocol: Any, transport: Any, cycle: Any) -> None:
+        """Abort the connection if no request head arrived since the deadline was armed."""
+        if transport.is_closing() or transport.get_protocol() is not protocol or protocol.cycle is not cycle:
+            return  # closed, upgraded to a WebSocket, or a new request arrived (its response re-arms)
+        if cycle is not None and not cycle.response_complete:
+            return  # a pipelined request still being answered: its response re-arms
         self.timed_out += 1
         self._throttle.warning("timed_out", "aborted a connection from %s that sent no complete request "
-                   "within %g s", transport.get_extra_info("peername"), self.request_timeout)
+                               "within %g s", transport.get_extra_info("peername"), self.request_timeout)
         transport.abort()

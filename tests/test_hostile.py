@@ -192,6 +192,26 @@ def test_slowloris_and_silent_sockets_are_closed_after_the_request_timeout(
                 r.getMessage()]) == 1
 
 
+def test_a_slowloris_second_request_on_a_keep_alive_connection_is_closed(quick: Any) -> None:
+    with socket.create_connection(("127.0.0.1", quick.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # one whole request, answered
+        sock.settimeout(5)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")  # then a request head that never ends
+        deadline = time.monotonic() + 5
+        while True:
+            assert time.monotonic() < deadline, "the keep-alive slowloris is still open after 5 s"
+            try:
+                sock.sendall(b"a")  # a byte every 0.1 s: uvicorn's keep-alive timer restarts on each
+                sock.settimeout(0.1)
+                if sock.recv(1024) == b"":
+                    break
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                break
+
+
 def test_a_connection_flood_is_capped_with_503_and_one_log_line(test_encoders: EncoderLog,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="rfb")
