@@ -348,6 +348,9 @@ class Display:
             await viewer.run()
         finally:
             self._registry.discard(viewer)
+            if viewer.member is not None:  # it had joined (rfb.session logs that): say it is gone too
+                logger.info("viewer %d left the %s group after %d frames; %d viewers remain",
+                            viewer.client_id, viewer.member.group, viewer.member.delivered, len(self.viewers))
 
     def _health(self) -> dict[str, Any]:
         return {
