@@ -118,7 +118,7 @@ def test_the_cpu_routes_run_without_opencv_and_say_why_they_are_slower():
     result = run_hiding(["cv2"], code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
-    assert "OpenCV is not importable" in result.stderr
+    assert "OpenCV is not importable" in result.stderr and "pip install 'rfb[fast]'" in result.stderr
 
 
 # ---------------------------------------------------------------- the sdist
