@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ci import unavailable
+from tests.support.nvenc_fixtures import c_compiler, emulator_path, official_header_dir  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -288,3 +289,19 @@ def test_a_failed_install_leaves_no_stamp(checkout: Path):
     python.write_text(FAKE_PYTHON)
     calls, _ = run_script(checkout, "demo")
     assert len(pip_calls(calls)) == 1, "the next run installs again"
+
+
+def test_nvenc_probe_with_a_driver_but_without_cuda_bindings_says_what_to_install(emulator_path: Path):
+    """A GPU machine with the base install: libnvidia-encode loads, cuda-bindings is missing."""
+    code = (
+        "import os, nvencffi\n"
+        f"os.environ['NVENCFFI_LIBRARY'] = {str(emulator_path)!r}\n"
+        "result = nvencffi.probe()\n"
+        "print(result.available, result.max_api_version is not None)\n"
+        "print(result.reason)\n"
+    )
+    result = run_hiding(["cuda", "cuda.bindings", "cuda.pathfinder"], code)
+    assert result.returncode == 0, result.stderr
+    availability, reason = result.stdout.split("\n", 1)
+    assert availability == "False True", "the library loaded; the CUDA context is what is missing"
+    assert "cuda-python" in reason or "rfb[gpu]" in reason, f"the reason does not say what to install: {reason}"
