@@ -5,8 +5,14 @@ whole path work (render, encode, browser decode, input back) with one command;
 ``demo --gpu`` publishes the scene as CUDA frames to a ``gpu=True`` display (the
 NumPy render copied to the GPU once per frame, standing in for a GPU renderer).
 ``doctor`` answers "which encode routes can run here, and if not, why not?" together
-with the facts that decide it (driver, CUDA device, FFmpeg build); it never crashes,
-because it is what people run when something is already wrong.
+with the facts that decide it (driver, CUDA device, FFmpeg build), and ends with the
+routes a display would pick; it never crashes, because it is what people run when
+something is already wrong.
+
+Exit status: 0 when the command did its work; 1 for a problem of this machine or this
+moment (a port in use, no GPU for ``--gpu``, no route that can run), said in one line;
+2 for a usage error (argparse's, or a route name that is unknown or belongs to the
+other option).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import rfb
-from rfb.encoders.base import EncoderUnavailable
+from rfb.encoders.base import EncoderUnavailable, Transport
 
 logger = logging.getLogger("rfb.cli")
 
@@ -387,10 +393,10 @@ def routes_here() -> dict[str, str | None]:
     """
     from rfb.encoders.registry import select_encoder
 
-    def pick(transport: str, gpu: bool) -> str | None:
+    def pick(transport: Transport, gpu: bool) -> str | None:
         try:
-            return select_encoder(None, transport=transport, gpu=gpu).name  # type: ignore[arg-type]
-        except Exception:  # doctor reports a broken registry (see _encoders), it does not die of it
+            return select_encoder(None, transport=transport, gpu=gpu).name
+        except Exception:  # EncoderUnavailable, or a broken registry: _encoders reports it, doctor lives on
             logger.debug("no %s route (gpu=%s)", transport, gpu, exc_info=True)
             return None
 
