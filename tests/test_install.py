@@ -271,6 +271,20 @@ def test_scripts_install_once_then_start_without_pip_until_an_input_changes(chec
 
     calls, said = run_script(checkout, "demo", "--gpu")
     assert pip_calls(calls) == ["-m pip install -q --disable-pip-version-check -e .[gpu]"]
+    calls, said = run_script(checkout, "test")
+    assert calls == ["-m pytest"], "the same inputs: the [test] install still stands"
+
+
+def test_an_install_from_other_inputs_voids_the_other_stamps(checkout: Path):
+    header = checkout / "headers" / "nvenc.h"
+    original = header.read_text()
+    run_script(checkout, "test")
+    header.write_text(original + "\n")
+    calls, _ = run_script(checkout, "demo")
+    assert len(pip_calls(calls)) == 1
+    header.write_text(original)  # back to what [test] was installed from, but the venv now holds the other build
+    calls, said = run_script(checkout, "test")
+    assert len(pip_calls(calls)) == 1, said
 
 
 def test_a_new_python_in_the_venv_reinstalls(checkout: Path):
