@@ -108,8 +108,17 @@ def versions() -> dict:
     return found
 
 
+def package() -> dict:
+    """What the installed distribution says of itself: typed, and under which licence."""
+    from importlib.metadata import metadata
+    from importlib.resources import files
+
+    return {"py.typed": files("rfb").joinpath("py.typed").is_file(),
+            "license": metadata("rfb")["License-Expression"]}
+
+
 def main() -> None:
-    report = {"versions": versions(), "serve": asyncio.run(serve_and_watch()), "conversion": conversion(),
+    report = {"versions": versions(), "package": package(), "serve": asyncio.run(serve_and_watch()), "conversion": conversion(),
               "gpu": gpu_packages()}
     json.dump(report, sys.stdout)
 

@@ -189,6 +189,7 @@ def test_the_floor_versions_serve_h264_jpeg_and_png_without_gpu_packages(tmp_pat
         name, version = pin.split("==")
         assert installed[name].split(".")[: len(version.split("."))] == version.split("."), (name, installed[name])
     assert installed["cuda-bindings"] is None and installed["cuda-pathfinder"] is None
+    assert report["package"] == {"py.typed": True, "license": "MIT"}
     serve = report["serve"]
     assert serve["routes"] == {"webcodecs": "h264_cpu", "image": "image", "png": "image"}
     assert serve["h264"]["shape"] == [96, 128, 3]
