@@ -213,11 +213,14 @@ def test_describe_routes_names_both_routes_and_why_gpu_fell_back():
 
 
 def test_demo_with_an_unknown_encoder_fails_in_one_line():
+    from rfb import encoder_status
+
     result = run_rfb("demo", "--port", "0", "--encoder", "no-such-encoder")
     assert result.returncode == EXIT_USAGE
+    registered = sorted(s.name for s in encoder_status())
     assert result.stderr.splitlines() == [
-        "rfb demo: error: --encoder no-such-encoder: no encoder named 'no-such-encoder'; registered: "
-        f"{sorted(s.name for s in __import__('rfb').encoder_status())} (rfb doctor says which run here)"
+        "rfb demo: error: --encoder no-such-encoder: no encoder named 'no-such-encoder'; "
+        f"registered: {registered} (rfb doctor says which run here)"
     ], result.stderr
 
 
@@ -425,7 +428,7 @@ def test_demo_on_every_interface_warns_about_the_lan_page_and_the_missing_token(
         payloads = asyncio.run(receive_frames(running.port, None, [protocol.IMAGE_JPEG], count=1))
         assert payloads[0][0]["type"] == "image_frame"
         log = wait_for_log(running, "--no-token on a network address")
-        assert f"from other machines: http://" in log and f":{running.port}/" in log, log
+        assert "from other machines: http://" in log and f":{running.port}/" in log, log
         assert "not a secure context" in log and "JPEG" in log, log
         assert running.interrupt() == 0
     finally:
