@@ -320,3 +320,14 @@ def test_nvenc_probe_with_a_driver_but_without_cuda_bindings_says_what_to_instal
     availability, reason = result.stdout.split("\n", 1)
     assert availability == "False True", "the library loaded; the CUDA context is what is missing"
     assert "cuda-python" in reason or "rfb[gpu]" in reason, f"the reason does not say what to install: {reason}"
+
+
+def test_a_python_older_than_3_11_is_named_before_anything_is_made(checkout: Path):
+    shutil.rmtree(checkout / ".venv")
+    (checkout / "bin" / "python3").write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Python 3.9.2'; exit 0; }\nexit 1\n")
+    (checkout / "bin" / "python3").chmod(0o755)
+    result = subprocess.run([str(checkout / "scripts" / "demo")], cwd=checkout, capture_output=True, text=True,
+                            timeout=60, check=False, env={"PATH": f"{checkout / 'bin'}:/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == "scripts/demo: rfb needs Python 3.11 or newer as python3; found: Python 3.9.2"
+    assert not (checkout / ".venv").exists()
