@@ -239,13 +239,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
+
+
 def lan_addresses() -> list[str]:
-    """This machine's non-loopback IPv4 addresses, as its host name resolves (no packet is sent)."""
+    """This machine's non-loopback IPv4 addresses, asked of its network interfaces (Linux).
+
+    The kernel answers (one ioctl per interface): no name lookup, which could wait on a
+    DNS server, and no packet. Elsewhere, or when it fails, the answer is empty and the
+    caller says "this machine's address" instead.
+    """
     try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET, socket.SOCK_STREAM)
-    except OSError:
+        import fcntl
+        import struct
+
+        names = [name for _, name in socket.if_nameindex()]
+    except (ImportError, AttributeError, OSError):
         return []
-    return sorted({str(info[4][0]) for info in infos if not ipaddress.ip_address(info[4][0]).is_loopback})
+    found = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for name in names:
+            try:
+                answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:  # no IPv4 address on this interface
+                continue
+            address = ipaddress.ip_address(answer[20:24])
+            if not address.is_loopback:
+                found.add(str(address))
+    return sorted(found, key=ipaddress.ip_address)
 
 
 def network_notes(url: str, host: str, *, token: bool) -> list[str]:

@@ -269,6 +269,20 @@ def test_bind_problems_name_the_address_and_what_to_try():
     assert "'10.9.9.9' is not an address of this machine" in message and "10.9.9.9:8765" in message
 
 
+def test_lan_addresses_are_this_machines_own_non_loopback_ipv4_addresses():
+    import ipaddress
+    import socket
+
+    from rfb.cli import lan_addresses
+
+    addresses = lan_addresses()
+    for address in addresses:
+        parsed = ipaddress.ip_address(address)
+        assert parsed.version == 4 and not parsed.is_loopback, address
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((address, 0))  # only an address of this machine can be bound (nothing is sent)
+
+
 def test_network_notes_say_where_to_connect_and_what_a_lan_page_gets(monkeypatch):
     from rfb import cli
 
