@@ -269,24 +269,25 @@ def lan_addresses() -> list[str]:
     return sorted(found, key=ipaddress.ip_address)
 
 
-def network_notes(url: str, host: str, *, token: bool) -> list[str]:
-    """What a demo bound beyond loopback should tell: the URLs to use from elsewhere, and the risks."""
+def lan_urls(url: str, host: str) -> list[str]:
+    """``url`` as other machines reach it, when ``host`` is a wildcard (0.0.0.0 or ::)."""
+    if host not in WILDCARD_HOSTS:
+        return []  # loopback: nobody else can reach it; a specific address: ``url`` already names it
+    local = urlsplit(url)
+    return [urlunsplit(local._replace(netloc=f"{a}:{local.port}")) for a in lan_addresses() or ["<this machine's address>"]]
+
+
+def network_warnings(url: str, host: str, *, token: bool) -> list[str]:
+    """What a demo bound beyond loopback must tell: what a LAN page gets, and who can watch."""
     if is_loopback(host):
         return []
-    if host in WILDCARD_HOSTS:
-        addresses = lan_addresses() or ["<this machine's address>"]
-        local = urlsplit(url)
-        urls = [urlunsplit(local._replace(netloc=f"{a}:{local.port}")) for a in addresses]
-        notes = [f"from other machines: {' or '.join(urls)}"]
-    else:
-        notes = []
     port = urlsplit(url).port
-    notes.append("a page opened as plain http:// from another machine is not a secure context: the browser has "
-                 "no WebCodecs there and gets JPEG images, not H.264 (for H.264, forward the port instead: "
-                 f"ssh -L {port}:127.0.0.1:{port} this-machine, then open the URL with 127.0.0.1)")
+    warnings = ["a page opened as plain http:// from another machine is not a secure context: the browser has "
+                "no WebCodecs there and gets JPEG images, not H.264 (for H.264, forward the port instead: "
+                f"ssh -L {port}:127.0.0.1:{port} this-machine, then open the URL with 127.0.0.1)"]
     if not token:
-        notes.append("--no-token on a network address: anyone who can reach this port can watch and steer the view")
-    return notes
+        warnings.append("--no-token on a network address: anyone who can reach this port can watch and steer the view")
+    return warnings
 
 
 def gpu_problem() -> str | None:
@@ -377,8 +378,10 @@ async def _demo(args: argparse.Namespace) -> int:
         named = [key for key, asked in (("webcodecs", args.encoder), ("image", args.image_encoder))
                  if asked is not None and not (key == "image" and asked == "image")]
         logger.info("%s", describe_routes(display, gpu=args.gpu, named=named))
-        for note in network_notes(display.url, args.host, token=not args.no_token):
-            logger.warning("%s", note)
+        for url in lan_urls(display.url, args.host):
+            logger.info("from other machines: %s", url)
+        for warning in network_warnings(display.url, args.host, token=not args.no_token):
+            logger.warning("%s", warning)
         logger.info("open the URL above in a browser; Ctrl-C stops. %s", controls_line())
         frames = await animate(display, Scene(width, height), fps=args.fps, stop=stop, to_frame=to_frame)
         logger.info("stopping after %d frames", frames)

@@ -27,7 +27,8 @@ from rfb.cli import (
     describe_routes,
     format_report,
     gpu_problem,
-    network_notes,
+    lan_urls,
+    network_warnings,
     one_line,
     parse_size,
     summary_line,
@@ -283,22 +284,23 @@ def test_lan_addresses_are_this_machines_own_non_loopback_ipv4_addresses():
             s.bind((address, 0))  # only an address of this machine can be bound (nothing is sent)
 
 
-def test_network_notes_say_where_to_connect_and_what_a_lan_page_gets(monkeypatch):
+def test_lan_urls_and_warnings_say_where_to_connect_and_what_a_lan_page_gets(monkeypatch):
     from rfb import cli
 
     url = "http://127.0.0.1:8765/?token=abc"
-    assert network_notes(url, "127.0.0.1", token=True) == []
-    assert network_notes(url, "localhost", token=False) == []
-    monkeypatch.setattr(cli, "lan_addresses", lambda: ["192.0.2.7"])
-    notes = network_notes(url, "0.0.0.0", token=True)
-    assert notes[0] == "from other machines: http://192.0.2.7:8765/?token=abc"
-    assert "not a secure context" in notes[1] and "JPEG" in notes[1] and "ssh -L 8765:127.0.0.1:8765" in notes[1]
-    assert len(notes) == 2
-    notes = network_notes("http://192.0.2.7:9000/", "192.0.2.7", token=False)
-    assert not notes[0].startswith("from other machines"), "the URL printed already is the LAN one"
-    assert "--no-token on a network address: anyone who can reach this port can watch and steer" in notes[-1]
+    assert lan_urls(url, "127.0.0.1") == [] and network_warnings(url, "127.0.0.1", token=False) == []
+    assert network_warnings(url, "localhost", token=False) == []
+    monkeypatch.setattr(cli, "lan_addresses", lambda: ["192.0.2.7", "198.51.100.3"])
+    assert lan_urls(url, "0.0.0.0") == ["http://192.0.2.7:8765/?token=abc", "http://198.51.100.3:8765/?token=abc"]
+    (warning,) = network_warnings(url, "0.0.0.0", token=True)
+    assert "not a secure context" in warning and "JPEG" in warning and "ssh -L 8765:127.0.0.1:8765" in warning
+    lan = "http://192.0.2.7:9000/"
+    assert lan_urls(lan, "192.0.2.7") == [], "the URL printed already is the LAN one"
+    warnings = network_warnings(lan, "192.0.2.7", token=False)
+    assert "ssh -L 9000:127.0.0.1:9000" in warnings[0]
+    assert warnings[1] == "--no-token on a network address: anyone who can reach this port can watch and steer the view"
     monkeypatch.setattr(cli, "lan_addresses", lambda: [])
-    assert network_notes(url, "0.0.0.0", token=True)[0] == "from other machines: http://<this machine's address>:8765/?token=abc"
+    assert lan_urls(url, "0.0.0.0") == ["http://<this machine's address>:8765/?token=abc"]
 
 
 # ---------------------------------------------------------------- demo, end to end
