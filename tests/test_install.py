@@ -127,9 +127,11 @@ def test_the_cpu_routes_run_without_opencv_and_say_why_they_are_slower():
 
 def tracked_files() -> list[str]:
     """The files a commit of this checkout would hold: tracked ones and new ones git does not ignore."""
-    listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=False) \
-        if shutil.which("git") else None
-    if listing is None or listing.returncode != 0 or not listing.stdout.strip():
+    if shutil.which("git") is None:
+        unavailable("git is not installed: cannot tell which files a build would see")
+    listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, text=True, check=False)
+    if listing.returncode != 0 or not listing.stdout.strip():
         unavailable(f"{ROOT} is not a git checkout: cannot tell which files a build would see")
     return listing.stdout.splitlines()
 
