@@ -417,6 +417,7 @@ async def serve(
     - ``keyframe_interval_min``: at most one forced keyframe per this many seconds.
     - ``stats_interval``: seconds between the stats sent to each viewer (0: none).
     """
+    # locals() holds the parameters only, this being the first statement: Display's options, passed on unchanged
     options = {name: value for name, value in locals().items() if name not in ("width", "height")}
     display = Display(width, height, **options)
     try:
@@ -455,7 +456,7 @@ def start(
     ``with rfb.start(1280, 720, port=0) as display:``, or call ``display.close()``. The
     options are :func:`serve`'s (see there, or :class:`Display`).
     """
-    options = {name: value for name, value in locals().items() if name not in ("width", "height")}
+    options = {name: value for name, value in locals().items() if name not in ("width", "height")}  # as in serve()
     display = Display(width, height, **options)
     try:
         display._start().result()
