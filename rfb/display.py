@@ -384,6 +384,9 @@ class Display:
             await viewer.run()
         finally:
             self._registry.discard(viewer)
+            if viewer.member is not None:  # it had joined (rfb.session logs that): say it is gone too
+                logger.info("viewer %d left the %s group after %d frames; %d viewers remain",
+                            viewer.client_id, viewer.member.group, viewer.member.delivered, len(self.viewers))
 
     def _health(self) -> dict[str, Any]:
         return {
@@ -403,25 +406,113 @@ class Display:
         return f"<Display {self._width}x{self._height} {self.encoder_name} {self.host}:{self.port} {state}>"
 
 
-async def serve(width: int, height: int, **options: Any) -> Display:
-    """Start a display and its server; returns once it accepts connections. See :class:`Display`."""
+async def serve(
+    width: int,
+    height: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    fps: float = 30,
+    bitrate: int = 8_000_000,
+    gpu: bool = False,
+    own_frames: bool = False,
+    video_encoder: str | None = None,
+    image_encoder: str | None = "image",
+    max_inflight: int = 2,
+    token: str | None = RANDOM_TOKEN,
+    allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_connections: int = 100,
+    device_id: int = 0,
+    max_message_bytes: int = 64 * 1024,
+    event_queue_size: int = 1024,
+    keyframe_interval_min: float = 0.25,
+    hello_timeout: float = 10.0,
+    stats_interval: float = 1.0,
+    failover: FailoverPolicy | None = None,
+) -> Display:
+    """Start a display and its server; returns once it accepts connections.
+
+    ``await rfb.serve(1280, 720, port=0)`` from asyncio; ``async with`` it, or ``await
+    display.aclose()``. The options, all keyword-only, are :class:`Display`'s (spelled
+    out here so that ``help()`` and editors show them):
+
+    - ``host``, ``port``: where to listen (127.0.0.1, this machine only, by default;
+      ``port=0`` picks a free port, ``display.port`` says which).
+    - ``fps``, ``bitrate``: the encoder's frame rate and H.264 bitrate (bits/s).
+    - ``gpu``: prefer the routes that take CUDA frames without a host copy; a CPU route
+      is used, with a logged reason, where none can run.
+    - ``own_frames``: copy each frame at ``publish()`` so the caller may reuse its array.
+    - ``video_encoder``: an H.264 route by name (``python -m rfb doctor`` lists them), or
+      None for the best one here. ``image_encoder``: the JPEG route, or None for no images.
+    - ``max_inflight``: unacknowledged frames per viewer before it skips frames.
+    - ``token``: the secret in the viewer URL (random by default; None: no check).
+    - ``allowed_origins``: origins besides the page's own that may connect ("*": any).
+    - ``allowed_hosts``: host names besides IP addresses, ``localhost``, ``host`` and
+      the hosts of ``allowed_origins`` that a request may name (the defence against DNS
+      rebinding; add your LAN name when serving on 0.0.0.0; "*": any).
+    - ``max_connections``: open connections beyond which new ones get a 503.
+    - ``device_id``: the CUDA device that CUDA frames live on.
+    - ``max_message_bytes``, ``event_queue_size``: limits on viewers. ``hello_timeout``:
+      seconds a connection has to send its request, then its ``hello``.
+    - ``keyframe_interval_min``: at most one forced keyframe per this many seconds.
+    - ``stats_interval``: seconds between the stats sent to each viewer (0: none).
+    - ``failover``: when a route that keeps failing is set aside for the next one
+      (:class:`rfb.failover.FailoverPolicy`).
+    """
+    # locals() holds the parameters only, this being the first statement: Display's options, passed on unchanged
+    options = {name: value for name, value in locals().items() if name not in ("width", "height")}
     display = Display(width, height, **options)
     try:
         await asyncio.wrap_future(display._start())
     except BaseException:
         await display.aclose()
         raise
-    logger.info("rfb display %dx%d at %s", width, height, display.url)
+    _log_listening(display)
     return display
 
 
-def start(width: int, height: int, **options: Any) -> Display:
-    """:func:`serve` for synchronous scripts: blocks until the server accepts connections."""
+def start(
+    width: int,
+    height: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    fps: float = 30,
+    bitrate: int = 8_000_000,
+    gpu: bool = False,
+    own_frames: bool = False,
+    video_encoder: str | None = None,
+    image_encoder: str | None = "image",
+    max_inflight: int = 2,
+    token: str | None = RANDOM_TOKEN,
+    allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_connections: int = 100,
+    device_id: int = 0,
+    max_message_bytes: int = 64 * 1024,
+    event_queue_size: int = 1024,
+    keyframe_interval_min: float = 0.25,
+    hello_timeout: float = 10.0,
+    stats_interval: float = 1.0,
+    failover: FailoverPolicy | None = None,
+) -> Display:
+    """:func:`serve` for synchronous scripts: blocks until the server accepts connections.
+
+    ``with rfb.start(1280, 720, port=0) as display:``, or call ``display.close()``. The
+    options are :func:`serve`'s (see there, or :class:`Display`).
+    """
+    options = {name: value for name, value in locals().items() if name not in ("width", "height")}  # as in serve()
     display = Display(width, height, **options)
     try:
         display._start().result()
     except BaseException:
         display.close()
         raise
-    logger.info("rfb display %dx%d at %s", width, height, display.url)
+    _log_listening(display)
     return display
+
+
+def _log_listening(display: Display) -> None:
+    # Not the URL: it carries the token, a secret that has no place in log files.
+    logger.info("rfb display %dx%d listening on %s:%d", display.width, display.height, display.host, display.port)
