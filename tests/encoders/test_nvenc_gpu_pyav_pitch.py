@@ -40,6 +40,7 @@ from tests.support.nvenc_fixtures import c_compiler, emulator_path, official_hea
 __all__ = ["c_compiler", "emulator_path", "official_header_dir"]  # fixtures used below
 
 ROOT = Path(__file__).resolve().parents[2]
+PITCH = nvenc_gpu_pyav.PITCH_ALIGNMENT
 
 
 def no_nvidia_driver() -> bool:
@@ -192,7 +193,47 @@ def test_a_frame_from_another_device_is_refused_before_any_pointer_query() -> No
         converter.close()
 
 
+def test_an_aligned_frame_asked_to_be_copied_is_not_handed_back_as_it_is() -> None:
+    from rfb.gpu import DeviceStaging, GpuUnavailable
+    from tests.gpu import skip_if_cupy_works
+
+    skip_if_cupy_works()
+    staging = DeviceStaging(("nv12",), pitch_alignment=PITCH)
+    aligned = cuda_frame(FakeCudaArray(np.zeros((720 * 3 // 2, 1280), np.uint8)))
+    assert staging.device_frame(aligned) is aligned
+    with pytest.raises(GpuUnavailable, match="CuPy is not installed"):
+        staging.device_frame(aligned, copy=True)  # the copy needs the GPU: it was attempted
+
+
 # --------------------------------------------------------------------------- on a GPU
+
+
+@pytest.mark.gpu
+def test_the_driver_tells_pool_memory_from_plain_memory_and_staging_is_plain() -> None:
+    reason = gpu_available()
+    if reason is not None:
+        pytest.skip(reason)
+    cp = require_cupy()
+    from rfb.gpu import DeviceStaging
+
+    pools = PoolMemory(0)
+    plain = cp.zeros(1 << 20, cp.uint8)
+    pooled = cp.cuda.MemoryAsyncPool().malloc(1 << 20)
+    assert (pools.in_pool(plain.data.ptr), pools.in_pool(pooled.ptr), pools.in_pool(plain.data.ptr)) == (
+        False, True, False)
+    assert pools.unavailable is None
+    previous = cp.cuda.get_allocator()
+    cp.cuda.set_allocator(cp.cuda.MemoryAsyncPool().malloc)  # what an application may do
+    try:
+        frame = cuda_frame(cp.asarray(nv12_pictures(852, 480)[0]))
+        assert pools.in_pool(frame.data.data.ptr) is True
+        staging = DeviceStaging(("nv12",), pitch_alignment=PITCH, plain_memory=True)
+        staged = staging.device_frame(frame, copy=True)
+        assert staged.stride == 1024 and pools.in_pool(staged.data.data.ptr) is False
+        np.testing.assert_array_equal(cp.asnumpy(staged.data), cp.asnumpy(frame.data))
+        staging.close()
+    finally:
+        cp.cuda.set_allocator(previous)
 
 GPU_RUN = r"""
 import json, sys
