@@ -43,8 +43,9 @@ How the pieces fit (PyAV 18.1, ``av/video/frame.py`` and ``av/codec/context.py``
   ``cudaMalloc`` memory whatever CuPy's allocator is), and host frames are copied up
   into it.
 - NVENC's H.264 encoders refuse frames smaller than 145x49 (``NV_ENC_CAPS_WIDTH_MIN``
-  / ``HEIGHT_MIN``); FFmpeg would only say that no capable device was found, so the
-  factory refuses such sizes itself, in plain words.
+  / ``HEIGHT_MIN``). FFmpeg passes the size on, and the driver refuses it only when the
+  first frame opens the encoder (``InitializeEncoder failed: invalid param (8)``), so
+  the factory refuses such sizes itself, in plain words, before anything is opened.
 
 The encode loop, options and payload handling are the shared PyAV ones
 (:class:`~rfb.encoders.h264_cpu.PyAVH264Encoder`, ``nvenc_cpu.nvenc_settings``).
@@ -327,7 +328,7 @@ class NvencGpuPyAVEncoder(PyAVH264Encoder):
 
 
 def check_min_size(config: EncoderConfig, route: str = NAME) -> None:
-    """NVENC's H.264 encoders refuse frames below :data:`MIN_SIZE`; say so before FFmpeg's vaguer words."""
+    """NVENC's H.264 encoders refuse frames below :data:`MIN_SIZE`; say so in the factory, not at the first frame."""
     width, height = MIN_SIZE
     if config.width < width or config.height < height:
         raise EncoderUnavailable(
