@@ -100,7 +100,7 @@ class PoolMemory:
     """Which allocations come from a stream-ordered pool, asked of the driver once per allocation.
 
     ``in_pool(pointer)`` asks ``CU_POINTER_ATTRIBUTE_BUFFER_ID`` (one cheap call per
-    frame: a pool may hand the same address to another allocation) and, for an
+    frame: another allocation may take a freed one's address) and, for an
     allocation not seen before, ``CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE``, with device
     ``device_id``'s primary context current (made so by CuPy, as for the frame itself:
     the driver may answer ``CUDA_ERROR_INVALID_CONTEXT`` without one). None means
@@ -126,7 +126,7 @@ class PoolMemory:
 
     def _ask(self, driver: Any, pointer: int) -> bool | None:
         buffer_id = self._attribute(driver, _BUFFER_ID, pointer)
-        if buffer_id is None:
+        if not buffer_id:  # 0: memory CUDA did not allocate
             return None
         known = self._verdicts.get(pointer)
         if known is not None and known[0] == buffer_id:
@@ -150,9 +150,16 @@ class PoolMemory:
 
     @staticmethod
     def _attribute(driver: Any, attribute: int, pointer: int) -> int | None:
-        err, value = driver.cuPointerGetAttribute(driver.CUpointer_attribute(attribute), pointer)
-        if int(err) != 0:  # CUDA_ERROR_INVALID_VALUE: not memory CUDA knows
+        """One attribute of ``pointer``; 0 (NULL) for memory CUDA does not know, None if the call fails.
+
+        ``cuPointerGetAttributes`` rather than the singular call: for a pointer CUDA does
+        not know it answers NULL with ``CUDA_SUCCESS`` instead of an error (cuda.h); the
+        pool handle of memory outside any pool is NULL.
+        """
+        err, values = driver.cuPointerGetAttributes(1, [driver.CUpointer_attribute(attribute)], pointer)
+        if int(err) != 0:
             return None
+        value = values[0]
         return 0 if value is None else int(value)
 
 
