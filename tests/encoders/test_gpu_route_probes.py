@@ -9,26 +9,16 @@ this machine does not have is refused, naming it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 
 import pytest
 
 from rfb.encoders import h264_gpu_nv12, jpeg_gpu, registry
 from rfb.gpu import gpu_available
+from tests.gpu.test_status import fresh_probes
+
+__all__ = ["fresh_probes"]  # a fixture used below
 
 ROUTES = {"h264_gpu_nv12": h264_gpu_nv12.probe, "jpeg_gpu": jpeg_gpu.probe}
-
-
-@pytest.fixture
-def fresh_probes() -> Iterator[None]:
-    """Forget cached probe answers before and after."""
-    with registry._lock:
-        saved = dict(registry._probe_cache)
-        registry._probe_cache.clear()
-    yield
-    with registry._lock:
-        registry._probe_cache.clear()
-        registry._probe_cache.update(saved)
 
 
 def cuda_device_count() -> int:
