@@ -89,9 +89,9 @@ MIN_SIZE = (145, 49)
 # Why a CUDA nv12 frame is copied before FFmpeg sees it (the keys of ``stats``).
 STAGE_REASONS = ("pitch", "mempool")
 
-# CUpointer_attribute values (cuda.h; stable ABI).
-_BUFFER_ID = 15
-_MEMPOOL_HANDLE = 17
+# CUpointer_attribute names (looked up in cuda-python's enum: BUFFER_ID is 7, MEMPOOL_HANDLE 17).
+_BUFFER_ID = "CU_POINTER_ATTRIBUTE_BUFFER_ID"
+_MEMPOOL_HANDLE = "CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE"
 
 
 class PoolMemory:
@@ -147,14 +147,14 @@ class PoolMemory:
         return self._driver
 
     @staticmethod
-    def _attribute(driver: Any, attribute: int, pointer: int) -> int | None:
+    def _attribute(driver: Any, attribute: str, pointer: int) -> int | None:
         """One attribute of ``pointer``; 0 (NULL) for memory CUDA does not know, None if the call fails.
 
         ``cuPointerGetAttributes`` rather than the singular call: for a pointer CUDA does
         not know it answers NULL with ``CUDA_SUCCESS`` instead of an error (cuda.h); the
         pool handle of memory outside any pool is NULL.
         """
-        err, values = driver.cuPointerGetAttributes(1, [driver.CUpointer_attribute(attribute)], pointer)
+        err, values = driver.cuPointerGetAttributes(1, [getattr(driver.CUpointer_attribute, attribute)], pointer)
         if int(err) != 0:
             return None
         value = values[0]

@@ -219,9 +219,9 @@ def test_the_driver_tells_pool_memory_from_plain_memory_and_staging_is_plain() -
     class Counting(PoolMemory):
         def __init__(self) -> None:
             super().__init__(0)
-            self.asked: list[int] = []
+            self.asked: list[str] = []
 
-        def _attribute(self, driver: Any, attribute: int, pointer: int) -> int | None:
+        def _attribute(self, driver: Any, attribute: str, pointer: int) -> int | None:
             self.asked.append(attribute)
             return PoolMemory._attribute(driver, attribute, pointer)
 
@@ -231,7 +231,7 @@ def test_the_driver_tells_pool_memory_from_plain_memory_and_staging_is_plain() -
     assert (pools.in_pool(plain.data.ptr), pools.in_pool(pooled.ptr), pools.in_pool(plain.data.ptr)) == (
         False, True, False)
     assert pools.unavailable is None
-    assert pools.asked.count(17) == 2  # MEMPOOL_HANDLE once per allocation; BUFFER_ID every time
+    assert pools.asked.count("CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE") == 2  # once per allocation; BUFFER_ID every time
     previous = cp.cuda.get_allocator()
     cp.cuda.set_allocator(cp.cuda.MemoryAsyncPool().malloc)  # what an application may do
     try:
