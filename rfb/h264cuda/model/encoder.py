@@ -17,7 +17,7 @@ import numpy as np
 from rfb.h264cuda.model import headers, intra, inter, slicedata
 from rfb.h264cuda.model.headers import StreamShape
 from rfb.h264cuda.model.picture import MacroblockArrays
-from rfb.h264cuda.model.ratecontrol import RateControl
+from rfb.h264cuda.model.ratecontrol import QP_MAX, QP_MIN, RateControl
 
 DEFAULT_SEARCH = 8
 
@@ -41,14 +41,23 @@ def _pad(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
 class ModelEncoder:
     """The golden model of h264_cuda: Constrained Baseline, I16x16 / P_Skip / P_L0_16x16."""
 
-    def __init__(self, width: int, height: int, fps: int, bitrate: int, *, search: int = DEFAULT_SEARCH) -> None:
+    def __init__(
+        self, width: int, height: int, fps: int, bitrate: int, *, search: int = DEFAULT_SEARCH, qp: int | None = None
+    ) -> None:
+        """``search``: motion search range in whole luma samples; ``qp``: a constant QP
+        instead of rate control (for tests and for comparing the kernels at one QP)."""
+        if qp is not None and not QP_MIN <= qp <= QP_MAX:
+            raise ValueError(f"expected a QP in {QP_MIN}..{QP_MAX}, got {qp}")
+        if search < 0:
+            raise ValueError(f"expected a search range >= 0, got {search}")
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"expected a positive even width and height (4:2:0), got {width}x{height}")
         if fps <= 0 or bitrate <= 0:
             raise ValueError(f"expected a positive fps and bitrate, got {fps} fps and {bitrate} bit/s")
         self.shape = StreamShape(width, height, fps, bitrate)
         self.search = search
-        self.rate = RateControl(target_bits=bitrate // fps)
+        self.rate = RateControl(target_bits=max(bitrate // fps, 1))
+        self.fixed_qp = qp
         self._sps = headers.sps(self.shape)
         self._pps = headers.pps()
         self._ref: tuple[np.ndarray, np.ndarray] | None = None  # coded-size luma, (2, ...) chroma
@@ -79,7 +88,7 @@ class ModelEncoder:
         idr = force_idr or self._ref is None
         if idr:
             self._frame_num = 0
-        qp = self.rate.qp(idr)
+        qp = self.rate.qp(idr) if self.fixed_qp is None else self.fixed_qp
         if idr:
             mbs, rec_y, rec_c = intra.code_i_picture(src_y, src_c, qp)
         else:
