@@ -31,6 +31,7 @@ class PictureInfo:
     frame_num: int
     macroblocks: MacroblockArrays
     size: int  # bytes of the access unit
+    retried: bool  # coded a second time at a higher QP (one-picture VBV)
 
 
 def _pad(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -89,6 +90,24 @@ class ModelEncoder:
         if idr:
             self._frame_num = 0
         qp = self.rate.qp(idr) if self.fixed_qp is None else self.fixed_qp
+        unit, mbs, rec_y, rec_c = self._code(src_y, src_c, idr, qp)
+        retry = None if self.fixed_qp is not None else self.rate.retry_qp(qp, 8 * len(unit))
+        if retry is not None:
+            qp = retry
+            unit, mbs, rec_y, rec_c = self._code(src_y, src_c, idr, qp)
+        self.last = PictureInfo(
+            idr=idr, qp=qp, frame_num=self._frame_num, macroblocks=mbs, size=len(unit), retried=retry is not None
+        )
+        self.rate.update(idr, qp, 8 * len(unit))
+        self._ref = (rec_y, rec_c)
+        self._frame_num += 1
+        self._idr_count += int(idr)
+        return unit
+
+    def _code(
+        self, src_y: np.ndarray, src_c: np.ndarray, idr: bool, qp: int
+    ) -> tuple[bytes, MacroblockArrays, np.ndarray, np.ndarray]:
+        # One picture at one QP: decisions, then the access unit's bytes.
         if idr:
             mbs, rec_y, rec_c = intra.code_i_picture(src_y, src_c, qp)
         else:
@@ -98,10 +117,4 @@ class ModelEncoder:
         if idr:
             nals += [self._sps, self._pps]
         nals += slicedata.slices(mbs, idr, self._frame_num, self._idr_count % 65536, qp)
-        unit = b"".join(nals)
-        self.last = PictureInfo(idr=idr, qp=qp, frame_num=self._frame_num, macroblocks=mbs, size=len(unit))
-        self.rate.update(idr, 8 * len(unit))
-        self._ref = (rec_y, rec_c)
-        self._frame_num += 1
-        self._idr_count += int(idr)
-        return unit
+        return b"".join(nals), mbs, rec_y, rec_c

@@ -17,7 +17,7 @@ from rfb.h264cuda.model.bitwriter import Bits, nal_unit
 
 PROFILE_BASELINE = 66
 CONSTRAINT_SET0_SET1 = 0xC0  # constraint_set0_flag, constraint_set1_flag: Constrained Baseline
-LOG2_MAX_FRAME_NUM = 16
+LOG2_MAX_FRAME_NUM = 4  # frame_num wraps at 16: legal with one reference and no gaps, and 12 bits less per slice
 PIC_INIT_QP = 26
 
 # (level_idc, MaxFS in macroblocks, MaxMBPS, MaxBR in 1000 bit/s) of Table A-1.
