@@ -1,19 +1,20 @@
-"""P pictures: P_Skip and P_L0_16x16 macroblocks, one slice per macroblock row.
+"""P pictures: P_Skip and P_L0_16x16 macroblocks in one slice.
 
 Every macroblock is decided independently of every other, which is what makes the
 whole picture one parallel step on the GPU:
 
-- With one slice per row the upper neighbour is never available, so a P_Skip
-  macroblock's motion vector is always (0, 0) (8.4.1.1) and the motion vector
-  predictor of a P_L0_16x16 one is its left neighbour's vector, or (0, 0) at the start
-  of a row or after a skipped macroblock (8.4.1.3, with B and C unavailable). Neither
-  depends on a decision that is not already known when the bits are written.
-- A macroblock is skipped when its residual against the co-located reference
-  quantises to nothing, luma and chroma (the decoder then shows the reference).
-- Otherwise a full search over integer vectors within +-``search`` samples picks the
-  vector of least SAD + lambda(qp) * (bits of the vector against (0, 0)); the first
-  candidate in the order of :func:`candidates` wins a tie. The kernel evaluates every
-  (macroblock, candidate) pair in parallel and reduces with the same order.
+1. For each macroblock, whether its residual against the co-located reference
+   quantises to nothing, luma and chroma (``still``), and the best integer vector of
+   a full search within +-``search`` samples: least SAD + lambda(qp) * (bits of the
+   vector against (0, 0)), the first candidate in the order of :func:`candidates`
+   winning a tie. The kernel evaluates every (macroblock, candidate) pair in parallel
+   and reduces in that order.
+2. The final vector is (0, 0) for a still macroblock, else the searched one; the
+   reconstruction follows from it alone (a still macroblock shows the reference).
+3. With every final vector known, the predictors (:mod:`.mvpred`) are a gather. A still
+   macroblock whose P_Skip vector (8.4.1.1) is (0, 0) is P_Skip; one whose P_Skip
+   vector is not (a neighbour moves) is P_L0_16x16 with vector (0, 0) and no residual,
+   which decodes to the same samples.
 
 Motion vectors are whole luma samples (quarter-sample units that are multiples of 4),
 so luma prediction is a copy; chroma then lands on whole or half chroma samples and
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rfb.h264cuda.model import residual
+from rfb.h264cuda.model import mvpred, residual
 from rfb.h264cuda.model.bitwriter import se_code_num, ue_length
 from rfb.h264cuda.model.picture import P_L0_16X16, P_SKIP, MacroblockArrays, from_mb_view, mb_view
 from rfb.h264cuda.model.transform import chroma_qp
@@ -111,17 +112,22 @@ def code_p_picture(
     pred_y0, pred_c0 = predict_luma(ref_y, zero), predict_chroma(ref_c, zero)
     luma0 = residual.code_luma_inter(src_y - pred_y0, qp)
     chroma0 = residual.code_chroma(src_c - pred_c0, qpc, intra=False)
-    skip = ~np.any(luma0.levels != 0, axis=(-2, -1)) & (chroma0.cbp == 0)
+    still = ~np.any(luma0.levels != 0, axis=(-2, -1)) & (chroma0.cbp == 0)
 
     mv = motion_search(y, ref_y, search, qp)
     pred_y, pred_c = predict_luma(ref_y, mv), predict_chroma(ref_c, mv)
     luma = residual.code_luma_inter(src_y - pred_y, qp)
     chroma = residual.code_chroma(src_c - pred_c, qpc, intra=False)
 
+    final = np.where(still[..., None], 0, 4 * mv)  # quarter samples
+    mvp, skip_mv = mvpred.predictors(final)
+    skip = still & ~skip_mv.any(axis=-1)
+
     mbs = MacroblockArrays.empty(rows, cols)
-    coded = ~skip
+    coded = ~still
     mbs.kind[:] = np.where(skip, P_SKIP, P_L0_16X16)
-    mbs.mv[coded] = 4 * mv[coded]
+    mbs.mv[:] = final
+    mbs.mvp[:] = mvp
     mbs.luma[coded] = luma.levels[coded]
     mbs.chroma_dc[coded] = chroma.dc[coded]
     mbs.chroma_ac[coded] = chroma.ac[coded]
@@ -129,7 +135,7 @@ def code_p_picture(
     mbs.cbp_luma[coded] = (nonzero_8x8 * (1 << np.arange(4))).sum(axis=-1)[coded]
     mbs.cbp_chroma[coded] = chroma.cbp[coded]
 
-    rec_y = np.where(skip[..., None, None], pred_y0, np.clip(pred_y + luma.residual, 0, 255))
-    rec_c = np.where(skip[..., None, None, None], pred_c0, np.clip(pred_c + chroma.residual, 0, 255))
+    rec_y = np.where(still[..., None, None], pred_y0, np.clip(pred_y + luma.residual, 0, 255))
+    rec_c = np.where(still[..., None, None, None], pred_c0, np.clip(pred_c + chroma.residual, 0, 255))
     recon_c = from_mb_view(rec_c.transpose(2, 0, 1, 3, 4))
     return mbs, from_mb_view(rec_y).astype(np.uint8), recon_c.astype(np.uint8)

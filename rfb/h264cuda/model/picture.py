@@ -32,6 +32,7 @@ class MacroblockArrays:
     luma_mode: np.ndarray  # (R, C) Intra16x16PredMode of I_16X16 macroblocks
     chroma_mode: np.ndarray  # (R, C) intra_chroma_pred_mode of I_16X16 macroblocks
     mv: np.ndarray  # (R, C, 2) motion vector (x, y) in quarter samples
+    mvp: np.ndarray  # (R, C, 2) its predictor (8.4.1.3): mvd = mv - mvp
     luma_dc: np.ndarray  # (R, C, 16) Intra16x16DCLevel, zigzag
     luma: np.ndarray  # (R, C, 16, 16) by luma4x4BlkIdx, zigzag; index 0 unused for I_16X16
     chroma_dc: np.ndarray  # (R, C, 2, 4)
@@ -44,7 +45,7 @@ class MacroblockArrays:
         z = np.zeros
         return cls(
             kind=z((rows, cols), np.int32), luma_mode=z((rows, cols), np.int32),
-            chroma_mode=z((rows, cols), np.int32), mv=z((rows, cols, 2), np.int32),
+            chroma_mode=z((rows, cols), np.int32), mv=z((rows, cols, 2), np.int32), mvp=z((rows, cols, 2), np.int32),
             luma_dc=z((rows, cols, 16), np.int32), luma=z((rows, cols, 16, 16), np.int32),
             chroma_dc=z((rows, cols, 2, 4), np.int32), chroma_ac=z((rows, cols, 2, 4, 15), np.int32),
             cbp_luma=z((rows, cols), np.int32), cbp_chroma=z((rows, cols), np.int32),

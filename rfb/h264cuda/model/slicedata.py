@@ -1,13 +1,15 @@
-"""Entropy coding: macroblock_layer() (7.3.5) under CAVLC, and one slice per row.
+"""Entropy coding: macroblock_layer() (7.3.5) under CAVLC, and the slices.
 
-Given a picture's :class:`MacroblockArrays`, everything that the bits of a
-macroblock depend on is known up front: the nC of each block (a gather over the
-coefficient counts of the neighbours, :func:`neighbour_counts`), the motion vector
-predictor (the left neighbour's vector), and the skip runs (a scan along the row).
-So each macroblock's bits are produced independently (:func:`macroblock_bits`, one
-thread or warp per macroblock on the GPU), and a slice is its header, the runs and
-the macroblocks' bits concatenated, at offsets given by an exclusive prefix sum of
-their lengths.
+I pictures are one slice per macroblock row (their prediction walks along rows,
+:mod:`.intra`); P pictures are one slice. Either way, once a picture's
+:class:`MacroblockArrays` exist, everything that the bits of one macroblock depend
+on is known: the nC of each block (a gather over the neighbours' coefficient counts,
+:func:`neighbour_counts`), the motion vector predictor (:mod:`.mvpred`), and the
+skip run before it (the distance to the previous coded macroblock: a scan). So each
+macroblock's bits are produced independently (:func:`macroblock_bits`, one thread or
+warp per macroblock on the GPU), and a slice is its header, the runs and the
+macroblocks' bits concatenated, at offsets given by an exclusive prefix sum of their
+lengths.
 """
 
 from __future__ import annotations
@@ -29,23 +31,26 @@ _INTER_CBP_CODE_NUM = np.argsort(np.array([
 P_MB_TYPE_OFFSET = 5  # I macroblock types in a P slice follow the five P types (Table 7-13)
 
 
-def neighbour_counts(mbs: MacroblockArrays) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_counts(mbs: MacroblockArrays, row_slices: bool) -> tuple[np.ndarray, np.ndarray]:
     """nC of every luma 4x4 block (R, C, 16 by blkIdx) and chroma AC block (R, C, 2, 4).
 
     TotalCoeff per block first (AC only for Intra16x16, 9.2.1; zero for skipped
-    macroblocks and uncoded blocks, whose levels are all zero), laid out as each row's
-    grid of blocks, then :func:`predicted_counts`.
+    macroblocks and uncoded blocks, whose levels are all zero), laid out as the grid of
+    blocks of each slice (each macroblock row, or the whole picture), then
+    :func:`predicted_counts`.
     """
     rows, cols = mbs.kind.shape
     counts = np.count_nonzero(mbs.luma, axis=-1)  # (R, C, 16), index 0 of Intra16x16 is 0
     grid = np.zeros((rows, 4, 4 * cols), np.int32)
     x = 4 * np.arange(cols)[:, None] + BLK_X  # (C, 16)
     grid[:, BLK_Y[None, :], x] = counts
-    n_c = predicted_counts(grid)[:, BLK_Y[None, :], x]  # (R, C, 16)
+    slices = grid if row_slices else grid.reshape(1, 4 * rows, 4 * cols)
+    n_c = predicted_counts(slices).reshape(rows, 4, 4 * cols)[:, BLK_Y[None, :], x]  # (R, C, 16)
 
     chroma_counts = np.count_nonzero(mbs.chroma_ac, axis=-1)  # (R, C, 2, 4)
-    cgrid = chroma_counts.reshape(rows, cols, 2, 2, 2).transpose(2, 0, 3, 1, 4).reshape(2 * rows, 2, 2 * cols)
-    chroma_n_c = predicted_counts(cgrid).reshape(2, rows, 2, cols, 2).transpose(1, 3, 0, 2, 4)
+    cgrid = chroma_counts.reshape(rows, cols, 2, 2, 2).transpose(2, 0, 3, 1, 4)  # (2, R, 2, C, 2)
+    cslices = cgrid.reshape(2 * rows, 2, 2 * cols) if row_slices else cgrid.reshape(2, 2 * rows, 2 * cols)
+    chroma_n_c = predicted_counts(cslices).reshape(2, rows, 2, cols, 2).transpose(1, 3, 0, 2, 4)
     return n_c, chroma_n_c.reshape(rows, cols, 2, 4)
 
 
@@ -78,8 +83,8 @@ def macroblock_bits(mbs: MacroblockArrays, r: int, c: int, n_c: np.ndarray, chro
     if kind != P_L0_16X16:
         raise ValueError(f"expected a coded macroblock at ({r}, {c}), got kind {kind}")
     out.ue(0)  # mb_type P_L0_16x16; ref_idx_l0 absent with one active reference
-    left = mbs.mv[r, c - 1] if c else np.zeros(2, np.int32)  # the predictor (P_Skip's vector is 0)
-    out.se(int(mbs.mv[r, c, 0] - left[0])).se(int(mbs.mv[r, c, 1] - left[1]))
+    mvd = mbs.mv[r, c] - mbs.mvp[r, c]
+    out.se(int(mvd[0])).se(int(mvd[1]))
     cbp = int(mbs.cbp_luma[r, c] + 16 * mbs.cbp_chroma[r, c])
     out.ue(int(_INTER_CBP_CODE_NUM[cbp]))
     if cbp:
@@ -93,22 +98,34 @@ def macroblock_bits(mbs: MacroblockArrays, r: int, c: int, n_c: np.ndarray, chro
 
 
 def slices(mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id: int, qp: int) -> list[bytes]:
-    """The coded slice NAL units of the picture, one per macroblock row."""
+    """The coded slice NAL units of the picture: one per macroblock row (IDR), or one (P)."""
     rows, cols = mbs.kind.shape
-    n_c, chroma_n_c = neighbour_counts(mbs)
-    nals = []
-    for r in range(rows):
-        out = headers.slice_header(r * cols, idr, frame_num, idr_pic_id, qp)
-        run = 0
-        for c in range(cols):
-            if mbs.kind[r, c] == P_SKIP:
-                run += 1
-                continue
-            if not idr:
-                out.ue(run)  # mb_skip_run
-                run = 0
-            out.append(macroblock_bits(mbs, r, c, n_c, chroma_n_c, p_slice=not idr))
-        if run:
-            out.ue(run)
-        nals.append(headers.slice_nal(idr, out.trailing()))
-    return nals
+    n_c, chroma_n_c = neighbour_counts(mbs, row_slices=idr)
+    if idr:
+        return [
+            headers.slice_nal(True, _slice_rbsp(mbs, [(r, c) for c in range(cols)], True, frame_num, idr_pic_id, qp, n_c, chroma_n_c))
+            for r in range(rows)
+        ]
+    everything = [(r, c) for r in range(rows) for c in range(cols)]
+    return [headers.slice_nal(False, _slice_rbsp(mbs, everything, False, frame_num, idr_pic_id, qp, n_c, chroma_n_c))]
+
+
+def _slice_rbsp(
+    mbs: MacroblockArrays, addresses: list[tuple[int, int]], idr: bool, frame_num: int, idr_pic_id: int, qp: int,
+    n_c: np.ndarray, chroma_n_c: np.ndarray,
+) -> Bits:
+    # slice_layer_without_partitioning_rbsp(): header, slice_data() (7.3.4), trailing bits.
+    first_r, first_c = addresses[0]
+    out = headers.slice_header(first_r * mbs.kind.shape[1] + first_c, idr, frame_num, idr_pic_id, qp)
+    run = 0
+    for r, c in addresses:
+        if mbs.kind[r, c] == P_SKIP:
+            run += 1
+            continue
+        if not idr:
+            out.ue(run)  # mb_skip_run
+            run = 0
+        out.append(macroblock_bits(mbs, r, c, n_c, chroma_n_c, p_slice=not idr))
+    if run:
+        out.ue(run)
+    return out.trailing()
