@@ -3,35 +3,92 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rfb.h264cuda.model import inter, intra
-from rfb.h264cuda.model.picture import CHROMA_DC, CHROMA_HORIZONTAL, I16_DC, I16_HORIZONTAL
 
 
-def test_luma_without_a_neighbour_is_dc_128() -> None:
-    modes, preds = intra.luma_predictions(None, rows=3)
-    assert modes == [I16_DC] and preds.shape == (1, 3, 16, 16) and (preds == 128).all()
+def spec_luma(top: list[int] | None, left: list[int] | None, corner: int | None) -> dict[int, np.ndarray]:
+    # 8.3.3.1-8.3.3.4, sample by sample: the allowed Intra16x16 predictions by mode.
+    out = {}
+    if top is not None:
+        out[0] = np.array([[top[x] for x in range(16)] for _ in range(16)])
+    if left is not None:
+        out[1] = np.array([[left[y]] * 16 for y in range(16)])
+    if top is not None and left is not None:
+        dc = (sum(top) + sum(left) + 16) >> 5
+    elif left is not None:
+        dc = (sum(left) + 8) >> 4
+    elif top is not None:
+        dc = (sum(top) + 8) >> 4
+    else:
+        dc = 128
+    out[2] = np.full((16, 16), dc)
+    if top is not None and left is not None and corner is not None:
+        p_top = lambda x: corner if x == -1 else top[x]  # noqa: E731
+        p_left = lambda y: corner if y == -1 else left[y]  # noqa: E731
+        h = sum((x + 1) * (p_top(8 + x) - p_top(6 - x)) for x in range(8))
+        v = sum((y + 1) * (p_left(8 + y) - p_left(6 - y)) for y in range(8))
+        a, b, c = 16 * (left[15] + top[15]), (5 * h + 32) >> 6, (5 * v + 32) >> 6
+        out[3] = np.array([[min(max((a + b * (x - 7) + c * (y - 7) + 16) >> 5, 0), 255) for x in range(16)] for y in range(16)])
+    return out
 
 
-def test_luma_dc_and_horizontal_from_the_left_column() -> None:
-    left = np.arange(32, dtype=np.int32).reshape(2, 16) * 7
-    modes, preds = intra.luma_predictions(left, rows=2)
-    assert modes == [I16_DC, I16_HORIZONTAL]
-    for r in range(2):
-        assert (preds[0, r] == (int(left[r].sum()) + 8) >> 4).all()  # 8-119
-        assert all((preds[1, r, y] == left[r, y]).all() for y in range(16))  # 8-116
+def spec_chroma(top: list[int] | None, left: list[int] | None, corner: int | None) -> dict[int, np.ndarray]:
+    # 8.3.4.1-8.3.4.4 for one 8x8 component (4:2:0).
+    out = {}
+    dc = np.zeros((8, 8), int)
+    for yo in (0, 4):
+        for xo in (0, 4):
+            t = sum(top[xo : xo + 4]) if top is not None else None
+            lf = sum(left[yo : yo + 4]) if left is not None else None
+            if (xo, yo) in ((0, 0), (4, 4)):
+                value = ((t + lf + 4) >> 3 if t is not None and lf is not None else
+                         (lf + 2) >> 2 if lf is not None else (t + 2) >> 2 if t is not None else 128)
+            elif xo > 0:
+                value = (t + 2) >> 2 if t is not None else (lf + 2) >> 2 if lf is not None else 128
+            else:
+                value = (lf + 2) >> 2 if lf is not None else (t + 2) >> 2 if t is not None else 128
+            dc[yo : yo + 4, xo : xo + 4] = value
+    out[0] = dc
+    if left is not None:
+        out[1] = np.array([[left[y]] * 8 for y in range(8)])
+    if top is not None:
+        out[2] = np.array([[top[x] for x in range(8)] for _ in range(8)])
+    if top is not None and left is not None and corner is not None:
+        p_top = lambda x: corner if x == -1 else top[x]  # noqa: E731
+        p_left = lambda y: corner if y == -1 else left[y]  # noqa: E731
+        h = sum((x + 1) * (p_top(4 + x) - p_top(2 - x)) for x in range(4))
+        v = sum((y + 1) * (p_left(4 + y) - p_left(2 - y)) for y in range(4))
+        a, b, c = 16 * (left[7] + top[7]), (34 * h + 32) >> 6, (34 * v + 32) >> 6
+        out[3] = np.array([[min(max((a + b * (x - 3) + c * (y - 3) + 16) >> 5, 0), 255) for x in range(8)] for y in range(8)])
+    return out
 
 
-def test_chroma_dc_is_per_four_row_band_of_the_left_column() -> None:
-    left = np.random.default_rng(1).integers(0, 256, (1, 2, 8)).astype(np.int32)
-    modes, preds = intra.chroma_predictions(left, rows=1)
-    assert modes == [CHROMA_DC, CHROMA_HORIZONTAL]
-    for comp in range(2):
-        for band in range(2):
-            rows = slice(4 * band, 4 * band + 4)
-            expected = (int(left[0, comp, rows].sum()) + 2) >> 2  # 8-134 / 8-139: left only
-            assert (preds[0, 0, comp, rows] == expected).all()
-        assert all((preds[1, 0, comp, y] == left[0, comp, y]).all() for y in range(8))
+@pytest.mark.parametrize(("has_top", "has_left"), [(False, False), (True, False), (False, True), (True, True)])
+def test_intra_predictions_are_the_spec_equations(has_top: bool, has_left: bool) -> None:
+    rng = np.random.default_rng(int(has_top) * 2 + int(has_left))
+    n = 6
+    top, left = rng.integers(0, 256, (n, 16)), rng.integers(0, 256, (n, 16))
+    top[0], left[0] = np.arange(16) * 16, 255 - np.arange(16) * 16  # steep planes clip
+    corner = rng.integers(0, 256, n)
+    tops, lefts = np.full(n, has_top), np.full(n, has_left)
+    preds, allowed = intra.luma_predictions(top * has_top, left * has_left, corner, tops, lefts)
+    ctop, cleft, ccorner = rng.integers(0, 256, (n, 2, 8)), rng.integers(0, 256, (n, 2, 8)), rng.integers(0, 256, (n, 2))
+    cpreds, callowed = intra.chroma_predictions(ctop * has_top, cleft * has_left, ccorner, tops, lefts)
+    for k in range(n):
+        expected = spec_luma(list(top[k]) if has_top else None, list(left[k]) if has_left else None, int(corner[k]))
+        assert {m for i, m in enumerate(intra.LUMA_MODES) if allowed[i, k]} == set(expected)
+        for i, mode in enumerate(intra.LUMA_MODES):
+            if mode in expected:
+                assert np.array_equal(preds[i, k], expected[mode]), (mode, k)
+        for comp in range(2):
+            expected = spec_chroma(list(ctop[k, comp]) if has_top else None, list(cleft[k, comp]) if has_left else None,
+                                   int(ccorner[k, comp]))
+            assert {m for i, m in enumerate(intra.CHROMA_MODES) if callowed[i, k]} == set(expected)
+            for i, mode in enumerate(intra.CHROMA_MODES):
+                if mode in expected:
+                    assert np.array_equal(cpreds[i, k, comp], expected[mode]), (mode, k, comp)
 
 
 def test_candidates_start_at_zero_and_cover_the_window_nearest_first() -> None:

@@ -78,10 +78,10 @@ def residual_block(levels: Sequence[int], n_c: int, max_num_coeff: int, out: Bit
 def predicted_counts(counts: np.ndarray) -> np.ndarray:
     """nC of every 4x4 block from the TotalCoeff of its left (A) and upper (B) blocks (9.2.1).
 
-    ``counts`` is (rows, blocks_per_row_of_slice...): shape (mb_rows, n_y, n_x) with one
-    slice per macroblock row, so a block has an upper neighbour only inside its own
-    macroblock row (y > 0) and a left one unless it starts the row (x > 0). nC is
-    nA + nB + 1 >> 1 with both, the one available, else 0.
+    ``counts`` is (slices, n_y, n_x): each slice's grid of blocks (a rectangle of
+    whole macroblocks, which is all this encoder's slices are). A block has a left
+    neighbour unless x = 0 and an upper one unless y = 0. nC is nA + nB + 1 >> 1
+    with both, the one available, else 0.
     """
     counts = counts.astype(np.int32)
     n_a = np.zeros_like(counts)

@@ -1,8 +1,8 @@
 """ModelEncoder: NV12 pictures in, H.264 Annex B access units out, all in NumPy.
 
 One access unit per picture: an access unit delimiter, SPS and PPS before every IDR
-(so that any IDR starts a decoder, as on rfb's other routes), then one slice per
-macroblock row. The first picture and any picture asked for with ``force_idr`` are
+(so that any IDR starts a decoder, as on rfb's other routes), then the picture's
+one slice. The first picture and any picture asked for with ``force_idr`` are
 IDR; every other is a P picture predicting from the reconstruction of the one
 before (infinite GOP). :attr:`ModelEncoder.reconstruction` is that reconstruction,
 which equals the decoder's output exactly (deblocking is off in every slice).
@@ -116,5 +116,5 @@ class ModelEncoder:
         nals = [headers.aud(idr)]
         if idr:
             nals += [self._sps, self._pps]
-        nals += slicedata.slices(mbs, idr, self._frame_num, self._idr_count % 65536, qp)
+        nals.append(slicedata.slice_nal(mbs, idr, self._frame_num, self._idr_count % 65536, qp))
         return b"".join(nals), mbs, rec_y, rec_c

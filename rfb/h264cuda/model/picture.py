@@ -17,12 +17,6 @@ P_SKIP = 0
 P_L0_16X16 = 1
 I_16X16 = 2
 
-# Intra16x16PredMode (Table 8-4) and intra_chroma_pred_mode (Table 7-16) values used.
-I16_HORIZONTAL = 1
-I16_DC = 2
-CHROMA_DC = 0
-CHROMA_HORIZONTAL = 1
-
 
 @dataclass(slots=True)
 class MacroblockArrays:

@@ -1,8 +1,6 @@
 """Entropy coding: macroblock_layer() (7.3.5) under CAVLC, and the slices.
 
-I pictures are one slice per macroblock row (their prediction walks along rows,
-:mod:`.intra`); P pictures are one slice. Either way, once a picture's
-:class:`MacroblockArrays` exist, everything that the bits of one macroblock depend
+Every picture is one slice. Once a picture's :class:`MacroblockArrays` exist, everything that the bits of one macroblock depend
 on is known: the nC of each block (a gather over the neighbours' coefficient counts,
 :func:`neighbour_counts`), the motion vector predictor (:mod:`.mvpred`), and the
 skip run before it (the distance to the previous coded macroblock: a scan). So each
@@ -31,27 +29,24 @@ _INTER_CBP_CODE_NUM = np.argsort(np.array([
 P_MB_TYPE_OFFSET = 5  # I macroblock types in a P slice follow the five P types (Table 7-13)
 
 
-def neighbour_counts(mbs: MacroblockArrays, row_slices: bool) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_counts(mbs: MacroblockArrays) -> tuple[np.ndarray, np.ndarray]:
     """nC of every luma 4x4 block (R, C, 16 by blkIdx) and chroma AC block (R, C, 2, 4).
 
     TotalCoeff per block first (AC only for Intra16x16, 9.2.1; zero for skipped
-    macroblocks and uncoded blocks, whose levels are all zero), laid out as the grid of
-    blocks of each slice (each macroblock row, or the whole picture), then
-    :func:`predicted_counts`.
+    macroblocks and uncoded blocks, whose levels are all zero), laid out as the
+    picture's grid of blocks, then :func:`predicted_counts`.
     """
     rows, cols = mbs.kind.shape
     counts = np.count_nonzero(mbs.luma, axis=-1)  # (R, C, 16), index 0 of Intra16x16 is 0
-    grid = np.zeros((rows, 4, 4 * cols), np.int32)
-    x = 4 * np.arange(cols)[:, None] + BLK_X  # (C, 16)
-    grid[:, BLK_Y[None, :], x] = counts
-    slices = grid if row_slices else grid.reshape(1, 4 * rows, 4 * cols)
-    n_c = predicted_counts(slices).reshape(rows, 4, 4 * cols)[:, BLK_Y[None, :], x]  # (R, C, 16)
+    grid = np.zeros((rows, 4, cols, 4), np.int32)
+    r, c = np.arange(rows)[:, None, None], np.arange(cols)[None, :, None]
+    grid[r, BLK_Y, c, BLK_X] = counts
+    n_c = predicted_counts(grid.reshape(1, 4 * rows, 4 * cols)).reshape(rows, 4, cols, 4)[r, BLK_Y, c, BLK_X]
 
     chroma_counts = np.count_nonzero(mbs.chroma_ac, axis=-1)  # (R, C, 2, 4)
     cgrid = chroma_counts.reshape(rows, cols, 2, 2, 2).transpose(2, 0, 3, 1, 4)  # (2, R, 2, C, 2)
-    cslices = cgrid.reshape(2 * rows, 2, 2 * cols) if row_slices else cgrid.reshape(2, 2 * rows, 2 * cols)
-    chroma_n_c = predicted_counts(cslices).reshape(2, rows, 2, cols, 2).transpose(1, 3, 0, 2, 4)
-    return n_c, chroma_n_c.reshape(rows, cols, 2, 4)
+    chroma_n_c = predicted_counts(cgrid.reshape(2, 2 * rows, 2 * cols)).reshape(2, rows, 2, cols, 2)
+    return n_c, chroma_n_c.transpose(1, 3, 0, 2, 4).reshape(rows, cols, 2, 4)
 
 
 def _chroma_residual(mbs: MacroblockArrays, r: int, c: int, chroma_n_c: np.ndarray, out: Bits) -> None:
@@ -97,28 +92,12 @@ def macroblock_bits(mbs: MacroblockArrays, r: int, c: int, n_c: np.ndarray, chro
     return out
 
 
-def slices(mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id: int, qp: int) -> list[bytes]:
-    """The coded slice NAL units of the picture: one per macroblock row (IDR), or one (P)."""
-    rows, cols = mbs.kind.shape
-    n_c, chroma_n_c = neighbour_counts(mbs, row_slices=idr)
-    if idr:
-        return [
-            headers.slice_nal(True, _slice_rbsp(mbs, [(r, c) for c in range(cols)], True, frame_num, idr_pic_id, qp, n_c, chroma_n_c))
-            for r in range(rows)
-        ]
-    everything = [(r, c) for r in range(rows) for c in range(cols)]
-    return [headers.slice_nal(False, _slice_rbsp(mbs, everything, False, frame_num, idr_pic_id, qp, n_c, chroma_n_c))]
-
-
-def _slice_rbsp(
-    mbs: MacroblockArrays, addresses: list[tuple[int, int]], idr: bool, frame_num: int, idr_pic_id: int, qp: int,
-    n_c: np.ndarray, chroma_n_c: np.ndarray,
-) -> Bits:
-    # slice_layer_without_partitioning_rbsp(): header, slice_data() (7.3.4), trailing bits.
-    first_r, first_c = addresses[0]
-    out = headers.slice_header(first_r * mbs.kind.shape[1] + first_c, idr, frame_num, idr_pic_id, qp)
+def slice_nal(mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id: int, qp: int) -> bytes:
+    """The picture's one coded slice NAL unit: header, slice_data() (7.3.4), trailing bits."""
+    n_c, chroma_n_c = neighbour_counts(mbs)
+    out = headers.slice_header(0, idr, frame_num, idr_pic_id, qp)
     run = 0
-    for r, c in addresses:
+    for r, c in np.ndindex(*mbs.kind.shape):  # raster order
         if mbs.kind[r, c] == P_SKIP:
             run += 1
             continue
@@ -128,4 +107,4 @@ def _slice_rbsp(
         out.append(macroblock_bits(mbs, r, c, n_c, chroma_n_c, p_slice=not idr))
     if run:
         out.ue(run)
-    return out.trailing()
+    return headers.slice_nal(idr, out.trailing())
