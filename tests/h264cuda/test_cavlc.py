@@ -82,7 +82,8 @@ def read_residual_block(r: BitReader, n_c: int, max_num_coeff: int) -> list[int]
         token_codes = {c: (tc, t1) for tc, row in enumerate(tables.CHROMA_DC_COEFF_TOKEN) for t1, c in enumerate(row)}
     elif n_c >= 8:
         token_codes = {"000011": (0, 0)}
-        token_codes.update({format(((tc - 1) << 2) | t1, "06b"): (tc, t1) for tc in range(1, 17) for t1 in range(min(tc, 3) + 1)})
+        pairs = [(tc, t1) for tc in range(1, 17) for t1 in range(min(tc, 3) + 1)]
+        token_codes.update({format(((tc - 1) << 2) | t1, "06b"): (tc, t1) for tc, t1 in pairs})
     else:
         table = tables.COEFF_TOKEN[0 if n_c < 2 else 1 if n_c < 4 else 2]
         token_codes = {c: (tc, t1) for tc, row in enumerate(table) for t1, c in enumerate(row)}
@@ -118,7 +119,9 @@ def read_residual_block(r: BitReader, n_c: int, max_num_coeff: int) -> list[int]
         zeros_left = 0
     runs = []
     for _ in range(total - 1):
-        run = _read_code(r, {c: k for k, c in enumerate(tables.RUN_BEFORE[min(zeros_left, 7) - 1])}) if zeros_left else 0
+        run = 0
+        if zeros_left:
+            run = _read_code(r, {c: k for k, c in enumerate(tables.RUN_BEFORE[min(zeros_left, 7) - 1])})
         runs.append(run)
         zeros_left -= run  # type: ignore[operator]
     runs.append(zeros_left)

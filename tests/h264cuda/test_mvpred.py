@@ -58,7 +58,8 @@ def test_a_field_of_different_motions_decodes_exactly() -> None:
     for r in range(h // 16):
         for c in range(w // 16):
             dx, dy = offsets[r, c]
-            y1[16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = padded[8 + 16 * r + dy : 24 + 16 * r + dy, 8 + 16 * c + dx : 24 + 16 * c + dx]
+            y0_, x0_ = 8 + 16 * r + dy, 8 + 16 * c + dx
+            y1[16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = padded[y0_ : y0_ + 16, x0_ : x0_ + 16]
     uv = np.full((h // 2, w), 128, np.uint8)
     stream = encode([np.vstack([y0, uv]), np.vstack([y1, uv])], w, h, qp=30)
     assert_decodes_to_reconstruction(stream)

@@ -39,9 +39,12 @@ def level_idc(mb_width: int, mb_height: int, fps: int, bitrate: int) -> int:
     frame = mb_width * mb_height
     for level, max_fs, max_mbps, max_br in _LEVELS:
         # A.3.1 (f): neither side may exceed sqrt(8 MaxFS) macroblocks.
-        if frame <= max_fs and max(mb_width, mb_height) ** 2 <= 8 * max_fs and frame * fps <= max_mbps and bitrate <= 1200 * max_br:
+        fits_size = frame <= max_fs and max(mb_width, mb_height) ** 2 <= 8 * max_fs
+        if fits_size and frame * fps <= max_mbps and bitrate <= 1200 * max_br:
             return level
-    raise ValueError(f"expected a size and rate within level 5.2, got {mb_width}x{mb_height} MBs at {fps} fps, {bitrate} bit/s")
+    raise ValueError(
+        f"expected a size and rate within level 5.2, got {mb_width}x{mb_height} MBs at {fps} fps, {bitrate} bit/s"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,13 @@
 """Entropy coding: macroblock_layer() (7.3.5) under CAVLC, and the slices.
 
-Every picture is one slice. Once a picture's :class:`MacroblockArrays` exist, everything that the bits of one macroblock depend
-on is known: the nC of each block (a gather over the neighbours' coefficient counts,
-:func:`neighbour_counts`), the motion vector predictor (:mod:`.mvpred`), and the
-skip run before it (the distance to the previous coded macroblock: a scan). So each
-macroblock's bits are produced independently (:func:`macroblock_bits`, one thread or
-warp per macroblock on the GPU), and a slice is its header, the runs and the
-macroblocks' bits concatenated, at offsets given by an exclusive prefix sum of their
-lengths.
+Every picture is one slice. Once a picture's :class:`MacroblockArrays` exist,
+everything that the bits of one macroblock depend on is known: the nC of each block
+(a gather over the neighbours' coefficient counts, :func:`neighbour_counts`), the
+motion vector predictor (:mod:`.mvpred`), and the skip run before it (the distance
+to the previous coded macroblock: a scan). So each macroblock's bits are produced
+independently (:func:`macroblock_bits`, one thread or warp per macroblock on the
+GPU), and the slice is its header, the runs and the macroblocks' bits concatenated,
+at offsets given by an exclusive prefix sum of their lengths.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def _chroma_residual(mbs: MacroblockArrays, r: int, c: int, chroma_n_c: np.ndarr
                 residual_block(mbs.chroma_ac[r, c, comp, blk], int(chroma_n_c[r, c, comp, blk]), 15, out)
 
 
-def macroblock_bits(mbs: MacroblockArrays, r: int, c: int, n_c: np.ndarray, chroma_n_c: np.ndarray, p_slice: bool) -> Bits:
+def macroblock_bits(
+    mbs: MacroblockArrays, r: int, c: int, n_c: np.ndarray, chroma_n_c: np.ndarray, p_slice: bool
+) -> Bits:
     """macroblock_layer() of the coded (non-skipped) macroblock at row r, column c."""
     out = Bits()
     kind = mbs.kind[r, c]
