@@ -100,3 +100,13 @@ def test_wrong_input_is_refused_with_what_was_expected() -> None:
     expected = r"expected uint8 Y \(48, 64\) and UV \(24, 64\), got uint8 \(48, 64\) and uint8 \(48, 64\)"
     with pytest.raises(ValueError, match=expected):
         enc.encode(np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8))
+
+
+def test_the_model_command_prints_a_line_per_picture(capsys: pytest.CaptureFixture[str]) -> None:
+    from rfb.h264cuda.model.__main__ import main
+
+    assert main(["--pattern", "gradient", "--size", "64x48", "--frames", "3", "--qp", "30", "--idr-every", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines[2:5]]
+    assert [r[1] for r in rows] == ["IDR", "P", "IDR"]
+    assert all(r[2] == "30" and int(r[3]) > 0 for r in rows)
