@@ -48,3 +48,11 @@ def test_qp_stays_within_its_range() -> None:
     low = RateControl(target_bits=10_000, qp_min=QP_MIN)
     low.update(idr=False, qp=QP_MIN, bits=1)
     assert low.qp(False) == QP_MIN
+
+
+def test_p_pictures_start_no_finer_than_the_idr_before_them() -> None:
+    rc = RateControl(target_bits=10_000, qp_i=30, qp_p=28)
+    rc.update(idr=True, qp=36, bits=10_000)
+    assert rc.qp(False) == 36
+    rc.update(idr=True, qp=20, bits=10_000)
+    assert rc.qp(False) == 36

@@ -10,7 +10,8 @@ control is host code between pictures, in integers:
   well below its reference's re-codes everything that did not change (the residual
   against a coarse reference no longer quantises to zero), so a fast descent makes
   the sizes oscillate. I and P pictures keep separate QPs: an IDR costs several P pictures'
-  worth at the same QP.
+  worth at the same QP, and the P QP after an IDR is at least the IDR's (a P picture
+  finer than its reference re-codes the whole picture).
 - A picture over :data:`VBV_LIMIT` times the budget is coded again once at the higher
   QP (:meth:`RateControl.retry_qp`): the one-picture buffer. On the GPU that is a
   second pass of a millisecond, decided from the length the host reads anyway.
@@ -70,5 +71,7 @@ class RateControl:
         nxt = min(max(qp + step, self.qp_min), QP_MAX)
         if idr:
             self.qp_i = nxt
+            # A P picture finer than the IDR it follows would re-code all of it.
+            self.qp_p = max(self.qp_p, qp)
         else:
             self.qp_p = nxt
