@@ -105,19 +105,30 @@ def code_luma_intra16(residual: np.ndarray, qp: int) -> LumaIntra16:
     return LumaIntra16(scan(dc_levels), scan(ac_levels)[..., 1:], join_luma(tf.inverse4x4(d)))
 
 
+def luma_inter_residual(levels: np.ndarray, qp: int) -> np.ndarray:
+    """The decoder's (..., 16, 16) residual from inter luma levels (..., 16, 16) in coding order."""
+    return join_luma(tf.inverse4x4(tf.dequantise(unscan(levels), qp)))
+
+
 def code_luma_inter(residual: np.ndarray, qp: int) -> LumaInter:
     """Inter luma: sixteen independent 4x4 blocks (LumaLevel4x4)."""
-    levels = tf.quantise(tf.forward4x4(split_luma(residual)), qp, intra=False)
-    return LumaInter(scan(levels), join_luma(tf.inverse4x4(tf.dequantise(levels, qp))))
+    levels = scan(tf.quantise(tf.forward4x4(split_luma(residual)), qp, intra=False))
+    return LumaInter(levels, luma_inter_residual(levels, qp))
+
+
+def chroma_residual(dc: np.ndarray, ac: np.ndarray, qpc: int) -> np.ndarray:
+    """The decoder's (..., 2, 8, 8) residual from chroma DC (..., 2, 4) and AC (..., 2, 4, 15) levels."""
+    lead = dc.shape[:-1]
+    full = np.concatenate([np.zeros(ac.shape[:-1] + (1,), np.int32), ac], axis=-1)
+    d = tf.dequantise(unscan(full), qpc)  # (..., 2, 4, 4, 4)
+    d[..., 0, 0] = tf.dequantise_chroma_dc(dc.reshape(*lead, 2, 2), qpc).reshape(*lead, 4)
+    return join_chroma(tf.inverse4x4(d))
 
 
 def code_chroma(residual: np.ndarray, qpc: int, intra: bool) -> Chroma:
     """Both chroma components: 4x4 transforms, a 2x2 Hadamard over the DCs, quantisation."""
     coef = tf.forward4x4(split_chroma(residual))  # (..., 2, 4, 4, 4)
     dc_coef = tf.hadamard2(coef[..., 0, 0].reshape(*coef.shape[:-3], 2, 2))
-    dc_levels = tf.quantise_dc(dc_coef, qpc, intra)
-    ac_levels = tf.quantise(coef, qpc, intra)
-    ac_levels[..., 0, 0] = 0
-    d = tf.dequantise(ac_levels, qpc)
-    d[..., 0, 0] = tf.dequantise_chroma_dc(dc_levels, qpc).reshape(*coef.shape[:-3], 4)
-    return Chroma(dc_levels.reshape(*coef.shape[:-3], 4), scan(ac_levels)[..., 1:], join_chroma(tf.inverse4x4(d)))
+    dc = tf.quantise_dc(dc_coef, qpc, intra).reshape(*coef.shape[:-3], 4)
+    ac = scan(tf.quantise(coef, qpc, intra))[..., 1:]
+    return Chroma(dc, ac, chroma_residual(dc, ac, qpc))
