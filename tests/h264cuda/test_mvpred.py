@@ -11,16 +11,19 @@ from rfb.h264cuda.model.picture import P_L0_16X16, P_SKIP
 from .streams import assert_decodes_to_reconstruction, encode
 
 
-def spec_predictors(mv: np.ndarray, r: int, c: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    # 8.4.1.3 and 8.4.1.1 for a 16x16 inter macroblock with refIdx 0 among inter neighbours.
+def spec_predictors(mv: np.ndarray, inter: np.ndarray, r: int, c: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    # 8.4.1.3 and 8.4.1.1 for a 16x16 inter macroblock with refIdx 0; a neighbour is
+    # None when not available, (-1, (0, 0)) when intra.
     rows, cols = mv.shape[:2]
 
     def neighbour(rr: int, cc: int) -> tuple[int, tuple[int, int]] | None:
-        return (0, tuple(mv[rr, cc])) if 0 <= rr < rows and 0 <= cc < cols else None
+        if not (0 <= rr < rows and 0 <= cc < cols):
+            return None
+        return (0, tuple(mv[rr, cc])) if inter[rr, cc] else (-1, (0, 0))
 
     a, b = neighbour(r, c - 1), neighbour(r - 1, c)
     cn = neighbour(r - 1, c + 1) or neighbour(r - 1, c - 1)
-    skip_zero = a is None or b is None or a[1] == (0, 0) or b[1] == (0, 0)
+    skip_zero = a is None or b is None or a == (0, (0, 0)) or b == (0, (0, 0))
     if b is None and cn is None and a is not None:
         b = cn = a
     refs = [n[0] if n else -1 for n in (a, b, cn)]
@@ -32,15 +35,17 @@ def spec_predictors(mv: np.ndarray, r: int, c: int) -> tuple[tuple[int, int], tu
     return mvp, ((0, 0) if skip_zero else mvp)  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (1, 5), (4, 1), (5, 7)])
-def test_predictors_match_the_spec_at_every_position(rows: int, cols: int) -> None:
+@pytest.mark.parametrize("intra_share", [0.0, 0.3])
+@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (1, 5), (4, 1), (5, 7), (9, 11)])
+def test_predictors_match_the_spec_at_every_position(rows: int, cols: int, intra_share: float) -> None:
     rng = np.random.default_rng(rows * 10 + cols)
     mv = rng.integers(-6, 7, (rows, cols, 2)) * 4
     mv[rng.random((rows, cols)) < 0.3] = 0  # zero vectors switch the P_Skip rule
-    mvp, skip = predictors(mv)
+    inter = rng.random((rows, cols)) >= intra_share
+    mvp, skip = predictors(mv, inter)
     for r in range(rows):
         for c in range(cols):
-            expected_mvp, expected_skip = spec_predictors(mv, r, c)
+            expected_mvp, expected_skip = spec_predictors(mv, inter, r, c)
             assert tuple(mvp[r, c]) == expected_mvp, (r, c)
             assert tuple(skip[r, c]) == expected_skip, (r, c)
 

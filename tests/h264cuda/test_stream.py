@@ -48,6 +48,20 @@ def test_extreme_content_and_qp(pattern: str, qp: int) -> None:
     assert all(info.qp == qp for info in stream.infos)
 
 
+def test_p_pictures_turn_to_intra_where_nothing_predicts() -> None:
+    # A cut from gradient to noise, then noise: no reference helps, intra macroblocks do.
+    pictures = nv12_pictures("gradient", 96, 64, 2) + nv12_pictures("noise", 96, 64, 2)
+    stream = encode(pictures, 96, 64, qp=28)
+    assert_decodes_to_reconstruction(stream)
+    for info in stream.infos[2:]:
+        assert not info.idr
+        assert np.count_nonzero(info.macroblocks.kind == I_16X16) >= 20  # of 24
+    scene = encode(nv12_pictures("scene", 320, 240, 3), 320, 240, qp=26)
+    mixed = scene.infos[2].macroblocks.kind
+    assert (mixed == P_SKIP).any() and (mixed == P_L0_16X16).any()
+    assert_decodes_to_reconstruction(scene)
+
+
 def test_a_long_stream_does_not_drift() -> None:
     pictures = nv12_pictures("gradient", 96, 64, 30) + nv12_pictures("scene", 96, 64, 10)
     stream = encode(pictures, 96, 64, idr_at=(17,))

@@ -1,7 +1,7 @@
-"""P pictures: P_Skip and P_L0_16x16 macroblocks in one slice.
+"""P pictures: P_Skip, P_L0_16x16 and Intra16x16 macroblocks in one slice.
 
 Every macroblock is decided independently of every other, which is what makes the
-whole picture one parallel step on the GPU:
+decisions one parallel step on the GPU:
 
 1. For each macroblock, whether its residual against the co-located reference
    quantises to nothing, luma and chroma (``still``), and the best integer vector of
@@ -9,9 +9,17 @@ whole picture one parallel step on the GPU:
    vector against (0, 0)), the first candidate in the order of :func:`candidates`
    winning a tie. The kernel evaluates every (macroblock, candidate) pair in parallel
    and reduces in that order.
-2. The final vector is (0, 0) for a still macroblock, else the searched one; the
-   reconstruction follows from it alone (a still macroblock shows the reference).
-3. With every final vector known, the predictors (:mod:`.mvpred`) are a gather. A still
+2. A macroblock that is not still is intra when the best Intra16x16 prediction made
+   from its *source* neighbours (:func:`rfb.h264cuda.model.intra.source_cost`) beats
+   the search's cost by more than lambda(qp) * :data:`INTRA_PENALTY_BITS`. Deciding
+   from the source keeps the decision parallel; the intra macroblocks are then coded
+   from the reconstruction as a wavefront that visits only them
+   (:func:`rfb.h264cuda.model.intra.code_wavefront`), a chain only as long as the
+   longest run of adjacent intra macroblocks.
+3. The final vector is (0, 0) for a still or intra macroblock, else the searched one;
+   the reconstruction of inter macroblocks follows from it alone (a still macroblock
+   shows the reference).
+4. With every final vector known, the predictors (:mod:`.mvpred`) are a gather. A still
    macroblock whose P_Skip vector (8.4.1.1) is (0, 0) is P_Skip; one whose P_Skip
    vector is not (a neighbour moves) is P_L0_16x16 with vector (0, 0) and no residual,
    which decodes to the same samples.
@@ -26,10 +34,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from rfb.h264cuda.model import mvpred, residual
+from rfb.h264cuda.model import intra, mvpred, residual
 from rfb.h264cuda.model.bitwriter import se_code_num, ue_length
 from rfb.h264cuda.model.picture import P_L0_16X16, P_SKIP, MacroblockArrays, from_mb_view, mb_view
 from rfb.h264cuda.model.transform import chroma_qp
+
+# The bias against intra in P pictures, in units of lambda(qp): an intra macroblock's
+# residual costs more bits than an inter one's of the same SAD. Tuned on the scene and
+# gradient patterns (640x360, QP 26: 8, 16, 32, 48, 64, 96, 128 and none tried; 48 gave
+# the fewest bytes on both, 11 % and 4 % fewer than no intra).
+INTRA_PENALTY_BITS = 48
 
 # Lagrangian weight of motion vector bits against SAD, by QP: doubles every 6 QP (about 2^((qp - 18) / 6)).
 LAMBDA = (
@@ -49,8 +63,8 @@ def _mv_bits(dx: int, dy: int) -> int:
     return ue_length(se_code_num(4 * dx)) + ue_length(se_code_num(4 * dy))
 
 
-def motion_search(y: np.ndarray, ref: np.ndarray, search: int, qp: int) -> np.ndarray:
-    """The chosen vector of every macroblock, (R, C, 2) whole luma samples (x, y)."""
+def motion_search(y: np.ndarray, ref: np.ndarray, search: int, qp: int) -> tuple[np.ndarray, np.ndarray]:
+    """The chosen vector of every macroblock, (R, C, 2) whole luma samples (x, y), and its cost (R, C)."""
     h, w = y.shape
     padded = np.pad(ref.astype(np.int32), search, mode="edge")
     src = y.astype(np.int32)
@@ -61,7 +75,7 @@ def motion_search(y: np.ndarray, ref: np.ndarray, search: int, qp: int) -> np.nd
         sad = mb_view(np.abs(src - shifted), 16).sum(axis=(-2, -1), dtype=np.int32)
         costs[k] = sad + LAMBDA[qp] * _mv_bits(dx, dy)
     best = np.argmin(costs, axis=0)  # first minimum: the candidate order breaks ties
-    return np.asarray(vectors, np.int32)[best]
+    return np.asarray(vectors, np.int32)[best], np.take_along_axis(costs, best[None], axis=0)[0]
 
 
 def predict_luma(ref: np.ndarray, mv: np.ndarray) -> np.ndarray:
@@ -114,17 +128,19 @@ def code_p_picture(
     chroma0 = residual.code_chroma(src_c - pred_c0, qpc, intra=False)
     still = ~np.any(luma0.levels != 0, axis=(-2, -1)) & (chroma0.cbp == 0)
 
-    mv = motion_search(y, ref_y, search, qp)
+    mv, cost = motion_search(y, ref_y, search, qp)
     pred_y, pred_c = predict_luma(ref_y, mv), predict_chroma(ref_c, mv)
     luma = residual.code_luma_inter(src_y - pred_y, qp)
     chroma = residual.code_chroma(src_c - pred_c, qpc, intra=False)
+    moved = mv.any(axis=-1)  # an unmoved macroblock that is not still is refined, not re-coded intra
+    is_intra = ~still & moved & (intra.source_cost(src_y) + LAMBDA[qp] * INTRA_PENALTY_BITS < cost)
 
-    final = np.where(still[..., None], 0, 4 * mv)  # quarter samples
-    mvp, skip_mv = mvpred.predictors(final)
+    final = np.where((still | is_intra)[..., None], 0, 4 * mv)  # quarter samples
+    mvp, skip_mv = mvpred.predictors(final, ~is_intra)
     skip = still & ~skip_mv.any(axis=-1)
 
     mbs = MacroblockArrays.empty(rows, cols)
-    coded = ~still
+    coded = ~still & ~is_intra
     mbs.kind[:] = np.where(skip, P_SKIP, P_L0_16X16)
     mbs.mv[:] = final
     mbs.mvp[:] = mvp
@@ -137,5 +153,6 @@ def code_p_picture(
 
     rec_y = np.where(still[..., None, None], pred_y0, np.clip(pred_y + luma.residual, 0, 255))
     rec_c = np.where(still[..., None, None, None], pred_c0, np.clip(pred_c + chroma.residual, 0, 255))
+    intra.code_wavefront(src_y, src_c, rec_y, rec_c, is_intra, qp, mbs)
     recon_c = from_mb_view(rec_c.transpose(2, 0, 1, 3, 4))
     return mbs, from_mb_view(rec_y).astype(np.uint8), recon_c.astype(np.uint8)

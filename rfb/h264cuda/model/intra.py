@@ -103,28 +103,47 @@ def _choose(source: np.ndarray, preds: np.ndarray, allowed: np.ndarray) -> np.nd
     return np.argmin(np.where(allowed, sad, _UNAVAILABLE), axis=0)
 
 
-def code_i_picture(y: np.ndarray, c: np.ndarray, qp: int) -> tuple[MacroblockArrays, np.ndarray, np.ndarray]:
-    """Code luma ``y`` (H, W) and chroma ``c`` (2, H/2, W/2), padded to whole macroblocks.
+def _neighbours(rec_y: np.ndarray, r: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, ...]:
+    # Upper row, left column and upper-left sample of macroblocks (r, col) in a
+    # (R, C, 16, 16) array, and which exist (zeros where not).
+    has_top, has_left = r > 0, col > 0
+    up, lf = np.maximum(r - 1, 0), np.maximum(col - 1, 0)  # clamped; masked by has_*
+    top = np.where(has_top[:, None], rec_y[up, col, 15, :], 0)
+    left = np.where(has_left[:, None], rec_y[r, lf, :, 15], 0)
+    return top, left, rec_y[up, lf, 15, 15], has_top, has_left
 
-    Returns the macroblocks and the reconstruction (luma, chroma) the decoder will show.
+
+def source_cost(src_y: np.ndarray) -> np.ndarray:
+    """(R, C) least luma SAD of any Intra16x16 prediction made from the *source* neighbours.
+
+    P pictures decide intra against inter with this, for all macroblocks at once; the
+    macroblocks chosen are then coded from the reconstruction (:func:`code_wavefront`).
     """
-    rows, cols = y.shape[0] // 16, y.shape[1] // 16
-    mbs = MacroblockArrays.empty(rows, cols)
-    mbs.kind[:] = I_16X16
-    src_y = mb_view(y.astype(np.int32), 16)  # (R, C, 16, 16)
-    src_c = mb_view(c.astype(np.int32), 8).transpose(1, 2, 0, 3, 4)  # (R, C, 2, 8, 8)
-    rec_y = np.zeros((rows, cols, 16, 16), np.int32)
-    rec_c = np.zeros((rows, cols, 2, 8, 8), np.int32)
+    rows, cols = src_y.shape[:2]
+    r, col = (a.ravel() for a in np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
+    preds, allowed = luma_predictions(*_neighbours(src_y, r, col))
+    sad = np.abs(preds - src_y[r, col][None]).sum(axis=(2, 3))
+    return np.where(allowed, sad, _UNAVAILABLE).min(axis=0).reshape(rows, cols)
+
+
+def code_wavefront(src_y: np.ndarray, src_c: np.ndarray, rec_y: np.ndarray, rec_c: np.ndarray, mask: np.ndarray,
+                   qp: int, mbs: MacroblockArrays) -> None:
+    """Code the macroblocks in ``mask`` (R, C) as Intra16x16, one anti-diagonal at a time.
+
+    ``src_y`` (R, C, 16, 16) and ``src_c`` (R, C, 2, 8, 8) are the source; ``rec_y`` and
+    ``rec_c`` the reconstruction, already final outside ``mask`` and completed here in
+    place, as are the macroblocks' entries in ``mbs``.
+    """
+    rows, cols = mask.shape
     qpc = chroma_qp(qp)
     for step in range(rows + cols - 1):  # the wavefront: one anti-diagonal at a time
         r = np.arange(max(0, step - cols + 1), min(rows, step + 1))
         col = step - r
-        has_top, has_left = r > 0, col > 0
-        up, lf = np.maximum(r - 1, 0), np.maximum(col - 1, 0)  # clamped; masked by has_*
-        top_y = np.where(has_top[:, None], rec_y[up, col, 15, :], 0)
-        left_y = np.where(has_left[:, None], rec_y[r, lf, :, 15], 0)
-        corner_y = rec_y[up, lf, 15, 15]
-        preds, allowed = luma_predictions(top_y, left_y, corner_y, has_top, has_left)
+        r, col = r[mask[r, col]], col[mask[r, col]]
+        if r.size == 0:
+            continue
+        mbs.kind[r, col] = I_16X16
+        preds, allowed = luma_predictions(*_neighbours(rec_y, r, col))
         pick = _choose(src_y[r, col], preds, allowed)
         pred = preds[pick, np.arange(r.size)]
         luma = residual.code_luma_intra16(src_y[r, col] - pred, qp)
@@ -134,10 +153,11 @@ def code_i_picture(y: np.ndarray, c: np.ndarray, qp: int) -> tuple[MacroblockArr
         mbs.luma[r, col, :, 1:] = luma.ac
         mbs.cbp_luma[r, col] = np.where(np.any(luma.ac != 0, axis=(-2, -1)), 15, 0)
 
+        has_top, has_left = r > 0, col > 0
+        up, lf = np.maximum(r - 1, 0), np.maximum(col - 1, 0)
         top_c = np.where(has_top[:, None, None], rec_c[up, col, :, 7, :], 0)
         left_c = np.where(has_left[:, None, None], rec_c[r, lf, :, :, 7], 0)
-        corner_c = rec_c[up, lf, :, 7, 7]
-        preds, allowed = chroma_predictions(top_c, left_c, corner_c, has_top, has_left)
+        preds, allowed = chroma_predictions(top_c, left_c, rec_c[up, lf, :, 7, 7], has_top, has_left)
         pick = _choose(src_c[r, col], preds, allowed)
         pred = preds[pick, np.arange(r.size)]
         chroma = residual.code_chroma(src_c[r, col] - pred, qpc, intra=True)
@@ -146,5 +166,19 @@ def code_i_picture(y: np.ndarray, c: np.ndarray, qp: int) -> tuple[MacroblockArr
         mbs.chroma_dc[r, col] = chroma.dc
         mbs.chroma_ac[r, col] = chroma.ac
         mbs.cbp_chroma[r, col] = chroma.cbp
+
+
+def code_i_picture(y: np.ndarray, c: np.ndarray, qp: int) -> tuple[MacroblockArrays, np.ndarray, np.ndarray]:
+    """Code luma ``y`` (H, W) and chroma ``c`` (2, H/2, W/2), padded to whole macroblocks.
+
+    Returns the macroblocks and the reconstruction (luma, chroma) the decoder will show.
+    """
+    rows, cols = y.shape[0] // 16, y.shape[1] // 16
+    mbs = MacroblockArrays.empty(rows, cols)
+    src_y = mb_view(y.astype(np.int32), 16)  # (R, C, 16, 16)
+    src_c = mb_view(c.astype(np.int32), 8).transpose(1, 2, 0, 3, 4)  # (R, C, 2, 8, 8)
+    rec_y = np.zeros((rows, cols, 16, 16), np.int32)
+    rec_c = np.zeros((rows, cols, 2, 8, 8), np.int32)
+    code_wavefront(src_y, src_c, rec_y, rec_c, np.ones((rows, cols), bool), qp, mbs)
     recon_c = from_mb_view(rec_c.transpose(2, 0, 1, 3, 4))
     return mbs, from_mb_view(rec_y).astype(np.uint8), recon_c.astype(np.uint8)
