@@ -9,9 +9,11 @@ decisions one parallel step on the GPU:
    vector against (0, 0)), the first candidate in the order of :func:`candidates`
    winning a tie. The kernel evaluates every (macroblock, candidate) pair in parallel
    and reduces in that order.
-2. A macroblock that is not still is intra when the best Intra16x16 prediction made
-   from its *source* neighbours (:func:`rfb.h264cuda.model.intra.source_cost`) beats
-   the search's cost by more than lambda(qp) * :data:`INTRA_PENALTY_BITS`. Deciding
+2. A macroblock that is not still, and whose search moved, is intra when the best
+   Intra16x16 prediction made from its *source* neighbours (:func:`rfb.h264cuda.model.intra.source_cost`) beats
+   the search's cost by more than lambda(qp) * :data:`INTRA_PENALTY_BITS`. (In a static
+   area intra would re-code the same reconstruction error picture after picture, where
+   an inter residual refines it once.) Deciding
    from the source keeps the decision parallel; the intra macroblocks are then coded
    from the reconstruction as a wavefront that visits only them
    (:func:`rfb.h264cuda.model.intra.code_wavefront`), a chain only as long as the

@@ -1,4 +1,4 @@
-"""I pictures: Intra16x16 macroblocks in one slice, coded as a wavefront.
+"""Intra16x16 macroblocks, coded as a wavefront: all of an I picture, some of a P picture.
 
 A macroblock predicts from the reconstructed samples of its left, upper and
 upper-left neighbours (Intra16x16: 8.3.3; chroma: 8.3.4), so it can be coded once
@@ -8,7 +8,9 @@ takes R + C - 1 steps (124 at 1280x720, 187 at 1920x1080), each as wide as its
 diagonal. That wavefront is the one sequential loop of an I picture; on the GPU it
 is one launch (or one persistent kernel step) per diagonal, a thread block per
 macroblock. This model loops over the diagonals the same way, each step vectorised
-over the diagonal's macroblocks.
+over the diagonal's macroblocks. In a P picture only the intra macroblocks take part
+(:func:`code_wavefront` with a mask); the others are already reconstructed, so the
+chain is only as long as the longest run of adjacent intra macroblocks.
 
 Modes: luma Vertical, Horizontal, DC and Plane; chroma DC, Horizontal, Vertical and
 Plane, each where its neighbours are available. The decision is the least sum of
