@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rfb.encoders import h264
 from rfb.h264cuda.model.encoder import ModelEncoder
@@ -124,3 +126,29 @@ def test_the_model_command_prints_a_line_per_picture(capsys: pytest.CaptureFixtu
     rows = [line.split() for line in lines[2:5]]
     assert [r[1] for r in rows] == ["IDR", "P", "IDR"]
     assert all(r[2] == "30" and int(r[3]) > 0 for r in rows)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    qp=st.integers(10, 51),
+    size=st.sampled_from([(16, 16), (32, 48), (48, 32), (34, 18)]),
+    smooth=st.booleans(),
+)
+def test_random_pictures_decode_to_the_reconstruction(seed: int, qp: int, size: tuple[int, int], smooth: bool) -> None:
+    # Random content, random QP, small and cropped sizes, pictures that partly move and
+    # partly change: every path of the coder meets the decoder eventually.
+    width, height = size
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, 256, (height * 3 // 2, width), dtype=np.uint8)
+    if smooth:
+        first = (np.cumsum(rng.integers(-3, 4, first.shape), axis=1) + 128).clip(0, 255).astype(np.uint8)
+    pictures = [first]
+    for _ in range(3):
+        nxt = np.roll(pictures[-1], shift=tuple(int(v) for v in rng.integers(-5, 6, 2)), axis=(0, 1))
+        patch = rng.integers(0, 256, (4, 6), dtype=np.uint8)
+        y, x = int(rng.integers(0, height - 4)), int(rng.integers(0, width - 6))
+        nxt[y : y + 4, x : x + 6] = patch
+        pictures.append(nxt)
+    stream = encode(pictures, width, height, qp=qp)
+    assert_decodes_to_reconstruction(stream)
