@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         force = bool(args.idr_every) and i > 0 and i % args.idr_every == 0
         enc.encode(nv12[:height], nv12[height:], force_idr=force)
         info = enc.last
-        assert info is not None
+        if info is None:
+            raise RuntimeError("expected the encoder to describe the picture it just coded")
         kinds = np.bincount(info.macroblocks.kind.ravel(), minlength=3)
         psnr = _psnr(enc.reconstruction[0], nv12[:height])
         print(f"{i:3d}  {'IDR' if info.idr else 'P':4s} {info.qp:3d} {info.size:7d} {kinds[P_SKIP]:5d} "
