@@ -43,6 +43,7 @@ from rfb.latency import LatencySummary
 from rfb.routes import resolve_routes
 from rfb.server import ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
+from rfb.stills import StillStats, host_rgb, png_bytes
 
 logger = logging.getLogger("rfb.display")
 
@@ -67,6 +68,7 @@ class DisplayStats:
     viewers: int
     groups: dict[str, GroupStats]  # by group: "webcodecs", "image" (JPEG), "png"
     latency: dict[int, LatencySummary]  # by client id, over the last stats_interval (1 s by default)
+    stills: StillStats | None = None  # lossless stills of settled frames (rfb.stills)
 
 
 class Display:
@@ -95,6 +97,9 @@ class Display:
     - ``max_message_bytes``, ``event_queue_size``, ``hello_timeout``: limits on viewers.
     - ``stats_interval``: seconds between ``stats`` messages (latency, fps) to each
       viewer, also the window of ``ViewerInfo.latency``; 0 sends none.
+    - ``still_after``: seconds without a new frame before every viewer that gets lossy
+      frames (H.264, JPEG) is sent the last one losslessly, once (PNG, drawn over the
+      video until the next frame); None: only on :meth:`refresh_still`.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class Display:
         hello_timeout: float = 10.0,
         stats_interval: float = 1.0,
         failover: FailoverPolicy | None = None,
+        still_after: float | None = 0.3,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -145,7 +151,7 @@ class Display:
         self._fanout = FanOut(
             routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
-            failover=failover,
+            failover=failover, still_after=still_after,
         )
         self.host = host
         app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins)
@@ -215,6 +221,40 @@ class Display:
     def poll_events(self) -> list[InputEvent]:
         """Every viewer's input events since the last poll, oldest first."""
         return self._events.drain()
+
+    # ------------------------------------------------------------ stills and captures
+
+    def refresh_still(self) -> None:
+        """Send every viewer of lossy frames the current frame losslessly now, once.
+
+        What ``still_after`` does when the scene settles, on demand (also with
+        ``still_after=None``). Viewers that already hold this frame's still, and PNG
+        viewers, get nothing more. Returns at once; the PNG is made on a thread of its own.
+        """
+        if self._closed:
+            raise RuntimeError("display is closed")
+        self._fanout.refresh_still()
+
+    def capture(self, format: str = "png") -> bytes | Any:
+        """The last published frame: PNG bytes (``format="png"``) or an ``(H, W, 3)`` uint8 RGB array ("array").
+
+        For notebooks and papers: exactly the pixels published (alpha dropped, nv12
+        converted to RGB as the encoders do), whatever viewers received. A CUDA frame is
+        copied down once. The array is the caller's own copy. Raises ``LookupError``
+        before the first publish.
+        """
+        if format not in ("png", "array"):
+            raise ValueError(f"format must be 'png' or 'array', got {format!r}")
+        lease = self._frames.take()
+        if lease is None:
+            raise LookupError("nothing to capture: no frame has been published yet")
+        try:
+            rgb = host_rgb(lease.frame)
+            if format == "png":
+                return png_bytes(rgb)
+            return rgb.copy() if rgb is lease.frame.data else rgb
+        finally:
+            self._frames.release(lease.frame)
 
     # ------------------------------------------------------------ introspection
 
@@ -286,6 +326,7 @@ class Display:
             viewers=len(self.viewers),
             groups=groups,
             latency=self._registry.latency(self._settings.stats_interval or 1.0),
+            stills=self._fanout.still_stats(),
         )
 
     @property
