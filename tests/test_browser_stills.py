@@ -1,0 +1,118 @@
+"""Exact stills in a real headless Chromium (docs/fanout.md "Exact stills", docs/viewer.md).
+
+What only a browser can prove: that the still the viewer draws over H.264 or JPEG makes
+the picture on screen the published frame, pixel for pixel (the page composited at
+devicePixelRatio 1, the view at 1:1), and that the next frame replaces it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.test_browser import (  # the fixtures and helpers of the viewer's browser tests
+    QUADRANT_COLOURS,
+    QUADRANT_POINTS,
+    H,
+    W,
+    Feeder,
+    assert_colours,
+    browser_context,  # noqa: F401 (a fixture, used by name)
+    open_viewer,
+    page,  # noqa: F401 (a fixture, used by name)
+    quadrants,
+    with_query,
+)
+from tests.test_viewer_controls import noise, screen_pixels, view_state
+
+pytestmark = pytest.mark.browser
+
+
+def start_display(still_after: float | None) -> Any:
+    from rfb.display import start
+
+    return start(W, H, host="127.0.0.1", port=0, fps=30, token=secrets.token_urlsafe(12), still_after=still_after)
+
+
+@pytest.fixture
+def on_demand() -> Iterator[Any]:
+    display = start_display(None)
+    try:
+        yield display
+    finally:
+        display.close()
+
+
+@pytest.fixture
+def settling() -> Iterator[Any]:
+    display = start_display(0.3)
+    try:
+        yield display
+    finally:
+        display.close()
+
+
+def show_then_stop(page: Any, display: Any, frame: np.ndarray, transport: str) -> None:
+    """The viewer (no overlay) draws ``frame``, then publishing stops; the view goes to 1:1."""
+    feeder = Feeder(display, frame)
+    try:
+        open_viewer(page, with_query(display.url, overlay="0"), transport)
+    finally:
+        feeder.close()
+    page.locator("#screen").focus()
+    page.keyboard.press("Control+Digit1")
+    page.wait_for_function("() => window.__rfb.view.mode === '1:1' && window.__rfb.view.scale === 1")
+
+
+def shown_frame(page: Any) -> np.ndarray:
+    """The frame's area of the page as composited (device pixels = CSS pixels here)."""
+    assert page.evaluate("window.devicePixelRatio") == 1
+    view = view_state(page)
+    x, y = round(view["x"]), round(view["y"])
+    return screen_pixels(page)[y : y + H, x : x + W]
+
+
+def drawn_count(page: Any) -> int:
+    return int(page.evaluate("window.__rfb.stats.framesDrawn"))
+
+
+def wait_quiet(page: Any) -> None:
+    """Until no frame has been drawn for half a second (the last published one has arrived)."""
+    last, since = drawn_count(page), time.monotonic()
+    while time.monotonic() - since < 0.5:
+        time.sleep(0.1)
+        now = drawn_count(page)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+@pytest.mark.parametrize("transport", ["webcodecs", "image"])
+def test_a_still_makes_the_screen_the_exact_frame_and_the_next_frame_replaces_it(page, on_demand, transport):
+    frame = noise()
+    show_then_stop(page, on_demand, frame, transport)
+    wait_quiet(page)
+    lossy = shown_frame(page)
+    assert lossy.shape == frame.shape and not np.array_equal(lossy, frame), f"{transport} of noise is expected lossy"
+
+    on_demand.refresh_still()
+    page.wait_for_function("() => window.__rfb.stats.still === true")
+    np.testing.assert_array_equal(shown_frame(page), frame, f"the still over {transport} is not the frame")
+    assert page.evaluate("window.__rfb.stats.stillsDrawn") == 1
+
+    on_demand.publish(quadrants())  # motion resumes: the next frame is drawn over the still
+    assert_colours(page, QUADRANT_POINTS, QUADRANT_COLOURS)
+    assert page.evaluate("window.__rfb.stats.still") is False
+
+
+def test_a_settled_scene_gets_its_still_by_itself(page, settling):
+    frame = noise()
+    show_then_stop(page, settling, frame, "webcodecs")
+    page.wait_for_function("() => window.__rfb.stats.still === true")
+    np.testing.assert_array_equal(shown_frame(page), frame, "the settled still is not the frame")
+    stats = settling.stats.stills
+    assert stats.encodes == 1 and stats.sent == 1, stats
