@@ -40,6 +40,7 @@ from rfb.fanout import FanOut, GroupStats
 from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
 from rfb.latency import LatencySummary
+from rfb.recording import Recording
 from rfb.routes import resolve_routes
 from rfb.server import ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
@@ -148,6 +149,7 @@ class Display:
         self._events = EventQueue(event_queue_size)
         self._registry = SessionRegistry()
         self._settings = SessionSettings(self.token, max_message_bytes, hello_timeout, stats_interval)
+        self._recording: Recording | None = None
         self._fanout = FanOut(
             routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
@@ -255,6 +257,32 @@ class Display:
             return rgb.copy() if rgb is lease.frame.data else rgb
         finally:
             self._frames.release(lease.frame)
+
+    # ------------------------------------------------------------ recordings
+
+    def record(self, path: str | Any, *, queue_size: int = 256, fragment_s: float = 0.5) -> Recording:
+        """Record the H.264 stream as it is sent into fragmented MP4 at ``path``, until :meth:`stop_recording`.
+
+        No second encode: the recording receives the access units the video viewers get
+        (on a display whose viewers take images, the H.264 group runs for it alone). It
+        starts at a keyframe it asks for, keeps the publish timestamps, starts a new file
+        at a new size (``run.mp4``, ``run-001.mp4``...), and a crash leaves every file
+        playable up to its last fragment (rfb.recording). One recording at a time; also
+        a context manager (``with display.record("run.mp4"): ...``).
+        """
+        if self._closed:
+            raise RuntimeError("display is closed")
+        if self._recording is not None and self._recording.recording:
+            raise RuntimeError(f"already recording to {self._recording.path}; stop_recording() first")
+        self._recording = Recording(self._fanout, path, queue_size=queue_size, fragment_s=fragment_s)
+        return self._recording
+
+    def stop_recording(self) -> Recording | None:
+        """Finish the recording in progress (its files are complete when this returns); None if none."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.stop()
+        return recording
 
     # ------------------------------------------------------------ introspection
 
@@ -381,6 +409,7 @@ class Display:
             await self._registry.wait_finished(stuck, timeout=1.0)
 
     def _release(self) -> None:
+        self.stop_recording()
         self._fanout.close()
         self._frames.clear()
 
