@@ -7,9 +7,11 @@ devicePixelRatio 1, the view at 1:1), and that the next frame replaces it.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,3 +118,23 @@ def test_a_settled_scene_gets_its_still_by_itself(page, settling):
     np.testing.assert_array_equal(shown_frame(page), frame, "the settled still is not the frame")
     stats = settling.stats.stills
     assert stats.encodes == 1 and stats.sent == 1, stats
+
+
+DOCS_IMAGE = Path(__file__).resolve().parents[1] / "docs" / "viewer-still.png"
+
+
+@pytest.mark.skipif(os.environ.get("RFB_WRITE_DOCS_SCREENSHOTS") != "1", reason="set RFB_WRITE_DOCS_SCREENSHOTS=1 to write docs/viewer-still.png")
+def test_docs_screenshot(page, settling):
+    """docs/viewer-still.png: the demo scene over H.264, settled, at 1:1, the overlay saying so."""
+    from rfb.demo import Scene
+
+    feeder = Feeder(settling, Scene(W, H).render(1.0))
+    try:
+        open_viewer(page, settling.url, "webcodecs")
+    finally:
+        feeder.close()
+    page.locator("#screen").focus()
+    page.keyboard.press("Control+Digit1")
+    page.wait_for_function("() => document.getElementById('stats').textContent.includes('exact still')")
+    page.screenshot(path=str(DOCS_IMAGE))
+    assert DOCS_IMAGE.stat().st_size > 0
