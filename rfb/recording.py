@@ -82,8 +82,10 @@ class Recording:
         self._t0 = 0
         self._last_pts = -1
         self._thread = threading.Thread(target=self._run, name="rfb-recording", daemon=True)
-        self._thread.start()
+        # Joined first: a closed display raises here, before a thread exists. Units that
+        # come before the thread starts wait in the queue.
         self._member = fanout.join(RECORDER_CLIENT_ID, GROUP, self._deliver, wants_stills=False)
+        self._thread.start()
 
     @property
     def recording(self) -> bool:

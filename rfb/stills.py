@@ -149,6 +149,7 @@ class StillChannel:
             return None  # stills on demand only, and none asked for
         lease = frames.take()
         if lease is None:
+            self._refresh = False  # "now" has no frame: the first one waits for its settle time
             return None
         frame, version, published_at = lease
         try:
@@ -162,7 +163,8 @@ class StillChannel:
                     if wait > 0:
                         return wait
                 if not self._anyone_lossy():
-                    return None  # a joiner wakes the channel
+                    self._refresh = False
+                    return None  # nobody to send it to; a joiner wakes the channel
                 self._refresh = False
                 self._still = self._encode(frame, version)
                 if self._still is None:

@@ -201,3 +201,42 @@ def test_capture_with_own_frames_is_the_copy_taken_at_publish(test_encoders: Enc
         np.testing.assert_array_equal(display.capture("array"), expected)
     finally:
         display.close()
+
+
+@pytest.mark.anyio
+async def test_a_refresh_before_the_first_frame_does_not_skip_its_settle_time(test_encoders: EncoderLog) -> None:
+    display = start_test_display(W, H, still_after=30.0)
+    try:
+        async with await ProtocolClient.connect(display, supported=[H264]) as video:
+            wait_until(lambda: len(display.viewers) == 1, what="a viewer")
+            display.refresh_still()  # nothing published yet: nothing to refresh
+            wait_until(lambda: not display._fanout.stills._refresh, what="the refresh to be consumed")
+            display.publish(noise(10))
+            await no_still(video, 0.5)
+            assert display.stats.stills.encodes == 0
+    finally:
+        display.close()
+
+
+# ---------------------------------------------------------------- CUDA frames (the lead runs these on a GPU)
+
+
+@pytest.mark.gpu
+@pytest.mark.anyio
+async def test_cuda_frames_give_exact_stills_and_captures(test_encoders: EncoderLog) -> None:
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    frame = noise(11)
+    display = start_test_display(W, H, still_after=SETTLE)
+    try:
+        async with await ProtocolClient.connect(display, supported=[H264]) as video:
+            wait_until(lambda: len(display.viewers) == 1, what="a viewer")
+            display.publish(cp.asarray(frame))
+            np.testing.assert_array_equal(decode_png((await next_still(video)).payload), frame)
+        capture = display.capture("array")
+        assert isinstance(capture, np.ndarray)
+        np.testing.assert_array_equal(capture, frame)
+        np.testing.assert_array_equal(decode_png(display.capture("png")), frame)
+    finally:
+        display.close()
