@@ -202,3 +202,31 @@ def test_a_killed_process_leaves_a_playable_file(display, tmp_path):
     decoded, pts, _ = decode(path)
     assert len(decoded) >= 10, f"expected the fragments written before the kill, got {len(decoded)} frames"
     assert pts == sorted(set(pts))
+
+
+@pytest.mark.gpu
+def test_cuda_frames_on_a_gpu_display_record_what_was_published(tmp_path):
+    """The lead runs this on a GPU: the route ``gpu=True`` picks (h264_gpu_nv12 without NVENC) is recorded."""
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    display = start_display(gpu=True)
+    try:
+        frames = blocks(6, 30)
+        recording = display.record(tmp_path / "gpu.mp4")
+        wait_until(lambda: "webcodecs" in display.stats.groups, what="the H.264 group")
+        period = 1 / FPS
+        encoded = display.stats.groups["webcodecs"].frames_encoded
+        for i, array in enumerate(frames):
+            display.publish(cp.asarray(array))
+            wait_until(lambda: display.stats.groups["webcodecs"].frames_encoded >= encoded + i + 1,
+                       what=f"frame {i} encoded")
+            time.sleep(period)
+        wait_until(lambda: recording.frames == len(frames), what="every frame written")
+        recording.stop()
+        assert display.stats.groups["webcodecs"].cuda_frames >= len(frames)
+    finally:
+        display.close()
+    decoded, pts, _ = decode(recording.files[0])
+    assert len(decoded) == len(frames) and pts == sorted(set(pts))
+    assert all(psnr(d, f) > 30 for d, f in zip(decoded, frames, strict=True))
