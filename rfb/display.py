@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import secrets
 import threading
 import time
@@ -260,7 +261,7 @@ class Display:
 
     # ------------------------------------------------------------ recordings
 
-    def record(self, path: str | Any, *, queue_size: int = 256, fragment_s: float = 0.5) -> Recording:
+    def record(self, path: str | os.PathLike[str], *, queue_size: int = 256, fragment_s: float = 0.5) -> Recording:
         """Record the H.264 stream as it is sent into fragmented MP4 at ``path``, until :meth:`stop_recording`.
 
         No second encode: the recording receives the access units the video viewers get

@@ -63,6 +63,7 @@ class Member:
     active: bool = True
     delivered: int = 0
     wants_stills: bool = True  # lossy viewers get lossless stills (rfb.stills); a recorder does not
+    paced: bool = True  # held to max_inflight; a recorder is not (it takes every frame, acked at once)
     shown: int = 0  # the frame version of the last payload delivered
     shown_payload: EncodedPayload | None = None  # that payload (its configuration)
     still: int = 0  # the frame version of the last still delivered; reset by any payload after it
@@ -73,7 +74,7 @@ class Member:
         return GROUP_TRANSPORTS[self.group]
 
     def has_room(self, max_inflight: int) -> bool:
-        return len(self.inflight) + self.pending < max_inflight
+        return not self.paced or len(self.inflight) + self.pending < max_inflight
 
 
 @dataclass

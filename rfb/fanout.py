@@ -119,14 +119,17 @@ class FanOut:
             group.wake()
         self.stills.wake()
 
-    def join(self, client_id: int, key: str, deliver: Deliver, *, wants_stills: bool = True) -> Member:
+    def join(self, client_id: int, key: str, deliver: Deliver, *, wants_stills: bool = True,
+             paced: bool = True) -> Member:
         """Add a viewer to group ``key``; it needs a keyframe, so its group encodes one promptly.
 
-        ``wants_stills=False``: no lossless stills for this member (a recorder).
+        ``wants_stills=False``: no lossless stills for this member. ``paced=False``: not
+        held to ``max_inflight``, so it receives every frame its group encodes (a
+        recorder, which must never miss one because its acks are on their way).
         """
         if key not in self.routes:
             raise ValueError(f"no group {key!r} here; groups: {list(self.routes)}")
-        member = Member(client_id, key, deliver, wants_stills=wants_stills)
+        member = Member(client_id, key, deliver, wants_stills=wants_stills, paced=paced)
         with self.lock:
             if self._closed:
                 raise RuntimeError("display is closed")

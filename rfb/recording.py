@@ -1,9 +1,9 @@
 """Recordings: the H.264 stream as it is sent, muxed into fragmented MP4 without a second encode.
 
 A :class:`Recording` joins the display's ``webcodecs`` group like a viewer that never
-lags: it acks each payload as it is handed over, so it is always a recipient, and a
-queue and a writer thread of its own keep file I/O off the encode thread and the event
-loop. It therefore costs no encode: the access units written are the very bytes the
+lags: it is not held to the in-flight window (and acks each payload as it is handed
+over), so it is a recipient of every frame the group encodes, and a queue and a writer
+thread of its own keep file I/O off the encode thread and the event loop. It therefore costs no encode: the access units written are the very bytes the
 viewers receive. A display whose viewers all take images starts its H.264 group for
 the recording alone.
 
@@ -84,7 +84,7 @@ class Recording:
         self._thread = threading.Thread(target=self._run, name="rfb-recording", daemon=True)
         # Joined first: a closed display raises here, before a thread exists. Units that
         # come before the thread starts wait in the queue.
-        self._member = fanout.join(RECORDER_CLIENT_ID, GROUP, self._deliver, wants_stills=False)
+        self._member = fanout.join(RECORDER_CLIENT_ID, GROUP, self._deliver, wants_stills=False, paced=False)
         self._thread.start()
 
     @property

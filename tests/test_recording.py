@@ -230,3 +230,24 @@ def test_cuda_frames_on_a_gpu_display_record_what_was_published(tmp_path):
     decoded, pts, _ = decode(recording.files[0])
     assert len(decoded) == len(frames) and pts == sorted(set(pts))
     assert all(psnr(d, f) > 30 for d, f in zip(decoded, frames, strict=True))
+
+
+def test_a_recorder_is_not_held_to_the_inflight_window(test_encoders):
+    """Even unacked, a member that is not paced receives every frame (the recorder acks late, never skips)."""
+    from rfb.display import FrameStore
+    from rfb.encoders.registry import get_entry
+    from rfb.fanout import FanOut
+
+    store = FrameStore(own_frames=False)
+    fanout = FanOut({"webcodecs": [get_entry("test-h264")]}, frames=store, post=lambda callback: callback(),
+                    max_inflight=1)
+    got: list[tuple[bytes, int]] = []
+    try:
+        fanout.join(0, "webcodecs", lambda payload, seq, message: got.append((payload.data[:1], seq)), paced=False)
+        for i in range(5):
+            store.put(frame_from_array(np.full((48, 64, 3), i, np.uint8)))
+            fanout.wake()
+            wait_until(lambda: len(got) == i + 1, what=f"frame {i} delivered")  # noqa: B023
+        assert [kind for kind, _ in got] == [b"I", b"P", b"P", b"P", b"P"]
+    finally:
+        fanout.close()
