@@ -228,7 +228,8 @@ async def test_cuda_frames_give_exact_stills_and_captures(test_encoders: Encoder
 
     cp = require_cupy()
     frame = noise(11)
-    display = start_test_display(W, H, still_after=SETTLE)
+    # The real CPU routes: the group downloads CUDA frames for them, the still channel once more.
+    display = start_test_display(W, H, still_after=SETTLE, video_encoder=None, image_encoder="image")
     try:
         async with await ProtocolClient.connect(display, supported=[H264]) as video:
             wait_until(lambda: len(display.viewers) == 1, what="a viewer")

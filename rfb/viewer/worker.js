@@ -240,8 +240,9 @@ function clearServerStats() {
 function resizeCanvas(width, height) {
   if (!(width > 0 && height > 0)) return;
   if (canvas.width !== width || canvas.height !== height) {
-    canvas.width = width;
+    canvas.width = width; // clears the canvas, and any still with it
     canvas.height = height;
+    stats.still = false;
   }
   stats.width = width;
   stats.height = height;
