@@ -14,25 +14,41 @@ neither CUDA nor the driver; they load on first use. See docs/nvencffi.md.
 
 from __future__ import annotations
 
-from nvencffi.cuda import NullContext, PrimaryContext, set_context_flags
+from nvencffi.caps import EncoderCaps
+from nvencffi.cuda import NullContext, PointerInfo, PrimaryContext, set_context_flags
 from nvencffi.encoder import NvencEncoder, PictureType
-from nvencffi.errors import CudaUnavailable, DriverTooOld, NvencError, NvencStatus, NvencUnavailable
-from nvencffi.frames import FrameLayoutError
+from nvencffi.errors import (
+    CudaError,
+    CudaUnavailable,
+    DriverTooOld,
+    FrameSizeUnsupported,
+    NvencError,
+    NvencStatus,
+    NvencUnavailable,
+    ResizeUnsupported,
+)
+from nvencffi.frames import FrameDeviceError, FrameLayoutError
 from nvencffi.library import load_library, reset_library
 from nvencffi.probe import ProbeResult, probe
 
 __all__ = [
+    "CudaError",
     "CudaUnavailable",
     "DriverTooOld",
+    "EncoderCaps",
+    "FrameDeviceError",
     "FrameLayoutError",
+    "FrameSizeUnsupported",
     "NullContext",
     "NvencEncoder",
     "NvencError",
     "NvencStatus",
     "NvencUnavailable",
     "PictureType",
+    "PointerInfo",
     "PrimaryContext",
     "ProbeResult",
+    "ResizeUnsupported",
     "load_library",
     "probe",
     "reset_library",

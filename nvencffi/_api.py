@@ -8,6 +8,8 @@ here; the ABI test compares every value below with the official header's macro.
 
 from __future__ import annotations
 
+from typing import Any
+
 from nvencffi._ffi import ffi
 
 # ffi.dlopen(None) opens the running program itself: it gives access to the integer
@@ -71,3 +73,25 @@ FUNCTION_LIST_VER = STRUCT_VERSIONS["NV_ENCODE_API_FUNCTION_LIST_VER"]
 def enum_value(type_name: str, name: str) -> int:
     """The value of enumerator ``name`` of enum ``type_name`` as declared in the cdef."""
     return ffi.typeof(type_name).relements[name]
+
+
+def zero_reserved(struct: Any) -> None:
+    """Set every ``reserved*`` field of a cffi struct to 0 (its nested unions untouched).
+
+    The header asks that reserved fields of input structs be 0; a struct copied from one
+    the driver filled (the preset's config) could carry anything there.
+    """
+    ctype = ffi.typeof(struct)
+    if ctype.kind == "pointer":
+        ctype = ctype.item
+    for name, field in ctype.fields:
+        if not name.startswith("reserved"):
+            continue
+        kind = field.type.kind
+        if kind == "array":
+            target = getattr(struct, name)
+            ffi.memmove(target, bytes(ffi.sizeof(target)), ffi.sizeof(target))
+        elif kind == "pointer":
+            setattr(struct, name, ffi.NULL)
+        else:
+            setattr(struct, name, 0)

@@ -13,17 +13,24 @@ tuning (``nvEncGetEncodePresetConfigEx``):
 - an infinite GOP by default, IDRs on demand through ``NV_ENC_PIC_FLAG_FORCEIDR``
   (only honoured with ``enablePTD = 1``), ``idrPeriod = gopLength``.
 
-Frames are registered zero-copy (see ``registrations``), mapped for the encode and
-unmapped once the bitstream is locked. Linux NVENC is synchronous:
+Before configuring, the session's caps are asked (``caps``): a size the GPU cannot
+encode is refused in plain words, the one-frame VBV is set only where a custom VBV is
+supported, and a size change in place only where dynamic resolution change is.
+
+Frames are registered zero-copy at the caller's pointer (see ``registrations``), mapped
+for the encode and unmapped once the bitstream is locked, unless NVENC must not read
+them there: a pitch that is not a multiple of 256, stream-ordered pool memory, another
+context's memory. Those are copied on the device into the encoder's own buffer first
+(see ``staging``). A frame on another device is refused. Linux NVENC is synchronous:
 ``nvEncLockBitstream`` waits for the engine, so one bitstream buffer would do; we keep two.
 
-The per-frame path reuses preallocated parameter structs: no cffi allocation per frame;
-the Python objects it makes are the output ``bytes`` (one copy out of the locked
-bitstream), the frame's small view and its cache key.
+Every call gets fresh, zeroed parameter structs (a struct the driver wrote into is never
+handed back to it); the per-frame cost of that is a few hundred nanoseconds.
 
 An encoder is used by one thread at a time. It owns its session, its registrations, its
-bitstream buffers and (unless one was passed in) its CUDA primary-context reference;
-``close()`` releases them in that order and is idempotent.
+staging buffer, its bitstream buffers and (unless one was passed in) its CUDA
+primary-context reference; ``close()`` signals end of stream if anything was encoded,
+then releases them in that order, and is idempotent.
 """
 
 from __future__ import annotations
@@ -36,11 +43,12 @@ from typing import Any, Literal
 
 from nvencffi import _api, guids
 from nvencffi._ffi import ffi
+from nvencffi.caps import EncoderCaps, query_caps
 from nvencffi.cuda import EncodeContext, PrimaryContext
-from nvencffi.errors import NvencError, error_for
-from nvencffi.frames import FrameLayoutError, FrameView, parse_frame
+from nvencffi.errors import NvencError, ResizeUnsupported, error_for
+from nvencffi.frames import FrameLayoutError, parse_frame
+from nvencffi.inputs import Inputs
 from nvencffi.library import Library, load_library
-from nvencffi.registrations import RegistrationCache
 from nvencffi.session import open_session
 
 logger = logging.getLogger("nvencffi")
@@ -73,6 +81,9 @@ _INPUT_IMAGE = _E("NV_ENC_BUFFER_USAGE", "NV_ENC_INPUT_IMAGE")
 _IDR = _E("NV_ENC_PIC_TYPE", "NV_ENC_PIC_TYPE_IDR")
 _I = _E("NV_ENC_PIC_TYPE", "NV_ENC_PIC_TYPE_I")
 _BITSTREAM_BUFFERS = 2
+_PIC_PARAMS = ffi.typeof("NV_ENC_PIC_PARAMS *")
+_MAP_PARAMS = ffi.typeof("NV_ENC_MAP_INPUT_RESOURCE *")
+_LOCK_PARAMS = ffi.typeof("NV_ENC_LOCK_BITSTREAM *")
 
 
 def _frame_rate(fps: float) -> Fraction:
@@ -170,16 +181,24 @@ class NvencEncoder:
         self._encoder: Any = None
         self._bitstreams: list[Any] = []
         self._next_bitstream = 0
-        self._cache = RegistrationCache(registration_cache_size, self._unregister)
+        self._io_stream: Any = None  # the CUstream NVENC was given a pointer to: lives as long as we do
+        self._eos_due = False  # a picture went in since the last end of stream
+        self._caps: EncoderCaps | None = None
+        self._inputs = Inputs(self._context, registration_cache_size, self._register, self._unregister)
+        self._cache = self._inputs.cache
         # Work a failed call left undone, settled before the next frame and on close:
         # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
         # encoded but never locked; NVENC wants outputs locked in submission order).
         self._debts: list[tuple[Any, ...]] = []
-        self._last_key: Any = None  # the registration the preallocated pic params describe
         self._closed = False
         try:
             self._encoder = open_session(self._lib, self._context)
             with self._context.pushed():
+                self._codec_guid = guids.new_guid(guids.CODECS["h264"])
+                self._caps = caps = query_caps(self._lib, self._encoder, self._codec_guid)
+                gpu = self._context.gpu_name
+                caps.check_size(width, height, gpu_name=gpu, what="a frame size")
+                caps.check_size(max_width, max_height, gpu_name=gpu, what="a maximum size (max_width, max_height)")
                 self._configure(preset_guid, profile, tuning_value, rc_value, qp, colorspace)
                 self._check(self._lib.nvEncInitializeEncoder(self._encoder, self._init), "nvEncInitializeEncoder")
                 self._create_bitstreams()
@@ -188,7 +207,6 @@ class NvencEncoder:
         except BaseException:
             self._release(raise_errors=False)
             raise
-        self._preallocate()
 
     # ------------------------------------------------------------------ setup
 
@@ -198,7 +216,6 @@ class NvencEncoder:
 
     def _configure(self, preset_guid: Any, profile: str, tuning: int, rc_mode: int, qp: int, colorspace: str) -> None:
         lib, enc = self._lib, self._encoder
-        self._codec_guid = guids.new_guid(guids.CODECS["h264"])
         self._preset_guid = guids.new_guid(preset_guid)
         preset = ffi.new("NV_ENC_PRESET_CONFIG *")
         preset.version = _api.PRESET_CONFIG_VER
@@ -210,11 +227,13 @@ class NvencEncoder:
         config = ffi.new("NV_ENC_CONFIG *")
         config[0] = preset.presetCfg
         config.version = _api.CONFIG_VER
+        h264 = config.encodeCodecConfig.h264Config
+        for part in (config, config.rcParams, h264, h264.h264VUIParameters):
+            _api.zero_reserved(part)  # input structs: reserved fields must be 0
         self._config = config
         gop_length = _api.INFINITE_GOPLENGTH if self._gop is None else self._gop
         config.gopLength = gop_length
         config.frameIntervalP = 1
-        h264 = config.encodeCodecConfig.h264Config
         lossless = self._tuning == "lossless"
         if not lossless:  # lossless needs the preset's profile (High 4:4:4) and QP 0
             guids.write_guid(config.profileGUID, guids.H264_PROFILES[profile])
@@ -227,7 +246,8 @@ class NvencEncoder:
             if self._rate_control == "constqp":
                 rc.constQP.qpInterP = rc.constQP.qpInterB = rc.constQP.qpIntra = qp
                 rc.averageBitRate = rc.maxBitRate = 0
-                rc.vbvBufferSize = rc.vbvInitialDelay = 0
+                if self._caps is not None and self._caps.custom_vbv:
+                    rc.vbvBufferSize = rc.vbvInitialDelay = 0
             else:
                 self._apply_bitrate(rc)
         h264.idrPeriod = gop_length
@@ -263,11 +283,14 @@ class NvencEncoder:
         self._init = init
 
     def _apply_bitrate(self, rc: Any) -> None:
+        """Bitrate, and a one-frame VBV where the GPU takes a custom VBV size (else the
+        preset's VBV stays: setting one without the cap is refused)."""
         rc.averageBitRate = self._bitrate
         rc.maxBitRate = self._bitrate
-        frame_bits = int(self._bitrate * self._rate.denominator / self._rate.numerator)
-        rc.vbvBufferSize = frame_bits
-        rc.vbvInitialDelay = frame_bits
+        if self._caps is not None and self._caps.custom_vbv:
+            frame_bits = int(self._bitrate * self._rate.denominator / self._rate.numerator)
+            rc.vbvBufferSize = frame_bits
+            rc.vbvInitialDelay = frame_bits
 
     def _create_bitstreams(self) -> None:
         for _ in range(_BITSTREAM_BUFFERS):
@@ -281,20 +304,10 @@ class NvencEncoder:
         if fn == ffi.NULL:
             raise NvencError("nvEncSetIOCudaStreams", 22, None,
                              "cuda_stream was given but this NVENC library has no nvEncSetIOCudaStreams")
-        handle = ffi.new("void **", ffi.cast("void *", stream))
-        self._check(fn(self._encoder, handle, handle), "nvEncSetIOCudaStreams")
-
-    def _preallocate(self) -> None:
-        pic = ffi.new("NV_ENC_PIC_PARAMS *")
-        pic.version = _api.PIC_PARAMS_VER
-        pic.pictureStruct = _PIC_STRUCT_FRAME
-        self._pic = pic
-        mapping = ffi.new("NV_ENC_MAP_INPUT_RESOURCE *")
-        mapping.version = _api.MAP_INPUT_RESOURCE_VER
-        self._map = mapping
-        lock = ffi.new("NV_ENC_LOCK_BITSTREAM *")
-        lock.version = _api.LOCK_BITSTREAM_VER
-        self._lock = lock
+        # NV_ENC_CUSTREAM_PTR is a pointer TO a CUstream, which the driver keeps: it must
+        # live as long as the session (FFmpeg passes a field of its context), not a call.
+        self._io_stream = ffi.new("void **", ffi.cast("void *", stream))
+        self._check(fn(self._encoder, self._io_stream, self._io_stream), "nvEncSetIOCudaStreams")
 
     # -------------------------------------------------------------- properties
 
@@ -347,7 +360,22 @@ class NvencEncoder:
 
     @property
     def registration_stats(self) -> dict[str, int]:
-        return {"cached": len(self._cache), "hits": self._cache.hits, "misses": self._cache.misses}
+        """Registrations cached, cache hits and misses, ``stale`` (registrations dropped
+        because another allocation took their address), ``staged`` (frames copied into
+        the encoder's buffer) and why: ``staged_pitch``, ``staged_mempool``,
+        ``staged_context`` (see ``nvencffi.staging``)."""
+        return self._inputs.stats
+
+    @property
+    def caps(self) -> EncoderCaps:
+        """What this GPU's H.264 encoder reported (sizes, custom VBV, dynamic resize)."""
+        assert self._caps is not None  # set before the constructor returns
+        return self._caps
+
+    @property
+    def device(self) -> int:
+        """The CUDA device the encoder runs on; frames must live there."""
+        return self._context.device
 
     # -------------------------------------------------------------- encoding
 
@@ -355,23 +383,18 @@ class NvencEncoder:
         if self._closed:
             raise RuntimeError("this NvencEncoder is closed")
 
-    def _register(self, view: FrameView) -> Any:
-        """Register ``view``'s memory (cache miss), evicting the least recently used first."""
-        cache = self._cache
-        cache.make_room()
+    def _register(self, pointer: int, pitch: int, width: int, height: int, buffer_format: int) -> Any:
         reg = ffi.new("NV_ENC_REGISTER_RESOURCE *")
         reg.version = _api.REGISTER_RESOURCE_VER
         reg.resourceType = _CUDADEVICEPTR
-        reg.width = view.width
-        reg.height = view.height
-        reg.pitch = view.pitch
-        reg.resourceToRegister = ffi.cast("void *", view.pointer)
-        reg.bufferFormat = view.buffer_format
+        reg.width = width
+        reg.height = height
+        reg.pitch = pitch
+        reg.resourceToRegister = ffi.cast("void *", pointer)
+        reg.bufferFormat = buffer_format
         reg.bufferUsage = _INPUT_IMAGE
         self._check(self._lib.nvEncRegisterResource(self._encoder, reg), "nvEncRegisterResource")
-        handle = reg.registeredResource
-        cache.add(view.key, handle)
-        return handle
+        return reg.registeredResource
 
     def _unregister(self, handle: Any) -> None:
         self._check(self._lib.nvEncUnregisterResource(self._encoder, handle), "nvEncUnregisterResource")
@@ -379,8 +402,8 @@ class NvencEncoder:
     def encode(self, frame: Any, *, force_idr: bool = False) -> bytes:
         """Encode one frame; returns its Annex B access unit (SPS/PPS in-band on IDRs).
 
-        This is the per-frame path: it reuses the preallocated parameter structs, and
-        bookkeeping that only a failure needs happens only on failure.
+        This is the per-frame path: bookkeeping that only a failure needs happens only on
+        failure, and the frame's memory is queried in full only when it is new.
         """
         if self._closed:
             raise RuntimeError("this NvencEncoder is closed")
@@ -395,31 +418,20 @@ class NvencEncoder:
             context.synchronize_stream(view.stream)
         lib = self._lib
         enc = self._encoder
-        key = view.key
         with context.pushed():
             if self._debts:
                 self._settle()
-            handle = self._cache.lookup(key)
-            if handle is None:
-                handle = self._register(view)
-            mapping = self._map
+            handle, pitch, key = self._inputs.resolve(view, self._cuda_stream)
+            mapping = ffi.new(_MAP_PARAMS)
+            mapping.version = _api.MAP_INPUT_RESOURCE_VER
             mapping.registeredResource = handle
             status = lib.nvEncMapInputResource(enc, mapping)
             if status:
                 self._check(status, "nvEncMapInputResource")
             mapped = mapping.mappedResource
-            pic = self._pic
-            pic.inputBuffer = mapped
-            if key != self._last_key:  # the same buffer as last time: these are already set
-                pic.bufferFmt = mapping.mappedBufferFmt
-                pic.inputWidth = view.width
-                pic.inputHeight = view.height
-                pic.inputPitch = view.pitch
-                self._last_key = key
             try:
-                data = self._encode_mapped(pic, force_idr)
+                data = self._encode_mapped(mapped, mapping.mappedBufferFmt, pitch, force_idr)
             except BaseException:
-                self._last_key = None
                 status = lib.nvEncUnmapInputResource(enc, mapped)
                 if status:  # e.g. its output is not locked yet: retried before the next frame
                     self._owe_unmap(mapped, key)
@@ -432,12 +444,20 @@ class NvencEncoder:
                 self._check(status, "nvEncUnmapInputResource")
         return data
 
-    def _encode_mapped(self, pic: Any, force_idr: bool) -> bytes:
+    def _encode_mapped(self, mapped: Any, buffer_format: int, pitch: int, force_idr: bool) -> bytes:
         lib = self._lib
         enc = self._encoder
         index = self._next_bitstream
         bitstream = self._bitstreams[index]
         self._next_bitstream = index ^ 1  # two buffers, alternating
+        pic = ffi.new(_PIC_PARAMS)
+        pic.version = _api.PIC_PARAMS_VER
+        pic.pictureStruct = _PIC_STRUCT_FRAME
+        pic.inputBuffer = mapped
+        pic.bufferFmt = buffer_format
+        pic.inputWidth = self._width
+        pic.inputHeight = self._height
+        pic.inputPitch = pitch
         pic.outputBitstream = bitstream
         pic.encodePicFlags = _FORCEIDR if (force_idr or self._force_next_idr) else 0
         frames = self._frames
@@ -445,9 +465,11 @@ class NvencEncoder:
         status = lib.nvEncEncodePicture(enc, pic)
         if status:
             self._check(status, "nvEncEncodePicture")
+        self._eos_due = True
         self._force_next_idr = False
         self._frames = frames + 1
-        lock = self._lock
+        lock = ffi.new(_LOCK_PARAMS)
+        lock.version = _api.LOCK_BITSTREAM_VER
         lock.outputBitstream = bitstream
         status = lib.nvEncLockBitstream(enc, lock)
         if status:
@@ -491,13 +513,20 @@ class NvencEncoder:
         pending, so the list is empty. The encoder stays usable: the next frame is an IDR.
         """
         self._require_open()
-        eos = ffi.new("NV_ENC_PIC_PARAMS *")
-        eos.version = _api.PIC_PARAMS_VER
-        eos.encodePicFlags = _EOS
         with self._context.pushed():
-            self._check(self._lib.nvEncEncodePicture(self._encoder, eos), "nvEncEncodePicture")
+            self._check(self._send_eos(), "nvEncEncodePicture")
         self._force_next_idr = True
         return []
+
+    def _send_eos(self) -> int:
+        """``NV_ENC_PIC_FLAG_EOS`` with no input (context pushed); returns the status."""
+        eos = ffi.new(_PIC_PARAMS)
+        eos.version = _api.PIC_PARAMS_VER
+        eos.encodePicFlags = _EOS
+        status = int(self._lib.nvEncEncodePicture(self._encoder, eos))
+        if status == 0:
+            self._eos_due = False
+        return status
 
     def reconfigure(
         self,
@@ -509,7 +538,10 @@ class NvencEncoder:
     ) -> None:
         """Change bitrate, frame rate or size in place (``nvEncReconfigureEncoder``).
 
-        Sizes must stay within ``max_width``/``max_height`` given at construction. A size
+        Sizes must stay within ``max_width``/``max_height`` given at construction and
+        within the GPU's caps (else :class:`~nvencffi.errors.FrameSizeUnsupported`), and a
+        GPU that cannot change resolution within a session raises
+        :class:`~nvencffi.errors.ResizeUnsupported` (open a new encoder instead). A size
         change resets the encoder and makes the next frame an IDR; a rate change does not.
         On failure the previous settings stay in force.
         """
@@ -528,6 +560,14 @@ class NvencEncoder:
             raise ValueError(f"bitrate must be positive, got {bitrate!r}")
         new_rate = self._rate if fps is None else _frame_rate(fps)
         resized = (new_width, new_height) != (self._width, self._height)
+        if resized:
+            self.caps.check_size(new_width, new_height, gpu_name=self.gpu_name, what="a new frame size")
+            if not self.caps.dyn_res_change:
+                raise ResizeUnsupported(
+                    f"this GPU's NVENC ({self.gpu_name or 'unnamed'}) cannot change resolution within a session "
+                    f"(NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE is 0): close this encoder and open one at "
+                    f"{new_width}x{new_height}"
+                )
 
         saved_config = ffi.new("NV_ENC_CONFIG *", self._config[0])
         saved_init = ffi.new("NV_ENC_INITIALIZE_PARAMS *", self._init[0])
@@ -581,12 +621,16 @@ class NvencEncoder:
         """
         self._require_open()
         with self._context.pushed():
+            if self._debts:
+                self._settle()  # a registration still mapped cannot go
             return self._cache.forget(int(pointer))
 
     def clear_registrations(self) -> None:
         """Unregister every cached registration now."""
         self._require_open()
         with self._context.pushed():
+            if self._debts:
+                self._settle()  # a registration still mapped cannot go
             for handle in self._cache.drain():
                 self._unregister(handle)
 
@@ -621,7 +665,9 @@ class NvencEncoder:
                     except NvencError as exc:
                         failures.append(exc)
                     self._debts = []
-                    for handle in self._cache.drain():
+                    if self._eos_due:  # the header: flush before freeing resources
+                        attempt(self._send_eos(), "nvEncEncodePicture")
+                    for handle in self._inputs.drain():
                         attempt(lib.nvEncUnregisterResource(enc, handle), "nvEncUnregisterResource")
                     for bitstream in self._bitstreams:
                         attempt(lib.nvEncDestroyBitstreamBuffer(enc, bitstream), "nvEncDestroyBitstreamBuffer")
@@ -631,6 +677,10 @@ class NvencEncoder:
                     attempt(lib.nvEncDestroyEncoder(enc), "nvEncDestroyEncoder", session_alive=False)
             except Exception as exc:  # keep releasing: the context must still go
                 failures.append(exc)
+        try:
+            self._inputs.free_staging()
+        except Exception as exc:
+            failures.append(exc)
         if self._owns_context:
             try:
                 context.close()

@@ -34,6 +34,17 @@ class CudaUnavailable(NvencUnavailable):
     """No usable CUDA driver or device (NVENC's CUDA interface needs one)."""
 
 
+class CudaError(RuntimeError):
+    """A CUDA driver call the binding makes for a frame (pointer query, copy, allocation)
+    failed; ``.function``, ``.name`` (``"CUDA_ERROR_INVALID_VALUE"``) and ``.code`` say which."""
+
+    def __init__(self, function: str, name: str, code: int) -> None:
+        super().__init__(f"{function} failed: {name} ({code})")
+        self.function = function
+        self.name = name
+        self.code = code
+
+
 class DriverTooOld(NvencUnavailable):
     """The driver's NVENC API is older than the one we need; says which driver is."""
 
@@ -41,6 +52,28 @@ class DriverTooOld(NvencUnavailable):
         super().__init__(message)
         self.max_api_version = max_api_version
         self.required = required
+
+
+class FrameSizeUnsupported(ValueError):
+    """This GPU's encoder cannot encode frames of the size asked (its NVENC caps say so).
+
+    Raised before anything is encoded, because a real driver refuses such a session at
+    initialization with a terse error (e.g. "Frame Dimension less than the minimum
+    supported value"). ``.size`` is what was asked, ``.min_size`` and ``.max_size`` the
+    range the GPU reports (``NV_ENC_CAPS_WIDTH_MIN``/``HEIGHT_MIN``/``WIDTH_MAX``/
+    ``HEIGHT_MAX``); a caller can pick another route or size.
+    """
+
+    def __init__(self, message: str, size: tuple[int, int], min_size: tuple[int, int], max_size: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.size = size
+        self.min_size = min_size
+        self.max_size = max_size
+
+
+class ResizeUnsupported(RuntimeError):
+    """This GPU's encoder cannot change resolution within a session
+    (``NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE`` is 0): close the encoder and open a new one."""
 
 
 class NvencError(RuntimeError):

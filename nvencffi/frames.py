@@ -17,13 +17,14 @@ Two layers:
 
   - NV12 as ONE allocation of shape ``(H + H/2, W)``: the luma rows, then the
     interleaved chroma rows (so the chroma plane starts at ``ptr + pitch * H``). Any
-    row pitch that is a multiple of 4 and at least ``W`` (strides ``(pitch, 1)``).
+    row pitch of at least ``W`` (strides ``(pitch, 1)``).
   - RGBA8 as ``(H, W, 4)``, bytes R, G, B, A in memory order, i.e. NVENC's
     ``NV_ENC_BUFFER_FORMAT_ABGR`` (a little-endian 32-bit word with R in the low byte);
     strides ``(pitch, 4, 1)``. NVENC converts it to YUV on the engine.
 
   Anything else is rejected with a ``FrameLayoutError`` naming the expected layout and
-  what arrived.
+  what arrived. Any pitch is accepted here: NVENC gets only 256-byte pitches, because
+  the encoder copies a frame with another pitch into its own buffer (``staging``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ FORMAT_NAMES = {NV12: "nv12", ABGR: "rgba8 (NV_ENC_BUFFER_FORMAT_ABGR)"}
 
 EXPECTED = (
     "expected a CUDA array (__cuda_array_interface__ or a CUDA __dlpack__) of uint8, either "
-    "NV12 as one (H + H/2, W) allocation with a row pitch that is a multiple of 4, "
+    "NV12 as one (H + H/2, W) allocation with rows (pitch, 1), "
     "or RGBA8 as (H, W, 4) with strides (pitch, 4, 1); H and W even"
 )
 
@@ -62,6 +63,10 @@ _NATIVE = "<" if sys.byteorder == "little" else ">"
 
 class FrameLayoutError(ValueError):
     """The frame is not a layout NVENC can take directly; the message says what arrived."""
+
+
+class FrameDeviceError(FrameLayoutError):
+    """The frame lives on another CUDA device than the encoder's; the message names both."""
 
 
 class ArrayInterfaceError(ValueError):
@@ -363,8 +368,6 @@ def _layout(shape: tuple[int, ...], strides: tuple[int, ...] | None, describe: A
         raise FrameLayoutError(f"{EXPECTED}; the frame is {width}x{height}, which is not even in both dimensions; {describe()}")
     if pitch < min_pitch:
         raise FrameLayoutError(f"{EXPECTED}; the row pitch {pitch} is smaller than a row ({min_pitch} bytes); {describe()}")
-    if pitch % 4:
-        raise FrameLayoutError(f"{EXPECTED}; the row pitch {pitch} is not a multiple of 4 (NVENC requires it); {describe()}")
     return width, height, pitch, fmt
 
 

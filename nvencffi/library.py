@@ -30,6 +30,7 @@ DRIVER_NEEDED = "NVIDIA driver 530.41.03 or newer on Linux (531.61 or newer on W
 # The function-table slots we call; all must be filled by NvEncodeAPICreateInstance.
 REQUIRED_FUNCTIONS = (
     "nvEncOpenEncodeSessionEx",
+    "nvEncGetEncodeCaps",
     "nvEncGetEncodePresetConfigEx",
     "nvEncInitializeEncoder",
     "nvEncCreateBitstreamBuffer",
@@ -106,12 +107,12 @@ class Library:
                 raise NvencUnavailable(f"{path!r} filled no {name} in its NVENC function table")
             setattr(self, name, pointer)
 
-    def last_error(self, encoder: Any, *, allow_null: bool = False) -> str | None:
+    def last_error(self, encoder: Any) -> str | None:
         """The driver's explanation of the last failure on ``encoder`` (None if none).
 
-        A NULL session is only asked about with ``allow_null`` (after a failed open).
+        A NULL session is never asked about: the header defines no answer for it.
         """
-        if encoder is None or (encoder == ffi.NULL and not allow_null):
+        if encoder is None or encoder == ffi.NULL:
             return None
         text = self.nvEncGetLastErrorString(encoder)
         if text == ffi.NULL:

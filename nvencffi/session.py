@@ -1,9 +1,10 @@
-"""Opening and destroying an NVENC session on a CUDA context.
+"""Opening an NVENC session on a CUDA context, and cleaning up when that fails.
 
-Kept apart from the encoder because ``probe()`` needs exactly the same open (and the same
-plain-words failure) without configuring anything. Opening a session is also where a GPU
-without an encode engine says so: an H100 or H200 loads the library and creates the
-function table, then ``nvEncOpenEncodeSessionEx`` returns ``NV_ENC_ERR_UNSUPPORTED_DEVICE``.
+Opening is where a GPU without an encode engine says so: an H100 or H200 loads the
+library and creates the function table, then ``nvEncOpenEncodeSessionEx`` returns
+``NV_ENC_ERR_UNSUPPORTED_DEVICE``, worded here for people. It is also where the header
+asks for care: a failed open's handle, if the driver returned one, must still be
+destroyed, and no call may be made with a NULL session.
 """
 
 from __future__ import annotations
@@ -43,16 +44,21 @@ def open_session(lib: Library, context: EncodeContext) -> Any:
     out = ffi.new("void **")
     with context.pushed():
         status = lib.nvEncOpenEncodeSessionEx(params, out)
+    session = out[0]
     if status == 0:
-        if out[0] == ffi.NULL:
+        if session == ffi.NULL:
             raise error_for("nvEncOpenEncodeSessionEx", 20, None,
                             "nvEncOpenEncodeSessionEx reported success but returned no session")
-        return out[0]
-    # No session exists on failure (the driver writes NULL to *encoder), so there is
-    # nothing to destroy. The driver's explanation is asked for with a NULL session: driver
-    # 580.159.04 answers that safely (with a generic text on an H100), and the emulator
-    # with the reason it failed.
-    detail = lib.last_error(ffi.NULL, allow_null=True)
+        return session
+    # The header: "If the creation of encoder session fails, the client must call
+    # NvEncDestroyEncoder API before exiting." A driver may hand back a handle even then;
+    # its last-error text explains the failure, and then it is destroyed. Without a
+    # handle there is nothing to ask (never nvEncGetLastErrorString(NULL)).
+    detail = None
+    if session != ffi.NULL:
+        with context.pushed():
+            detail = lib.last_error(session)
+            lib.nvEncDestroyEncoder(session)  # its status changes nothing: the open failed
     error = error_for("nvEncOpenEncodeSessionEx", status, detail)
     if isinstance(error, NO_ENGINE):
         error = error_for(
@@ -60,9 +66,3 @@ def open_session(lib: Library, context: EncodeContext) -> Any:
             no_engine_message(context.gpu_name, "nvEncOpenEncodeSessionEx", error.name, error.code),
         )
     raise error
-
-
-def destroy_session(lib: Library, context: EncodeContext, encoder: Any) -> None:
-    with context.pushed():
-        status = lib.nvEncDestroyEncoder(encoder)
-    lib.check(status, "nvEncDestroyEncoder")

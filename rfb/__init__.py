@@ -51,6 +51,11 @@ if TYPE_CHECKING:
     from rfb.gpu import enable_cuda_context_sharing
 
 
+def __dir__() -> list[str]:
+    """The module's names and the lazy ones, so that ``dir(rfb)`` and completion show the whole API."""
+    return sorted({*globals(), *_LAZY})
+
+
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:

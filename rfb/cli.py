@@ -5,8 +5,14 @@ whole path work (render, encode, browser decode, input back) with one command;
 ``demo --gpu`` publishes the scene as CUDA frames to a ``gpu=True`` display (the
 NumPy render copied to the GPU once per frame, standing in for a GPU renderer).
 ``doctor`` answers "which encode routes can run here, and if not, why not?" together
-with the facts that decide it (driver, CUDA device, FFmpeg build); it never crashes,
-because it is what people run when something is already wrong.
+with the facts that decide it (driver, CUDA device, FFmpeg build), and ends with the
+routes a display would pick; it never crashes, because it is what people run when
+something is already wrong.
+
+Exit status: 0 when the command did its work; 1 for a problem of this machine or this
+moment (a port in use, no GPU for ``--gpu``, no route that can run), said in one line;
+2 for a usage error (argparse's, or a route name that is unknown or belongs to the
+other option).
 """
 
 from __future__ import annotations
@@ -16,24 +22,40 @@ import asyncio
 import ctypes
 import ctypes.util
 import dataclasses
+import errno
+import ipaddress
 import json
 import logging
 import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import rfb
-from rfb.encoders.base import EncoderUnavailable
+from rfb.encoders.base import EncoderUnavailable, Transport
 
 logger = logging.getLogger("rfb.cli")
 
 DEFAULT_PORT = 8765
 DEFAULT_SIZE = (1280, 720)
+
+EXIT_RUNTIME = 1  # this machine or this moment: a port in use, no GPU, no route that runs here
+EXIT_USAGE = 2  # the command line: argparse's own errors, a route name that is unknown or of the other kind
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+class CommandError(Exception):
+    """A problem the user can fix, said in one line: the command prints it and exits ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_RUNTIME) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # ---------------------------------------------------------------- argument parsing
@@ -79,8 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rfb {rfb.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="serve an animated, interactive demo scene")
-    demo.add_argument("--encoder", metavar="NAME", help="video encode route (default: the best available; see doctor)")
+    demo = commands.add_parser(
+        "demo", help="serve an animated, interactive demo scene",
+        description="Serve an animated, interactive scene: open the printed URL in a browser.",
+        epilog=controls_text(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--encoder", metavar="NAME",
+        help="H.264 encode route (default: the best available; rfb doctor lists them); "
+             "image routes go to --image-encoder",
+    )
     demo.add_argument(
         "--image-encoder", metavar="NAME", default="image",
         help="image route for viewers without WebCodecs, or with ?transport=image in the URL "
@@ -92,11 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
              "with CuPy, standing in for a GPU renderer (needs an NVIDIA GPU and CuPy)",
     )
     demo.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH", help="frame size (default 1280x720)")
-    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    demo.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: every network, where a plain "
+             "http:// page gets JPEG, since browsers allow WebCodecs only on localhost or https)",
+    )
     demo.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     demo.add_argument("--fps", type=_fps, default=30.0, help="frames per second (default 30)")
     demo.add_argument(
-        "--no-token", action="store_true", help="accept viewers without the URL's token (only on trusted networks)"
+        "--no-token", action="store_true",
+        help="accept viewers without the URL's token (with --host 0.0.0.0: anyone on the network can watch and steer)",
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     demo.set_defaults(handler=_demo_command)
@@ -115,20 +150,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status (0 ok, 1 runtime problem, 2 usage error)."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except CommandError as exc:
+        print(f"rfb {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def controls_text() -> str:
+    """The demo's controls, as ``--help`` ends with them."""
+    from rfb.demo import CONTROLS
+
+    width = max(len(what) for what, _ in CONTROLS)
+    lines = [f"  {what:<{width}}  {does}" for what, does in CONTROLS]
+    return "controls, in the browser:\n" + "\n".join(lines)
+
+
+def controls_line() -> str:
+    """The demo's controls in one log line."""
+    from rfb.demo import CONTROLS
+
+    return "Controls: " + "; ".join(f"{what}: {does}" for what, does in CONTROLS)
 
 
 # ---------------------------------------------------------------- demo
 
 
 def _demo_command(args: argparse.Namespace) -> int:
+    check_route_names(args.encoder, args.image_encoder)
     if args.gpu:
         problem = gpu_problem()
         if problem is not None:  # before anything starts: no server, no URL, one line
-            print(f"rfb demo: error: --gpu needs {problem}", file=sys.stderr)
-            return 2
+            raise CommandError(f"--gpu needs {problem}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -138,11 +194,111 @@ def _demo_command(args: argparse.Namespace) -> int:
         return asyncio.run(_demo(args))
     except KeyboardInterrupt:  # a second Ctrl-C, or one where signal handlers are unavailable
         return 0
-    except (EncoderUnavailable, KeyError, ValueError, OSError) as exc:
-        # Start-up problems the user can fix (unknown encoder, port in use...): one line, no traceback.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"rfb demo: error: {message}", file=sys.stderr)
-        return 2
+    except EncoderUnavailable as exc:  # a route asked for by name that cannot run here
+        raise CommandError(str(exc)) from None
+    except (KeyError, ValueError) as exc:  # an option value the display refuses
+        raise CommandError(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc), EXIT_USAGE) from None
+
+
+ROUTE_KINDS = {"webcodecs": ("--encoder", "H.264"), "image": ("--image-encoder", "image")}
+
+
+def check_route_names(video: str | None, image: str | None) -> None:
+    """Refuse (exit 2) a route name that is unknown, or given to the option of the other kind.
+
+    ``--encoder image`` is the natural first guess for "send me JPEGs"; the answer
+    names the option that takes it. Only the registry is read: nothing is probed.
+    """
+    from rfb.encoders.registry import get_entry
+
+    for transport, name in (("webcodecs", video), ("image", image)):
+        if name is None:
+            continue
+        option, kind = ROUTE_KINDS[transport]
+        try:
+            entry = get_entry(name)
+        except KeyError as exc:
+            raise CommandError(f"{option} {name}: {exc.args[0]} (rfb doctor says which run here)", EXIT_USAGE) from None
+        if entry.transport != transport:
+            other_option, other_kind = ROUTE_KINDS[entry.transport]
+            raise CommandError(
+                f"{option} takes an {kind} route, and {name!r} is an {other_kind} route: use {other_option} {name}",
+                EXIT_USAGE,
+            )
+
+
+def bind_problem(exc: OSError, host: str, port: int) -> str:
+    """One line for a failure to listen, naming the address and what to try."""
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} is already in use on {host} (another rfb demo?): "
+                f"choose another with --port N, or --port 0 for any free port")
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on {where} ({exc.strerror}): ports below 1024 need privileges; try --port 0"
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+        return f"cannot listen on {where}: {host!r} is not an address of this machine ({exc.strerror or exc})"
+    return f"cannot listen on {where}: {exc}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the demo on this machine (names other than localhost count as not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
+
+
+def lan_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses, asked of its network interfaces (Linux).
+
+    The kernel answers (one ioctl per interface): no name lookup, which could wait on a
+    DNS server, and no packet. Elsewhere, or when it fails, the answer is empty and the
+    caller says "this machine's address" instead.
+    """
+    try:
+        import fcntl
+        import struct
+
+        names = [name for _, name in socket.if_nameindex()]
+    except (ImportError, AttributeError, OSError):
+        return []
+    found = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for name in names:
+            try:
+                answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:  # no IPv4 address on this interface
+                continue
+            address = ipaddress.ip_address(answer[20:24])
+            if not address.is_loopback:
+                found.add(str(address))
+    return sorted(found, key=ipaddress.ip_address)
+
+
+def lan_urls(url: str, host: str) -> list[str]:
+    """``url`` as other machines reach it, when ``host`` is a wildcard (0.0.0.0 or ::)."""
+    if host not in WILDCARD_HOSTS:
+        return []  # loopback: nobody else can reach it; a specific address: ``url`` already names it
+    local = urlsplit(url)
+    return [urlunsplit(local._replace(netloc=f"{a}:{local.port}")) for a in lan_addresses() or ["<this machine's address>"]]
+
+
+def network_warnings(url: str, host: str, *, token: bool) -> list[str]:
+    """What a demo bound beyond loopback must tell: what a LAN page gets, and who can watch."""
+    if is_loopback(host):
+        return []
+    port = urlsplit(url).port
+    warnings = ["a page opened as plain http:// from another machine is not a secure context: the browser has "
+                "no WebCodecs there and gets JPEG images, not H.264 (for H.264, forward the port instead: "
+                f"ssh -L {port}:127.0.0.1:{port} this-machine, then open the URL with 127.0.0.1)"]
+    if not token:
+        warnings.append("--no-token on a network address: anyone who can reach this port can watch and steer the view")
+    return warnings
 
 
 def gpu_problem() -> str | None:
@@ -213,7 +369,10 @@ async def _demo(args: argparse.Namespace) -> int:
         # Before CuPy or an encoder probe activates the primary context (README: GPU extras).
         rfb.enable_cuda_context_sharing()
         to_frame = DeviceUpload()
-    display = await rfb.serve(width, height, **options)
+    try:
+        display = await rfb.serve(width, height, **options)
+    except OSError as exc:  # the port is taken, the host is not ours...
+        raise CommandError(bind_problem(exc, args.host, args.port)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -230,7 +389,11 @@ async def _demo(args: argparse.Namespace) -> int:
         named = [key for key, asked in (("webcodecs", args.encoder), ("image", args.image_encoder))
                  if asked is not None and not (key == "image" and asked == "image")]
         logger.info("%s", describe_routes(display, gpu=args.gpu, named=named))
-        logger.info("open %s in a browser; Ctrl-C stops", display.url)
+        for url in lan_urls(display.url, args.host):
+            logger.info("from other machines: %s", url)
+        for warning in network_warnings(display.url, args.host, token=not args.no_token):
+            logger.warning("%s", warning)
+        logger.info("open the URL above in a browser; Ctrl-C stops. %s", controls_line())
         frames = await animate(display, Scene(width, height), fps=args.fps, stop=stop, to_frame=to_frame)
         logger.info("stopping after %d frames", frames)
     finally:
@@ -256,12 +419,49 @@ def _doctor_command(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         print(format_report(report))
-    return 0
+    return 0 if report["here"]["video"] or report["here"]["image"] else EXIT_RUNTIME
 
 
 def doctor_report() -> dict[str, Any]:
     """Everything doctor knows, as plain data (what ``--json`` prints)."""
-    return {"rfb": rfb.__version__, "encoders": _encoders(), "environment": _environment()}
+    return {"rfb": rfb.__version__, "encoders": _encoders(), "environment": _environment(), "here": routes_here()}
+
+
+def routes_here() -> dict[str, str | None]:
+    """The routes ``serve()`` picks here by default ("video", "image") and with ``gpu=True``.
+
+    Asked of the registry's own selection (select_encoder), so that doctor's summary
+    cannot disagree with what a display does. None: no route of that kind can run.
+    """
+    from rfb.encoders.registry import select_encoder
+
+    def pick(transport: Transport, gpu: bool) -> str | None:
+        try:
+            return select_encoder(None, transport=transport, gpu=gpu).name
+        except Exception:  # EncoderUnavailable, or a broken registry: _encoders reports it, doctor lives on
+            logger.debug("no %s route (gpu=%s)", transport, gpu, exc_info=True)
+            return None
+
+    return {"video": pick("webcodecs", False), "image": pick("image", False),
+            "gpu_video": pick("webcodecs", True), "gpu_image": pick("image", True)}
+
+
+def summary_line(here: dict[str, str | None]) -> str:
+    """Doctor's last line: ``here: h264_cpu + image``, and what ``gpu=True`` changes."""
+    def pair(video: str | None, image: str | None) -> str:
+        if video and image:
+            return f"{video} + {image}"
+        if video:
+            return f"{video} only (no image route: browsers without WebCodecs get nothing)"
+        if image:
+            return f"{image} only (no H.264 route: every browser gets images)"
+        return "no route can run (see the reasons above)"
+
+    line = f"here: {pair(here['video'], here['image'])}"
+    gpu = (here.get("gpu_video"), here.get("gpu_image"))
+    if any(gpu) and gpu != (here["video"], here["image"]):
+        line += f"; with gpu=True: {pair(*gpu)}"
+    return line
 
 
 def _encoders() -> list[dict[str, Any]]:
@@ -402,6 +602,8 @@ def format_report(report: dict[str, Any]) -> str:
         elif isinstance(value, list):
             value = "; ".join(map(str, value))
         lines.append(f"  {key:<17} {value}")
+    if "here" in report:
+        lines += ["", summary_line(report["here"])]
     return "\n".join(lines)
 
 

@@ -449,10 +449,12 @@ def host_converter(target_format: str = "nv12") -> FrameConverter:
     """The fastest correct host converter here: OpenCV's, else swscale to ``target_format``.
 
     Both label their frames (:func:`colour_of`), so the encoder's VUI follows whichever
-    is used. Without OpenCV, the reason is logged once per encoder.
+    is used. Without OpenCV (an extra: the base install leaves it out for its size), the
+    reason and the install that brings it are logged once per encoder.
     """
     try:
         return OpenCVConverter()
     except ImportError as exc:
-        logger.info("OpenCV is not importable (%s); converting RGB with swscale (BT.709), which is slower", exc)
+        logger.info("OpenCV is not importable (%s); converting RGB with swscale (BT.709), which is slower; "
+                    "pip install 'rfb[fast]' adds OpenCV", exc)
         return HostConverter(target_format)

@@ -54,6 +54,18 @@ BLOB_COLOURS: tuple[tuple[int, int, int], ...] = (
 CROSSHAIR = (255, 255, 255)
 CROSSHAIR_OUTLINE = (0, 0, 0)
 
+# What a viewer can do, as ``rfb demo --help`` and its start-up log list it (Scene.handle does it).
+# The browser sends keys only once the picture has the focus: a click gives it.
+CONTROLS: tuple[tuple[str, str], ...] = (
+    ("press on an empty spot", "make a blob (click the picture first: keys need its focus)"),
+    ("drag a blob", "move it"),
+    ("wheel over a blob", "resize it"),
+    ("space", "hide or show the orbiting shapes"),
+    ("c", "next palette"),
+    ("x or Backspace", "clear the blobs"),
+    ("the white crosshair", "your pointer as the server last saw it: its lag behind the mouse is the round trip"),
+)
+
 
 class Publisher(Protocol):
     """The part of a Display the demo loop needs."""

@@ -35,11 +35,13 @@ from urllib.parse import quote
 
 from rfb import protocol
 from rfb.encoders.base import Transport
+from rfb.encoders.checks import image_size_problem, video_size_problem
 from rfb.events import EventQueue, InputEvent
 from rfb.failover import FailoverPolicy
 from rfb.fanout import FanOut, GroupStats
 from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
+from rfb.guard import ConnectionGuard
 from rfb.latency import LatencySummary
 from rfb.recording import Recording
 from rfb.routes import resolve_routes
@@ -96,7 +98,14 @@ class Display:
       how long a route may take to start (:class:`rfb.failover.FailoverPolicy`).
     - ``token``: the secret a viewer sends in ``hello`` (random by default; None: no check).
     - ``allowed_origins``: origins besides the page's own allowed to connect ("*": any).
-    - ``max_message_bytes``, ``event_queue_size``, ``hello_timeout``: limits on viewers.
+    - ``allowed_hosts``: names besides IP addresses, ``localhost``, ``host`` and the
+      hosts of ``allowed_origins`` that a request's Host header may carry ("*": any);
+      the defence against DNS rebinding (rfb.hosts). Add your machine's LAN name here
+      when you serve on ``0.0.0.0`` and open the viewer by name.
+    - ``max_connections``: open connections (viewers and HTTP requests together) beyond
+      which new ones get a 503 (rfb.guard).
+    - ``max_message_bytes``, ``event_queue_size``: limits on viewers. ``hello_timeout``:
+      seconds a new connection has to send its HTTP request, and then its ``hello``.
     - ``stats_interval``: seconds between ``stats`` messages (latency, fps) to each
       viewer, also the window of ``ViewerInfo.latency``; 0 sends none.
     - ``still_after``: seconds without a new frame before every viewer that gets lossy
@@ -120,6 +129,8 @@ class Display:
         max_inflight: int = 2,
         token: str | None = RANDOM_TOKEN,
         allowed_origins: Sequence[str] | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        max_connections: int = 100,
         device_id: int = 0,
         max_message_bytes: int = 64 * 1024,
         event_queue_size: int = 1024,
@@ -136,10 +147,12 @@ class Display:
         if token is not RANDOM_TOKEN and token is not None and (not isinstance(token, str) or not token):
             raise ValueError(f"token must be a non-empty string, or None to disable the check; got {token!r}")
         self.token: str | None = secrets.token_urlsafe(24) if token is RANDOM_TOKEN else token
+        guard = ConnectionGuard(max_connections=max_connections, request_timeout=hello_timeout)
         routes = resolve_routes(video_encoder, image_encoder, gpu=gpu, device_id=device_id)
         self._video = "webcodecs" in routes
-        if self._video and (width % 2 or height % 2):
-            raise ValueError(_odd_message(width, height))
+        problem = self._size_problem(width, height)
+        if problem is not None:
+            raise ValueError(problem)
         self._device_id = device_id
         # Frames that a route cannot take from device memory as they are pass through CuPy.
         self._cuda_needs_cupy = own_frames or any(not candidates[0].reads_cuda for candidates in routes.values())
@@ -157,11 +170,13 @@ class Display:
             failover=failover, still_after=still_after,
         )
         self.host = host
-        app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins)
+        app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins,
+                         allowed_hosts=allowed_hosts, bound_host=host, token=self.token)
         # Last: the server thread owns an event loop, so nothing that may raise comes after it.
         self._server = ServerThread(
             app, host=host, port=port, ws_max_size=max_message_bytes,
             before_stop=self._close_viewers, after_stop=self._release,
+            guard=guard,
         )
 
     # ------------------------------------------------------------ the render loop's side
@@ -184,8 +199,9 @@ class Display:
         if self._closed:
             raise RuntimeError("display is closed")
         raw = self._as_frame(frame)
-        if self._video and (raw.width % 2 or raw.height % 2):
-            raise FrameError(_odd_message(raw.width, raw.height))
+        problem = self._size_problem(raw.width, raw.height)
+        if problem is not None:
+            raise FrameError(problem)
         if raw.timestamp_us is None:
             raw = replace(raw, timestamp_us=time.monotonic_ns() // 1000)
         self._frames.put(raw)
@@ -193,6 +209,15 @@ class Display:
             self._published += 1
             self._width, self._height = raw.width, raw.height
         self._fanout.wake()
+
+    def _size_problem(self, width: int, height: int) -> str | None:
+        """Why no route of this display could encode a frame of this size (rfb.encoders.checks).
+
+        A display with H.264 viewers takes only what H.264 can encode, so that no viewer
+        silently misses a frame its neighbours see; an image-only display takes up to JPEG's
+        limit.
+        """
+        return video_size_problem(width, height) if self._video else image_size_problem(width, height)
 
     def _as_frame(self, frame: Any) -> RawFrame:
         """Validate ``frame`` in the caller's stack: host arrays here, CUDA ones by rfb.gpu."""
@@ -345,6 +370,12 @@ class Display:
 
     @property
     def stats(self) -> DisplayStats:
+        """Counters, per-group stats and each viewer's latency over the last ``stats_interval``.
+
+        Cheap enough to read every frame: with 8 viewers whose latency logs are full
+        (8192 samples each), 128 us on the 2-core development machine (best of 5 x 200
+        reads, ``timeit`` of ``display.stats`` with the test encoders).
+        """
         groups = self._fanout.stats()
         return DisplayStats(
             published=self._published,
@@ -352,7 +383,7 @@ class Display:
             keyframes_forced=sum(g.keyframes_forced for g in groups.values()),
             events_received=self._events.received,
             events_dropped=self._events.dropped,
-            viewers=len(self.viewers),
+            viewers=self._registry.joined(),
             groups=groups,
             latency=self._registry.latency(self._settings.stats_interval or 1.0),
             stills=self._fanout.still_stats(),
@@ -424,16 +455,21 @@ class Display:
             await viewer.run()
         finally:
             self._registry.discard(viewer)
+            if viewer.member is not None:  # it had joined (rfb.session logs that): say it is gone too
+                logger.info("viewer %d left the %s group after %d frames; %d viewers remain",
+                            viewer.client_id, viewer.member.group, viewer.member.delivered, len(self.viewers))
 
     def _health(self) -> dict[str, Any]:
         return {
             "status": "closing" if self._closed else "ok",
             "width": self._width,
             "height": self._height,
-            "viewers": len(self.viewers),
+            "viewers": self._registry.joined(),
             "encoder": self.encoder_name,
             "transports": list(self.transports),
             "published": self._published,
+            "connections_refused": self._server.guard.refused,
+            "connections_timed_out": self._server.guard.timed_out,
         }
 
     def __repr__(self) -> str:
@@ -441,30 +477,117 @@ class Display:
         return f"<Display {self._width}x{self._height} {self.encoder_name} {self.host}:{self.port} {state}>"
 
 
-def _odd_message(width: int, height: int) -> str:
-    odd = " and ".join(f"{n} {v}" for n, v in (("width", width), ("height", height)) if v % 2)
-    return f"H.264 (4:2:0) needs even frame dimensions, got {width}x{height}: {odd} is odd"
+async def serve(
+    width: int,
+    height: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    fps: float = 30,
+    bitrate: int = 8_000_000,
+    gpu: bool = False,
+    own_frames: bool = False,
+    video_encoder: str | None = None,
+    image_encoder: str | None = "image",
+    max_inflight: int = 2,
+    token: str | None = RANDOM_TOKEN,
+    allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_connections: int = 100,
+    device_id: int = 0,
+    max_message_bytes: int = 64 * 1024,
+    event_queue_size: int = 1024,
+    keyframe_interval_min: float = 0.25,
+    hello_timeout: float = 10.0,
+    stats_interval: float = 1.0,
+    failover: FailoverPolicy | None = None,
+    still_after: float | None = 0.3,
+) -> Display:
+    """Start a display and its server; returns once it accepts connections.
 
+    ``await rfb.serve(1280, 720, port=0)`` from asyncio; ``async with`` it, or ``await
+    display.aclose()``. The options, all keyword-only, are :class:`Display`'s (spelled
+    out here so that ``help()`` and editors show them):
 
-async def serve(width: int, height: int, **options: Any) -> Display:
-    """Start a display and its server; returns once it accepts connections. See :class:`Display`."""
+    - ``host``, ``port``: where to listen (127.0.0.1, this machine only, by default;
+      ``port=0`` picks a free port, ``display.port`` says which).
+    - ``fps``, ``bitrate``: the encoder's frame rate and H.264 bitrate (bits/s).
+    - ``gpu``: prefer the routes that take CUDA frames without a host copy; a CPU route
+      is used, with a logged reason, where none can run.
+    - ``own_frames``: copy each frame at ``publish()`` so the caller may reuse its array.
+    - ``video_encoder``: an H.264 route by name (``python -m rfb doctor`` lists them), or
+      None for the best one here. ``image_encoder``: the JPEG route, or None for no images.
+    - ``max_inflight``: unacknowledged frames per viewer before it skips frames.
+    - ``token``: the secret in the viewer URL (random by default; None: no check).
+    - ``allowed_origins``: origins besides the page's own that may connect ("*": any).
+    - ``allowed_hosts``: host names besides IP addresses, ``localhost``, ``host`` and
+      the hosts of ``allowed_origins`` that a request may name (the defence against DNS
+      rebinding; add your LAN name when serving on 0.0.0.0; "*": any).
+    - ``max_connections``: open connections beyond which new ones get a 503.
+    - ``device_id``: the CUDA device that CUDA frames live on.
+    - ``max_message_bytes``, ``event_queue_size``: limits on viewers. ``hello_timeout``:
+      seconds a connection has to send its request, then its ``hello``.
+    - ``keyframe_interval_min``: at most one forced keyframe per this many seconds.
+    - ``stats_interval``: seconds between the stats sent to each viewer (0: none).
+    - ``failover``: when a route that keeps failing is set aside for the next one
+      (:class:`rfb.failover.FailoverPolicy`).
+    - ``still_after``: seconds without a new frame before H.264 and JPEG viewers get the
+      last one losslessly, once (None: only on ``display.refresh_still()``).
+    """
+    # locals() holds the parameters only, this being the first statement: Display's options, passed on unchanged
+    options = {name: value for name, value in locals().items() if name not in ("width", "height")}
     display = Display(width, height, **options)
     try:
         await asyncio.wrap_future(display._start())
     except BaseException:
         await display.aclose()
         raise
-    logger.info("rfb display %dx%d at %s", width, height, display.url)
+    _log_listening(display)
     return display
 
 
-def start(width: int, height: int, **options: Any) -> Display:
-    """:func:`serve` for synchronous scripts: blocks until the server accepts connections."""
+def start(
+    width: int,
+    height: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    fps: float = 30,
+    bitrate: int = 8_000_000,
+    gpu: bool = False,
+    own_frames: bool = False,
+    video_encoder: str | None = None,
+    image_encoder: str | None = "image",
+    max_inflight: int = 2,
+    token: str | None = RANDOM_TOKEN,
+    allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_connections: int = 100,
+    device_id: int = 0,
+    max_message_bytes: int = 64 * 1024,
+    event_queue_size: int = 1024,
+    keyframe_interval_min: float = 0.25,
+    hello_timeout: float = 10.0,
+    stats_interval: float = 1.0,
+    failover: FailoverPolicy | None = None,
+    still_after: float | None = 0.3,
+) -> Display:
+    """:func:`serve` for synchronous scripts: blocks until the server accepts connections.
+
+    ``with rfb.start(1280, 720, port=0) as display:``, or call ``display.close()``. The
+    options are :func:`serve`'s (see there, or :class:`Display`).
+    """
+    options = {name: value for name, value in locals().items() if name not in ("width", "height")}  # as in serve()
     display = Display(width, height, **options)
     try:
         display._start().result()
     except BaseException:
         display.close()
         raise
-    logger.info("rfb display %dx%d at %s", width, height, display.url)
+    _log_listening(display)
     return display
+
+
+def _log_listening(display: Display) -> None:
+    # Not the URL: it carries the token, a secret that has no place in log files.
+    logger.info("rfb display %dx%d listening on %s:%d", display.width, display.height, display.host, display.port)

@@ -12,13 +12,12 @@ the user wants the most recent pointer position, not a backlog from before a sta
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from rfb.protocol import ProtocolError
+from rfb.protocol import ProtocolError, bounded
 
 POINTER_TYPES = frozenset({"pointerdown", "pointerup", "pointermove"})
 KEY_TYPES = frozenset({"keydown", "keyup"})
@@ -61,8 +60,13 @@ class InputEvent:
     time: float = 0.0
 
 
-def parse_event(obj: Any, *, client_id: int, time: float) -> InputEvent:
-    """Validate one raw ``event`` object from the wire, or raise :class:`EventError`."""
+def parse_event(obj: Any, *, client_id: int, time: float, bounds: tuple[int, int] | None = None) -> InputEvent:
+    """Validate one raw ``event`` object from the wire, or raise :class:`EventError`.
+
+    With ``bounds`` (the frame's width and height), pointer and wheel coordinates are
+    clamped into ``[0, width] x [0, height]``: a drag that leaves the canvas, or a
+    hostile client, never hands the render loop a point outside the frame.
+    """
     if not isinstance(obj, dict):
         raise EventError(f"event: expected an object, got {type(obj).__name__}")
     kind = obj.get("type")
@@ -87,6 +91,8 @@ def parse_event(obj: Any, *, client_id: int, time: float) -> InputEvent:
             time=time,
         )
     x, y = _number(obj, "x"), _number(obj, "y")
+    if bounds is not None:
+        x, y = min(float(bounds[0]), max(0.0, x)), min(float(bounds[1]), max(0.0, y))  # max(0.0, -0.0) is 0.0
     if kind == "wheel":
         return InputEvent(
             kind, client_id, x=x, y=y, dx=_number(obj, "dx"), dy=_number(obj, "dy"), modifiers=modifiers, time=time
@@ -107,10 +113,9 @@ def _number(obj: dict[str, Any], key: str) -> float:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EventError(f"event.{key}: expected a number, got {_short(value)}")
-    value = float(value)
-    if not math.isfinite(value) or abs(value) > MAX_COORDINATE:
-        raise EventError(f"event.{key}: expected a finite number within ±{MAX_COORDINATE:g}, got {value!r}")
-    return value
+    if not bounded(value, MAX_COORDINATE):
+        raise EventError(f"event.{key}: expected a finite number within ±{MAX_COORDINATE:g}, got {_short(value)}")
+    return float(value)
 
 
 def _integer(obj: dict[str, Any], key: str, low: int, high: int, *, default: int) -> int:
@@ -122,12 +127,11 @@ def _integer(obj: dict[str, Any], key: str, low: int, high: int, *, default: int
 
 def _size(obj: dict[str, Any], key: str) -> int:
     value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EventError(f"event.{key}: expected a positive number, got {_short(value)}")
-    size = round(value)
-    if not 1 <= size <= MAX_SIZE:
-        raise EventError(f"event.{key}: expected a size in [1, {MAX_SIZE}], got {value!r}")
-    return size
+    if not bounded(value, MAX_SIZE) or not 1 <= round(value) <= MAX_SIZE:
+        raise EventError(f"event.{key}: expected a size in [1, {MAX_SIZE}], got {_short(value)}")
+    return round(value)
 
 
 def _text(obj: dict[str, Any], key: str, *, required: bool) -> str:

@@ -49,6 +49,7 @@ MAX_NAME_CHARS = 64
 MAX_TOKEN_CHARS = 512
 MAX_TEXT_CHARS = 256
 MAX_SEQ = 2**63 - 1
+MAX_DECODE_MS = 1e7  # ms: hours; beyond this a decode time is noise, not a measurement
 
 _LENGTH = struct.Struct("<I")
 
@@ -201,7 +202,7 @@ def parse_client_message(text: str) -> ClientMessage:
         seq = obj.get("seq")
         if not _is_int(seq) or not 1 <= seq <= MAX_SEQ:
             raise ProtocolError(f"ack.seq: expected a positive integer, got {_short(seq)}")
-        return Ack(seq, _optional_number(obj, "decode_ms", "ack"))
+        return Ack(seq, _optional_number(obj, "decode_ms", "ack", MAX_DECODE_MS))
     if kind == "request_keyframe":
         return RequestKeyframe(_optional_text(obj, "reason", "request_keyframe", MAX_TEXT_CHARS))
     if kind == "event":
@@ -247,12 +248,23 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _optional_number(obj: dict[str, Any], key: str, kind: str) -> float | None:
+def bounded(value: int | float, limit: float) -> bool:
+    """``value`` is finite and within ``±limit``, decided without converting it.
+
+    JSON integers have no size limit, and ``float()`` of one past 1e308 raises
+    OverflowError: comparing first keeps every numeric field's check a plain bool.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return -limit <= value <= limit
+
+
+def _optional_number(obj: dict[str, Any], key: str, kind: str, limit: float) -> float | None:
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProtocolError(f"{kind}.{key}: expected a finite number, got {_short(value)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounded(value, limit):
+        raise ProtocolError(f"{kind}.{key}: expected a finite number within ±{limit:g}, got {_short(value)}")
     return float(value)
 
 

@@ -2,7 +2,11 @@
 
 The app is small on purpose: it serves the viewer, answers ``/healthz``, and at ``/ws``
 checks the Origin *before* accepting, then hands the socket to the display's session
-code. Everything about frames and viewers lives elsewhere.
+code. Everything about frames and viewers lives elsewhere. In front of every route
+sits the Host check (rfb.hosts); in front of the app, the connection guard
+(rfb.guard) limits how many connections are open and how long a request may take to
+arrive. ``/healthz`` tells anyone that the server is up, and the details (size,
+viewers, routes) only to a caller with the token.
 
 :class:`ServerThread` runs uvicorn on a thread of its own with its own event loop, so
 that a user's synchronous render loop (or an event loop they block) never stalls the
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hmac
 import logging
 import mimetypes
 import socket
@@ -24,10 +29,16 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from rfb.guard import ConnectionGuard
+from rfb.hosts import AllowedHosts, HostCheck
+from rfb.throttle import Throttle
 
 logger = logging.getLogger("rfb.server")
 
@@ -60,11 +71,20 @@ def create_app(
     on_websocket: Callable[[WebSocket], Awaitable[None]],
     health: Callable[[], dict[str, Any]],
     allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    bound_host: str | None = None,
+    token: str | None = None,
     viewer_dir: Path = VIEWER_DIR,
 ) -> Starlette:
-    """The app: ``/``, ``/viewer/{path}``, ``/healthz`` and the ``/ws`` WebSocket."""
+    """The app: ``/``, ``/viewer/{path}``, ``/healthz`` and the ``/ws`` WebSocket, behind the Host check.
+
+    ``health()`` is the full report; without ``token`` (``?token=`` or ``Authorization:
+    Bearer``) ``/healthz`` answers only its ``status``.
+    """
     root = viewer_dir.resolve()
     origins = tuple(allowed_origins or ())
+    throttle = Throttle(logger)
+    hosts = AllowedHosts([*(allowed_hosts or ()), *(o for o in origins if o != "*"), *([bound_host] if bound_host else [])])
 
     async def index(request: Request) -> Response:
         page = root / "index.html"
@@ -80,13 +100,16 @@ def create_app(
         return FileResponse(path, media_type=media_type or "application/octet-stream", headers=_NO_CACHE)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse(health())
+        report = health()
+        if token is None or _has_token(request, token):
+            return JSONResponse(report)
+        return JSONResponse({"status": report.get("status", "ok")})
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
         if not origin_allowed(origin, websocket.headers.get("host"), origins):
-            logger.warning("refused a WebSocket from origin %r (allowed: same origin%s)",
-                           origin, f", {list(origins)}" if origins else "")
+            throttle.warning("origin", "refused a WebSocket from origin %r (allowed: same origin%s)",
+                             (origin or "")[:80], f", {list(origins)}" if origins else "")
             await _refuse(websocket, 403, "origin not allowed")
             return
         await websocket.accept()
@@ -98,8 +121,19 @@ def create_app(
             Route("/viewer/{path:path}", viewer_file),
             Route("/healthz", healthz),
             WebSocketRoute("/ws", websocket_endpoint),
-        ]
+        ],
+        middleware=[Middleware(HostCheck, allowed=hosts)],
     )
+
+
+def _has_token(request: Request, token: str) -> bool:
+    """The request carries ``token`` as ``?token=`` or as an ``Authorization: Bearer`` header."""
+    expected = token.encode("utf-8")
+    offered = [request.query_params.get("token")]
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        offered.append(credentials.strip())
+    return any(o is not None and hmac.compare_digest(o.encode("utf-8", "surrogatepass"), expected) for o in offered)
 
 
 async def _refuse(websocket: WebSocket, status: int, reason: str) -> None:
@@ -198,7 +232,9 @@ class ServerThread:
         before_stop: Callable[[], Awaitable[None]],
         after_stop: Callable[[], None],
         graceful_timeout: int = 2,
+        guard: ConnectionGuard | None = None,
     ) -> None:
+        self.guard = guard or ConnectionGuard(max_connections=100, request_timeout=10.0)
         self.host = host
         self.loop = asyncio.new_event_loop()
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -220,6 +256,7 @@ class ServerThread:
             log_config=None,  # never reconfigure the embedding program's logging
             access_log=False,
             timeout_graceful_shutdown=graceful_timeout,
+            http=self.guard.protocol_class(AutoHTTPProtocol),
         )
         self._server = _Server(config, self.ready)
 

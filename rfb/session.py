@@ -28,12 +28,15 @@ from rfb.events import EventQueue, parse_event
 from rfb.fanout import FanOut, Member
 from rfb.latency import LatencySummary
 from rfb.protocol import Ack, EventMessage, Hello, ProtocolError, RequestKeyframe
+from rfb.throttle import Throttle
 
 logger = logging.getLogger("rfb.session")
+REFUSALS = Throttle(logger)  # refused handshakes: any client can repeat them from fresh connections
 
 CLOSE_FLUSH_TIMEOUT = 2.0  # how long a requested close may wait behind queued messages
 MAX_QUEUED_ERRORS = 4  # error replies beyond this are dropped: a flood earns no echo
-MAX_LOGGED_ERRORS = 10  # per viewer; later rejections are counted, not logged
+MAX_LOGGED_ERRORS = 10  # kinds of rejection logged per viewer; each kind is logged once, then counted
+MAX_LOGGED_FAILURES = 32  # distinct internal failures whose traceback is logged, per process
 MIN_STATS_INTERVAL = 0.05  # seconds; stats_interval=0 turns the messages off
 
 
@@ -122,6 +125,7 @@ class Viewer:
         self.connected_at = time.time()
         self.dropped = 0
         self.rejected = 0
+        self._logged_kinds: set[str] = set()
         self.decode_ms: float | None = None
         self.finished = asyncio.Event()
 
@@ -201,9 +205,13 @@ class Viewer:
         ))
 
     def _reject(self, exc: ProtocolError) -> None:
+        """Count, log the first of its kind, and reply ``error``: a flood costs one line per kind."""
         self.rejected += 1
-        if self.rejected <= MAX_LOGGED_ERRORS:
-            logger.warning("viewer %d: rejected a message: %s", self.client_id, exc)
+        kind = str(exc).split(":", 1)[0][:40]
+        if kind not in self._logged_kinds and len(self._logged_kinds) < MAX_LOGGED_ERRORS:
+            self._logged_kinds.add(kind)
+            logger.warning("viewer %d: rejected a message: %s (more like it are counted in rejected_messages)",
+                           self.client_id, exc)
         if self._queued_errors < MAX_QUEUED_ERRORS and self._close is None:
             self._queued_errors += 1
             self._push(_ErrorText(protocol.error_message(str(exc))))
@@ -234,8 +242,8 @@ class Viewer:
                     await ws.send_text(item)
         except (WebSocketDisconnect, WebSocketDisconnected, OSError) as exc:
             logger.debug("viewer %d: send failed, the socket is gone (%r)", self.client_id, exc)
-        except Exception:  # boundary: one viewer's failure must never reach the others
-            logger.exception("viewer %d: sending failed; closing this viewer", self.client_id)
+        except Exception as exc:  # boundary: one viewer's failure must never reach the others
+            log_failure(exc, f"viewer {self.client_id}: sending failed; closing this viewer")
             try:
                 await ws.close(1011, "internal error")
             except (WebSocketDisconnect, WebSocketDisconnected, OSError, RuntimeError):
@@ -274,8 +282,8 @@ class Viewer:
                     self._handle(text)
         except (WebSocketDisconnect, WebSocketDisconnected, OSError) as exc:
             logger.debug("viewer %d: receive ended (%r)", self.client_id, exc)
-        except Exception:  # boundary: a bug in handling one message closes this viewer only
-            logger.exception("viewer %d: handling a message failed; closing this viewer", self.client_id)
+        except Exception as exc:  # boundary: a bug in the connection's own code closes this viewer only
+            log_failure(exc, f"viewer {self.client_id}: receiving failed; closing this viewer")
             self.close(1011, "internal error")
 
     async def _handshake(self) -> bool:
@@ -299,7 +307,7 @@ class Viewer:
             self.close(protocol.CLOSE_BAD_HELLO, f"bad hello: expected 'hello' first, got {type(hello).__name__}")
             return False
         if not self._authorized(hello.token):
-            logger.warning("viewer %d: refused, wrong or missing token", self.client_id)
+            REFUSALS.warning("token", "viewer %d: refused, wrong or missing token", self.client_id)
             self.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
             return False
         groups = self._fanout.groups
@@ -356,11 +364,15 @@ class Viewer:
             elif isinstance(message, RequestKeyframe):
                 self._fanout.request_keyframe(member)
             elif isinstance(message, EventMessage):
-                self._events.put(parse_event(message.event, client_id=self.client_id, time=time.monotonic()))
+                self._events.put(parse_event(message.event, client_id=self.client_id, time=time.monotonic(),
+                                             bounds=self._frame_size()))
             else:
                 raise ProtocolError("hello: already received; a second hello is ignored")
         except ProtocolError as exc:
             self._reject(exc)
+        except Exception as exc:  # boundary: a server bug met by one message must not end the viewer
+            log_failure(exc, f"viewer {self.client_id}: handling a message failed; the message was ignored")
+            self._reject(ProtocolError(f"internal error: the server failed on this message ({type(exc).__name__})"))
 
 
 class SessionRegistry:
@@ -378,6 +390,10 @@ class SessionRegistry:
 
     def discard(self, viewer: Viewer) -> None:
         self._viewers.pop(viewer.client_id, None)
+
+    def joined(self) -> int:
+        """How many viewers have joined (what ``len(snapshot())`` says, without building one)."""
+        return sum(1 for v in list(self._viewers.values()) if v.member is not None and v.hello is not None)
 
     def snapshot(self) -> tuple[ViewerInfo, ...]:
         infos = (v.info() for v in list(self._viewers.values()))
@@ -409,6 +425,26 @@ class SessionRegistry:
         for w in pending:
             w.cancel()
         return [waits[w] for w in pending]
+
+
+_logged_failures: set[tuple[str, str, int]] = set()
+
+
+def log_failure(exc: BaseException, what: str) -> None:
+    """Log ``what`` with the traceback the first time this failure (type and place) is met.
+
+    A client that can trigger a server bug can trigger it on every message and from
+    every connection: the traceback is worth one line, not one per message.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    key = (type(exc).__name__, tb.tb_frame.f_code.co_filename if tb else "", tb.tb_lineno if tb else 0)
+    if key not in _logged_failures and len(_logged_failures) < MAX_LOGGED_FAILURES:
+        _logged_failures.add(key)
+        logger.error("%s", what, exc_info=exc)
+    else:
+        logger.debug("%s (%s: %s; traceback logged before)", what, type(exc).__name__, exc)
 
 
 def _close_reason(reason: str) -> str:

@@ -19,7 +19,20 @@ import pytest
 
 from rfb import protocol
 from rfb.benchmark.metrics import H264Decoder, decode_image
-from rfb.cli import build_parser, describe_routes, format_report, gpu_problem, one_line, parse_size
+from rfb.cli import (
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    bind_problem,
+    build_parser,
+    describe_routes,
+    format_report,
+    gpu_problem,
+    lan_urls,
+    network_warnings,
+    one_line,
+    parse_size,
+    summary_line,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SIZE = (320, 240)
@@ -43,6 +56,45 @@ def test_doctor_lists_every_route_with_its_reason_and_exits_0():
     for fact in ("python", "pyav", "nvidia_smi", "libcuda", "cuda_devices"):
         assert f"\n  {fact} " in out, f"{fact} missing from:\n{out}"
     assert "Traceback" not in result.stderr
+
+
+def test_doctor_ends_with_what_serve_picks_here():
+    from rfb.encoders.registry import select_encoder
+
+    result = run_rfb("doctor")
+    last = result.stdout.rstrip("\n").splitlines()[-1]
+    video, image = select_encoder(None, transport="webcodecs").name, select_encoder(None, transport="image").name
+    assert last.startswith(f"here: {video} + {image}"), last
+    gpu = select_encoder(None, transport="webcodecs", gpu=True).name, select_encoder(None, transport="image", gpu=True).name
+    assert ("with gpu=True" in last) == (gpu != (video, image)), last
+
+
+def test_doctor_exits_1_when_no_route_can_run():
+    code = (
+        "import sys, rfb\n"
+        "from rfb.cli import main\n"
+        "for name in [s.name for s in rfb.encoder_status()]: rfb.unregister_video_encoder(name)\n"
+        "sys.exit(main(['doctor']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == EXIT_RUNTIME, result.stderr
+    assert result.stdout.rstrip("\n").splitlines()[-1] == "here: no route can run (see the reasons above)"
+
+
+@pytest.mark.parametrize(
+    ("here", "line"),
+    [
+        ({"video": "h264_cpu", "image": "image", "gpu_video": "h264_cpu", "gpu_image": "image"},
+         "here: h264_cpu + image"),
+        ({"video": "h264_cpu", "image": "image", "gpu_video": "h264_gpu_nv12", "gpu_image": "jpeg_gpu"},
+         "here: h264_cpu + image; with gpu=True: h264_gpu_nv12 + jpeg_gpu"),
+        ({"video": None, "image": "image", "gpu_video": None, "gpu_image": "image"},
+         "here: image only (no H.264 route: every browser gets images)"),
+    ],
+)
+def test_doctor_summary_line(here, line):
+    assert summary_line(here) == line
 
 
 def test_doctor_json_matches_encoder_status():
@@ -123,7 +175,7 @@ def test_demo_gpu_without_a_gpu_or_cupy_fails_in_one_line_and_starts_nothing():
     from rfb.gpu import cupy_available, gpu_available
 
     result = run_rfb("demo", "--gpu", "--port", "0")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_RUNTIME, result.stderr
     assert result.stdout == "", "no URL: nothing was started"
     assert result.stderr.splitlines() == [f"rfb demo: error: --gpu needs {problem}"], result.stderr
     reason = gpu_available() or cupy_available()
@@ -162,9 +214,93 @@ def test_describe_routes_names_both_routes_and_why_gpu_fell_back():
 
 
 def test_demo_with_an_unknown_encoder_fails_in_one_line():
+    from rfb import encoder_status
+
     result = run_rfb("demo", "--port", "0", "--encoder", "no-such-encoder")
-    assert result.returncode == 2
-    assert "no-such-encoder" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == EXIT_USAGE
+    registered = sorted(s.name for s in encoder_status())
+    assert result.stderr.splitlines() == [
+        "rfb demo: error: --encoder no-such-encoder: no encoder named 'no-such-encoder'; "
+        f"registered: {registered} (rfb doctor says which run here)"
+    ], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [(("--encoder", "image"), "use --image-encoder image"), (("--image-encoder", "h264_cpu"), "use --encoder h264_cpu")],
+)
+def test_demo_points_a_route_of_the_other_kind_to_its_option(args, hint):
+    result = run_rfb("demo", "--port", "0", *args)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1 and hint in result.stderr, result.stderr
+
+
+def test_demo_help_lists_the_controls():
+    from rfb.demo import CONTROLS
+
+    result = run_rfb("demo", "--help")
+    assert result.returncode == 0
+    for what, does in CONTROLS:
+        assert f"  {what}" in result.stdout and does in result.stdout, result.stdout
+    assert "click the picture first" in result.stdout
+
+
+def test_demo_on_a_taken_port_names_it_and_suggests_port_0():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_rfb("demo", "--port", str(port))
+    assert result.returncode == EXIT_RUNTIME, result.stderr
+    assert result.stdout == ""
+    error = [line for line in result.stderr.splitlines() if "error" in line]
+    assert error == [f"rfb demo: error: port {port} is already in use on 127.0.0.1 (another rfb demo?): "
+                     "choose another with --port N, or --port 0 for any free port"], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bind_problems_name_the_address_and_what_to_try():
+    import errno
+
+    assert "--port 0" in bind_problem(OSError(errno.EACCES, "Permission denied"), "127.0.0.1", 80)
+    assert "127.0.0.1:80" in bind_problem(OSError(errno.EACCES, "Permission denied"), "127.0.0.1", 80)
+    message = bind_problem(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), "10.9.9.9", 8765)
+    assert "'10.9.9.9' is not an address of this machine" in message and "10.9.9.9:8765" in message
+
+
+def test_lan_addresses_are_this_machines_own_non_loopback_ipv4_addresses():
+    import ipaddress
+    import socket
+
+    from rfb.cli import lan_addresses
+
+    addresses = lan_addresses()
+    for address in addresses:
+        parsed = ipaddress.ip_address(address)
+        assert parsed.version == 4 and not parsed.is_loopback, address
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((address, 0))  # only an address of this machine can be bound (nothing is sent)
+
+
+def test_lan_urls_and_warnings_say_where_to_connect_and_what_a_lan_page_gets(monkeypatch):
+    from rfb import cli
+
+    url = "http://127.0.0.1:8765/?token=abc"
+    assert lan_urls(url, "127.0.0.1") == [] and network_warnings(url, "127.0.0.1", token=False) == []
+    assert network_warnings(url, "localhost", token=False) == []
+    monkeypatch.setattr(cli, "lan_addresses", lambda: ["192.0.2.7", "198.51.100.3"])
+    assert lan_urls(url, "0.0.0.0") == ["http://192.0.2.7:8765/?token=abc", "http://198.51.100.3:8765/?token=abc"]
+    (warning,) = network_warnings(url, "0.0.0.0", token=True)
+    assert "not a secure context" in warning and "JPEG" in warning and "ssh -L 8765:127.0.0.1:8765" in warning
+    lan = "http://192.0.2.7:9000/"
+    assert lan_urls(lan, "192.0.2.7") == [], "the URL printed already is the LAN one"
+    warnings = network_warnings(lan, "192.0.2.7", token=False)
+    assert "ssh -L 9000:127.0.0.1:9000" in warnings[0]
+    assert warnings[1] == "--no-token on a network address: anyone who can reach this port can watch and steer the view"
+    monkeypatch.setattr(cli, "lan_addresses", lambda: [])
+    assert lan_urls(url, "0.0.0.0") == ["http://<this machine's address>:8765/?token=abc"]
 
 
 # ---------------------------------------------------------------- demo, end to end
@@ -260,6 +396,7 @@ async def receive_frames(port: int, token: str | None, supported: list[str], cou
 
 def test_demo_streams_h264_that_decodes_and_stops_cleanly_on_sigint(demo):
     payloads = asyncio.run(receive_frames(demo.port, demo.token, [protocol.H264_ANNEXB], count=5))
+    wait_for_log(demo, "viewer 1 left the webcodecs group after ")
     headers = [h for h, _ in payloads]
     assert all(h["type"] == "video_chunk" for h in headers)
     assert headers[0]["keyframe"] and headers[0]["codec"].startswith("avc1.")
@@ -269,6 +406,8 @@ def test_demo_streams_h264_that_decodes_and_stops_cleanly_on_sigint(demo):
     assert frames[0].std() > 10, "the demo scene is not a flat picture"
     assert demo.interrupt() == 0, "".join(demo.stderr)
     assert "Traceback" not in "".join(demo.stderr)
+    assert demo.token not in "".join(demo.stderr), "the URL (and its token) is printed once, on stdout"
+    assert demo.proc.stdout.read() == "", "the URL is printed once"
 
 
 def test_demo_reacts_to_a_pointer_press(demo):
@@ -293,6 +432,20 @@ def test_demo_without_token_accepts_a_viewer_without_one():
         assert running.token is None and "token=" not in running.url
         payloads = asyncio.run(receive_frames(running.port, None, [protocol.IMAGE_JPEG], count=1))
         assert payloads[0][0]["type"] == "image_frame"
+        assert running.interrupt() == 0
+        assert "--no-token on a network address" not in "".join(running.stderr), "127.0.0.1 is not a network"
+    finally:
+        running.kill()
+
+
+def test_demo_on_every_interface_warns_about_the_lan_page_and_the_missing_token():
+    running = Demo("--host", "0.0.0.0", "--no-token")  # the viewer below connects through loopback only
+    try:
+        payloads = asyncio.run(receive_frames(running.port, None, [protocol.IMAGE_JPEG], count=1))
+        assert payloads[0][0]["type"] == "image_frame"
+        log = wait_for_log(running, "--no-token on a network address")
+        assert "from other machines: http://" in log and f":{running.port}/" in log, log
+        assert "not a secure context" in log and "JPEG" in log, log
         assert running.interrupt() == 0
     finally:
         running.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -69,6 +70,67 @@ def test_video_needs_even_dimensions_and_says_which(display: Any, shape: tuple[i
 def test_odd_size_at_construction_is_refused(test_encoders: EncoderLog) -> None:
     with pytest.raises(ValueError, match="height 47 is odd"):
         start_test_display(64, 47)
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((2, 2, 3), "from 2x4 to 16384x16384 pixels, got 2x2: height 2 is below 4"),
+     ((2, 64, 4), "got 64x2: height 2 is below 4"),
+     ((16, 16386, 3), "got 16386x16: width 16386 is above 16384"),
+     ((16386, 16, 3), "got 16x16386: height 16386 is above 16384")],
+)
+def test_video_refuses_sizes_no_h264_route_encodes_naming_the_limit(display: Any, shape: tuple[int, ...],
+                                                                     expected: str) -> None:
+    with pytest.raises(FrameError, match=re.escape(expected)):
+        display.publish(np.zeros(shape, np.uint8))
+    assert display.stats.published == 0 and (display.width, display.height) == (64, 48)
+
+
+def test_video_takes_the_smallest_and_largest_sizes_libx264_encodes(display: Any) -> None:
+    for shape in ((4, 2, 3), (16, 16384, 3), (16384, 16, 3)):
+        display.publish(np.zeros(shape, np.uint8))
+    assert display.stats.published == 3
+
+
+def test_a_size_no_h264_route_encodes_is_refused_at_construction(test_encoders: EncoderLog) -> None:
+    with pytest.raises(ValueError, match="height 2 is below 4"):
+        start_test_display(64, 2)
+
+
+@pytest.mark.anyio
+async def test_an_image_only_display_serves_tiny_and_odd_frames(test_encoders: EncoderLog,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import rfb.display
+
+    def images_only(*args: Any, **kwargs: Any) -> Any:
+        return {k: v for k, v in resolve_routes(*args, **kwargs).items() if k != "webcodecs"}
+
+    monkeypatch.setattr(rfb.display, "resolve_routes", images_only)
+    display = start_test_display(3, 1)
+    try:
+        client = await ProtocolClient.connect(display, supported=(JPEG,))
+        display.publish(np.zeros((1, 3, 3), np.uint8))
+        assert (await client.next_payload()).header["width"] == 3
+        with pytest.raises(FrameError, match=re.escape("up to 65500x65500 pixels, got 65501x1")):
+            display.publish(np.zeros((1, 65501, 3), np.uint8))
+        await client.close()
+    finally:
+        display.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({"max_connections": 0}, "max_connections must be a positive integer, got 0"),
+     ({"max_connections": True}, "max_connections must be a positive integer, got True"),
+     ({"hello_timeout": 0}, "hello_timeout (the time a connection has for its request) must be a positive number"),
+     ({"hello_timeout": float("inf")}, "must be a positive number of seconds, got inf")],
+)
+def test_bad_connection_limits_are_refused_at_construction(test_encoders: EncoderLog, options: dict[str, Any],
+                                                           expected: str) -> None:
+    threads = threading.active_count()
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        start_test_display(**options)
+    assert threading.active_count() == threads and test_encoders.open_instances() == []
 
 
 def test_publish_accepts_rgb_rgba_and_rawframe(display: Any) -> None:
@@ -431,3 +493,29 @@ async def test_jpeg_over_the_socket_decodes_to_the_published_frame(real_display:
     picture = decode_image(message.payload)
     assert psnr(quadrants(128, 96), picture) > 30
     await client.close()
+
+
+# ---------------------------------------------------------------- size limits with CUDA frames (GPU host)
+
+
+@pytest.mark.gpu
+@pytest.mark.anyio
+async def test_cuda_frames_outside_the_h264_limits_are_refused_and_the_smallest_is_served() -> None:
+    """On the GPU route the display resolves (h264_gpu_nv12 where the GPU has no NVENC)."""
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    display = start(64, 48, port=0, gpu=True, image_encoder=None, keyframe_interval_min=0.0)
+    try:
+        client = await ProtocolClient.connect(display)
+        await client.recv()
+        for shape in ((2, 64, 3), (2, 2, 4), (16, 16386, 3)):
+            with pytest.raises(FrameError, match=r"H\.264 routes encode frames from 2x4 to 16384x16384 pixels"):
+                display.publish(cp.zeros(shape, cp.uint8))
+        display.publish(cp.zeros((4, 2, 3), cp.uint8))  # 2x4, the smallest H.264 frame
+        chunk = await client.next_payload(timeout=20)
+        assert (chunk.kind, chunk.header["width"], chunk.header["height"]) == ("video_chunk", 2, 4)
+        assert display.stats.groups["webcodecs"].encoder_errors == 0
+        await client.close()
+    finally:
+        display.close()

@@ -31,6 +31,16 @@ def test_pointer_defaults_and_outside_the_frame() -> None:
     assert (event.x, event.y) == (-5.0, 1e6)
 
 
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [(-5, 1e6, (0.0, 48.0)), (70.5, -0.0, (64.0, 0.0)), (-1e7, 1e7, (0.0, 48.0)), (63.5, 47.25, (63.5, 47.25))],
+)
+def test_with_bounds_coordinates_are_clamped_into_the_frame(x: float, y: float, expected: tuple[float, float]) -> None:
+    for kind in ("pointermove", "wheel"):
+        event = parse_event({"type": kind, "x": x, "y": y, "dx": 0, "dy": 0}, client_id=1, time=0.0, bounds=(64, 48))
+        assert (event.x, event.y) == expected and math.copysign(1, event.y) == math.copysign(1, expected[1])
+
+
 def test_wheel_event() -> None:
     event = parse({"type": "wheel", "x": 1, "y": 2, "dx": -16, "dy": 48.0})
     assert (event.type, event.x, event.y, event.dx, event.dy) == ("wheel", 1.0, 2.0, -16.0, 48.0)
@@ -83,7 +93,7 @@ def test_event_is_frozen() -> None:
         ({"type": "keydown", "key": "a", "repeat": 1}, "event.repeat: expected a boolean, got 1"),
         ({"type": "keydown", "key": "\ud800"}, "event.key: expected valid Unicode text"),
         ({"type": "resize", "width": 0, "height": 10}, "event.width: expected a size in [1, 65536]"),
-        ({"type": "resize", "width": 10, "height": math.inf}, "event.height: expected a positive number"),
+        ({"type": "resize", "width": 10, "height": math.inf}, "event.height: expected a size in [1, 65536], got inf"),
         ({"type": "resize", "width": 10, "height": 1e9}, "event.height: expected a size in [1, 65536]"),
     ],
 )
@@ -158,3 +168,50 @@ def test_queue_is_safe_across_threads() -> None:
     stop.set()
     consumer.join()
     assert len(drained) + queue.dropped == 8000 and queue.received == 8000
+
+
+# ---------------------------------------------------------------- every numeric field, any JSON number
+
+NUMBER_SPELLINGS = ["1" + "0" * 400, "-1" + "0" * 400, "9" * 4000, "-0", "-0.0", "0e0", "1e308", "-1e308", "1e309",
+                    "1E+400", "-1e400", "2.5e-400", "NaN", "-NaN", "Infinity", "-Infinity", "nan", "inf", "1e", "01"]
+json_numbers = st.one_of(
+    st.sampled_from(NUMBER_SPELLINGS),
+    st.integers(min_value=-(10**500), max_value=10**500).map(str),
+    st.floats().map(lambda f: json.dumps(f)),  # NaN and Infinity too, as Python spells them
+)
+NUMERIC_FIELDS = [
+    ("pointermove", "x"), ("pointermove", "y"), ("pointerdown", "button"), ("pointerdown", "buttons"),
+    ("wheel", "x"), ("wheel", "y"), ("wheel", "dx"), ("wheel", "dy"), ("resize", "width"), ("resize", "height"),
+]
+_BASE = {"pointermove": {"x": 1, "y": 1}, "pointerdown": {"x": 1, "y": 1}, "wheel": {"x": 1, "y": 1, "dx": 0, "dy": 0},
+         "resize": {"width": 10, "height": 10}}
+
+
+def event_text(kind: str, field: str, number: str) -> str:
+    """An ``event`` message whose ``field`` is the JSON number spelled ``number``, exactly as sent."""
+    others = {k: v for k, v in _BASE[kind].items() if k != field}
+    body = ",".join([f'"type":"{kind}"', *(f'"{k}":{v}' for k, v in others.items()), f'"{field}":{number}'])
+    return '{"type":"event","event":{' + body + "}}"
+
+
+@pytest.mark.parametrize(("kind", "field"), NUMERIC_FIELDS)
+def test_a_huge_integer_in_any_numeric_field_is_an_event_error(kind: str, field: str) -> None:
+    from rfb.protocol import parse_client_message
+
+    message = parse_client_message(event_text(kind, field, "1" + "0" * 400))
+    with pytest.raises(EventError, match=f"event.{field}: expected"):
+        parse(message.event)  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(NUMERIC_FIELDS), json_numbers)
+def test_any_json_number_in_any_field_is_valid_or_a_protocol_error(field: tuple[str, str], number: str) -> None:
+    from rfb.protocol import ProtocolError, parse_client_message
+
+    try:
+        event = parse(parse_client_message(event_text(*field, number)).event)  # type: ignore[union-attr]
+    except ProtocolError:
+        return
+    for name in ("x", "y", "dx", "dy", "width", "height"):
+        value = getattr(event, name)
+        assert value is None or (math.isfinite(value) and abs(value) <= 1e7), (name, value)

@@ -226,3 +226,23 @@ def test_random_bytes_only_ever_raise_protocol_error_when_unpacked(data: bytes) 
 def test_pack_unpack_round_trips(extra: dict[str, object], payload: bytes, kind: str) -> None:
     header = {"type": kind, **{k: v for k, v in extra.items() if k != "type"}}
     assert protocol.unpack_payload(protocol.pack_payload(header, payload)) == (header, payload)
+
+
+@pytest.mark.parametrize("number", ["1" + "0" * 400, "-1" + "0" * 400, "1e309", "-1e400", "1e8", "NaN", "-Infinity"])
+def test_ack_decode_ms_outside_its_range_is_a_protocol_error(number: str) -> None:
+    with pytest.raises(ProtocolError, match=r"(ack\.decode_ms: expected a finite number|malformed JSON)"):
+        protocol.parse_client_message('{"type":"ack","seq":1,"decode_ms":' + number + "}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["seq", "decode_ms"]),
+       st.one_of(st.integers(min_value=-(10**500), max_value=10**500).map(str), st.floats().map(json.dumps),
+                 st.sampled_from(["-0", "-0.0", "1e308", "1e309", "2.5e-400", "NaN", "Infinity", "9" * 5000])))
+def test_any_json_number_in_an_ack_is_valid_or_a_protocol_error(field: str, number: str) -> None:
+    fields = {"seq": "1", "decode_ms": "2.5", field: number}
+    try:
+        ack = protocol.parse_client_message('{"type":"ack",' + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}")
+    except ProtocolError:
+        return
+    assert isinstance(ack, Ack) and 1 <= ack.seq <= protocol.MAX_SEQ
+    assert ack.decode_ms is not None and math.isfinite(ack.decode_ms) and abs(ack.decode_ms) <= protocol.MAX_DECODE_MS

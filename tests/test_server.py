@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rfb.hosts import AllowedHosts
 from rfb.server import VIEWER_DIR, ServerThread, _resolve_inside, create_app, origin_allowed
 from tests.conftest import EncoderLog, ProtocolClient, start_test_display
 
@@ -113,13 +114,112 @@ def test_resolve_inside_refuses_traversal_and_links(tmp_path: Path) -> None:
         assert _resolve_inside(root, bad) is None, bad
 
 
-def test_healthz_reports_without_the_token(display: Any) -> None:
+def test_healthz_says_only_ok_without_the_token(display: Any) -> None:
     response = http(display, "/healthz")
-    body = response.json()
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    wrong = http(display, "/healthz?token=wrong")
+    assert wrong.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("how", ["query", "bearer"])
+def test_healthz_reports_the_details_with_the_token(display: Any, how: str) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{display.port}", trust_env=False) as client:
+        if how == "query":
+            response = client.get("/healthz", params={"token": display.token})
+        else:
+            response = client.get("/healthz", headers={"Authorization": f"Bearer {display.token}"})
     assert response.status_code == 200
-    assert body == {"status": "ok", "width": 64, "height": 48, "viewers": 0, "encoder": "test-h264",
-                    "transports": ["webcodecs", "image"], "published": 0}
+    assert response.json() == {"status": "ok", "width": 64, "height": 48, "viewers": 0, "encoder": "test-h264",
+                               "transports": ["webcodecs", "image"], "published": 0,
+                               "connections_refused": 0, "connections_timed_out": 0}
     assert display.token not in response.text
+
+
+def test_healthz_reports_everything_when_the_token_is_off(test_encoders: EncoderLog) -> None:
+    display = start_test_display(token=None)
+    try:
+        assert http(display, "/healthz").json()["published"] == 0
+    finally:
+        display.close()
+
+
+# ---------------------------------------------------------------- host
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "ok"),
+    [
+        (None, (), True),
+        ("127.0.0.1:8765", (), True),
+        ("localhost:8765", (), True),
+        ("LOCALHOST.", (), True),
+        ("[::1]:8765", (), True),
+        ("192.168.1.20:8765", (), True),
+        ("10.0.0.1", (), True),
+        ("evil.example:8765", (), False),
+        ("127.0.0.1.evil.example", (), False),
+        ("localhost.evil.example", (), False),
+        ("", (), False),
+        ("x:notaport", (), False),
+        ("workstation.lan:8765", ("workstation.lan",), True),
+        ("WORKSTATION.LAN", ("workstation.lan",), True),
+        ("other.lan", ("workstation.lan",), False),
+        ("app.example", ("http://app.example:3000",), True),
+        ("anything.example", ("*",), True),
+    ],
+)
+def test_allowed_hosts(host: str | None, extra: tuple[str, ...], ok: bool) -> None:
+    assert (host in AllowedHosts(extra)) is ok
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_host_header_gets_a_plain_yes_or_no(host: str) -> None:
+    assert (host in AllowedHosts(["workstation.lan"])) in (True, False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.ip_addresses(), st.integers(min_value=1, max_value=65535), st.from_regex(r"[a-z0-9-]{1,20}\.[a-z]{2,8}", fullmatch=True))
+def test_addresses_pass_and_unlisted_names_do_not(address: Any, port: int, name: str) -> None:
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    allowed = AllowedHosts(())
+    assert f"{literal}:{port}" in allowed
+    assert f"{name}:{port}" not in allowed and name not in allowed
+
+
+def test_a_foreign_host_header_is_refused_with_403_on_every_route(display: Any) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{display.port}", trust_env=False) as client:
+        for path in ("/", "/healthz", f"/healthz?token={display.token}", "/viewer/main.js", "/ws"):
+            response = client.get(path, headers={"Host": f"rebind.example:{display.port}"})
+            assert (response.status_code, response.text) == (403, "host not allowed"), path
+        assert client.get("/", headers={"Host": f"localhost:{display.port}"}).status_code == 200
+
+
+def test_allowed_hosts_and_the_bound_name_are_served(test_encoders: EncoderLog) -> None:
+    display = start_test_display(host="localhost", allowed_hosts=["workstation.lan"],
+                                 allowed_origins=["http://app.example:3000"])
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{display.port}", trust_env=False) as client:
+            for name in ("workstation.lan", "app.example", "localhost", "127.0.0.1"):
+                assert client.get("/", headers={"Host": f"{name}:{display.port}"}).status_code == 200, name
+            assert client.get("/", headers={"Host": "other.lan"}).status_code == 403
+    finally:
+        display.close()
+
+
+@pytest.mark.anyio
+async def test_a_websocket_with_a_foreign_host_is_refused_before_accept(display: Any) -> None:
+    import socket
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    sock = socket.create_connection(("127.0.0.1", display.port), timeout=5)
+    with pytest.raises(InvalidStatus) as info:  # the browser of a rebinding page: Host is the page's name
+        await connect(f"ws://rebind.example:{display.port}/ws", sock=sock, proxy=None, open_timeout=5)
+    sock.close()
+    assert info.value.response.status_code == 403 and b"host not allowed" in info.value.response.body
+    assert not display.viewers
 
 
 async def _never(websocket: Any) -> None:
@@ -237,3 +337,26 @@ def test_random_messages_never_break_the_handler_or_other_viewers(test_encoders:
     finally:
         display.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "the handler logged an error"
+
+
+# ---------------------------------------------------------------- throttled warnings
+
+
+def test_a_throttle_logs_the_first_then_the_count_since(caplog: pytest.LogCaptureFixture) -> None:
+    from rfb.throttle import Throttle
+
+    caplog.set_level(logging.DEBUG, logger="rfb.test")
+    throttle = Throttle(logging.getLogger("rfb.test"))
+    for i in range(5):
+        throttle.warning("a", "refused %d", i)
+    throttle.warning("b", "other")
+    throttle.interval_s = 0.0  # the next one is due at once
+    throttle.warning("a", "refused %d", 5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "refused 0; more are counted and logged at most once a minute",
+        "other; more are counted and logged at most once a minute",
+        "refused 5 (5 since the last such warning); more are counted and logged at most once a minute",
+    ]
+    assert throttle.counts == {"a": 6, "b": 1}
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) == 4

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import socket
 import threading
 from dataclasses import replace
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rfb import session as session_module
 from rfb.session import SessionSettings
 from tests.conftest import (
     H264,
@@ -186,6 +188,43 @@ async def test_one_viewers_garbage_never_reaches_another(display: Any) -> None:
     assert rejected == {noisy_id: 200, quiet_id: 0} and quiet.errors == []
     await noisy.close()
     await quiet.close()
+
+
+@pytest.mark.anyio
+async def test_a_flood_of_bad_messages_logs_one_line_per_kind(display: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="rfb.session")
+    client = await ProtocolClient.connect(display)
+    await client.recv()
+    for i in range(60):
+        await client.send([{"type": "ack", "seq": "x"}, {"type": "bogus"}, "{"][i % 3])
+    await eventually(lambda: display.viewers and display.viewers[0].rejected_messages == 60, what="60 rejections")
+    lines = [r.getMessage() for r in caplog.records if "rejected a message" in r.getMessage()]
+    assert len(lines) == 3, lines
+    await client.close()
+
+
+@pytest.mark.anyio
+async def test_a_server_bug_on_one_message_is_logged_once_and_the_viewer_stays(
+        display: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfb.fanout import FanOut
+
+    def broken(self: Any, member: Any) -> None:
+        raise OverflowError("a bug in the server")
+
+    monkeypatch.setattr(FanOut, "request_keyframe", broken)
+    monkeypatch.setattr(session_module, "_logged_failures", set())
+    caplog.set_level(logging.DEBUG, logger="rfb.session")
+    client = await ProtocolClient.connect(display)
+    await client.recv()
+    for _ in range(5):
+        await client.request_keyframe()
+        assert await client.next_error() == "internal error: the server failed on this message (OverflowError)"
+    display.publish(frame(4))
+    assert (await client.next_payload()).payload[1] == 4  # still served
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 1 and "handling a message failed" in tracebacks[0].getMessage()
+    assert display.viewers[0].rejected_messages == 5
+    await client.close()
 
 
 @pytest.mark.anyio

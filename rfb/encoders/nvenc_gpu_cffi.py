@@ -72,7 +72,9 @@ class NvencGpuEncoder:
         self.config = config
         self._stream = h264.PayloadStream(config.width, config.height)
         self._encoder: NvencEncoder | None = _open_nvenc(config, context)
-        self._staging: DeviceStaging | None = DeviceStaging(("nv12", "rgba8"), device_id=config.device_id)
+        self._staging: DeviceStaging | None = DeviceStaging(
+            ("nv12", "rgba8"), device_id=config.device_id, pitch_alignment=1  # nvencffi stages odd pitches itself
+        )
 
     # -- the EncoderBackend protocol ---------------------------------------------
 

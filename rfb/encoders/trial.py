@@ -24,9 +24,11 @@ from rfb.encoders.base import EncodedPayload
 from rfb.frames import RawFrame
 
 TRIAL_SIZE = (1280, 720)
-# Below this the picture is not the one sent (a wrong pitch, plane or colour matrix
-# gives 5-15 dB); a first IDR of the trial pattern decodes at 30 dB and more.
-MIN_PSNR_DB = 25.0
+# Below this the picture is not the one sent: a wrong pitch, plane or colour matrix
+# gives 5-15 dB. A right one is well above it even at a low bitrate: the trial's
+# gradient decodes at 30 dB and more, and the self-test's detailed scene pattern at
+# 24.8 dB for libx264's first 1080p IDR (h264_gpu_nv12, doctor --selftest on an H200).
+MIN_PSNR_DB = 20.0
 
 
 def reference_picture(width: int, height: int, index: int = 0) -> np.ndarray:

@@ -33,7 +33,8 @@ from tests.gpu import FakeCudaArray, require_cupy, skip_if_cupy_works
 from tests.support.frames import assert_stream_decodes, decode, layout_of, nv12_frame, rgba_frame
 from tests.support.nvenc_fixtures import assert_released
 
-W, H = 64, 48
+W, H = 320, 240  # realistic: the emulator, like real drivers, refuses tiny frames
+ALIGNED = 512  # a 256-byte multiple: nvencffi registers such frames in place
 
 
 def emulated(width: int = W, height: int = H, **config: Any) -> NvencGpuEncoder:
@@ -102,6 +103,7 @@ def test_probe_with_nvenc_but_without_cupy_says_what_cupy_is_for(emulator) -> No
     assert reason is not None
     assert reason.startswith("NVENC works, but rgb24 and host frames are staged on the GPU with CuPy")
     assert "pip install 'rfb[gpu]'" in reason
+    # nvencffi's probe encoded one frame in one session
     assert emulator.ledger()["sessions"] == 0 and emulator.ledger()["sessions_opened"] == 1
 
 
@@ -115,7 +117,7 @@ def test_a_gpu_without_an_engine_makes_the_factory_raise_unavailable(emulator) -
 # ------------------------------------------------------------------- the stream
 
 
-@pytest.mark.parametrize(("width", "height", "pitch"), [(W, H, None), (W, H, 128), (176, 144, 192)])
+@pytest.mark.parametrize(("width", "height", "pitch"), [(W, H, ALIGNED), (512, 288, None), (1280, 720, None)])
 def test_cuda_nv12_goes_to_nvenc_in_place_and_decodes_bit_exact(emulator, width: int, height: int, pitch: int | None) -> None:
     frames = [nv12_frame(width, height, pitch=pitch, seed=seed) for seed in range(3)]
     with emulated(width, height) as enc:
@@ -132,7 +134,7 @@ def test_cuda_nv12_goes_to_nvenc_in_place_and_decodes_bit_exact(emulator, width:
     assert_released(emulator)
 
 
-@pytest.mark.parametrize(("width", "height", "pitch"), [(W, H, None), (40, 30, 256)])
+@pytest.mark.parametrize(("width", "height", "pitch"), [(W, H, None), (400, 240, 2048)])
 def test_cuda_rgba8_goes_to_nvenc_as_abgr_without_a_kernel(emulator, width: int, height: int, pitch: int | None) -> None:
     array, rgb = rgba_frame(width, height, pitch=pitch)
     with emulated(width, height) as enc:
@@ -147,7 +149,7 @@ def test_cuda_rgba8_goes_to_nvenc_as_abgr_without_a_kernel(emulator, width: int,
 
 
 def test_keyframes_first_and_on_demand_with_headers_and_the_codec_from_the_sps(emulator) -> None:
-    array, _, _ = nv12_frame(W, H)
+    array, _, _ = nv12_frame(W, H, pitch=ALIGNED)
     with emulated() as enc:
         assert enc.codec is None
         payloads = [p for i in range(8) for p in enc.encode(cuda_frame(array), force_keyframe=i == 5)]
@@ -166,7 +168,7 @@ def test_keyframes_first_and_on_demand_with_headers_and_the_codec_from_the_sps(e
 
 
 def test_the_config_sets_the_session(emulator) -> None:
-    array, _, _ = nv12_frame(W, H)
+    array, _, _ = nv12_frame(W, H, pitch=ALIGNED)
     with emulated(bitrate=3_000_000, fps=60.0, gop=4) as enc:
         kinds = [enc.encode(cuda_frame(array))[0].keyframe for _ in range(9)]
         (session,) = emulator.sessions()
@@ -178,7 +180,7 @@ def test_the_config_sets_the_session(emulator) -> None:
 
 
 def test_flush_returns_nothing_and_the_next_frame_is_an_idr(emulator) -> None:
-    array, _, _ = nv12_frame(W, H)
+    array, _, _ = nv12_frame(W, H, pitch=ALIGNED)
     with emulated() as enc:
         enc.encode(cuda_frame(array))
         assert not enc.encode(cuda_frame(array))[0].keyframe
@@ -188,7 +190,7 @@ def test_flush_returns_nothing_and_the_next_frame_is_an_idr(emulator) -> None:
 
 
 def test_an_nvenc_failure_propagates_and_the_stream_goes_on(emulator) -> None:
-    array, _, _ = nv12_frame(W, H)
+    array, _, _ = nv12_frame(W, H, pitch=ALIGNED)
     with emulated() as enc:
         enc.encode(cuda_frame(array))
         emulator.inject_fault("nvEncEncodePicture", errors.NvencStatus.NV_ENC_ERR_ENCODER_BUSY)
@@ -200,7 +202,7 @@ def test_an_nvenc_failure_propagates_and_the_stream_goes_on(emulator) -> None:
 
 
 def test_close_releases_the_session_and_is_idempotent(emulator) -> None:
-    array, _, _ = nv12_frame(W, H)
+    array, _, _ = nv12_frame(W, H, pitch=ALIGNED)
     enc = emulated()
     enc.encode(cuda_frame(array))
     assert emulator.ledger()["sessions"] == 1 and emulator.ledger()["registered"] == 1
@@ -218,24 +220,24 @@ def test_close_releases_the_session_and_is_idempotent(emulator) -> None:
 
 
 def test_wrong_frames_say_what_was_expected_and_reach_no_driver(emulator) -> None:
-    array, _, _ = nv12_frame(W, H)
+    array, _, _ = nv12_frame(W, H, pitch=ALIGNED)
     with emulated() as enc:
         with pytest.raises(FrameError, match=r"expected a RawFrame, got HostCudaArray .*rfb\.gpu\.cuda_frame"):
             enc.encode(array)  # type: ignore[arg-type]
-        with pytest.raises(FrameError, match=r"nvenc_gpu_cffi was opened for 64x48 frames, got 32x32"):
-            enc.encode(cuda_frame(nv12_frame(32, 32)[0]))
-        with pytest.raises(FrameError, match=r"64x48 cuda rgba8 frame needs uint8 data of shape \(48, 64, 4\), got uint8 \(72, 64\)"):
+        with pytest.raises(FrameError, match=r"nvenc_gpu_cffi was opened for 320x240 frames, got 640x480"):
+            enc.encode(cuda_frame(nv12_frame(640, 480)[0]))
+        with pytest.raises(FrameError, match=r"320x240 cuda rgba8 frame needs uint8 data of shape \(240, 320, 4\), got uint8 \(360, 320\)"):
             enc.encode(RawFrame(array, W, H, "rgba8", "cuda"))
-        with pytest.raises(FrameError, match=r"the frame says its rows are 64 bytes apart, its data's strides say 128"):
-            enc.encode(RawFrame(nv12_frame(W, H, pitch=128)[0], W, H, "nv12", "cuda", pitch=W))
+        with pytest.raises(FrameError, match=r"the frame says its rows are 320 bytes apart, its data's strides say 512"):
+            enc.encode(RawFrame(nv12_frame(W, H, pitch=ALIGNED)[0], W, H, "nv12", "cuda", pitch=W))
         with pytest.raises(FrameError, match=r"encoder runs on CUDA device 0, the frame lives on device 1"):
-            enc.encode(cuda_frame(FakeCudaArray(np.zeros((72, 64), np.uint8), device=1)))
-        with pytest.raises(FrameError, match=r"expected rgb24 of shape \(48, 64, 3\), got \(48, 64, 4\)"):
+            enc.encode(cuda_frame(FakeCudaArray(np.zeros((360, 320), np.uint8), device=1)))
+        with pytest.raises(FrameError, match=r"expected rgb24 of shape \(240, 320, 3\), got \(240, 320, 4\)"):
             enc.encode(RawFrame(np.zeros((H, W, 4), np.uint8), W, H, "rgb24"))
         assert emulator.ledger()["registered"] == 0 and emulator.ledger()["encodes"] == 0
 
 
-@pytest.mark.parametrize(("width", "height"), [(63, 48), (64, 47)])
+@pytest.mark.parametrize(("width", "height"), [(321, 240), (320, 241)])
 def test_odd_sizes_are_refused_before_any_session_opens(emulator, width: int, height: int) -> None:
     with pytest.raises(FrameError, match=rf"nvenc_gpu_cffi .* even.*got {width}x{height}"):
         emulated(width, height)
@@ -245,20 +247,27 @@ def test_odd_sizes_are_refused_before_any_session_opens(emulator, width: int, he
 def test_frames_that_need_staging_say_cupy_is_missing(emulator) -> None:
     skip_if_cupy_works()
     rgb = patterns.scene(W, H, 0)
-    misaligned, _, _ = nv12_frame(50, 36)  # a 50-byte pitch: NVENC wants a multiple of 4
     with emulated() as enc:
         for frame in (frame_from_array(rgb), cuda_frame(FakeCudaArray(rgb))):
             with pytest.raises(GpuUnavailable, match=r"CuPy is not installed"):
                 enc.encode(frame)
-    with emulated(50, 36) as enc, pytest.raises(GpuUnavailable, match=r"CuPy is not installed"):
-        enc.encode(cuda_frame(misaligned))
     assert emulator.ledger()["encodes"] == 0
+    assert_released(emulator)
+
+
+def test_an_odd_pitch_is_left_to_nvencffi_which_stages_it_without_cupy(emulator) -> None:
+    misaligned, y, uv = nv12_frame(322, 240)  # a 322-byte pitch: NVENC is only handed 256-byte pitches
+    with emulated(322, 240) as enc:
+        (payload,) = enc.encode(cuda_frame(misaligned))
+        assert enc.staging.copies == 0  # the route passed it on as it is
+        assert enc.nvenc.registration_stats["staged_pitch"] == 1
+        assert_planes_equal(decode([payload.data])[0], y, uv)
     assert_released(emulator)
 
 
 def test_staging_passes_direct_layouts_through_untouched() -> None:
     staging = DeviceStaging(("nv12", "rgba8"))
-    nv12 = cuda_frame(nv12_frame(W, H, pitch=68)[0])
+    nv12 = cuda_frame(nv12_frame(W, H, pitch=W + 4)[0])
     rgba = cuda_frame(rgba_frame(W, H)[0])
     assert staging.device_frame(nv12) is nv12 and staging.device_frame(rgba) is rgba
     assert (staging.uploads, staging.conversions, staging.copies) == (0, 0, 0)
@@ -287,21 +296,21 @@ def device_nv12(cp: Any, width: int, height: int, *, pitch: int | None = None, s
 
 @pytest.mark.gpu
 def test_cupy_nv12_is_registered_in_place(emulator, cp: Any) -> None:
-    frames = [device_nv12(cp, 176, 144, pitch=pitch, seed=seed) for seed, pitch in enumerate((None, 256, None))]
-    with nvenc_gpu_cffi.create(EncoderConfig(176, 144)) as enc:
+    frames = [device_nv12(cp, 512, 288, pitch=pitch, seed=seed) for seed, pitch in enumerate((None, 768, None))]
+    with nvenc_gpu_cffi.create(EncoderConfig(512, 288)) as enc:
         payloads = [p for array, _ in frames for p in enc.encode(cuda_frame(array))]
         assert {key[0] for key in enc.nvenc.registrations} == {array.data.ptr for array, _ in frames}
-        assert enc.staging.buffers == {}
+        assert enc.staging.buffers == {} and enc.nvenc.registration_stats["staged"] == 0
     for (_, host), planes in zip(frames, decode([p.data for p in payloads]), strict=True):
-        assert_planes_equal(planes, host[:144], host[144:])
+        assert_planes_equal(planes, host[:288], host[288:])
     assert_released(emulator)
 
 
 @pytest.mark.gpu
 def test_cupy_rgba8_is_registered_in_place(emulator, cp: Any) -> None:
-    rgb = patterns.scene(128, 96, 1)
-    rgba = cp.asarray(np.concatenate([rgb, np.full((96, 128, 1), 255, np.uint8)], axis=2))
-    with nvenc_gpu_cffi.create(EncoderConfig(128, 96)) as enc:
+    rgb = patterns.scene(320, 240, 1)
+    rgba = cp.asarray(np.concatenate([rgb, np.full((240, 320, 1), 255, np.uint8)], axis=2))  # pitch 1280
+    with nvenc_gpu_cffi.create(EncoderConfig(320, 240)) as enc:
         (payload,) = enc.encode(cuda_frame(rgba))
         assert [key[0] for key in enc.nvenc.registrations] == [rgba.data.ptr]
         assert enc.staging.conversions == 0
@@ -313,8 +322,8 @@ def test_cupy_rgba8_is_registered_in_place(emulator, cp: Any) -> None:
 def test_cupy_rgb24_is_converted_into_one_reused_staging_buffer(emulator, cp: Any) -> None:
     from rfb.gpu import rgb_to_nv12_host
 
-    sources = [patterns.scene(128, 96, i) for i in range(4)]
-    with nvenc_gpu_cffi.create(EncoderConfig(128, 96)) as enc:
+    sources = [patterns.scene(512, 288, i) for i in range(4)]
+    with nvenc_gpu_cffi.create(EncoderConfig(512, 288)) as enc:
         payloads = [p for s in sources for p in enc.encode(cuda_frame(cp.asarray(s)))]
         staged = enc.staging.buffers["nv12"]
         assert enc.staging.conversions == 4 and enc.staging.uploads == 0
@@ -322,32 +331,33 @@ def test_cupy_rgb24_is_converted_into_one_reused_staging_buffer(emulator, cp: An
     for src, planes in zip(sources, decode([p.data for p in payloads]), strict=True):
         expected = rgb_to_nv12_host(src).astype(int)  # the kernel's reference
         y, u, v = (plane.astype(int) for plane in planes)
-        assert np.abs(y - expected[:96]).max() <= 1
-        assert np.abs(u - expected[96:, 0::2]).max() <= 1 and np.abs(v - expected[96:, 1::2]).max() <= 1
+        assert np.abs(y - expected[:288]).max() <= 1
+        assert np.abs(u - expected[288:, 0::2]).max() <= 1 and np.abs(v - expected[288:, 1::2]).max() <= 1
 
 
 @pytest.mark.gpu
 def test_host_frames_are_uploaded_once_each(emulator, cp: Any) -> None:
-    nv12 = [np.random.default_rng(i).integers(0, 256, (144, 96), dtype=np.uint8) for i in range(3)]
-    with nvenc_gpu_cffi.create(EncoderConfig(96, 96)) as enc:
+    nv12 = [np.random.default_rng(i).integers(0, 256, (432, 512), dtype=np.uint8) for i in range(3)]
+    with nvenc_gpu_cffi.create(EncoderConfig(512, 288)) as enc:
         payloads = [p for host in nv12 for p in enc.encode(frame_from_array(host, "nv12"))]
         assert enc.staging.uploads == 3 and enc.staging.conversions == 0
-        (rgb_payload,) = enc.encode(frame_from_array(patterns.scene(96, 96, 0)))
+        (rgb_payload,) = enc.encode(frame_from_array(patterns.scene(512, 288, 0)))
         assert enc.staging.uploads == 4 and enc.staging.conversions == 1
     for host, planes in zip(nv12, decode([p.data for p in payloads]), strict=True):
-        assert_planes_equal(planes, host[:96], host[96:])
+        assert_planes_equal(planes, host[:288], host[288:])
     assert not rgb_payload.keyframe
 
 
 @pytest.mark.gpu
 def test_a_pitch_nvenc_refuses_is_fixed_with_one_device_copy(emulator, cp: Any) -> None:
-    array, host = device_nv12(cp, 50, 36)  # pitch 50: not a multiple of 4
-    with nvenc_gpu_cffi.create(EncoderConfig(50, 36)) as enc:
+    array, host = device_nv12(cp, 322, 240)  # pitch 322: not a multiple of 4
+    with nvenc_gpu_cffi.create(EncoderConfig(322, 240)) as enc:
         (payload,) = enc.encode(cuda_frame(array))
-        assert enc.staging.copies == 1
-        assert [key[1] for key in enc.nvenc.registrations] == [52]
+        # the route's copy (to a multiple of 4) is not a multiple of 256 either: nvencffi stages it
+        assert enc.staging.copies + enc.nvenc.registration_stats["staged_pitch"] >= 1
+        assert enc.nvenc.registrations == [] or [key[1] % 256 for key in enc.nvenc.registrations] == [0]
     (planes,) = decode([payload.data])
-    assert_planes_equal(planes, host[:36], host[36:])
+    assert_planes_equal(planes, host[:240], host[240:])
 
 
 @pytest.mark.gpu
@@ -355,25 +365,29 @@ def test_torch_nv12_is_registered_in_place(emulator) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("PyTorch sees no CUDA device")
-    host = np.random.default_rng(5).integers(0, 256, (144, 128), dtype=np.uint8)
+    host = np.random.default_rng(5).integers(0, 256, (432, 512), dtype=np.uint8)
     tensor = torch.from_numpy(host).cuda()
-    with nvenc_gpu_cffi.create(EncoderConfig(128, 96)) as enc:
+    with nvenc_gpu_cffi.create(EncoderConfig(512, 288)) as enc:
         (payload,) = enc.encode(cuda_frame(tensor))
-        assert [key[0] for key in enc.nvenc.registrations] == [tensor.data_ptr()]
+        stats = enc.nvenc.registration_stats
+        if stats["staged_mempool"]:  # PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync: a pool nvenc cannot register
+            assert enc.nvenc.registrations == []
+        else:
+            assert [key[0] for key in enc.nvenc.registrations] == [tensor.data_ptr()]
     (planes,) = decode([payload.data])
-    assert_planes_equal(planes, host[:96], host[96:])
+    assert_planes_equal(planes, host[:288], host[288:])
 
 
 @pytest.mark.gpu
 def test_close_gives_the_staging_buffers_back(emulator, cp: Any) -> None:
     pool = cp.get_default_memory_pool()
-    enc = nvenc_gpu_cffi.create(EncoderConfig(128, 96))
-    enc.encode(frame_from_array(patterns.scene(128, 96, 0)))  # an rgb24 upload buffer and an NV12 one
+    enc = nvenc_gpu_cffi.create(EncoderConfig(512, 288))
+    enc.encode(frame_from_array(patterns.scene(512, 288, 0)))  # an rgb24 upload buffer and an NV12 one
     assert set(enc.staging.buffers) == {"rgb24", "nv12"}
     cp.cuda.Device().synchronize()
     used = pool.used_bytes()
     enc.close()
-    assert pool.used_bytes() <= used - (96 * 128 * 3 + 144 * 128)  # both went back to the pool
+    assert pool.used_bytes() <= used - (288 * 512 * 3 + 432 * 512)  # both went back to the pool
     assert_released(emulator)
 
 

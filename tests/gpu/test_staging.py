@@ -29,7 +29,7 @@ def test_the_choices_are_checked() -> None:
         DeviceStaging(("nv12",), target="rgb24")
     with pytest.raises(ValueError, match=r"pitch_alignment must be a positive number of bytes, got 0"):
         DeviceStaging(("nv12",), pitch_alignment=0)
-    assert [aligned_pitch(n) for n in (1, 4, 5, 98 * 3)] == [4, 4, 8, 296] and aligned_pitch(7, 1) == 7
+    assert [aligned_pitch(n) for n in (1, 256, 257, 98 * 3)] == [256, 256, 512, 512] and aligned_pitch(7, 1) == 7
 
 
 def test_direct_layouts_at_an_accepted_pitch_pass_through_without_a_gpu_library() -> None:
@@ -78,7 +78,7 @@ def test_rgba_is_packed_to_rgb24_on_the_device() -> None:
     staging = DeviceStaging(("nv12", "rgb24"), target="rgb24", pitch_alignment=1, device_id=None)
     rgba = scene(66, 98, 4)
     staged = staging.device_frame(cuda_frame(cp.asarray(rgba)))
-    assert (staged.pixel_format, staged.pitch, staging.conversions) == ("rgb24", 98 * 3, 1)
+    assert (staged.pixel_format, staged.pitch, staging.conversions) == ("rgb24", 512, 1)  # 98 * 3 up to 256s
     assert np.array_equal(copy_frame_to_host(staged), rgba[..., :3])
     host = staging.device_frame(frame_from_array(rgba))  # uploaded as rgba8, then packed
     assert (staging.uploads, staging.conversions) == (1, 2) and np.array_equal(copy_frame_to_host(host), rgba[..., :3])

@@ -62,7 +62,7 @@ def test_overhead_mode_on_host_memory(
         tmp_path,
         "overhead",
         "--size",
-        "64x48",
+        "320x240",
         "--frames",
         "200",
         timeout=180,

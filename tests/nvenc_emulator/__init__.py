@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from tests.support.nvenc_header import ROOT, HeaderUnavailable, official_header_
 
 __all__ = [
     "CFLAGS",
+    "CompilerUnavailable",
     "Emulator",
     "EmulatorBuildError",
     "HeaderUnavailable",
@@ -43,6 +45,7 @@ __all__ = [
     "build_emulator",
     "build_selftest",
     "nvenc_status_codes",
+    "require_build",
     "require_emulator",
 ]
 
@@ -59,6 +62,8 @@ SOURCES = (
     "h264_writer.c",
     "pixels.c",
     "cuda_reader.c",
+    "pointers.c",
+    "reserved.c",
 )
 HEADERS = ("emu.h",)
 SELFTEST = "selftest.c"
@@ -69,10 +74,14 @@ class EmulatorBuildError(RuntimeError):
     """Compiling the emulator (or its self-test) failed; the message holds the compiler output."""
 
 
+class CompilerUnavailable(EmulatorBuildError):
+    """There is no C compiler to build with: a missing requirement, not a broken build."""
+
+
 def _compiler() -> str:
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
-        raise EmulatorBuildError(f"no C compiler: {cc!r} is not on PATH (set CC)")
+        raise CompilerUnavailable(f"no C compiler: {cc!r} is not on PATH (set CC)")
     return cc
 
 
@@ -114,17 +123,19 @@ def _compile(output: Path, args: list[str]) -> Path:
     return output
 
 
-def build_emulator() -> Path:
+def build_emulator(sources: Path = HERE) -> Path:
     """Compile the emulator (once per source + header hash) and return the ``.so`` path.
 
-    Raises :class:`HeaderUnavailable` when the official header cannot be fetched
-    and :class:`EmulatorBuildError` when compilation fails.
+    ``sources`` is the directory holding the C files (tests build a broken copy).
+    Raises :class:`HeaderUnavailable` when the official header cannot be fetched,
+    :class:`CompilerUnavailable` without a compiler and :class:`EmulatorBuildError`
+    when compilation fails.
     """
     include = official_header_dir()
-    files = [HERE / name for name in (*SOURCES, *HEADERS)] + [include / "nvEncodeAPI.h"]
+    files = [sources / name for name in (*SOURCES, *HEADERS)] + [include / "nvEncodeAPI.h"]
     flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
     out = CACHE / _digest(files, (*flags, _compiler_identity(_compiler()))) / LIBRARY_NAME
-    args = [*flags, f"-I{include}", *(str(HERE / s) for s in SOURCES), "-ldl", "-lpthread"]
+    args = [*flags, f"-I{include}", *(str(sources / s) for s in SOURCES), "-ldl", "-lpthread"]
     return _compile(out, args)
 
 
@@ -140,20 +151,25 @@ def build_selftest(*, shared: bool = False) -> Path:
     return _compile(out, [*flags, f"-I{include}", str(HERE / SELFTEST), "-ldl"])
 
 
-def require_emulator() -> Path:
-    """:func:`build_emulator`, or skip the calling test with the reason.
-
-    In CI (``CI=true``) a missing header or a failed build fails the test instead,
-    as the team's rules require.
-    """
+def require_build(build: Callable[[], Path], what: str, missing: tuple[type[Exception], ...] = ()) -> Path:
+    """Run ``build`` for a test: a missing header or compiler (or one of ``missing``)
+    skips with the reason (fails in CI), but a build that fails is our own code being
+    broken, so it fails the test everywhere, with the compiler's output."""
     import pytest
 
+    from tests.support.ci import unavailable
+
     try:
-        return build_emulator()
-    except (HeaderUnavailable, EmulatorBuildError, OSError, subprocess.SubprocessError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"NVENC emulator unavailable in CI: {exc}")
-        pytest.skip(f"NVENC emulator unavailable: {exc}")
+        return build()
+    except (HeaderUnavailable, CompilerUnavailable, *missing) as exc:
+        unavailable(f"{what} cannot be built here: {exc}")
+    except (EmulatorBuildError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"{what} does not build: {exc}", pytrace=False)
+
+
+def require_emulator(sources: Path = HERE) -> Path:
+    """:func:`build_emulator` for tests, through :func:`require_build`."""
+    return require_build(lambda: build_emulator(sources), "the NVENC emulator")
 
 
 @lru_cache(maxsize=1)
@@ -191,6 +207,12 @@ class Emulator:
         lib.emu_set_unsupported_device.argtypes = [ctypes.c_int]
         lib.emu_set_no_pixel_work.argtypes = [ctypes.c_int]
         lib.emu_last_error.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        u64, c_int = ctypes.c_uint64, ctypes.c_int
+        lib.emu_set_caps.argtypes = [c_int] * 6
+        lib.emu_describe_pointer.argtypes = [u64, u64, c_int, c_int, u64, c_int, u64]
+        lib.emu_forget_pointer.argtypes = [u64]
+        lib.emu_pointer_info.argtypes = [u64, i64p]
+        lib.emu_set_session_context.argtypes = [u64, c_int, c_int]
         self._lib = lib
         self._ledger_names = lib.emu_ledger_names().decode().split(",")
         self._session_names = lib.emu_session_info_names().decode().split(",")
@@ -216,11 +238,15 @@ class Emulator:
 
         Live: ``sessions``, ``registered``, ``mapped``, ``bitstream_buffers``,
         ``input_buffers``, ``locked_bitstreams``, ``pending_bitstreams``,
-        ``locked_input_buffers``. Totals: ``sessions_opened``, ``encodes``,
-        ``idr_frames``, ``eos``, ``reconfigures``, ``errors``, ``faults_fired``,
-        ``leaked`` (objects nvEncDestroyEncoder had to free for the client) and its
-        parts ``leaked_registered``, ``leaked_mapped``, ``leaked_bitstream_buffers``,
-        ``leaked_input_buffers``.
+        ``locked_input_buffers``, ``failed_open_leaks`` (handles of failed opens not
+        destroyed yet). Totals: ``sessions_opened``, ``encodes``, ``idr_frames``,
+        ``eos``, ``reconfigures``, ``errors``, ``faults_fired``, ``leaked`` (objects
+        nvEncDestroyEncoder had to free for the client) and its parts
+        ``leaked_registered``, ``leaked_mapped``, ``leaked_bitstream_buffers``,
+        ``leaked_input_buffers``; and the misuses a real driver punishes later or
+        silently: ``unflushed_destroys``, ``stale_registrations``,
+        ``dead_stream_pointers``, ``null_session_calls``, ``pitch_faults``,
+        ``poisoned_sessions``, ``reserved_field_errors`` (docs/nvenc_emulator.md).
         """
         out = (ctypes.c_int64 * len(self._ledger_names))()
         self._lib.emu_ledger(out, len(out))
@@ -261,6 +287,89 @@ class Emulator:
             )
         if rc == -3:
             raise RuntimeError("too many pending faults; call clear_faults()")
+
+    def set_caps(
+        self,
+        *,
+        width_min: int = 145,
+        height_min: int = 49,
+        width_max: int = 4096,
+        height_max: int = 4096,
+        custom_vbv: bool = True,
+        dyn_res_change: bool = True,
+    ) -> None:
+        """What ``nvEncGetEncodeCaps`` answers and initialize/reconfigure enforce. The
+        defaults are a real H.264 encoder's (and what :meth:`reset` restores)."""
+        rc = self._lib.emu_set_caps(
+            int(width_min), int(height_min), int(width_max), int(height_max), int(bool(custom_vbv)), int(bool(dyn_res_change))
+        )
+        if rc != 0:
+            raise ValueError(
+                f"caps {width_min}x{height_min}..{width_max}x{height_max}: expected 1 <= min <= max <= 4096 each way"
+            )
+
+    _KINDS = ("device", "host", "managed")
+
+    def describe_pointer(
+        self,
+        ptr: int,
+        size: int,
+        *,
+        kind: str = "device",
+        device: int = 0,
+        context: int = 0,
+        mempool: bool = False,
+        buffer_id: int = 1,
+    ) -> None:
+        """Describe ``[ptr, ptr + size)`` the way ``cuPointerGetAttribute`` would, for
+        ``nvEncRegisterResource`` to judge (CI has no libcuda to ask). ``context`` 0
+        means the session's own; a range overlapping an earlier one replaces it (the
+        old allocation was freed), and a new ``buffer_id`` at the same address makes
+        registrations of the old one stale."""
+        if kind not in self._KINDS:
+            raise ValueError(f"kind must be one of {self._KINDS}, got {kind!r}")
+        rc = self._lib.emu_describe_pointer(
+            int(ptr), int(size), self._KINDS.index(kind), int(device), int(context), int(bool(mempool)), int(buffer_id)
+        )
+        if rc != 0:
+            raise ValueError(f"cannot describe {size} bytes at {ptr:#x}: size must be > 0 and the table holds 256 ranges")
+
+    def forget_pointer(self, ptr: int) -> None:
+        """Remove the described range containing ``ptr`` (its memory was freed)."""
+        if self._lib.emu_forget_pointer(int(ptr)) != 0:
+            raise KeyError(f"no described range contains {ptr:#x}")
+
+    def pointer_info(self, ptr: int) -> dict[str, int | str | bool] | None:
+        """What the emulator believes about ``ptr`` (the table, else libcuda): keys
+        ``kind, device, context, mempool, buffer_id, start, size``; None when nothing
+        describes it (then it is taken for device memory of the session's device)."""
+        out = (ctypes.c_int64 * 7)()
+        if not self._lib.emu_pointer_info(int(ptr), out):
+            return None
+        kind, device, context, mempool, buffer_id, start, size = (int(v) for v in out)
+        u64 = (1 << 64) - 1
+        return {
+            "kind": self._KINDS[kind],
+            "device": device,
+            "context": context & u64,
+            "mempool": bool(mempool),
+            "buffer_id": buffer_id & u64,
+            "start": start & u64,
+            "size": size & u64,
+        }
+
+    def set_session_context(self, handle: int | None, *, device: int = 0) -> None:
+        """The CUDA context (and device ordinal) registered memory must belong to,
+        instead of the ``device`` each session was opened with; None goes back to that."""
+        self._lib.emu_set_session_context(int(handle or 0), int(handle is not None), int(device))
+
+    @property
+    def caps(self) -> dict[str, int]:
+        """The size and feature caps in force (what ``nvEncGetEncodeCaps`` answers)."""
+        names = ("width_min", "height_min", "width_max", "height_max", "custom_vbv", "dyn_res_change")
+        out = (ctypes.c_int * 6)()
+        self._lib.emu_get_caps(out)
+        return dict(zip(names, (int(v) for v in out), strict=True))
 
     def clear_faults(self) -> None:
         self._lib.emu_clear_faults()

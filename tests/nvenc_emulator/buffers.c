@@ -22,7 +22,8 @@ NVENCSTATUS NVENCAPI api_create_bitstream_buffer(void *encoder, NV_ENC_CREATE_BI
         return api_leave(st);
     if (!p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "createBitstreamBufferParams is NULL"));
-    if ((st = check_version(s, p->version, EMU_CREATE_BITSTREAM_BUFFER)))
+    if ((st = check_version(s, p->version, EMU_CREATE_BITSTREAM_BUFFER)) ||
+        (st = check_reserved(s, s->api_version, EMU_CREATE_BITSTREAM_BUFFER, p)))
         return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
@@ -32,7 +33,8 @@ NVENCSTATUS NVENCAPI api_create_bitstream_buffer(void *encoder, NV_ENC_CREATE_BI
         return api_leave(api_fail(s, NV_ENC_ERR_OUT_OF_MEMORY, "cannot allocate a bitstream buffer"));
     }
     p->bitstreamBuffer = b;
-    p->bitstreamBufferPtr = NULL; /* "reserved and should not be used" */
+    p->bitstreamBufferPtr = NULL; /* "[out]: Reserved and should not be used" */
+    scribble(s->api_version, EMU_CREATE_BITSTREAM_BUFFER, p);
     return api_leave(NV_ENC_SUCCESS);
 }
 
@@ -76,7 +78,8 @@ NVENCSTATUS NVENCAPI api_lock_bitstream(void *encoder, NV_ENC_LOCK_BITSTREAM *lp
         return api_leave(st);
     if (!lp)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "lockBitstreamBufferParams is NULL"));
-    if ((st = check_version(s, lp->version, EMU_LOCK_BITSTREAM)))
+    if ((st = check_version(s, lp->version, EMU_LOCK_BITSTREAM)) ||
+        (st = check_reserved(s, s->api_version, EMU_LOCK_BITSTREAM, lp)))
         return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
@@ -125,6 +128,7 @@ NVENCSTATUS NVENCAPI api_lock_bitstream(void *encoder, NV_ENC_LOCK_BITSTREAM *lp
         if (lp->sliceOffsets)
             lp->sliceOffsets[0] = 0;
     }
+    scribble(s->api_version, EMU_LOCK_BITSTREAM, lp);
     return api_leave(NV_ENC_SUCCESS);
 }
 
@@ -167,7 +171,8 @@ NVENCSTATUS NVENCAPI api_create_input_buffer(void *encoder, NV_ENC_CREATE_INPUT_
         return api_leave(st);
     if (!p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "createInputBufferParams is NULL"));
-    if ((st = check_version(s, p->version, EMU_CREATE_INPUT_BUFFER)))
+    if ((st = check_version(s, p->version, EMU_CREATE_INPUT_BUFFER)) ||
+        (st = check_reserved(s, s->api_version, EMU_CREATE_INPUT_BUFFER, p)))
         return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
@@ -218,7 +223,8 @@ NVENCSTATUS NVENCAPI api_lock_input_buffer(void *encoder, NV_ENC_LOCK_INPUT_BUFF
         return api_leave(st);
     if (!lp)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "lockInputBufferParams is NULL"));
-    if ((st = check_version(s, lp->version, EMU_LOCK_INPUT_BUFFER)))
+    if ((st = check_version(s, lp->version, EMU_LOCK_INPUT_BUFFER)) ||
+        (st = check_reserved(s, s->api_version, EMU_LOCK_INPUT_BUFFER, lp)))
         return api_leave(st);
     if (!lp->inputBuffer)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "NV_ENC_LOCK_INPUT_BUFFER.inputBuffer is NULL"));
@@ -260,7 +266,8 @@ NVENCSTATUS NVENCAPI api_register_resource(void *encoder, NV_ENC_REGISTER_RESOUR
         return api_leave(st);
     if (!p)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "registerResParams is NULL"));
-    if ((st = check_version(s, p->version, EMU_REGISTER_RESOURCE)))
+    if ((st = check_version(s, p->version, EMU_REGISTER_RESOURCE)) ||
+        (st = check_reserved(s, s->api_version, EMU_REGISTER_RESOURCE, p)))
         return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
@@ -275,23 +282,29 @@ NVENCSTATUS NVENCAPI api_register_resource(void *encoder, NV_ENC_REGISTER_RESOUR
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "resourceToRegister is NULL"));
     if ((st = check_surface(s, p->bufferFormat, p->width, p->height)))
         return api_leave(st);
-    if (p->pitch % 4)
+    if (p->pitch % 4) /* the header: "must be a multiple of 4"; 16 is checked when the engine reads (encode.c) */
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PARAM, "pitch %u is not a multiple of 4", p->pitch));
     uint64_t row = (uint64_t)p->width * (uint64_t)fmt_bytes_per_pixel(p->bufferFormat);
     if (p->pitch < row)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PARAM, "pitch %u is smaller than a row of %u %s pixels (%llu bytes)",
                           p->pitch, p->width, fmt_name(p->bufferFormat), (unsigned long long)row));
     emu_resource *r = calloc(1, sizeof *r);
-    if (!r || pv_push(&s->registered, r)) {
-        free(r);
+    if (!r)
         return api_leave(api_fail(s, NV_ENC_ERR_OUT_OF_MEMORY, "cannot allocate a registration"));
-    }
     r->type = p->resourceType;
     r->ptr = p->resourceToRegister;
     r->width = p->width;
     r->height = p->height;
     r->pitch = p->pitch;
     r->fmt = p->bufferFormat;
+    if ((st = pointer_check_registration(s, r))) {
+        free(r);
+        return api_leave(st);
+    }
+    if (pv_push(&s->registered, r)) {
+        free(r);
+        return api_leave(api_fail(s, NV_ENC_ERR_OUT_OF_MEMORY, "cannot allocate a registration"));
+    }
     r->is_device = cuda_is_device_pointer(p->resourceToRegister);
     p->registeredResource = r;
     return api_leave(NV_ENC_SUCCESS);
@@ -324,7 +337,8 @@ NVENCSTATUS NVENCAPI api_map_input_resource(void *encoder, NV_ENC_MAP_INPUT_RESO
         return api_leave(st);
     if (!mp)
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "mapInputResParams is NULL"));
-    if ((st = check_version(s, mp->version, EMU_MAP_INPUT_RESOURCE)))
+    if ((st = check_version(s, mp->version, EMU_MAP_INPUT_RESOURCE)) ||
+        (st = check_reserved(s, s->api_version, EMU_MAP_INPUT_RESOURCE, mp)))
         return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));

@@ -13,7 +13,11 @@
 static const char ledger_names[] =
     "sessions,registered,mapped,bitstream_buffers,input_buffers,locked_bitstreams,pending_bitstreams,"
     "locked_input_buffers,sessions_opened,encodes,idr_frames,eos,reconfigures,errors,faults_fired,"
-    "leaked,leaked_registered,leaked_mapped,leaked_bitstream_buffers,leaked_input_buffers";
+    "leaked,leaked_registered,leaked_mapped,leaked_bitstream_buffers,leaked_input_buffers,"
+    "unflushed_destroys,stale_registrations,dead_stream_pointers,null_session_calls,failed_open_leaks,"
+    "pitch_faults,poisoned_sessions,reserved_field_errors";
+
+enum { LEDGER_N = 28 };
 
 static const char session_info_names[] =
     "handle,initialized,width,height,max_width,max_height,frame_rate_num,frame_rate_den,"
@@ -56,9 +60,13 @@ EMU_EXPORT const char *emu_ledger_names(void)
 
 EMU_EXPORT int emu_ledger(int64_t *out, int cap)
 {
-    int64_t v[20] = { 0 };
+    int64_t v[LEDGER_N] = { 0 };
     pthread_mutex_lock(&g_emu.lock);
     for (emu_session *s = g_emu.sessions; s; s = s->next) {
+        if (s->open_failed) {
+            v[24]++; /* failed_open_leaks: handles nobody destroyed yet */
+            continue;
+        }
         v[0]++;
         v[1] += s->registered.n;
         for (int i = 0; i < s->registered.n; i++)
@@ -86,10 +94,17 @@ EMU_EXPORT int emu_ledger(int64_t *out, int cap)
     v[17] = t->leaked_mapped;
     v[18] = t->leaked_bitstream_buffers;
     v[19] = t->leaked_input_buffers;
+    v[20] = t->unflushed_destroys;
+    v[21] = t->stale_registrations;
+    v[22] = t->dead_stream_pointers;
+    v[23] = t->null_session_calls;
+    v[25] = t->pitch_faults;
+    v[26] = t->poisoned_sessions;
+    v[27] = t->reserved_field_errors;
     pthread_mutex_unlock(&g_emu.lock);
-    int n = cap < 20 ? cap : 20;
+    int n = cap < LEDGER_N ? cap : LEDGER_N;
     memcpy(out, v, (size_t)(n > 0 ? n : 0) * sizeof *out);
-    return 20;
+    return LEDGER_N;
 }
 
 EMU_EXPORT const char *emu_session_info_names(void)
@@ -102,7 +117,7 @@ EMU_EXPORT int emu_session_count(void)
     int n = 0;
     pthread_mutex_lock(&g_emu.lock);
     for (emu_session *s = g_emu.sessions; s; s = s->next)
-        n++;
+        n += !s->open_failed;
     pthread_mutex_unlock(&g_emu.lock);
     return n;
 }
@@ -116,10 +131,15 @@ EMU_EXPORT int emu_session_info(int index, int64_t *out, int cap)
     pthread_mutex_lock(&g_emu.lock);
     int count = 0;
     for (emu_session *s = g_emu.sessions; s; s = s->next)
-        count++;
+        count += !s->open_failed;
     emu_session *s = g_emu.sessions;
-    for (int i = 0; s && i < count - 1 - index; i++)
+    while (s && s->open_failed)
         s = s->next;
+    for (int i = 0; s && i < count - 1 - index; i++) {
+        s = s->next;
+        while (s && s->open_failed)
+            s = s->next;
+    }
     if (index < 0 || index >= count || !s) {
         pthread_mutex_unlock(&g_emu.lock);
         return -1;
@@ -178,7 +198,36 @@ EMU_EXPORT void emu_reset(void)
     g_emu.unsupported_device = 0;
     g_emu.no_pixel_work = 0;
     g_emu.last_error[0] = 0;
+    caps_defaults(&g_emu.caps);
+    g_emu.npointers = 0;
+    g_emu.session_context_set = 0;
+    g_emu.session_context = 0;
+    g_emu.session_device = 0;
     pthread_mutex_unlock(&g_emu.lock);
+}
+
+/* The caps in force: width_min, height_min, width_max, height_max, custom_vbv, dyn_res_change. */
+EMU_EXPORT void emu_get_caps(int *out)
+{
+    pthread_mutex_lock(&g_emu.lock);
+    const emu_caps *c = &g_emu.caps;
+    int v[6] = { c->width_min, c->height_min, c->width_max, c->height_max, c->custom_vbv, c->dyn_res_change };
+    pthread_mutex_unlock(&g_emu.lock);
+    memcpy(out, v, sizeof v);
+}
+
+/* The size and feature caps nvEncGetEncodeCaps reports and initialize/reconfigure
+ * enforce; 0, or -1 when they are not sizes the emulator can encode. */
+EMU_EXPORT int emu_set_caps(int width_min, int height_min, int width_max, int height_max, int custom_vbv,
+                            int dyn_res_change)
+{
+    if (width_min < 1 || height_min < 1 || width_max < width_min || height_max < height_min ||
+        width_max > EMU_MAX_WIDTH || height_max > EMU_MAX_HEIGHT)
+        return -1;
+    pthread_mutex_lock(&g_emu.lock);
+    g_emu.caps = (emu_caps){ width_min, height_min, width_max, height_max, custom_vbv != 0, dyn_res_change != 0 };
+    pthread_mutex_unlock(&g_emu.lock);
+    return 0;
 }
 
 /* Returns the name of the i-th function a fault can target, or NULL past the end. */

@@ -126,16 +126,48 @@ void pixels_to_planes(NV_ENC_BUFFER_FORMAT fmt, const uint8_t *src, uint32_t pit
 /* 1 when `ptr` is CUDA device (or managed) memory, 0 for host memory. Without
  * libcuda (CI), or when the process never initialised CUDA, everything is host. */
 int cuda_is_device_pointer(const void *ptr);
+
+typedef enum { PTR_DEVICE = 0, PTR_HOST = 1, PTR_MANAGED = 2 } emu_ptr_kind;
+
+/* What cuPointerGetAttribute says about an address (or what a test described). */
+typedef struct {
+    uint64_t start, size;       /* CU_POINTER_ATTRIBUTE_RANGE_START_ADDR / RANGE_SIZE */
+    int kind;                   /* emu_ptr_kind: MEMORY_TYPE (+ IS_MANAGED) */
+    int device;                 /* DEVICE_ORDINAL */
+    uint64_t context;           /* CONTEXT; 0 in a description: the session's own */
+    int mempool;                /* MEMPOOL_HANDLE is not NULL: stream-ordered pool memory */
+    uint64_t buffer_id;         /* BUFFER_ID: unique per allocation in the process */
+} emu_ptr_desc;
+
+/* 1 and `out` filled when libcuda knows `ptr` (a CUDA allocation or registered host
+ * memory); 0 without a usable libcuda or for an address CUDA does not know. */
+int cuda_describe_pointer(const void *ptr, emu_ptr_desc *out);
+/* The device ordinal of context `ctx` through libcuda; 0 on success, -1 when unknown. */
+int cuda_context_device(void *ctx, int *ordinal);
 /* Copies `n` bytes from device memory at `src` into `dst` with `ctx` current
  * (may be NULL). Returns 0 or a negative/CUresult error and fills `err`. */
 int cuda_copy_to_host(void *ctx, void *dst, const void *src, size_t n, char *err, size_t errcap);
 
 /* ------------------------------------------------------------------ presets.c */
 
+/* The size and feature caps a test can change (emu_set_caps); the defaults are what
+ * H.264 encoders of Turing..Ada GPUs report. EMU_MAX_* bounds what the emulator can
+ * encode at all (its scratch sizes), whatever the caps say. */
 #define EMU_MAX_WIDTH 4096
 #define EMU_MAX_HEIGHT 4096
-#define EMU_MIN_WIDTH 16
-#define EMU_MIN_HEIGHT 16
+
+typedef struct {
+    int width_min, height_min, width_max, height_max;
+    int custom_vbv;             /* NV_ENC_CAPS_SUPPORT_CUSTOM_VBV_BUF_SIZE */
+    int dyn_res_change;         /* NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE */
+} emu_caps;
+
+/* What the driver reports for H.264 on Turing, Ampere and Ada (rigaya/NVEnc's GPUFeatures
+ * dumps: "Min Width 145, Min Height 49, Max Width 4096, Max Height 4096, Dynamic Resolution
+ * Change yes, Custom VBV Bufsize yes"). */
+#define EMU_DEFAULT_CAPS { 145, 49, 4096, 4096, 1, 1 }
+
+void caps_defaults(emu_caps *c);
 
 int guid_eq(const GUID *a, const GUID *b);
 void guid_str(const GUID *g, char *out, size_t cap); /* "{6BC82762-4E63-...}" */
@@ -211,6 +243,9 @@ typedef struct emu_resource {   /* NvEncRegisterResource */
     uint32_t width, height, pitch;
     NV_ENC_BUFFER_FORMAT fmt;
     int is_device;
+    int described;              /* the allocation was known at registration: */
+    emu_ptr_desc alloc;         /* ...this one (compared at each encode) */
+    int stale_counted;
     int mapped;
     char map_token;             /* its address is the NV_ENC_INPUT_PTR while mapped */
     emu_bitstream *in_flight;   /* output not yet locked that was encoded from it */
@@ -240,7 +275,13 @@ typedef struct emu_session {
     int headers_due;            /* sequence changed: next IDR must carry SPS/PPS */
     uint64_t submit_seq;
     ptrvec registered, bitstreams, inbufs;
-    void *in_stream, *out_stream;
+    void *in_stream, *out_stream;   /* the NV_ENC_CUSTREAM_PTRs given (locations) */
+    void *in_stream_value, *out_stream_value; /* what they held then */
+    int dead_stream_counted;
+    int open_failed;            /* a failed nvEncOpenEncodeSessionEx's handle: destroy only */
+    int poisoned;               /* a fault killed the session: every later call fails */
+    int unflushed;              /* pictures encoded since the last EOS */
+    char poison[EMU_ERR_LEN];
     uint64_t reconfigures;
     /* scratch memory, grown on demand */
     uint8_t *planes;
@@ -260,7 +301,11 @@ typedef struct {
 typedef struct {
     int64_t sessions_opened, encodes, idr_frames, eos, reconfigures, errors, faults_fired;
     int64_t leaked_registered, leaked_mapped, leaked_bitstream_buffers, leaked_input_buffers;
+    int64_t unflushed_destroys, stale_registrations, dead_stream_pointers, null_session_calls;
+    int64_t pitch_faults, poisoned_sessions, reserved_field_errors;
 } emu_totals;
+
+#define EMU_MAX_POINTERS 256
 
 typedef struct {
     pthread_mutex_t lock;
@@ -273,6 +318,13 @@ typedef struct {
     emu_fault faults[EMU_MAX_FAULTS];
     int nfaults;
     emu_totals totals;
+    emu_caps caps;
+    emu_ptr_desc pointers[EMU_MAX_POINTERS]; /* CI's stand-in for cuPointerGetAttribute */
+    int npointers;
+    int session_context_set;    /* emu_set_session_context: compare with this, not `device` */
+    uint64_t session_context;
+    int session_device;         /* the sessions' device ordinal when libcuda cannot tell */
+    struct emu_session *poisoned_release; /* a release call on a poisoned session in progress */
 } emu_state;
 
 extern emu_state g_emu;
@@ -321,6 +373,27 @@ const char *struct_name(emu_struct which); /* "NV_ENC_PIC_PARAMS" */
 /* NV_ENC_SUCCESS, or the call fails with NV_ENC_ERR_INVALID_VERSION (recorded with what was
  * expected and what arrived) unless `got` is the version of `which` for the session's API. */
 NVENCSTATUS check_version(emu_session *s, uint32_t got, emu_struct which);
+
+/* pointers.c: what registration may accept, and whether it still holds */
+/* 1 and `out` filled when the pointer is described (the table first, then libcuda). */
+int pointer_lookup(const void *ptr, emu_ptr_desc *out);
+/* NV_ENC_SUCCESS, or NV_ENC_ERR_RESOURCE_REGISTER_FAILED for memory a driver refuses
+ * (host, stream-ordered pool, another device or context); fills r->described/alloc. */
+NVENCSTATUS pointer_check_registration(emu_session *s, emu_resource *r);
+/* Counts (once per registration) an encode through a registration whose allocation was
+ * freed or replaced since it was registered. */
+void pointer_check_stale(emu_resource *r);
+
+/* reserved.c: reserved fields must be zero; driver-owned fields are scribbled */
+/* 1 when the struct's reserved fields are checked for a client of this API version. */
+int reserved_checked(uint32_t api_version);
+/* NV_ENC_SUCCESS, or NV_ENC_ERR_INVALID_PARAM naming the first non-zero reserved field
+ * of `p`, a structure of kind `which` (counted in reserved_field_errors). */
+NVENCSTATUS check_reserved(emu_session *s, uint32_t api_version, emu_struct which, const void *p);
+/* NV_ENC_CONFIG with its RC, H.264 and VUI parts. */
+NVENCSTATUS check_reserved_config(emu_session *s, uint32_t api_version, const NV_ENC_CONFIG *c);
+/* Writes junk into what the driver owns in `p` after a successful call. */
+void scribble(uint32_t api_version, emu_struct which, void *p);
 
 /* buffers.c */
 emu_resource *resource_of_mapping(emu_session *s, const void *handle);

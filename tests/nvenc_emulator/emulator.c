@@ -21,6 +21,7 @@ emu_state g_emu = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .max_major = 13,
     .max_minor = 0,
+    .caps = EMU_DEFAULT_CAPS,
 };
 
 const char *const emu_api_names[] = {
@@ -119,12 +120,29 @@ static emu_session *find_session(const void *handle)
     return NULL;
 }
 
+/* The calls that still release their object on a poisoned session (and then report the
+ * poison), so that a client can tear down without the ledger counting leaks. */
+static int release_call(const char *fn)
+{
+    static const char *const names[] = {
+        "nvEncDestroyEncoder", "nvEncUnmapInputResource", "nvEncUnregisterResource",
+        "nvEncDestroyBitstreamBuffer", "nvEncDestroyInputBuffer", "nvEncUnlockBitstream",
+        "nvEncUnlockInputBuffer",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(fn, names[i]))
+            return 1;
+    return 0;
+}
+
 int api_enter(const char *fn, void *encoder, emu_session **out, NVENCSTATUS *st)
 {
     pthread_mutex_lock(&g_emu.lock);
     g_emu.fn = fn;
     emu_session *s = find_session(encoder);
     *out = s;
+    if (!encoder)
+        g_emu.totals.null_session_calls++;
     NVENCSTATUS injected;
     if (fault_fires(fn, &injected)) {
         *st = api_fail(s, injected, "injected fault (emu_inject_fault)");
@@ -139,11 +157,30 @@ int api_enter(const char *fn, void *encoder, emu_session **out, NVENCSTATUS *st)
                    "encoder %p is not an open encode session (destroyed, reset, or never opened)", encoder);
         return 0;
     }
+    if (s->open_failed && strcmp(fn, "nvEncDestroyEncoder") != 0) {
+        /* the session keeps the open's failure text for nvEncGetLastErrorString */
+        *st = api_fail(NULL, NV_ENC_ERR_INVALID_CALL,
+                       "encoder %p is the handle of a failed nvEncOpenEncodeSessionEx; only nvEncDestroyEncoder may use it",
+                       encoder);
+        return 0;
+    }
+    if (s->poisoned && !release_call(fn)) {
+        *st = api_fail(s, NV_ENC_ERR_GENERIC, "the session is unusable after an earlier fault (%s); destroy it",
+                       s->poison);
+        return 0;
+    }
+    if (s->poisoned && strcmp(fn, "nvEncDestroyEncoder") != 0)
+        g_emu.poisoned_release = s; /* api_leave turns its success into the poison's failure */
     return 1;
 }
 
 NVENCSTATUS api_leave(NVENCSTATUS st)
 {
+    emu_session *poisoned = g_emu.poisoned_release;
+    g_emu.poisoned_release = NULL;
+    if (poisoned && st == NV_ENC_SUCCESS)
+        st = api_fail(poisoned, NV_ENC_ERR_GENERIC,
+                      "released, but the session is unusable after an earlier fault (%s); destroy it", poisoned->poison);
     g_emu.fn = NULL;
     pthread_mutex_unlock(&g_emu.lock);
     return st;
@@ -284,6 +321,38 @@ static void unlink_session(emu_session *s)
     }
 }
 
+/* What nvEncOpenEncodeSessionEx checks once both of its pointers are valid. */
+static NVENCSTATUS open_checks(const NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS *p)
+{
+    unsigned major = p->apiVersion & 0xFFFFu, minor = (p->apiVersion >> 24) & 0xFFu;
+    /* The params' own version tells the client's API too; it must agree with apiVersion. */
+    uint32_t want = struct_version(api_supported(p->apiVersion) ? p->apiVersion : NVENCAPI_VERSION,
+                                   EMU_OPEN_ENCODE_SESSION_EX_PARAMS);
+    if (p->version != want)
+        return api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
+                        "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS.version is 0x%08X, expected "
+                        "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER 0x%08X (API %u.%u)",
+                        p->version, want, major, minor);
+    if (major > (unsigned)g_emu.max_major || (major == (unsigned)g_emu.max_major && minor > (unsigned)g_emu.max_minor))
+        return api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
+                        "apiVersion %u.%u is newer than the driver supports (%d.%d, see NvEncodeAPIGetMaxSupportedVersion)",
+                        major, minor, g_emu.max_major, g_emu.max_minor);
+    if (!api_supported(p->apiVersion))
+        return api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
+                        "apiVersion is %u.%u (0x%08X); the emulator implements the %d.%d and 13.0 structures only",
+                        major, minor, p->apiVersion, NVENCAPI_MAJOR_VERSION, NVENCAPI_MINOR_VERSION);
+    NVENCSTATUS st = check_reserved(NULL, p->apiVersion, EMU_OPEN_ENCODE_SESSION_EX_PARAMS, p);
+    if (st)
+        return st;
+    if (p->deviceType != NV_ENC_DEVICE_TYPE_CUDA)
+        return api_fail(NULL, NV_ENC_ERR_UNSUPPORTED_DEVICE,
+                        "deviceType %d: the emulator supports NV_ENC_DEVICE_TYPE_CUDA (1) only", (int)p->deviceType);
+    if (g_emu.unsupported_device)
+        return api_fail(NULL, NV_ENC_ERR_UNSUPPORTED_DEVICE,
+                        "this GPU has no NVENC engine (emulating an H100/H200: emu_set_unsupported_device)");
+    return NV_ENC_SUCCESS;
+}
+
 static NVENCSTATUS NVENCAPI api_open_encode_session_ex(NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS *p, void **encoder)
 {
     pthread_mutex_lock(&g_emu.lock);
@@ -297,36 +366,22 @@ static NVENCSTATUS NVENCAPI api_open_encode_session_ex(NV_ENC_OPEN_ENCODE_SESSIO
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_PTR, "openSessionExParams is NULL"));
     if (!encoder)
         return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_PTR, "encoder (the output pointer) is NULL"));
-    unsigned major = p->apiVersion & 0xFFFFu, minor = (p->apiVersion >> 24) & 0xFFu;
-    /* The params' own version tells the client's API too; it must agree with apiVersion. */
-    uint32_t want = struct_version(api_supported(p->apiVersion) ? p->apiVersion : NVENCAPI_VERSION,
-                                   EMU_OPEN_ENCODE_SESSION_EX_PARAMS);
-    if (p->version != want)
-        return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
-                          "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS.version is 0x%08X, expected "
-                          "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER 0x%08X (API %u.%u)",
-                          p->version, want, major, minor));
-    if (major > (unsigned)g_emu.max_major || (major == (unsigned)g_emu.max_major && minor > (unsigned)g_emu.max_minor))
-        return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
-                          "apiVersion %u.%u is newer than the driver supports (%d.%d, see NvEncodeAPIGetMaxSupportedVersion)",
-                          major, minor, g_emu.max_major, g_emu.max_minor));
-    if (!api_supported(p->apiVersion))
-        return api_leave(api_fail(NULL, NV_ENC_ERR_INVALID_VERSION,
-                          "apiVersion is %u.%u (0x%08X); the emulator implements the %d.%d and 13.0 structures only",
-                          major, minor, p->apiVersion, NVENCAPI_MAJOR_VERSION, NVENCAPI_MINOR_VERSION));
-    if (p->deviceType != NV_ENC_DEVICE_TYPE_CUDA)
-        return api_leave(api_fail(NULL, NV_ENC_ERR_UNSUPPORTED_DEVICE,
-                          "deviceType %d: the emulator supports NV_ENC_DEVICE_TYPE_CUDA (1) only", (int)p->deviceType));
-    if (g_emu.unsupported_device)
-        return api_leave(api_fail(NULL, NV_ENC_ERR_UNSUPPORTED_DEVICE,
-                          "this GPU has no NVENC engine (emulating an H100/H200: emu_set_unsupported_device)"));
     emu_session *s = calloc(1, sizeof *s);
     if (!s)
         return api_leave(api_fail(NULL, NV_ENC_ERR_OUT_OF_MEMORY, "cannot allocate a session"));
     s->device = p->device;
-    s->api_version = p->apiVersion;
+    s->api_version = api_supported(p->apiVersion) ? p->apiVersion : NVENCAPI_VERSION;
     s->next = g_emu.sessions;
     g_emu.sessions = s;
+    /* The header: "If the creation of encoder session fails, the client must call
+     * NvEncDestroyEncoder API before exiting." So a failed open still hands out a handle,
+     * which holds the failure text and must be destroyed. */
+    if ((st = open_checks(p))) {
+        s->open_failed = 1;
+        memcpy(s->last_error, g_emu.last_error, sizeof s->last_error);
+        *encoder = s;
+        return api_leave(st);
+    }
     g_emu.totals.sessions_opened++;
     *encoder = s;
     return api_leave(NV_ENC_SUCCESS);
@@ -338,8 +393,10 @@ static NVENCSTATUS NVENCAPI api_destroy_encoder(void *encoder)
     NVENCSTATUS st;
     if (!api_enter("nvEncDestroyEncoder", encoder, &s, &st))
         return api_leave(st);
+    if (s->unflushed) /* the header: flush (EOS) before freeing the encoder's resources */
+        g_emu.totals.unflushed_destroys++;
     unlink_session(s);
-    session_free(s, 1);
+    session_free(s, !s->open_failed);
     return api_leave(NV_ENC_SUCCESS);
 }
 
@@ -433,6 +490,8 @@ static NVENCSTATUS NVENCAPI api_get_encode_caps(void *encoder, GUID codec, NV_EN
         return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PTR, "capsParam or capsVal is NULL"));
     if ((st = check_version(s, cp->version, EMU_CAPS_PARAM)))
         return api_leave(st);
+    if ((st = check_reserved(s, s->api_version, EMU_CAPS_PARAM, cp)))
+        return api_leave(st);
     if ((st = check_codec(s, &codec)))
         return api_leave(st);
     if (!caps_query((int)cp->capsToQuery, value)) {
@@ -481,6 +540,8 @@ static NVENCSTATUS preset_config_common(emu_session *s, const GUID *codec, const
         return st;
     if ((st = check_version(s, pc->presetCfg.version, EMU_CONFIG)))
         return st;
+    if ((st = check_reserved(s, s->api_version, EMU_PRESET_CONFIG, pc)))
+        return st;
     if ((st = check_codec(s, codec)))
         return st;
     if (tuning == NV_ENC_TUNING_INFO_UNDEFINED || (int)tuning < 0 || tuning >= NV_ENC_TUNING_INFO_COUNT)
@@ -527,6 +588,8 @@ static NVENCSTATUS NVENCAPI api_initialize_encoder(void *encoder, NV_ENC_INITIAL
     emu_config cfg;
     if ((st = derive_config(s->api_version, ip, &cfg, err, sizeof err)))
         return api_leave(api_fail(s, st, "%s", err));
+    if ((st = check_reserved(s, s->api_version, EMU_INITIALIZE_PARAMS, ip)))
+        return api_leave(st);
     s->cfg = cfg;
     s->max_width = ip->maxEncodeWidth;
     s->max_height = ip->maxEncodeHeight;
@@ -548,6 +611,8 @@ static NVENCSTATUS NVENCAPI api_reconfigure_encoder(void *encoder, NV_ENC_RECONF
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
 
+    if ((st = check_reserved(s, s->api_version, EMU_RECONFIGURE_PARAMS, rp)))
+        return api_leave(st);
     NV_ENC_INITIALIZE_PARAMS ni = rp->reInitEncodeParams;
     NV_ENC_CONFIG keep = s->cfg.config;
     /* No config and the same preset: keep the current configuration. */
@@ -568,6 +633,11 @@ static NVENCSTATUS NVENCAPI api_reconfigure_encoder(void *encoder, NV_ENC_RECONF
                           s->max_width, s->max_height, ni.maxEncodeWidth, ni.maxEncodeHeight));
     uint32_t w = ni.encodeWidth, h = ni.encodeHeight;
     if (w != oc->init.encodeWidth || h != oc->init.encodeHeight) {
+        if (!g_emu.caps.dyn_res_change)
+            return api_leave(api_fail(s, NV_ENC_ERR_UNSUPPORTED_PARAM,
+                              "resolution change %ux%u -> %ux%u: NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE is 0 on this GPU; "
+                              "destroy the session and open a new one",
+                              oc->init.encodeWidth, oc->init.encodeHeight, w, h));
         if (!s->max_width)
             return api_leave(api_fail(s, NV_ENC_ERR_INVALID_PARAM,
                               "resolution change %ux%u -> %ux%u needs maxEncodeWidth/maxEncodeHeight set at nvEncInitializeEncoder",
@@ -621,7 +691,7 @@ static NVENCSTATUS check_payload(emu_session *s, NV_ENC_SEQUENCE_PARAM_PAYLOAD *
 {
     CHECK_PTR(s, sp, "sequenceParamPayload");
     NVENCSTATUS st = check_version(s, sp->version, EMU_SEQUENCE_PARAM_PAYLOAD);
-    if (st)
+    if (st || (st = check_reserved(s, s->api_version, EMU_SEQUENCE_PARAM_PAYLOAD, sp)))
         return st;
     CHECK_PTR(s, sp->spsppsBuffer, "NV_ENC_SEQUENCE_PARAM_PAYLOAD.spsppsBuffer");
     CHECK_PTR(s, sp->outSPSPPSPayloadSize, "NV_ENC_SEQUENCE_PARAM_PAYLOAD.outSPSPPSPayloadSize");
@@ -658,6 +728,8 @@ static NVENCSTATUS NVENCAPI api_get_sequence_param_ex(void *encoder, NV_ENC_INIT
     emu_config cfg;
     if ((st = derive_config(s->api_version, ip, &cfg, err, sizeof err)))
         return api_leave(api_fail(s, st, "encInitParams: %s", err));
+    if ((st = check_reserved(s, s->api_version, EMU_INITIALIZE_PARAMS, ip)))
+        return api_leave(st);
     return api_leave(sequence_payload(s, cfg.seq, sp));
 }
 
@@ -669,8 +741,13 @@ static NVENCSTATUS NVENCAPI api_set_io_cuda_streams(void *encoder, NV_ENC_CUSTRE
     NVENCSTATUS st;
     if (!api_enter("nvEncSetIOCudaStreams", encoder, &s, &st))
         return api_leave(st);
+    /* The driver keeps the pointers and reads the CUstreams through them at each encode
+     * (encode.c compares), so they must outlive the session. */
     s->in_stream = in;
     s->out_stream = out;
+    s->in_stream_value = in ? *(void **)in : NULL;
+    s->out_stream_value = out ? *(void **)out : NULL;
+    s->dead_stream_counted = 0;
     return api_leave(NV_ENC_SUCCESS);
 }
 
@@ -678,6 +755,8 @@ static const char *NVENCAPI api_get_last_error_string(void *encoder)
 {
     pthread_mutex_lock(&g_emu.lock);
     emu_session *s = find_session(encoder);
+    if (!encoder)
+        g_emu.totals.null_session_calls++;
     const char *msg = s ? s->last_error : g_emu.last_error;
     pthread_mutex_unlock(&g_emu.lock);
     return msg;

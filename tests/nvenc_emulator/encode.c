@@ -18,6 +18,7 @@ typedef struct {
     NV_ENC_BUFFER_FORMAT fmt;
     int is_device;
     emu_bitstream **in_flight;
+    emu_resource *registration; /* NULL for nvEncCreateInputBuffer buffers */
 } input_view;
 
 static NVENCSTATUS resolve_input(emu_session *s, void *handle, input_view *v)
@@ -26,14 +27,14 @@ static NVENCSTATUS resolve_input(emu_session *s, void *handle, input_view *v)
     if (r) {
         if (!r->mapped)
             return api_fail(s, NV_ENC_ERR_RESOURCE_NOT_MAPPED, "inputBuffer %p was unmapped; map the resource again before encoding", handle);
-        *v = (input_view){ r->ptr, r->width, r->height, r->pitch, r->fmt, r->is_device, &r->in_flight };
+        *v = (input_view){ r->ptr, r->width, r->height, r->pitch, r->fmt, r->is_device, &r->in_flight, r };
         return NV_ENC_SUCCESS;
     }
     if (pv_find(&s->inbufs, handle) >= 0) {
         emu_inbuf *ib = handle;
         if (ib->locked)
             return api_fail(s, NV_ENC_ERR_INVALID_CALL, "inputBuffer %p is locked; nvEncUnlockInputBuffer it before encoding", handle);
-        *v = (input_view){ ib->data, ib->width, ib->height, ib->pitch, ib->fmt, 0, &ib->in_flight };
+        *v = (input_view){ ib->data, ib->width, ib->height, ib->pitch, ib->fmt, 0, &ib->in_flight, NULL };
         return NV_ENC_SUCCESS;
     }
     if (pv_find(&s->registered, handle) >= 0)
@@ -74,6 +75,37 @@ static NVENCSTATUS decide_picture(emu_session *s, const NV_ENC_PIC_PARAMS *p, em
     return NV_ENC_SUCCESS;
 }
 
+/* The engine reads registered CUDA memory with 16-byte accesses: a pitch that is a
+ * multiple of 4 (all the header asks) but not of 16 faults inside the driver with
+ * cudaErrorMisalignedAddress, a sticky error that leaves the CUDA context, and so
+ * the session, unusable. */
+static NVENCSTATUS pitch_fault(emu_session *s, const input_view *v)
+{
+    if (!v->registration || v->pitch % 16 == 0)
+        return NV_ENC_SUCCESS;
+    g_emu.totals.pitch_faults++;
+    g_emu.totals.poisoned_sessions++;
+    s->poisoned = 1;
+    snprintf(s->poison, sizeof s->poison,
+             "cudaErrorMisalignedAddress (716) reading the input surface: registered pitch %u is not a multiple of 16",
+             v->pitch);
+    return api_fail(s, NV_ENC_ERR_GENERIC, "%s; the CUDA context is lost", s->poison);
+}
+
+/* Whether the CUstreams given to nvEncSetIOCudaStreams still hold what they held
+ * then: a changed value means the client passed the address of a temporary. */
+static void check_streams(emu_session *s)
+{
+    if (s->dead_stream_counted)
+        return;
+    int dead = (s->in_stream && *(void *const *)s->in_stream != s->in_stream_value) ||
+               (s->out_stream && *(void *const *)s->out_stream != s->out_stream_value);
+    if (dead) {
+        s->dead_stream_counted = 1;
+        g_emu.totals.dead_stream_pointers++;
+    }
+}
+
 /* Reads the input (device memory through a staging copy) into padded planes. */
 static NVENCSTATUS load_planes(emu_session *s, const input_view *v, uint8_t **y, uint8_t **u, uint8_t **vv)
 {
@@ -111,9 +143,12 @@ NVENCSTATUS NVENCAPI api_encode_picture(void *encoder, NV_ENC_PIC_PARAMS *p)
         return api_leave(st);
     if (!s->initialized)
         return api_leave(api_fail(s, NV_ENC_ERR_ENCODER_NOT_INITIALIZED, "call nvEncInitializeEncoder successfully before this call"));
+    if ((st = check_reserved(s, s->api_version, EMU_PIC_PARAMS, p)))
+        return api_leave(st);
     if ((p->encodePicFlags & NV_ENC_PIC_FLAG_EOS) && !p->inputBuffer && !p->outputBitstream) {
         /* End of stream: nothing is buffered (no B-frames), so nothing to flush. */
         g_emu.totals.eos++;
+        s->unflushed = 0;
         return api_leave(NV_ENC_SUCCESS);
     }
     if (!p->outputBitstream)
@@ -153,6 +188,11 @@ NVENCSTATUS NVENCAPI api_encode_picture(void *encoder, NV_ENC_PIC_PARAMS *p)
     emu_pic_kind kind = PIC_IDR;
     if ((st = decide_picture(s, p, &kind)))
         return api_leave(st);
+    if ((st = pitch_fault(s, &in)))
+        return api_leave(st);
+    if (in.registration)
+        pointer_check_stale(in.registration);
+    check_streams(s);
 
     int no_pixels = g_emu.no_pixel_work;
     uint8_t *y = NULL, *u = NULL, *v = NULL;
@@ -201,6 +241,7 @@ NVENCSTATUS NVENCAPI api_encode_picture(void *encoder, NV_ENC_PIC_PARAMS *p)
     s->frame_num = (pic.frame_num + 1) % max_frame_num;
     s->frames++;
     g_emu.totals.encodes++;
+    s->unflushed = !(p->encodePicFlags & NV_ENC_PIC_FLAG_EOS);
     if (p->encodePicFlags & NV_ENC_PIC_FLAG_EOS)
         g_emu.totals.eos++;
 

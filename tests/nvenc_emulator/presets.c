@@ -3,8 +3,9 @@
  * configuration is validated and turned into sequence parameters.
  *
  * The emulator is an H.264-only "GPU" whose caps describe what it really does
- * (no B-frames, CAVLC only, 4:2:0 8-bit, 16..4096 pixels each way, even sizes),
- * so a client that checks caps before configuring never meets a surprise. Preset
+ * (no B-frames, CAVLC only, 4:2:0 8-bit, even sizes) within the size limits a
+ * real H.264 encoder reports (145x49 to 4096x4096 by default, emu_set_caps), so a
+ * client that checks caps before configuring never meets a surprise. Preset
  * values are plausible defaults of our own choosing, not NVIDIA's tables.
  */
 #include <stdio.h>
@@ -59,8 +60,14 @@ const char *preset_name(const GUID *g)
     return NULL;
 }
 
+void caps_defaults(emu_caps *c)
+{
+    *c = (emu_caps)EMU_DEFAULT_CAPS;
+}
+
 int caps_query(int cap, int *value)
 {
+    const emu_caps *caps = &g_emu.caps;
     int v;
     switch (cap) {
     case NV_ENC_CAPS_NUM_MAX_BFRAMES: v = 0; break;
@@ -69,17 +76,17 @@ int caps_query(int cap, int *value)
     case NV_ENC_CAPS_NUM_MAX_TEMPORAL_LAYERS: v = 1; break;
     case NV_ENC_CAPS_LEVEL_MAX: v = NV_ENC_LEVEL_H264_62; break;
     case NV_ENC_CAPS_LEVEL_MIN: v = NV_ENC_LEVEL_H264_1; break;
-    case NV_ENC_CAPS_WIDTH_MAX: v = EMU_MAX_WIDTH; break;
-    case NV_ENC_CAPS_HEIGHT_MAX: v = EMU_MAX_HEIGHT; break;
-    case NV_ENC_CAPS_WIDTH_MIN: v = EMU_MIN_WIDTH; break;
-    case NV_ENC_CAPS_HEIGHT_MIN: v = EMU_MIN_HEIGHT; break;
-    case NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE: v = 1; break;
+    case NV_ENC_CAPS_WIDTH_MAX: v = caps->width_max; break;
+    case NV_ENC_CAPS_HEIGHT_MAX: v = caps->height_max; break;
+    case NV_ENC_CAPS_WIDTH_MIN: v = caps->width_min; break;
+    case NV_ENC_CAPS_HEIGHT_MIN: v = caps->height_min; break;
+    case NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE: v = caps->dyn_res_change; break;
     case NV_ENC_CAPS_SUPPORT_DYN_BITRATE_CHANGE: v = 1; break;
     case NV_ENC_CAPS_SUPPORT_DYN_FORCE_CONSTQP: v = 1; break;
     case NV_ENC_CAPS_SUPPORT_DYN_RCMODE_CHANGE: v = 1; break;
-    case NV_ENC_CAPS_SUPPORT_CUSTOM_VBV_BUF_SIZE: v = 1; break;
-    case NV_ENC_CAPS_MB_NUM_MAX: v = (EMU_MAX_WIDTH / 16) * (EMU_MAX_HEIGHT / 16); break;
-    case NV_ENC_CAPS_MB_PER_SEC_MAX: v = (EMU_MAX_WIDTH / 16) * (EMU_MAX_HEIGHT / 16) * 60; break;
+    case NV_ENC_CAPS_SUPPORT_CUSTOM_VBV_BUF_SIZE: v = caps->custom_vbv; break;
+    case NV_ENC_CAPS_MB_NUM_MAX: v = (caps->width_max / 16) * (caps->height_max / 16); break;
+    case NV_ENC_CAPS_MB_PER_SEC_MAX: v = (caps->width_max / 16) * (caps->height_max / 16) * 60; break;
     case NV_ENC_CAPS_SUPPORT_LOSSLESS_ENCODE: v = 1; break; /* I_PCM is lossless */
     case NV_ENC_CAPS_DYNAMIC_QUERY_ENCODER_CAPACITY: v = 100; break;
     case NV_ENC_CAPS_NUM_ENCODER_ENGINES: v = 1; break;
@@ -302,14 +309,15 @@ void derive_seq(emu_config *c)
 
 static NVENCSTATUS check_size(const char *what, uint32_t w, uint32_t h, char *err, size_t errcap)
 {
+    const emu_caps *caps = &g_emu.caps;
     if (w == 0 || h == 0)
         FAIL(NV_ENC_ERR_INVALID_PARAM, "%s is %ux%u; both must be set", what, w, h);
-    if (w > EMU_MAX_WIDTH || h > EMU_MAX_HEIGHT)
-        FAIL(NV_ENC_ERR_INVALID_PARAM, "%s %ux%u exceeds NV_ENC_CAPS_WIDTH_MAX x HEIGHT_MAX (%dx%d)",
-             what, w, h, EMU_MAX_WIDTH, EMU_MAX_HEIGHT);
-    if (w < EMU_MIN_WIDTH || h < EMU_MIN_HEIGHT)
-        FAIL(NV_ENC_ERR_INVALID_PARAM, "%s %ux%u is below NV_ENC_CAPS_WIDTH_MIN x HEIGHT_MIN (%dx%d)",
-             what, w, h, EMU_MIN_WIDTH, EMU_MIN_HEIGHT);
+    if (w > (uint32_t)caps->width_max || h > (uint32_t)caps->height_max || w > EMU_MAX_WIDTH || h > EMU_MAX_HEIGHT)
+        FAIL(NV_ENC_ERR_INVALID_PARAM, "Frame Dimension greater than the maximum supported value: %s %ux%u exceeds "
+             "NV_ENC_CAPS_WIDTH_MAX x HEIGHT_MAX (%dx%d)", what, w, h, caps->width_max, caps->height_max);
+    if (w < (uint32_t)caps->width_min || h < (uint32_t)caps->height_min)
+        FAIL(NV_ENC_ERR_INVALID_PARAM, "Frame Dimension less than the minimum supported value: %s %ux%u is below "
+             "NV_ENC_CAPS_WIDTH_MIN x HEIGHT_MIN (%dx%d)", what, w, h, caps->width_min, caps->height_min);
     if ((w | h) & 1)
         FAIL(NV_ENC_ERR_INVALID_PARAM, "%s %ux%u is odd; 4:2:0 encoding needs even sizes (an emulator limit)",
              what, w, h);
@@ -401,6 +409,9 @@ NVENCSTATUS derive_config(uint32_t api_version, const NV_ENC_INITIALIZE_PARAMS *
     if (c->frameFieldMode != 0 && c->frameFieldMode != NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME)
         FAIL(NV_ENC_ERR_UNSUPPORTED_PARAM, "frameFieldMode %d: only NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME is supported",
              (int)c->frameFieldMode);
+    if (!g_emu.caps.custom_vbv && (c->rcParams.vbvBufferSize || c->rcParams.vbvInitialDelay))
+        FAIL(NV_ENC_ERR_UNSUPPORTED_PARAM, "rcParams.vbvBufferSize %u / vbvInitialDelay %u: NV_ENC_CAPS_SUPPORT_CUSTOM_VBV_BUF_SIZE "
+             "is 0 on this GPU; leave both 0", c->rcParams.vbvBufferSize, c->rcParams.vbvInitialDelay);
     if ((unsigned)c->rcParams.rateControlMode > NV_ENC_PARAMS_RC_CBR)
         FAIL(NV_ENC_ERR_INVALID_PARAM, "rcParams.rateControlMode %d is not CONSTQP (0), VBR (1) or CBR (2)",
              (int)c->rcParams.rateControlMode);

@@ -139,6 +139,12 @@ typedef struct {
     int (*alloc)(unsigned long long *, size_t);
     int (*free_)(unsigned long long);
     int (*htod)(unsigned long long, const void *, size_t);
+    /* optional: --cuda-memory async / host */
+    int (*alloc_async)(unsigned long long *, size_t, void *);
+    int (*free_async)(unsigned long long, void *);
+    int (*alloc_host)(void **, size_t);
+    int (*free_host)(void *);
+    int (*synchronize)(void);
 } cuda_api;
 
 static int cuda_open(cuda_api *cu)
@@ -158,6 +164,11 @@ static int cuda_open(cuda_api *cu)
     *(void **)&cu->alloc = dlsym(cu->lib, "cuMemAlloc_v2");
     *(void **)&cu->free_ = dlsym(cu->lib, "cuMemFree_v2");
     *(void **)&cu->htod = dlsym(cu->lib, "cuMemcpyHtoD_v2");
+    *(void **)&cu->alloc_async = dlsym(cu->lib, "cuMemAllocAsync");
+    *(void **)&cu->free_async = dlsym(cu->lib, "cuMemFreeAsync");
+    *(void **)&cu->alloc_host = dlsym(cu->lib, "cuMemAllocHost_v2");
+    *(void **)&cu->free_host = dlsym(cu->lib, "cuMemFreeHost");
+    *(void **)&cu->synchronize = dlsym(cu->lib, "cuCtxSynchronize");
     if (!cu->init || !cu->device_get || !cu->primary_retain || !cu->primary_release || !cu->push ||
         !cu->pop || !cu->alloc || !cu->free_ || !cu->htod) {
         fprintf(stderr, "selftest: --cuda: libcuda lacks an entry point\n");
@@ -194,6 +205,8 @@ typedef struct {
     FILE *report;
     int (*emu_ledger)(int64_t *, int);
     const char *(*emu_ledger_names)(void);
+    int (*emu_describe_pointer)(uint64_t, uint64_t, int, int, uint64_t, int, uint64_t);
+    int (*emu_forget_pointer)(uint64_t);
 } client;
 
 static int client_load(client *c, const char *path, FILE *report)
@@ -209,6 +222,8 @@ static int client_load(client *c, const char *path, FILE *report)
     *(void **)&create = dlsym(c->lib, "NvEncodeAPICreateInstance");
     *(void **)&c->emu_ledger = dlsym(c->lib, "emu_ledger");
     *(void **)&c->emu_ledger_names = dlsym(c->lib, "emu_ledger_names");
+    *(void **)&c->emu_describe_pointer = dlsym(c->lib, "emu_describe_pointer");
+    *(void **)&c->emu_forget_pointer = dlsym(c->lib, "emu_forget_pointer");
     if (!create) {
         fprintf(stderr, "selftest: %s has no NvEncodeAPICreateInstance\n", path);
         return -1;
@@ -283,6 +298,13 @@ typedef struct {
     cuda_api *cu;
     int eos;
     int keep_going;
+    const char *describe;  /* describe each surface to the emulator: device, host, managed, mempool, device1, context */
+    int replace_at, forget_at; /* frame at which slot 0's allocation is replaced / freed (-1: never) */
+    const char *streams;   /* nvEncSetIOCudaStreams: "live" or "changed" (the pointed-to value changes) */
+    int leak_failed_open;  /* do not destroy the handle of a failed open */
+    uint32_t vbv;          /* rcParams.vbvBufferSize (0: the preset's) */
+    int cuda_memory;       /* with --cuda: 0 cuMemAlloc, 1 cuMemAllocAsync (a pool), 2 cuMemAllocHost */
+    int cuda_realloc_at;   /* frame at which slot 0's device memory is freed and allocated again (-1: never) */
 } encode_opts;
 
 static int in_list(const char *list, int i)
@@ -321,13 +343,50 @@ typedef struct {
     int submitted;
     int frame;
     double encode_us;
+    uint64_t buffer_id;         /* with --describe */
 } slot;
+
+static uint64_t next_buffer_id;
 
 static double now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* Device memory of the kind --cuda-memory asks for; 0 or a CUresult (-1: no such entry point). */
+static int cuda_alloc(const encode_opts *o, unsigned long long *dptr, size_t n)
+{
+    cuda_api *cu = o->cu;
+    if (o->cuda_memory == 1) {
+        if (!cu->alloc_async || !cu->synchronize)
+            return -1;
+        int rc = cu->alloc_async(dptr, n, NULL);
+        return rc ? rc : cu->synchronize();
+    }
+    if (o->cuda_memory == 2) {
+        void *host = NULL;
+        if (!cu->alloc_host)
+            return -1;
+        int rc = cu->alloc_host(&host, n);
+        *dptr = (unsigned long long)(uintptr_t)host;
+        return rc;
+    }
+    return cu->alloc(dptr, n);
+}
+
+static void cuda_free(const encode_opts *o, unsigned long long dptr)
+{
+    cuda_api *cu = o->cu;
+    if (o->cuda_memory == 1) {
+        cu->free_async(dptr, NULL);
+        cu->synchronize();
+    } else if (o->cuda_memory == 2) {
+        cu->free_host((void *)(uintptr_t)dptr);
+    } else {
+        cu->free_(dptr);
+    }
 }
 
 static void release_surface(client *c, const encode_opts *o, slot *s)
@@ -341,8 +400,10 @@ static void release_surface(client *c, const encode_opts *o, slot *s)
         c->fl.nvEncDestroyInputBuffer(c->enc, s->inbuf);
     s->reg = s->inbuf = NULL;
     if (s->dptr)
-        o->cu->free_(s->dptr);
+        cuda_free(o, s->dptr);
     s->dptr = 0;
+    if (o->describe && c->emu_forget_pointer && s->mem)
+        c->emu_forget_pointer((uint64_t)(uintptr_t)s->mem);
     free(s->mem);
     s->mem = NULL;
 }
@@ -367,9 +428,18 @@ static NVENCSTATUS make_surface(client *c, const encode_opts *o, slot *s, uint32
         pitch = (w * (uint32_t)o->fd->bpp + 63u) & ~63u;
     s->pitch = pitch;
     s->mem = malloc(surface_bytes(o->fd, pitch, h));
-    if (o->cuda && o->cu->alloc(&s->dptr, surface_bytes(o->fd, pitch, h))) {
-        fprintf(stderr, "selftest: cuMemAlloc failed\n");
+    if (o->cuda && cuda_alloc(o, &s->dptr, surface_bytes(o->fd, pitch, h))) {
+        fprintf(stderr, "selftest: allocating CUDA memory (--cuda-memory %d) failed\n", o->cuda_memory);
         return NV_ENC_ERR_OUT_OF_MEMORY;
+    }
+    if (o->describe && c->emu_describe_pointer) {
+        const char *k = o->describe;
+        int kind = !strcmp(k, "host") ? 1 : !strcmp(k, "managed") ? 2 : 0;
+        int device = !strcmp(k, "device1") ? 1 : 0;
+        uint64_t context = !strcmp(k, "context") ? 0xC0DE0000u : 0;
+        s->buffer_id = ++next_buffer_id;
+        c->emu_describe_pointer((uint64_t)(uintptr_t)s->mem, surface_bytes(o->fd, pitch, h), kind, device, context,
+                                !strcmp(k, "mempool"), s->buffer_id);
     }
     NV_ENC_REGISTER_RESOURCE r = { 0 };
     r.version = NV_ENC_REGISTER_RESOURCE_VER;
@@ -399,7 +469,9 @@ static NVENCSTATUS fill_and_map(client *c, const encode_opts *o, slot *s, int f)
         return c->fl.nvEncUnlockInputBuffer(c->enc, s->inbuf);
     }
     fill_surface(o->fd, s->mem, s->pitch, s->w, s->h, f);
-    if (o->cuda && o->cu->htod(s->dptr, s->mem, surface_bytes(o->fd, s->pitch, s->h))) {
+    if (o->cuda && o->cuda_memory == 2) {
+        memcpy((void *)(uintptr_t)s->dptr, s->mem, surface_bytes(o->fd, s->pitch, s->h));
+    } else if (o->cuda && o->cu->htod(s->dptr, s->mem, surface_bytes(o->fd, s->pitch, s->h))) {
         fprintf(stderr, "selftest: cuMemcpyHtoD failed\n");
         return NV_ENC_ERR_GENERIC;
     }
@@ -450,6 +522,10 @@ static void init_params(const encode_opts *o, NV_ENC_INITIALIZE_PARAMS *ip, NV_E
         vui->colourMatrix = NV_ENC_VUI_MATRIX_COEFFS_BT709;
     }
     vui->bitstreamRestrictionFlag = (uint32_t)o->restriction;
+    if (o->vbv) { /* a one-frame VBV, as low-latency clients ask when the cap allows it */
+        cfg->rcParams.vbvBufferSize = o->vbv;
+        cfg->rcParams.vbvInitialDelay = o->vbv;
+    }
 }
 
 static int run_encode(client *c, const encode_opts *o)
@@ -457,11 +533,26 @@ static int run_encode(client *c, const encode_opts *o)
     FILE *out = o->out_path ? fopen(o->out_path, "wb") : NULL;
     int failures = 0;
     NVENCSTATUS st = open_session(c, o->cuda ? o->cu->ctx : NULL);
-    fprintf(c->report, "{\"call\":\"nvEncOpenEncodeSessionEx\",\"status\":%d}\n", st);
+    fprintf(c->report, "{\"call\":\"nvEncOpenEncodeSessionEx\",\"status\":%d,\"handle\":%s}\n", st,
+            c->enc ? "true" : "false");
     if (st) {
+        /* the header: a failed open's session must still be destroyed */
+        if (c->enc && !o->leak_failed_open) {
+            NVENCSTATUS ds = c->fl.nvEncDestroyEncoder(c->enc);
+            fprintf(c->report, "{\"call\":\"nvEncDestroyEncoder\",\"status\":%d}\n", ds);
+        }
+        c->enc = NULL;
+        report_ledger(c);
         if (out)
             fclose(out);
         return 1;
+    }
+    void *streams[2] = { (void *)(uintptr_t)0x5100, (void *)(uintptr_t)0x5200 }; /* live as long as the session */
+    if (o->streams) {
+        NVENCSTATUS ss = c->fl.nvEncSetIOCudaStreams(c->enc, &streams[0], &streams[1]);
+        fprintf(c->report, "{\"call\":\"nvEncSetIOCudaStreams\",\"status\":%d}\n", ss);
+        if (!strcmp(o->streams, "changed"))
+            streams[0] = (void *)(uintptr_t)0xBAD; /* what a reused temporary would hold */
     }
     NV_ENC_PRESET_CONFIG pc;
     memset(&pc, 0, sizeof pc);
@@ -548,6 +639,19 @@ static int run_encode(client *c, const encode_opts *o)
             slot *s = &slots[batch];
             s->frame = f;
             s->submitted = 0;
+            if (f == o->replace_at && c->emu_describe_pointer && s->mem) /* freed and reallocated in place */
+                c->emu_describe_pointer((uint64_t)(uintptr_t)s->mem, surface_bytes(o->fd, s->pitch, s->h), 0, 0, 0, 0,
+                                        s->buffer_id + 1000);
+            if (f == o->forget_at && c->emu_forget_pointer && s->mem)
+                c->emu_forget_pointer((uint64_t)(uintptr_t)s->mem);
+            if (f == o->cuda_realloc_at && s->dptr) { /* the registration now describes freed memory */
+                unsigned long long old = s->dptr, fresh = 0;
+                cuda_free(o, old);
+                int rc = cuda_alloc(o, &fresh, surface_bytes(o->fd, s->pitch, s->h));
+                s->dptr = rc ? 0 : fresh;
+                fprintf(c->report, "{\"call\":\"realloc\",\"status\":%d,\"same_address\":%s}\n", rc,
+                        fresh == old ? "true" : "false");
+            }
             NVENCSTATUS ms = fill_and_map(c, o, s, f);
             if (ms) {
                 fprintf(c->report, "{\"frame\":%d,\"call\":\"map\",\"status\":%d}\n", f, ms);
@@ -583,8 +687,10 @@ static int run_encode(client *c, const encode_opts *o)
                 fprintf(c->report, "{\"frame\":%d,\"call\":\"nvEncEncodePicture\",\"status\":%d,\"error_len\":%zu}\n",
                         f, es, strlen(msg));
                 failures++;
-                if (s->reg)
-                    c->fl.nvEncUnmapInputResource(c->enc, s->mapped);
+                if (s->reg) {
+                    NVENCSTATUS um = c->fl.nvEncUnmapInputResource(c->enc, s->mapped);
+                    fprintf(c->report, "{\"frame\":%d,\"call\":\"unmap after failure\",\"status\":%d}\n", f, um);
+                }
                 s->mapped = NULL;
                 if (!o->keep_going)
                     st = es;
@@ -678,8 +784,9 @@ static int parse_encode(int argc, char **argv, encode_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->fd = &formats[0];
-    o->w = 64;
-    o->h = 48;
+    o->w = 320;
+    o->h = 240;
+    o->replace_at = o->forget_at = o->cuda_realloc_at = -1;
     o->frames = 1;
     o->buffers = 1;
     o->preset = 4;
@@ -733,6 +840,21 @@ static int parse_encode(int argc, char **argv, encode_opts *o)
         else if (!strcmp(a, "--cuda")) o->cuda = 1;
         else if (!strcmp(a, "--eos")) o->eos = 1;
         else if (!strcmp(a, "--keep-going")) o->keep_going = 1;
+        else if (!strcmp(a, "--describe")) { if (!(o->describe = VAL())) return -1; }
+        else if (!strcmp(a, "--replace-at")) { const char *n = VAL(); if (!n) return -1; o->replace_at = atoi(n); }
+        else if (!strcmp(a, "--forget-at")) { const char *n = VAL(); if (!n) return -1; o->forget_at = atoi(n); }
+        else if (!strcmp(a, "--streams")) { if (!(o->streams = VAL())) return -1; }
+        else if (!strcmp(a, "--leak-failed-open")) o->leak_failed_open = 1;
+        else if (!strcmp(a, "--vbv")) { const char *n = VAL(); if (!n) return -1; o->vbv = (uint32_t)atoi(n); }
+        else if (!strcmp(a, "--cuda-memory")) {
+            const char *n = VAL();
+            if (!n)
+                return -1;
+            o->cuda_memory = !strcmp(n, "async") ? 1 : !strcmp(n, "host") ? 2 : !strcmp(n, "alloc") ? 0 : -1;
+            if (o->cuda_memory < 0)
+                return -1;
+        }
+        else if (!strcmp(a, "--cuda-realloc-at")) { const char *n = VAL(); if (!n) return -1; o->cuda_realloc_at = atoi(n); }
         else {
             fprintf(stderr, "selftest: unknown option %s\n", a);
             return -1;
@@ -807,8 +929,8 @@ static NV_ENC_INITIALIZE_PARAMS default_init(NV_ENC_CONFIG *cfg, uint32_t w, uin
     ip.tuningInfo = NV_ENC_TUNING_INFO_ULTRA_LOW_LATENCY;
     ip.encodeWidth = w;
     ip.encodeHeight = h;
-    ip.maxEncodeWidth = 256;
-    ip.maxEncodeHeight = 256;
+    ip.maxEncodeWidth = 640;
+    ip.maxEncodeHeight = 480;
     ip.frameRateNum = 60;
     ip.frameRateDen = 1;
     ip.enablePTD = 1;
@@ -822,6 +944,7 @@ static int run_api(client *c)
     char what[128];
     NVENCSTATUS st;
     void *enc = NULL;
+    uint32_t n = 0;
 
     /* ---- session open */
     NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS op;
@@ -830,16 +953,35 @@ static int run_api(client *c)
     op.deviceType = NV_ENC_DEVICE_TYPE_CUDA;
     op.apiVersion = NVENCAPI_VERSION;
     expect(&b, "open: wrong struct version", c->fl.nvEncOpenEncodeSessionEx(&op, &enc), NV_ENC_ERR_INVALID_VERSION);
+    /* the header: a failed open's session must be destroyed; it holds the failure text */
+    expect_true(&b, "failed open: a handle to destroy", enc != NULL && ledger_value(c, "failed_open_leaks") == 1 &&
+                                                         ledger_value(c, "sessions") == 0);
+    const char *why = c->fl.nvEncGetLastErrorString(enc);
+    expect_true(&b, "failed open: its last error says why", why && strstr(why, "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS.version"));
+    expect(&b, "failed open: no other call", c->fl.nvEncGetEncodeGUIDCount(enc, &n), NV_ENC_ERR_INVALID_CALL);
+    expect(&b, "failed open: destroy", c->fl.nvEncDestroyEncoder(enc), NV_ENC_SUCCESS);
+    expect_true(&b, "failed open: nothing left", ledger_value(c, "failed_open_leaks") == 0);
     op.version = NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
     expect(&b, "open: NULL params", c->fl.nvEncOpenEncodeSessionEx(NULL, &enc), NV_ENC_ERR_INVALID_PTR);
+    expect_true(&b, "open: NULL params gives no handle", enc == NULL);
     expect(&b, "open: NULL encoder out", c->fl.nvEncOpenEncodeSessionEx(&op, NULL), NV_ENC_ERR_INVALID_PTR);
     op.apiVersion = NVENCAPI_MAJOR_VERSION | (2u << 24);
     expect(&b, "open: apiVersion other than 12.1", c->fl.nvEncOpenEncodeSessionEx(&op, &enc), NV_ENC_ERR_INVALID_VERSION);
+    expect(&b, "open: destroy after apiVersion", c->fl.nvEncDestroyEncoder(enc), NV_ENC_SUCCESS);
     op.apiVersion = 14;
     expect(&b, "open: apiVersion newer than max", c->fl.nvEncOpenEncodeSessionEx(&op, &enc), NV_ENC_ERR_INVALID_VERSION);
+    expect(&b, "open: destroy after newer apiVersion", c->fl.nvEncDestroyEncoder(enc), NV_ENC_SUCCESS);
     op.apiVersion = NVENCAPI_VERSION;
+    op.reserved1[7] = 1;
+    expect(&b, "open: reserved1 not zero", c->fl.nvEncOpenEncodeSessionEx(&op, &enc), NV_ENC_ERR_INVALID_PARAM);
+    why = c->fl.nvEncGetLastErrorString(enc);
+    expect_true(&b, "open: reserved error names the field", why && strstr(why, "NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS.reserved1[7]"));
+    expect(&b, "open: destroy after reserved", c->fl.nvEncDestroyEncoder(enc), NV_ENC_SUCCESS);
+    op.reserved1[7] = 0;
     op.deviceType = NV_ENC_DEVICE_TYPE_DIRECTX;
     expect(&b, "open: DirectX device type", c->fl.nvEncOpenEncodeSessionEx(&op, &enc), NV_ENC_ERR_UNSUPPORTED_DEVICE);
+    expect(&b, "open: destroy after DirectX", c->fl.nvEncDestroyEncoder(enc), NV_ENC_SUCCESS);
+    expect_true(&b, "open: every failed handle destroyed", ledger_value(c, "failed_open_leaks") == 0);
     op.deviceType = NV_ENC_DEVICE_TYPE_CUDA;
     expect(&b, "open: ok", c->fl.nvEncOpenEncodeSessionEx(&op, &enc), NV_ENC_SUCCESS);
     c->enc = enc;
@@ -855,10 +997,13 @@ static int run_api(client *c)
     expect_error_mentions(&b, "last error names the function", "nvEncRegisterAsyncEvent");
     int bogus;
     expect(&b, "bogus encoder handle", c->fl.nvEncGetEncodeGUIDCount(&bogus, (uint32_t *)&bogus), NV_ENC_ERR_INVALID_ENCODERDEVICE);
+    int64_t null_calls = ledger_value(c, "null_session_calls");
     expect(&b, "NULL encoder handle", c->fl.nvEncGetEncodeGUIDCount(NULL, (uint32_t *)&bogus), NV_ENC_ERR_INVALID_PTR);
+    expect_true(&b, "NULL encoder handle: a last error string still", c->fl.nvEncGetLastErrorString(NULL) != NULL);
+    expect_true(&b, "ledger: two NULL-session calls", ledger_value(c, "null_session_calls") - null_calls == 2);
 
     /* ---- queries */
-    uint32_t n = 0;
+    n = 0;
     expect(&b, "GUID count", c->fl.nvEncGetEncodeGUIDCount(enc, &n), NV_ENC_SUCCESS);
     expect_true(&b, "one codec", n == 1);
     GUID guids[16];
@@ -889,6 +1034,8 @@ static int run_api(client *c)
 
     struct { NV_ENC_CAPS cap; int want; } caps[] = {
         { NV_ENC_CAPS_WIDTH_MAX, 4096 }, { NV_ENC_CAPS_HEIGHT_MAX, 4096 },
+        { NV_ENC_CAPS_WIDTH_MIN, 145 }, { NV_ENC_CAPS_HEIGHT_MIN, 49 },
+        { NV_ENC_CAPS_SUPPORT_CUSTOM_VBV_BUF_SIZE, 1 },
         { NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE, 1 }, { NV_ENC_CAPS_SUPPORT_DYN_BITRATE_CHANGE, 1 },
         { NV_ENC_CAPS_NUM_MAX_BFRAMES, 0 }, { NV_ENC_CAPS_ASYNC_ENCODE_SUPPORT, 0 },
     };
@@ -906,8 +1053,13 @@ static int run_api(client *c)
     NV_ENC_CAPS_PARAM cp;
     memset(&cp, 0, sizeof cp);
     cp.version = NV_ENC_CAPS_PARAM_VER;
-    cp.capsToQuery = NV_ENC_CAPS_EXPOSED_COUNT;
+    cp.capsToQuery = NV_ENC_CAPS_WIDTH_MIN;
+    cp.reserved[3] = 9;
     int v;
+    expect(&b, "caps: reserved not zero", c->fl.nvEncGetEncodeCaps(enc, NV_ENC_CODEC_H264_GUID, &cp, &v), NV_ENC_ERR_INVALID_PARAM);
+    expect_error_mentions(&b, "caps: reserved error names the field", "NV_ENC_CAPS_PARAM.reserved[3] is 0x9");
+    cp.reserved[3] = 0;
+    cp.capsToQuery = NV_ENC_CAPS_EXPOSED_COUNT;
     expect(&b, "caps: out of range", c->fl.nvEncGetEncodeCaps(enc, NV_ENC_CODEC_H264_GUID, &cp, &v), NV_ENC_ERR_INVALID_PARAM);
     cp.version = 0;
     expect(&b, "caps: wrong version", c->fl.nvEncGetEncodeCaps(enc, NV_ENC_CODEC_H264_GUID, &cp, &v), NV_ENC_ERR_INVALID_VERSION);
@@ -947,9 +1099,9 @@ static int run_api(client *c)
     memset(&rr, 0, sizeof rr);
     rr.version = NV_ENC_REGISTER_RESOURCE_VER;
     rr.resourceType = NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR;
-    rr.width = 64;
-    rr.height = 48;
-    rr.pitch = 64;
+    rr.width = 320;
+    rr.height = 240;
+    rr.pitch = 320;
     rr.resourceToRegister = mem;
     rr.bufferFormat = NV_ENC_BUFFER_FORMAT_NV12;
     rr.bufferUsage = NV_ENC_INPUT_IMAGE;
@@ -970,36 +1122,51 @@ static int run_api(client *c)
 
     /* ---- initialize validation */
     NV_ENC_CONFIG cfg;
-    NV_ENC_INITIALIZE_PARAMS ip = default_init(&cfg, 64, 48);
+    NV_ENC_INITIALIZE_PARAMS ip = default_init(&cfg, 320, 240);
     expect(&b, "sequence param ex before init", c->fl.nvEncGetSequenceParamEx(enc, &ip, &sp), NV_ENC_SUCCESS);
     expect_true(&b, "sequence param ex wrote SPS+PPS", hdr_size > 8 && hdr[4] == 0x67);
     ip.version = 0;
     expect(&b, "init: wrong version", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_VERSION);
-    ip = default_init(&cfg, 64, 48);
+    ip = default_init(&cfg, 320, 240);
     cfg.version = 0;
     expect(&b, "init: wrong NV_ENC_CONFIG version", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_VERSION);
-    ip = default_init(&cfg, 64, 48);
+    ip = default_init(&cfg, 320, 240);
     ip.encodeGUID = NV_ENC_CODEC_HEVC_GUID;
     expect(&b, "init: HEVC", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_UNSUPPORTED_PARAM);
-    ip = default_init(&cfg, 8192, 48);
+    ip = default_init(&cfg, 8192, 240);
+    ip.maxEncodeWidth = ip.maxEncodeHeight = 0;
     expect(&b, "init: too wide", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_PARAM);
-    ip = default_init(&cfg, 63, 48);
+    ip = default_init(&cfg, 144, 240);
+    expect(&b, "init: narrower than NV_ENC_CAPS_WIDTH_MIN", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_PARAM);
+    expect_error_mentions(&b, "init: the driver's words for it", "Frame Dimension less than the minimum supported value");
+    ip = default_init(&cfg, 320, 48);
+    expect(&b, "init: lower than NV_ENC_CAPS_HEIGHT_MIN", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_PARAM);
+    ip = default_init(&cfg, 321, 240);
     expect(&b, "init: odd width", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_PARAM);
-    ip = default_init(&cfg, 64, 48);
+    ip = default_init(&cfg, 320, 240);
+    ip.reserved[100] = 1;
+    expect(&b, "init: reserved not zero", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_PARAM);
+    expect_error_mentions(&b, "init: reserved error names the field", "NV_ENC_INITIALIZE_PARAMS.reserved[100]");
+    ip = default_init(&cfg, 320, 240);
+    cfg.encodeCodecConfig.h264Config.reserved1[0] = 1;
+    expect(&b, "init: H.264 config reserved not zero", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_PARAM);
+    expect_error_mentions(&b, "init: config reserved error names the field", "NV_ENC_CONFIG_H264.reserved1[0]");
+    ip = default_init(&cfg, 320, 240);
     cfg.frameIntervalP = 3;
     expect(&b, "init: B-frames", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_UNSUPPORTED_PARAM);
     expect_error_mentions(&b, "B-frame error names NV_ENC_CAPS_NUM_MAX_BFRAMES", "NUM_MAX_BFRAMES");
-    ip = default_init(&cfg, 64, 48);
+    ip = default_init(&cfg, 320, 240);
     ip.enableEncodeAsync = 1;
     expect(&b, "init: async", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_UNSUPPORTED_PARAM);
-    ip = default_init(&cfg, 64, 48);
-    ip.maxEncodeWidth = 32;
+    ip = default_init(&cfg, 320, 240);
+    ip.maxEncodeWidth = 160;
     expect(&b, "init: max smaller than size", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_PARAM);
     expect(&b, "init: NULL", c->fl.nvEncInitializeEncoder(enc, NULL), NV_ENC_ERR_INVALID_PTR);
-    ip = default_init(&cfg, 64, 48);
+    ip = default_init(&cfg, 320, 240);
     expect(&b, "init: ok", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_SUCCESS);
     expect(&b, "init: twice", c->fl.nvEncInitializeEncoder(enc, &ip), NV_ENC_ERR_INVALID_CALL);
-    expect(&b, "set IO CUDA streams", c->fl.nvEncSetIOCudaStreams(enc, (void *)0x10, (void *)0x20), NV_ENC_SUCCESS);
+    static void *io_streams[2] = { (void *)0x10, (void *)0x20 }; /* the CUstreams, living as long as the session */
+    expect(&b, "set IO CUDA streams", c->fl.nvEncSetIOCudaStreams(enc, &io_streams[0], &io_streams[1]), NV_ENC_SUCCESS);
 
     /* ---- sequence params */
     sp.inBufferSize = 4;
@@ -1015,11 +1182,15 @@ static int run_api(client *c)
     expect_true(&b, "sequence params start with an SPS", hdr_size > 8 && !memcmp(hdr, "\0\0\0\1\x67", 5));
 
     /* ---- resources */
-    rr.pitch = 66;
+    rr.pitch = 322;
     expect(&b, "register: pitch not a multiple of 4", c->fl.nvEncRegisterResource(enc, &rr), NV_ENC_ERR_INVALID_PARAM);
-    rr.pitch = 60;
+    rr.pitch = 316;
     expect(&b, "register: pitch below a row", c->fl.nvEncRegisterResource(enc, &rr), NV_ENC_ERR_INVALID_PARAM);
-    rr.pitch = 64;
+    rr.pitch = 320;
+    rr.reserved2[60] = &bogus;
+    expect(&b, "register: reserved2 not NULL", c->fl.nvEncRegisterResource(enc, &rr), NV_ENC_ERR_INVALID_PARAM);
+    expect_error_mentions(&b, "register: reserved error names the field", "NV_ENC_REGISTER_RESOURCE.reserved2[60]");
+    rr.reserved2[60] = NULL;
     rr.bufferFormat = NV_ENC_BUFFER_FORMAT_YUV444_10BIT;
     expect(&b, "register: unsupported format", c->fl.nvEncRegisterResource(enc, &rr), NV_ENC_ERR_UNSUPPORTED_PARAM);
     rr.bufferFormat = NV_ENC_BUFFER_FORMAT_NV12;
@@ -1056,6 +1227,7 @@ static int run_api(client *c)
     bb.version = NV_ENC_CREATE_BITSTREAM_BUFFER_VER;
     expect(&b, "bitstream buffer", c->fl.nvEncCreateBitstreamBuffer(enc, &bb), NV_ENC_SUCCESS);
     NV_ENC_OUTPUT_PTR out1 = bb.bitstreamBuffer;
+    expect_true(&b, "bitstream buffer: bitstreamBufferPtr is junk, it should not be used", bb.bitstreamBufferPtr != NULL);
     expect(&b, "second bitstream buffer", c->fl.nvEncCreateBitstreamBuffer(enc, &bb), NV_ENC_SUCCESS);
     NV_ENC_OUTPUT_PTR out2 = bb.bitstreamBuffer;
 
@@ -1068,8 +1240,8 @@ static int run_api(client *c)
 
     memset(&pp, 0, sizeof pp);
     pp.version = NV_ENC_PIC_PARAMS_VER;
-    pp.inputWidth = 64;
-    pp.inputHeight = 48;
+    pp.inputWidth = 320;
+    pp.inputHeight = 240;
     pp.inputBuffer = mapped;
     pp.outputBitstream = out1;
     pp.bufferFmt = NV_ENC_BUFFER_FORMAT_ABGR;
@@ -1080,9 +1252,13 @@ static int run_api(client *c)
     pp.inputBuffer = reg;
     expect(&b, "encode: registered (not mapped) handle", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_ERR_INVALID_PARAM);
     pp.inputBuffer = mapped;
-    pp.inputWidth = 32;
+    pp.inputWidth = 160;
     expect(&b, "encode: size differs from encode size", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_ERR_INVALID_PARAM);
-    pp.inputWidth = 64;
+    pp.inputWidth = 320;
+    pp.codecPicParams.h264PicParams.reserved[5] = 1;
+    expect(&b, "encode: H.264 pic params reserved not zero", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_ERR_INVALID_PARAM);
+    expect_error_mentions(&b, "encode: reserved error names the field", "NV_ENC_PIC_PARAMS_H264.reserved[5]");
+    pp.codecPicParams.h264PicParams.reserved[5] = 0;
     pp.version = NV_ENC_PIC_PARAMS_VER ^ (1u << 31);
     expect(&b, "encode: wrong version", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_ERR_INVALID_VERSION);
     pp.version = NV_ENC_PIC_PARAMS_VER;
@@ -1097,8 +1273,8 @@ static int run_api(client *c)
     pp.frameIdx = 2;
     pp.inputWidth = pp.inputHeight = 0; /* what FFmpeg sends for a mapped CUDA frame */
     expect(&b, "encode: second picture, 0x0 input size of a mapped resource", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_SUCCESS);
-    pp.inputWidth = 64;
-    pp.inputHeight = 48;
+    pp.inputWidth = 320;
+    pp.inputHeight = 240;
     lb.outputBitstream = out2;
     expect(&b, "lock: out of order", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_ERR_INVALID_CALL);
     expect_error_mentions(&b, "order error says so", "submission order");
@@ -1108,9 +1284,17 @@ static int run_api(client *c)
     lb.version = NV_ENC_LOCK_BITSTREAM_VER;
     expect(&b, "lock: ok", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_SUCCESS);
     expect_true(&b, "lock: IDR first", lb.pictureType == NV_ENC_PIC_TYPE_IDR && lb.frameIdx == 1 && lb.bitstreamSizeInBytes > 0);
+    /* the driver wrote into the structure's internal words: reusing it unzeroed is refused */
+    expect(&b, "lock: the same structure again, not zeroed", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_ERR_INVALID_PARAM);
+    expect_error_mentions(&b, "lock: reuse error names reservedInternal", "NV_ENC_LOCK_BITSTREAM.reservedInternal[0]");
+    memset(&lb, 0, sizeof lb);
+    lb.version = NV_ENC_LOCK_BITSTREAM_VER;
+    lb.outputBitstream = out1;
     expect(&b, "lock: twice", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_ERR_INVALID_CALL);
     expect(&b, "encode: into a locked output", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_ERR_INVALID_CALL);
     expect(&b, "unlock", c->fl.nvEncUnlockBitstream(enc, out1), NV_ENC_SUCCESS);
+    memset(&lb, 0, sizeof lb);
+    lb.version = NV_ENC_LOCK_BITSTREAM_VER;
     lb.outputBitstream = out2;
     expect(&b, "lock second", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_SUCCESS);
     expect_true(&b, "second is P", lb.pictureType == NV_ENC_PIC_TYPE_P && lb.frameIdx == 2);
@@ -1120,34 +1304,39 @@ static int run_api(client *c)
     NV_ENC_RECONFIGURE_PARAMS *rp = calloc(1, sizeof *rp);
     rp->version = NV_ENC_RECONFIGURE_PARAMS_VER;
     NV_ENC_CONFIG rcfg;
-    rp->reInitEncodeParams = default_init(&rcfg, 512, 48);
+    rp->reInitEncodeParams = default_init(&rcfg, 1280, 240);
     expect(&b, "reconfigure: beyond max size", c->fl.nvEncReconfigureEncoder(enc, rp), NV_ENC_ERR_INVALID_PARAM);
     expect_error_mentions(&b, "size error names maxEncodeWidth", "maxEncodeWidth");
-    rp->reInitEncodeParams = default_init(&rcfg, 64, 48);
+    rp->reInitEncodeParams = default_init(&rcfg, 320, 240);
     rcfg.gopLength = 30;
     expect(&b, "reconfigure: GOP change", c->fl.nvEncReconfigureEncoder(enc, rp), NV_ENC_ERR_UNSUPPORTED_PARAM);
-    rp->reInitEncodeParams = default_init(&rcfg, 64, 48);
+    rp->reInitEncodeParams = default_init(&rcfg, 320, 240);
     rp->reInitEncodeParams.enablePTD = 0;
     expect(&b, "reconfigure: PTD change", c->fl.nvEncReconfigureEncoder(enc, rp), NV_ENC_ERR_UNSUPPORTED_PARAM);
     rp->version = 0;
     expect(&b, "reconfigure: wrong version", c->fl.nvEncReconfigureEncoder(enc, rp), NV_ENC_ERR_INVALID_VERSION);
     rp->version = NV_ENC_RECONFIGURE_PARAMS_VER;
-    rp->reInitEncodeParams = default_init(&rcfg, 64, 48);
+    rp->reInitEncodeParams = default_init(&rcfg, 320, 240);
     rcfg.rcParams.averageBitRate = 8000000;
     expect(&b, "reconfigure: bitrate", c->fl.nvEncReconfigureEncoder(enc, rp), NV_ENC_SUCCESS);
     expect_true(&b, "ledger: one reconfigure", ledger_value(c, "reconfigures") == 1);
     pp.outputBitstream = out1;
     pp.frameIdx = 3;
     expect(&b, "encode after bitrate change", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_SUCCESS);
+    memset(&lb, 0, sizeof lb);
+    lb.version = NV_ENC_LOCK_BITSTREAM_VER;
     lb.outputBitstream = out1;
     expect(&b, "lock after bitrate change", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_SUCCESS);
     expect_true(&b, "bitrate change keeps P", lb.pictureType == NV_ENC_PIC_TYPE_P);
     expect(&b, "unlock", c->fl.nvEncUnlockBitstream(enc, out1), NV_ENC_SUCCESS);
-    rp->reInitEncodeParams = default_init(&rcfg, 64, 48);
+    rp->reInitEncodeParams = default_init(&rcfg, 320, 240);
     rp->forceIDR = 1;
     expect(&b, "reconfigure: forceIDR", c->fl.nvEncReconfigureEncoder(enc, rp), NV_ENC_SUCCESS);
     pp.frameIdx = 4;
     expect(&b, "encode after forceIDR", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_SUCCESS);
+    memset(&lb, 0, sizeof lb);
+    lb.version = NV_ENC_LOCK_BITSTREAM_VER;
+    lb.outputBitstream = out1;
     expect(&b, "lock after forceIDR", c->fl.nvEncLockBitstream(enc, &lb), NV_ENC_SUCCESS);
     expect_true(&b, "forceIDR gives an IDR", lb.pictureType == NV_ENC_PIC_TYPE_IDR);
     expect(&b, "unlock", c->fl.nvEncUnlockBitstream(enc, out1), NV_ENC_SUCCESS);
@@ -1161,8 +1350,8 @@ static int run_api(client *c)
     expect(&b, "unmap", c->fl.nvEncUnmapInputResource(enc, mapped), NV_ENC_SUCCESS);
     expect(&b, "unmap twice", c->fl.nvEncUnmapInputResource(enc, mapped), NV_ENC_ERR_RESOURCE_NOT_MAPPED);
     pp.encodePicFlags = 0;
-    pp.inputWidth = 64;
-    pp.inputHeight = 48;
+    pp.inputWidth = 320;
+    pp.inputHeight = 240;
     pp.inputBuffer = mapped;
     pp.outputBitstream = out1;
     pp.bufferFmt = NV_ENC_BUFFER_FORMAT_NV12;
@@ -1173,8 +1362,8 @@ static int run_api(client *c)
     NV_ENC_CREATE_INPUT_BUFFER ib;
     memset(&ib, 0, sizeof ib);
     ib.version = NV_ENC_CREATE_INPUT_BUFFER_VER;
-    ib.width = 64;
-    ib.height = 48;
+    ib.width = 320;
+    ib.height = 240;
     ib.bufferFmt = NV_ENC_BUFFER_FORMAT_NV12;
     expect(&b, "create input buffer", c->fl.nvEncCreateInputBuffer(enc, &ib), NV_ENC_SUCCESS);
     NV_ENC_LOCK_INPUT_BUFFER li;
@@ -1182,7 +1371,7 @@ static int run_api(client *c)
     li.version = NV_ENC_LOCK_INPUT_BUFFER_VER;
     li.inputBuffer = ib.inputBuffer;
     expect(&b, "lock input buffer", c->fl.nvEncLockInputBuffer(enc, &li), NV_ENC_SUCCESS);
-    expect_true(&b, "input buffer pitch", li.pitch >= 64 && li.pitch % 4 == 0 && li.bufferDataPtr != NULL);
+    expect_true(&b, "input buffer pitch", li.pitch >= 320 && li.pitch % 4 == 0 && li.bufferDataPtr != NULL);
     pp.inputBuffer = ib.inputBuffer;
     expect(&b, "encode: locked input buffer", c->fl.nvEncEncodePicture(enc, &pp), NV_ENC_ERR_INVALID_CALL);
     expect(&b, "unlock input buffer", c->fl.nvEncUnlockInputBuffer(enc, ib.inputBuffer), NV_ENC_SUCCESS);

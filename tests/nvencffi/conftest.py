@@ -12,6 +12,7 @@ from __future__ import annotations
 from tests.support.frames import HostCudaArray, nv12_frame, rgba_frame
 from tests.support.nvenc_fixtures import (
     c_compiler,
+    emulated_context,
     emulator,
     emulator_path,
     null_context,
@@ -21,6 +22,7 @@ from tests.support.nvenc_fixtures import (
 __all__ = [
     # fixtures
     "c_compiler",
+    "emulated_context",
     "emulator",
     "emulator_path",
     "null_context",

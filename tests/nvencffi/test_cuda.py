@@ -6,6 +6,7 @@ covers that side.)
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 
 import pytest
@@ -38,7 +39,7 @@ def test_set_context_flags_without_a_driver() -> None:
 
 def test_an_encoder_without_a_context_needs_cuda(emulator) -> None:
     with pytest.raises(nvencffi.CudaUnavailable):
-        nvencffi.NvencEncoder(64, 48)
+        nvencffi.NvencEncoder(1280, 720)
     assert emulator.ledger()["sessions_opened"] == 0
 
 
@@ -54,5 +55,30 @@ def test_null_context_is_inert() -> None:
     ctx = nvencffi.NullContext()
     with ctx.pushed():
         ctx.synchronize_stream(1)
+    assert ctx.pointer_info(0x1000) is None and ctx.buffer_id(0x1000) is None  # it cannot tell
     ctx.close()
-    assert ctx.handle == 0 and ctx.gpu_name is None
+    assert ctx.handle == 0 and ctx.gpu_name is None and ctx.device == 0
+
+
+def test_null_context_answers_from_its_attribute_source_and_does_host_memory_work() -> None:
+    seen = []
+
+    def source(pointer: int):
+        seen.append(pointer)
+        return {"kind": "device", "device": 1, "context": 0, "mempool": True, "buffer_id": 9, "start": 16, "size": 64}
+
+    ctx = nvencffi.NullContext(device=1, attributes=source)
+    assert ctx.pointer_info(32) == nvencffi.PointerInfo("device", 1, 0, True, 9, 16, 64)
+    assert ctx.buffer_id(32) == 9 and seen == [32, 32]
+    src, dst = ctx.allocate(10 * 3), ctx.allocate(256 * 3)
+    assert dst % 256 == 0 and ctx.allocations == 2
+    ctx.memset(src, 7, 30)
+    ctx.memset(dst, 0, 256 * 3)
+    ctx.copy_2d(dst, 256, src, 10, 10, 3, None)
+    rows = [ctypes.string_at(dst + 256 * r, 12) for r in range(3)]
+    assert rows == [b"\x07" * 10 + b"\x00\x00"] * 3
+    ctx.free(src)
+    ctx.free(dst)
+    assert ctx.allocations == 0
+    with pytest.raises(nvencffi.CudaError, match="cuMemFree failed: CUDA_ERROR_INVALID_VALUE"):
+        ctx.free(dst)

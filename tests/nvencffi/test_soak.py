@@ -1,7 +1,7 @@
 """10,000 frames through the emulator: the ledger and the process's memory stay flat.
 
-No-pixel mode (the emulator validates every call but does no pixel work), a small
-frame, two alternating buffers, an IDR every 250 frames and a reconfigure now and then:
+No-pixel mode (the emulator validates every call but does no pixel work), a 320x240
+frame (the smallest realistic size) with a 256-byte pitch, two alternating buffers, an IDR every 250 frames and a reconfigure now and then:
 what grows here would grow in a long-running server.
 """
 
@@ -26,9 +26,9 @@ def rss_bytes() -> int:
 @pytest.mark.slow
 def test_ten_thousand_frames_leave_the_ledger_and_memory_flat(emulator) -> None:
     emulator.set_no_pixel_work(True)
-    buffers = [nv12_frame(64, 64, seed=s)[0] for s in range(2)]
+    buffers = [nv12_frame(320, 240, pitch=512, seed=s)[0] for s in range(2)]
     sizes = 0
-    with nvencffi.NvencEncoder(64, 64, context=nvencffi.NullContext(), registration_cache_size=2) as enc:
+    with nvencffi.NvencEncoder(320, 240, context=nvencffi.NullContext(), registration_cache_size=2) as enc:
         for i in range(1_000):  # warm-up: allocator pools, caches
             sizes += len(enc.encode(buffers[i % 2], force_idr=(i % 250 == 0)))
         baseline_rss = rss_bytes()

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.nvenc_emulator import CFLAGS, EmulatorBuildError, _compile, _compiler, _compiler_identity, _digest
-from tests.support.nvjpeg_header import HEADER_NAME, ROOT, official_include_dir
+from tests.nvenc_emulator import CFLAGS, EmulatorBuildError, _compile, _compiler, _compiler_identity, _digest, require_build
+from tests.support.nvjpeg_header import HEADER_NAME, ROOT, HeaderUnavailable, official_include_dir
 
-__all__ = ["EmulatorBuildError", "Emulator", "EmulatorOutput", "build_emulator", "parse"]
+__all__ = ["EmulatorBuildError", "Emulator", "EmulatorOutput", "build_emulator", "parse", "require_emulator"]
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "emulator.c"
@@ -40,18 +40,25 @@ MAGIC = b"NVJEMU01"
 HEADER = struct.Struct("<8sIIiiiiiiQQQ")
 
 
-def build_emulator() -> Path:
+def build_emulator(source: Path = SOURCE) -> Path:
     """Compile the emulator (once per source + header + compiler) and return the ``.so``.
 
-    Raises HeaderUnavailable when the official headers cannot be fetched and
+    ``source`` is the C file (tests build a broken copy). Raises HeaderUnavailable when
+    the official headers cannot be fetched, CompilerUnavailable without a compiler and
     EmulatorBuildError when compilation fails.
     """
     include = official_include_dir()
     # -isystem: CUDA's own headers are not ours to keep warning-free under -Werror.
     # Default visibility: the nvJPEG entry points must be exported.
     flags = (*CFLAGS, "-shared")
-    key = _digest([SOURCE, include / HEADER_NAME], (*flags, _compiler_identity(_compiler())))
-    return _compile(CACHE / key / LIBRARY_NAME, [*flags, "-isystem", str(include), str(SOURCE)])
+    key = _digest([source, include / HEADER_NAME], (*flags, _compiler_identity(_compiler())))
+    return _compile(CACHE / key / LIBRARY_NAME, [*flags, "-isystem", str(include), str(source)])
+
+
+def require_emulator(source: Path = SOURCE) -> Path:
+    """:func:`build_emulator` for tests: a missing header or compiler skips (fails in
+    CI); a build error fails the test everywhere."""
+    return require_build(lambda: build_emulator(source), "the nvJPEG emulator", missing=(HeaderUnavailable,))
 
 
 class Emulator:

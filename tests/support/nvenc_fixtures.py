@@ -11,7 +11,9 @@ Where the header (and so the emulator) cannot be obtained, the tests that need i
 with the reason, except in CI, where that is a failure (:func:`tests.support.ci.unavailable`).
 
 Fixtures: ``official_header_dir``, ``c_compiler``, ``emulator_path`` (session-wide),
-``emulator`` and ``null_context`` (per test). Load it with
+``emulator``, ``null_context`` and ``emulated_context`` (per test: a ``NullContext``
+whose pointer attributes come from the emulator's ``pointer_info``, CI's stand-in for
+``cuPointerGetAttributes``; :func:`describe_frame` says what a test frame's memory is). Load it with
 ``pytest_plugins = ["tests.support.nvenc_fixtures"]`` in the root conftest, or import
 the fixtures into a directory's conftest.
 """
@@ -76,11 +78,42 @@ def null_context() -> nvencffi.NullContext:
     return nvencffi.NullContext()
 
 
+@pytest.fixture
+def emulated_context(emulator: Any) -> Iterator[nvencffi.NullContext]:
+    """A NullContext asking the emulator what pointers are; its own allocations freed after."""
+    context = nvencffi.NullContext(attributes=emulator.pointer_info)
+    yield context
+    assert context.allocations == 0, "the encoder left staging memory allocated"
+
+
+def describe_frame(emulator: Any, frame: Any, **attributes: Any) -> None:
+    """Tell the emulator what the memory of a host test frame "is" (``describe_pointer``:
+    kind, device, context, mempool, buffer_id), over its whole storage."""
+    storage = getattr(frame, "storage", frame.array)
+    emulator.describe_pointer(frame.pointer, storage.nbytes, **attributes)
+
+
+# Ledger entries the binding must keep at 0 (the emulator counts a client's mistakes there).
+CLIENT_MISTAKES = (
+    "unflushed_destroys",
+    "stale_registrations",
+    "dead_stream_pointers",
+    "null_session_calls",
+    "failed_open_leaks",
+    "pitch_faults",
+    "poisoned_sessions",
+    "reserved_field_errors",
+)
+
+
 def assert_released(emulator: Any) -> None:
-    """Every session, registration, mapping and buffer the emulator handed out was given back."""
+    """Every session, registration, mapping and buffer the emulator handed out was given
+    back, and the emulator saw none of the client mistakes it counts."""
     ledger = emulator.ledger()
     for key in ("sessions", "registered", "mapped", "bitstream_buffers", "input_buffers"):
         assert ledger[key] == 0, (key, ledger)
     for key, value in ledger.items():
         if key.startswith("leaked"):
             assert value == 0, (key, ledger)
+    for key in CLIENT_MISTAKES:
+        assert ledger.get(key, 0) == 0, (key, ledger)
