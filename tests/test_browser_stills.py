@@ -138,3 +138,51 @@ def test_docs_screenshot(page, settling):
     page.wait_for_function("() => document.getElementById('stats').textContent.includes('exact still')")
     page.screenshot(path=str(DOCS_IMAGE))
     assert DOCS_IMAGE.stat().st_size > 0
+
+
+# ---------------------------------------------------------------- recordings play in the browser
+
+PLAY = """async (data) => {
+  const video = document.createElement("video");
+  video.muted = true;
+  video.src = "data:video/mp4;base64," + data;
+  await new Promise((resolve, reject) => {
+    video.onloadeddata = resolve;
+    video.onerror = () => reject(new Error(`video error: ${video.error && video.error.message}`));
+  });
+  // The first frame is on screen once a seek to it completes (loadeddata alone may leave it undrawn).
+  await new Promise((resolve) => { video.onseeked = resolve; video.currentTime = 0; });
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(video, 0, 0);
+  const pixels = Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data);
+  return { width: video.videoWidth, height: video.videoHeight, duration: video.duration, pixels };
+}"""
+
+
+def test_a_recording_plays_in_chromium(page, on_demand, tmp_path):
+    import base64
+
+    from rfb.demo import Scene
+    from rfb.frames import frame_from_array
+
+    scene = Scene(W, H)
+    frames = [scene.render(i / 30) for i in range(60)]
+    with on_demand.record(tmp_path / "run.mp4") as recording:
+        for i, frame in enumerate(frames):
+            on_demand.publish(frame_from_array(frame, timestamp_us=1_000_000 + round(i * 1_000_000 / 30)))
+            deadline = time.monotonic() + 5
+            while recording.frames < i + 1 and time.monotonic() < deadline:  # paced by the writer: none skipped
+                time.sleep(0.005)
+            time.sleep(1 / 30)
+    assert recording.frames == len(frames) and recording.files == [tmp_path / "run.mp4"]
+    data = base64.b64encode((tmp_path / "run.mp4").read_bytes()).decode()
+    page.set_content("<!doctype html><title>recording</title>")
+    shown = page.evaluate(PLAY, data)
+    assert (shown["width"], shown["height"]) == (W, H)
+    assert abs(shown["duration"] - 2.0) < 0.01, shown["duration"]  # 60 frames stamped 1/30 s apart
+    first = np.array(shown["pixels"], np.uint8).reshape(H, W, 4)[..., :3].astype(int)
+    error = [float(np.abs(first - frames[i]).mean()) for i in (0, 30)]
+    assert error[0] < 4 and error[0] < error[1], f"the first frame shown is not the first published: {error}"
