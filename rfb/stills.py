@@ -107,24 +107,38 @@ class StillChannel:
         self._refresh = False
         self._stopping = False
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rfb-stills", daemon=True)
-        self._thread.start()
+        # Started by the first wake-up: a display that fails to start, or never publishes, has no thread to stop.
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def wake(self) -> None:
         """Something changed (a publish, an ack, a joiner): look again."""
+        self._running()
         self._wake.set()
 
     def refresh(self) -> None:
         """Make and send the current frame's still now, without waiting for the scene to settle."""
         self._refresh = True
-        self._wake.set()
+        self.wake()
 
     def stop(self, timeout: float) -> None:
-        self._stopping = True
+        with self._start_lock:
+            self._stopping = True
+            thread = self._thread
         self._wake.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        if thread is None:
+            return
+        thread.join(timeout)
+        if thread.is_alive():
             logger.error("still thread did not stop within %.1f s", timeout)
+
+    def _running(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="rfb-stills", daemon=True)
+                self._thread.start()
 
     # ------------------------------------------------------------ the channel's thread
 

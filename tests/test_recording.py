@@ -251,3 +251,20 @@ def test_a_recorder_is_not_held_to_the_inflight_window(test_encoders):
         assert [kind for kind, _ in got] == [b"I", b"P", b"P", b"P", b"P"]
     finally:
         fanout.close()
+
+
+def test_closing_the_display_finishes_the_recording(tmp_path):
+    from rfb.routes import resolve_routes
+
+    if "webcodecs" not in resolve_routes(None, "image", gpu=False):
+        pytest.skip("no H.264 route here (PyAV with libx264)")
+    display = start_display()
+    try:
+        recording = display.record(tmp_path / "closed.mp4")
+        wait_until(lambda: "webcodecs" in display.stats.groups, what="the H.264 group")
+        publish_paced(display, blocks(7, 5), [T0_US + i * 33_333 for i in range(5)])
+        wait_until(lambda: recording.frames == 5, what="5 frames written")
+    finally:
+        display.close()
+    assert not recording.recording and not recording._thread.is_alive()
+    assert len(decode(recording.files[0])[0]) == 5

@@ -241,3 +241,24 @@ async def test_cuda_frames_give_exact_stills_and_captures(test_encoders: Encoder
         np.testing.assert_array_equal(decode_png(display.capture("png")), frame)
     finally:
         display.close()
+
+
+def still_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "rfb-stills"]
+
+
+@pytest.mark.anyio
+async def test_closing_the_display_ends_the_still_thread(test_encoders: EncoderLog) -> None:
+    before = len(still_threads())
+    display = start_test_display(W, H, still_after=0.05)
+    try:
+        async with await ProtocolClient.connect(display, supported=[H264]) as video:
+            wait_until(lambda: len(display.viewers) == 1, what="a viewer")
+            display.publish(noise(12))
+            await next_still(video)
+            assert len(still_threads()) == before + 1
+    finally:
+        display.close()
+    assert len(still_threads()) == before
