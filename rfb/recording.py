@@ -3,9 +3,9 @@
 A :class:`Recording` joins the display's ``webcodecs`` group like a viewer that never
 lags: it is not held to the in-flight window (and acks each payload as it is handed
 over), so it is a recipient of every frame the group encodes, and a queue and a writer
-thread of its own keep file I/O off the encode thread and the event loop. It therefore costs no encode: the access units written are the very bytes the
-viewers receive. A display whose viewers all take images starts its H.264 group for
-the recording alone.
+thread of its own keep file I/O off the encode thread and the event loop. It costs no
+encode: the access units written are the very bytes the viewers receive. A display
+whose viewers all take images starts its H.264 group for the recording alone.
 
 - **Start.** Joining asks for a keyframe (every member starts by needing one), so the
   file starts at an IDR of the current picture.
