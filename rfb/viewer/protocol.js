@@ -38,6 +38,14 @@ export function parseBinary(buffer) {
   return { header, payload: new Uint8Array(buffer, 4 + headerLength) };
 }
 
+/**
+ * A lossless still of the frame on screen (`image_frame` with `"still": true`): drawn
+ * over the picture, dropped when the next frame is drawn (docs/protocol.md).
+ */
+export function isStill(header) {
+  return header.type === "image_frame" && header.still === true;
+}
+
 export function hello(supported, token) {
   const msg = { type: "hello", supported, client: "rfb-viewer/1" };
   if (token) msg.token = token;
