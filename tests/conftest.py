@@ -154,7 +154,12 @@ def test_encoders() -> Iterator[EncoderLog]:
 
 
 def start_test_display(width: int = 64, height: int = 48, **options: Any) -> Any:
-    """A display on 127.0.0.1:0 with the test encoders (override any option)."""
+    """A display on 127.0.0.1:0 with the test encoders (override any option).
+
+    No lossless stills unless a test asks (``still_after=...``): on a loaded machine a
+    pause between two publishes can pass the settle time, and a still would then arrive
+    among the payloads a test counts.
+    """
     from rfb.display import start
 
     settings: dict[str, Any] = {
@@ -163,6 +168,7 @@ def start_test_display(width: int = 64, height: int = 48, **options: Any) -> Any
         "video_encoder": "test-h264",
         "image_encoder": "test-image",
         "keyframe_interval_min": 0.0,
+        "still_after": None,
     }
     settings.update(options)
     return start(width, height, **settings)
