@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -28,6 +29,7 @@ from rfb import protocol
 from rfb.display import Display
 from rfb.server import VIEWER_DIR
 from tests.conftest import H264, JPEG, EncoderLog, ProtocolClient, eventually
+from tests.test_browser import browser_context, page  # noqa: F401 - the Chromium fixtures, for the one browser test
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -359,3 +361,28 @@ def test_a_server_never_started_closes_its_displays(test_encoders: EncoderLog) -
     assert display.closed
     with pytest.raises(RuntimeError, match="closed"):
         server.add("more", mountable())
+
+
+# ---------------------------------------------------------------- the real viewer under a prefix
+
+
+@pytest.mark.browser
+def test_the_viewer_loads_and_connects_relative_to_a_prefixed_page(page: Any) -> None:
+    """Chromium opens /streams/a/: modules from /streams/a/viewer/, the socket at /streams/a/ws."""
+    from tests import test_browser as browser
+
+    with rfb.Server(port=0, authenticate=lambda websocket: "browser") as server:
+        display = server.add("a", Display(browser.W, browser.H))
+        server.start()
+        feeder = browser.Feeder(display, browser.quadrants())
+        try:
+            requested: list[str] = []
+            page.on("request", lambda r: requested.append(urlsplit(r.url).path))
+            page.on("websocket", lambda ws: requested.append(urlsplit(ws.url).path))
+            browser.open_viewer(page, server.stream_url("a"), "webcodecs")
+            browser.assert_colours(page, browser.QUADRANT_POINTS, browser.QUADRANT_COLOURS)
+            assert {"/streams/a/viewer/main.js", "/streams/a/viewer/worker.js", "/streams/a/ws"} <= set(requested)
+            assert not [p for p in requested if p.startswith(("/viewer/", "/ws"))], requested
+            assert [v.principal for v in display.viewers] == ["browser"]
+        finally:
+            feeder.close()
