@@ -39,6 +39,7 @@ from urllib.parse import quote
 from starlette.types import ASGIApp
 
 from rfb import protocol
+from rfb.asgi import LoopServing, MountedApp
 from rfb.encoders.base import Transport
 from rfb.encoders.checks import image_size_problem, video_size_problem
 from rfb.events import EventQueue, InputEvent
@@ -49,7 +50,6 @@ from rfb.framestore import FrameStore
 from rfb.guard import ConnectionGuard
 from rfb.latency import LatencySummary
 from rfb.routes import resolve_routes
-from rfb.asgi import LoopServing, MountedApp
 from rfb.server import Authenticate, ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
 
@@ -401,15 +401,19 @@ class Display:
 
     def _stop(self) -> concurrent.futures.Future[None]:
         self._closed = True
-        if self._server is None:  # never served: nothing runs but what the display built
-            self._server = LoopServing(before_stop=self._close_viewers, after_stop=self._release)
-        return self._server.stop()
+        if self._server is not None:
+            return self._server.stop()
+        self._release()  # never served: no viewer, nothing runs but what the display built
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        done.set_result(None)
+        return done
 
     def close(self) -> None:
         """Close every viewer (1001), stop the encoders and the server, join its thread. Idempotent."""
         self._check_not_server_thread(blocking=True)
         self._stop().result()
-        self._server.join()
+        if self._server is not None:
+            self._server.join()
 
     async def aclose(self) -> None:
         """:meth:`close` for asyncio: waits without blocking the caller's event loop.
@@ -418,7 +422,8 @@ class Display:
         """
         self._check_not_server_thread(blocking=False)
         await asyncio.wrap_future(self._stop())
-        self._server.join()
+        if self._server is not None:
+            self._server.join()
 
     def __enter__(self) -> Display:
         return self

@@ -240,6 +240,11 @@ def test_a_display_is_served_one_way_once(test_encoders: EncoderLog) -> None:
     assert "mounted" in repr(mounted)
     mounted.close()  # never called: no loop, released here
     assert mounted.closed
+    unserved = mountable()
+    unserved.close()
+    assert unserved.closed and not unserved.mounted and unserved.port == 8765
+    with pytest.raises(RuntimeError, match="closed"):
+        unserved._start()
     with pytest.raises(RuntimeError, match="closed"):
         mounted.asgi_app()
 
