@@ -359,6 +359,22 @@ def test_stream_names_are_path_segments_and_unique(server: rfb.Server) -> None:
         server.add("again", server.displays["left"])
 
 
+@pytest.mark.anyio
+async def test_a_server_started_from_asyncio_authenticates_every_stream(test_encoders: EncoderLog) -> None:
+    async with rfb.Server(port=0, token=None, authenticate=user_from_header) as server:
+        display = server.add("only", mountable())
+        await server.astart()
+        refused = await connect(server.port, "/streams/only/ws", display.token)
+        assert await refused.closed() == (protocol.CLOSE_UNAUTHORIZED, "unauthorized: not authenticated")
+        client = await connect(server.port, "/streams/only/ws", display.token, headers={"x-user": "dave"})
+        await first_marker(client, display, 100)
+        assert [v.principal for v in display.viewers] == ["dave"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", trust_env=False) as http:
+            assert "streams/only/" in (await http.get("/")).text  # token=None: the index is open
+    assert (await client.closed())[0] == protocol.CLOSE_GOING_AWAY
+    assert display.closed and not test_encoders.open_instances()
+
+
 def test_a_server_never_started_closes_its_displays(test_encoders: EncoderLog) -> None:
     server = rfb.Server(port=0)
     display = server.add("only", mountable())
