@@ -110,7 +110,7 @@ def create_app(
 
     async def healthz(request: Request) -> Response:
         report = health()
-        if token is None or _has_token(request, token):
+        if token is None or has_token(request, token):
             return JSONResponse(report)
         return JSONResponse({"status": report.get("status", "ok")})
 
@@ -155,7 +155,7 @@ async def _authenticated(websocket: WebSocket, authenticate: Authenticate, throt
     return True
 
 
-def _has_token(request: Request, token: str) -> bool:
+def has_token(request: Request, token: str) -> bool:
     """The request carries ``token`` as ``?token=`` or as an ``Authorization: Bearer`` header."""
     expected = token.encode("utf-8")
     offered = [request.query_params.get("token")]

@@ -37,7 +37,7 @@ from starlette.routing import Mount, Route, Router
 from rfb.display import RANDOM_TOKEN, Display
 from rfb.guard import ConnectionGuard
 from rfb.hosts import AllowedHosts, HostCheck
-from rfb.server import Authenticate, ServerThread, _has_token
+from rfb.server import Authenticate, ServerThread, has_token
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -206,7 +206,7 @@ class Server:
     # ------------------------------------------------------------ the index
 
     async def _index(self, request: Request) -> Response:
-        if self.token is not None and not _has_token(request, self.token):
+        if self.token is not None and not has_token(request, self.token):
             return PlainTextResponse("this rfb server lists its streams only with its token: open the URL "
                                      "the program printed", status_code=401, headers=_NO_CACHE)
         items = "\n".join(
@@ -219,7 +219,7 @@ class Server:
 
     async def _healthz(self, request: Request) -> Response:
         status = "closing" if self._closed else "ok"
-        if self.token is not None and not _has_token(request, self.token):
+        if self.token is not None and not has_token(request, self.token):
             return JSONResponse({"status": status})
         streams: dict[str, Any] = {name: display._health() for name, display in self.displays.items()}
         return JSONResponse({"status": status, "streams": streams, "connections_refused": self._thread.guard.refused,
