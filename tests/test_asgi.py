@@ -100,12 +100,13 @@ async def connect(port: int, path: str, token: str | None, *, supported: tuple[s
     return client
 
 
-async def first_marker(client: ProtocolClient, display: Display, red: int) -> bytes:
+async def first_marker(client: ProtocolClient, display: Display, red: int, timeout: float = 10.0) -> bytes:
     """Publish frames marked ``red`` until one reaches ``client``; its payload."""
-    while True:
+    for _ in range(int(timeout / 0.5)):
         display.publish(frame(red))
         with contextlib.suppress(TimeoutError):
             return (await client.next_payload(timeout=0.5)).payload
+    raise AssertionError(f"no payload reached the client within {timeout} s of publishing")
 
 
 # ---------------------------------------------------------------- mounted in a Starlette app
