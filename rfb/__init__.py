@@ -28,6 +28,7 @@ __all__ = [
     "FrameError",
     "InputEvent",
     "RawFrame",
+    "Server",
     "available_video_encoders",
     "enable_cuda_context_sharing",
     "encoder_status",
@@ -42,12 +43,14 @@ _LAZY = {
     "Display": "rfb.display",
     "start": "rfb.display",
     "InputEvent": "rfb.events",
+    "Server": "rfb.streams",
     "enable_cuda_context_sharing": "rfb.gpu",
 }
 
 if TYPE_CHECKING:
     from rfb.display import Display, serve, start
     from rfb.events import InputEvent
+    from rfb.streams import Server
     from rfb.gpu import enable_cuda_context_sharing
 
 

@@ -10,7 +10,11 @@ Two ways to start one, with the same arguments::
     display = await rfb.serve(640, 480)          # from asyncio; await display.aclose()
     display = rfb.display.start(640, 480)        # from a plain script; display.close()
 
-Both are context managers (``async with`` / ``with``).
+Both are context managers (``async with`` / ``with``). A third way serves it from your
+own Starlette or FastAPI application, on its event loop and port (rfb.asgi)::
+
+    display = rfb.Display(640, 480)
+    app.mount("/viz", display.asgi_app())        # await display.aclose() at shutdown
 
 Frames are NumPy arrays, CUDA arrays (CuPy, PyTorch, JAX, anything with
 ``__cuda_array_interface__`` or a CUDA ``__dlpack__``) or :class:`~rfb.frames.RawFrame`.
@@ -33,7 +37,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
+from starlette.types import ASGIApp
+
 from rfb import protocol
+from rfb.asgi import LoopServing, MountedApp
 from rfb.encoders.base import Transport
 from rfb.encoders.checks import image_size_problem, video_size_problem
 from rfb.events import EventQueue, InputEvent
@@ -45,7 +52,7 @@ from rfb.guard import ConnectionGuard
 from rfb.latency import LatencySummary
 from rfb.recording import Recording
 from rfb.routes import resolve_routes
-from rfb.server import ServerThread, create_app
+from rfb.server import Authenticate, ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
 from rfb.stills import StillStats, host_rgb, png_bytes
 
@@ -76,7 +83,8 @@ class DisplayStats:
 
 
 class Display:
-    """A framebuffer served to web browsers. Build it with :func:`serve` or :func:`start`.
+    """A framebuffer served to web browsers. Build it with :func:`serve` or :func:`start`,
+    or build it here and mount its :meth:`asgi_app` in your application.
 
     Options (all keyword-only):
 
@@ -170,14 +178,12 @@ class Display:
             failover=failover, still_after=still_after,
         )
         self.host = host
-        app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins,
-                         allowed_hosts=allowed_hosts, bound_host=host, token=self.token)
-        # Last: the server thread owns an event loop, so nothing that may raise comes after it.
-        self._server = ServerThread(
-            app, host=host, port=port, ws_max_size=max_message_bytes,
-            before_stop=self._close_viewers, after_stop=self._release,
-            guard=guard,
-        )
+        self._port = port
+        self._guard = guard
+        self._allowed_origins = allowed_origins
+        self._allowed_hosts = allowed_hosts
+        # How it is served is chosen once: its own thread (_start) or a host application (asgi_app).
+        self._server: ServerThread | LoopServing | None = None
 
     # ------------------------------------------------------------ the render loop's side
 
@@ -314,15 +320,26 @@ class Display:
 
     @property
     def url(self) -> str:
-        """The viewer URL, token included."""
+        """The viewer URL, token included (a mounted display has none: it lives at its mount path)."""
+        if self.mounted:
+            raise RuntimeError("a mounted display has no URL of its own: open the path where your application mounts "
+                               "its asgi_app()" + (", with ?token=<display.token>" if self.token else ""))
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         netloc = f"[{host}]" if ":" in host else host
         query = f"?token={quote(self.token, safe='')}" if self.token else ""
         return f"http://{netloc}:{self.port}/{query}"
 
     @property
-    def port(self) -> int:
-        return self._server.port
+    def port(self) -> int | None:
+        """The port it listens on (``port=0``: the one picked); None when mounted in an application."""
+        if isinstance(self._server, LoopServing):
+            return None
+        return self._server.port if self._server is not None else self._port
+
+    @property
+    def mounted(self) -> bool:
+        """Served by a host application through :meth:`asgi_app`, not by a server of its own."""
+        return isinstance(self._server, LoopServing)
 
     @property
     def width(self) -> int:
@@ -353,8 +370,8 @@ class Display:
 
     @property
     def server_thread(self) -> threading.Thread | None:
-        """The thread running the server's event loop (read-only; e.g. for its CPU share)."""
-        return self._server.thread
+        """The thread running the event loop that serves the viewers (read-only; e.g. for its CPU share)."""
+        return self._server.thread if self._server is not None else None
 
     @property
     def viewers(self) -> tuple[ViewerInfo, ...]:
@@ -396,25 +413,87 @@ class Display:
     # ------------------------------------------------------------ lifecycle
 
     def _start(self) -> concurrent.futures.Future[None]:
+        """Serve on a thread of its own (what serve() and start() do)."""
+        self._check_unserved("start a server for it")
+        app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=self._allowed_origins,
+                         allowed_hosts=self._allowed_hosts, bound_host=self.host, token=self.token)
+        self._server = ServerThread(
+            app, host=self.host, port=self._port, ws_max_size=self._settings.max_message_bytes,
+            before_stop=self._close_viewers, after_stop=self._release,
+            guard=self._guard,
+        )
         return self._server.start()
 
+    def asgi_app(self, *, authenticate: Authenticate | None = None) -> ASGIApp:
+        """An ASGI app serving this display from your application's event loop (rfb.asgi).
+
+        Mount it under any prefix (``Mount("/viz", display.asgi_app())`` in Starlette,
+        ``app.mount("/viz", ...)`` in FastAPI): the page is at ``/viz/``, its socket at
+        ``/viz/ws``, with this display's token, Origin and Host rules (``allowed_hosts``:
+        add the names your application is reached by). ``authenticate(websocket)``,
+        plain or async, is asked who connects before the ``hello`` is read: None refuses
+        the viewer (close 4001), anything else is its ``principal``, on its events and in
+        ``viewers``; the token must match too. ``host``, ``port`` and ``max_connections``
+        do not apply: your server listens. Close it with ``await display.aclose()`` in
+        your application's shutdown. One app per display.
+        """
+        return self._mount(authenticate=authenticate)
+
+    def _mount(self, *, authenticate: Authenticate | None = None, allowed_origins: Sequence[str] = (),
+               allowed_hosts: Sequence[str] = (),
+               abort: Callable[[set[tuple[str, int]] | None], int] | None = None) -> ASGIApp:
+        """The app, with the serving side's own origins and hosts allowed besides the display's."""
+        self._check_unserved("mount it")
+        app = create_app(on_websocket=self._on_websocket, health=self._health,
+                         allowed_origins=[*(self._allowed_origins or ()), *allowed_origins],
+                         allowed_hosts=[*(self._allowed_hosts or ()), *allowed_hosts], token=self.token,
+                         authenticate=authenticate)
+        serving = LoopServing(before_stop=self._close_viewers, after_stop=self._release, abort=abort)
+        self._server = serving
+        return MountedApp(app, serving, self.aclose)
+
+    def _check_unserved(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"display is closed: cannot {what}")
+        if self._server is not None:
+            how = "mounted in an application (asgi_app)" if self.mounted else "served by its own server"
+            raise RuntimeError(f"this display is already {how}: cannot {what}; a display is served one way, once")
+
     def _post(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the server's event loop (from an encode thread)."""
-        self._server.loop.call_soon_threadsafe(callback)
+        """Run ``callback`` on the loop that serves the viewers (from an encode thread).
+
+        RuntimeError when there is none (yet, or any more): the fan-out drops the batch.
+        """
+        loop = self._server.loop if self._server is not None else None
+        if loop is None:
+            raise RuntimeError("no event loop serves this display")
+        loop.call_soon_threadsafe(callback)
+
+    def _stop(self) -> concurrent.futures.Future[None]:
+        self._closed = True
+        if self._server is not None:
+            return self._server.stop()
+        self._release()  # never served: no viewer, nothing runs but what the display built
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        done.set_result(None)
+        return done
 
     def close(self) -> None:
         """Close every viewer (1001), stop the encoders and the server, join its thread. Idempotent."""
-        self._check_not_server_thread()
-        self._closed = True
-        self._server.stop().result()
-        self._server.join()
+        self._check_not_server_thread(blocking=True)
+        self._stop().result()
+        if self._server is not None:
+            self._server.join()
 
     async def aclose(self) -> None:
-        """:meth:`close` for asyncio: waits without blocking the caller's event loop."""
-        self._check_not_server_thread()
-        self._closed = True
-        await asyncio.wrap_future(self._server.stop())
-        self._server.join()
+        """:meth:`close` for asyncio: waits without blocking the caller's event loop.
+
+        A mounted display closes this way, on (or off) the loop that serves it.
+        """
+        self._check_not_server_thread(blocking=False)
+        await asyncio.wrap_future(self._stop())
+        if self._server is not None:
+            self._server.join()
 
     def __enter__(self) -> Display:
         return self
@@ -428,9 +507,13 @@ class Display:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _check_not_server_thread(self) -> None:
-        if threading.current_thread() is self._server.thread:
+    def _check_not_server_thread(self, *, blocking: bool) -> None:
+        server = self._server
+        if isinstance(server, ServerThread) and threading.current_thread() is server.thread:
             raise RuntimeError("close the display from your own code, not from its server thread (it would deadlock)")
+        if blocking and isinstance(server, LoopServing) and server.serving_here():
+            raise RuntimeError("this display is served by your application's event loop: 'await display.aclose()' "
+                               "there (close() would block the loop it waits for)")
 
     async def _close_viewers(self) -> None:
         stuck = await self._registry.close_all(protocol.CLOSE_GOING_AWAY, "server shutting down", timeout=1.0)
@@ -446,9 +529,13 @@ class Display:
         self._frames.clear()
 
     async def _on_websocket(self, websocket: Any) -> None:
+        if self._closed:  # a mounted app outlives its display: the host may still route requests to it
+            await websocket.close(protocol.CLOSE_GOING_AWAY, "server shutting down")
+            return
         viewer = Viewer(
             websocket, client_id=self._registry.next_id(), fanout=self._fanout, events=self._events,
             settings=self._settings, frame_size=lambda: (self._width, self._height),
+            principal=websocket.scope.get("rfb.principal"),
         )
         self._registry.add(viewer)
         try:
@@ -468,13 +555,15 @@ class Display:
             "encoder": self.encoder_name,
             "transports": list(self.transports),
             "published": self._published,
-            "connections_refused": self._server.guard.refused,
-            "connections_timed_out": self._server.guard.timed_out,
+            # A mounted display's connections are its host server's: it has no counts of its own.
+            **({} if self.mounted else {"connections_refused": self._guard.refused,
+                                        "connections_timed_out": self._guard.timed_out}),
         }
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.viewers)} viewers"
-        return f"<Display {self._width}x{self._height} {self.encoder_name} {self.host}:{self.port} {state}>"
+        where = "mounted" if self.mounted else f"{self.host}:{self.port}"
+        return f"<Display {self._width}x{self._height} {self.encoder_name} {where} {state}>"
 
 
 async def serve(

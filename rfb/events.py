@@ -40,7 +40,8 @@ class InputEvent:
     Fields that do not apply to ``type`` keep their defaults. ``x``/``y`` are frame
     pixels (``(0, 0)`` is the top-left pixel of the published frame); ``time`` is the
     server's ``time.monotonic()`` when the event arrived, so it compares with the
-    render loop's own monotonic clock.
+    render loop's own monotonic clock. ``principal`` is what the application's
+    ``authenticate`` hook returned for this viewer (None without a hook; rfb.asgi).
     """
 
     type: str
@@ -58,10 +59,15 @@ class InputEvent:
     width: int | None = None
     height: int | None = None
     time: float = 0.0
+    principal: Any = None
 
 
-def parse_event(obj: Any, *, client_id: int, time: float, bounds: tuple[int, int] | None = None) -> InputEvent:
+def parse_event(
+    obj: Any, *, client_id: int, time: float, bounds: tuple[int, int] | None = None, principal: Any = None
+) -> InputEvent:
     """Validate one raw ``event`` object from the wire, or raise :class:`EventError`.
+
+    The event carries ``principal``, the viewer's, as it was established at connection.
 
     With ``bounds`` (the frame's width and height), pointer and wheel coordinates are
     clamped into ``[0, width] x [0, height]``: a drag that leaves the canvas, or a
@@ -74,7 +80,7 @@ def parse_event(obj: Any, *, client_id: int, time: float, bounds: tuple[int, int
         raise EventError(f"event.type: expected one of {sorted(EVENT_TYPES)}, got {_short(kind)}")
     if kind == "resize":
         return InputEvent(
-            kind, client_id, width=_size(obj, "width"), height=_size(obj, "height"), time=time
+            kind, client_id, width=_size(obj, "width"), height=_size(obj, "height"), time=time, principal=principal
         )
     modifiers = _modifiers(obj)
     if kind in KEY_TYPES:
@@ -89,13 +95,15 @@ def parse_event(obj: Any, *, client_id: int, time: float, bounds: tuple[int, int
             repeat=repeat,
             modifiers=modifiers,
             time=time,
+            principal=principal,
         )
     x, y = _number(obj, "x"), _number(obj, "y")
     if bounds is not None:
         x, y = min(float(bounds[0]), max(0.0, x)), min(float(bounds[1]), max(0.0, y))  # max(0.0, -0.0) is 0.0
     if kind == "wheel":
         return InputEvent(
-            kind, client_id, x=x, y=y, dx=_number(obj, "dx"), dy=_number(obj, "dy"), modifiers=modifiers, time=time
+            kind, client_id, x=x, y=y, dx=_number(obj, "dx"), dy=_number(obj, "dy"), modifiers=modifiers, time=time,
+            principal=principal,
         )
     return InputEvent(
         kind,
@@ -106,6 +114,7 @@ def parse_event(obj: Any, *, client_id: int, time: float, bounds: tuple[int, int
         buttons=_integer(obj, "buttons", 0, 0xFFFF, default=0),
         modifiers=modifiers,
         time=time,
+        principal=principal,
     )
 
 

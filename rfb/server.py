@@ -1,8 +1,8 @@
 """The HTTP side: the Starlette app (viewer files, health, the WebSocket door) and its thread.
 
 The app is small on purpose: it serves the viewer, answers ``/healthz``, and at ``/ws``
-checks the Origin *before* accepting, then hands the socket to the display's session
-code. Everything about frames and viewers lives elsewhere. In front of every route
+checks the Origin *before* accepting, then asks the optional ``authenticate`` hook who
+is connecting, then hands the socket to the display's session code. Everything about frames and viewers lives elsewhere. In front of every route
 sits the Host check (rfb.hosts); in front of the app, the connection guard
 (rfb.guard) limits how many connections are open and how long a request may take to
 arrive. ``/healthz`` tells anyone that the server is up, and the details (size,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hmac
+import inspect
 import logging
 import mimetypes
 import socket
@@ -38,10 +39,14 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from rfb.guard import ConnectionGuard
 from rfb.hosts import AllowedHosts, HostCheck
+from rfb.protocol import CLOSE_UNAUTHORIZED
+from rfb.session import log_failure
 from rfb.throttle import Throttle
 
 logger = logging.getLogger("rfb.server")
 
+Authenticate = Callable[[WebSocket], Any]
+"""``authenticate(websocket) -> principal | None``, plain or async: who is connecting, or None to refuse."""
 VIEWER_DIR = Path(__file__).resolve().parent / "viewer"
 
 # Explicit types for what the viewer ships: ES modules must be served as JavaScript,
@@ -75,11 +80,15 @@ def create_app(
     bound_host: str | None = None,
     token: str | None = None,
     viewer_dir: Path = VIEWER_DIR,
+    authenticate: Authenticate | None = None,
 ) -> Starlette:
     """The app: ``/``, ``/viewer/{path}``, ``/healthz`` and the ``/ws`` WebSocket, behind the Host check.
 
     ``health()`` is the full report; without ``token`` (``?token=`` or ``Authorization:
-    Bearer``) ``/healthz`` answers only its ``status``.
+    Bearer``) ``/healthz`` answers only its ``status``. ``authenticate(websocket)``
+    (plain or async) names who is connecting once the socket is accepted, before its
+    ``hello`` is read: None closes it (4001), anything else is the viewer's principal,
+    left in ``websocket.scope["rfb.principal"]`` for the session.
     """
     root = viewer_dir.resolve()
     origins = tuple(allowed_origins or ())
@@ -101,7 +110,7 @@ def create_app(
 
     async def healthz(request: Request) -> Response:
         report = health()
-        if token is None or _has_token(request, token):
+        if token is None or has_token(request, token):
             return JSONResponse(report)
         return JSONResponse({"status": report.get("status", "ok")})
 
@@ -113,6 +122,8 @@ def create_app(
             await _refuse(websocket, 403, "origin not allowed")
             return
         await websocket.accept()
+        if authenticate is not None and not await _authenticated(websocket, authenticate, throttle):
+            return
         await on_websocket(websocket)
 
     return Starlette(
@@ -126,7 +137,25 @@ def create_app(
     )
 
 
-def _has_token(request: Request, token: str) -> bool:
+async def _authenticated(websocket: WebSocket, authenticate: Authenticate, throttle: Throttle) -> bool:
+    """Run the hook; keep its principal in the scope, or close the socket and say why."""
+    try:
+        principal = authenticate(websocket)
+        if inspect.isawaitable(principal):
+            principal = await principal
+    except Exception as exc:  # boundary: the application's hook failing refuses this viewer only
+        log_failure(exc, "the authenticate hook raised; refusing the connection")
+        await websocket.close(1011, "internal error: authentication failed")
+        return False
+    if principal is None:
+        throttle.warning("authenticate", "refused a WebSocket: the authenticate hook returned None")
+        await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized: not authenticated")
+        return False
+    websocket.scope["rfb.principal"] = principal
+    return True
+
+
+def has_token(request: Request, token: str) -> bool:
     """The request carries ``token`` as ``?token=`` or as an ``Authorization: Bearer`` header."""
     expected = token.encode("utf-8")
     offered = [request.query_params.get("token")]

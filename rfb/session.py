@@ -77,6 +77,7 @@ class ViewerInfo:
     decode_ms: float | None
     group: str
     latency: LatencySummary
+    principal: Any = None  # what the app's authenticate hook said about this viewer (rfb.asgi)
 
 
 class _ErrorText(str):
@@ -105,8 +106,10 @@ class Viewer:
         events: EventQueue,
         settings: SessionSettings,
         frame_size: Callable[[], tuple[int, int]],
+        principal: Any = None,
     ) -> None:
         self.client_id = client_id
+        self.principal = principal
         self._ws = websocket
         self._fanout = fanout
         self._events = events
@@ -173,7 +176,7 @@ class Viewer:
         return ViewerInfo(
             self.client_id, member.transport, hello.client, f"{peer[0]}:{peer[1]}" if peer else None,
             self.connected_at, len(member.inflight), member.needs_keyframe, member.delivered, self.dropped,
-            self.rejected, self.decode_ms, member.group, member.latency.summary(self._stats_window),
+            self.rejected, self.decode_ms, member.group, member.latency.summary(self._stats_window), self.principal,
         )
 
     @property
@@ -365,7 +368,7 @@ class Viewer:
                 self._fanout.request_keyframe(member)
             elif isinstance(message, EventMessage):
                 self._events.put(parse_event(message.event, client_id=self.client_id, time=time.monotonic(),
-                                             bounds=self._frame_size()))
+                                             bounds=self._frame_size(), principal=self.principal))
             else:
                 raise ProtocolError("hello: already received; a second hello is ignored")
         except ProtocolError as exc:
