@@ -22,11 +22,15 @@ from rfb.protocol import ProtocolError, bounded
 POINTER_TYPES = frozenset({"pointerdown", "pointerup", "pointermove"})
 KEY_TYPES = frozenset({"keydown", "keyup"})
 EVENT_TYPES = POINTER_TYPES | KEY_TYPES | {"wheel", "resize"}
+# Made by the display, never accepted from the wire: the size to render at changed
+# (``resize_policy="match_viewer"``, rfb.resize).
+TARGET_SIZE = "target_size"
 MODIFIERS = frozenset({"shift", "ctrl", "alt", "meta"})
 
 MAX_COORDINATE = 1e7  # far outside any frame, yet keeps arithmetic on x/y ordinary
 MAX_KEY_CHARS = 64
 MAX_SIZE = 65_536
+MIN_PIXEL_RATIO, MAX_PIXEL_RATIO = 0.05, 64.0  # devicePixelRatio: a page zoomed far out, a zoomed-in 4x screen
 
 
 class EventError(ProtocolError):
@@ -38,7 +42,11 @@ class InputEvent:
     """One input event from one viewer.
 
     Fields that do not apply to ``type`` keep their defaults. ``x``/``y`` are frame
-    pixels (``(0, 0)`` is the top-left pixel of the published frame); ``time`` is the
+    pixels (``(0, 0)`` is the top-left pixel of the published frame). ``resize`` says
+    the viewer's area in device pixels (``width``, ``height``) and its devicePixelRatio
+    (``pixel_ratio``, None from a viewer that does not send it); ``target_size`` says the
+    size to render at and the pixel ratio to publish with (``client_id``: the driving
+    viewer). ``time`` is the
     server's ``time.monotonic()`` when the event arrived, so it compares with the
     render loop's own monotonic clock.
     """
@@ -57,6 +65,7 @@ class InputEvent:
     modifiers: tuple[str, ...] = ()
     width: int | None = None
     height: int | None = None
+    pixel_ratio: float | None = None
     time: float = 0.0
 
 
@@ -74,7 +83,8 @@ def parse_event(obj: Any, *, client_id: int, time: float, bounds: tuple[int, int
         raise EventError(f"event.type: expected one of {sorted(EVENT_TYPES)}, got {_short(kind)}")
     if kind == "resize":
         return InputEvent(
-            kind, client_id, width=_size(obj, "width"), height=_size(obj, "height"), time=time
+            kind, client_id, width=_size(obj, "width"), height=_size(obj, "height"),
+            pixel_ratio=_pixel_ratio(obj), time=time,
         )
     modifiers = _modifiers(obj)
     if kind in KEY_TYPES:
@@ -132,6 +142,19 @@ def _size(obj: dict[str, Any], key: str) -> int:
     if not bounded(value, MAX_SIZE) or not 1 <= round(value) <= MAX_SIZE:
         raise EventError(f"event.{key}: expected a size in [1, {MAX_SIZE}], got {_short(value)}")
     return round(value)
+
+
+def _pixel_ratio(obj: dict[str, Any]) -> float | None:
+    value = obj.get("pixel_ratio")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounded(value, MAX_PIXEL_RATIO) or (
+        value < MIN_PIXEL_RATIO
+    ):
+        raise EventError(
+            f"event.pixel_ratio: expected a number in [{MIN_PIXEL_RATIO:g}, {MAX_PIXEL_RATIO:g}], got {_short(value)}"
+        )
+    return float(value)
 
 
 def _text(obj: dict[str, Any], key: str, *, required: bool) -> str:
