@@ -38,6 +38,15 @@ export function parseBinary(buffer) {
   return { header, payload: new Uint8Array(buffer, 4 + headerLength) };
 }
 
+/**
+ * A payload header's `pixel_ratio` (frame pixels per CSS pixel, from publish()), or
+ * null when the application gave none or sent something that is not a sane ratio.
+ */
+export function pixelRatioOf(header) {
+  const r = header.pixel_ratio;
+  return typeof r === "number" && Number.isFinite(r) && r > 0 ? r : null;
+}
+
 export function hello(supported, token) {
   const msg = { type: "hello", supported, client: "rfb-viewer/1" };
   if (token) msg.token = token;
