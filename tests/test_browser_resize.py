@@ -189,3 +189,31 @@ def test_other_viewers_show_the_frame_at_its_logical_size_or_scale_it_down(new_p
         client_id = page.evaluate("window.__rfb.stats.clientId")
         events.wait(lambda e, c=client_id: e.type == "resize" and e.client_id == c)
     assert display.driver == first.client_id and display.target_size == (800, 600)
+
+
+def test_fit_shows_a_frame_with_a_pixel_ratio_at_no_more_than_its_logical_size(new_page, display):
+    """view.js's fit, run as the page runs it: the cases the screenshots above do not reach."""
+    page = new_page(AREA)
+    page.goto(display.url)
+    r = page.evaluate(
+        """async () => {
+            const v = await import("./viewer/view.js");
+            const area = { width: 641, height: 400 };
+            const fit = (frame, dpr) => v.fitScale(area, frame, dpr);
+            return {
+                none: fit({ width: 320, height: 200 }, 2),
+                small: fit({ width: 320, height: 200, pixelRatio: 2 }, 2),
+                exact: fit({ width: 1282, height: 800, pixelRatio: 2 }, 2),
+                rounded: fit({ width: 962, height: 600, pixelRatio: 1.5 }, 1.5),
+                large: fit({ width: 2000, height: 800, pixelRatio: 2 }, 2),
+                placed: v.placement("fit", area, { width: 962, height: 600, pixelRatio: 1.5 }, 1.5),
+            };
+        }"""
+    )
+    assert r["none"] == 2  # no ratio: fit fills the area, as it always did
+    assert r["small"] == 0.5  # at its logical size (160x100 CSS pixels), not blown up
+    assert r["exact"] == 0.5  # the driver's own frame: one frame pixel per device pixel
+    # 641 CSS px x 1.5 = 961.5 device px, rounded to 962: a third of a CSS pixel too wide,
+    # yet shown at its logical size rather than resampled a hair smaller.
+    assert r["rounded"] == pytest.approx(1 / 1.5) and r["placed"]["x"] == 0
+    assert r["large"] == pytest.approx(641 / 2000)  # wider than the area at its logical size: scaled down
