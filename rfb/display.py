@@ -42,7 +42,9 @@ from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
 from rfb.guard import ConnectionGuard
 from rfb.latency import LatencySummary
-from rfb.resize import DEFAULT_MAX_SIZE, RESIZE_POLICIES, MatchViewer, ResizePolicy, Target, check_max_size, check_pixel_ratio
+from rfb.resize import (
+    DEFAULT_MAX_SIZE, RESIZE_POLICIES, MatchViewer, ResizePolicy, Target, check_max_size, check_pixel_ratio,
+)
 from rfb.routes import resolve_routes
 from rfb.server import ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
@@ -298,7 +300,9 @@ class Display:
         if client_id is not None:
             connected = sorted(v.client_id for v in self.viewers)
             if client_id not in connected:
-                raise ValueError(f"set_driver: expected the client id of a connected viewer {connected}, got {client_id!r}")
+                raise ValueError(
+                    f"set_driver: expected the client id of a connected viewer {connected}, got {client_id!r}"
+                )
         policy.choose(client_id, time.monotonic())
         self._post(lambda: self._schedule_settle(policy.due))
 

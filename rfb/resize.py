@@ -69,7 +69,9 @@ def check_max_size(value: object, *, video: bool) -> tuple[int, int]:
         raise ValueError(f"max_size: expected (width, height), two positive integers, got {value!r}")
     limit = H264_MAX_SIDE if video else IMAGE_MAX_SIDE
     if max(value) > limit:
-        raise ValueError(f"max_size: expected sides of at most {limit} (what this display's routes encode), got {value!r}")
+        raise ValueError(
+            f"max_size: expected sides of at most {limit} (what this display's routes encode), got {value!r}"
+        )
     return (value[0], value[1])
 
 

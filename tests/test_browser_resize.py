@@ -175,7 +175,8 @@ def test_other_viewers_show_the_frame_at_its_logical_size_or_scale_it_down(new_p
     larger.wait_for_function("() => window.__rfb.view.frame.pixelRatio === 2")
     view = larger.evaluate("window.__rfb.view")
     assert (view["mode"], view["zoom"], view["x"], view["y"]) == ("fit", 1, 100, 50), view  # logical size, centred
-    np.testing.assert_array_equal(screen(larger)[100:700, 200:1000], frame, "the larger viewer does not show the frame 1:1")
+    shown = screen(larger)[100:700, 200:1000]  # device pixels: the CSS box (100, 50, 400x300) x 2
+    np.testing.assert_array_equal(shown, frame, "the larger viewer does not show the frame 1:1")
 
     smaller = new_page({"width": 200, "height": 300})
     open_viewer(smaller, display)

@@ -237,7 +237,8 @@ async def test_a_published_pixel_ratio_reaches_the_viewers_with_its_frame(test_e
         display.publish(np.zeros((48, 64, 3), np.uint8))
         second = await client.next_payload()
         assert "pixel_ratio" not in second.header
-        with pytest.raises(ValueError, match=re.escape("publish(pixel_ratio=...): expected a number in [0.05, 64], got 0")):
+        bad_ratio = re.escape("publish(pixel_ratio=...): expected a number in [0.05, 64], got 0")
+        with pytest.raises(ValueError, match=bad_ratio):
             display.publish(np.zeros((48, 64, 3), np.uint8), pixel_ratio=0)
         with pytest.raises(FrameError):  # the frame is still checked
             display.publish(np.zeros((47, 64, 3), np.uint8), pixel_ratio=2)
@@ -265,13 +266,15 @@ async def test_the_fixed_policy_keeps_its_size_whatever_viewers_report(test_enco
 
 
 def test_match_viewer_options_are_checked_at_construction(test_encoders: EncoderLog) -> None:
-    with pytest.raises(ValueError, match=re.escape("resize_policy: expected one of ('fixed', 'match_viewer'), got 'auto'")):
+    bad_policy = re.escape("resize_policy: expected one of ('fixed', 'match_viewer'), got 'auto'")
+    with pytest.raises(ValueError, match=bad_policy):
         start_test_display(resize_policy="auto")
     with pytest.raises(ValueError, match=re.escape("max_size: expected sides of at most 16384")):
         start_test_display(resize_policy="match_viewer", max_size=(20000, 100))
     display = start_test_display(resize_policy="match_viewer")
     try:
-        with pytest.raises(ValueError, match=re.escape("set_driver: expected the client id of a connected viewer [], got 9")):
+        unknown = re.escape("set_driver: expected the client id of a connected viewer [], got 9")
+        with pytest.raises(ValueError, match=unknown):
             display.set_driver(9)
     finally:
         display.close()
