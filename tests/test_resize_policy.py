@@ -19,7 +19,7 @@ from rfb.encoders.base import EncodedPayload
 from rfb.events import EventError, InputEvent, parse_event
 from rfb.frames import FrameError
 from rfb.resize import DEBOUNCE_S, MatchViewer, Target, check_max_size, check_pixel_ratio, clamp_target
-from tests.conftest import H264, JPEG, EncoderLog, ProtocolClient, start_test_display, wait_until
+from tests.conftest import H264, JPEG, PNG, EncoderLog, ProtocolClient, start_test_display, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -276,5 +276,26 @@ def test_match_viewer_options_are_checked_at_construction(test_encoders: Encoder
         unknown = re.escape("set_driver: expected the client id of a connected viewer [], got 9")
         with pytest.raises(ValueError, match=unknown):
             display.set_driver(9)
+    finally:
+        display.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.anyio
+async def test_a_cuda_frame_keeps_its_pixel_ratio_on_every_route_of_a_gpu_display() -> None:
+    """CUDA frames, own_frames copies and GPU routes (which rebuild frames to encode) keep the ratio."""
+    from rfb.display import start
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    display = start(128, 96, port=0, gpu=True, own_frames=True, resize_policy="match_viewer")
+    try:
+        clients = [await ProtocolClient.connect(display, supported=(kind,)) for kind in (H264, JPEG, PNG)]
+        wait_until(lambda: len(display.viewers) == 3, what="three viewers")
+        display.publish(cp.zeros((96, 128, 3), cp.uint8), pixel_ratio=1.5)
+        for client in clients:
+            payload = await client.next_payload(timeout=10)
+            assert payload.header["pixel_ratio"] == 1.5, (display.routes, payload.header)
+            await client.close()
     finally:
         display.close()
