@@ -318,7 +318,7 @@ class Display:
         if self._settle_timer is not None:
             self._settle_timer.cancel()
             self._settle_timer = None
-        if due is not None:
+        if due is not None and not self._closed:  # a closing display asks for no new size
             delay = max(0.0, due - time.monotonic())
             self._settle_timer = asyncio.get_running_loop().call_later(delay, self._settle)
 
@@ -459,6 +459,7 @@ class Display:
             raise RuntimeError("close the display from your own code, not from its server thread (it would deadlock)")
 
     async def _close_viewers(self) -> None:
+        self._schedule_settle(None)
         stuck = await self._registry.close_all(protocol.CLOSE_GOING_AWAY, "server shutting down", timeout=1.0)
         if stuck:  # peers that stopped reading: the close frame cannot reach them
             logger.warning("aborting %d viewers that do not read (the close frame is stuck behind their data)",
