@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import secrets
 import threading
 import time
@@ -45,9 +46,11 @@ from rfb.latency import LatencySummary
 from rfb.resize import (
     DEFAULT_MAX_SIZE, RESIZE_POLICIES, MatchViewer, ResizePolicy, Target, check_max_size, check_pixel_ratio,
 )
+from rfb.recording import Recording
 from rfb.routes import resolve_routes
 from rfb.server import ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
+from rfb.stills import StillStats, host_rgb, png_bytes
 
 logger = logging.getLogger("rfb.display")
 
@@ -72,6 +75,7 @@ class DisplayStats:
     viewers: int
     groups: dict[str, GroupStats]  # by group: "webcodecs", "image" (JPEG), "png"
     latency: dict[int, LatencySummary]  # by client id, over the last stats_interval (1 s by default)
+    stills: StillStats | None = None  # lossless stills of settled frames (rfb.stills)
 
 
 class Display:
@@ -112,6 +116,9 @@ class Display:
       pixels, within ``max_size`` (aspect kept), debounced (rfb.resize). The
       application renders at ``target_size`` and publishes with
       ``pixel_ratio=target_pixel_ratio``; a ``target_size`` event says when it changed.
+    - ``still_after``: seconds without a new frame before every viewer that gets lossy
+      frames (H.264, JPEG) is sent the last one losslessly, once (PNG, drawn over the
+      video until the next frame); None: only on :meth:`refresh_still`.
     """
 
     def __init__(
@@ -141,6 +148,7 @@ class Display:
         failover: FailoverPolicy | None = None,
         resize_policy: ResizePolicy = "fixed",
         max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
+        still_after: float | None = 0.3,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -174,10 +182,11 @@ class Display:
         self._events = EventQueue(event_queue_size)
         self._registry = SessionRegistry()
         self._settings = SessionSettings(self.token, max_message_bytes, hello_timeout, stats_interval)
+        self._recording: Recording | None = None
         self._fanout = FanOut(
             routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
-            failover=failover,
+            failover=failover, still_after=still_after,
         )
         self.host = host
         app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins,
@@ -336,6 +345,65 @@ class Display:
                 pixel_ratio=target.pixel_ratio, time=time.monotonic(),
             ))
         self._schedule_settle(policy.due)
+    # ------------------------------------------------------------ stills and captures
+
+    def refresh_still(self) -> None:
+        """Send every viewer of lossy frames the current frame losslessly now, once.
+
+        What ``still_after`` does when the scene settles, on demand (also with
+        ``still_after=None``). Viewers that already hold this frame's still, and PNG
+        viewers, get nothing more. Returns at once; the PNG is made on a thread of its own.
+        """
+        if self._closed:
+            raise RuntimeError("display is closed")
+        self._fanout.refresh_still()
+
+    def capture(self, format: str = "png") -> bytes | Any:
+        """The last published frame: PNG bytes (``format="png"``) or an ``(H, W, 3)`` uint8 RGB array ("array").
+
+        For notebooks and papers: exactly the pixels published (alpha dropped, nv12
+        converted to RGB as the encoders do), whatever viewers received. A CUDA frame is
+        copied down once. The array is the caller's own copy. Raises ``LookupError``
+        before the first publish.
+        """
+        if format not in ("png", "array"):
+            raise ValueError(f"format must be 'png' or 'array', got {format!r}")
+        lease = self._frames.take()
+        if lease is None:
+            raise LookupError("nothing to capture: no frame has been published yet")
+        try:
+            rgb = host_rgb(lease.frame)
+            if format == "png":
+                return png_bytes(rgb)
+            return rgb.copy() if rgb is lease.frame.data else rgb
+        finally:
+            self._frames.release(lease.frame)
+
+    # ------------------------------------------------------------ recordings
+
+    def record(self, path: str | os.PathLike[str], *, queue_size: int = 256, fragment_s: float = 0.5) -> Recording:
+        """Record the H.264 stream as it is sent into fragmented MP4 at ``path``, until :meth:`stop_recording`.
+
+        No second encode: the recording receives the access units the video viewers get
+        (on a display whose viewers take images, the H.264 group runs for it alone). It
+        starts at a keyframe it asks for, keeps the publish timestamps, starts a new file
+        at a new size (``run.mp4``, ``run-001.mp4``...), and a crash leaves every file
+        playable up to its last fragment (rfb.recording). One recording at a time; also
+        a context manager (``with display.record("run.mp4"): ...``).
+        """
+        if self._closed:
+            raise RuntimeError("display is closed")
+        if self._recording is not None and self._recording.recording:
+            raise RuntimeError(f"already recording to {self._recording.path}; stop_recording() first")
+        self._recording = Recording(self._fanout, path, queue_size=queue_size, fragment_s=fragment_s)
+        return self._recording
+
+    def stop_recording(self) -> Recording | None:
+        """Finish the recording in progress (its files are complete when this returns); None if none."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.stop()
+        return recording
 
     # ------------------------------------------------------------ introspection
 
@@ -413,6 +481,7 @@ class Display:
             viewers=self._registry.joined(),
             groups=groups,
             latency=self._registry.latency(self._settings.stats_interval or 1.0),
+            stills=self._fanout.still_stats(),
         )
 
     @property
@@ -468,6 +537,7 @@ class Display:
             await self._registry.wait_finished(stuck, timeout=1.0)
 
     def _release(self) -> None:
+        self.stop_recording()
         self._fanout.close()
         self._frames.clear()
 
@@ -531,6 +601,7 @@ async def serve(
     failover: FailoverPolicy | None = None,
     resize_policy: ResizePolicy = "fixed",
     max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
+    still_after: float | None = 0.3,
 ) -> Display:
     """Start a display and its server; returns once it accepts connections.
 
@@ -564,6 +635,8 @@ async def serve(
       ``"match_viewer"``: ``display.target_size`` follows one viewer's area in device
       pixels (``display.set_driver(client_id)`` picks which; the first by default),
       within ``max_size``, and a ``target_size`` event in ``poll_events()`` says when.
+    - ``still_after``: seconds without a new frame before H.264 and JPEG viewers get the
+      last one losslessly, once (None: only on ``display.refresh_still()``).
     """
     # locals() holds the parameters only, this being the first statement: Display's options, passed on unchanged
     options = {name: value for name, value in locals().items() if name not in ("width", "height")}
@@ -603,6 +676,7 @@ def start(
     failover: FailoverPolicy | None = None,
     resize_policy: ResizePolicy = "fixed",
     max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
+    still_after: float | None = 0.3,
 ) -> Display:
     """:func:`serve` for synchronous scripts: blocks until the server accepts connections.
 

@@ -56,11 +56,17 @@ class Member:
     client_id: int
     group: str
     deliver: Deliver
-    inflight: dict[int, float] = field(default_factory=dict)  # seq -> where its latency starts (monotonic s)
+    # seq -> where its latency starts (monotonic s); None for a still, which adds no sample
+    inflight: dict[int, float | None] = field(default_factory=dict)
     pending: int = 0  # slots reserved for an encode in progress
     needs_keyframe: bool = True
     active: bool = True
     delivered: int = 0
+    wants_stills: bool = True  # lossy viewers get lossless stills (rfb.stills); a recorder does not
+    paced: bool = True  # held to max_inflight; a recorder is not (it takes every frame, acked at once)
+    shown: int = 0  # the frame version of the last payload delivered
+    shown_payload: EncodedPayload | None = None  # that payload (its configuration)
+    still: int = 0  # the frame version of the last still delivered; reset by any payload after it
     latency: LatencyWindow = field(default_factory=LatencyWindow)  # has its own lock
 
     @property
@@ -68,7 +74,7 @@ class Member:
         return GROUP_TRANSPORTS[self.group]
 
     def has_room(self, max_inflight: int) -> bool:
-        return len(self.inflight) + self.pending < max_inflight
+        return not self.paced or len(self.inflight) + self.pending < max_inflight
 
 
 @dataclass
@@ -281,6 +287,7 @@ class EncodeGroup:
                     m.needs_keyframe = False
                     m.inflight[seq] = job.started
                     m.delivered += 1
+                    m.shown, m.shown_payload, m.still = job.version, payload, 0
                     batch.append((m, payload, seq, message))
         if batch:
             fanout.dispatch(batch)

@@ -21,6 +21,8 @@ docs/fanout.md has the design and the reasoning; in short:
   viewers dark while another one could serve them.
 - Each viewer's drawn acks give its latency (from ``publish()`` to the ack's arrival),
   kept per member (:class:`rfb.latency.LatencyWindow`).
+- When the scene settles, one lossless still of the last frame is shared by every
+  lossy viewer, next to the groups (:mod:`rfb.stills`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from rfb.failover import FailoverPolicy
 from rfb.frames import RawFrame
 from rfb.framestore import Lease
 from rfb.protocol import GROUP_TRANSPORTS
+from rfb.stills import StillChannel, StillStats
 
 logger = logging.getLogger("rfb.fanout")
 
@@ -73,11 +76,14 @@ class FanOut:
         max_inflight: int = 2,
         keyframe_interval_min: float = 0.25,
         failover: FailoverPolicy | None = None,
+        still_after: float | None = None,
     ) -> None:
         """``routes``: candidates per group key ("webcodecs", "image", "png"), best first.
 
         ``failover``: when a group sets a failing route aside, and how long a route may
         take to start (:class:`rfb.failover.FailoverPolicy`; its defaults when None).
+        ``still_after``: seconds without a new frame before lossy viewers get a lossless
+        still of the last one (:mod:`rfb.stills`); None: only on :meth:`refresh_still`.
         """
         if not isinstance(max_inflight, int) or max_inflight < 1:
             raise ValueError(f"max_inflight must be a positive integer, got {max_inflight!r}")
@@ -95,6 +101,7 @@ class FanOut:
         self.seq = itertools.count(1)
         self._groups: dict[str, EncodeGroup] = {}
         self._closed = False
+        self.stills = StillChannel(self, still_after)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -110,12 +117,19 @@ class FanOut:
         """A frame was published: every group looks at it."""
         for group in list(self._groups.values()):
             group.wake()
+        self.stills.wake()
 
-    def join(self, client_id: int, key: str, deliver: Deliver) -> Member:
-        """Add a viewer to group ``key``; it needs a keyframe, so its group encodes one promptly."""
+    def join(self, client_id: int, key: str, deliver: Deliver, *, wants_stills: bool = True,
+             paced: bool = True) -> Member:
+        """Add a viewer to group ``key``; it needs a keyframe, so its group encodes one promptly.
+
+        ``wants_stills=False``: no lossless stills for this member. ``paced=False``: not
+        held to ``max_inflight``, so it receives every frame its group encodes (a
+        recorder, which must never miss one because its acks are on their way).
+        """
         if key not in self.routes:
             raise ValueError(f"no group {key!r} here; groups: {list(self.routes)}")
-        member = Member(client_id, key, deliver)
+        member = Member(client_id, key, deliver, wants_stills=wants_stills, paced=paced)
         with self.lock:
             if self._closed:
                 raise RuntimeError("display is closed")
@@ -124,6 +138,7 @@ class FanOut:
                 group = self._groups[key] = EncodeGroup(self, key, self.routes[key], self.failover)
             group.members.append(member)
         group.wake()
+        self.stills.wake()
         return member
 
     def leave(self, member: Member) -> None:
@@ -158,6 +173,17 @@ class FanOut:
             member.inflight.pop(seq, None)
             member.needs_keyframe = True
         self._wake_group(member)
+
+    def members(self) -> list[Member]:
+        """Every member of every group; call with :attr:`lock` held."""
+        return [m for group in self._groups.values() for m in group.members]
+
+    def refresh_still(self) -> None:
+        """Send every lossy viewer a lossless still of the current frame now (rfb.stills)."""
+        self.stills.refresh()
+
+    def still_stats(self) -> StillStats:
+        return replace(self.stills.stats)
 
     def request_keyframe(self, member: Member) -> None:
         with self.lock:
@@ -211,8 +237,10 @@ class FanOut:
                 group.members.clear()
         for group in groups:
             group.stop(timeout)
+        self.stills.stop(timeout)
 
     def _wake_group(self, member: Member) -> None:
         group = self._groups.get(member.group)
         if group is not None:
             group.wake()
+        self.stills.wake()  # room came: a still may be waiting for it

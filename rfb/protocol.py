@@ -126,6 +126,15 @@ def _media_header(payload: EncodedPayload, *, seq: int, timestamp_us: int) -> di
     }
 
 
+def still_header(payload: EncodedPayload, *, seq: int, timestamp_us: int) -> dict[str, Any]:
+    """The header of a lossless still: an ``image_frame`` flagged ``"still": true``.
+
+    The viewer draws it over whatever it shows (video or image) and drops it when its
+    next frame is drawn; a viewer that ignores the flag just draws one more image.
+    """
+    return {**payload_header(payload, seq=seq, timestamp_us=timestamp_us), "still": True}
+
+
 # ---------------------------------------------------------------- server -> client text
 
 

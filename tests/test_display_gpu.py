@@ -7,8 +7,9 @@ missing (the CI machine has none; these run on the GPU host with ``-m gpu``):
 
 - ``serve(gpu=True)`` with the NVENC emulator standing in for libnvidia-encode (its
   ``I_PCM`` stream decodes back bit for bit, which proves the display handed NVENC the
-  caller's NV12 memory), and with the real driver (an H100 has no NVENC: the route must
-  be ``h264_gpu_nv12``);
+  caller's NV12 memory), at sizes a real driver takes (at least 145x49) and with the
+  pitches it is strict about (852- and 1366-wide frames packed tightly), and with the
+  real driver (an H100 has no NVENC: the route must be ``h264_gpu_nv12``);
 - JPEG and PNG viewers of a GPU display (host-only routes behind one download);
 - CuPy frames on a ``gpu=False`` display (accepted and downloaded, as documented);
 - ``own_frames=True`` with CUDA frames (the caller overwrites right after publish) and
@@ -33,11 +34,15 @@ from rfb.frames import FrameError
 from rfb.gpu import cuda_frame, rgb_to_nv12_host
 from tests.conftest import H264, JPEG, PNG, ProtocolClient, eventually
 from tests.gpu import require_cupy
+from tests.support.frames import decode
+from tests.support.nvenc_fixtures import assert_released
 from tests.test_display import quadrants  # flat blocks: what 4:2:0 codecs keep within a few code values
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(120)]
 
-W, H = 128, 96
+# A size a real NVENC takes (at least 145x49) whose NV12 rows are 512 bytes: a multiple of
+# 256, so NVENC registers the caller's memory where it is, with no staging copy.
+W, H = 512, 288
 GPU_ROUTES = ("nvenc_gpu_cffi", "nvenc_gpu_pyav", "h264_gpu_nv12")  # best first (by priority)
 NO_NVENC_GPUS = ("H100", "H200", "A100", "A30")  # data-centre GPUs without a video encoder
 
@@ -111,6 +116,20 @@ def pictures(n: int) -> list[np.ndarray]:
     return [quadrants(W, H, 8 * i) for i in range(n)]
 
 
+def random_nv12(width: int, height: int, count: int) -> list[np.ndarray]:
+    """``count`` random NV12 pictures, tightly packed (pitch = width)."""
+    return [np.random.default_rng(seed).integers(0, 256, (height * 3 // 2, width), dtype=np.uint8)
+            for seed in range(count)]
+
+
+def assert_nv12_exact(hosts: list[np.ndarray], chunks: list[Any], height: int) -> None:
+    """The emulator's I_PCM stream decodes back to exactly the NV12 that was published."""
+    for host, (y, u, v) in zip(hosts, decode([c.payload for c in chunks]), strict=True):
+        np.testing.assert_array_equal(y, host[:height])
+        np.testing.assert_array_equal(u, host[height:, 0::2])
+        np.testing.assert_array_equal(v, host[height:, 1::2])
+
+
 def assert_decodes_close(sources: list[np.ndarray], chunks: list[Any]) -> None:
     """The H.264 stream decodes to the published pictures (the bound tests/test_display.py uses)."""
     with H264Decoder() as decoder:
@@ -126,9 +145,7 @@ def assert_decodes_close(sources: list[np.ndarray], chunks: list[Any]) -> None:
 
 @pytest.mark.anyio
 async def test_gpu_display_on_emulated_nvenc_streams_cupy_nv12_bit_exact(cp: Any, emulated_nvenc: Any) -> None:
-    from tests.nvencffi.test_encoder import assert_released, decode
-
-    hosts = [np.random.default_rng(seed).integers(0, 256, (H * 3 // 2, W), dtype=np.uint8) for seed in range(4)]
+    hosts = random_nv12(W, H, 4)
     display = start(W, H, port=0, gpu=True, keyframe_interval_min=0.0)
     try:
         assert display.encoder_name == "nvenc_gpu_cffi"
@@ -142,17 +159,38 @@ async def test_gpu_display_on_emulated_nvenc_streams_cupy_nv12_bit_exact(cp: Any
         await client.close()
     finally:
         display.close()
-    for host, (y, u, v) in zip(hosts, decode([c.payload for c in chunks]), strict=True):
-        np.testing.assert_array_equal(y, host[:H])  # the caller's own NV12, registered in place
-        np.testing.assert_array_equal(u, host[H:, 0::2])
-        np.testing.assert_array_equal(v, host[H:, 1::2])
+    assert_nv12_exact(hosts, chunks, H)  # the caller's own NV12, registered in place
     assert_released(emulated_nvenc)  # closing the display gave the NVENC session back
 
 
 @pytest.mark.anyio
-async def test_gpu_display_on_emulated_nvenc_converts_cupy_rgb_on_the_device(cp: Any, emulated_nvenc: Any) -> None:
-    from tests.nvencffi.test_encoder import decode
+@pytest.mark.parametrize(("width", "height"), [(852, 480), (1366, 768)])
+async def test_gpu_display_on_emulated_nvenc_streams_tightly_packed_odd_widths_bit_exact(
+    cp: Any, emulated_nvenc: Any, width: int, height: int
+) -> None:
+    """Pitches 852 and 1366: a real driver faults on the first (a multiple of 4, not of
+    16) and refuses the second; the route must stage both, and the stream still decode
+    back to the published pixels, with no fault in the emulator."""
+    hosts = random_nv12(width, height, 3)
+    display = start(width, height, port=0, gpu=True, keyframe_interval_min=0.0)
+    try:
+        assert display.encoder_name == "nvenc_gpu_cffi"
+        client = await ProtocolClient.connect(display, supported=(H264,))
+        await eventually(lambda: display.viewers, what="the viewer")
+        chunks = await stream(display, client, [cp.asarray(h) for h in hosts])
+        group = display.stats.groups["webcodecs"]
+        assert (group.encoder, group.encodes, group.encoder_errors) == ("nvenc_gpu_cffi", 3, 0)
+        await client.close()
+    finally:
+        display.close()
+    assert_nv12_exact(hosts, chunks, height)
+    ledger = emulated_nvenc.ledger()
+    assert (ledger["pitch_faults"], ledger["poisoned_sessions"]) == (0, 0), ledger
+    assert_released(emulated_nvenc)
 
+
+@pytest.mark.anyio
+async def test_gpu_display_on_emulated_nvenc_converts_cupy_rgb_on_the_device(cp: Any, emulated_nvenc: Any) -> None:
     sources = [patterns.scene(W, H, i) for i in range(3)]
     display = start(W, H, port=0, gpu=True, keyframe_interval_min=0.0)
     try:

@@ -21,7 +21,7 @@ from rfb.encoders import h264_cpu
 from rfb.encoders.base import EncoderConfig
 from rfb.encoders.registry import EncoderEntry
 from rfb.gpu.adapter import HostFrameAdapter
-from rfb.gpu.context import cupy_available, gpu_available
+from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, primary_context_state
 
 NAME = "h264_gpu_nv12"
 PRIORITY = 30
@@ -33,11 +33,19 @@ def create(config: EncoderConfig) -> HostFrameAdapter:
     return HostFrameAdapter(encoder, prefer="nv12")
 
 
-def probe() -> str | None:
-    """None when a CUDA device, CuPy (for the kernel and the copy) and libx264 are usable."""
+def probe(device_id: int = 0) -> str | None:
+    """None when CUDA device ``device_id``, CuPy (for the kernel and the copy) and libx264 are usable.
+
+    The device is asked for by ordinal only (``cuDeviceGet``): no context is created, so
+    a probe never fixes the primary context's flags.
+    """
     reason = gpu_available()
     if reason is not None:
         return f"this route converts CUDA frames on a GPU, and there is none usable: {reason}"
+    try:
+        primary_context_state(device_id)
+    except GpuUnavailable as exc:
+        return f"this route converts CUDA frames on CUDA device {device_id}, which is not usable: {exc}"
     reason = cupy_available()
     if reason is not None:
         return f"this route converts and copies CUDA frames with CuPy, which is unusable: {reason}"

@@ -373,16 +373,17 @@ def create(config: EncoderConfig) -> JpegGpuEncoder:
     return JpegGpuEncoder(config)
 
 
-def probe(*, context: CudaContext | None = None) -> str | None:
-    """None when nvJPEG starts an encoder here and CuPy can stage frames, else why not.
+def probe(device_id: int = 0, *, context: CudaContext | None = None) -> str | None:
+    """None when nvJPEG starts an encoder on CUDA device ``device_id`` and CuPy can stage frames, else why not.
 
-    ``context`` goes to ``nvjpegffi.probe`` (the tests pass a ``NullContext``).
+    ``context`` goes to ``nvjpegffi.probe`` (the tests pass a ``NullContext``, which
+    stands for every device).
     """
     try:
         import nvjpegffi
     except ImportError as exc:
         return f"nvjpegffi cannot be imported: {exc}"
-    result = nvjpegffi.probe(context=context)
+    result = nvjpegffi.probe(device_id, context=context)
     if not result.available:
         return f"nvJPEG cannot encode here: {result.reason}"
     if context is None:

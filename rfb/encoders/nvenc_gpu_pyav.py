@@ -26,10 +26,26 @@ How the pieces fit (PyAV 18.1, ``av/video/frame.py`` and ``av/codec/context.py``
   ``linesize * height`` bytes after it; the planes must therefore be two views of ONE
   NV12 allocation (``rfb.gpu``'s layout), never two arrays. Registrations are cached
   by pointer, so a reused buffer registers once.
+- h264_nvenc registers the frame's own row stride (``linesize``) as the NVENC pitch.
+  The NVENC header only asks for a multiple of 4, but every reference client hands
+  NVENC 256-byte pitches (``cuMemAllocPitch``; FFmpeg's own ``CUDA_FRAME_ALIGNMENT``),
+  and a driver reading a tightly packed 852-wide frame (pitch 852: a multiple of 4,
+  not of 16) faulted with ``cudaErrorMisalignedAddress`` and poisoned the CUDA context
+  (RTX 5080, jasna issue 230). So a CUDA nv12 frame is wrapped in place only when its
+  pitch is a multiple of :data:`PITCH_ALIGNMENT` (256) and its memory is not from a
+  stream-ordered pool (``cudaMallocAsync``: CuPy's ``MemoryAsyncPool``, PyTorch's
+  ``cudaMallocAsync`` backend), which NVENC refuses to register; any other is copied
+  on the device into a 256-byte-pitched staging buffer first. :attr:`stats` counts
+  both, with the reason.
 - FFmpeg's CUDA frames are nv12 only here (PyAV imports CUDA DLPack tensors for
   nv12/p010/p016), so rgb24 and rgba8 become NV12 on the GPU first, into a staging
-  buffer this route owns (:class:`~rfb.gpu.staging.DeviceStaging`), and
-  host frames are copied up into it.
+  buffer this route owns (:class:`~rfb.gpu.staging.DeviceStaging`, 256-byte pitches,
+  ``cudaMalloc`` memory whatever CuPy's allocator is), and host frames are copied up
+  into it.
+- NVENC's H.264 encoders refuse frames smaller than 145x49 (``NV_ENC_CAPS_WIDTH_MIN``
+  / ``HEIGHT_MIN``). FFmpeg passes the size on, and the driver refuses it only when the
+  first frame opens the encoder (``InitializeEncoder failed: invalid param (8)``), so
+  the factory refuses such sizes itself, in plain words, before anything is opened.
 
 The encode loop, options and payload handling are the shared PyAV ones
 (:class:`~rfb.encoders.h264_cpu.PyAVH264Encoder`, ``nvenc_cpu.nvenc_settings``).
@@ -42,13 +58,20 @@ from typing import TYPE_CHECKING, Any
 
 from rfb.encoders import nvenc_cpu
 from rfb.encoders.base import EncoderConfig, EncoderUnavailable
-from rfb.encoders.checks import check_frame_size
+from rfb.encoders.checks import check_even_size, check_frame_size
 from rfb.encoders.h264_cpu import PyAVH264Encoder
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.arrays import as_cupy, check_cuda_frame
-from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, import_cupy, primary_context_state
-from rfb.gpu.staging import DeviceStaging
+from rfb.gpu.context import (
+    GpuUnavailable,
+    cupy_available,
+    gpu_available,
+    import_cupy,
+    load_driver,
+    primary_context_state,
+)
+from rfb.gpu.staging import PITCH_ALIGNMENT, DeviceStaging  # 256 bytes: cuMemAllocPitch, FFmpeg
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame
@@ -61,43 +84,115 @@ CODEC = nvenc_cpu.CODEC
 # (hwcontext_cuda.c compares the whole word): CU_CTX_SCHED_BLOCKING_SYNC.
 _FFMPEG_PRIMARY_FLAGS = 0x04
 
+# NV_ENC_CAPS_WIDTH_MIN / HEIGHT_MIN of NVENC's H.264 encoders (145x49 on every GPU reported).
+MIN_SIZE = (145, 49)
+# Why a CUDA nv12 frame is copied before FFmpeg sees it (the keys of ``stats``).
+STAGE_REASONS = ("pitch", "mempool")
+
+# CUpointer_attribute names (looked up in cuda-python's enum: BUFFER_ID is 7, MEMPOOL_HANDLE 17).
+_BUFFER_ID = "CU_POINTER_ATTRIBUTE_BUFFER_ID"
+_MEMPOOL_HANDLE = "CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE"
+
+
+class PoolMemory:
+    """Which allocations come from a stream-ordered pool, asked of the driver once per allocation.
+
+    ``in_pool(pointer)`` asks ``CU_POINTER_ATTRIBUTE_BUFFER_ID`` (one cheap call per
+    frame: another allocation may take a freed one's address) and, for an
+    allocation not seen before, ``CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE``, with device
+    ``device_id``'s primary context current (made so by CuPy, as for the frame itself:
+    the driver may answer ``CUDA_ERROR_INVALID_CONTEXT`` without one). None means
+    "cannot tell" (no usable driver or CuPy, or memory the driver does not know): such
+    a frame is handed to FFmpeg as it is, and FFmpeg's own error follows if NVENC
+    refuses it.
+    """
+
+    capacity = 64  # allocations remembered
+
+    def __init__(self, device_id: int = 0) -> None:
+        self.device_id = device_id
+        self._verdicts: dict[int, tuple[int, bool]] = {}  # pointer -> (buffer id, in a pool)
+        self._driver: Any = None
+        self.unavailable: str | None = None  # why the driver cannot be asked
+
+    def in_pool(self, pointer: int) -> bool | None:
+        driver = self._load()
+        if driver is None:
+            return None
+        with import_cupy().cuda.Device(self.device_id):
+            return self._ask(driver, pointer)
+
+    def _ask(self, driver: Any, pointer: int) -> bool | None:
+        buffer_id = self._attribute(driver, _BUFFER_ID, pointer)
+        if not buffer_id:  # 0: memory CUDA did not allocate
+            return None
+        known = self._verdicts.get(pointer)
+        if known is not None and known[0] == buffer_id:
+            return known[1]
+        pool = self._attribute(driver, _MEMPOOL_HANDLE, pointer)
+        if pool is None:
+            return None
+        if len(self._verdicts) >= self.capacity and pointer not in self._verdicts:
+            self._verdicts.pop(next(iter(self._verdicts)))
+        self._verdicts[pointer] = (buffer_id, pool != 0)
+        return pool != 0
+
+    def _load(self) -> Any:
+        if self._driver is None and self.unavailable is None:
+            try:
+                import_cupy()
+                self._driver = load_driver()
+            except GpuUnavailable as exc:
+                self.unavailable = str(exc)
+        return self._driver
+
+    @staticmethod
+    def _attribute(driver: Any, attribute: str, pointer: int) -> int | None:
+        """One attribute of ``pointer``; 0 (NULL) for memory CUDA does not know, None if the call fails.
+
+        ``cuPointerGetAttributes`` rather than the singular call: for a pointer CUDA does
+        not know it answers NULL with ``CUDA_SUCCESS`` instead of an error (cuda.h); the
+        pool handle of memory outside any pool is NULL.
+        """
+        err, values = driver.cuPointerGetAttributes(1, [getattr(driver.CUpointer_attribute, attribute)], pointer)
+        if int(err) != 0:
+            return None
+        value = values[0]
+        return 0 if value is None else int(value)
+
 
 class CudaFrameConverter:
     """Turns RawFrames (CUDA or host) into FFmpeg CUDA frames (nv12) for h264_nvenc.
 
     A :class:`~rfb.colorspace.FrameConverter` (the shared encode loop's hook). CUDA nv12
-    frames are wrapped where they are; the rest are staged on the GPU first. The
+    frames at a 256-byte pitch, outside any stream-ordered pool, are wrapped where they
+    are (``zero_copy`` counts them); other CUDA nv12 frames are copied on the device
+    into a 256-byte-pitched buffer (``staged`` counts them by reason); other layouts and
+    host frames are converted or uploaded into one (the staging's own counters). The
     wrapped frame keeps the memory alive (through its DLPack tensors) for as long as
     FFmpeg holds it. Owns its staging buffers and its FFmpeg CUDA context; ``close()``
-    releases both.
+    releases both. ``pools`` answers "is this pointer pool memory?" (a
+    :class:`PoolMemory` by default).
     """
 
     target_format = "cuda"
 
-    def __init__(self, device_id: int = 0) -> None:
+    def __init__(self, device_id: int = 0, *, pools: PoolMemory | None = None) -> None:
         from av.video.frame import CudaContext  # noqa: F401  (PyAV < 18 fails here, in the factory)
 
         self.device_id = device_id
-        self.staging: DeviceStaging | None = DeviceStaging(("nv12",), device_id=device_id)
+        self.staging: DeviceStaging | None = DeviceStaging(
+            ("nv12",), device_id=device_id, pitch_alignment=PITCH_ALIGNMENT, plain_memory=True
+        )
+        self.pools = pools if pools is not None else PoolMemory(device_id)
+        self.zero_copy = 0
+        self.staged = dict.fromkeys(STAGE_REASONS, 0)
         self.context_mode: str | None = None  # "primary_ctx" or "current_ctx", chosen on the first frame
         self._cuda: Any = None
 
     def convert(self, frame: RawFrame) -> VideoFrame:
         """``frame`` as an ``AV_PIX_FMT_CUDA`` nv12 frame over the same (or staged) memory."""
-        from av.video.frame import VideoFrame
-
-        if self.staging is None:
-            raise RuntimeError("CudaFrameConverter is closed")
-        staged = self.staging.device_frame(frame)
-        cp = import_cupy()
-        with cp.cuda.Device(self.device_id):  # also makes the primary context current here
-            nv12 = as_cupy(staged.data)  # CuPy waits for the producer's stream, if it names one
-            # FFmpeg reads on its own (the legacy default) stream: finish what CuPy queued.
-            cp.cuda.get_current_stream().synchronize()
-            planes = (nv12[: frame.height], nv12[frame.height :])
-            return VideoFrame.from_dlpack(
-                planes, format="nv12", width=frame.width, height=frame.height, cuda_context=self._context()
-            )
+        return self._wrap(self._stage(frame))
 
     def close(self) -> None:
         """Release the staging buffers and drop the CUDA context (FFmpeg frees it when unused)."""
@@ -105,6 +200,44 @@ class CudaFrameConverter:
             self.staging.close()
             self.staging = None
         self._cuda = None
+
+    def _stage(self, frame: RawFrame) -> RawFrame:
+        """``frame`` as CUDA nv12 memory FFmpeg may hand NVENC: its own, or a staging buffer."""
+        staging = self.staging
+        if staging is None:
+            raise RuntimeError("CudaFrameConverter is closed")
+        if frame.memory != "cuda" or frame.pixel_format != "nv12":
+            return staging.device_frame(frame)  # uploaded or converted into a 256-byte-pitched buffer
+        if frame.stride % PITCH_ALIGNMENT:
+            reason = "pitch"
+        else:
+            checked = staging.device_frame(frame)  # its geometry and device checked; nothing copied
+            if not self.pools.in_pool(check_cuda_frame(frame).ptr):
+                self.zero_copy += 1
+                return checked
+            reason = "mempool"
+        staged = self._copy(frame)
+        self.staged[reason] += 1
+        return staged
+
+    def _copy(self, frame: RawFrame) -> RawFrame:
+        """The CUDA nv12 ``frame`` copied on the device into the 256-byte-pitched staging buffer."""
+        assert self.staging is not None
+        return self.staging.device_frame(frame, copy=True)
+
+    def _wrap(self, frame: RawFrame) -> VideoFrame:
+        """FFmpeg's CUDA frame over the CUDA nv12 ``frame``'s memory, its two planes one allocation."""
+        from av.video.frame import VideoFrame
+
+        cp = import_cupy()
+        with cp.cuda.Device(self.device_id):  # also makes the primary context current here
+            nv12 = as_cupy(frame.data)  # CuPy waits for the producer's stream, if it names one
+            # FFmpeg reads on its own (the legacy default) stream: finish what CuPy queued.
+            cp.cuda.get_current_stream().synchronize()
+            planes = (nv12[: frame.height], nv12[frame.height :])
+            return VideoFrame.from_dlpack(
+                planes, format="nv12", width=frame.width, height=frame.height, cuda_context=self._context()
+            )
 
     def _context(self) -> Any:
         """FFmpeg's CUDA device: the primary context, one way or the other.
@@ -131,14 +264,28 @@ class CudaFrameConverter:
 
 
 class NvencGpuPyAVEncoder(PyAVH264Encoder):
-    """The shared PyAV encode loop, fed FFmpeg CUDA frames by a :class:`CudaFrameConverter`."""
+    """The shared PyAV encode loop, fed FFmpeg CUDA frames by a :class:`CudaFrameConverter`.
 
-    def __init__(self, config: EncoderConfig, *, name: str = NAME) -> None:
+    ``converter`` replaces the default one for ``config.device_id`` (the encoder owns it
+    and closes it); the test suite passes one over host memory to drive FFmpeg's CUDA
+    path without a GPU.
+    """
+
+    def __init__(
+        self, config: EncoderConfig, *, name: str = NAME, converter: CudaFrameConverter | None = None
+    ) -> None:
+        try:
+            check_even_size(config, name)
+            check_min_size(config, name)
+        except BaseException:
+            if converter is not None:
+                converter.close()
+            raise
         # h264_nvenc's options as nvenc_cpu sets them, fed CUDA frames: opened by the first one.
         settings = replace(
             nvenc_cpu.nvenc_settings(config), pix_fmt=CudaFrameConverter.target_format, open_with_first_frame=True
         )
-        converter = self._gpu = _converter(config)
+        converter = self._gpu = converter if converter is not None else _converter(config)
         try:
             super().__init__(name, config, settings, converter=converter)
         except BaseException:
@@ -155,6 +302,23 @@ class NvencGpuPyAVEncoder(PyAVH264Encoder):
         return staging
 
     @property
+    def stats(self) -> dict[str, int]:
+        """What the frames so far cost before FFmpeg saw them.
+
+        ``zero_copy``: CUDA nv12 frames wrapped in place; ``staged``: CUDA nv12 frames
+        copied on the device into a 256-byte-pitched buffer, and ``staged_<reason>`` per
+        reason (``pitch``: not a multiple of 256 bytes; ``mempool``: stream-ordered pool
+        memory); ``uploads``: host frames copied up; ``conversions``: rgb24/rgba8 frames
+        turned into NV12 on the device.
+        """
+        staging = self.staging
+        gpu = self._gpu
+        stats = {"zero_copy": gpu.zero_copy, "staged": sum(gpu.staged.values())}
+        stats.update({f"staged_{reason}": n for reason, n in gpu.staged.items()})
+        stats.update(uploads=staging.uploads, conversions=staging.conversions)
+        return stats
+
+    @property
     def cuda_context_mode(self) -> str | None:
         """How FFmpeg holds the primary context: "primary_ctx", "current_ctx", or None before the first frame."""
         return self._gpu.context_mode
@@ -166,6 +330,17 @@ class NvencGpuPyAVEncoder(PyAVH264Encoder):
         check_cuda_frame(frame)
         check_frame_size(frame, self.config, self.name)
         return frame
+
+
+def check_min_size(config: EncoderConfig, route: str = NAME) -> None:
+    """NVENC's H.264 encoders refuse frames below :data:`MIN_SIZE`; say so in the factory, not at the first frame."""
+    width, height = MIN_SIZE
+    if config.width < width or config.height < height:
+        raise EncoderUnavailable(
+            f"{route} encodes through NVENC, whose H.264 encoders take frames of at least {width}x{height} "
+            f"(NV_ENC_CAPS_WIDTH_MIN/HEIGHT_MIN); got {config.width}x{config.height} "
+            "(render larger, or use a CPU route such as h264_cpu for small frames)"
+        )
 
 
 def _converter(config: EncoderConfig) -> CudaFrameConverter:

@@ -37,8 +37,9 @@ __device__ __forceinline__ unsigned char rfb_to_u8(float v) {
 """
 
 _KERNEL_SOURCE = DEVICE_ROUND_U8 + r"""
-// Everything but the two pointers, in one struct in device memory made once per
-// geometry and matrix: a launch then marshals three arguments instead of eighteen.
+// Everything but the two pointers, in one struct passed by value (kernel parameter
+// space, read through the constant cache) and made once per geometry and matrix: a
+// launch then marshals three arguments instead of eighteen.
 struct RfbNv12Params {
     long long src_pitch;
     long long dst_pitch;
@@ -51,9 +52,8 @@ struct RfbNv12Params {
 
 extern "C" __global__ void rfb_rgb_to_nv12(
     const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
-    const RfbNv12Params* __restrict__ params)
+    const RfbNv12Params p)
 {
-    const RfbNv12Params p = *params;
     const int bx = blockIdx.x * blockDim.x + threadIdx.x;
     const int by = blockIdx.y * blockDim.y + threadIdx.y;
     if (bx >= p.half_width || by >= p.half_height) return;
@@ -157,18 +157,14 @@ _U8 = np.dtype(np.uint8)
 
 @functools.lru_cache(maxsize=64)
 def _plan(geometry: _Geometry, matrix: str, full_range: bool) -> tuple[tuple[int, int, int], Any]:
-    """The grid and the device-side parameters of one geometry and colour matrix, made once.
-
-    Called with ``geometry``'s device current; the parameters live on that device.
-    """
+    """The grid and the kernel's parameter struct (a NumPy structured scalar) of one geometry and matrix."""
     width, height, channels, src_pitch, dst_pitch, _device = geometry
     half_w, half_h = width // 2, height // 2
     host = np.zeros(1, dtype=_PARAMS_DTYPE)
     host["src_pitch"], host["dst_pitch"], host["channels"] = src_pitch, dst_pitch, channels
     host["half_width"], host["half_height"] = half_w, half_h
     host["coefficients"] = color_matrix(matrix, full_range).kernel_coefficients()
-    cp = import_cupy()
-    params = cp.asarray(host.view(np.uint8))
+    params = host[0]  # numpy.void: CuPy passes a structured scalar to the kernel by value
     grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
     return grid, params
 

@@ -49,12 +49,19 @@ class DeviceStaging:
     - a direct layout whose pitch is not aligned is copied on the device into an
       aligned buffer (``copies``).
 
+    ``copy=True`` asks ``device_frame`` to copy even a direct, aligned CUDA frame: memory
+    the consumer cannot read where it is although its layout is right (a stream-ordered
+    pool's, which NVENC refuses to register). ``plain_memory`` allocates the buffers with
+    ``cudaMalloc`` rather than from CuPy's current allocator, which an application may
+    have made such a pool.
+
     ``device_id`` is the device frames must live on; None follows each frame's device
     (host frames then go to device 0). With ``synchronize`` (the default),
     ``device_frame`` waits for the work it queued before returning, so the consumer
     never needs to know which stream it ran on; without, the work is left queued on
     CuPy's current stream. The returned frame may view a staging buffer: it is valid
-    until the next call. ``close()`` gives the buffers back to CuPy's memory pool. Used
+    until the next call. ``close()`` gives the buffers back (to CuPy's memory pool, or
+    ``cudaFree`` for plain memory, once nothing views them). Used
     from one thread at a time, like its consumer.
     """
 
@@ -67,6 +74,7 @@ class DeviceStaging:
         full_range: bool = False,
         target: PixelFormat = "nv12",
         pitch_alignment: int = HEADER_PITCH_ALIGNMENT,
+        plain_memory: bool = False,
     ) -> None:
         if "nv12" not in direct:
             raise ValueError(f"direct must include 'nv12' (what conversions produce), got {direct!r}")
@@ -80,14 +88,15 @@ class DeviceStaging:
         self.full_range = full_range
         self.target: PixelFormat = target
         self.pitch_alignment = pitch_alignment
+        self.plain_memory = plain_memory
         self.uploads = 0
         self.conversions = 0
         self.copies = 0
         self._buffers: dict[str, Any] = {}  # pixel format -> CuPy array, a pitched view
         self._closed = False
 
-    def device_frame(self, frame: RawFrame, *, synchronize: bool = True) -> RawFrame:
-        """``frame`` as a CUDA frame in a direct layout, its pixels ready to be read."""
+    def device_frame(self, frame: RawFrame, *, synchronize: bool = True, copy: bool = False) -> RawFrame:
+        """``frame`` as a CUDA frame in a direct layout, its pixels ready to be read (``copy``: never its own memory)."""
         if self._closed:
             raise RuntimeError("DeviceStaging is closed")
         if frame.memory == "cuda":
@@ -96,7 +105,7 @@ class DeviceStaging:
                 raise FrameError(
                     f"the encoder runs on CUDA device {self.device_id}, the frame lives on device {frame.device_id}"
                 )
-            if frame.pixel_format in self.direct and frame.stride % self.pitch_alignment == 0:
+            if not copy and frame.pixel_format in self.direct and frame.stride % self.pitch_alignment == 0:
                 return frame  # zero copy: the caller's own memory
             device_id = frame.device_id
         else:
@@ -110,7 +119,7 @@ class DeviceStaging:
                 self.uploads += 1
             if staged.pixel_format not in self.direct:
                 staged = self._convert(cp, staged)
-            elif staged.stride % self.pitch_alignment:
+            elif staged is frame or staged.stride % self.pitch_alignment:
                 staged = self._into_buffer(cp, staged, staged.pixel_format, device_id)
                 self.copies += 1
             if synchronize:
@@ -118,7 +127,7 @@ class DeviceStaging:
         return staged
 
     def close(self) -> None:
-        """Release the staging buffers (to CuPy's pool). Idempotent."""
+        """Release the staging buffers (see the class). Idempotent."""
         self._closed = True
         self._buffers.clear()
 
@@ -160,7 +169,11 @@ class DeviceStaging:
         view = self._buffers.get(pixel_format)
         if view is None or tuple(view.shape) != shape or view.device.id != device_id:
             self._buffers.pop(pixel_format, None)  # free the old one before allocating anew
-            storage = cp.empty((shape[0], pitch), dtype=cp.uint8)
+            if self.plain_memory:
+                memptr = cp.cuda.MemoryPointer(cp.cuda.Memory(shape[0] * pitch), 0)
+                storage = cp.ndarray((shape[0], pitch), dtype=cp.uint8, memptr=memptr)
+            else:
+                storage = cp.empty((shape[0], pitch), dtype=cp.uint8)
             strides = (pitch,) if len(shape) == 2 else (pitch, _CHANNELS[pixel_format])
             view = cp.ndarray(shape, dtype=cp.uint8, memptr=storage.data, strides=(*strides, 1))
             self._buffers[pixel_format] = view

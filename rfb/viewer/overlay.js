@@ -21,7 +21,7 @@ export class Overlay {
       `${s.state}  ${s.transport || "-"} ${codec}`,
       `${s.width}x${s.height}  ${fmt(s.fps)} fps  draw ${fmt(s.decodeMs, 1)} ms`,
       `latency ${fmt(s.latencyMs, 1)} ms  p95 ${fmt(s.latencyP95Ms, 1)} ms`,
-      `${fmt(s.kbps / 1000, 2)} Mbit/s  seq ${s.lastSeq}  drawn ${s.framesDrawn}`,
+      `${fmt(s.kbps / 1000, 2)} Mbit/s  seq ${s.lastSeq}  drawn ${s.framesDrawn}${s.still ? "  exact still" : ""}`,
     ];
     // zoom: device pixels per frame pixel (1 at 1:1)
     if (view && view.frame) lines.push(`view ${view.mode}  zoom ${fmt(view.zoom, 2)}x`);

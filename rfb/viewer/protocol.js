@@ -47,6 +47,14 @@ export function pixelRatioOf(header) {
   return typeof r === "number" && Number.isFinite(r) && r > 0 ? r : null;
 }
 
+/**
+ * A lossless still of the frame on screen (`image_frame` with `"still": true`): drawn
+ * over the picture, dropped when the next frame is drawn (docs/protocol.md).
+ */
+export function isStill(header) {
+  return header.type === "image_frame" && header.still === true;
+}
+
 export function hello(supported, token) {
   const msg = { type: "hello", supported, client: "rfb-viewer/1" };
   if (token) msg.token = token;

@@ -30,6 +30,7 @@ let attempt = 0;
 let reconnectTimer = null;
 let config = null;
 let imageChain = Promise.resolve();
+let framesArrived = 0; // payloads other than stills: a still older than the newest one is not drawn
 
 const stats = {
   state: "idle",
@@ -55,6 +56,9 @@ const stats = {
   decoderResets: 0,
   keyframeRequests: 0,
   eventsSent: 0,
+  still: false, // the canvas shows a lossless still (until the next frame is drawn)
+  stillsDrawn: 0,
+  stillsSkipped: 0, // stills that a newer frame overtook
 };
 const drawTimes = [];
 const byteLog = [];
@@ -237,8 +241,9 @@ function clearServerStats() {
 function resizeCanvas(width, height) {
   if (!(width > 0 && height > 0)) return;
   if (canvas.width !== width || canvas.height !== height) {
-    canvas.width = width;
+    canvas.width = width; // clears the canvas, and any still with it
     canvas.height = height;
+    stats.still = false;
   }
   stats.width = width;
   stats.height = height;
@@ -257,9 +262,14 @@ function onBinary(socket, buffer) {
     console.warn(`rfb worker: dropping a malformed binary message: ${err.message}`);
     return;
   }
-  if (header.type === "video_chunk") onVideoChunk(socket, header, payload, receivedAt);
-  else if (header.type === "image_frame") onImage(socket, header, payload, receivedAt);
-  else {
+  if (proto.isStill(header)) onStill(socket, header, payload, receivedAt);
+  else if (header.type === "video_chunk") {
+    framesArrived += 1;
+    onVideoChunk(socket, header, payload, receivedAt);
+  } else if (header.type === "image_frame") {
+    framesArrived += 1;
+    onImage(socket, header, payload, receivedAt);
+  } else {
     console.warn(`rfb worker: ignoring binary message of unknown type ${JSON.stringify(header.type)}`);
     if (Number.isInteger(header.seq)) dropped(socket, header.seq);
   }
@@ -279,6 +289,7 @@ function drew(socket, seq, width, height, pixelRatio, receivedAt) {
   stats.width = width;
   stats.height = height;
   stats.pixelRatio = pixelRatio;
+  stats.still = false;
   drawTimes.push(now);
   send(socket, proto.ack(seq, decodeMs));
   postStats();
@@ -311,6 +322,48 @@ function onImage(socket, header, payload, receivedAt) {
       bitmap.close();
     }
     drew(socket, header.seq, header.width, header.height, proto.pixelRatioOf(header), receivedAt);
+  });
+}
+
+// ---- stills: the frame on screen once more, losslessly, when the scene settles
+
+/**
+ * Draw a still over the picture, without clearing first (no flash). It is skipped when
+ * a frame arrived after it or one is still in the decoder: that frame is newer, and
+ * drawing the still now would put an older picture back. Acked either way, like any
+ * payload; only a drawn still counts as drawn.
+ */
+function onStill(socket, header, payload, receivedAt) {
+  const arrivedBefore = framesArrived;
+  const blob = new Blob([payload], { type: header.mime || "image/png" });
+  imageChain = imageChain.then(async () => {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    } catch (err) {
+      console.warn(`rfb worker: could not decode still ${header.seq}: ${err}`);
+      send(socket, proto.ack(header.seq));
+      return;
+    }
+    let shown = false;
+    try {
+      const current = framesArrived === arrivedBefore && video.pending.size === 0;
+      if (current && canvas.width === header.width && canvas.height === header.height) {
+        ctx.drawImage(bitmap, 0, 0);
+        shown = true;
+      }
+    } finally {
+      bitmap.close();
+    }
+    if (!shown) {
+      stats.stillsSkipped += 1;
+      send(socket, proto.ack(header.seq));
+      return;
+    }
+    stats.still = true;
+    stats.stillsDrawn += 1;
+    send(socket, proto.ack(header.seq, performance.now() - receivedAt));
+    postStats();
   });
 }
 

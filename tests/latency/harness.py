@@ -61,13 +61,14 @@ class FixedInterface:
     Keeps ``owner`` alive.
     """
 
-    def __init__(self, owner: Any, pointer: int, shape: tuple[int, ...]) -> None:
+    def __init__(self, owner: Any, pointer: int, shape: tuple[int, ...],
+                 strides: tuple[int, ...] | None = None) -> None:
         self.owner = owner
         self.__cuda_array_interface__ = {
             "shape": shape,
             "typestr": "|u1",
             "data": (pointer, False),
-            "strides": None,
+            "strides": strides,
             "version": 3,
             "stream": None,
         }
@@ -111,7 +112,9 @@ class Input:
     ``load(picture)`` writes the next picture into it (host memory, or device memory by
     one synchronous host-to-device copy) before the routes take their turns; that copy
     is not timed. Reusing one buffer also means each route registers it once, as in
-    production, instead of timing a registration per frame.
+    production, instead of timing a registration per frame. Device rows are 256 bytes
+    apart (the pitch both routes register in place: 1920-byte rows would be copied into
+    a staging buffer by each, every frame), as a pitched allocation's are.
     """
 
     def __init__(self, memory: str, shape: tuple[int, int], device_id: int) -> None:
@@ -123,9 +126,12 @@ class Input:
         else:
             from rfb.gpu.context import import_cupy
 
+            from rfb.gpu.staging import aligned_pitch
+
             self._cp = cp = import_cupy()
             with cp.cuda.Device(device_id):
-                self.array = cp.zeros(shape, dtype=cp.uint8)
+                storage = cp.zeros((shape[0], aligned_pitch(shape[1])), dtype=cp.uint8)
+                self.array = storage[:, : shape[1]]
 
     def load(self, picture: np.ndarray) -> None:
         if self.memory == "host":
@@ -133,7 +139,7 @@ class Input:
             return
         cp = self._cp
         with cp.cuda.Device(self.device_id):
-            self.array.set(picture)
+            self.array[...] = cp.asarray(picture)
             cp.cuda.get_current_stream().synchronize()
 
 
@@ -340,7 +346,7 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
         fixed = (
             array
             if memory == "host"
-            else FixedInterface(array, array.data.ptr, tuple(array.shape))
+            else FixedInterface(array, array.data.ptr, tuple(array.shape), tuple(array.strides))
         )
         runners: list[tuple[str, Callable[[], Any]]] = [
             ("NvencEncoder.encode (fixed interface)", lambda: binding.encode(fixed)),
