@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rfb.protocol import ProtocolError, bounded
+from rfb.resize import check_pixel_ratio
 
 POINTER_TYPES = frozenset({"pointerdown", "pointerup", "pointermove"})
 KEY_TYPES = frozenset({"keydown", "keyup"})
@@ -30,7 +31,6 @@ MODIFIERS = frozenset({"shift", "ctrl", "alt", "meta"})
 MAX_COORDINATE = 1e7  # far outside any frame, yet keeps arithmetic on x/y ordinary
 MAX_KEY_CHARS = 64
 MAX_SIZE = 65_536
-MIN_PIXEL_RATIO, MAX_PIXEL_RATIO = 0.05, 64.0  # devicePixelRatio: a page zoomed far out, a zoomed-in 4x screen
 
 
 class EventError(ProtocolError):
@@ -148,13 +148,10 @@ def _pixel_ratio(obj: dict[str, Any]) -> float | None:
     value = obj.get("pixel_ratio")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounded(value, MAX_PIXEL_RATIO) or (
-        value < MIN_PIXEL_RATIO
-    ):
-        raise EventError(
-            f"event.pixel_ratio: expected a number in [{MIN_PIXEL_RATIO:g}, {MAX_PIXEL_RATIO:g}], got {_short(value)}"
-        )
-    return float(value)
+    try:
+        return check_pixel_ratio(value, "event.pixel_ratio")
+    except ValueError as exc:
+        raise EventError(str(exc)) from None
 
 
 def _text(obj: dict[str, Any], key: str, *, required: bool) -> str:

@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rfb.encoders.checks import H264_MAX_SIDE, H264_MIN_HEIGHT, H264_MIN_WIDTH, IMAGE_MAX_SIDE
-from rfb.events import MAX_PIXEL_RATIO, MIN_PIXEL_RATIO
+from rfb.protocol import bounded
 
 ResizePolicy = Literal["fixed", "match_viewer"]
 RESIZE_POLICIES: tuple[str, ...] = ("fixed", "match_viewer")
 
 DEBOUNCE_S = 0.25  # a size must stay this long before it becomes the target
 DEFAULT_MAX_SIZE = (3840, 2160)  # a 4K frame: beyond this, encoding costs more than most screens show
+MIN_PIXEL_RATIO = 0.05  # devicePixelRatio of a page zoomed far out; below it, no display
+MAX_PIXEL_RATIO = 64.0  # a zoomed-in high-density screen stays far below
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +54,16 @@ class Target:
 
 
 def check_pixel_ratio(value: object, what: str) -> float:
-    """``value`` as a pixel ratio (frame pixels per CSS pixel), or ValueError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and MIN_PIXEL_RATIO <= value <= MAX_PIXEL_RATIO
+    """``value`` as a pixel ratio (pixels per CSS pixel), or ValueError naming ``what``.
+
+    Checked without converting first: a JSON integer of hundreds of digits is not a
+    float, and the message quotes at most 60 characters of what arrived.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounded(value, MAX_PIXEL_RATIO) or (
+        value < MIN_PIXEL_RATIO
     ):
-        raise ValueError(f"{what}: expected a number in [{MIN_PIXEL_RATIO:g}, {MAX_PIXEL_RATIO:g}], got {value!r}")
+        got = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ValueError(f"{what}: expected a number in [{MIN_PIXEL_RATIO:g}, {MAX_PIXEL_RATIO:g}], got {got}")
     return float(value)
 
 

@@ -56,6 +56,13 @@ def test_pixel_ratios_outside_sane_bounds_are_refused(bad: Any) -> None:
         check_pixel_ratio(bad, "ratio")
 
 
+def test_a_pixel_ratio_of_hundreds_of_digits_is_refused_without_converting_it() -> None:
+    with pytest.raises(ValueError, match=r"got 1\d{56}\.\.\.$"):  # cut to 60 characters
+        check_pixel_ratio(10**400, "ratio")
+    with pytest.raises(EventError, match=re.escape("event.pixel_ratio: expected a number in [0.05, 64], got -1000")):
+        parse_event({"type": "resize", "width": 1, "height": 1, "pixel_ratio": -(10**400)}, client_id=1, time=0.0)
+
+
 @pytest.mark.parametrize(
     ("bad", "video", "expected"),
     [((0, 10), True, "two positive integers, got (0, 10)"), ((10,), True, "two positive integers, got (10,)"),
