@@ -141,6 +141,11 @@ def test_target_is_the_area_in_device_pixels_and_its_frame_is_shown_pixel_for_pi
     assert view["frame"]["pixelRatio"] == DPR
     np.testing.assert_array_equal(screen(page), frame, "the 2x frame is not on screen pixel for pixel")
 
+    page.locator("#screen").focus()
+    page.keyboard.press("Control+Digit1")  # 1:1 is the same placement for this frame: still exact
+    page.wait_for_function("() => window.__rfb.view.mode === '1:1'")
+    np.testing.assert_array_equal(screen(page), frame, "at 1:1 the 2x frame is not on screen pixel for pixel")
+
 
 def test_resizing_the_window_moves_the_target_and_the_next_frame_is_shown_exactly(new_page, display):
     events = Events(display)
