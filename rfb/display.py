@@ -43,13 +43,16 @@ from rfb import protocol
 from rfb.asgi import LoopServing, MountedApp
 from rfb.encoders.base import Transport
 from rfb.encoders.checks import image_size_problem, video_size_problem
-from rfb.events import EventQueue, InputEvent
+from rfb.events import TARGET_SIZE, EventQueue, InputEvent
 from rfb.failover import FailoverPolicy
 from rfb.fanout import FanOut, GroupStats
 from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
 from rfb.framestore import FrameStore
 from rfb.guard import ConnectionGuard
 from rfb.latency import LatencySummary
+from rfb.resize import (
+    DEFAULT_MAX_SIZE, RESIZE_POLICIES, MatchViewer, ResizePolicy, Target, check_max_size, check_pixel_ratio,
+)
 from rfb.recording import Recording
 from rfb.routes import resolve_routes
 from rfb.server import Authenticate, ServerThread, create_app
@@ -116,6 +119,11 @@ class Display:
       seconds a new connection has to send its HTTP request, and then its ``hello``.
     - ``stats_interval``: seconds between ``stats`` messages (latency, fps) to each
       viewer, also the window of ``ViewerInfo.latency``; 0 sends none.
+    - ``resize_policy``: ``"fixed"`` keeps ``width`` x ``height`` as the target size;
+      ``"match_viewer"`` makes ``target_size`` follow one viewer's area in device
+      pixels, within ``max_size`` (aspect kept), debounced (rfb.resize). The
+      application renders at ``target_size`` and publishes with
+      ``pixel_ratio=target_pixel_ratio``; a ``target_size`` event says when it changed.
     - ``still_after``: seconds without a new frame before every viewer that gets lossy
       frames (H.264, JPEG) is sent the last one losslessly, once (PNG, drawn over the
       video until the next frame); None: only on :meth:`refresh_still`.
@@ -146,12 +154,16 @@ class Display:
         hello_timeout: float = 10.0,
         stats_interval: float = 1.0,
         failover: FailoverPolicy | None = None,
+        resize_policy: ResizePolicy = "fixed",
+        max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
         still_after: float | None = 0.3,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self._width, self._height = width, height
+        if resize_policy not in RESIZE_POLICIES:
+            raise ValueError(f"resize_policy: expected one of {RESIZE_POLICIES}, got {resize_policy!r}")
         if token is not RANDOM_TOKEN and token is not None and (not isinstance(token, str) or not token):
             raise ValueError(f"token must be a non-empty string, or None to disable the check; got {token!r}")
         self.token: str | None = secrets.token_urlsafe(24) if token is RANDOM_TOKEN else token
@@ -161,6 +173,13 @@ class Display:
         problem = self._size_problem(width, height)
         if problem is not None:
             raise ValueError(problem)
+        initial = Target(width, height)
+        self._resize: MatchViewer | None = None
+        self._fixed_target = initial
+        if resize_policy == "match_viewer":
+            limit = check_max_size(max_size, video=self._video)
+            self._resize = MatchViewer(initial, max_size=limit, even=self._video)
+        self._settle_timer: asyncio.TimerHandle | None = None
         self._device_id = device_id
         # Frames that a route cannot take from device memory as they are pass through CuPy.
         self._cuda_needs_cupy = own_frames or any(not candidates[0].reads_cuda for candidates in routes.values())
@@ -187,7 +206,7 @@ class Display:
 
     # ------------------------------------------------------------ the render loop's side
 
-    def publish(self, frame: Any) -> None:
+    def publish(self, frame: Any, *, pixel_ratio: float | None = None) -> None:
         """Show ``frame`` to every viewer: validate, keep as the latest frame, wake the encoders.
 
         ``frame``: a NumPy array, a CUDA array (on ``device_id``) or a RawFrame. Never
@@ -201,15 +220,24 @@ class Display:
         ``own_frames=True`` the frame is copied before this returns (for CUDA frames:
         after the work queued on the default stream, or on the stream the array names),
         so you may overwrite it at once.
+
+        ``pixel_ratio``: the frame's pixels per CSS pixel (``target_pixel_ratio`` for a
+        frame rendered at ``target_size``). Viewers then fit it at no more than its
+        logical size (width / pixel_ratio CSS pixels): one frame pixel per device pixel
+        on a screen of that devicePixelRatio. Without it a viewer's fit fills its window.
         """
         if self._closed:
             raise RuntimeError("display is closed")
+        ratio = None if pixel_ratio is None else check_pixel_ratio(pixel_ratio, "publish(pixel_ratio=...)")
         raw = self._as_frame(frame)
         problem = self._size_problem(raw.width, raw.height)
         if problem is not None:
             raise FrameError(problem)
+        changes: dict[str, Any] = {} if ratio is None else {"pixel_ratio": ratio}
         if raw.timestamp_us is None:
-            raw = replace(raw, timestamp_us=time.monotonic_ns() // 1000)
+            changes["timestamp_us"] = time.monotonic_ns() // 1000
+        if changes:
+            raw = replace(raw, **changes)
         self._frames.put(raw)
         with self._publish_lock:
             self._published += 1
@@ -256,6 +284,73 @@ class Display:
         """Every viewer's input events since the last poll, oldest first."""
         return self._events.drain()
 
+    # ------------------------------------------------------------ the size to render at
+
+    @property
+    def target_size(self) -> tuple[int, int]:
+        """The (width, height) to render at: serve()'s size, or the driving viewer's (``resize_policy``)."""
+        return (self._resize.target if self._resize is not None else self._fixed_target).size
+
+    @property
+    def target_pixel_ratio(self) -> float:
+        """The ``pixel_ratio`` to publish a frame of ``target_size`` with (1.0 with the fixed policy)."""
+        return (self._resize.target if self._resize is not None else self._fixed_target).pixel_ratio
+
+    @property
+    def driver(self) -> int | None:
+        """The client id of the viewer whose size ``target_size`` follows; None with the fixed policy."""
+        return self._resize.driver if self._resize is not None else None
+
+    def set_driver(self, client_id: int | None) -> None:
+        """Make the viewer ``client_id`` (``InputEvent.client_id``, ``ViewerInfo.client_id``) drive the size.
+
+        None goes back to the default: the first viewer still connected. When the chosen
+        viewer leaves, the default applies again.
+        """
+        policy = self._resize
+        if policy is None:
+            raise RuntimeError("set_driver needs resize_policy='match_viewer'; this display's size is fixed")
+        if self._closed:
+            raise RuntimeError("display is closed")
+        if client_id is not None:
+            connected = sorted(v.client_id for v in self.viewers)
+            if client_id not in connected:
+                raise ValueError(
+                    f"set_driver: expected the client id of a connected viewer {connected}, got {client_id!r}"
+                )
+        policy.choose(client_id, time.monotonic())
+        self._post(lambda: self._schedule_settle(policy.due))
+
+    def _on_resize(self, event: InputEvent) -> None:
+        """A viewer's area changed (on the server loop): tell the policy, wait out its debounce."""
+        policy = self._resize
+        if policy is not None and event.width is not None and event.height is not None:
+            ratio = event.pixel_ratio if event.pixel_ratio is not None else 1.0
+            self._schedule_settle(policy.report(event.client_id, event.width, event.height, ratio, time.monotonic()))
+
+    def _schedule_settle(self, due: float | None) -> None:
+        """(Re)arm the one timer that settles the pending target at ``due`` (server loop only)."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if due is not None and not self._closed:  # a closing display asks for no new size
+            delay = max(0.0, due - time.monotonic())
+            self._settle_timer = asyncio.get_running_loop().call_later(delay, self._settle)
+
+    def _settle(self) -> None:
+        self._settle_timer = None
+        policy = self._resize
+        assert policy is not None
+        target = policy.settle(time.monotonic())
+        if target is not None:
+            driver = policy.driver
+            logger.info("target size %dx%d at pixel ratio %g, following viewer %s",
+                        target.width, target.height, target.pixel_ratio, driver)
+            self._events.put(InputEvent(
+                TARGET_SIZE, driver if driver is not None else 0, width=target.width, height=target.height,
+                pixel_ratio=target.pixel_ratio, time=time.monotonic(),
+            ))
+        self._schedule_settle(policy.due)
     # ------------------------------------------------------------ stills and captures
 
     def refresh_still(self) -> None:
@@ -516,6 +611,7 @@ class Display:
                                "there (close() would block the loop it waits for)")
 
     async def _close_viewers(self) -> None:
+        self._schedule_settle(None)
         stuck = await self._registry.close_all(protocol.CLOSE_GOING_AWAY, "server shutting down", timeout=1.0)
         if stuck:  # peers that stopped reading: the close frame cannot reach them
             logger.warning("aborting %d viewers that do not read (the close frame is stuck behind their data)",
@@ -535,13 +631,15 @@ class Display:
         viewer = Viewer(
             websocket, client_id=self._registry.next_id(), fanout=self._fanout, events=self._events,
             settings=self._settings, frame_size=lambda: (self._width, self._height),
-            principal=websocket.scope.get("rfb.principal"),
+            principal=websocket.scope.get("rfb.principal"), on_resize=self._on_resize,
         )
         self._registry.add(viewer)
         try:
             await viewer.run()
         finally:
             self._registry.discard(viewer)
+            if self._resize is not None:
+                self._schedule_settle(self._resize.left(viewer.client_id, time.monotonic()))
             if viewer.member is not None:  # it had joined (rfb.session logs that): say it is gone too
                 logger.info("viewer %d left the %s group after %d frames; %d viewers remain",
                             viewer.client_id, viewer.member.group, viewer.member.delivered, len(self.viewers))
@@ -590,6 +688,8 @@ async def serve(
     hello_timeout: float = 10.0,
     stats_interval: float = 1.0,
     failover: FailoverPolicy | None = None,
+    resize_policy: ResizePolicy = "fixed",
+    max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
     still_after: float | None = 0.3,
 ) -> Display:
     """Start a display and its server; returns once it accepts connections.
@@ -620,6 +720,10 @@ async def serve(
     - ``stats_interval``: seconds between the stats sent to each viewer (0: none).
     - ``failover``: when a route that keeps failing is set aside for the next one
       (:class:`rfb.failover.FailoverPolicy`).
+    - ``resize_policy``: ``"fixed"`` (``width`` x ``height`` stay the target size) or
+      ``"match_viewer"``: ``display.target_size`` follows one viewer's area in device
+      pixels (``display.set_driver(client_id)`` picks which; the first by default),
+      within ``max_size``, and a ``target_size`` event in ``poll_events()`` says when.
     - ``still_after``: seconds without a new frame before H.264 and JPEG viewers get the
       last one losslessly, once (None: only on ``display.refresh_still()``).
     """
@@ -659,6 +763,8 @@ def start(
     hello_timeout: float = 10.0,
     stats_interval: float = 1.0,
     failover: FailoverPolicy | None = None,
+    resize_policy: ResizePolicy = "fixed",
+    max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
     still_after: float | None = 0.3,
 ) -> Display:
     """:func:`serve` for synchronous scripts: blocks until the server accepts connections.

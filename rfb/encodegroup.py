@@ -259,7 +259,8 @@ class EncodeGroup:
         messages = []
         for payload in payloads:
             seq = next(fanout.seq)
-            header = payload_header(payload, seq=seq, timestamp_us=job.frame.timestamp_us or 0)
+            header = payload_header(payload, seq=seq, timestamp_us=job.frame.timestamp_us or 0,
+                                    pixel_ratio=job.frame.pixel_ratio)
             messages.append((payload, seq, pack_payload(header, payload.data)))
         now = time.monotonic()
         batch: list[tuple[Member, EncodedPayload, int, bytes]] = []

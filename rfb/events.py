@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rfb.protocol import ProtocolError, bounded
+from rfb.resize import check_pixel_ratio
 
 POINTER_TYPES = frozenset({"pointerdown", "pointerup", "pointermove"})
 KEY_TYPES = frozenset({"keydown", "keyup"})
 EVENT_TYPES = POINTER_TYPES | KEY_TYPES | {"wheel", "resize"}
+# Made by the display, never accepted from the wire: the size to render at changed
+# (``resize_policy="match_viewer"``, rfb.resize).
+TARGET_SIZE = "target_size"
 MODIFIERS = frozenset({"shift", "ctrl", "alt", "meta"})
 
 MAX_COORDINATE = 1e7  # far outside any frame, yet keeps arithmetic on x/y ordinary
@@ -38,7 +42,11 @@ class InputEvent:
     """One input event from one viewer.
 
     Fields that do not apply to ``type`` keep their defaults. ``x``/``y`` are frame
-    pixels (``(0, 0)`` is the top-left pixel of the published frame); ``time`` is the
+    pixels (``(0, 0)`` is the top-left pixel of the published frame). ``resize`` says
+    the viewer's area in device pixels (``width``, ``height``) and its devicePixelRatio
+    (``pixel_ratio``, None from a viewer that does not send it); ``target_size`` says the
+    size to render at and the pixel ratio to publish with (``client_id``: the driving
+    viewer). ``time`` is the
     server's ``time.monotonic()`` when the event arrived, so it compares with the
     render loop's own monotonic clock. ``principal`` is what the application's
     ``authenticate`` hook returned for this viewer (None without a hook; rfb.asgi).
@@ -58,6 +66,7 @@ class InputEvent:
     modifiers: tuple[str, ...] = ()
     width: int | None = None
     height: int | None = None
+    pixel_ratio: float | None = None
     time: float = 0.0
     principal: Any = None
 
@@ -80,7 +89,8 @@ def parse_event(
         raise EventError(f"event.type: expected one of {sorted(EVENT_TYPES)}, got {_short(kind)}")
     if kind == "resize":
         return InputEvent(
-            kind, client_id, width=_size(obj, "width"), height=_size(obj, "height"), time=time, principal=principal
+            kind, client_id, width=_size(obj, "width"), height=_size(obj, "height"),
+            pixel_ratio=_pixel_ratio(obj), time=time, principal=principal,
         )
     modifiers = _modifiers(obj)
     if kind in KEY_TYPES:
@@ -141,6 +151,16 @@ def _size(obj: dict[str, Any], key: str) -> int:
     if not bounded(value, MAX_SIZE) or not 1 <= round(value) <= MAX_SIZE:
         raise EventError(f"event.{key}: expected a size in [1, {MAX_SIZE}], got {_short(value)}")
     return round(value)
+
+
+def _pixel_ratio(obj: dict[str, Any]) -> float | None:
+    value = obj.get("pixel_ratio")
+    if value is None:
+        return None
+    try:
+        return check_pixel_ratio(value, "event.pixel_ratio")
+    except ValueError as exc:
+        raise EventError(str(exc)) from None
 
 
 def _text(obj: dict[str, Any], key: str, *, required: bool) -> str:

@@ -51,6 +51,7 @@ class RawFrame:
     pitch: int | None = None
     device_id: int = 0
     timestamp_us: int | None = field(default=None, compare=False)
+    pixel_ratio: float | None = field(default=None, compare=False)  # frame pixels per CSS pixel (publish())
 
     def __post_init__(self) -> None:
         if self.pixel_format not in PIXEL_FORMATS:

@@ -90,8 +90,22 @@ def unpack_payload(data: bytes) -> tuple[dict[str, Any], bytes]:
     return header, bytes(data[end:])
 
 
-def payload_header(payload: EncodedPayload, *, seq: int, timestamp_us: int) -> dict[str, Any]:
-    """The header of one payload: ``video_chunk`` for H.264, ``image_frame`` for images."""
+def payload_header(
+    payload: EncodedPayload, *, seq: int, timestamp_us: int, pixel_ratio: float | None = None
+) -> dict[str, Any]:
+    """The header of one payload: ``video_chunk`` for H.264, ``image_frame`` for images.
+
+    ``pixel_ratio`` (frame pixels per CSS pixel, from ``publish()``) travels with the
+    frame it describes, so a viewer places each frame by its own ratio; it is left out
+    when the application did not give one, and the header stays as it was.
+    """
+    header = _media_header(payload, seq=seq, timestamp_us=timestamp_us)
+    if pixel_ratio is not None:
+        header["pixel_ratio"] = pixel_ratio
+    return header
+
+
+def _media_header(payload: EncodedPayload, *, seq: int, timestamp_us: int) -> dict[str, Any]:
     if payload.transport == "webcodecs":
         return {
             "type": "video_chunk",

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from rfb import protocol
 from rfb.encoders.base import EncodedPayload, Transport
-from rfb.events import EventQueue, parse_event
+from rfb.events import EventQueue, InputEvent, parse_event
 from rfb.fanout import FanOut, Member
 from rfb.latency import LatencySummary
 from rfb.protocol import Ack, EventMessage, Hello, ProtocolError, RequestKeyframe
@@ -107,6 +107,7 @@ class Viewer:
         settings: SessionSettings,
         frame_size: Callable[[], tuple[int, int]],
         principal: Any = None,
+        on_resize: Callable[[InputEvent], None] | None = None,
     ) -> None:
         self.client_id = client_id
         self.principal = principal
@@ -115,6 +116,7 @@ class Viewer:
         self._events = events
         self._settings = settings
         self._frame_size = frame_size
+        self._on_resize = on_resize  # the display's resize policy (rfb.resize) hears this viewer's size
         self._queue: deque[str | bytes | _Close] = deque()
         self._wakeup = asyncio.Event()
         self._queued_payloads = 0
@@ -367,8 +369,11 @@ class Viewer:
             elif isinstance(message, RequestKeyframe):
                 self._fanout.request_keyframe(member)
             elif isinstance(message, EventMessage):
-                self._events.put(parse_event(message.event, client_id=self.client_id, time=time.monotonic(),
-                                             bounds=self._frame_size(), principal=self.principal))
+                event = parse_event(message.event, client_id=self.client_id, time=time.monotonic(),
+                                    bounds=self._frame_size(), principal=self.principal)
+                self._events.put(event)
+                if event.type == "resize" and self._on_resize is not None:
+                    self._on_resize(event)
             else:
                 raise ProtocolError("hello: already received; a second hello is ignored")
         except ProtocolError as exc:

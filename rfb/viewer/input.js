@@ -174,9 +174,10 @@ export function attachInput({ area, canvas, view, frameSize, send, shortcut }) {
     const dpr = window.devicePixelRatio || 1;
     const width = Math.round(area.clientWidth * dpr);
     const height = Math.round(area.clientHeight * dpr);
-    if (!width || !height || (!force && `${width}x${height}` === lastSize)) return;
-    lastSize = `${width}x${height}`;
-    send({ type: "resize", width, height });
+    const key = `${width}x${height}@${dpr}`;
+    if (!width || !height || (!force && key === lastSize)) return;
+    lastSize = key;
+    send({ type: "resize", width, height, pixel_ratio: dpr });
   };
   const scheduleResize = () => {
     if (resizeTimer === null) resizeTimer = setTimeout(() => sendResize(false), 100);

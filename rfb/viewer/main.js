@@ -130,7 +130,7 @@ if (typeof Worker !== "function" || typeof canvas.transferControlToOffscreen !==
       hook.state = s.state;
       hook.error = s.error;
       frame = s.state === "streaming" && s.width > 0 && s.height > 0 ? { width: s.width, height: s.height } : null;
-      if (frame) view.setFrame(frame.width, frame.height);
+      if (frame) view.setFrame(frame.width, frame.height, s.pixelRatio ?? null);
       controls.setFrameAvailable(s.framesDrawn > 0);
       // A fresh connection knows nothing of our size: tell it once per connect.
       if (s.state === "streaming" && sizedForConnect !== s.connects) {

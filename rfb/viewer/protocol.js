@@ -39,6 +39,15 @@ export function parseBinary(buffer) {
 }
 
 /**
+ * A payload header's `pixel_ratio` (frame pixels per CSS pixel, from publish()), or
+ * null when the application gave none or sent something that is not a sane ratio.
+ */
+export function pixelRatioOf(header) {
+  const r = header.pixel_ratio;
+  return typeof r === "number" && Number.isFinite(r) && r > 0 ? r : null;
+}
+
+/**
  * A lossless still of the frame on screen (`image_frame` with `"still": true`): drawn
  * over the picture, dropped when the next frame is drawn (docs/protocol.md).
  */

@@ -2,6 +2,11 @@
 // fill (cover the area, cropping), 1:1 (one frame pixel per device pixel), or any zoom
 // and pan in between.
 //
+// A frame published with a pixel ratio (frame pixels per CSS pixel) has a logical size:
+// fit shows it at most at that size, so a frame rendered for a 2x screen's area fills
+// that area with one frame pixel per device pixel, and a larger window shows it at its
+// size instead of blowing it up. Without a ratio, fit fills the area as it always did.
+//
 // The view is a CSS transform on the canvas element, not a transform drawn by the
 // worker: the worker keeps drawing every frame at frame resolution, zoom and pan are
 // composited without touching it (no redraw, no message per pointer move, no copy of
@@ -20,12 +25,27 @@ export function snap(value, dpr) {
 }
 
 /**
+ * Fit's scale in CSS pixels per frame pixel. A frame with a `pixelRatio` is shown at
+ * most at its logical size; one that overflows the area there by a device pixel or less
+ * (its size was rounded, to even sides for H.264) is shown at exactly that size, since
+ * a hair smaller would resample every pixel and blur it.
+ */
+export function fitScale(area, frame, dpr) {
+  const fit = Math.min(area.width / frame.width, area.height / frame.height);
+  if (!frame.pixelRatio) return fit;
+  const logical = 1 / frame.pixelRatio;
+  const slack = 1 / dpr + 1e-9;
+  const fits = frame.width * logical - area.width <= slack && frame.height * logical - area.height <= slack;
+  return fits ? logical : fit;
+}
+
+/**
  * The placement {scale, x, y} of a `mode` ("fit", "fill" or "1:1") in an area of
  * `area` {width, height} CSS pixels: `scale` is CSS pixels per frame pixel, (x, y)
  * the frame's top-left corner relative to the area's, centred.
  */
 export function placement(mode, area, frame, dpr) {
-  const fit = Math.min(area.width / frame.width, area.height / frame.height);
+  const fit = fitScale(area, frame, dpr);
   const fill = Math.max(area.width / frame.width, area.height / frame.height);
   const scale = mode === "fill" ? fill : mode === "1:1" ? 1 / dpr : fit;
   return {
@@ -37,7 +57,7 @@ export function placement(mode, area, frame, dpr) {
 
 /** The scale limits in CSS pixels per frame pixel. */
 export function scaleLimits(area, frame, dpr) {
-  const fit = Math.min(area.width / frame.width, area.height / frame.height);
+  const fit = fitScale(area, frame, dpr);
   return { min: Math.min(fit, 1 / dpr) * MIN_ZOOM_OF_FIT, max: MAX_ZOOM / dpr };
 }
 
@@ -105,10 +125,15 @@ export class View {
     return window.devicePixelRatio || 1;
   }
 
-  /** The frame size changed (or arrived): re-place it. */
-  setFrame(width, height) {
-    if (this.frame && this.frame.width === width && this.frame.height === height) return;
-    this.frame = { width, height };
+  /** The frame size or pixel ratio (null: none given) changed, or a frame arrived: re-place it. */
+  setFrame(width, height, pixelRatio = null) {
+    const old = this.frame;
+    if (old && old.width === width && old.height === height && old.pixelRatio === pixelRatio) return;
+    this.frame = { width, height, pixelRatio };
+    if (old && old.width === width && old.height === height) {
+      if (this.mode !== "free") this.place(); // a free view stays where the user put it
+      return;
+    }
     if (this.mode === "free") this.mode = "fit";
     this.canvas.style.width = `${width}px`;
     this.canvas.style.height = `${height}px`;

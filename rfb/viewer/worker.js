@@ -40,6 +40,7 @@ const stats = {
   codec: null,
   width: 0,
   height: 0,
+  pixelRatio: null, // of the last frame drawn: its pixels per CSS pixel, null when the app gave none
   clientId: null,
   supported: [],
   framesDrawn: 0,
@@ -279,7 +280,7 @@ function dropped(socket, seq) {
   send(socket, proto.ack(seq));
 }
 
-function drew(socket, seq, width, height, receivedAt) {
+function drew(socket, seq, width, height, pixelRatio, receivedAt) {
   const now = performance.now();
   const decodeMs = now - receivedAt;
   stats.framesDrawn += 1;
@@ -287,6 +288,7 @@ function drew(socket, seq, width, height, receivedAt) {
   stats.decodeMs = stats.framesDrawn === 1 ? decodeMs : stats.decodeMs * 0.9 + decodeMs * 0.1;
   stats.width = width;
   stats.height = height;
+  stats.pixelRatio = pixelRatio;
   stats.still = false;
   drawTimes.push(now);
   send(socket, proto.ack(seq, decodeMs));
@@ -319,7 +321,7 @@ function onImage(socket, header, payload, receivedAt) {
     } finally {
       bitmap.close();
     }
-    drew(socket, header.seq, header.width, header.height, receivedAt);
+    drew(socket, header.seq, header.width, header.height, proto.pixelRatioOf(header), receivedAt);
   });
 }
 
@@ -374,7 +376,7 @@ const video = {
   generation: 0,
   waitingForKeyframe: true,
   keyframeRequested: false,
-  pending: new Map(), // seq -> {receivedAt, width, height}, in decode order
+  pending: new Map(), // seq -> {receivedAt, width, height, pixelRatio}, in decode order
 };
 
 function startVideo(socket, codec) {
@@ -422,7 +424,12 @@ function onVideoChunk(socket, header, payload, receivedAt) {
     }
     video.waitingForKeyframe = false;
   }
-  video.pending.set(header.seq, { receivedAt, width: header.width, height: header.height });
+  video.pending.set(header.seq, {
+    receivedAt,
+    width: header.width,
+    height: header.height,
+    pixelRatio: proto.pixelRatioOf(header),
+  });
   try {
     video.decoder.decode(
       new EncodedVideoChunk({ type: header.keyframe ? "key" : "delta", timestamp: header.seq, data: payload }),
@@ -447,7 +454,8 @@ function onDecoded(generation, frame) {
     const width = info ? info.width : frame.displayWidth;
     const height = info ? info.height : frame.displayHeight;
     draw(frame, width, height);
-    drew(video.socket, seq, width, height, info ? info.receivedAt : performance.now());
+    const pixelRatio = info ? info.pixelRatio : stats.pixelRatio;
+    drew(video.socket, seq, width, height, pixelRatio, info ? info.receivedAt : performance.now());
   } finally {
     frame.close();
   }
