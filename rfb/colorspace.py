@@ -245,13 +245,6 @@ def _to_u8(values: np.ndarray) -> np.ndarray:
 # -- the routes' convention (BT.709, limited range) ---------------------------------
 
 
-def rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB uint8 -> (..., 3) float Y, Cb, Cr in limited range (BT.709), unrounded."""
-    cm = color_matrix(DEFAULT_MATRIX, FULL_RANGE)
-    forward = np.asarray(cm.forward, dtype=np.float32)
-    return np.asarray(rgb, dtype=np.float32) @ forward.T + np.asarray(cm.offset, dtype=np.float32)
-
-
 def rgb_to_nv12(rgb: np.ndarray) -> np.ndarray:
     """Host (H, W, 3|4) RGB(A) uint8 -> one (H + H/2, W) nv12 array, BT.709 limited range.
 

@@ -40,8 +40,8 @@ import numpy as np
 
 from rfb.benchmark import patterns
 from rfb.benchmark.gpu import engine_of, summary_ms, take_turns
+from rfb.colorspace import rgb_to_nv12_host
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
-from rfb.gpu.reference import rgb_to_nv12_host
 
 WARMUP_FRAMES = 5
 GOP = 120  # both routes: an IDR every 120 frames (the routes' defaults differ: infinite vs long)
