@@ -13,7 +13,6 @@ where that is a failure.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +22,7 @@ import pytest
 import nvjpegffi
 from nvjpegffi.library import ENV_LIBRARY
 from tests.nvjpegffi.emulator import Emulator
-
-IN_CI = os.environ.get("CI") == "true"
-
-
-def unavailable(reason: str) -> None:
-    """Skip with ``reason``; in CI, fail instead (a skipped check there checks nothing)."""
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
+from tests.support.ci import unavailable
 
 @pytest.fixture(scope="session")
 def official_include_dir() -> Path:
