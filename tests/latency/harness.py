@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from rfb.benchmark import patterns
-from rfb.benchmark.gpu import engine_of, summary_ms, take_turns
+from rfb.benchmark.engines import engine_of
+from rfb.benchmark.gpu import summary_ms, take_turns
 from rfb.colorspace import rgb_to_nv12_host
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
 
