@@ -42,9 +42,7 @@ def test_the_probe_takes_the_device_and_is_the_registered_one(name: str) -> None
 def test_the_registry_asks_about_each_device_and_caches_each_answer(name: str, fresh_probes: None) -> None:
     entry = registry.get_entry(name)
     answers = {device: registry.probe_entry(entry, device_id=device) for device in (0, 1)}
-    with registry._lock:
-        cached = {key: value for key, value in registry._probe_cache.items() if key[0] == name}
-    assert cached == {(name, 0): answers[0], (name, 1): answers[1]}
+    assert registry.REGISTRY.cached_probes(name) == answers
 
 
 @pytest.mark.gpu
