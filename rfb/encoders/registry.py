@@ -124,18 +124,21 @@ class Registry:
                         self._entries[entry.name] = entry
 
     @contextmanager
-    def temporary(self, *, builtins: bool = True) -> Iterator[Registry]:
+    def temporary(self, *, builtins: bool = True, probes: bool = True) -> Iterator[Registry]:
         """Within the block, routes may be registered, replaced and removed freely; at
         exit the routes and the cached probe answers are those of its start.
 
         ``builtins=False`` starts the block with no route at all (nor cached answers),
-        so that choices depend on the routes the block registers alone.
+        so that choices depend on the routes the block registers alone;
+        ``probes=False`` keeps the routes but starts with no cached probe answer, so
+        that every probe is asked afresh.
         """
         self._load_builtins()
         with self._lock:
             entries, cache = dict(self._entries), dict(self._probe_cache)
             if not builtins:
                 self._entries.clear()
+            if not (builtins and probes):
                 self._probe_cache.clear()
         try:
             yield self

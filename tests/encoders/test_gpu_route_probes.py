@@ -9,16 +9,21 @@ this machine does not have is refused, naming it.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 
 import pytest
 
 from rfb.encoders import h264_gpu_nv12, jpeg_gpu, registry
 from rfb.gpu import gpu_available
-from tests.gpu.test_status import fresh_probes
-
-__all__ = ["fresh_probes"]  # a fixture used below
 
 ROUTES = {"h264_gpu_nv12": h264_gpu_nv12.probe, "jpeg_gpu": jpeg_gpu.probe}
+
+
+@pytest.fixture
+def fresh_probes() -> Iterator[None]:
+    """Every probe asked afresh (their answers depend on the library loaded); the cache restored after."""
+    with registry.temporary_routes(probes=False):
+        yield
 
 
 def cuda_device_count() -> int:

@@ -34,8 +34,8 @@ from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import cuda_frame, describe_device_array, gpu_available
 from tests.gpu import FakeCudaArray
 
-# The binding's emulator fixtures, reused (see tests/nvjpegffi/conftest.py).
-from tests.nvjpegffi.conftest import (  # noqa: F401
+# The binding's emulator fixtures, reused.
+from tests.support.nvjpeg_fixtures import (  # noqa: F401
     c_compiler,
     emulator,
     emulator_path,

@@ -222,3 +222,14 @@ def test_a_registry_object_has_routes_of_its_own() -> None:
     assert mine.cached_probes("mine") == {}
     mine.unregister("mine")
     assert mine.encoder_status() == []
+
+
+def test_temporary_routes_without_probes_asks_every_probe_afresh() -> None:
+    asked: list[int] = []
+    registry.register_video_encoder("counted", factory, probe=lambda: asked.append(1) or None)
+    registry.encoder_status()
+    with registry.temporary_routes(probes=False):
+        assert registry.REGISTRY.cached_probes("counted") == {}
+        registry.encoder_status()
+        assert asked == [1, 1]
+    assert registry.REGISTRY.cached_probes("counted") == {0: None}

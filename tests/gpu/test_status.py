@@ -50,8 +50,7 @@ def trial_frame(picture: np.ndarray | None = None) -> Any:
 @pytest.fixture
 def fresh_probes() -> Iterator[None]:
     """Forget cached probe answers before and after (they depend on the library loaded)."""
-    with registry.temporary_routes():
-        registry.REGISTRY.forget_probes()
+    with registry.temporary_routes(probes=False):
         yield
 
 
