@@ -10,9 +10,11 @@ so a run against any other library is not taken for a hardware result.
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Routes whose encode engine is libnvidia-encode, and who loads it.
@@ -62,23 +64,28 @@ class LoadedLibrary:
 
 
 def loaded_path(library: str) -> str | None:
-    """The file ``dlopen(library)`` opens in this process (name resolution included), or None."""
+    """The file ``dlopen(library)`` opens in this process (name resolution included), or None.
+
+    Where the loader cannot be asked (no ``dlinfo``), a library that loads is named as
+    it was asked for.
+    """
     try:
-        lib = ctypes.CDLL(library)
+        handle = ctypes.CDLL(library)._handle
     except OSError:
         return None
-    dlinfo = _dlinfo()
-    if dlinfo is None:
-        return library if os.sep in library else None
-    link_map = ctypes.POINTER(ctypes.c_void_p)()
-    if dlinfo(ctypes.c_void_p(lib._handle), _RTLD_DI_LINKMAP, ctypes.byref(link_map)) != 0:
-        return None
-    # struct link_map starts with ElfW(Addr) l_addr, then char *l_name.
-    name = ctypes.cast(link_map[1], ctypes.c_char_p).value
-    return os.path.realpath(os.fsdecode(name)) if name else None
+    try:
+        dlinfo = _dlinfo()
+        link_map = ctypes.POINTER(ctypes.c_void_p)()
+        if dlinfo is None or dlinfo(ctypes.c_void_p(handle), _RTLD_DI_LINKMAP, ctypes.byref(link_map)) != 0:
+            return library
+        # struct link_map starts with ElfW(Addr) l_addr, then char *l_name.
+        name = ctypes.cast(link_map[1], ctypes.c_char_p).value
+        return os.path.realpath(os.fsdecode(name)) if name else library
+    finally:
+        _ctypes.dlclose(handle)  # this lookup's reference; a library loaded elsewhere stays loaded
 
 
-def _dlinfo() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _dlinfo() -> Callable[..., int] | None:
     """``dlinfo`` from libc (glibc 2.34+) or libdl; None where neither has it."""
     candidates = [None, ctypes.util.find_library("dl")]
     for name in candidates:
@@ -88,7 +95,7 @@ def _dlinfo() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
             continue
         fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         fn.restype = ctypes.c_int
-        return fn
+        return fn  # type: ignore[no-any-return]
     return None
 
 
