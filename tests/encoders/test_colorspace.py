@@ -321,3 +321,14 @@ def test_colour_of_frames() -> None:
     plain.color_range, plain.colorspace = 1, 9  # BT.2020
     with pytest.raises(FrameError, match="AVColorSpace 9"):
         colour_of(plain)
+
+
+def test_the_converters_and_vui_labels_resolve_from_rfb_colorspace_too() -> None:
+    from rfb import colorspace, converters, videocolour
+
+    for name in ("HostConverter", "OpenCVConverter", "host_converter", "default_threads", "AV_FORMATS"):
+        assert getattr(colorspace, name) is getattr(converters, name), name
+    for name in ("VideoColour", "BT601_LIMITED", "BT709_LIMITED", "colour_of", "label", "MATRIX_BT601"):
+        assert getattr(colorspace, name) is getattr(videocolour, name), name
+    with pytest.raises(AttributeError, match="module 'rfb.colorspace' has no attribute 'rgb_to_yuv'"):
+        colorspace.rgb_to_yuv  # noqa: B018
