@@ -6,9 +6,9 @@ baselines measured in the same run; other sections (fan-out, browser latency) pl
 in through :func:`rfb.benchmark.sections.register_section` or the
 ``BUILTIN_SECTIONS`` table there.
 
-Measurements of one layer have commands of their own, needing only rfb and a GPU:
-``python -m rfb.benchmark.nvenc_latency`` (the two NVENC routes' per-call latency) and
-``python -m rfb.benchmark.nvjpeg_layers`` (one nvJPEG encode, by layer).
+Some measurements also run alone, as ``python -m rfb.benchmark.MODULE``: ``fanout``,
+``browser_latency``, ``hotpath``, ``nvenc_latency`` (the two NVENC routes' per-call
+latency, on a GPU) and ``nvjpeg_layers`` (one nvJPEG encode by layer, on a GPU).
 """
 
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport, register_section, run_sections
