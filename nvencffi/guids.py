@@ -76,10 +76,3 @@ def new_guid(value: uuid.UUID) -> Any:
     ffi.memmove(out, guid_bytes(value), 16)
     return out
 
-
-def guid_name(value: uuid.UUID) -> str:
-    """The header's name for a GUID we know, else its string form."""
-    for name, known in HEADER_NAMES.items():
-        if known == value:
-            return name
-    return str(value)

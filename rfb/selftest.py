@@ -13,8 +13,8 @@ error text. Routes that cannot run are listed with their reason, and are not fai
 an H200 answers "no NVENC engine ... NV_ENC_ERR_UNSUPPORTED_DEVICE" and still passes.
 
 It drives whatever ``libnvidia-encode`` nvencffi loads (``NVENCFFI_LIBRARY`` chooses
-another) and says which it was, so a run against a stand-in library is never taken for
-a hardware result.
+another) and says which file that was and whether the override chose it, so a run
+against another library is never taken for a hardware result.
 
 The cases, per route (``--sizes`` changes the sizes, ``--frames`` the frame count):
 every size x {tight, padded} from CuPy's default pool in the route's own format (NV12
@@ -172,7 +172,7 @@ def run_selftest(
 
 def gpu_routes(device_id: int = 0) -> list[RouteUnderTest]:
     """The registry's GPU routes with their availability on ``device_id`` (their probes encode)."""
-    from rfb.benchmark.gpu import engine_of
+    from rfb.benchmark.engines import engine_of
     from rfb.encoders.registry import get_entry
     from rfb.gpu.status import gpu_encode_status
 
@@ -372,7 +372,7 @@ class _Pictures:
 
 def describe_machine(device_id: int = 0) -> dict[str, Any]:
     """GPU, driver, CUDA, the NVENC library nvencffi loads, and the versions a bug report needs."""
-    from rfb.benchmark.gpu import describe_gpu
+    from rfb.benchmark.gpu_device import describe_gpu
 
     return {
         "gpu": _guarded(lambda: describe_gpu(device_id)),
@@ -400,13 +400,9 @@ def _guarded(fact: Callable[[], Any]) -> Any:
 
 
 def _nvenc_library() -> str:
-    from nvencffi.library import library_path
+    from rfb.benchmark.engines import nvencffi_library
 
-    from rfb.benchmark.gpu import is_emulator
-
-    path = library_path()
-    kind = {True: "a stand-in, not NVIDIA's driver", False: "NVIDIA's driver", None: "not loadable"}[is_emulator(path)]
-    return f"{path} ({kind})"
+    return nvencffi_library().describe()
 
 
 def _pyav_version() -> str:

@@ -70,7 +70,7 @@ async def serve_and_watch() -> dict:
 
 def conversion() -> dict:
     """Which converter the CPU routes use here, and that it converts (OpenCV with rfb[fast])."""
-    from rfb.colorspace import host_converter
+    from rfb.converters import host_converter
     from rfb.frames import frame_from_array
 
     converter = host_converter()

@@ -13,20 +13,20 @@ it is missing these tests skip, except under CI=true, where they fail: CI must r
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import secrets
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pytest
 
 from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS  # one launch recipe for tests and benchmark
+from tests.support.ci import unavailable
 
 pytestmark = pytest.mark.browser
 
@@ -39,10 +39,8 @@ RED, GREEN, BLUE, WHITE = (230, 30, 30), (30, 200, 30), (30, 30, 230), (235, 235
 YELLOW, CYAN = (230, 220, 30), (30, 210, 220)
 
 
-def _require(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what}; CI must run the browser tests (scripts/test installs Chromium)")
-    pytest.skip(what)
+def _require(what: str) -> NoReturn:
+    unavailable(f"{what} (scripts/test installs Chromium for CI)")
 
 
 def quadrants(width: int = W, height: int = H) -> np.ndarray:

@@ -19,20 +19,10 @@ import pytest
 
 from rfb import protocol
 from rfb.benchmark.metrics import H264Decoder, decode_image
-from rfb.cli import (
-    EXIT_RUNTIME,
-    EXIT_USAGE,
-    bind_problem,
-    build_parser,
-    describe_routes,
-    format_report,
-    gpu_problem,
-    lan_urls,
-    network_warnings,
-    one_line,
-    parse_size,
-    summary_line,
-)
+from rfb.cli import EXIT_RUNTIME, EXIT_USAGE, build_parser, parse_size
+from rfb.demo_command import describe_routes, gpu_problem, one_line
+from rfb.doctor import format_report, summary_line
+from rfb.network import bind_problem, lan_urls, network_warnings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SIZE = (320, 240)
@@ -274,7 +264,7 @@ def test_lan_addresses_are_this_machines_own_non_loopback_ipv4_addresses():
     import ipaddress
     import socket
 
-    from rfb.cli import lan_addresses
+    from rfb.network import lan_addresses
 
     addresses = lan_addresses()
     for address in addresses:
@@ -285,12 +275,12 @@ def test_lan_addresses_are_this_machines_own_non_loopback_ipv4_addresses():
 
 
 def test_lan_urls_and_warnings_say_where_to_connect_and_what_a_lan_page_gets(monkeypatch):
-    from rfb import cli
+    from rfb import network
 
     url = "http://127.0.0.1:8765/?token=abc"
     assert lan_urls(url, "127.0.0.1") == [] and network_warnings(url, "127.0.0.1", token=False) == []
     assert network_warnings(url, "localhost", token=False) == []
-    monkeypatch.setattr(cli, "lan_addresses", lambda: ["192.0.2.7", "198.51.100.3"])
+    monkeypatch.setattr(network, "lan_addresses", lambda: ["192.0.2.7", "198.51.100.3"])
     assert lan_urls(url, "0.0.0.0") == ["http://192.0.2.7:8765/?token=abc", "http://198.51.100.3:8765/?token=abc"]
     (warning,) = network_warnings(url, "0.0.0.0", token=True)
     assert "not a secure context" in warning and "JPEG" in warning and "ssh -L 8765:127.0.0.1:8765" in warning
@@ -299,7 +289,7 @@ def test_lan_urls_and_warnings_say_where_to_connect_and_what_a_lan_page_gets(mon
     warnings = network_warnings(lan, "192.0.2.7", token=False)
     assert "ssh -L 9000:127.0.0.1:9000" in warnings[0]
     assert warnings[1] == "--no-token on a network address: anyone who can reach this port can watch and steer the view"
-    monkeypatch.setattr(cli, "lan_addresses", lambda: [])
+    monkeypatch.setattr(network, "lan_addresses", lambda: [])
     assert lan_urls(url, "0.0.0.0") == ["http://<this machine's address>:8765/?token=abc"]
 
 

@@ -98,9 +98,8 @@ def device_name(cp: Any, device: int = 0) -> str:
 async def stream(display: Any, client: ProtocolClient, frames: list[Any]) -> list[Any]:
     """Publish each frame (a fresh device array each time), wait for its payload, ack it as drawn.
 
-    The tests count ``encodes`` (one per payload). ``frames_encoded`` once read one short
-    here on the H100: a frame published while its group was being created was not
-    counted; it now is (tests/test_fanout.py pins that).
+    The tests count each group's ``encodes`` (one per payload); that a frame published
+    while its group is being created is counted too is tests/test_fanout.py's to pin.
     """
     received = []
     for frame in frames:

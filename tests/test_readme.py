@@ -97,7 +97,7 @@ def test_a_readme_snippet_serves_and_stops_on_ctrl_c_without_a_traceback(snippet
         headers = asyncio.run(first_payloads(viewer_page(box[0].split()[1]), count=3))
         assert headers[0]["type"] == "video_chunk" and headers[0]["keyframe"], headers[0]
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         assert "Traceback" not in err, err
     finally:

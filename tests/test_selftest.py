@@ -55,7 +55,7 @@ HOST = allocators.Allocator("host-as-cuda", host_upload)
 
 
 def emulated_route() -> selftest.RouteUnderTest:
-    from rfb.benchmark.gpu import engine_of
+    from rfb.benchmark.engines import engine_of
 
     return selftest.RouteUnderTest(
         "nvenc_gpu_cffi", "webcodecs", lambda config: NvencGpuEncoder(config, context=nvencffi.NullContext()),
@@ -131,7 +131,7 @@ def test_the_selftest_encodes_and_decodes_through_the_route(emulator) -> None:
     lines: list[str] = []
     report = run_emulated(say=lines.append)
     (route,) = report.routes
-    assert route.engine == "emulated"  # the report says what encoded: never taken for NVENC silicon
+    assert route.engine == "override"  # the report says what encoded: never taken for NVENC silicon
     labels = [c.label for c in route.cases]
     assert labels == [
         "host-as-cuda 160x96 nv12 tight", "host-as-cuda 160x96 nv12 padded",
@@ -155,7 +155,7 @@ def test_the_selftest_encodes_and_decodes_through_the_route(emulator) -> None:
     assert (ledger["encodes"], ledger["idr_frames"]) == (FRAMES * len(route.cases), len(route.cases))
     assert_released(emulator)
     text = selftest.format_report(report)
-    assert "[ok] nvenc_gpu_cffi (emulated): 5 of 5 cases passed" in text
+    assert "[ok] nvenc_gpu_cffi (override): 5 of 5 cases passed" in text
     assert "PASS: nvenc_gpu_cffi passed" in text
 
 
@@ -168,7 +168,7 @@ def test_a_driver_failure_fails_the_run_with_the_drivers_own_words(emulator) -> 
     assert all(case.passed for case in others)
     assert not report.passed and report.exit_code == 1
     text = selftest.format_report(report)
-    assert "[FAIL] nvenc_gpu_cffi (emulated): 4 of 5 cases passed" in text
+    assert "[FAIL] nvenc_gpu_cffi (override): 4 of 5 cases passed" in text
     assert "NV_ENC_ERR_ENCODER_BUSY" in text and text.endswith("FAIL: nvenc_gpu_cffi failed")
     assert json.loads(json.dumps(report.as_dict()))["routes"][0]["passed"] is False
     assert_released(emulator)
@@ -266,7 +266,9 @@ def test_the_command_on_this_gpu_with_the_emulator_for_nvenc(emulator_path: Path
                      env=env, timeout=600)
     report = json.loads(out.read_text())
     cffi = {r["name"]: r for r in report["routes"]}["nvenc_gpu_cffi"]
-    assert cffi["available"] and cffi["engine"] == "emulated", result.stdout
+    assert cffi["available"] and cffi["engine"] == "override", result.stdout
     assert cffi["passed"], result.stdout  # device memory from every allocator, through the emulator
-    assert "a stand-in, not NVIDIA's driver" in report["machine"]["nvenc_library"]
+    assert report["machine"]["nvenc_library"] == (
+        f"{emulator_path.resolve()} (chosen by NVENCFFI_LIBRARY: not the system's libnvidia-encode.so.1)"
+    )
 

@@ -80,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [s.strip() for s in args.sections.split(",") if s.strip()]
     info = machine.describe()
     if args.gpu:
-        from rfb.benchmark import gpu
+        from rfb.benchmark.gpu_device import describe_gpu
 
         names = ["gpu"] if names == ["encode"] else [*names, "gpu"]
-        info["gpu"] = gpu.describe_gpu()
+        info["gpu"] = describe_gpu()
     before = machine.parallel_speedup()
     reports = run_sections(options, names)
     after = machine.parallel_speedup()

@@ -30,7 +30,7 @@ import numpy as np
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, decode_image, percentile, psnr
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
-from rfb.colorspace import AV_FORMATS
+from rfb.converters import AV_FORMATS
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
 from rfb.frames import RawFrame, frame_from_array
 

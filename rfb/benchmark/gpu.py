@@ -21,10 +21,7 @@ measured in the same run, taking turns frame by frame:
 
 Every GPU-side step starts by "rendering" its frame, untimed: the picture is copied
 into one device buffer and the stream synchronized, as a renderer's last kernel writes
-its output just before ``publish()``. (Measured on the H100, this does not undo what
-taking turns costs a short GPU route: nvJPEG's 1080p encode takes 0.15-0.17 ms of GPU
-time back to back and 0.21 ms after another route's turn, rendered frame or not; the
-gaps are on the host side, see docs/gpu.md.)
+its output just before ``publish()``.
 
 "CPU ms" is the process's CPU time per frame over all its threads (``time.process_time``
 around the same call): what a route takes from a machine whose CPU also simulates.
@@ -34,20 +31,16 @@ to RGB (FFmpeg's decoder, or the image decoder) for PSNR, outside the timed regi
 first ``WARMUP_FRAMES`` frames of each path are not timed (CuPy compiles its kernel,
 encoders start, the IDR).
 
-Routes that cannot run are listed with their probe's reason, never dropped. Where a
-route's NVENC library is the project's NVENC emulator (``tests/nvenc_emulator``; it
-exports ``emu_ledger``, a real driver does not), its rows say "emulated": the plumbing
-around the engine is real, the engine's time is not NVENC's.
+Routes that cannot run are listed with their probe's reason, never dropped. Each row
+names its engine (:func:`rfb.benchmark.engines.engine_of`): where an override chose
+the route's libnvidia-encode (``NVENCFFI_LIBRARY``, ``LD_LIBRARY_PATH``) it says
+``override`` and a note names the file, since its times are that library's, which need
+not be NVIDIA's driver.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import re
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +49,9 @@ from typing import Any
 import numpy as np
 
 from rfb.benchmark import patterns
+from rfb.benchmark.engines import NVENC_ROUTES, engine_of, environment_note
+from rfb.benchmark.gpu_device import describe_gpu
+from rfb.benchmark.gpu_table import format_table
 from rfb.benchmark.metrics import H264Decoder, decode_image, percentile, psnr
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
@@ -74,151 +70,6 @@ CPU_ORIGIN: dict[str, str] = {
 # Otherwise, by what the route produces: H.264 -> libx264, images -> the CPU JPEG route.
 DEFAULT_CPU_ORIGIN: dict[str, str] = {"webcodecs": "h264_cpu", "image": "image"}
 
-# Routes whose encode engine is libnvidia-encode, and how each one finds it.
-NVENC_ROUTES: dict[str, str] = {
-    "nvenc_gpu_cffi": "nvencffi",  # NVENCFFI_LIBRARY, else the driver's soname
-    "nvenc_gpu_pyav": "ffmpeg",  # FFmpeg dlopen()s the soname (LD_LIBRARY_PATH applies)
-    "nvenc_cpu": "ffmpeg",
-}
-NVENC_SONAME = "libnvidia-encode.so.1"
-EMULATOR_SYMBOL = "emu_ledger"  # exported by tests/nvenc_emulator only
-
-
-# -- the machine's GPU and encode engine ---------------------------------------------
-
-
-def describe_gpu(device_id: int = 0) -> dict[str, Any]:
-    """Name, compute capability, memory and driver of the GPU, or why there is none.
-
-    Asked through the CUDA driver (cuda-python, a dependency already), so it works
-    without CuPy; the driver's release number comes from the kernel module's
-    ``/proc/driver/nvidia/version``, else from ``nvidia-smi``.
-    """
-    from rfb.gpu.context import GpuUnavailable, gpu_available, load_driver
-
-    reason = gpu_available()
-    if reason is not None:
-        return {"available": False, "reason": reason}
-    try:
-        driver = load_driver()
-        err, dev = driver.cuDeviceGet(device_id)
-        _cuda_ok(err, "cuDeviceGet")
-        err, raw = driver.cuDeviceGetName(256, dev)
-        _cuda_ok(err, "cuDeviceGetName")
-        err, memory = driver.cuDeviceTotalMem(dev)
-        _cuda_ok(err, "cuDeviceTotalMem")
-        attr = driver.CUdevice_attribute
-        cc = []
-        for which in (
-            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
-            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
-        ):
-            err, value = driver.cuDeviceGetAttribute(which, dev)
-            _cuda_ok(err, "cuDeviceGetAttribute")
-            cc.append(int(value))
-        err, cuda_version = driver.cuDriverGetVersion()
-        _cuda_ok(err, "cuDriverGetVersion")
-    except (GpuUnavailable, RuntimeError) as exc:
-        return {"available": False, "reason": str(exc)}
-    name = (
-        raw.split(b"\0", 1)[0].decode(errors="replace")
-        if isinstance(raw, bytes)
-        else str(raw)
-    )
-    return {
-        "available": True,
-        "device_id": device_id,
-        "name": name,
-        "compute_capability": f"{cc[0]}.{cc[1]}",
-        "memory_gib": round(int(memory) / 2**30, 1),
-        "cuda_driver_api": f"{int(cuda_version) // 1000}.{int(cuda_version) % 1000 // 10}",
-        "driver_version": nvidia_driver_version(),
-    }
-
-
-def _cuda_ok(err: Any, what: str) -> None:
-    if int(err) != 0:
-        raise RuntimeError(f"{what} failed with CUresult {int(err)}")
-
-
-_DRIVER_RELEASE = re.compile(r"Kernel Module\s+(?:for \S+\s+)?(\d+\.\d+(?:\.\d+)?)")
-
-
-def parse_driver_release(proc_version: str) -> str | None:
-    """The release in ``/proc/driver/nvidia/version`` ("NVRM version: NVIDIA UNIX Open Kernel
-    Module for x86_64  580.159.04  Release Build ..."; the proprietary module says
-    "NVIDIA UNIX x86_64 Kernel Module  580.159.04 ...")."""
-    m = _DRIVER_RELEASE.search(proc_version)
-    return m.group(1) if m else None
-
-
-def nvidia_driver_version() -> str | None:
-    """The NVIDIA driver's release ("580.159.04"), or None when it cannot be read."""
-    try:
-        with open("/proc/driver/nvidia/version", encoding="utf-8") as f:
-            release = parse_driver_release(f.read())
-        if release:
-            return release
-    except OSError:
-        pass
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = out.stdout.strip().splitlines()
-    return lines[0].strip() if out.returncode == 0 and lines else None
-
-
-def nvenc_library(route: str) -> str | None:
-    """The libnvidia-encode a route loads (a path or the soname); None for non-NVENC routes."""
-    how = NVENC_ROUTES.get(route)
-    if how is None:
-        return None
-    if how == "nvencffi":
-        from nvencffi.library import library_path
-
-        return library_path()
-    return NVENC_SONAME
-
-
-def is_emulator(library: str) -> bool | None:
-    """Whether ``library`` resolves to the NVENC emulator (True), the driver (False), or nothing (None).
-
-    ``dlopen`` of a name resolves as FFmpeg's own does in this process (LD_LIBRARY_PATH,
-    then the system's paths), and of a path opens that file; the emulator is known by
-    its control symbol.
-    """
-    try:
-        lib = ctypes.CDLL(library)
-    except OSError:
-        return None
-    return hasattr(lib, EMULATOR_SYMBOL)
-
-
-# What encodes for the routes that do not use NVENC.
-OTHER_ENGINES: dict[str, str] = {
-    "h264_cpu": "libx264",
-    "h264_gpu_nv12": "libx264",
-    "jpeg_gpu": "nvjpeg",
-    "image": "libjpeg",
-}
-
-
-def engine_of(route: str) -> str:
-    """'nvenc' (a real driver), 'emulated' (the project's NVENC emulator), else the codec library."""
-    library = nvenc_library(route)
-    if library is None:
-        return OTHER_ENGINES.get(route, "-")
-    return "emulated" if is_emulator(library) else "nvenc"
 
 
 # -- statistics and turn-taking --------------------------------------------------------
@@ -652,19 +503,19 @@ def run(options: BenchmarkOptions) -> SectionReport:
         )
     if any(r in NVENC_ROUTES for r in (*routes, *(s["route"] for s in report.skipped))):
         report.notes.append(f"NVENC library: {environment_note()}")
-    emulated = sorted(
+    overridden = sorted(
         {
             r["route"]
             for r in report.rows
-            if "emulated" in (r["engine"], r.get("cpu_origin_engine"))
+            if "override" in (r["engine"], r.get("cpu_origin_engine"))
         }
     )
-    if emulated:
+    if overridden:
         report.notes.append(
-            "ENCODE ENGINE EMULATED for "
-            + ", ".join(emulated)
-            + ": libnvidia-encode is the project's NVENC emulator (tests/nvenc_emulator), so their encode "
-            "times are the emulator's (I_PCM, device memory read back), not NVENC's"
+            "ENCODE ENGINE NOT THE SYSTEM'S DRIVER for "
+            + ", ".join(overridden)
+            + ": an override chose their libnvidia-encode (see the NVENC library note), so their encode "
+            "times are that library's, not necessarily NVENC's"
         )
     report.notes.append(
         f"pattern={options.pattern}, {WARMUP_FRAMES} warm-up + {options.frames} timed frames per path, "
@@ -673,62 +524,3 @@ def run(options: BenchmarkOptions) -> SectionReport:
     )
     report.table = format_table(report.rows)
     return report
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Fixed-width table: one line per (size, GPU route), medians in ms.
-
-    "CPU tot" is the CPU route from a host frame, "CPU+dl" the same route fed the
-    device frame (one download first); each speed-up divides one of them by "GPU tot".
-    The first "CPU ms" is the GPU route's process CPU time per frame, the second the
-    CPU route's (from a host frame).
-    """
-    header = (
-        f"{'size':>10} {'route':<15} {'engine':<9} {'RGB->NV12':>9} {'encode':>8} {'GPU tot':>8} {'p99':>7} "
-        f"{'CPU ms':>7} {'CPU-origin route':<17} {'CPU tot':>8} {'p99':>7} {'speedup':>7} "
-        f"{'CPU+dl':>8} {'speedup':>7} {'CPU ms':>7} {'KB/frame':>9} {'PSNR dB':>8}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        score = f"{r['psnr_db']:.2f}" if r["psnr_db"] is not None else "-"
-        convert = f"{r['convert_gpu']['median_ms']:.3f}" if r["convert_gpu"] else "-"
-        if "cpu_total" in r:
-            cpu = (
-                f"{r['cpu_origin_route']:<17} {r['cpu_total']['median_ms']:>8.2f} {r['cpu_total']['p99_ms']:>7.2f} "
-                f"{r['speedup']:>6.2f}x"
-            )
-        else:
-            cpu = f"{r['cpu_origin_route'] + ' (n/a)':<17} {'-':>8} {'-':>7} {'-':>7}"
-        if "cpu_device_total" in r:
-            device = f"{r['cpu_device_total']['median_ms']:>8.2f} {r['speedup_device']:>6.2f}x"
-        else:
-            device = f"{'-':>8} {'-':>7}"
-        cpu_ms = _cell(r.get("cpu_ms"))
-        cpu_route_ms = _cell(r.get("cpu_route_cpu_ms"))
-        lines.append(
-            f"{r['width']}x{r['height']:<5} {r['route']:<15} {r['engine']:<9} {convert:>9} "
-            f"{r['encode']['median_ms']:>8.2f} {r['gpu_total']['median_ms']:>8.2f} {r['gpu_total']['p99_ms']:>7.2f} "
-            f"{cpu_ms:>7} {cpu} {device} {cpu_route_ms:>7} {r['kb_per_frame']:>9.1f} {score:>8}"
-        )
-    if not rows:
-        lines.append("(no GPU route could run here; see the reasons below)")
-    return "\n".join(lines)
-
-
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def environment_note() -> str:
-    """Which NVENC library each way of loading it would find here (for the JSON)."""
-    libs = {"nvencffi": nvenc_library("nvenc_gpu_cffi"), "ffmpeg": NVENC_SONAME}
-    parts = []
-    for who, lib in libs.items():
-        if lib is None:
-            continue
-        state = is_emulator(lib)
-        parts.append(
-            f"{who}: {lib} -> {'none' if state is None else 'emulator' if state else 'driver'}"
-        )
-    ld = os.environ.get("LD_LIBRARY_PATH")
-    return "; ".join(parts) + (f" (LD_LIBRARY_PATH={ld})" if ld else "")

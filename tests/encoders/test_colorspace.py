@@ -133,7 +133,7 @@ def test_default_is_bt709_limited_like_the_h264_routes() -> None:
 
 
 def test_the_routes_shorthands_are_the_reference_in_bt709_limited() -> None:
-    from rfb import colorspace
+    from rfb import colorspace, videocolour
 
     rgb = test_images()["noise"]
     ours = rgb_to_nv12_host(rgb)
@@ -141,18 +141,8 @@ def test_the_routes_shorthands_are_the_reference_in_bt709_limited() -> None:
     assert np.array_equal(colorspace.nv12_to_rgb(ours, 98, 66), nv12_to_rgb_host(ours))
     with pytest.raises(FrameError, match=r"expected nv12 of shape \(99, 96\), got \(99, 98\)"):
         colorspace.nv12_to_rgb(ours, 96, 66)
-    yuv = colorspace.rgb_to_yuv(rgb)  # unrounded: the NV12 luma is its rounding
-    assert yuv.shape == (66, 98, 3) and np.array_equal(ours[:66], np.floor(yuv[..., 0] + 0.5).astype(np.uint8))
     # The default is what the routes' SPS says: matrix 1 (BT.709), not full range.
-    assert (colorspace.DEFAULT_MATRIX, colorspace.MATRIX_BT709, colorspace.FULL_RANGE) == ("bt709", 1, False)
-
-
-def test_rfb_gpu_reference_is_the_same_code() -> None:
-    from rfb import colorspace
-    from rfb.gpu import reference
-
-    for name in reference.__all__:
-        assert getattr(reference, name) is getattr(colorspace, name), name
+    assert (colorspace.DEFAULT_MATRIX, videocolour.MATRIX_BT709, colorspace.FULL_RANGE) == ("bt709", 1, False)
 
 
 def test_rgba_ignores_alpha_and_strided_input_is_read_correctly() -> None:
@@ -238,7 +228,7 @@ def i420_planes(i420: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("content", ["gradient", "noise", "saturated"])
 def test_opencv_converter_is_the_bt601_reference(content: str, channels: int) -> None:
-    from rfb.colorspace import OpenCVConverter
+    from rfb.converters import OpenCVConverter
 
     rgb = test_images()[content]
     if channels == 4:
@@ -259,7 +249,7 @@ def test_opencv_converter_is_the_bt601_reference(content: str, channels: int) ->
      ((0, 255, 0), (145, 54, 34)), ((0, 0, 255), (41, 240, 110))],
 )
 def test_opencv_converter_textbook_colours(rgb: tuple[int, int, int], yuv: tuple[int, int, int]) -> None:
-    from rfb.colorspace import OpenCVConverter
+    from rfb.converters import OpenCVConverter
 
     image = np.empty((4, 4, 3), np.uint8)
     image[...] = rgb
@@ -283,7 +273,7 @@ def test_opencv_own_i420_chroma_is_point_sampled() -> None:
     block[1, 1] = (255, 0, 0)  # one red pixel, bottom right
     _, u, v = i420_planes(cv2.cvtColor(block, cv2.COLOR_RGB2YUV_I420), 2, 2)
     assert (int(u[0, 0]), int(v[0, 0])) == (128, 128)  # the red is gone from the chroma
-    from rfb.colorspace import OpenCVConverter
+    from rfb.converters import OpenCVConverter
 
     _, u, v = i420_planes(OpenCVConverter().to_i420(block), 2, 2)
     assert int(v[0, 0]) > 150  # averaged: a quarter of red's V excursion remains
@@ -291,7 +281,8 @@ def test_opencv_own_i420_chroma_is_point_sampled() -> None:
 
 @needs_cv2
 def test_opencv_converter_labels_and_reuses() -> None:
-    from rfb.colorspace import BT601_LIMITED, BT709_LIMITED, OpenCVConverter, colour_of
+    from rfb.converters import OpenCVConverter
+    from rfb.videocolour import BT601_LIMITED, BT709_LIMITED, colour_of
     from rfb.frames import frame_from_array
 
     converter = OpenCVConverter()
@@ -315,7 +306,8 @@ def test_opencv_converter_labels_and_reuses() -> None:
 def test_colour_of_frames() -> None:
     from av.video.frame import VideoFrame
 
-    from rfb.colorspace import BT601_LIMITED, BT709_LIMITED, HostConverter, colour_of, label
+    from rfb.converters import HostConverter
+    from rfb.videocolour import BT601_LIMITED, BT709_LIMITED, colour_of, label
     from rfb.frames import frame_from_array
 
     plain = VideoFrame.from_numpy_buffer(np.zeros((6, 4), np.uint8), format="nv12")
@@ -329,3 +321,14 @@ def test_colour_of_frames() -> None:
     plain.color_range, plain.colorspace = 1, 9  # BT.2020
     with pytest.raises(FrameError, match="AVColorSpace 9"):
         colour_of(plain)
+
+
+def test_the_converters_and_vui_labels_resolve_from_rfb_colorspace_too() -> None:
+    from rfb import colorspace, converters, videocolour
+
+    for name in ("HostConverter", "OpenCVConverter", "host_converter", "default_threads", "AV_FORMATS"):
+        assert getattr(colorspace, name) is getattr(converters, name), name
+    for name in ("VideoColour", "BT601_LIMITED", "BT709_LIMITED", "colour_of", "label", "MATRIX_BT601"):
+        assert getattr(colorspace, name) is getattr(videocolour, name), name
+    with pytest.raises(AttributeError, match="module 'rfb.colorspace' has no attribute 'rgb_to_yuv'"):
+        colorspace.rgb_to_yuv  # noqa: B018

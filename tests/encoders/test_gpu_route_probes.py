@@ -9,16 +9,21 @@ this machine does not have is refused, naming it.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 
 import pytest
 
 from rfb.encoders import h264_gpu_nv12, jpeg_gpu, registry
 from rfb.gpu import gpu_available
-from tests.gpu.test_status import fresh_probes
-
-__all__ = ["fresh_probes"]  # a fixture used below
 
 ROUTES = {"h264_gpu_nv12": h264_gpu_nv12.probe, "jpeg_gpu": jpeg_gpu.probe}
+
+
+@pytest.fixture
+def fresh_probes() -> Iterator[None]:
+    """Every probe asked afresh (their answers depend on the library loaded); the cache restored after."""
+    with registry.temporary_routes(probes=False):
+        yield
 
 
 def cuda_device_count() -> int:
@@ -42,9 +47,7 @@ def test_the_probe_takes_the_device_and_is_the_registered_one(name: str) -> None
 def test_the_registry_asks_about_each_device_and_caches_each_answer(name: str, fresh_probes: None) -> None:
     entry = registry.get_entry(name)
     answers = {device: registry.probe_entry(entry, device_id=device) for device in (0, 1)}
-    with registry._lock:
-        cached = {key: value for key, value in registry._probe_cache.items() if key[0] == name}
-    assert cached == {(name, 0): answers[0], (name, 1): answers[1]}
+    assert registry.REGISTRY.cached_probes(name) == answers
 
 
 @pytest.mark.gpu

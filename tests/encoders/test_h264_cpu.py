@@ -14,7 +14,7 @@ import pytest
 
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, psnr
-from rfb.colorspace import BT601_LIMITED, rgb_to_nv12
+from rfb.colorspace import rgb_to_nv12
 from rfb.encoders import h264, nvenc_cpu
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
 from rfb.encoders.h264_cpu import (
@@ -28,6 +28,7 @@ from rfb.encoders.h264_cpu import (
     probe,
 )
 from rfb.frames import FrameError, RawFrame, frame_from_array
+from rfb.videocolour import BT601_LIMITED
 
 W, H = 320, 240
 
@@ -142,10 +143,10 @@ def test_switching_input_kind_reopens_with_a_new_sps_and_decodes_right() -> None
 def test_without_opencv_rgb_goes_through_swscale_in_bt709(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rfb.colorspace import HostConverter
+    from rfb.converters import HostConverter
 
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
-    with caplog.at_level(logging.INFO, logger="rfb.colorspace"):
+    with caplog.at_level(logging.INFO, logger="rfb.converters"):
         enc = create(EncoderConfig(96, 64))
     assert any("OpenCV is not importable" in r.getMessage() for r in caplog.records)
     with enc, H264Decoder() as decoder:
@@ -164,7 +165,7 @@ def test_without_opencv_rgb_goes_through_swscale_in_bt709(
 def test_opencv_route_is_at_least_as_good_as_swscale(pattern: str) -> None:
     # Same x264 settings, two conversions: OpenCV (BT.601, chroma averaged) must not cost
     # quality against swscale (BT.709, AREA), measured through the real decoder.
-    from rfb.colorspace import HostConverter
+    from rfb.converters import HostConverter
 
     sources = [patterns.make(pattern, W, H, i) for i in range(6)]
 
@@ -182,7 +183,7 @@ def test_opencv_route_is_at_least_as_good_as_swscale(pattern: str) -> None:
 def test_host_rgb_conversion_reuses_one_buffer() -> None:
     import tracemalloc
 
-    from rfb.colorspace import OpenCVConverter
+    from rfb.converters import OpenCVConverter
 
     frames = [frame_from_array(patterns.scene(W, H, i)) for i in range(6)]
     with create(EncoderConfig(W, H)) as enc:
@@ -410,7 +411,7 @@ def test_close_releases_encoder_threads_and_memory() -> None:
 def test_a_failed_open_releases_the_converter() -> None:
     import av
 
-    from rfb.colorspace import HostConverter
+    from rfb.converters import HostConverter
 
     class Recording(HostConverter):
         closed = 0

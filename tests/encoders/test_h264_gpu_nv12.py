@@ -25,7 +25,7 @@ from rfb.frames import FrameError, frame_from_array
 from rfb.gpu import GpuUnavailable, HostFrameAdapter, cuda_frame, gpu_available, rgb_to_nv12_host
 from tests.encoders.test_h264_cpu import encode_all, rgba_of
 from tests.gpu import FakeCudaArray, require_cupy, skip_if_cupy_works
-from tests.gpu.test_adapter import assert_h264_quality, padded_device_frame
+from tests.support.frames import assert_h264_quality, padded_device_frame
 
 W, H = 160, 96
 GPU_ROUTES = ("nvenc_gpu_cffi", "nvenc_gpu_pyav", "h264_gpu_nv12")

@@ -25,17 +25,17 @@ from PIL import Image
 import nvjpegffi
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import psnr
+from rfb.colorspace import nv12_to_rgb_host, rgb_to_nv12_host
 from rfb.encoders import jpeg_gpu
 from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable
 from rfb.encoders.jpeg_gpu import JpegGpuEncoder, frame_stream, nv12_to_jfif_host, rematrix_coefficients
 from rfb.encoders.registry import get_entry, select_encoder
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import cuda_frame, describe_device_array, gpu_available
-from rfb.gpu.reference import nv12_to_rgb_host, rgb_to_nv12_host
 from tests.gpu import FakeCudaArray
 
-# The binding's emulator fixtures, reused (see tests/nvjpegffi/conftest.py).
-from tests.nvjpegffi.conftest import (  # noqa: F401
+# The binding's emulator fixtures, reused.
+from tests.support.nvjpeg_fixtures import (  # noqa: F401
     c_compiler,
     emulator,
     emulator_path,
@@ -333,7 +333,7 @@ async def test_gpu_serve_sends_jpeg_gpu_frames_a_websocket_client_decodes() -> N
 
 @pytest.mark.gpu
 def test_gpu_pytorch_tensors(gpu_route) -> None:
-    cp, make = gpu_route
+    _, make = gpu_route
     torch = pytest.importorskip("torch")
     src = patterns.scene(320, 240, 9)
     enc = make()
@@ -355,7 +355,7 @@ def test_gpu_pytorch_tensors(gpu_route) -> None:
 
 @pytest.mark.gpu
 def test_gpu_jax_arrays(gpu_route) -> None:
-    cp, make = gpu_route
+    _, make = gpu_route
     jax = pytest.importorskip("jax")
     jnp = pytest.importorskip("jax.numpy")
     if not any(d.platform == "gpu" for d in jax.devices()):

@@ -33,23 +33,15 @@ def factory(config: EncoderConfig) -> NullBackend:
 @pytest.fixture(autouse=True)
 def isolated_registry() -> Iterator[None]:
     """Each test sees the built-in routes and leaves the registry as it found it."""
-    registry._load_builtins()
-    entries, cache = dict(registry._entries), dict(registry._probe_cache)
-    yield
-    with registry._lock:
-        registry._entries.clear()
-        registry._entries.update(entries)
-        registry._probe_cache.clear()
-        registry._probe_cache.update(cache)
+    with registry.temporary_routes():
+        yield
 
 
 @pytest.fixture
 def only_test_routes() -> Iterator[None]:
     """Hide the built-in routes, so choices depend on the test's routes alone."""
-    with registry._lock:
-        registry._entries.clear()
-        registry._probe_cache.clear()
-    yield
+    with registry.temporary_routes(builtins=False):
+        yield
 
 
 def test_builtin_routes_are_registered_from_their_modules() -> None:
@@ -194,3 +186,50 @@ def test_builtin_factories_build_working_backends() -> None:
             assert backend.transport == entry.transport
         finally:
             backend.close()
+
+
+def test_temporary_routes_puts_routes_and_probe_answers_back() -> None:
+    before = registry.encoder_status()
+    asked: list[int] = []
+    with registry.temporary_routes():
+        registry.register_video_encoder("temp", factory, probe=lambda: asked.append(1) or None)
+        registry.unregister_video_encoder("h264_cpu")
+        assert "temp" in registry.available_video_encoders() and asked == [1]
+        assert registry.REGISTRY.cached_probes("temp") == {0: None}
+    assert registry.encoder_status() == before
+    with pytest.raises(KeyError, match="no encoder named 'temp'"):
+        registry.get_entry("temp")
+    assert registry.REGISTRY.cached_probes("temp") == {}
+
+
+def test_temporary_routes_without_builtins_starts_empty_and_restores_them() -> None:
+    with registry.temporary_routes(builtins=False):
+        assert registry.encoder_status() == []
+        registry.register_video_encoder("only", factory)
+        assert registry.select_encoder().name == "only"
+    assert registry.get_entry("h264_cpu").name == "h264_cpu"
+    with pytest.raises(KeyError):
+        registry.get_entry("only")
+
+
+def test_a_registry_object_has_routes_of_its_own() -> None:
+    mine = registry.Registry(builtin_modules=())
+    mine.register("mine", factory, description="a route of one registry")
+    assert [s.name for s in mine.encoder_status()] == ["mine"]
+    with pytest.raises(KeyError):
+        registry.get_entry("mine")
+    mine.forget_probes()
+    assert mine.cached_probes("mine") == {}
+    mine.unregister("mine")
+    assert mine.encoder_status() == []
+
+
+def test_temporary_routes_without_probes_asks_every_probe_afresh() -> None:
+    asked: list[int] = []
+    registry.register_video_encoder("counted", factory, probe=lambda: asked.append(1) or None)
+    registry.encoder_status()
+    with registry.temporary_routes(probes=False):
+        assert registry.REGISTRY.cached_probes("counted") == {}
+        registry.encoder_status()
+        assert asked == [1, 1]
+    assert registry.REGISTRY.cached_probes("counted") == {0: None}

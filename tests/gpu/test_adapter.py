@@ -3,17 +3,16 @@ a reused pinned buffer, and come out of the real libx264 route at the expected q
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
 from rfb.benchmark import patterns
-from rfb.benchmark.metrics import H264Decoder, psnr
+from rfb.benchmark.metrics import H264Decoder
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
 from rfb.frames import RawFrame, frame_from_array
-from rfb.gpu import GpuUnavailable, HostFrameAdapter, cuda_frame, nv12_to_rgb_host, rgb_to_nv12_host
+from rfb.gpu import GpuUnavailable, HostFrameAdapter, cuda_frame, rgb_to_nv12_host
 from tests.gpu import FakeCudaArray, require_cupy, skip_if_cupy_works
+from tests.support.frames import assert_h264_quality, padded_device_frame
 
 
 class RecordingEncoder:
@@ -41,20 +40,6 @@ class RecordingEncoder:
 
     def close(self) -> None:
         self.closed += 1
-
-
-def assert_h264_quality(sources: list[np.ndarray], decoded: list[np.ndarray]) -> None:
-    """The stream is as good as 4:2:0 allows: H.264 at this bitrate adds little to its loss.
-
-    4:2:0 itself caps the PSNR of colourful content near 30 dB, whoever converts; so
-    the decoded picture is held to the NV12 round trip of the source (BT.709 limited,
-    the routes' convention), and to within 1 dB of that ceiling against the source.
-    """
-    assert len(decoded) == len(sources)
-    for src, dec in zip(sources, decoded):
-        four20 = nv12_to_rgb_host(rgb_to_nv12_host(src))
-        assert psnr(four20, dec) > 40.0
-        assert psnr(src, dec) > psnr(src, four20) - 1.0
 
 
 # -- everywhere ---------------------------------------------------------------------------
@@ -112,14 +97,6 @@ def test_wraps_the_real_h264_cpu_route_for_host_frames() -> None:
 
 
 # -- on the GPU ---------------------------------------------------------------------------------
-
-
-def padded_device_frame(cp: Any, host: np.ndarray, pad: int = 24) -> RawFrame:
-    """A cuda frame of ``host`` whose rows are ``pad`` pixels longer than the image."""
-    h, w, c = host.shape
-    wide = cp.zeros((h, w + pad, c), dtype=cp.uint8)
-    wide[:, :w] = cp.asarray(host)
-    return cuda_frame(wide[:, :w])
 
 
 @pytest.mark.gpu

@@ -50,20 +50,13 @@ def trial_frame(picture: np.ndarray | None = None) -> Any:
 @pytest.fixture
 def fresh_probes() -> Iterator[None]:
     """Forget cached probe answers before and after (they depend on the library loaded)."""
-    with registry._lock:
-        saved = dict(registry._probe_cache)
-        registry._probe_cache.clear()
-    yield
-    with registry._lock:
-        registry._probe_cache.clear()
-        registry._probe_cache.update(saved)
+    with registry.temporary_routes(probes=False):
+        yield
 
 
 def put_entry(entry: registry.EncoderEntry) -> None:
     """Make ``entry`` the registered route of its name (its cached probe answers forgotten)."""
-    with registry._lock:
-        registry._entries[entry.name] = entry
-        registry._forget_probes(entry.name)
+    registry.REGISTRY.register_entry(entry, replace=True)
 
 
 @pytest.fixture

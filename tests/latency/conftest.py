@@ -58,10 +58,11 @@ def pytest_terminal_summary(
     records = config.stash.get(_RECORDS, [])
     if not records:
         return
-    from rfb.benchmark import gpu, machine
+    from rfb.benchmark import machine
+    from rfb.benchmark.gpu_device import describe_gpu
 
     info = machine.describe()
-    info["gpu"] = gpu.describe_gpu()
+    info["gpu"] = describe_gpu()
     written = report.write_json(records, report.json_path(), info)
     terminalreporter.section("latency comparison: nvenc_gpu_cffi vs nvenc_gpu_pyav")
     for line in report.summary(records, written):

@@ -20,14 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.nvenc_emulator import (
-    CFLAGS,
-    _compile,
-    _compiler,
-    _compiler_identity,
-    _digest,
-    build_emulator,
-)
+from tests.nvenc_emulator import build_emulator
+from tests.support.cbuild import CFLAGS, compile_to, compiler, compiler_identity, digest
 from tests.nvenc_emulator import HERE as EMULATOR_DIR
 from tests.support.nvenc_header import ROOT
 
@@ -54,9 +48,9 @@ class Engine:
 def build_fake_cuda() -> Path:
     """Compile fake_libcuda.c (cached by source, flags and compiler) into ``.../libcuda.so.1``."""
     flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
-    digest = _digest([FAKE_CUDA_SOURCE], (*flags, _compiler_identity(_compiler())))
-    return _compile(
-        FAKE_CUDA_CACHE / digest / "libcuda.so.1", [*flags, str(FAKE_CUDA_SOURCE)]
+    key = digest([FAKE_CUDA_SOURCE], (*flags, compiler_identity(compiler())))
+    return compile_to(
+        FAKE_CUDA_CACHE / key / "libcuda.so.1", [*flags, str(FAKE_CUDA_SOURCE)]
     )
 
 

@@ -1,17 +1,13 @@
-"""The measuring process: identical frames through the cffi and the PyAV route, taking turns.
+"""The test suite's measuring process: rfb.benchmark.nvenc_latency, on the NVENC emulator too.
 
-Run by tests/latency/test_latency.py in a fresh process whose environment picks the
-NVENC library (see engine.py); it can also be run by hand:
+Run by tests/latency/test_latency.py and test_harness.py in a fresh process whose
+environment picks the NVENC library (see engine.py). What users run on a machine with
+NVENC is ``python -m rfb.benchmark.nvenc_latency``; this adds what needs the emulator:
 
-    python -m tests.latency.harness latency --size 1920x1080 --frames 60 --json out.json
-    python -m tests.latency.harness overhead --size 1920x1080 --frames 3000 --json out.json
-
-``latency``: every frame goes to both routes, configured alike (size, preset p1, tuning
-ull, CBR bitrate with a one-frame VBV, GOP, no B-frames); each ``encode()`` call is
-timed alone by the wall clock, from the frame in memory to its access unit in host
-memory. Each call must return its own frame's access unit. The outputs are decoded
-with FFmpeg: with the emulator (I_PCM) they must equal the input NV12 exactly, which
-proves both routes fed the engine the right pixels; with NVENC the PSNR is reported.
+``latency``: the same measurement, plus the emulator's record of both sessions (their
+settings must agree) and its ledger (nothing leaked). With the emulator (I_PCM) the
+decoded streams must equal the input NV12 exactly, which proves both routes fed the
+engine the right pixels.
 
 ``overhead`` (emulator only): the emulator's no-pixel mode validates every call but
 never reads a pixel, so what is left per frame is host work: the binding's
@@ -33,205 +29,53 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from rfb.benchmark import patterns
-from rfb.benchmark.gpu import engine_of, summary_ms, take_turns
-from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
-from rfb.gpu.reference import rgb_to_nv12_host
-
-WARMUP_FRAMES = 5
-GOP = 120  # both routes: an IDR every 120 frames (the routes' defaults differ: infinite vs long)
-HOST_OVERHEAD_GOAL_US = (
-    10.0  # issue 5's goal for NvencEncoder.encode() on the GPU machine's CPU
+from rfb.benchmark import nvenc_latency
+from rfb.benchmark.gpu import summary_ms, take_turns
+from rfb.benchmark.nvenc_latency import (
+    GOP,
+    WARMUP_FRAMES,
+    FixedInterface,
+    Input,
+    Side,
+    SidesFactory,
+    device_sides,
+    latency_config,
+    nv12_frames,
 )
+from rfb.encoders.base import EncoderConfig
+
+HOST_OVERHEAD_GOAL_US = 10.0  # the host time per NvencEncoder.encode() call the binding aims at (GPU machine)
 
 
-# -- frames ----------------------------------------------------------------------------
+# -- host memory (CI) ----------------------------------------------------------------
 
 
-class FixedInterface:
-    """A device (or host) buffer behind a ``__cuda_array_interface__`` computed once.
-
-    CuPy builds its interface dict on every access (and names its stream, which makes
-    nvencffi synchronise it); this object isolates the binding's own per-frame work.
-    Keeps ``owner`` alive.
-    """
-
-    def __init__(self, owner: Any, pointer: int, shape: tuple[int, ...],
-                 strides: tuple[int, ...] | None = None) -> None:
-        self.owner = owner
-        self.__cuda_array_interface__ = {
-            "shape": shape,
-            "typestr": "|u1",
-            "data": (pointer, False),
-            "strides": strides,
-            "version": 3,
-            "stream": None,
-        }
-
-
-def nv12_frames(size: tuple[int, int], count: int) -> list[np.ndarray]:
-    """``count`` distinct NV12 pictures (the benchmark's moving scene), host memory."""
-    width, height = size
-    return [
-        rgb_to_nv12_host(patterns.make("scene", width, height, i)) for i in range(count)
-    ]
-
-
-@dataclass
-class Side:
-    """One route under test: its encoder, the frame object it is given, its measurements."""
-
-    name: str
-    encoder: EncoderBackend
-    frame: Any  # what encode() is given: a view of the shared input buffer
-    times: list[float] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
-    payloads: list[bytes] = field(default_factory=list)
-    payload_counts: list[int] = field(default_factory=list)
-
-    def step(self, *, keep: bool) -> None:
-        t0 = time.perf_counter()
-        out: list[EncodedPayload] = self.encoder.encode(self.frame)
-        t1 = time.perf_counter()
-        self.payload_counts.append(len(out))
-        data = b"".join(p.data for p in out)
-        self.payloads.append(data)
-        if keep:
-            self.times.append(t1 - t0)
-            self.sizes.append(len(data))
-
-
-class Input:
-    """The one NV12 buffer both routes read, as a renderer's framebuffer is: reused every frame.
-
-    ``load(picture)`` writes the next picture into it (host memory, or device memory by
-    one synchronous host-to-device copy) before the routes take their turns; that copy
-    is not timed. Reusing one buffer also means each route registers it once, as in
-    production, instead of timing a registration per frame. Device rows are 256 bytes
-    apart (the pitch both routes register in place: 1920-byte rows would be copied into
-    a staging buffer by each, every frame), as a pitched allocation's are.
-    """
-
-    def __init__(self, memory: str, shape: tuple[int, int], device_id: int) -> None:
-        self.memory = memory
-        self.device_id = device_id
-        if memory == "host":
-            self.host = np.zeros(shape, dtype=np.uint8)
-            self.array: Any = FixedInterface(self.host, self.host.ctypes.data, shape)
-        else:
-            from rfb.gpu.context import import_cupy
-
-            from rfb.gpu.staging import aligned_pitch
-
-            self._cp = cp = import_cupy()
-            with cp.cuda.Device(device_id):
-                storage = cp.zeros((shape[0], aligned_pitch(shape[1])), dtype=cp.uint8)
-                self.array = storage[:, : shape[1]]
-
-    def load(self, picture: np.ndarray) -> None:
-        if self.memory == "host":
-            np.copyto(self.host, picture)
-            return
-        cp = self._cp
-        with cp.cuda.Device(self.device_id):
-            self.array[...] = cp.asarray(picture)
-            cp.cuda.get_current_stream().synchronize()
-
-
-def _sides(memory: str, config: EncoderConfig) -> tuple[Input, list[Side]]:
-    """The shared input buffer and (cffi side, PyAV side), each with its view of the buffer."""
+def host_sides(config: EncoderConfig) -> tuple[Input, list[Side]]:
+    """Host memory for both routes: nvencffi through the emulator, FFmpeg's CUDA-frame path on the stand-in libcuda."""
+    import nvencffi
     from rfb.encoders import nvenc_gpu_cffi
     from rfb.frames import frame_from_array
     from rfb.gpu.arrays import cuda_frame
+    from tests.latency import host_cuda
 
-    buffer = Input(memory, (config.height * 3 // 2, config.width), config.device_id)
+    buffer = Input("host", (config.height * 3 // 2, config.width), config.device_id)
     frame = cuda_frame(buffer.array, "nv12", device_id=config.device_id)
-    if memory == "host":
-        import nvencffi
-        from tests.latency import host_cuda
-
-        cffi = nvenc_gpu_cffi.NvencGpuEncoder(config, context=nvencffi.NullContext())
-        try:
-            pyav = host_cuda.create(
-                config
-            )  # FFmpeg's CUDA-frame path, as nvenc_gpu_pyav drives it
-        except BaseException:
-            cffi.close()
-            raise
-        return buffer, [
-            Side("nvenc_gpu_cffi (host memory)", cffi, frame),
-            Side(host_cuda.NAME, pyav, frame_from_array(buffer.host, "nv12")),
-        ]
-    from rfb.encoders import nvenc_gpu_pyav
-
-    cffi = nvenc_gpu_cffi.create(config)
+    cffi = nvenc_gpu_cffi.NvencGpuEncoder(config, context=nvencffi.NullContext())
     try:
-        pyav = nvenc_gpu_pyav.create(config)
+        pyav = host_cuda.create(config)  # FFmpeg's CUDA-frame path, as nvenc_gpu_pyav drives it
     except BaseException:
         cffi.close()
         raise
     return buffer, [
-        Side("nvenc_gpu_cffi", cffi, frame),
-        Side("nvenc_gpu_pyav", pyav, frame),
+        Side("nvenc_gpu_cffi (host memory)", cffi, frame),
+        Side(host_cuda.NAME, pyav, frame_from_array(buffer.host, "nv12")),
     ]
 
 
-def alternate(
-    buffer: Input, sides: list[Side], pictures: list[np.ndarray], warmup: int
-) -> None:
-    """Load each picture, then let the routes encode it, who goes first alternating."""
-    for n, picture in enumerate(pictures):
-        buffer.load(picture)
-        shift = n % len(sides)
-        for side in (*sides[shift:], *sides[:shift]):
-            side.step(keep=n >= warmup)
-
-
-# -- checking the output ---------------------------------------------------------------
-
-
-def decode_nv12(access_units: Sequence[bytes]) -> list[np.ndarray]:
-    """Decode a stream with FFmpeg's H.264 decoder into NV12 arrays ``(H + H/2, W)``."""
-    import av
-
-    context = av.CodecContext.create("h264", "r")
-    out = []
-    for au in access_units:
-        out += [f.to_ndarray(format="nv12") for f in context.decode(av.Packet(au))]
-    out += [f.to_ndarray(format="nv12") for f in context.decode(None)]
-    return out
-
-
-def luma_psnr(reference: np.ndarray, decoded: np.ndarray, height: int) -> float:
-    from rfb.benchmark.metrics import psnr
-
-    return psnr(reference[:height], decoded[:height])
-
-
-def check_output(side: Side, host: list[np.ndarray], height: int) -> dict[str, Any]:
-    """Did every call return one access unit, and what does the stream decode to?"""
-    decoded = decode_nv12(side.payloads)
-    n = min(len(decoded), len(host))
-    exact = len(decoded) == len(host) and all(
-        np.array_equal(d, h) for d, h in zip(decoded, host, strict=True)
-    )
-    return {
-        "calls": len(side.payload_counts),
-        "one_access_unit_per_call": all(c == 1 for c in side.payload_counts),
-        "decoded_pictures": len(decoded),
-        "exact": exact,
-        "luma_psnr_db": round(
-            float(np.mean([luma_psnr(host[i], decoded[i], height) for i in range(n)])),
-            2,
-        )
-        if n
-        else None,
-    }
+def _sides(memory: str) -> SidesFactory:
+    return host_sides if memory == "host" else device_sides
 
 
 # -- the emulator, when it is what the routes load ---------------------------------------
@@ -267,47 +111,20 @@ def emulator_handle() -> Any:
 def measure_latency(
     memory: str, size: tuple[int, int], frames: int, bitrate: int | None, fps: float
 ) -> dict[str, Any]:
-    width, height = size
-    bitrate = bitrate or max(100_000, int(round(width * height * fps * 0.13, -5)))
-    config = EncoderConfig(width, height, fps=fps, bitrate=bitrate, gop=GOP)
+    """rfb.benchmark.nvenc_latency's measurement, with the emulator's record of the sessions."""
     emu = emulator_handle()
-    host = nv12_frames(size, WARMUP_FRAMES + frames)
-    buffer, sides = _sides(memory, config)
-    try:
-        alternate(buffer, sides, host, WARMUP_FRAMES)
-        sessions = list(emu.sessions()) if emu is not None else []
-    finally:
-        for s in sides:
-            s.encoder.close()
-    routes = {}
-    for s in sides:
-        routes[s.name] = {
-            "latency": summary_ms(s.times),
-            "mean_ms": round(float(np.mean(s.times)) * 1e3, 4),
-            "frames": len(s.times),
-            "kb_per_frame": round(float(np.mean(s.sizes)) / 1e3, 2),
-            **check_output(s, host, height),
-        }
-    a, b = (routes[s.name] for s in sides)
-    return {
-        "mode": "latency",
-        "memory": memory,
-        "size": f"{width}x{height}",
-        "settings": {
-            "preset": "p1",
-            "tuning": "ull",
-            "rate_control": "cbr",
-            "bitrate": bitrate,
-            "fps": fps,
-            "gop": GOP,
-            "b_frames": 0,
-            "warmup_frames": WARMUP_FRAMES,
-        },
-        "routes": routes,
-        "ratio_median": round(a["latency"]["median_ms"] / b["latency"]["median_ms"], 3),
-        "sessions_seen": _session_summary(sessions),
-        "ledger": emu.ledger() if emu is not None else None,
-    }
+    sessions: list[dict[str, int]] = []
+
+    def record_sessions() -> None:
+        if emu is not None:
+            sessions.extend(emu.sessions())
+
+    result = nvenc_latency.measure_latency(
+        latency_config(size, bitrate, fps), frames, memory=memory, sides=_sides(memory), before_close=record_sessions
+    )
+    result["sessions_seen"] = _session_summary(sessions)
+    result["ledger"] = emu.ledger() if emu is not None else None
+    return result
 
 
 def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[str, Any]:
@@ -322,7 +139,7 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
     emu.set_no_pixel_work(True)
     width, height = size
     config = EncoderConfig(width, height, fps=60.0, bitrate=8_000_000, gop=GOP)
-    buffer, sides = _sides(memory, config)
+    buffer, sides = _sides(memory)(config)
     buffer.load(nv12_frames(size, 1)[0])
     context = nvencffi.NullContext() if memory == "host" else None
     try:
@@ -453,10 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         result = measure_overhead(args.memory, (w, h), args.frames)
-    result["engines"] = {
-        "nvencffi": engine_of("nvenc_gpu_cffi"),
-        "ffmpeg": engine_of("nvenc_cpu"),
-    }
+    result["engines"] = nvenc_latency.engines()
     result["python"] = sys.version.split()[0]
     with open(args.json_path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)

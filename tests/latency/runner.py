@@ -55,7 +55,7 @@ def run_harness(
 
 def check_latency(engine: Engine, result: dict[str, Any], frames: int) -> None:
     """What every latency run must show, whatever the engine."""
-    expected = "emulated" if engine.emulated else "nvenc"
+    expected = "override" if engine.emulated else "nvenc"
     assert result["engines"] == {"nvencffi": expected, "ffmpeg": expected}, (
         "the two routes drove different engines"
     )

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import ctypes.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from rfb.benchmark import gpu
+from rfb.benchmark import engines, gpu
+from rfb.benchmark.gpu_device import describe_gpu, parse_driver_release
+from rfb.benchmark.gpu_table import format_table
 from rfb.benchmark.__main__ import main
 from rfb.encoders.registry import encoder_status
 
@@ -72,30 +77,51 @@ def test_summary_ms() -> None:
     assert s["p95_ms"] == pytest.approx(95.05) and s["p99_ms"] == pytest.approx(99.01)
 
 
-def test_is_emulator_tells_the_emulator_from_other_libraries() -> None:
+def test_loaded_path_is_the_file_the_loader_opened() -> None:
+    libc = ctypes.util.find_library("c")  # a bare name: the loader's search finds the file
+    assert libc is not None and os.sep not in libc
+    path = engines.loaded_path(libc)
+    assert path is not None and os.path.isabs(path) and Path(path).name.startswith("libc.so")
+    assert engines.loaded_path("/nonexistent/libnvidia-encode.so.1") is None
+
+
+def test_a_library_chosen_by_nvencffi_library_is_an_override(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.nvenc_emulator import require_emulator
 
-    assert gpu.is_emulator(str(require_emulator())) is True
-    libc = ctypes.util.find_library("c")
-    assert libc is not None and gpu.is_emulator(libc) is False
-    assert gpu.is_emulator("/nonexistent/libnvidia-encode.so.1") is None
+    library = require_emulator()
+    monkeypatch.setenv("NVENCFFI_LIBRARY", str(library))
+    loaded = engines.nvenc_library("nvenc_gpu_cffi")
+    assert loaded == engines.LoadedLibrary(str(library), str(library.resolve()), "NVENCFFI_LIBRARY")
+    assert not loaded.from_system
+    assert loaded.describe() == f"{library.resolve()} (chosen by NVENCFFI_LIBRARY: not the system's libnvidia-encode.so.1)"
+    assert engines.engine_of("nvenc_gpu_cffi") == "override"
+    assert engines.engine_of("h264_gpu_nv12") == "libx264"
+    assert engines.nvenc_library("h264_gpu_nv12") is None
 
 
-def test_engine_of_names_the_emulator_when_nvencffi_loads_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_library_from_an_ld_library_path_directory_is_an_override() -> None:
     from tests.nvenc_emulator import require_emulator
 
-    monkeypatch.setenv("NVENCFFI_LIBRARY", str(require_emulator()))
-    assert gpu.engine_of("nvenc_gpu_cffi") == "emulated"
-    assert gpu.engine_of("h264_gpu_nv12") == "libx264"
+    library = require_emulator()  # named libnvidia-encode.so.1, so FFmpeg's dlopen finds it there
+    env = {**os.environ, "LD_LIBRARY_PATH": str(library.parent)}
+    code = "from rfb.benchmark import engines; print(engines.engine_of('nvenc_cpu')); print(engines.environment_note())"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    engine, note = proc.stdout.splitlines()
+    assert engine == "override"
+    assert f"ffmpeg: {library.resolve()} (chosen by LD_LIBRARY_PATH:" in note
+
+
+def test_a_library_nothing_can_load_is_said_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NVENCFFI_LIBRARY", str(tmp_path / "libnvidia-encode.so.1"))
+    assert engines.engine_of("nvenc_gpu_cffi") == "none"
+    assert engines.nvencffi_library().describe() == f"{tmp_path / 'libnvidia-encode.so.1'} (not loadable)"
 
 
 def test_table_shows_rows_and_missing_cpu_origin() -> None:
     stats = {"median_ms": 2.5, "p95_ms": 3.0, "p99_ms": 3.5}
     row = {
         "route": "nvenc_gpu_cffi",
-        "engine": "emulated",
+        "engine": "override",
         "width": 1920,
         "height": 1080,
         "frames": 3,
@@ -117,19 +143,19 @@ def test_table_shows_rows_and_missing_cpu_origin() -> None:
         "speedup_device": 4.0,
         "cpu_route_cpu_ms": 31.25,
     }
-    text = gpu.format_table([with_cpu, row])
+    text = format_table([with_cpu, row])
     lines = text.splitlines()
     assert "3.00x" in lines[2] and "7.50" in lines[2]
     assert "10.00" in lines[2] and "4.00x" in lines[2]  # the CPU route fed the device frame
     assert "0.75" in lines[2] and "31.25" in lines[2]  # CPU time per frame: the GPU route's, the CPU route's
     assert "nvenc_cpu (n/a)" in lines[3]
-    assert "(no GPU route" in gpu.format_table([])
+    assert "(no GPU route" in format_table([])
 
 
 @pytest.mark.gpu
 def test_gpu_section_times_available_routes(tmp_path: Path) -> None:
-    if not gpu.describe_gpu()["available"]:
-        pytest.skip(f"no CUDA GPU: {gpu.describe_gpu()['reason']}")
+    if not describe_gpu()["available"]:
+        pytest.skip(f"no CUDA GPU: {describe_gpu()['reason']}")
     out = tmp_path / "gpu.json"
     assert (
         main(
@@ -159,8 +185,8 @@ def test_gpu_section_times_available_routes(tmp_path: Path) -> None:
 def test_driver_release_from_proc() -> None:
     # the H100 machine's line (open kernel module), and the proprietary module's form
     seen = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \n"
-    assert gpu.parse_driver_release(seen) == "580.159.04"
-    assert gpu.parse_driver_release(
+    assert parse_driver_release(seen) == "580.159.04"
+    assert parse_driver_release(
         "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19"
     ) == ("535.104.05")
-    assert gpu.parse_driver_release("no driver here") is None
+    assert parse_driver_release("no driver here") is None

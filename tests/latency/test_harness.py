@@ -68,8 +68,8 @@ def test_overhead_mode_on_host_memory(
         timeout=180,
     )
     assert result["memory"] == "host" and result["engines"] == {
-        "nvencffi": "emulated",
-        "ffmpeg": "emulated",
+        "nvencffi": "override",
+        "ffmpeg": "override",
     }
     assert len(result["routes"]) == 3
     for name, route in result["routes"].items():

@@ -23,16 +23,22 @@ ones the binding's cffi handle is driving.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+from tests.support.cbuild import (
+    CFLAGS,
+    CompilerUnavailable,
+    EmulatorBuildError,
+    compile_to,
+    compiler,
+    compiler_identity,
+    digest,
+)
 from tests.support.nvenc_header import ROOT, HeaderUnavailable, official_header_dir
 
 __all__ = [
@@ -67,62 +73,6 @@ SOURCES = (
 )
 HEADERS = ("emu.h",)
 SELFTEST = "selftest.c"
-CFLAGS = ("-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC")
-
-
-class EmulatorBuildError(RuntimeError):
-    """Compiling the emulator (or its self-test) failed; the message holds the compiler output."""
-
-
-class CompilerUnavailable(EmulatorBuildError):
-    """There is no C compiler to build with: a missing requirement, not a broken build."""
-
-
-def _compiler() -> str:
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        raise CompilerUnavailable(f"no C compiler: {cc!r} is not on PATH (set CC)")
-    return cc
-
-
-@lru_cache(maxsize=4)
-def _compiler_identity(cc: str) -> str:
-    """The compiler's first ``--version`` line, so that a compiler upgrade rebuilds."""
-    try:
-        proc = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise EmulatorBuildError(f"cannot run {cc} --version: {exc}") from exc
-    return f"{cc}: {(proc.stdout.splitlines() or [''])[0]}"
-
-
-def _digest(files: list[Path], extra: tuple[str, ...]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    for item in extra:
-        h.update(item.encode() + b"\0")
-    return h.hexdigest()[:20]
-
-
-def _compile(output: Path, args: list[str]) -> Path:
-    """Run the compiler into a temporary file, then move it into place atomically."""
-    if output.exists():
-        return output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=output.name + ".", dir=output.parent)
-    os.close(fd)
-    try:
-        proc = subprocess.run([_compiler(), *args, "-o", tmp], capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise EmulatorBuildError(f"compiling {output.name} failed ({proc.returncode}):\n{proc.stderr.strip()}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return output
-
-
 def build_emulator(sources: Path = HERE) -> Path:
     """Compile the emulator (once per source + header hash) and return the ``.so`` path.
 
@@ -134,9 +84,9 @@ def build_emulator(sources: Path = HERE) -> Path:
     include = official_header_dir()
     files = [sources / name for name in (*SOURCES, *HEADERS)] + [include / "nvEncodeAPI.h"]
     flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
-    out = CACHE / _digest(files, (*flags, _compiler_identity(_compiler()))) / LIBRARY_NAME
+    out = CACHE / digest(files, (*flags, compiler_identity(compiler()))) / LIBRARY_NAME
     args = [*flags, f"-I{include}", *(str(sources / s) for s in SOURCES), "-ldl", "-lpthread"]
-    return _compile(out, args)
+    return compile_to(out, args)
 
 
 def build_selftest(*, shared: bool = False) -> Path:
@@ -147,8 +97,8 @@ def build_selftest(*, shared: bool = False) -> Path:
     files = [HERE / SELFTEST, include / "nvEncodeAPI.h"]
     flags = (*CFLAGS, *(("-shared", "-DSELFTEST_LIBRARY") if shared else ()))
     name = "selftest.so" if shared else "selftest"
-    out = CACHE / _digest(files, (*flags, _compiler_identity(_compiler()))) / name
-    return _compile(out, [*flags, f"-I{include}", str(HERE / SELFTEST), "-ldl"])
+    out = CACHE / digest(files, (*flags, compiler_identity(compiler()))) / name
+    return compile_to(out, [*flags, f"-I{include}", str(HERE / SELFTEST), "-ldl"])
 
 
 def require_build(build: Callable[[], Path], what: str, missing: tuple[type[Exception], ...] = ()) -> Path:

@@ -778,7 +778,7 @@ def test_no_leaks_or_memory_errors_under_valgrind(selftest_exe: Path, lib: Path,
         assert run.ledger["leaked"] == 0
 
 
-# ------------------------------------------------ driver-strict rules (issue 10)
+# ------------------------------------------------ driver-strict rules
 # One test per rule; docs/nvenc_emulator.md says which driver behaviour each stands for.
 
 

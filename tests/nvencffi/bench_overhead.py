@@ -24,7 +24,7 @@ import nvencffi
 from nvencffi import _api
 from nvencffi._ffi import ffi
 from tests.nvenc_emulator import Emulator, build_emulator
-from tests.nvencffi.conftest import nv12_frame
+from tests.support.frames import nv12_frame
 
 
 def _best(fn, frames: int) -> float:

@@ -9,7 +9,6 @@ refuses ``pytest_plugins`` outside the root conftest), the frame helpers in
 
 from __future__ import annotations
 
-from tests.support.frames import HostCudaArray, nv12_frame, rgba_frame
 from tests.support.nvenc_fixtures import (
     c_compiler,
     emulated_context,
@@ -20,15 +19,10 @@ from tests.support.nvenc_fixtures import (
 )
 
 __all__ = [
-    # fixtures
     "c_compiler",
     "emulated_context",
     "emulator",
     "emulator_path",
     "null_context",
     "official_header_dir",
-    # helpers, still importable from here (test_soak, bench_overhead)
-    "HostCudaArray",
-    "nv12_frame",
-    "rgba_frame",
 ]

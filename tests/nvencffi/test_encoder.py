@@ -188,7 +188,7 @@ def test_reconfigure_size_within_the_maximum(emulator) -> None:
     assert is_idr(units[1])
     assert (sps_of(units[1]).width, sps_of(units[1]).height) == (480, 320)
     out = decode(units)
-    y, u, v = out[1]
+    y, u, _ = out[1]
     np.testing.assert_array_equal(y, y_big)
     np.testing.assert_array_equal(u, uv_big[:, 0::2])
     assert_released(emulator)

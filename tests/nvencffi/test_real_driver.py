@@ -170,7 +170,7 @@ def test_emulator_reads_cupy_rgba(gpu_emulator) -> None:
     with nvencffi.NvencEncoder(852, 480) as enc:
         unit = enc.encode(cp.asarray(rgba))  # pitch 3408: not a multiple of 256, staged
         assert enc.registration_stats["staged_pitch"] == 1
-    (yy, u, v), = _decode([unit])
+    (yy, u, _), = _decode([unit])
     expected = rgb_to_nv12(rgba[..., :3])
     assert np.abs(yy.astype(int) - expected[:480]).max() <= 2
     assert np.abs(u.astype(int) - expected[480:, 0::2]).max() <= 3

@@ -12,7 +12,7 @@ import os
 import pytest
 
 import nvencffi
-from tests.nvencffi.conftest import nv12_frame
+from tests.support.frames import nv12_frame
 
 FRAMES = 10_000
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.nvenc_emulator import CFLAGS, EmulatorBuildError, _compile, _compiler, _compiler_identity, _digest, require_build
+from tests.nvenc_emulator import require_build
+from tests.support.cbuild import CFLAGS, EmulatorBuildError, compile_to, compiler, compiler_identity, digest
 from tests.support.nvjpeg_header import HEADER_NAME, ROOT, HeaderUnavailable, official_include_dir
 
 __all__ = ["EmulatorBuildError", "Emulator", "EmulatorOutput", "build_emulator", "parse", "require_emulator"]
@@ -51,8 +52,8 @@ def build_emulator(source: Path = SOURCE) -> Path:
     # -isystem: CUDA's own headers are not ours to keep warning-free under -Werror.
     # Default visibility: the nvJPEG entry points must be exported.
     flags = (*CFLAGS, "-shared")
-    key = _digest([source, include / HEADER_NAME], (*flags, _compiler_identity(_compiler())))
-    return _compile(CACHE / key / LIBRARY_NAME, [*flags, "-isystem", str(include), str(source)])
+    key = digest([source, include / HEADER_NAME], (*flags, compiler_identity(compiler())))
+    return compile_to(CACHE / key / LIBRARY_NAME, [*flags, "-isystem", str(include), str(source)])
 
 
 def require_emulator(source: Path = SOURCE) -> Path:

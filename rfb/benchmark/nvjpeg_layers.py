@@ -1,6 +1,6 @@
-"""Time of one nvJPEG encode, by layer, on a GPU machine. Not a test (no timing assertions).
+"""Time of one nvJPEG encode, by layer, on a GPU machine.
 
-    python -m tests.nvjpegffi.bench_encoder [frames] [--json PATH] [--between WHAT ...] [--quick]
+    python -m rfb.benchmark.nvjpeg_layers [frames] [--json PATH] [--between WHAT ...] [--quick]
 
 For each size and pattern, on the same CuPy frames (rgb24, already in device memory):
 
@@ -114,7 +114,8 @@ def measure(cp: Any, gpu: str, width: int, height: int, pattern: str, between: s
                     sizes.append(len(data))
     finally:
         close()
-    assert payload.data[:2] == b"\xff\xd8"
+    if payload.data[:2] != b"\xff\xd8":
+        raise RuntimeError(f"expected jpeg_gpu to return a JPEG (FF D8), got {payload.data[:2].hex()}")
     return {
         "gpu": gpu, "width": width, "height": height, "pattern": pattern, "frames": frames, "between": between,
         "nvjpegffi_ms_median": round(percentile(binding, 50) * 1e3, 3),
@@ -127,17 +128,24 @@ def measure(cp: Any, gpu: str, width: int, height: int, pattern: str, between: s
 
 
 def main(argv: list[str]) -> int:
-    import cupy as cp
-
     import nvjpegffi
+    from rfb.gpu.context import GpuUnavailable, gpu_available, import_cupy
 
-    parser = argparse.ArgumentParser(prog="python -m tests.nvjpegffi.bench_encoder")
+    parser = argparse.ArgumentParser(prog="python -m rfb.benchmark.nvjpeg_layers")
     parser.add_argument("frames", nargs="?", type=int, default=200)
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--between", nargs="+", choices=BETWEEN, default=["none"])
     parser.add_argument("--quick", action="store_true", help="1080p scene only")
     args = parser.parse_args(argv)
-    lib = nvjpegffi.load_library()
+    try:
+        reason = gpu_available()
+        if reason is not None:
+            raise GpuUnavailable(reason)
+        cp = import_cupy()
+        lib = nvjpegffi.load_library()
+    except (GpuUnavailable, nvjpegffi.NvjpegUnavailable) as exc:
+        print(f"error: this benchmark needs a CUDA GPU, CuPy and nvJPEG: {exc}", file=sys.stderr)
+        return 1
     name = cp.cuda.runtime.getDeviceProperties(0)["name"]
     gpu = name.decode() if isinstance(name, bytes) else str(name)
     print(f"GPU {gpu}; nvJPEG {'.'.join(map(str, lib.version))} ({lib.path}); quality 80, 4:2:0")
