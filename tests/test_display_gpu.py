@@ -28,7 +28,8 @@ import pytest
 
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
-from rfb.display import FrameStore, start
+from rfb.display import FrameStore
+from rfb.display import start as start_display
 from rfb.encoders.registry import encoder_status
 from rfb.frames import FrameError
 from rfb.gpu import cuda_frame, rgb_to_nv12_host
@@ -45,6 +46,13 @@ pytestmark = [pytest.mark.gpu, pytest.mark.timeout(120)]
 W, H = 512, 288
 GPU_ROUTES = ("nvenc_gpu_cffi", "nvenc_gpu_pyav", "h264_gpu_nv12")  # best first (by priority)
 NO_NVENC_GPUS = ("H100", "H200", "A100", "A30")  # data-centre GPUs without a video encoder
+
+
+def start(*args: Any, **options: Any) -> Any:
+    """rfb's ``start`` without lossless stills unless a test asks for them: a still that
+    comes while a test waits would arrive among the payloads it counts and decodes."""
+    options.setdefault("still_after", None)
+    return start_display(*args, **options)
 
 
 @pytest.fixture

@@ -295,7 +295,7 @@ async def test_a_cuda_frame_keeps_its_pixel_ratio_on_every_route_of_a_gpu_displa
     from tests.gpu import require_cupy
 
     cp = require_cupy()
-    display = start(128, 96, port=0, gpu=True, own_frames=True, resize_policy="match_viewer")
+    display = start(128, 96, port=0, gpu=True, own_frames=True, resize_policy="match_viewer", still_after=None)
     try:
         clients = [await ProtocolClient.connect(display, supported=(kind,)) for kind in (H264, JPEG, PNG)]
         wait_until(lambda: len(display.viewers) == 3, what="three viewers")
