@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 from rfb import protocol
+from rfb.adapt import AdaptPolicy
 from rfb.encoders.base import Transport
 from rfb.encoders.checks import image_size_problem, video_size_problem
 from rfb.events import EventQueue, InputEvent
@@ -70,7 +71,7 @@ class DisplayStats:
     events_received: int
     events_dropped: int
     viewers: int
-    groups: dict[str, GroupStats]  # by group: "webcodecs", "image" (JPEG), "png"
+    groups: dict[str, GroupStats]  # by group: "webcodecs" (and its tiers "webcodecs@1"...), "image" (JPEG), "png"
     latency: dict[int, LatencySummary]  # by client id, over the last stats_interval (1 s by default)
     stills: StillStats | None = None  # lossless stills of settled frames (rfb.stills)
 
@@ -111,6 +112,10 @@ class Display:
     - ``still_after``: seconds without a new frame before every viewer that gets lossy
       frames (H.264, JPEG) is sent the last one losslessly, once (PNG, drawn over the
       video until the next frame); None: only on :meth:`refresh_still`.
+    - ``adaptive``: serve each H.264 viewer from a quality tier its link can carry
+      (lower bitrate, then frame rate, then size; each tier encoded once for all its
+      viewers), moved on sustained evidence (rfb.adapt). True: the default
+      :class:`rfb.adapt.AdaptPolicy`; False (the default): everybody gets the full stream.
     """
 
     def __init__(
@@ -139,6 +144,7 @@ class Display:
         stats_interval: float = 1.0,
         failover: FailoverPolicy | None = None,
         still_after: float | None = 0.3,
+        adaptive: bool | AdaptPolicy = False,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -167,7 +173,7 @@ class Display:
         self._fanout = FanOut(
             routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
-            failover=failover, still_after=still_after,
+            failover=failover, still_after=still_after, adaptive=_adapt_policy(adaptive),
         )
         self.host = host
         app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=allowed_origins,
@@ -502,6 +508,7 @@ async def serve(
     stats_interval: float = 1.0,
     failover: FailoverPolicy | None = None,
     still_after: float | None = 0.3,
+    adaptive: bool | AdaptPolicy = False,
 ) -> Display:
     """Start a display and its server; returns once it accepts connections.
 
@@ -533,6 +540,8 @@ async def serve(
       (:class:`rfb.failover.FailoverPolicy`).
     - ``still_after``: seconds without a new frame before H.264 and JPEG viewers get the
       last one losslessly, once (None: only on ``display.refresh_still()``).
+    - ``adaptive``: move H.264 viewers on slow links to cheaper quality tiers, each
+      encoded once (True, or an :class:`rfb.adapt.AdaptPolicy`; off by default).
     """
     # locals() holds the parameters only, this being the first statement: Display's options, passed on unchanged
     options = {name: value for name, value in locals().items() if name not in ("width", "height")}
@@ -571,6 +580,7 @@ def start(
     stats_interval: float = 1.0,
     failover: FailoverPolicy | None = None,
     still_after: float | None = 0.3,
+    adaptive: bool | AdaptPolicy = False,
 ) -> Display:
     """:func:`serve` for synchronous scripts: blocks until the server accepts connections.
 
@@ -586,6 +596,14 @@ def start(
         raise
     _log_listening(display)
     return display
+
+
+def _adapt_policy(adaptive: bool | AdaptPolicy) -> AdaptPolicy | None:
+    if isinstance(adaptive, AdaptPolicy):
+        return adaptive
+    if isinstance(adaptive, bool):
+        return AdaptPolicy() if adaptive else None
+    raise ValueError(f"adaptive must be True, False or an rfb.adapt.AdaptPolicy, got {adaptive!r}")
 
 
 def _log_listening(display: Display) -> None:
