@@ -46,7 +46,7 @@ class AdaptPolicy:
     ladder: Sequence[Tier] = DEFAULT_LADDER
     tick: float = 0.5  # seconds per judgement
     late_frames: float = 2.0  # a median ack delay beyond this many frame intervals is late
-    late_min_s: float = 0.1  # and beyond this (a loaded host or a far client is not a slow link)
+    late_min_s: float = 0.15  # and beyond this: the delay includes the round trip and the encode
     down_after: float = 2.0  # seconds of late ticks before a move down
     up_after: float = 6.0  # seconds of comfortable ticks before a move up
     up_after_max: float = 60.0

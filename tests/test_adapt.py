@@ -111,7 +111,7 @@ def test_the_tier_stays_within_the_ladder() -> None:
 def test_the_late_bound_is_frame_intervals_with_a_floor() -> None:
     policy = AdaptPolicy()
     assert policy.late_s(10.0) == pytest.approx(0.2)
-    assert policy.late_s(60.0) == pytest.approx(0.1)
+    assert policy.late_s(60.0) == pytest.approx(0.15)
 
 
 @pytest.mark.parametrize("options, message", [
