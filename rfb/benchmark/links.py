@@ -248,7 +248,8 @@ async def _main_async(args: argparse.Namespace) -> list[LinkResult]:
 
     width, height = args.size
     display = await serve(width, height, port=0, fps=args.fps, bitrate=int(args.bitrate * 1e6),
-                          video_encoder=args.encoder, image_encoder=None, still_after=None, adaptive=True)
+                          video_encoder=args.encoder, image_encoder=None, still_after=None,
+                          adaptive=not args.no_adapt)
     try:
         with Publisher(display, prerender(args.pattern, width, height), args.fps):
             return await measure_links(display, args.links, seconds=args.seconds, warmup=args.warmup,
@@ -281,11 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=8.0, help="seconds for the tiers to settle first (default 8)")
     p.add_argument("--encoder", default="h264_cpu", help="H.264 route (default h264_cpu)")
     p.add_argument("--pattern", choices=patterns.PATTERNS, default="noise")
+    p.add_argument("--no-adapt", action="store_true", help="adaptive=False: every link gets the full stream")
     args = p.parse_args(argv)
     results = asyncio.run(_main_async(args))
     print(f"machine: {machine.one_line(machine.describe())}")
     print(f"encoder {args.encoder}, {args.size[0]}x{args.size[1]}, pattern={args.pattern}, {args.fps:g} fps, "
-          f"top tier {args.bitrate:g} Mbit/s, {args.delay_ms:g} ms added each way, adaptive=True, "
+          f"top tier {args.bitrate:g} Mbit/s, {args.delay_ms:g} ms added each way, adaptive={not args.no_adapt}, "
           f"{args.warmup:g} s to settle then {args.seconds:g} s measured")
     print(format_results(results))
     return 0
