@@ -61,7 +61,8 @@ class SessionSettings:
 class ViewerInfo:
     """A snapshot of one connected viewer, for ``display.viewers``.
 
-    ``group`` is the fan-out group it joined ("webcodecs", "image" for JPEG, "png").
+    ``group`` is the fan-out group it is in ("webcodecs", "image" for JPEG, "png"; on an
+    adaptive display an H.264 viewer may be in a cheaper tier, "webcodecs@1"...).
     ``latency`` covers the last ``stats_interval`` (1 s by default): what its last
     ``stats`` message said, recomputed now.
     """
