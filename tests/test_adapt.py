@@ -18,7 +18,7 @@ from rfb.events import InputEvent
 from rfb.fanout import FanOut
 from rfb.frames import RawFrame, frame_from_array
 from rfb.tiers import DEFAULT_LADDER, Tier, check_ladder, split_key, tier_key, to_display
-from tests.conftest import EncoderLog, wait_until
+from tests.conftest import EncoderLog, ProtocolClient, eventually, start_test_display, wait_until
 from tests.test_fanout import Harness
 
 pytestmark = pytest.mark.timeout(60)
@@ -327,3 +327,34 @@ def test_only_h264_viewers_have_tiers(tiers: TierHarness) -> None:
     h264 = tiers.join(2)
     with pytest.raises(ValueError, match="no tier 3"):
         tiers.fanout.move(h264, 3)
+
+
+# ---------------------------------------------------------------- a viewer of a display
+
+
+@pytest.mark.anyio
+async def test_a_viewer_moved_to_a_smaller_tier_is_reconfigured_and_points_in_display_pixels(
+        test_encoders: EncoderLog) -> None:
+    display = start_test_display(64, 48, adaptive=AdaptPolicy(ladder=LADDER), still_after=None)
+    try:
+        client = await ProtocolClient.connect(display)
+        await eventually(lambda: len(display.viewers) == 1, what="the viewer to join")
+        display.publish(np.full((48, 64, 3), 10, np.uint8))
+        first = await client.next_payload()
+        await client.ack(first.seq, decode_ms=1.0)
+        member = next(iter(display._registry._viewers.values())).member
+        display._fanout.move(member, 2)
+        display.publish(np.full((48, 64, 3), 20, np.uint8))
+        second = await client.next_payload()
+        assert (second.header["width"], second.header["height"], second.header["keyframe"]) == (32, 24, True)
+        assert client.configs[-1]["width"] == 32 and client.configs[-1]["height"] == 24
+        (info,) = display.viewers
+        assert (info.group, info.tier) == ("webcodecs@2", 2)
+        assert display.stats.groups["webcodecs@2"].viewers == 1
+        await client.event(type="pointermove", x=16, y=12, buttons=0)
+        events = await eventually(display.poll_events, what="the pointer event")
+        assert (events[0].x, events[0].y) == (32.0, 24.0)  # the middle of the 32x24 stream is the display's
+        await client.close()
+    finally:
+        display.close()
+    assert len(test_encoders.instances) == 2 and not test_encoders.open_instances()  # each tier's encoder closed
