@@ -358,3 +358,36 @@ async def test_a_viewer_moved_to_a_smaller_tier_is_reconfigured_and_points_in_di
     finally:
         display.close()
     assert len(test_encoders.instances) == 2 and not test_encoders.open_instances()  # each tier's encoder closed
+
+
+@pytest.mark.gpu
+@pytest.mark.anyio
+@pytest.mark.parametrize("gpu", [False, True], ids=["host-route", "gpu-route"])
+async def test_cuda_frames_in_a_resolution_tier_are_encoded_at_full_size_at_the_tier_bitrate(gpu: bool) -> None:
+    """CUDA frames are not scaled (documented): the tier changes bitrate and frame rate only."""
+    from rfb.benchmark.metrics import H264Decoder
+    from rfb.display import start
+    from tests.gpu import require_cupy
+
+    cp = require_cupy()
+    display = start(256, 144, host="127.0.0.1", port=0, gpu=gpu, image_encoder=None, still_after=None,
+                    bitrate=4_000_000, keyframe_interval_min=0.0, adaptive=AdaptPolicy(ladder=LADDER))
+    try:
+        client = await ProtocolClient.connect(display)
+        await eventually(lambda: len(display.viewers) == 1, what="the viewer to join")
+        display.publish(cp.full((144, 256, 3), 60, cp.uint8))
+        first = await client.next_payload(timeout=20)
+        await client.ack(first.seq, decode_ms=1.0)
+        member = next(iter(display._registry._viewers.values())).member
+        display._fanout.move(member, 2)
+        display.publish(cp.full((144, 256, 3), 120, cp.uint8))
+        second = await client.next_payload(timeout=20)
+        assert (second.header["width"], second.header["height"], second.header["keyframe"]) == (256, 144, True)
+        with H264Decoder() as decoder:
+            (picture,) = decoder.decode(second.payload)
+        assert picture.shape == (144, 256, 3) and abs(float(picture.mean()) - 120) < 8
+        stats = display.stats.groups["webcodecs@2"]
+        assert (stats.bitrate, stats.width, stats.cuda_frames >= 1) == (1_000_000, 256, True)
+        await client.close()
+    finally:
+        display.close()
