@@ -69,6 +69,10 @@ class Member:
     shown_payload: EncodedPayload | None = None  # that payload (its configuration)
     still: int = 0  # the frame version of the last still delivered; reset by any payload after it
     latency: LatencyWindow = field(default_factory=LatencyWindow)  # has its own lock
+    stills_asked: bool = field(init=False)  # wants_stills at join: a resolution tier turns stills off meanwhile
+
+    def __post_init__(self) -> None:
+        self.stills_asked = self.wants_stills
 
     @property
     def transport(self) -> Transport:

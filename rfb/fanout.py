@@ -153,7 +153,8 @@ class FanOut:
 
         It needs a keyframe there, so the first payload it gets from the new tier is an
         IDR; payloads of the old tier still in flight are acked as usual, and one that
-        its old group was encoding when it moved is not delivered to it.
+        its old group was encoding when it moved is not delivered to it. In a tier of a
+        smaller size it gets no lossless stills (they are full size).
         """
         base, _ = split_key(member.group)
         ladder = self.adaptive.ladder if self.adaptive is not None else ()
@@ -168,6 +169,8 @@ class FanOut:
                 old.members.remove(member)
             member.group = key
             member.needs_keyframe = True
+            # A still is full size: one the viewer of a smaller picture cannot draw, on its slowest link.
+            member.wants_stills = member.stills_asked and (ladder[tier].shrink if ladder else 1) == 1
             group = self._group(key)
             group.members.append(member)
         logger.info("viewer %d moved to tier %d (%s group)", member.client_id, tier, key)

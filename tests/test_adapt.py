@@ -320,6 +320,20 @@ def test_an_emptied_tier_closes_its_encoder(tiers: TierHarness, log: EncoderLog)
     assert tiers.fanout.stats()["webcodecs"].encoder_builds == 2  # it was empty while the viewer was away
 
 
+def test_a_viewer_of_a_smaller_tier_gets_no_full_size_stills(tiers: TierHarness) -> None:
+    viewer = tiers.join(1)
+    quiet = tiers.fanout.join(2, "webcodecs", lambda *_: None, wants_stills=False)
+    tiers.fanout.move(viewer, 1)
+    tiers.fanout.move(quiet, 1)
+    assert viewer.wants_stills and not quiet.wants_stills  # same size: as asked
+    tiers.fanout.move(viewer, 2)
+    tiers.fanout.move(quiet, 2)
+    assert not viewer.wants_stills and not quiet.wants_stills
+    tiers.fanout.move(viewer, 0)
+    tiers.fanout.move(quiet, 0)
+    assert viewer.wants_stills and not quiet.wants_stills
+
+
 def test_only_h264_viewers_have_tiers(tiers: TierHarness) -> None:
     viewer = tiers.join(1, "image")
     with pytest.raises(ValueError, match="tiers are 0..2 of H.264 groups"):
