@@ -24,6 +24,10 @@ Moves need *sustained* evidence, judged once per ``tick``:
 
 A move takes effect at the next keyframe of the new tier: the viewer needs one there,
 and gets it like any joiner (a new tier group starts with an IDR).
+
+The bytes per second each viewer's sender writes are measured too, and shown in
+``display.viewers``; they say what the link carried (the tier's bitrate, when it keeps
+up), not what it could carry, so no move rests on them.
 """
 
 from __future__ import annotations
@@ -83,10 +87,10 @@ class TierChooser:
     policy: AdaptPolicy
     fps: float
     tier: int = 0
-    _late: float = 0.0  # seconds of late ticks in a row
-    _comfortable: float = 0.0
-    _up_after: float = field(default=0.0)
-    _since_up: float | None = None  # seconds since the last move up, until up_after has passed
+    _late: float = field(default=0.0, init=False)  # seconds of late ticks in a row
+    _comfortable: float = field(default=0.0, init=False)
+    _up_after: float = field(default=0.0, init=False)
+    _since_up: float | None = field(default=None, init=False)  # since the last move up, until up_after passed
 
     def __post_init__(self) -> None:
         self._up_after = self.policy.up_after
