@@ -3,8 +3,11 @@
 Each viewer is a real WebSocket client behind a loopback proxy with a token-bucket
 rate and 20 ms added each way (rfb.benchmark.links); it decodes every H.264 payload
 with FFmpeg's decoder and acks it as drawn. The display runs libx264 on a noise
-pattern, whose bitrate fills what the encoder is allowed: the full stream (6 Mbit/s
-cap) does not fit through 2 Mbit/s.
+pattern, whose frames come near the encoder's per-frame cap: the full stream (capped
+at 6 Mbit/s, about 3.5 Mbit/s delivered here) does not fit through 2 Mbit/s.
+
+In the last test a viewer starts behind 2 Mbit/s, moves down, and comes back to the full stream
+once its link is opened up to 200 Mbit/s (hysteresis: 3 s comfortable per step up).
 
 The bounds are behaviour, not speed (the machine is a shared 2-core VM): the slow
 viewer moves down and keeps drawing frames without a stall of a second, the fast one
@@ -20,8 +23,9 @@ import pytest
 
 from rfb.adapt import AdaptPolicy
 from rfb.benchmark.fanout import Publisher, prerender
-from rfb.benchmark.links import LinkResult, measure_links
+from rfb.benchmark.links import LinkResult, LinkViewer, ThrottledLink, measure_links
 from rfb.display import DisplayStats, serve
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -74,3 +78,24 @@ async def test_without_adaptation_every_link_gets_the_full_stream() -> None:
     assert all(r.sent_mbit is None for r in results)  # measured only where adaptation needs it
     # What adaptation is for: the full stream does not fit through 2 Mbit/s.
     assert slow.bitrate_mbit < 2.0 and (slow.p95_ms is None or slow.p95_ms > 150.0), slow
+
+
+@pytest.mark.anyio
+async def test_a_link_that_recovers_brings_its_viewer_back_to_the_full_stream() -> None:
+    display = await serve(*SIZE, port=0, fps=FPS, bitrate=BITRATE, video_encoder="h264_cpu", image_encoder=None,
+                          still_after=None, adaptive=POLICY)
+    link = ThrottledLink(display.port, 2e6, 0.005)
+    viewer = None
+    try:
+        with Publisher(display, prerender("noise", *SIZE), FPS):
+            viewer = await LinkViewer(display.token, await link.start()).start()
+            await eventually(lambda: display.viewers[0].tier >= 1, timeout=20, what="a move down behind 2 Mbit/s")
+            link.rate_bps = 200e6
+            await eventually(lambda: display.viewers[0].tier == 0, timeout=40, what="the way back up")
+            widths = {width for _, _, width in viewer.arrivals}
+            assert viewer.decode_errors == 0 and widths == {SIZE[0]}
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await link.close()
+        await display.aclose()
