@@ -291,7 +291,10 @@ class Viewer:
         def measured(bps: float) -> None:
             self.throughput_bps = bps
 
-        await adapt(self._fanout, member, policy, lambda: self.sent_bytes, measured)
+        try:
+            await adapt(self._fanout, member, policy, lambda: self.sent_bytes, measured)
+        except Exception as exc:  # boundary: the viewer goes on at its tier, unadapted, rather than closing
+            log_failure(exc, f"viewer {self.client_id}: adapting its tier failed; it stays where it is")
 
     # ------------------------------------------------------------ inbound
 
