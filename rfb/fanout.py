@@ -24,8 +24,8 @@ docs/fanout.md has the design and the reasoning; in short:
 - When the scene settles, one lossless still of the last frame is shared by every
   lossy viewer, next to the groups (:mod:`rfb.stills`).
 - With adaptation on, an H.264 viewer on a slow link is moved to a cheaper quality
-  tier, a group of its own ("webcodecs@1"...) made when its first viewer comes and
-  closed with its last (:mod:`rfb.tiers`, :mod:`rfb.adapt`).
+  tier, a group of its own ("webcodecs@1"...) made when its first viewer comes, whose
+  encoder is closed when its last one leaves (:mod:`rfb.tiers`, :mod:`rfb.adapt`).
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class ViewerInfo:
     group: str
     latency: LatencySummary
     tier: int = 0  # its quality tier (rfb.tiers; 0: the full stream), "webcodecs@<tier>" as ``group``
-    throughput_bps: float | None = None  # bytes/s its sender wrote over the last tick (adaptive displays)
+    sent_bytes_per_s: float | None = None  # bytes/s its sender wrote over the last tick (adaptive displays)
 
 
 class _ErrorText(str):
@@ -133,7 +133,7 @@ class Viewer:
         self._logged_kinds: set[str] = set()
         self.decode_ms: float | None = None
         self.sent_bytes = 0  # written to the socket: a link's throughput, as rfb.adapt measures it
-        self.throughput_bps: float | None = None
+        self.sent_bytes_per_s: float | None = None
         self.finished = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -182,7 +182,7 @@ class Viewer:
             self.client_id, member.transport, hello.client, f"{peer[0]}:{peer[1]}" if peer else None,
             self.connected_at, len(member.inflight), member.needs_keyframe, member.delivered, self.dropped,
             self.rejected, self.decode_ms, member.group, member.latency.summary(self._stats_window),
-            member.tier, self.throughput_bps,
+            member.tier, self.sent_bytes_per_s,
         )
 
     @property
@@ -288,8 +288,8 @@ class Viewer:
         if member.transport != "webcodecs":
             return
 
-        def measured(bps: float) -> None:
-            self.throughput_bps = bps
+        def measured(rate: float) -> None:
+            self.sent_bytes_per_s = rate
 
         try:
             await adapt(self._fanout, member, policy, lambda: self.sent_bytes, measured)

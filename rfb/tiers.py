@@ -4,8 +4,8 @@ A viewer on a slow link is served from a lower tier instead of stalling the chai
 each tier is a fan-out group of its own ("webcodecs", "webcodecs@1", "webcodecs@2"...),
 with its own encoder, so that a frame costs one encode per tier in use whatever the
 number of viewers, and the top tier ("webcodecs" itself) is exactly what it would be
-without tiers. Tier groups are created when a viewer is moved there and closed with
-their last viewer, like any group (rfb.fanout). Which viewer goes where is
+without tiers. Tier groups are created when a viewer is first moved there and close
+their encoder when their last viewer leaves, like any group (rfb.fanout). Which viewer goes where is
 rfb.adapt's business.
 
 The ladder steps down bitrate first (cheap: the same frames, smaller), then frame rate

@@ -225,8 +225,8 @@ def _result(mbit: float, viewer: LinkViewer, start: float, end: float, summary: 
         tiers=tuple(sorted(tiers)),
         final_tier=final.tier if final is not None else -1,
         group=final.group if final is not None else None,
-        sent_mbit=(round(final.throughput_bps * 8 / 1e6, 2)
-                   if final is not None and final.throughput_bps is not None else None),
+        sent_mbit=(round(final.sent_bytes_per_s * 8 / 1e6, 2)
+                   if final is not None and final.sent_bytes_per_s is not None else None),
         width=viewer.arrivals[-1][2] if viewer.arrivals else 0,
         decode_errors=viewer.decode_errors,
     )
