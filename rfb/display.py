@@ -40,6 +40,7 @@ from urllib.parse import quote
 from starlette.types import ASGIApp
 
 from rfb import protocol
+from rfb.adapt import AdaptPolicy
 from rfb.asgi import LoopServing, MountedApp
 from rfb.encoders.base import Transport
 from rfb.encoders.checks import image_size_problem, video_size_problem
@@ -80,7 +81,7 @@ class DisplayStats:
     events_received: int
     events_dropped: int
     viewers: int
-    groups: dict[str, GroupStats]  # by group: "webcodecs", "image" (JPEG), "png"
+    groups: dict[str, GroupStats]  # by group: "webcodecs" (and its tiers "webcodecs@1"...), "image" (JPEG), "png"
     latency: dict[int, LatencySummary]  # by client id, over the last stats_interval (1 s by default)
     stills: StillStats | None = None  # lossless stills of settled frames (rfb.stills)
 
@@ -127,6 +128,10 @@ class Display:
     - ``still_after``: seconds without a new frame before every viewer that gets lossy
       frames (H.264, JPEG) is sent the last one losslessly, once (PNG, drawn over the
       video until the next frame); None: only on :meth:`refresh_still`.
+    - ``adaptive``: serve each H.264 viewer from a quality tier its link can carry
+      (lower bitrate, then frame rate, then size; each tier encoded once for all its
+      viewers), moved on sustained evidence (rfb.adapt). True: the default
+      :class:`rfb.adapt.AdaptPolicy`; False (the default): everybody gets the full stream.
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class Display:
         resize_policy: ResizePolicy = "fixed",
         max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
         still_after: float | None = 0.3,
+        adaptive: bool | AdaptPolicy = False,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -194,7 +200,7 @@ class Display:
         self._fanout = FanOut(
             routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
             device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
-            failover=failover, still_after=still_after,
+            failover=failover, still_after=still_after, adaptive=_adapt_policy(adaptive),
         )
         self.host = host
         self._port = port
@@ -691,6 +697,7 @@ async def serve(
     resize_policy: ResizePolicy = "fixed",
     max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
     still_after: float | None = 0.3,
+    adaptive: bool | AdaptPolicy = False,
 ) -> Display:
     """Start a display and its server; returns once it accepts connections.
 
@@ -726,6 +733,8 @@ async def serve(
       within ``max_size``, and a ``target_size`` event in ``poll_events()`` says when.
     - ``still_after``: seconds without a new frame before H.264 and JPEG viewers get the
       last one losslessly, once (None: only on ``display.refresh_still()``).
+    - ``adaptive``: move H.264 viewers on slow links to cheaper quality tiers, each
+      encoded once (True, or an :class:`rfb.adapt.AdaptPolicy`; off by default).
     """
     # locals() holds the parameters only, this being the first statement: Display's options, passed on unchanged
     options = {name: value for name, value in locals().items() if name not in ("width", "height")}
@@ -766,6 +775,7 @@ def start(
     resize_policy: ResizePolicy = "fixed",
     max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
     still_after: float | None = 0.3,
+    adaptive: bool | AdaptPolicy = False,
 ) -> Display:
     """:func:`serve` for synchronous scripts: blocks until the server accepts connections.
 
@@ -781,6 +791,14 @@ def start(
         raise
     _log_listening(display)
     return display
+
+
+def _adapt_policy(adaptive: bool | AdaptPolicy) -> AdaptPolicy | None:
+    if isinstance(adaptive, AdaptPolicy):
+        return adaptive
+    if isinstance(adaptive, bool):
+        return AdaptPolicy() if adaptive else None
+    raise ValueError(f"adaptive must be True, False or an rfb.adapt.AdaptPolicy, got {adaptive!r}")
 
 
 def _log_listening(display: Display) -> None:

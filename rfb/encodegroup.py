@@ -35,6 +35,7 @@ from rfb.failover import BuildCancelled, Failover, FailoverPolicy, FactoryTimeou
 from rfb.frames import RawFrame
 from rfb.latency import LatencyWindow
 from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
+from rfb.tiers import Tier, split_key
 
 if TYPE_CHECKING:
     from rfb.fanout import FanOut
@@ -68,10 +69,19 @@ class Member:
     shown_payload: EncodedPayload | None = None  # that payload (its configuration)
     still: int = 0  # the frame version of the last still delivered; reset by any payload after it
     latency: LatencyWindow = field(default_factory=LatencyWindow)  # has its own lock
+    stills_asked: bool = field(init=False)  # wants_stills at join: a resolution tier turns stills off meanwhile
+
+    def __post_init__(self) -> None:
+        self.stills_asked = self.wants_stills
 
     @property
     def transport(self) -> Transport:
-        return GROUP_TRANSPORTS[self.group]
+        return GROUP_TRANSPORTS[split_key(self.group)[0]]
+
+    @property
+    def tier(self) -> int:
+        """The quality tier it is served from (0: the full stream; rfb.tiers)."""
+        return split_key(self.group)[1]
 
     def has_room(self, max_inflight: int) -> bool:
         return not self.paced or len(self.inflight) + self.pending < max_inflight
@@ -98,6 +108,9 @@ class GroupStats:
     build_failures: int = 0  # a route's factory raising or passing its deadline
     set_aside: tuple[SetAside, ...] = ()  # routes this group no longer builds at a size, and why
     cuda_frames: int = 0  # encodes of a CUDA frame (through a HostFrameAdapter for host-only routes)
+    tier: int = 0  # the quality tier (rfb.tiers): 0 is the full stream
+    bitrate: int = 0  # what its encoder was built with (H.264), bits/s
+    fps: float = 0.0
 
 
 class _EncodeFailed(Exception):
@@ -120,17 +133,19 @@ class EncodeGroup:
     """Viewers sharing one group key, one encoder and one worker thread."""
 
     def __init__(self, fanout: FanOut, key: str, candidates: Sequence[EncoderEntry],
-                 policy: FailoverPolicy | None = None) -> None:
+                 policy: FailoverPolicy | None = None, tier: Tier | None = None) -> None:
         self._fanout = fanout
         self.key = key
-        self.transport: Transport = GROUP_TRANSPORTS[key]
+        self.transport: Transport = GROUP_TRANSPORTS[split_key(key)[0]]
+        self._tier = tier or Tier()
+        self._last_new_at = -math.inf  # when this group last took a new frame (frame-rate tiers)
         self.chained = self.transport == "webcodecs"  # H.264 payloads depend on earlier ones
         self._failover = Failover(candidates, policy or FailoverPolicy())
         self._last_resort_version = -1  # the frame on which every set-aside route was tried once
         self._dark = False  # no route could start; said once until one does
         self._traced: set[str] = set()  # routes whose failure was logged with its traceback (once each)
         self.members: list[Member] = []
-        self.stats = GroupStats(key, self.transport)
+        self.stats = GroupStats(key, self.transport, tier=split_key(key)[1])
         self.codec: str | None = None
         self._wake = threading.Event()
         self._stopping = False
@@ -202,13 +217,18 @@ class EncodeGroup:
             if version == self._stuck_version:
                 fanout.frames.release(frame)
                 return None  # retrying cannot help (and must not spin): wait for the next frame
+            size = self._tier.frame_size(frame)
             new = version != self._done_version
-            fresh = (self._encoder is None or self._encoder_size != frame.size
-                     or self._failover.retry_due(self._entry, frame.size))
+            fresh = (self._encoder is None or self._encoder_size != size
+                     or self._failover.retry_due(self._entry, size))
             eligible = [m for m in self.members if m.has_room(fanout.max_inflight)]
             needy = [m for m in eligible if m.needs_keyframe]
             now = time.monotonic()
             wait = self._last_idr + fanout.keyframe_interval_min - now
+            skip = self._skip(new, fresh, version, now)
+            if skip is not None:
+                new = False  # a frame-rate tier passes this frame over, unless a newer one is not coming
+                wait = skip if not needy or wait <= 0 else min(wait, skip)
             force = fresh  # a new encoder starts with an IDR anyway
             if self.chained:
                 force = fresh or (bool(needy) and wait <= 0)
@@ -223,6 +243,8 @@ class EncodeGroup:
             if not recipients:
                 fanout.frames.release(frame)
                 # A new frame stays pending: an ack wakes us and it is encoded then.
+                if skip is not None:
+                    return wait
                 return wait if self.chained and needy and wait > 0 else None
             # Needy viewers ride along when the encoder happens to emit an IDR anyway.
             targets = recipients + [m for m in needy if m not in recipients] if self.chained else recipients
@@ -230,6 +252,8 @@ class EncodeGroup:
                 m.pending += 1
             if force:
                 self._last_idr = now  # coalesce attempts too, even if no IDR comes out
+            if new:
+                self._last_new_at = now
             if self.chained:
                 missed = [m for m in self.members if m not in targets]
             else:
@@ -238,13 +262,25 @@ class EncodeGroup:
             # its latency starts now, not when a static scene was last published.
             return _Job(frame, version, new, force, fresh, targets, missed, published_at if new else now)
 
+    def _skip(self, new: bool, fresh: bool, version: int, now: float) -> float | None:
+        """For a tier that encodes every Nth frame: seconds until this new frame is due; None: take it.
+
+        A frame is taken once N frames were published since the last one taken, or once N
+        frame intervals have passed (so the last frame of a scene that stops is not lost).
+        """
+        every = self._tier.every
+        if every == 1 or not new or fresh or version - self._encoded_version >= every:
+            return None
+        due = self._last_new_at + every / self._fanout.fps - now
+        return due if due > 0 else None
+
     def _execute(self, job: _Job) -> None:
         fanout = self._fanout
         payloads: list[EncodedPayload] = []
         broken = False
         try:
             if job.fresh:
-                self._rebuild(job.frame.size, job.version)
+                self._rebuild(self._tier.frame_size(job.frame), job.version)
             while self._encoder is not None:
                 try:
                     payloads = self._encode(job)
@@ -253,7 +289,7 @@ class EncodeGroup:
                     # The chain is broken for everybody; the same picture goes out as an IDR
                     # from a rebuilt encoder, or the next route once this one is set aside.
                     broken = job.force = job.fresh = True
-                    self._rebuild(job.frame.size, job.version)
+                    self._rebuild(self._tier.frame_size(job.frame), job.version)
         finally:
             fanout.frames.release(job.frame)
         messages = []
@@ -267,6 +303,7 @@ class EncodeGroup:
         with fanout.lock:
             for m in job.targets:
                 m.pending -= 1
+            moved = [m for m in job.targets if m.group != self.key]  # to another tier while we encoded
             if self._encoder is None or broken:  # the chain is broken for everybody
                 for m in self.members:
                     m.needs_keyframe = True
@@ -277,12 +314,12 @@ class EncodeGroup:
             if not messages:
                 self._stuck_version = job.version
             for m in job.missed if messages else ():
-                if m.active:
+                if m.active and m.group == self.key:
                     m.needs_keyframe = True
             for payload, seq, message in messages:
                 self._count(payload, now)
                 for m in job.targets:
-                    if not m.active or (m.needs_keyframe and not payload.keyframe):
+                    if not m.active or m in moved or (m.needs_keyframe and not payload.keyframe):
                         continue
                     m.needs_keyframe = False
                     m.inflight[seq] = job.started
@@ -299,11 +336,11 @@ class EncodeGroup:
         assert entry is not None
         try:
             encoder = self._encoder_for(job.frame)
-            payloads = encoder.encode(job.frame, force_keyframe=job.force)
+            payloads = encoder.encode(self._tier.scale(job.frame), force_keyframe=job.force)
         except Exception as exc:  # the encoder is third-party code: it must never kill the worker
             stats.encoder_errors += 1
             self._close_encoder()
-            self._failed(entry, job.frame.size, exc,
+            self._failed(entry, self._tier.frame_size(job.frame), exc,
                          f"failed on a {job.frame.width}x{job.frame.height} {job.frame.memory} frame",
                          "rebuilding it for the same picture")
             raise _EncodeFailed from exc
@@ -355,7 +392,9 @@ class EncodeGroup:
         self._close_encoder()
         width, height = size
         fanout = self._fanout
-        config = EncoderConfig(width, height, fps=fanout.fps, bitrate=fanout.bitrate, device_id=fanout.device_id)
+        tier = self._tier
+        config = EncoderConfig(width, height, fps=fanout.fps / tier.every,
+                               bitrate=max(1, round(fanout.bitrate * tier.bitrate)), device_id=fanout.device_id)
         routes = self._failover.usable(size)
         if not routes and version != self._last_resort_version:
             self._last_resort_version = version
@@ -374,6 +413,7 @@ class EncodeGroup:
             self._encoder, self._entry, self._encoder_size = encoder, entry, size
             self.codec = None
             self.stats.encoder, self.stats.width, self.stats.height = entry.name, width, height
+            self.stats.bitrate, self.stats.fps = config.bitrate, config.fps
             self.stats.encoder_builds += 1
             logger.info("%s group: encoder %s built for %dx%d", self.key, entry.name, width, height)
             return

@@ -23,6 +23,9 @@ docs/fanout.md has the design and the reasoning; in short:
   kept per member (:class:`rfb.latency.LatencyWindow`).
 - When the scene settles, one lossless still of the last frame is shared by every
   lossy viewer, next to the groups (:mod:`rfb.stills`).
+- With adaptation on, an H.264 viewer on a slow link is moved to a cheaper quality
+  tier, a group of its own ("webcodecs@1"...) made when its first viewer comes, whose
+  encoder is closed when its last one leaves (:mod:`rfb.tiers`, :mod:`rfb.adapt`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from rfb.adapt import AdaptPolicy
 from rfb.encodegroup import Deliver, EncodeGroup, GroupStats, Member
 from rfb.encoders.base import EncodedPayload, Transport
 from rfb.encoders.registry import EncoderEntry
@@ -43,6 +47,7 @@ from rfb.frames import RawFrame
 from rfb.framestore import Lease
 from rfb.protocol import GROUP_TRANSPORTS
 from rfb.stills import StillChannel, StillStats
+from rfb.tiers import split_key, tier_key
 
 logger = logging.getLogger("rfb.fanout")
 
@@ -77,6 +82,7 @@ class FanOut:
         keyframe_interval_min: float = 0.25,
         failover: FailoverPolicy | None = None,
         still_after: float | None = None,
+        adaptive: AdaptPolicy | None = None,
     ) -> None:
         """``routes``: candidates per group key ("webcodecs", "image", "png"), best first.
 
@@ -84,6 +90,8 @@ class FanOut:
         take to start (:class:`rfb.failover.FailoverPolicy`; its defaults when None).
         ``still_after``: seconds without a new frame before lossy viewers get a lossless
         still of the last one (:mod:`rfb.stills`); None: only on :meth:`refresh_still`.
+        ``adaptive``: H.264 viewers are moved between the quality tiers of its ladder
+        (:mod:`rfb.adapt`); None: every viewer gets the full stream.
         """
         if not isinstance(max_inflight, int) or max_inflight < 1:
             raise ValueError(f"max_inflight must be a positive integer, got {max_inflight!r}")
@@ -97,6 +105,7 @@ class FanOut:
         self.max_inflight = max_inflight
         self.keyframe_interval_min = keyframe_interval_min
         self.failover = failover or FailoverPolicy()
+        self.adaptive = adaptive
         self.lock = threading.Lock()
         self.seq = itertools.count(1)
         self._groups: dict[str, EncodeGroup] = {}
@@ -133,13 +142,56 @@ class FanOut:
         with self.lock:
             if self._closed:
                 raise RuntimeError("display is closed")
-            group = self._groups.get(key)
-            if group is None:
-                group = self._groups[key] = EncodeGroup(self, key, self.routes[key], self.failover)
+            group = self._group(key)
             group.members.append(member)
         group.wake()
         self.stills.wake()
         return member
+
+    def move(self, member: Member, tier: int) -> None:
+        """Serve ``member`` from quality tier ``tier`` of its group (0: the full stream).
+
+        It needs a keyframe there, so the first payload it gets from the new tier is an
+        IDR; payloads of the old tier still in flight are acked as usual, and one that
+        its old group was encoding when it moved is not delivered to it. In a tier of a
+        smaller size it gets no lossless stills (they are full size).
+        """
+        base, _ = split_key(member.group)
+        ladder = self.adaptive.ladder if self.adaptive is not None else ()
+        if GROUP_TRANSPORTS[base] != "webcodecs" or not 0 <= tier < max(len(ladder), 1):
+            raise ValueError(f"no tier {tier} for group {base!r}: tiers are 0..{len(ladder) - 1} of H.264 groups")
+        key = tier_key(base, tier)
+        with self.lock:
+            if self._closed or not member.active or member.group == key:
+                return
+            old = self._groups.get(member.group)
+            if old is not None and member in old.members:
+                old.members.remove(member)
+            member.group = key
+            member.needs_keyframe = True
+            # A still is full size: one the viewer of a smaller picture cannot draw, on its slowest link.
+            member.wants_stills = member.stills_asked and (ladder[tier].shrink if ladder else 1) == 1
+            group = self._group(key)
+            group.members.append(member)
+        logger.info("viewer %d moved to tier %d (%s group)", member.client_id, tier, key)
+        if old is not None:
+            old.wake()  # an empty tier closes its encoder
+        group.wake()
+
+    def window_full(self, member: Member) -> bool:
+        """Whether every in-flight slot of ``member`` is taken (its link is the bottleneck)."""
+        with self.lock:
+            return not member.has_room(self.max_inflight)
+
+    def _group(self, key: str) -> EncodeGroup:
+        """The group of ``key``, started on demand; call with :attr:`lock` held."""
+        group = self._groups.get(key)
+        if group is None:
+            base, tier = split_key(key)
+            ladder = self.adaptive.ladder if self.adaptive is not None else ()
+            group = self._groups[key] = EncodeGroup(self, key, self.routes[base], self.failover,
+                                                    tier=ladder[tier] if tier else None)
+        return group
 
     def leave(self, member: Member) -> None:
         with self.lock:

@@ -23,12 +23,14 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from rfb import protocol
+from rfb.adapt import adapt
 from rfb.encoders.base import EncodedPayload, Transport
 from rfb.events import EventQueue, InputEvent, parse_event
 from rfb.fanout import FanOut, Member
 from rfb.latency import LatencySummary
 from rfb.protocol import Ack, EventMessage, Hello, ProtocolError, RequestKeyframe
 from rfb.throttle import Throttle
+from rfb.tiers import to_display
 
 logger = logging.getLogger("rfb.session")
 REFUSALS = Throttle(logger)  # refused handshakes: any client can repeat them from fresh connections
@@ -59,7 +61,8 @@ class SessionSettings:
 class ViewerInfo:
     """A snapshot of one connected viewer, for ``display.viewers``.
 
-    ``group`` is the fan-out group it joined ("webcodecs", "image" for JPEG, "png").
+    ``group`` is the fan-out group it is in ("webcodecs", "image" for JPEG, "png"; on an
+    adaptive display an H.264 viewer may be in a cheaper tier, "webcodecs@1"...).
     ``latency`` covers the last ``stats_interval`` (1 s by default): what its last
     ``stats`` message said, recomputed now.
     """
@@ -78,6 +81,8 @@ class ViewerInfo:
     group: str
     latency: LatencySummary
     principal: Any = None  # what the app's authenticate hook said about this viewer (rfb.asgi)
+    tier: int = 0  # its quality tier (rfb.tiers; 0: the full stream), "webcodecs@<tier>" as ``group``
+    sent_bytes_per_s: float | None = None  # bytes/s its sender wrote over the last tick (adaptive displays)
 
 
 class _ErrorText(str):
@@ -132,6 +137,8 @@ class Viewer:
         self.rejected = 0
         self._logged_kinds: set[str] = set()
         self.decode_ms: float | None = None
+        self.sent_bytes = 0  # written to the socket: a link's throughput, as rfb.adapt measures it
+        self.sent_bytes_per_s: float | None = None
         self.finished = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -141,14 +148,15 @@ class Viewer:
         sender = asyncio.create_task(self._send_loop(), name=f"rfb-send-{self.client_id}")
         receiver = asyncio.create_task(self._receive_loop(), name=f"rfb-recv-{self.client_id}")
         reporter = asyncio.create_task(self._stats_loop(), name=f"rfb-stats-{self.client_id}")
+        adapter = asyncio.create_task(self._adapt_loop(), name=f"rfb-adapt-{self.client_id}")
         try:
             done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done and self._close is not None:
                 await asyncio.wait({sender}, timeout=CLOSE_FLUSH_TIMEOUT)  # let the close frame out
         finally:
-            for task in (reporter, receiver, sender):
+            for task in (adapter, reporter, receiver, sender):
                 task.cancel()
-            await asyncio.gather(reporter, receiver, sender, return_exceptions=True)
+            await asyncio.gather(adapter, reporter, receiver, sender, return_exceptions=True)
             if self.member is not None:
                 self._fanout.leave(self.member)
             self.finished.set()
@@ -179,6 +187,7 @@ class Viewer:
             self.client_id, member.transport, hello.client, f"{peer[0]}:{peer[1]}" if peer else None,
             self.connected_at, len(member.inflight), member.needs_keyframe, member.delivered, self.dropped,
             self.rejected, self.decode_ms, member.group, member.latency.summary(self._stats_window), self.principal,
+            member.tier, self.sent_bytes_per_s,
         )
 
     @property
@@ -239,6 +248,7 @@ class Viewer:
                 if isinstance(item, bytes):
                     self._queued_payloads -= 1
                     await ws.send_bytes(item)
+                    self.sent_bytes += len(item)
                 else:
                     if isinstance(item, _ErrorText):
                         self._queued_errors -= 1
@@ -271,6 +281,25 @@ class Viewer:
             self._push(_StatsText(protocol.stats_message(
                 median_ms=summary.median_ms, p95_ms=summary.p95_ms, fps=summary.fps, window_s=summary.window_s,
             )))
+
+    async def _adapt_loop(self) -> None:
+        """On an adaptive display, move this H.264 viewer between quality tiers (rfb.adapt)."""
+        policy = self._fanout.adaptive
+        if policy is None:
+            return
+        await self._joined.wait()
+        member = self.member
+        assert member is not None
+        if member.transport != "webcodecs":
+            return
+
+        def measured(rate: float) -> None:
+            self.sent_bytes_per_s = rate
+
+        try:
+            await adapt(self._fanout, member, policy, lambda: self.sent_bytes, measured)
+        except Exception as exc:  # boundary: the viewer goes on at its tier, unadapted, rather than closing
+            log_failure(exc, f"viewer {self.client_id}: adapting its tier failed; it stays where it is")
 
     # ------------------------------------------------------------ inbound
 
@@ -331,6 +360,13 @@ class Viewer:
         logger.info("viewer %d (%s) joined the %s group", self.client_id, hello.client or "unknown client", group)
         return True
 
+    def _stream_size(self) -> tuple[int, int]:
+        """The frame size a viewer of a quality tier was last configured for: its pointer coordinates are in it."""
+        config, member = self._last_config, self.member
+        if config is None or member is None or member.tier == 0:
+            return self._frame_size()
+        return config[2], config[3]
+
     def _authorized(self, token: str | None) -> bool:
         expected = self._settings.token
         if expected is None:
@@ -370,8 +406,8 @@ class Viewer:
                 self._fanout.request_keyframe(member)
             elif isinstance(message, EventMessage):
                 event = parse_event(message.event, client_id=self.client_id, time=time.monotonic(),
-                                    bounds=self._frame_size(), principal=self.principal)
-                self._events.put(event)
+                                    bounds=self._stream_size(), principal=self.principal)
+                self._events.put(to_display(event, self._stream_size(), self._frame_size()))
                 if event.type == "resize" and self._on_resize is not None:
                     self._on_resize(event)
             else:

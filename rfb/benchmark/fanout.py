@@ -20,6 +20,9 @@ a GPU renderer would: GPU routes (``jpeg_gpu``, ``h264_gpu_nv12``, NVENC) take t
 place, CPU routes through one download each. On one GPU machine this compares the whole
 publish -> ack path of the GPU routes with the CPU ones.
 
+``--links 2,8,50`` runs the links benchmark instead (:mod:`rfb.benchmark.links`): one
+viewer per link rate, each behind a throttled loopback proxy, on an adaptive display.
+
 Timing uses ``time.monotonic()``, which on Linux is the same clock in both
 processes, so arrival times taken by the client process are cut to the server's
 measurement window exactly.
@@ -546,10 +549,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device-frames", action="store_true",
                    help="publish CuPy arrays (needs a GPU): GPU routes take them in place, CPU routes download each once")
     p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
+    p.add_argument("--links", default=None,
+                   help="Mbit/s per viewer, like 2,8,50: run python -m rfb.benchmark.links with the other "
+                        "options it takes (--size, --fps, --encoder, --pattern, --seconds)")
     p.add_argument("--client-process", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.client_process:
         return client_main()
+    if args.links is not None:
+        from rfb.benchmark import links
+
+        return links.main(["--links", args.links, "--size", f"{args.size[0]}x{args.size[1]}", "--fps", str(args.fps),
+                           "--encoder", args.encoder, "--pattern", args.pattern, "--seconds", str(args.seconds)])
     if args.device_frames:
         from rfb.gpu.context import cupy_available
 
