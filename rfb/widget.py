@@ -73,6 +73,8 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
 
     def __init__(self, display: Display, *, transport: str = "auto", height: int | None = None,
                  only: str | None = None, overlay: bool = True) -> None:
+        self._links: dict[tuple[str, int], RelayChannel] = {}
+        self._lock = threading.Lock()  # first: ipywidgets' __del__ calls close() even when __init__ raised
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         if only not in (None, "image", "png"):
@@ -89,8 +91,6 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
             frame_width=display.width, frame_height=display.height, height=height or 0,
         )
         self._display = display
-        self._links: dict[tuple[str, int], RelayChannel] = {}
-        self._lock = threading.Lock()
         self.on_msg(self._on_custom)
         display._on_close(self._display_closed)
 

@@ -1,0 +1,227 @@
+"""The notebook widget: comm connections served like WebSockets, and the widget in a real JupyterLab.
+
+Without a browser: a relayed connection (rfb.channel.RelayChannel) speaks the same
+protocol as a WebSocket and shares its encode; the widget routes comm messages to one
+connection per view, ends them on close, and marks itself closed with the display.
+The widget's ``send`` is the kernel's boundary: these tests take what it is handed.
+
+With a browser: a JupyterLab server on loopback with a token runs a notebook whose
+cells start a display, publish frames from a thread and show widgets; headless
+Chromium (the Debian package, as in tests/test_browser.py) opens it. The widget's
+canvas must show the published pixels, a click must come back through
+``poll_events()`` in frame pixels, and that over the comm with the browser unable to
+reach the display's port (a dead proxy for everything but JupyterLab), and over the
+WebSocket where it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rfb import protocol
+from tests.conftest import H264, FakeVideoEncoder, ProtocolClient, start_test_display, wait_until
+from tests.support.ci import IN_CI, unavailable
+
+pytestmark = pytest.mark.timeout(180)
+
+try:
+    import anywidget  # noqa: F401  (rfb.widget's base: the notebook extra)
+except ImportError as exc:
+    if IN_CI:
+        raise
+    pytest.skip(f"the notebook extra (anywidget) is not installed: {exc}", allow_module_level=True)
+
+eventually = wait_until
+
+
+# ---------------------------------------------------------------- the kernel side, without a browser
+
+
+class Wire:
+    """What a widget sends to the browser, by connection: the kernel's boundary, recorded."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict[str, Any], list[bytes]]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        with self.lock:
+            self.messages.append((content, [bytes(b) for b in buffers or []]))
+
+    def of(self, view: str, conn: int) -> list[tuple[dict[str, Any], list[bytes]]]:
+        with self.lock:
+            return [(c, b) for c, b in self.messages if c.get("view") == view and c.get("conn") == conn]
+
+    def texts(self, view: str, conn: int) -> list[dict[str, Any]]:
+        return [json.loads(c["text"]) for c, _ in self.of(view, conn) if c["op"] == "text"]
+
+    def payloads(self, view: str, conn: int) -> list[bytes]:
+        return [b[0] for c, b in self.of(view, conn) if c["op"] == "bytes"]
+
+
+@pytest.fixture
+def display(test_encoders: Any) -> Iterator[Any]:
+    display = start_test_display(video_encoder="test-h264", image_encoder="test-image", token="secret")
+    try:
+        yield display
+    finally:
+        display.close()
+
+
+@pytest.fixture
+def widget(display: Any) -> Iterator[tuple[Any, Wire]]:
+    widget = display.widget(transport="comm")
+    wire = Wire()
+    widget.send = wire  # the comm: in a kernel, ipykernel's IOPub thread takes it from here
+    try:
+        yield widget, wire
+    finally:
+        widget.close()
+
+
+def say(widget: Any, view: str, conn: int, op: str, **fields: Any) -> None:
+    """A comm message from the browser, as the kernel's shell thread hands it to the widget."""
+    widget._handle_custom_msg({"view": view, "conn": conn, "op": op, **fields}, [])
+
+
+def hello(token: str = "secret") -> str:
+    return json.dumps({"type": "hello", "supported": [H264], "token": token, "client": "test-widget"})
+
+
+def frame(marker: int) -> np.ndarray:
+    array = np.zeros((48, 64, 3), np.uint8)
+    array[0, 0] = (marker, 0, 0)
+    return array
+
+
+def test_a_comm_viewer_gets_the_same_bytes_as_a_websocket_viewer_from_one_encode(display, widget, test_encoders):
+    w, wire = widget
+    say(w, "v1", 1, "open")
+    say(w, "v1", 1, "text", text=hello())
+    eventually(lambda: wire.texts("v1", 1) and wire.texts("v1", 1)[0]["type"] == "config")
+
+    async def websocket_viewer() -> tuple[dict[str, Any], bytes]:
+        client = await ProtocolClient.connect(display, token="secret")
+        await client.recv()
+        eventually(lambda: len(display.viewers) == 2)
+        display.publish(frame(7))
+        payload = await client.next_payload()
+        await client.close()
+        return payload.header, payload.payload
+
+    websocket_message = asyncio.run(websocket_viewer())
+    eventually(lambda: wire.payloads("v1", 1))
+    header, payload = protocol.unpack_payload(wire.payloads("v1", 1)[0])
+    assert (header, payload) == websocket_message  # the same message: header, seq and payload
+    assert {v.group for v in display.viewers} == {"webcodecs"} and display.viewers[0].remote is None
+    video = [e for e in test_encoders.instances if isinstance(e, FakeVideoEncoder)]
+    assert len(video) == 1 and video[0].encodes == 1
+
+
+def test_events_and_acks_from_the_comm_reach_the_display(display, widget):
+    w, wire = widget
+    say(w, "v1", 1, "open")
+    say(w, "v1", 1, "text", text=hello())
+    display.publish(frame(1))
+    eventually(lambda: wire.payloads("v1", 1))
+    seq = protocol.unpack_payload(wire.payloads("v1", 1)[0])[0]["seq"]
+    say(w, "v1", 1, "text", text=json.dumps({"type": "ack", "seq": seq, "decode_ms": 1.5}))
+    say(w, "v1", 1, "text", text=json.dumps({"type": "event", "event": {
+        "type": "pointerdown", "x": 10.5, "y": 20.25, "button": 0, "buttons": 1, "modifiers": []}}))
+    events = eventually(lambda: display.poll_events())
+    assert (events[0].type, events[0].x, events[0].y) == ("pointerdown", 10.5, 20.25)
+    eventually(lambda: display.viewers and display.viewers[0].decode_ms == 1.5)
+
+
+def test_a_bad_hello_over_the_comm_is_refused_like_over_a_websocket(display, widget):
+    w, wire = widget
+    say(w, "v1", 1, "open")
+    say(w, "v1", 1, "text", text=hello(token="wrong"))
+    closes = eventually(lambda: [c for c, _ in wire.of("v1", 1) if c["op"] == "close"])
+    assert closes == [{"view": "v1", "conn": 1, "op": "close", "code": protocol.CLOSE_UNAUTHORIZED,
+                       "reason": "unauthorized"}]
+    eventually(lambda: w.connections() == 0)
+
+
+def test_views_are_viewers_of_their_own_and_leave_when_closed(display, widget):
+    w, wire = widget
+    for view in ("a", "b"):
+        say(w, view, 1, "open")
+        say(w, view, 1, "text", text=hello())
+    eventually(lambda: len(display.viewers) == 2)
+    say(w, "a", 1, "close")  # the view went away (the cell re-ran)
+    eventually(lambda: len(display.viewers) == 1)
+    assert w.connections() == 1
+    say(w, "a", 1, "text", text=hello())  # a late message of a closed connection finds nobody
+    w.close()  # the widget: every connection ends
+    eventually(lambda: len(display.viewers) == 0 and w.connections() == 0)
+
+
+def test_malformed_comm_messages_change_nothing(display, widget, caplog):
+    w, wire = widget
+    for content in ("text", {"view": 1, "conn": 1, "op": "open"}, {"view": "v", "conn": True, "op": "open"}):
+        w._handle_custom_msg(content, [])
+    say(w, "v", 1, "open")
+    say(w, "v", 1, "shout")
+    assert w.connections() == 1 and "ignored a comm message" in caplog.text
+
+
+def test_closing_the_display_closes_its_comm_viewers_and_marks_the_widget_closed(test_encoders):
+    display = start_test_display(video_encoder="test-h264", image_encoder="test-image", token="secret")
+    w = display.widget(transport="comm")
+    wire = Wire()
+    w.send = wire
+    try:
+        say(w, "v", 1, "open")
+        say(w, "v", 1, "text", text=hello())
+        eventually(lambda: len(display.viewers) == 1)
+        assert not w.closed
+        display.close()
+        assert w.closed  # the browser keeps the last frame (viewer/widget.js)
+        assert [c["code"] for c, _ in wire.of("v", 1) if c["op"] == "close"] == [protocol.CLOSE_GOING_AWAY]
+        say(w, "v", 2, "open")  # a reconnect after the close: refused at once
+        assert [c["reason"] for c, _ in wire.of("v", 2)] == ["display closed"]
+        with pytest.raises(RuntimeError, match="display is closed"):
+            display.widget()
+    finally:
+        w.close()
+        display.close()
+
+
+def test_a_display_as_a_cell_result_is_its_widget(display):
+    data, _ = display._repr_mimebundle_()
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"]
+
+
+def test_widget_options_are_checked(display):
+    with pytest.raises(ValueError, match="transport must be one of"):
+        display.widget(transport="pigeon")
+    with pytest.raises(ValueError, match="height must be"):
+        display.widget(height=0)
+    with pytest.raises(ValueError, match="only must be"):
+        display.widget(only="gif")
+
+
+def test_the_widget_carries_the_viewer_files_of_the_package(display):
+    from rfb.server import VIEWER_DIR
+
+    w = display.widget()
+    try:
+        assert w._modules["worker.js"] == (VIEWER_DIR / "worker.js").read_text("utf-8")
+        shipped = {p.name for p in VIEWER_DIR.glob("*.js")} - {"main.js", "widget.js"}
+        assert set(w._modules) == shipped  # every module the viewer imports, none missing
+        assert w.url == display.url and w.token == "secret"
+    finally:
+        w.close()
