@@ -225,3 +225,266 @@ def test_the_widget_carries_the_viewer_files_of_the_package(display):
         assert w.url == display.url and w.token == "secret"
     finally:
         w.close()
+
+
+# ---------------------------------------------------------------- in a real JupyterLab, in headless Chromium
+
+W, H = 320, 240
+RED, GREEN, BLUE, WHITE = (230, 30, 30), (30, 200, 30), (30, 30, 230), (235, 235, 235)
+QUADRANT_POINTS = [(W // 4, H // 4), (3 * W // 4, H // 4), (W // 4, 3 * H // 4), (3 * W // 4, 3 * H // 4)]
+QUADRANT_COLOURS = [RED, GREEN, BLUE, WHITE]
+TOLERANCE = 48  # per channel, as in tests/test_browser.py: H.264 4:2:0 shifts flat colours a little
+WAIT_S = 30.0  # a cold kernel, rfb's imports and the first encoder on a loaded 2-core machine
+
+# The notebook: a display publishing four flat quadrants from a thread (the kernel stays
+# free to read comm messages), writing what the test checks (viewers, events) to a file.
+SETUP_CELL = """\
+import json, os, threading, numpy as np, rfb
+display = rfb.start({w}, {h}, port=0, allowed_origins={origins!r})
+frame = np.empty(({h}, {w}, 3), np.uint8)
+frame[:{h2}, :{w2}], frame[:{h2}, {w2}:], frame[{h2}:, :{w2}], frame[{h2}:, {w2}:] = {colours!r}
+stop = threading.Event()
+
+def render_loop(status_path={status!r}):
+    events = []
+    while not stop.is_set():
+        try:
+            display.publish(frame)
+        except RuntimeError:  # the display closed
+            break
+        events += [dict(type=e.type, x=e.x, y=e.y, client=e.client_id) for e in display.poll_events()]
+        status = dict(port=display.port, events=events[-100:],
+                      viewers=[[v.client_id, v.group, v.remote] for v in display.viewers])
+        with open(status_path + ".tmp", "w") as f:
+            json.dump(status, f)
+        os.replace(status_path + ".tmp", status_path)
+        stop.wait(1 / 30)
+
+threading.Thread(target=render_loop, daemon=True).start()
+"""
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from rfb.benchmark.browser_latency import CHROMIUM
+
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        import jupyterlab  # noqa: F401
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"JupyterLab or Playwright is not importable (pip install -e '.[test]'): {exc}")
+    from tests.support.jupyterlab import start_jupyterlab
+
+    lab = start_jupyterlab(tmp_path_factory.mktemp("jupyterlab"))
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+class Notebook:
+    """A notebook open in JupyterLab in headless Chromium: run cells, find widgets, read the kernel's status."""
+
+    def __init__(self, lab: Any, name: str, cells: list[str], *, block_port_except_lab: bool,
+                 tmp: Path) -> None:
+        from playwright.sync_api import sync_playwright
+
+        from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS
+        from tests.support.jupyterlab import free_port
+
+        self.lab = lab
+        self.status_path = tmp / "status.json"
+        lab.write_notebook(name, cells)
+        args = list(CHROMIUM_ARGS)
+        if block_port_except_lab:
+            # Every request but JupyterLab's goes to a proxy that is not there: the display's
+            # port is unreachable from this browser, as from one far from the kernel.
+            args += [f"--proxy-server=http://127.0.0.1:{free_port()}",
+                     f"--proxy-bypass-list=<-loopback>;127.0.0.1:{lab.port}"]  # later rules win
+        self._playwright = sync_playwright().start()
+        self.errors: list[str] = []
+        try:
+            self.context = self._playwright.chromium.launch_persistent_context(
+                str(tmp / "profile"), executable_path=str(CHROMIUM), args=args, headless=True,
+                viewport={"width": 1100, "height": 900},
+            )
+            self.page = self.context.new_page()
+            self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+            self.page.set_default_timeout(WAIT_S * 1000)
+            self.page.goto(lab.url(name))
+            self.page.wait_for_selector(".jp-Notebook .jp-Cell")
+            self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, index: int) -> None:
+        """Run cell ``index`` (Ctrl+Enter in its editor: run it and stay), until its prompt says it ran or runs.
+
+        A key pressed while JupyterLab is still connecting to the kernel is lost, so the
+        press is repeated until the prompt changes (to ``[*]`` when queued, at once).
+        """
+        cell = self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+        prompt = cell.locator(".jp-InputPrompt")
+        before = prompt.inner_text().strip()
+        for _ in range(5):
+            editor = cell.locator(".jp-InputArea-editor")
+            editor.scroll_into_view_if_needed()
+            editor.click()
+            self.page.keyboard.press("Control+Enter")
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                now = prompt.inner_text().strip()
+                if now != before or "*" in now:
+                    return
+                time.sleep(0.1)
+        raise AssertionError(f"cell {index} did not start running (prompt {before!r})")
+
+    def widgets(self) -> int:
+        return self.page.evaluate("() => (window.__rfbWidgets || []).length")
+
+    def wait_drawn(self, index: int, frames: int = 1) -> dict[str, Any]:
+        self.page.wait_for_function(
+            "([i, n]) => { const w = (window.__rfbWidgets || [])[i]; return w && w.stats.framesDrawn >= n; }",
+            arg=[index, frames])
+        return self.stats(index)
+
+    def stats(self, index: int) -> dict[str, Any]:
+        return self.page.evaluate("(i) => window.__rfbWidgets[i].stats", index)
+
+    def snapshot(self, index: int, points: list[tuple[int, int]]) -> dict[str, Any]:
+        return self.page.evaluate("([i, points]) => window.__rfbWidgets[i].snapshot(points)",
+                                  [index, [list(p) for p in points]])
+
+    def assert_colours(self, index: int) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            shot = self.snapshot(index, QUADRANT_POINTS)
+            got = [tuple(p[:3]) if p else None for p in shot["pixels"]]
+            if all(have is not None and all(abs(a - b) <= TOLERANCE for a, b in zip(have, want, strict=True))
+                   for want, have in zip(QUADRANT_COLOURS, got, strict=True)):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"widget {index}: expected about {QUADRANT_COLOURS} at {QUADRANT_POINTS}, "
+                                     f"got {got} (canvas {shot['width']}x{shot['height']})")
+            time.sleep(0.1)
+
+    def client_point(self, index: int, x: float, y: float) -> tuple[float, float]:
+        """Where frame pixel (x, y) of widget ``index`` is on the page, through its view."""
+        box = self.page.evaluate("""(i) => {
+            const hook = window.__rfbWidgets[i];
+            const host = [...document.querySelectorAll('*')].find((e) => e.__rfb === hook);
+            host.scrollIntoView({block: 'center'});
+            const r = host.shadowRoot.getElementById('viewer').getBoundingClientRect();
+            return {left: r.left, top: r.top, view: hook.view};
+        }""", index)
+        view = box["view"]
+        return box["left"] + view["x"] + x * view["scale"], box["top"] + view["y"] + y * view["scale"]
+
+    def outputs(self) -> list[str]:
+        """The text of every cell's output area (tracebacks, for a failure's message)."""
+        return self.page.evaluate(
+            "() => [...document.querySelectorAll('.jp-Cell')].map((c) => c.querySelector('.jp-OutputArea')?.innerText || '')")
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text("utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def wait_status(self, match: Any, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            status = self.status()
+            if status and match(status):
+                return status
+            if time.monotonic() > deadline:
+                self.page.screenshot(path=str(self.status_path.with_name("failure.png")))
+                raise AssertionError(f"the kernel's status never showed {what}; last: {status}\n"
+                                     f"cell outputs: {self.outputs()}\n{self.lab.log_tail()}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        context = getattr(self, "context", None)
+        if context is not None:
+            context.close()
+        self._playwright.stop()
+
+
+def notebook_cells(status: Path, *, origins: list[str], widget_cells: list[str]) -> list[str]:
+    setup = SETUP_CELL.format(w=W, h=H, w2=W // 2, h2=H // 2, origins=origins, status=str(status),
+                              colours=[RED, GREEN, BLUE, WHITE])
+    return [setup, *widget_cells, "stop.set()\ndisplay.close()"]
+
+
+def click_arrives(nb: Notebook, index: int) -> None:
+    fx, fy = 250.5, 60.25  # the right half: not where a stretched or unscaled mapping lands
+    nb.page.mouse.click(*nb.client_point(index, fx, fy))
+    client = nb.stats(index)["clientId"]
+    status = nb.wait_status(lambda s: any(e["type"] == "pointerdown" and e["client"] == client for e in s["events"]),
+                            "the click as a pointerdown")
+    down = next(e for e in status["events"] if e["type"] == "pointerdown" and e["client"] == client)
+    assert abs(down["x"] - fx) <= 1.5 and abs(down["y"] - fy) <= 1.5, (down, (fx, fy))
+
+
+def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyterlab, tmp_path):
+    status = tmp_path / "status.json"
+    cells = notebook_cells(status, origins=[jupyterlab.origin],
+                           widget_cells=['display.widget(transport="auto")', "display"])
+    nb = Notebook(jupyterlab, "comm.ipynb", cells, block_port_except_lab=True, tmp=tmp_path)
+    try:
+        nb.run(0)
+        port = nb.wait_status(lambda s: "port" in s, "the display running")["port"]
+        nb.run(1)
+        stats = nb.wait_drawn(0, frames=30)  # a stream, not a first frame: the acks come back over the comm
+        assert stats["link"] == "comm", stats  # "auto": the WebSocket failed, the comm serves
+        assert stats["transport"] == "webcodecs" and (stats["width"], stats["height"]) == (W, H), stats
+        reach = nb.page.evaluate("(url) => fetch(url).then(() => 'reached', () => 'unreachable')",
+                                 f"http://127.0.0.1:{port}/healthz")
+        assert reach == "unreachable"  # the proof that the comm carried it
+        nb.assert_colours(0)
+        click_arrives(nb, 0)
+
+        nb.run(2)  # a plain `display` as the cell's result: a second widget, a second viewer
+        nb.wait_drawn(1)
+        nb.assert_colours(1)
+        first = nb.wait_status(lambda s: len(s["viewers"]) == 2, "two viewers")["viewers"]
+        assert all(group == "webcodecs" and remote is None for _, group, remote in first), first
+
+        old = nb.stats(0)["clientId"]
+        nb.run(1)  # re-running a cell replaces its view: the old viewer leaves, a new one joins
+        nb.wait_status(lambda s: len(s["viewers"]) == 2 and old not in [v[0] for v in s["viewers"]],
+                       f"viewer {old} replaced")
+        assert nb.widgets() == 2
+
+        nb.run(3)  # display.close(): every view keeps its last frame
+        nb.page.wait_for_function("() => window.__rfbWidgets.every((w) => w.state === 'closed')")
+        for index in range(2):
+            nb.assert_colours(index)
+        assert not nb.errors, nb.errors
+    finally:
+        nb.close()
+
+
+def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyterlab, tmp_path):
+    status = tmp_path / "status.json"
+    cells = notebook_cells(status, origins=[jupyterlab.origin], widget_cells=['display.widget()'])
+    nb = Notebook(jupyterlab, "websocket.ipynb", cells, block_port_except_lab=False, tmp=tmp_path)
+    try:
+        nb.run(0)
+        nb.wait_status(lambda s: "port" in s, "the display running")
+        nb.run(1)
+        stats = nb.wait_drawn(0, frames=30)
+        assert stats["link"] == "websocket", stats
+        nb.assert_colours(0)
+        click_arrives(nb, 0)
+        viewers = nb.wait_status(lambda s: len(s["viewers"]) == 1, "one viewer")["viewers"]
+        assert viewers[0][2] is not None and viewers[0][2].startswith("127.0.0.1:")  # a socket, not the comm
+        nb.run(2)
+        nb.page.wait_for_function("() => window.__rfbWidgets.every((w) => w.state === 'closed')")
+        nb.assert_colours(0)
+        assert not nb.errors, nb.errors
+    finally:
+        nb.close()

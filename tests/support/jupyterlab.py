@@ -100,7 +100,7 @@ def start_jupyterlab(base: Path) -> JupyterLab:
             lab.close()
             raise RuntimeError(f"jupyter lab exited with {process.returncode} before answering:\n{lab.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{lab.origin}/api/status?token={token}", timeout=2) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2) as response:
                 if response.status == 200:
                     return lab
         except (urllib.error.URLError, OSError):
