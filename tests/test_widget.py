@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
-import tempfile
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -321,26 +319,27 @@ class Notebook:
             raise
 
     def run(self, index: int) -> None:
-        """Run cell ``index`` (Ctrl+Enter in its editor: run it and stay), until its prompt says it ran or runs.
+        """Run cell ``index`` (Ctrl+Enter in its editor: run it and stay) and wait until it has run.
 
-        A key pressed while JupyterLab is still connecting to the kernel is lost, so the
-        press is repeated until the prompt changes (to ``[*]`` when queued, at once).
+        An execution asked for while JupyterLab is still settling its kernel connection
+        can be lost (the prompt goes back to ``[ ]``): then it is asked for again.
         """
-        cell = self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+        cell = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(index)
         prompt = cell.locator(".jp-InputPrompt")
         before = prompt.inner_text().strip()
-        for _ in range(5):
+        for _ in range(3):
             editor = cell.locator(".jp-InputArea-editor")
             editor.scroll_into_view_if_needed()
             editor.click()
             self.page.keyboard.press("Control+Enter")
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + WAIT_S / 2
             while time.monotonic() < deadline:
                 now = prompt.inner_text().strip()
-                if now != before or "*" in now:
+                if now != before and re.fullmatch(r"\[\d+\]:", now):
                     return
                 time.sleep(0.1)
-        raise AssertionError(f"cell {index} did not start running (prompt {before!r})")
+        raise AssertionError(f"cell {index} did not run (prompt {prompt.inner_text().strip()!r}); "
+                             f"outputs {self.outputs()}")
 
     def widgets(self) -> int:
         return self.page.evaluate("() => (window.__rfbWidgets || []).length")

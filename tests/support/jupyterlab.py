@@ -44,7 +44,8 @@ class JupyterLab:
         return f"http://127.0.0.1:{self.port}"
 
     def url(self, notebook: str) -> str:
-        return f"{self.origin}/lab/tree/{notebook}?token={self.token}"
+        """The notebook alone: ``reset`` drops the workspace, which would reopen earlier tests' notebooks."""
+        return f"{self.origin}/lab/tree/{notebook}?reset&token={self.token}"
 
     def write_notebook(self, name: str, cells: list[str]) -> None:
         notebook = {
