@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import pytest
 from rfb import protocol
 from tests.conftest import H264, FakeVideoEncoder, ProtocolClient, start_test_display, wait_until
 from tests.support.ci import IN_CI, unavailable
+from tests.support.jupyterlab import Notebook, start_jupyterlab
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -273,7 +273,6 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         import playwright.sync_api  # noqa: F401
     except ImportError as exc:
         unavailable(f"JupyterLab or Playwright is not importable (pip install -e '.[test]'): {exc}")
-    from tests.support.jupyterlab import start_jupyterlab
 
     lab = start_jupyterlab(tmp_path_factory.mktemp("jupyterlab"))
     try:
@@ -282,134 +281,18 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         lab.close()
 
 
-class Notebook:
-    """A notebook open in JupyterLab in headless Chromium: run cells, find widgets, read the kernel's status."""
-
-    def __init__(self, lab: Any, name: str, cells: list[str], *, block_port_except_lab: bool,
-                 tmp: Path) -> None:
-        from playwright.sync_api import sync_playwright
-
-        from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS
-        from tests.support.jupyterlab import free_port
-
-        self.lab = lab
-        self.status_path = tmp / "status.json"
-        lab.write_notebook(name, cells)
-        args = list(CHROMIUM_ARGS)
-        if block_port_except_lab:
-            # Every request but JupyterLab's goes to a proxy that is not there: the display's
-            # port is unreachable from this browser, as from one far from the kernel.
-            args += [f"--proxy-server=http://127.0.0.1:{free_port()}",
-                     f"--proxy-bypass-list=<-loopback>;127.0.0.1:{lab.port}"]  # later rules win
-        self._playwright = sync_playwright().start()
-        self.errors: list[str] = []
-        try:
-            self.context = self._playwright.chromium.launch_persistent_context(
-                str(tmp / "profile"), executable_path=str(CHROMIUM), args=args, headless=True,
-                viewport={"width": 1100, "height": 900},
-            )
-            self.page = self.context.new_page()
-            self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-            self.page.set_default_timeout(WAIT_S * 1000)
-            self.page.goto(lab.url(name))
-            self.page.wait_for_selector(".jp-Notebook .jp-Cell")
-            self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-        except BaseException:
-            self.close()
-            raise
-
-    def run(self, index: int) -> None:
-        """Run cell ``index`` (Ctrl+Enter in its editor: run it and stay) and wait until it has run.
-
-        An execution asked for while JupyterLab is still settling its kernel connection
-        can be lost (the prompt goes back to ``[ ]``): then it is asked for again.
-        """
-        cell = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(index)
-        prompt = cell.locator(".jp-InputPrompt")
-        before = prompt.inner_text().strip()
-        for _ in range(3):
-            editor = cell.locator(".jp-InputArea-editor")
-            editor.scroll_into_view_if_needed()
-            editor.click()
-            self.page.keyboard.press("Control+Enter")
-            deadline = time.monotonic() + WAIT_S / 2
-            while time.monotonic() < deadline:
-                now = prompt.inner_text().strip()
-                if now != before and re.fullmatch(r"\[\d+\]:", now):
-                    return
-                time.sleep(0.1)
-        raise AssertionError(f"cell {index} did not run (prompt {prompt.inner_text().strip()!r}); "
-                             f"outputs {self.outputs()}")
-
-    def widgets(self) -> int:
-        return self.page.evaluate("() => (window.__rfbWidgets || []).length")
-
-    def wait_drawn(self, index: int, frames: int = 1) -> dict[str, Any]:
-        self.page.wait_for_function(
-            "([i, n]) => { const w = (window.__rfbWidgets || [])[i]; return w && w.stats.framesDrawn >= n; }",
-            arg=[index, frames])
-        return self.stats(index)
-
-    def stats(self, index: int) -> dict[str, Any]:
-        return self.page.evaluate("(i) => window.__rfbWidgets[i].stats", index)
-
-    def snapshot(self, index: int, points: list[tuple[int, int]]) -> dict[str, Any]:
-        return self.page.evaluate("([i, points]) => window.__rfbWidgets[i].snapshot(points)",
-                                  [index, [list(p) for p in points]])
-
-    def assert_colours(self, index: int) -> None:
-        deadline = time.monotonic() + 10
-        while True:
-            shot = self.snapshot(index, QUADRANT_POINTS)
-            got = [tuple(p[:3]) if p else None for p in shot["pixels"]]
-            if all(have is not None and all(abs(a - b) <= TOLERANCE for a, b in zip(have, want, strict=True))
-                   for want, have in zip(QUADRANT_COLOURS, got, strict=True)):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"widget {index}: expected about {QUADRANT_COLOURS} at {QUADRANT_POINTS}, "
-                                     f"got {got} (canvas {shot['width']}x{shot['height']})")
-            time.sleep(0.1)
-
-    def client_point(self, index: int, x: float, y: float) -> tuple[float, float]:
-        """Where frame pixel (x, y) of widget ``index`` is on the page, through its view."""
-        box = self.page.evaluate("""(i) => {
-            const hook = window.__rfbWidgets[i];
-            const host = [...document.querySelectorAll('*')].find((e) => e.__rfb === hook);
-            host.scrollIntoView({block: 'center'});
-            const r = host.shadowRoot.getElementById('viewer').getBoundingClientRect();
-            return {left: r.left, top: r.top, view: hook.view};
-        }""", index)
-        view = box["view"]
-        return box["left"] + view["x"] + x * view["scale"], box["top"] + view["y"] + y * view["scale"]
-
-    def outputs(self) -> list[str]:
-        """The text of every cell's output area (tracebacks, for a failure's message)."""
-        return self.page.evaluate(
-            "() => [...document.querySelectorAll('.jp-Cell')].map((c) => c.querySelector('.jp-OutputArea')?.innerText || '')")
-
-    def status(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.status_path.read_text("utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def wait_status(self, match: Any, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            status = self.status()
-            if status and match(status):
-                return status
-            if time.monotonic() > deadline:
-                self.page.screenshot(path=str(self.status_path.with_name("failure.png")))
-                raise AssertionError(f"the kernel's status never showed {what}; last: {status}\n"
-                                     f"cell outputs: {self.outputs()}\n{self.lab.log_tail()}")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        context = getattr(self, "context", None)
-        if context is not None:
-            context.close()
-        self._playwright.stop()
+def assert_colours(nb: Notebook, index: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        shot = nb.snapshot(index, QUADRANT_POINTS)
+        got = [tuple(p[:3]) if p else None for p in shot["pixels"]]
+        if all(have is not None and all(abs(a - b) <= TOLERANCE for a, b in zip(have, want, strict=True))
+               for want, have in zip(QUADRANT_COLOURS, got, strict=True)):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"widget {index}: expected about {QUADRANT_COLOURS} at {QUADRANT_POINTS}, "
+                                 f"got {got} (canvas {shot['width']}x{shot['height']})")
+        time.sleep(0.1)
 
 
 def notebook_cells(status: Path, *, origins: list[str], widget_cells: list[str]) -> list[str]:
@@ -432,7 +315,7 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
     status = tmp_path / "status.json"
     cells = notebook_cells(status, origins=[jupyterlab.origin],
                            widget_cells=['display.widget(transport="auto")', "display"])
-    nb = Notebook(jupyterlab, "comm.ipynb", cells, block_port_except_lab=True, tmp=tmp_path)
+    nb = Notebook(jupyterlab, "comm.ipynb", cells, block_port_except_lab=True, tmp=tmp_path, wait_s=WAIT_S)
     try:
         nb.run(0)
         port = nb.wait_status(lambda s: "port" in s, "the display running")["port"]
@@ -443,12 +326,12 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
         reach = nb.page.evaluate("(url) => fetch(url).then(() => 'reached', () => 'unreachable')",
                                  f"http://127.0.0.1:{port}/healthz")
         assert reach == "unreachable"  # the proof that the comm carried it
-        nb.assert_colours(0)
+        assert_colours(nb, 0)
         click_arrives(nb, 0)
 
         nb.run(2)  # a plain `display` as the cell's result: a second widget, a second viewer
         nb.wait_drawn(1)
-        nb.assert_colours(1)
+        assert_colours(nb, 1)
         first = nb.wait_status(lambda s: len(s["viewers"]) == 2, "two viewers")["viewers"]
         assert all(group == "webcodecs" and remote is None for _, group, remote in first), first
 
@@ -461,7 +344,7 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
         nb.run(3)  # display.close(): every view keeps its last frame
         nb.page.wait_for_function("() => window.__rfbWidgets.every((w) => w.state === 'closed')")
         for index in range(2):
-            nb.assert_colours(index)
+            assert_colours(nb, index)
         assert not nb.errors, nb.errors
     finally:
         nb.close()
@@ -470,20 +353,20 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
 def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyterlab, tmp_path):
     status = tmp_path / "status.json"
     cells = notebook_cells(status, origins=[jupyterlab.origin], widget_cells=['display.widget()'])
-    nb = Notebook(jupyterlab, "websocket.ipynb", cells, block_port_except_lab=False, tmp=tmp_path)
+    nb = Notebook(jupyterlab, "websocket.ipynb", cells, block_port_except_lab=False, tmp=tmp_path, wait_s=WAIT_S)
     try:
         nb.run(0)
         nb.wait_status(lambda s: "port" in s, "the display running")
         nb.run(1)
         stats = nb.wait_drawn(0, frames=30)
         assert stats["link"] == "websocket", stats
-        nb.assert_colours(0)
+        assert_colours(nb, 0)
         click_arrives(nb, 0)
         viewers = nb.wait_status(lambda s: len(s["viewers"]) == 1, "one viewer")["viewers"]
         assert viewers[0][2] is not None and viewers[0][2].startswith("127.0.0.1:")  # a socket, not the comm
         nb.run(2)
         nb.page.wait_for_function("() => window.__rfbWidgets.every((w) => w.state === 'closed')")
-        nb.assert_colours(0)
+        assert_colours(nb, 0)
         assert not nb.errors, nb.errors
     finally:
         nb.close()
