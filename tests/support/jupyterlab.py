@@ -155,15 +155,22 @@ class Notebook:
         """Run cell ``index`` (Ctrl+Enter in its editor: run it and stay) and wait until it has run.
 
         An execution asked for while JupyterLab is still settling its kernel connection
-        can be lost (the prompt goes back to ``[ ]``): then it is asked for again.
+        can be lost (the prompt goes back to ``[ ]``), and a cell can be re-rendered
+        while it is clicked: then it is asked for again.
         """
         cell = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(index)
         prompt = cell.locator(".jp-InputPrompt")
         before = prompt.inner_text().strip()
+        from playwright.sync_api import Error as PlaywrightError
+
         for _ in range(3):
             editor = cell.locator(".jp-InputArea-editor")
-            editor.scroll_into_view_if_needed()
-            editor.click()
+            try:
+                editor.scroll_into_view_if_needed()
+                editor.click()
+            except PlaywrightError:  # JupyterLab re-rendered the cell under us: find it again
+                time.sleep(0.5)
+                continue
             self.page.keyboard.press("Control+Enter")
             deadline = time.monotonic() + self.wait_s / 2
             while time.monotonic() < deadline:
