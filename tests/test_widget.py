@@ -311,6 +311,7 @@ def click_arrives(nb: Notebook, index: int) -> None:
     assert abs(down["x"] - fx) <= 1.5 and abs(down["y"] - fy) <= 1.5, (down, (fx, fy))
 
 
+@pytest.mark.browser
 def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyterlab, tmp_path):
     status = tmp_path / "status.json"
     cells = notebook_cells(status, origins=[jupyterlab.origin],
@@ -350,6 +351,7 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
         nb.close()
 
 
+@pytest.mark.browser
 def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyterlab, tmp_path):
     status = tmp_path / "status.json"
     cells = notebook_cells(status, origins=[jupyterlab.origin], widget_cells=['display.widget()'])
