@@ -170,8 +170,18 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self.closed = True
 
 
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
 def widget_bundle(display: Display, include: Any = None, exclude: Any = None) -> dict[str, Any] | tuple[Any, Any]:
-    """What a display shows as a cell's result: its widget, or a line saying what is missing."""
-    if display.closed:
-        return {"text/plain": repr(display)}
-    return DisplayWidget(display)._repr_mimebundle_(include=include, exclude=exclude)
+    """What a display shows as a cell's result: its widget, where the front end shows widgets.
+
+    A terminal IPython asks for text only (``include``): it gets the display's repr, and
+    no widget is built for nobody to see. So does a closed display.
+    """
+    text = repr(display)
+    if display.closed or (include is not None and WIDGET_MIME not in include) or (exclude and WIDGET_MIME in exclude):
+        return {"text/plain": text}
+    bundle = DisplayWidget(display)._repr_mimebundle_(include=include, exclude=exclude)
+    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+    return {**data, "text/plain": text}, metadata

@@ -201,6 +201,8 @@ def test_closing_the_display_closes_its_comm_viewers_and_marks_the_widget_closed
 def test_a_display_as_a_cell_result_is_its_widget(display):
     data, _ = display._repr_mimebundle_()
     assert data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert data["text/plain"] == repr(display)
+    assert display._repr_mimebundle_(include=["text/plain"]) == {"text/plain": repr(display)}  # a terminal
 
 
 def test_widget_options_are_checked(display):
