@@ -18,6 +18,7 @@ thread).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -62,13 +63,21 @@ class RelayChannel:
     Outbound messages become ``send({"op": "text", "text": ...}, [])``,
     ``send({"op": "bytes"}, [payload])`` and ``send({"op": "close", "code": ..., "reason": ...}, [])``.
     ``send`` raising ``ChannelClosed`` (or any ``OSError``) ends the session like a dead socket.
+
+    ``idle_timeout``: a relay has no socket whose end the network reports, so a far end
+    that vanished (a browser tab closed) would stay a viewer for ever. With a timeout,
+    the far end must be heard (a message, or :meth:`touch`) at least that often, or the
+    channel reports a disconnect (code 1001).
     """
 
-    def __init__(self, send: RelaySend, *, loop: asyncio.AbstractEventLoop, peer: str = "relay") -> None:
+    def __init__(self, send: RelaySend, *, loop: asyncio.AbstractEventLoop, peer: str = "relay",
+                 idle_timeout: float | None = None) -> None:
         self._send = send
         self._loop = loop
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._closed = False  # our side closed it, or the far end hung up
+        self._idle_timeout = idle_timeout
+        self._heard = time.monotonic()
         self.peer = peer
 
     @property
@@ -84,8 +93,13 @@ class RelayChannel:
 
     def feed(self, data: str | bytes) -> None:
         """A message from the far end; thread-safe. Ignored once closed."""
+        self.touch()
         key = "text" if isinstance(data, str) else "bytes"
         self._post({"type": "websocket.receive", key: data})
+
+    def touch(self) -> None:
+        """The far end is alive (a keep-alive without a message for the session); thread-safe."""
+        self._heard = time.monotonic()
 
     def hang_up(self, code: int = 1001) -> None:
         """The far end is gone (a view closed, a comm closed); thread-safe and idempotent."""
@@ -105,7 +119,21 @@ class RelayChannel:
     # ---------------------------------------------------------------- the session's side (the server loop)
 
     async def receive(self) -> dict[str, Any]:
-        return await self._inbox.get()
+        timeout = self._idle_timeout
+        while True:
+            if timeout is None:
+                return await self._inbox.get()
+            try:
+                return await asyncio.wait_for(self._inbox.get(), timeout)
+            except TimeoutError:
+                silent = time.monotonic() - self._heard
+                if silent >= timeout:
+                    reason = f"not heard from for {silent:.1f} s"
+                    try:  # if the far end is only slow, it learns to reconnect
+                        await self.close(1001, reason)
+                    except OSError:
+                        self._closed = True
+                    return {"type": "websocket.disconnect", "code": 1001, "reason": reason}
 
     async def send_text(self, data: str) -> None:
         self._out({"op": "text", "text": data}, ())

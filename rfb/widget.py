@@ -41,6 +41,7 @@ logger = logging.getLogger("rfb.widget")
 __all__ = ["DisplayWidget", "TRANSPORTS", "widget_bundle"]
 
 TRANSPORTS = ("auto", "comm", "websocket")
+IDLE_TIMEOUT = 20.0  # seconds: a comm connection not heard from (viewer/widget.js says "alive" every 5 s) is gone
 VIEWER_MODULES = ("app.js", "controls.js", "input.js", "overlay.js", "protocol.js", "relay.js", "view.js", "worker.js")
 
 
@@ -70,6 +71,7 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
     frame_height = traitlets.Int().tag(sync=True)
     height = traitlets.Int(0).tag(sync=True)
     closed = traitlets.Bool(False).tag(sync=True)
+    idle_timeout = IDLE_TIMEOUT  # a closed tab sends no close: its connections end when they fall silent
 
     def __init__(self, display: Display, *, transport: str = "auto", height: int | None = None,
                  only: str | None = None, overlay: bool = True) -> None:
@@ -127,14 +129,16 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
             channel = self._links.get(key) if op != "close" else self._links.pop(key, None)
         if channel is None:
             return  # a connection already closed on our side: its last messages find nobody
-        if op == "text" and isinstance(content.get("text"), str):
+        if op == "alive":
+            channel.touch()
+        elif op == "text" and isinstance(content.get("text"), str):
             channel.feed(content["text"])
         elif op == "bytes" and buffers:
             channel.feed(bytes(buffers[0]))
         elif op == "close":
             channel.hang_up()
         else:
-            logger.warning("widget: ignored a comm message with op %.40r (expected open, text, bytes or close)", op)
+            logger.warning("widget: ignored a comm message with op %.40r (expected open, text, bytes, alive or close)", op)
 
     def _open(self, key: tuple[str, int]) -> None:
         display = self._display
@@ -142,7 +146,8 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
             self._send_to(key, {"op": "close", "code": 1001, "reason": "display closed"}, ())
             return
         channel = RelayChannel(lambda content, buffers: self._send_to(key, content, buffers),
-                               loop=display._server.loop, peer=f"widget view {key[0]} connection {key[1]}")
+                               loop=display._server.loop, peer=f"widget view {key[0]} connection {key[1]}",
+                               idle_timeout=self.idle_timeout)
         with self._lock:
             old = self._links.pop(key, None)
             self._links[key] = channel

@@ -167,6 +167,22 @@ def test_views_are_viewers_of_their_own_and_leave_when_closed(display, widget):
     eventually(lambda: len(display.viewers) == 0 and w.connections() == 0)
 
 
+def test_a_connection_not_heard_from_ends_and_one_kept_alive_stays(display, widget):
+    w, wire = widget
+    w.idle_timeout = 0.5  # in a notebook: 20 s, with an "alive" from each view every 5 s
+    for view in ("gone", "here"):
+        say(w, view, 1, "open")
+        say(w, view, 1, "text", text=hello())
+    eventually(lambda: len(display.viewers) == 2)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # "here" says it is alive; "gone" (a closed tab) says nothing
+        say(w, "here", 1, "alive")
+        time.sleep(0.1)
+    assert [v.client_id for v in display.viewers] == [2]
+    assert [c["op"] for c, _ in wire.of("gone", 1)][-1] == "close"  # if only slow, it reconnects
+    assert w.connections() == 1
+
+
 def test_malformed_comm_messages_change_nothing(display, widget, caplog):
     w, wire = widget
     for content in ("text", {"view": 1, "conn": 1, "op": "open"}, {"view": "v", "conn": True, "op": "open"}):

@@ -13,6 +13,7 @@
 // frame on the canvas and stops reconnecting.
 
 const IMPORT = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])\.\/([\w.-]+\.js)\2/g;
+const ALIVE_MS = 5000; // "alive" per open comm connection: the kernel ends one silent for 20 s (a closed tab)
 const urlCache = new Map(); // sources text -> {name: Blob URL}: one set per distinct package version
 
 /** Each module as a Blob URL with its relative imports rewritten to the others' Blob URLs. */
@@ -98,6 +99,9 @@ async function render({ model, el }) {
     }
   };
   model.on("msg:custom", onCustom);
+  const alive = setInterval(() => {
+    for (const conn of open) model.send({ view, op: "alive", conn });
+  }, ALIVE_MS);
 
   const hook = mountViewer({
     root: shadow,
@@ -123,6 +127,7 @@ async function render({ model, el }) {
   onClosed();
 
   return () => {
+    clearInterval(alive);
     model.off("msg:custom", onCustom);
     model.off("change:closed", onClosed);
     for (const conn of open) model.send({ view, op: "close", conn });

@@ -147,6 +147,9 @@ class Notebook:
             self.page.goto(lab.url(name))
             self.page.wait_for_selector(".jp-Notebook .jp-Cell")
             self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            # The kernel itself, started and answering: the status bar's "Python 3 (ipykernel) | Idle".
+            self.page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /\\| Idle/.test(e.textContent))")
         except BaseException:
             self.close()
             raise
@@ -178,8 +181,9 @@ class Notebook:
                 if now != before and re.fullmatch(r"\[\d+\]:", now):
                     return
                 time.sleep(0.1)
+        self.page.screenshot(path=str(self.status_path.with_name("failure.png")))
         raise AssertionError(f"cell {index} did not run (prompt {prompt.inner_text().strip()!r}); "
-                             f"outputs {self.outputs()}")
+                             f"outputs {self.outputs()}; screenshot {self.status_path.with_name('failure.png')}")
 
     def widgets(self) -> int:
         return self.page.evaluate("() => (window.__rfbWidgets || []).length")
