@@ -149,7 +149,8 @@ class Display:
         # Frames that a route cannot take from device memory as they are pass through CuPy.
         self._cuda_needs_cupy = own_frames or any(not candidates[0].reads_cuda for candidates in routes.values())
         self._closed = False
-        self._close_hooks: list[Callable[[], None]] = []  # run once closed: widgets show their final still
+        self._close_hooks: list[Callable[[], None]] | None = []  # run once closed (widgets' final still); then None
+        self._close_hooks_lock = threading.Lock()
         self._published = 0
         self._publish_lock = threading.Lock()
         self._frames = FrameStore(own_frames=own_frames)
@@ -350,7 +351,8 @@ class Display:
         self._run_close_hooks()
 
     def _run_close_hooks(self) -> None:
-        hooks, self._close_hooks = self._close_hooks, []
+        with self._close_hooks_lock:
+            hooks, self._close_hooks = self._close_hooks or [], None
         for hook in hooks:
             try:
                 hook()
@@ -373,7 +375,7 @@ class Display:
 
         return DisplayWidget(self, transport=transport, height=height, only=only, overlay=overlay)
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         """A display as the last expression of a notebook cell shows its widget (or, without anywidget, why not)."""
         try:
             from rfb.widget import widget_bundle
@@ -389,10 +391,11 @@ class Display:
 
     def _on_close(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` once, after the display has closed (at once if it has)."""
-        if self._closed and self._server.done.done():
-            hook()
-        else:
-            self._close_hooks.append(hook)
+        with self._close_hooks_lock:
+            if self._close_hooks is not None:
+                self._close_hooks.append(hook)
+                return
+        hook()
 
     def __enter__(self) -> Display:
         return self
