@@ -1,4 +1,4 @@
-"""The notebook widget: a display's live view inline in JupyterLab, Notebook 7 and VS Code.
+"""The notebook widget: a display's live view inline in a notebook (JupyterLab, and wherever anywidget runs).
 
 Built on anywidget (``pip install 'rfb[notebook]'``). The browser side is the viewer
 itself: the model carries the package's viewer files (``rfb/viewer/*.js``, the page's
