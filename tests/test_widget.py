@@ -382,6 +382,15 @@ def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyter
         assert stats["link"] == "websocket", stats
         assert_colours(nb, 0)
         click_arrives(nb, 0)
+        # Keys typed on the canvas are the application's, not JupyterLab's: "a" and "b" would
+        # insert cells in command mode, "d d" delete one.
+        cells = nb.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count()
+        for key in ("a", "b", "d", "d"):
+            nb.page.keyboard.press(key)
+        client = nb.stats(0)["clientId"]
+        keys = nb.wait_status(lambda s: len([e for e in s["events"] if e["type"] == "keydown"]) >= 4, "4 keydowns")
+        assert [e["client"] for e in keys["events"] if e["type"] == "keydown"] == [client] * 4
+        assert nb.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count() == cells
         viewers = nb.wait_status(lambda s: len(s["viewers"]) == 1, "one viewer")["viewers"]
         assert viewers[0][2] is not None and viewers[0][2].startswith("127.0.0.1:")  # a socket, not the comm
         nb.run(2)
