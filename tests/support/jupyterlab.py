@@ -84,10 +84,11 @@ def start_jupyterlab(base: Path) -> JupyterLab:
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+    # The user's data folder holds no extension the tests need (those installed with the
+    # packages live in sys.prefix/share/jupyter), and the server writes there: a fresh one.
+    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         (base / name.lower()).mkdir()
         env[name] = str(base / name.lower())
-    env.pop("JUPYTER_DATA_DIR", None)
     log_path = base / "jupyterlab.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
