@@ -190,6 +190,8 @@ class Display:
         # Frames that a route cannot take from device memory as they are pass through CuPy.
         self._cuda_needs_cupy = own_frames or any(not candidates[0].reads_cuda for candidates in routes.values())
         self._closed = False
+        self._close_hooks: list[Callable[[], None]] | None = []  # run once closed (widgets' final still); then None
+        self._close_hooks_lock = threading.Lock()
         self._published = 0
         self._publish_lock = threading.Lock()
         self._frames = FrameStore(own_frames=own_frames)
@@ -585,6 +587,7 @@ class Display:
         self._stop().result()
         if self._server is not None:
             self._server.join()
+        self._run_close_hooks()
 
     async def aclose(self) -> None:
         """:meth:`close` for asyncio: waits without blocking the caller's event loop.
@@ -595,6 +598,60 @@ class Display:
         await asyncio.wrap_future(self._stop())
         if self._server is not None:
             self._server.join()
+        self._run_close_hooks()
+
+    def _run_close_hooks(self) -> None:
+        with self._close_hooks_lock:
+            hooks, self._close_hooks = self._close_hooks or [], None
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # one widget's failure must not stop the others' final still
+                logger.exception("a close hook of the display failed")
+
+    # ------------------------------------------------------------ notebooks
+
+    def widget(self, *, transport: str = "auto", height: int | None = None, only: str | None = None,
+               overlay: bool = True) -> Any:
+        """A notebook widget (anywidget) that shows this display live; needs ``rfb[notebook]``.
+
+        ``transport``: "auto" tries a WebSocket to this display's port and falls back to
+        the widget's comm; "comm" and "websocket" force one. Each widget, and each view of
+        one, is a viewer of its own (rfb.widget, docs/viewer.md "In a notebook"). ``height``:
+        CSS pixels (None: the frame's aspect ratio at the cell's width); ``only``: "image"
+        or "png" as the page's ``transport=``; ``overlay``: show the stats readout.
+        """
+        from rfb.widget import DisplayWidget
+
+        return DisplayWidget(self, transport=transport, height=height, only=only, overlay=overlay)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        """A display as the last expression of a notebook cell shows its widget (or, without anywidget, why not)."""
+        try:
+            from rfb.widget import widget_bundle
+        except ImportError as exc:
+            return {"text/plain": f"{self!r}\n(pip install 'rfb[notebook]' to see it here: {exc}; or open {self.url})"}
+        return widget_bundle(self, include, exclude)
+
+    def _serve_channel(self, channel: Any) -> concurrent.futures.Future[None]:
+        """Run a viewer over ``channel`` (rfb.channel) on the loop that serves the viewers; thread-safe."""
+        if self._closed:
+            raise RuntimeError("display is closed")
+        loop = self._server.loop if self._server is not None else None
+        if loop is None:
+            raise RuntimeError(
+                "the display is not served yet: start it with rfb.start()/rfb.serve(), or mount its asgi_app() "
+                "and let the app take a request, before showing a widget"
+            )
+        return asyncio.run_coroutine_threadsafe(self._on_websocket(channel), loop)
+
+    def _on_close(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` once, after the display has closed (at once if it has)."""
+        with self._close_hooks_lock:
+            if self._close_hooks is not None:
+                self._close_hooks.append(hook)
+                return
+        hook()
 
     def __enter__(self) -> Display:
         return self

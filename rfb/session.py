@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from rfb import protocol
 from rfb.adapt import adapt
+from rfb.channel import Channel
 from rfb.encoders.base import EncodedPayload, Transport
 from rfb.events import EventQueue, InputEvent, parse_event
 from rfb.fanout import FanOut, Member
@@ -100,11 +101,15 @@ class _Close:
 
 
 class Viewer:
-    """The server side of one WebSocket, from accept to disconnect."""
+    """The server side of one connection, from accept to disconnect.
+
+    The connection is a :class:`rfb.channel.Channel`: a Starlette ``WebSocket``, or a
+    relay such as a notebook widget's comm. The session is the same over either.
+    """
 
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: Channel,
         *,
         client_id: int,
         fanout: FanOut,

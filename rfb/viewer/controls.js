@@ -131,7 +131,9 @@ export class Controls {
   }
 
   showFullscreen() {
-    const on = document.fullscreenElement === this.area;
+    // The area's own root: inside a shadow root (the notebook widget) the document
+    // reports the shadow host, the shadow root the area itself.
+    const on = this.area.getRootNode().fullscreenElement === this.area;
     this.buttons.get("fullscreen").setAttribute("aria-pressed", String(on));
   }
 

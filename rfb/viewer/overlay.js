@@ -18,7 +18,7 @@ export class Overlay {
     const images = (s.supported || []).includes("image/jpeg") ? "jpeg/png" : "png";
     const codec = s.transport === "webcodecs" ? s.codec || "?" : s.transport === "image" ? images : "-";
     const lines = [
-      `${s.state}  ${s.transport || "-"} ${codec}`,
+      `${s.state}  ${s.transport || "-"} ${codec}${s.link ? `  via ${s.link}` : ""}`,
       `${s.width}x${s.height}  ${fmt(s.fps)} fps  draw ${fmt(s.decodeMs, 1)} ms`,
       `latency ${fmt(s.latencyMs, 1)} ms  p95 ${fmt(s.latencyP95Ms, 1)} ms`,
       `${fmt(s.kbps / 1000, 2)} Mbit/s  seq ${s.lastSeq}  drawn ${s.framesDrawn}${s.still ? "  exact still" : ""}`,
@@ -30,6 +30,7 @@ export class Overlay {
     if (s.state === "error") message = `Error: ${s.error}`;
     else if (s.state === "reconnecting") message = `Reconnecting… ${s.error || ""}`;
     else if (s.state === "connecting") message = "Connecting…";
+    else if (s.state === "closed") message = s.error || "Closed: the last frame stays";
     this.banner.textContent = message;
     this.banner.hidden = message === "";
     this.banner.dataset.state = s.state;

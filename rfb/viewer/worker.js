@@ -2,28 +2,40 @@
 // transferred OffscreenCanvas, so that decoding and drawing never wait on the page's
 // main thread (layout, input handling, the overlay).
 //
+// The connection is a WebSocket to `wsUrl`, or a relay through the page (relay.js: the
+// notebook widget's comm). `link`: "websocket" (the default), "comm", or "auto": try the
+// WebSocket first and, when it fails before its first `config`, use the relay from then on.
+//
 // Messages from the page:
-//   {type: "init", canvas, wsUrl, token, only}         once, with the OffscreenCanvas
+//   {type: "init", canvas, wsUrl, token, only, link}   once, with the OffscreenCanvas
+//   {type: "relay", op, conn, ...}                     the relay's far end (relay.js)
+//   {type: "finish", reason}                           over for good: close, keep the last frame
 //   {type: "event", event}                             an input event (docs/protocol.md)
 //   {type: "snapshot", id, points: [[x, y], ...]}      RGBA of frame pixels, for tests
 //   {type: "screenshot", id}                           the canvas as a PNG Blob
 // Messages to the page:
 //   {type: "stats", stats}                             see docs/viewer.md
+//   {type: "relay", op, conn, ...}                     for the relay's far end (relay.js)
 //   {type: "snapshot", id, width, height, lastSeq, pixels}
 //   {type: "screenshot", id, blob, width, height, lastSeq}, or {type, id, error}
 
 import * as proto from "./protocol.js";
+import { RelaySocket } from "./relay.js";
 
 const BACKOFF_START_MS = 250;
 const BACKOFF_CAP_MS = 4000;
 const STATS_INTERVAL_MS = 500;
 const H264_PROBE_CODECS = ["avc1.42E01F", "avc1.640028"];
+const AUTO_WEBSOCKET_TIMEOUT_MS = 3000; // link "auto": a WebSocket not open by then counts as unreachable
 
 let canvas = null;
 let ctx = null;
 let wsUrl = "";
 let token = "";
 let supported = [];
+let linkMode = "websocket"; // what the next connection uses: "websocket" or "comm"
+let linkDecided = true; // false while "auto" has not seen the WebSocket stream yet
+let finished = false;
 
 let ws = null;
 let attempt = 0;
@@ -59,6 +71,7 @@ const stats = {
   still: false, // the canvas shows a lossless still (until the next frame is drawn)
   stillsDrawn: 0,
   stillsSkipped: 0, // stills that a newer frame overtook
+  link: null, // "websocket" or "comm" where the page asked for a link; null on the plain page
 };
 const drawTimes = [];
 const byteLog = [];
@@ -80,6 +93,12 @@ self.onmessage = (e) => {
     case "screenshot":
       screenshot(msg);
       break;
+    case "relay":
+      if (ws instanceof RelaySocket && ws.conn === msg.conn) ws.receive(msg);
+      break;
+    case "finish":
+      finish(msg.reason);
+      break;
     default:
       console.warn(`rfb worker: unknown page message type ${JSON.stringify(msg.type)}`);
   }
@@ -90,6 +109,11 @@ async function init(msg) {
   ctx = canvas.getContext("2d", { alpha: false, desynchronized: true });
   wsUrl = msg.wsUrl;
   token = msg.token || "";
+  if (msg.link) {
+    linkMode = msg.link === "comm" || (msg.link === "auto" && !wsUrl) ? "comm" : "websocket";
+    linkDecided = msg.link !== "auto" || linkMode === "comm";
+    stats.link = linkMode;
+  }
   supported = await detectSupported(msg.only || null);
   stats.supported = supported;
   setInterval(postStats, STATS_INTERVAL_MS);
@@ -130,9 +154,15 @@ function decoderConfig(codec) {
 
 function connect() {
   reconnectTimer = null;
-  const socket = new WebSocket(wsUrl);
+  if (finished) return;
+  const socket = linkMode === "comm" ? new RelaySocket((m) => self.postMessage(m)) : new WebSocket(wsUrl);
   socket.binaryType = "arraybuffer";
   ws = socket;
+  if (!linkDecided) {
+    setTimeout(() => {
+      if (ws === socket && socket.readyState === 0) socket.close();
+    }, AUTO_WEBSOCKET_TIMEOUT_MS);
+  }
   setState(stats.connects === 0 ? "connecting" : "reconnecting", stats.connects === 0 ? null : stats.error);
 
   socket.onopen = () => {
@@ -152,6 +182,15 @@ function connect() {
     stopVideo();
     config = null;
     clearServerStats();
+    if (!linkDecided) {
+      // "auto": the display's port is not reachable from here (or refuses this page): relay.
+      console.info(`rfb worker: WebSocket ${wsUrl} failed (close ${e.code}); using the comm`);
+      linkMode = "comm";
+      linkDecided = true;
+      stats.link = linkMode;
+      connect();
+      return;
+    }
     const fatal = proto.FATAL_CLOSE_CODES.get(e.code);
     if (fatal) {
       setState("error", `${fatal} (close ${e.code}${e.reason ? `: ${e.reason}` : ""})`);
@@ -173,7 +212,21 @@ function scheduleReconnect(closeEvent) {
 }
 
 function send(socket, text) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(text);
+  if (socket && socket.readyState === 1) socket.send(text); // WebSocket.OPEN, RelaySocket's too
+}
+
+/** The display is gone for good: close the connection, keep the last frame, never reconnect. */
+function finish(reason) {
+  finished = true;
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  const socket = ws;
+  ws = null;
+  stopVideo();
+  config = null;
+  clearServerStats();
+  if (socket) socket.close(1000, "finished");
+  setState("closed", reason || null);
 }
 
 function sendEvent(event) {
@@ -212,6 +265,7 @@ function onControl(socket, text) {
 function onConfig(socket, msg) {
   config = msg;
   attempt = 0;
+  linkDecided = true;
   stats.transport = msg.transport;
   stats.codec = msg.codec ?? null;
   stats.clientId = msg.client_id ?? null;
