@@ -694,7 +694,7 @@ class Display:
         viewer = Viewer(
             websocket, client_id=self._registry.next_id(), fanout=self._fanout, events=self._events,
             settings=self._settings, frame_size=lambda: (self._width, self._height),
-            principal=websocket.scope.get("rfb.principal"), on_resize=self._on_resize,
+            principal=_principal_of(websocket), on_resize=self._on_resize,
         )
         self._registry.add(viewer)
         try:
@@ -856,6 +856,12 @@ def _adapt_policy(adaptive: bool | AdaptPolicy) -> AdaptPolicy | None:
     if isinstance(adaptive, bool):
         return AdaptPolicy() if adaptive else None
     raise ValueError(f"adaptive must be True, False or an rfb.adapt.AdaptPolicy, got {adaptive!r}")
+
+
+def _principal_of(channel: Any) -> Any:
+    """What an ``authenticate`` hook said of a WebSocket viewer (rfb.asgi); None for others (a widget's comm)."""
+    scope = getattr(channel, "scope", None)
+    return scope.get("rfb.principal") if scope is not None else None
 
 
 def _log_listening(display: Display) -> None:

@@ -159,7 +159,13 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
             self._forget(key, channel)
             self._send_to(key, {"op": "close", "code": 1001, "reason": "display closed"}, ())
             return
-        done.add_done_callback(lambda _: self._forget(key, channel))
+        done.add_done_callback(lambda future: self._ended(future, key, channel))
+
+    def _ended(self, future: Any, key: tuple[str, int], channel: RelayChannel) -> None:
+        """A comm viewer's session is over; one that failed says why in the log (never silently)."""
+        if not future.cancelled() and future.exception() is not None:
+            logger.error("the comm viewer %s ended with an error", key, exc_info=future.exception())
+        self._forget(key, channel)
 
     def _forget(self, key: tuple[str, int], channel: RelayChannel) -> None:
         with self._lock:
