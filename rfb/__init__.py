@@ -39,16 +39,17 @@ __all__ = [
 ]
 
 _LAZY = {
-    "serve": "rfb.display",
+    "serve": "rfb.launch",
     "Display": "rfb.display",
-    "start": "rfb.display",
+    "start": "rfb.launch",
     "InputEvent": "rfb.events",
     "Server": "rfb.streams",
     "enable_cuda_context_sharing": "rfb.gpu",
 }
 
 if TYPE_CHECKING:
-    from rfb.display import Display, serve, start
+    from rfb.display import Display
+    from rfb.launch import serve, start
     from rfb.events import InputEvent
     from rfb.streams import Server
     from rfb.gpu import enable_cuda_context_sharing

@@ -160,7 +160,7 @@ def start_test_display(width: int = 64, height: int = 48, **options: Any) -> Any
     pause between two publishes can pass the settle time, and a still would then arrive
     among the payloads a test counts.
     """
-    from rfb.display import start
+    from rfb.launch import start
 
     settings: dict[str, Any] = {
         "host": "127.0.0.1",

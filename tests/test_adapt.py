@@ -380,7 +380,7 @@ async def test_a_viewer_moved_to_a_smaller_tier_is_reconfigured_and_points_in_di
 async def test_cuda_frames_in_a_resolution_tier_are_encoded_at_full_size_at_the_tier_bitrate(gpu: bool) -> None:
     """CUDA frames are not scaled (documented): the tier changes bitrate and frame rate only."""
     from rfb.benchmark.metrics import H264Decoder
-    from rfb.display import start
+    from rfb.launch import start
     from tests.gpu import require_cupy
 
     cp = require_cupy()

@@ -130,7 +130,7 @@ def page(browser_context: Any) -> Iterator[Any]:
 
 
 def start_display(*, port: int = 0, token: str | None = None) -> Any:
-    from rfb.display import start
+    from rfb.launch import start
 
     return start(W, H, host="127.0.0.1", port=port, fps=30, token=token or secrets.token_urlsafe(12))
 
@@ -405,7 +405,7 @@ def corrupting_display() -> Iterator[Any]:
     CorruptingH264.pending = 0
     display = None
     try:
-        from rfb.display import start
+        from rfb.launch import start
 
         display = start(W, H, host="127.0.0.1", port=0, fps=30, video_encoder=CorruptingH264.name)
         yield display

@@ -83,7 +83,7 @@ def new_page(hidpi_context: Any) -> Iterator[Callable[[dict[str, int]], Any]]:
 
 @pytest.fixture
 def display() -> Iterator[Any]:
-    from rfb.display import start
+    from rfb.launch import start
 
     display = start(320, 240, host="127.0.0.1", port=0, token=secrets.token_urlsafe(12), resize_policy="match_viewer")
     try:

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.browser
 
 
 def start_display(still_after: float | None) -> Any:
-    from rfb.display import start
+    from rfb.launch import start
 
     return start(W, H, host="127.0.0.1", port=0, fps=30, token=secrets.token_urlsafe(12), still_after=still_after)
 

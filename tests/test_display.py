@@ -20,7 +20,8 @@ import pytest
 
 import rfb
 from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
-from rfb.display import FrameStore, serve, start
+from rfb.display import FrameStore
+from rfb.launch import serve, start
 from rfb.routes import resolve_routes
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import GpuUnavailable

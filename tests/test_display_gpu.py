@@ -29,7 +29,7 @@ import pytest
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
 from rfb.display import FrameStore
-from rfb.display import start as start_display
+from rfb.launch import start as start_display
 from rfb.encoders.registry import encoder_status
 from rfb.frames import FrameError
 from rfb.gpu import cuda_frame, rgb_to_nv12_host

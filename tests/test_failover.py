@@ -364,7 +364,7 @@ def assert_every_grey_decodes(chunks: list[Received]) -> None:
 
 
 def start(**options: Any) -> Any:
-    from rfb.display import start as start_display
+    from rfb.launch import start as start_display
 
     # still_after=None: a lossless still arriving while a build hangs is not part of the H.264 chain these tests decode
     return start_display(*SIZE, host="127.0.0.1", port=0, image_encoder=None, keyframe_interval_min=0.0,

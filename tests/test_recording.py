@@ -33,7 +33,7 @@ T0_US = 5_000_000_000  # publish timestamps far from zero: the file must count f
 
 
 def start_display(**options: Any) -> Any:
-    from rfb.display import start
+    from rfb.launch import start
 
     settings = {"host": "127.0.0.1", "port": 0, "fps": FPS, "token": secrets.token_urlsafe(12), "still_after": 0.05}
     settings.update(options)
@@ -172,7 +172,7 @@ def test_a_writer_that_falls_behind_leaves_a_gap_that_starts_at_a_keyframe(displ
 
 CHILD = """
 import sys, time, numpy as np
-from rfb.display import start
+from rfb.launch import start
 display = start({w}, {h}, host="127.0.0.1", port=0, fps=30)
 display.record(sys.argv[1], fragment_s=0.2)
 rng = np.random.default_rng(5)

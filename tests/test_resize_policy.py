@@ -291,7 +291,7 @@ def test_match_viewer_options_are_checked_at_construction(test_encoders: Encoder
 @pytest.mark.anyio
 async def test_a_cuda_frame_keeps_its_pixel_ratio_on_every_route_of_a_gpu_display() -> None:
     """CUDA frames, own_frames copies and GPU routes (which rebuild frames to encode) keep the ratio."""
-    from rfb.display import start
+    from rfb.launch import start
     from tests.gpu import require_cupy
 
     cp = require_cupy()

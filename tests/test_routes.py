@@ -124,7 +124,7 @@ def test_gpu_false_with_only_cuda_routes_says_why_none_was_taken(monkeypatch: py
 async def test_a_gpu_false_display_serves_h264_cpu_below_a_cuda_route(cuda_route: str) -> None:
     """A display started without gpu=True never builds the route that reads CUDA frames."""
     from rfb.benchmark.metrics import H264Decoder
-    from rfb.display import start
+    from rfb.launch import start
 
     display = start(64, 48, port=0, image_encoder=None)
     try:

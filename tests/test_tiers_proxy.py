@@ -24,7 +24,8 @@ import pytest
 from rfb.adapt import AdaptPolicy
 from rfb.benchmark.fanout import Publisher, prerender
 from rfb.benchmark.links import LinkResult, LinkViewer, ThrottledLink, measure_links
-from rfb.display import DisplayStats, serve
+from rfb.display import DisplayStats
+from rfb.launch import serve
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.timeout(90)

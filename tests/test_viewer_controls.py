@@ -70,7 +70,7 @@ def noise(width: int = W, height: int = H) -> np.ndarray:
 
 @pytest.fixture
 def png_display() -> Iterator[Any]:
-    from rfb.display import start
+    from rfb.launch import start
 
     display = start(W, H, host="127.0.0.1", port=0, fps=30, token=secrets.token_urlsafe(12))
     try:

@@ -274,7 +274,7 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float, what: str) -> di
 def start_display(size: tuple[int, int], fps: float, bitrate: int | None, encoder: str,
                   image_encoder: str | None = None) -> Any:
     """A display on 127.0.0.1, port 0, with ``encoder`` (H.264 or image) and optionally an image route."""
-    from rfb.display import start
+    from rfb.launch import start
     from rfb.encoders.registry import get_entry
 
     video = get_entry(encoder).transport == "webcodecs"

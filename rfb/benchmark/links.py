@@ -244,7 +244,7 @@ def format_results(results: Sequence[LinkResult]) -> str:
 
 async def _main_async(args: argparse.Namespace) -> list[LinkResult]:
     from rfb.benchmark.fanout import Publisher, prerender
-    from rfb.display import serve
+    from rfb.launch import serve
 
     width, height = args.size
     display = await serve(width, height, port=0, fps=args.fps, bitrate=int(args.bitrate * 1e6),
