@@ -50,9 +50,7 @@ _REVISIONS: dict[str, tuple[int, bool]] = {
     "NV_ENCODE_API_FUNCTION_LIST_VER": (2, False),
 }
 
-STRUCT_VERSIONS: dict[str, int] = {
-    name: struct_version(rev, bit31=flag) for name, (rev, flag) in _REVISIONS.items()
-}
+STRUCT_VERSIONS: dict[str, int] = {name: struct_version(rev, bit31=flag) for name, (rev, flag) in _REVISIONS.items()}
 
 CAPS_PARAM_VER = STRUCT_VERSIONS["NV_ENC_CAPS_PARAM_VER"]
 CREATE_BITSTREAM_BUFFER_VER = STRUCT_VERSIONS["NV_ENC_CREATE_BITSTREAM_BUFFER_VER"]

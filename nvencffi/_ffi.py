@@ -37,7 +37,9 @@ def ffi_from_source_tree(generated: str, builder: str, header: str) -> FFI:
     logging.getLogger(package).warning(
         "%s: generated module %s not found; parsed %s in-process "
         "(run 'python build_ffi.py' or 'pip install -e .' to pre-build it)",
-        package, generated, getattr(module, header),
+        package,
+        generated,
+        getattr(module, header),
     )
     built: FFI = getattr(module, builder)
     return built

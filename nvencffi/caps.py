@@ -13,10 +13,9 @@ changes within a session (``NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
-
-import logging
 
 from nvencffi import _api
 from nvencffi._ffi import ffi
@@ -37,8 +36,13 @@ QUERIED = {
 
 # Answers that mean "this driver does not know that cap": read as 0 (not reported), as
 # FFmpeg's nvenc_check_cap reads any failure. Other failures are errors.
-UNKNOWN_CAP = frozenset((NvencStatus.NV_ENC_ERR_INVALID_PARAM, NvencStatus.NV_ENC_ERR_UNSUPPORTED_PARAM,
-                         NvencStatus.NV_ENC_ERR_UNIMPLEMENTED))
+UNKNOWN_CAP = frozenset(
+    (
+        NvencStatus.NV_ENC_ERR_INVALID_PARAM,
+        NvencStatus.NV_ENC_ERR_UNSUPPORTED_PARAM,
+        NvencStatus.NV_ENC_ERR_UNIMPLEMENTED,
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +107,19 @@ def query_caps(lib: Any, encoder: Any, codec_guid: Any) -> EncoderCaps:
         out[0] = 0
         status = lib.nvEncGetEncodeCaps(encoder, codec_guid[0], param, out)
         if status in UNKNOWN_CAP:
-            logger.debug("nvencffi: the driver does not report %s (%s); read as 0",
-                         name, error_for("nvEncGetEncodeCaps", status, lib.last_error(encoder)))
+            logger.debug(
+                "nvencffi: the driver does not report %s (%s); read as 0",
+                name,
+                error_for("nvEncGetEncodeCaps", status, lib.last_error(encoder)),
+            )
             out[0] = 0
         elif status:
-            raise error_for("nvEncGetEncodeCaps", status, lib.last_error(encoder),
-                            f"nvEncGetEncodeCaps({name}) failed: {error_for('', status).name} ({status})")
+            raise error_for(
+                "nvEncGetEncodeCaps",
+                status,
+                lib.last_error(encoder),
+                f"nvEncGetEncodeCaps({name}) failed: {error_for('', status).name} ({status})",
+            )
         values[field] = int(out[0])
     return EncoderCaps(
         width_min=max(values["width_min"], 1),

@@ -100,8 +100,9 @@ class EncodeContext(Protocol):
 
     def memset(self, pointer: int, value: int, nbytes: int) -> None: ...
 
-    def copy_2d(self, dst: int, dst_pitch: int, src: int, src_pitch: int, row_bytes: int, rows: int,
-                stream: int | None) -> None: ...
+    def copy_2d(
+        self, dst: int, dst_pitch: int, src: int, src_pitch: int, row_bytes: int, rows: int, stream: int | None
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -283,8 +284,9 @@ class PrimaryContext:
             (err,) = driver.cuMemsetD8(driver.CUdeviceptr(pointer), value, nbytes)
         _check_call(driver, err, "cuMemsetD8")
 
-    def copy_2d(self, dst: int, dst_pitch: int, src: int, src_pitch: int, row_bytes: int, rows: int,
-                stream: int | None) -> None:
+    def copy_2d(
+        self, dst: int, dst_pitch: int, src: int, src_pitch: int, row_bytes: int, rows: int, stream: int | None
+    ) -> None:
         """``cuMemcpy2DAsync`` device to device, queued on ``stream`` (None: the NULL stream).
 
         The source is addressed as unified memory, so any CUDA allocation of this device
@@ -385,8 +387,9 @@ class NullContext:
     def memset(self, pointer: int, value: int, nbytes: int) -> None:
         ctypes.memset(pointer, value, nbytes)
 
-    def copy_2d(self, dst: int, dst_pitch: int, src: int, src_pitch: int, row_bytes: int, rows: int,
-                stream: int | None) -> None:
+    def copy_2d(
+        self, dst: int, dst_pitch: int, src: int, src_pitch: int, row_bytes: int, rows: int, stream: int | None
+    ) -> None:
         if dst_pitch == src_pitch == row_bytes:
             ctypes.memmove(dst, src, row_bytes * rows)
             return

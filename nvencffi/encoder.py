@@ -302,8 +302,12 @@ class NvencEncoder:
     def _set_io_streams(self, stream: int) -> None:
         fn = self._lib.functions.nvEncSetIOCudaStreams
         if fn == ffi.NULL:
-            raise NvencError("nvEncSetIOCudaStreams", 22, None,
-                             "cuda_stream was given but this NVENC library has no nvEncSetIOCudaStreams")
+            raise NvencError(
+                "nvEncSetIOCudaStreams",
+                22,
+                None,
+                "cuda_stream was given but this NVENC library has no nvEncSetIOCudaStreams",
+            )
         # NV_ENC_CUSTREAM_PTR is a pointer TO a CUstream, which the driver keeps: it must
         # live as long as the session (FFmpeg passes a field of its context), not a call.
         self._io_stream = ffi.new("void **", ffi.cast("void *", stream))
@@ -435,8 +439,10 @@ class NvencEncoder:
                 status = lib.nvEncUnmapInputResource(enc, mapped)
                 if status:  # e.g. its output is not locked yet: retried before the next frame
                     self._owe_unmap(mapped, key)
-                    logger.debug("nvencffi: unmap after a failed encode deferred: %s",
-                                 error_for("nvEncUnmapInputResource", status, lib.last_error(enc)))
+                    logger.debug(
+                        "nvencffi: unmap after a failed encode deferred: %s",
+                        error_for("nvEncUnmapInputResource", status, lib.last_error(enc)),
+                    )
                 raise
             status = lib.nvEncUnmapInputResource(enc, mapped)
             if status:

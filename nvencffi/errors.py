@@ -64,7 +64,9 @@ class FrameSizeUnsupported(ValueError):
     ``HEIGHT_MAX``); a caller can pick another route or size.
     """
 
-    def __init__(self, message: str, size: tuple[int, int], min_size: tuple[int, int], max_size: tuple[int, int]) -> None:
+    def __init__(
+        self, message: str, size: tuple[int, int], min_size: tuple[int, int], max_size: tuple[int, int]
+    ) -> None:
         super().__init__(message)
         self.size = size
         self.min_size = min_size

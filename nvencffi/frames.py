@@ -53,8 +53,19 @@ DLPACK = "dlpack"
 
 # DLPack device types (dlpack.h DLDeviceType).
 KDL_CPU, KDL_CUDA, KDL_CUDA_MANAGED = 1, 2, 13
-DL_DEVICE_NAMES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal",
-                   9: "vpi", 10: "rocm", 11: "rocm_host", 13: "cuda_managed", 14: "oneapi"}
+DL_DEVICE_NAMES = {
+    1: "cpu",
+    2: "cuda",
+    3: "cuda_host",
+    4: "opencl",
+    7: "vulkan",
+    8: "metal",
+    9: "vpi",
+    10: "rocm",
+    11: "rocm_host",
+    13: "cuda_managed",
+    14: "oneapi",
+}
 # DLPack dtype codes (DLDataTypeCode) -> NumPy kind letters; bfloat16 and friends have none.
 _DL_KINDS = {0: "i", 1: "u", 2: "f", 5: "c", 6: "b"}
 _UINT8_TYPESTRS = frozenset(("|u1", "<u1", ">u1", "=u1", "u1"))
@@ -316,7 +327,9 @@ class FrameView:
 
     __slots__ = ("pointer", "pitch", "width", "height", "buffer_format", "stream", "key")
 
-    def __init__(self, pointer: int, pitch: int, width: int, height: int, buffer_format: int, stream: int | None) -> None:
+    def __init__(
+        self, pointer: int, pitch: int, width: int, height: int, buffer_format: int, stream: int | None
+    ) -> None:
         self.pointer = pointer
         self.pitch = pitch
         self.width = width
@@ -326,8 +339,10 @@ class FrameView:
         self.key = (pointer, pitch, width, height, buffer_format)
 
     def __repr__(self) -> str:
-        return (f"FrameView({FORMAT_NAMES[self.buffer_format]} {self.width}x{self.height} "
-                f"ptr=0x{self.pointer:x} pitch={self.pitch})")
+        return (
+            f"FrameView({FORMAT_NAMES[self.buffer_format]} {self.width}x{self.height} "
+            f"ptr=0x{self.pointer:x} pitch={self.pitch})"
+        )
 
 
 def _describe(shape: Any, dtype: Any, strides: Any, device: str) -> str:
@@ -342,7 +357,9 @@ def _layout(shape: tuple[int, ...], strides: tuple[int, ...] | None, describe: A
     if len(shape) == 2:
         rows, width = shape
         if rows % 3 or width <= 0 or rows <= 0:
-            raise FrameLayoutError(f"{EXPECTED}; a 2-D array is read as NV12 but its row count {rows} is not H + H/2; {describe()}")
+            raise FrameLayoutError(
+                f"{EXPECTED}; a 2-D array is read as NV12 but its row count {rows} is not H + H/2; {describe()}"
+            )
         height = rows * 2 // 3
         if strides is None:
             pitch = width
@@ -365,9 +382,13 @@ def _layout(shape: tuple[int, ...], strides: tuple[int, ...] | None, describe: A
     else:
         raise FrameLayoutError(f"{EXPECTED}; {describe()}")
     if height <= 0 or width <= 0 or height % 2 or width % 2:
-        raise FrameLayoutError(f"{EXPECTED}; the frame is {width}x{height}, which is not even in both dimensions; {describe()}")
+        raise FrameLayoutError(
+            f"{EXPECTED}; the frame is {width}x{height}, which is not even in both dimensions; {describe()}"
+        )
     if pitch < min_pitch:
-        raise FrameLayoutError(f"{EXPECTED}; the row pitch {pitch} is smaller than a row ({min_pitch} bytes); {describe()}")
+        raise FrameLayoutError(
+            f"{EXPECTED}; the row pitch {pitch} is smaller than a row ({min_pitch} bytes); {describe()}"
+        )
     return width, height, pitch, fmt
 
 

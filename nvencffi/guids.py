@@ -75,4 +75,3 @@ def new_guid(value: uuid.UUID) -> Any:
     out = ffi.new("GUID *")
     ffi.memmove(out, guid_bytes(value), 16)
     return out
-

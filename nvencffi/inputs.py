@@ -34,8 +34,9 @@ STAGED_MEMORY = 64  # how many staged (pointer, layout)s keep their verdict betw
 class Inputs:
     """The registrations and the staging buffer of one encoder (used with its context current)."""
 
-    def __init__(self, context: EncodeContext, capacity: int, register: Register,
-                 unregister: Callable[[Any], None]) -> None:
+    def __init__(
+        self, context: EncodeContext, capacity: int, register: Register, unregister: Callable[[Any], None]
+    ) -> None:
         self._context = context
         self._register = register
         self._unregister = unregister
@@ -47,8 +48,13 @@ class Inputs:
     @property
     def stats(self) -> dict[str, int]:
         cache = self.cache
-        stats = {"cached": len(cache), "hits": cache.hits, "misses": cache.misses, "stale": cache.stale,
-                 "staged": sum(self._staged.values())}
+        stats = {
+            "cached": len(cache),
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "stale": cache.stale,
+            "staged": sum(self._staged.values()),
+        }
         stats.update({f"staged_{reason}": n for reason, n in self._staged.items()})
         return stats
 

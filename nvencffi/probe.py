@@ -101,7 +101,9 @@ def probe(device: int = 0, *, context: EncodeContext | None = None) -> ProbeResu
             ctx.close()
 
 
-def _failed(step: str, exc: BaseException, version: tuple[int, int], ctx: EncodeContext, **known: object) -> ProbeResult:
+def _failed(
+    step: str, exc: BaseException, version: tuple[int, int], ctx: EncodeContext, **known: object
+) -> ProbeResult:
     detail = exc.detail if isinstance(exc, NvencError) else None
     reason = str(exc) if step == "session" else f"{step} failed: {exc}"
     return ProbeResult(False, reason, version, ctx.gpu_name, step=step, detail=detail, **known)  # type: ignore[arg-type]

@@ -47,8 +47,12 @@ def open_session(lib: Library, context: EncodeContext) -> Any:
     session = out[0]
     if status == 0:
         if session == ffi.NULL:
-            raise error_for("nvEncOpenEncodeSessionEx", 20, None,
-                            "nvEncOpenEncodeSessionEx reported success but returned no session")
+            raise error_for(
+                "nvEncOpenEncodeSessionEx",
+                20,
+                None,
+                "nvEncOpenEncodeSessionEx reported success but returned no session",
+            )
         return session
     # The header: "If the creation of encoder session fails, the client must call
     # NvEncDestroyEncoder API before exiting." A driver may hand back a handle even then;
@@ -62,7 +66,9 @@ def open_session(lib: Library, context: EncodeContext) -> Any:
     error = error_for("nvEncOpenEncodeSessionEx", status, detail)
     if isinstance(error, NO_ENGINE):
         error = error_for(
-            "nvEncOpenEncodeSessionEx", status, detail,
+            "nvEncOpenEncodeSessionEx",
+            status,
+            detail,
             no_engine_message(context.gpu_name, "nvEncOpenEncodeSessionEx", error.name, error.code),
         )
     raise error

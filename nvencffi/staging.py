@@ -84,8 +84,14 @@ class StagingBuffer:
             strides: tuple[int, ...] = (self.pitch, 1)
         else:
             shape, strides = (self.height, self.width, 4), (self.pitch, 4, 1)
-        return {"shape": shape, "typestr": "|u1", "data": (self.pointer, False), "strides": strides,
-                "version": 3, "stream": None}
+        return {
+            "shape": shape,
+            "typestr": "|u1",
+            "data": (self.pointer, False),
+            "strides": strides,
+            "version": 3,
+            "stream": None,
+        }
 
     def free(self) -> None:
         """Give the memory back (after its registration is gone). Idempotent."""

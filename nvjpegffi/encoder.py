@@ -146,7 +146,9 @@ class JpegEncoder:
             status = lib.nvjpegEncoderStateCreateWithBackend(self._handle, state, BACKENDS[backend], null)
             self._lib.check(status, "nvjpegEncoderStateCreateWithBackend")
         else:
-            raise NvjpegUnavailable(f"backend={backend!r} needs nvjpegEncoderStateCreateWithBackend, which {self._lib} lacks")
+            raise NvjpegUnavailable(
+                f"backend={backend!r} needs nvjpegEncoderStateCreateWithBackend, which {self._lib} lacks"
+            )
         self._state = state[0]
         self._params_for(self.subsampling)
 
@@ -190,7 +192,9 @@ class JpegEncoder:
     @staticmethod
     def _check_stream(stream: Any) -> int:
         if isinstance(stream, bool) or not isinstance(stream, int) or stream < 0:
-            raise ValueError(f"stream must be a cudaStream_t as a non-negative integer (0: the default stream), got {stream!r}")
+            raise ValueError(
+                f"stream must be a cudaStream_t as a non-negative integer (0: the default stream), got {stream!r}"
+            )
         return stream
 
     def _stream(self, stream: int) -> Any:
@@ -221,7 +225,9 @@ class JpegEncoder:
         """The size of the host buffer the JPEG lands in (nvJPEG's bound for this size)."""
         return self._require_open().size
 
-    def encode_rgb(self, pointer: int, pitch: int, *, order: Literal["rgb", "bgr"] = "rgb", stream: int | None = None) -> bytes:
+    def encode_rgb(
+        self, pointer: int, pitch: int, *, order: Literal["rgb", "bgr"] = "rgb", stream: int | None = None
+    ) -> bytes:
         """The JPEG of an interleaved 8-bit RGB (``order="bgr"``: BGR) device image.
 
         ``pointer`` is the device address of the first pixel, ``pitch`` the bytes from
@@ -291,16 +297,28 @@ class JpegEncoder:
         params, cuda_stream, length = self._params[subsampling], self._stream(stream), self._length
         with cuda_errors(), self._context.pushed():
             if input_format == INPUT_NV12:
-                status = lib.nvjpegEncode(self._handle, self._state, params, self._image, SUBSAMPLINGS["420"],
-                                          input_format, self.width, self.height, cuda_stream)
+                status = lib.nvjpegEncode(
+                    self._handle,
+                    self._state,
+                    params,
+                    self._image,
+                    SUBSAMPLINGS["420"],
+                    input_format,
+                    self.width,
+                    self.height,
+                    cuda_stream,
+                )
                 check(status, "nvjpegEncode")
             else:
-                status = lib.nvjpegEncodeImage(self._handle, self._state, params, self._image, input_format,
-                                               self.width, self.height, cuda_stream)
+                status = lib.nvjpegEncodeImage(
+                    self._handle, self._state, params, self._image, input_format, self.width, self.height, cuda_stream
+                )
                 check(status, "nvjpegEncodeImage")
             length[0] = buffer.size
-            check(lib.nvjpegEncodeRetrieveBitstream(self._handle, self._state, buffer.pointer, length, cuda_stream),
-                  "nvjpegEncodeRetrieveBitstream")
+            check(
+                lib.nvjpegEncodeRetrieveBitstream(self._handle, self._state, buffer.pointer, length, cuda_stream),
+                "nvjpegEncodeRetrieveBitstream",
+            )
         with cuda_errors():
             self._context.synchronize_stream(stream)
         self.frames_encoded += 1
@@ -374,5 +392,4 @@ class JpegEncoder:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.frames_encoded} frames"
-        return (f"<nvjpegffi.JpegEncoder {self.width}x{self.height} q={self._quality} "
-                f"{self.subsampling} {state}>")
+        return f"<nvjpegffi.JpegEncoder {self.width}x{self.height} q={self._quality} {self.subsampling} {state}>"

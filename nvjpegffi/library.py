@@ -60,7 +60,9 @@ REQUIRED_FUNCTIONS = (
 )
 OPTIONAL_FUNCTIONS = ("nvjpegEncode", "nvjpegEncoderStateCreateWithBackend")
 
-_MAJOR, _MINOR, _PATCH = (ffi.typeof("libraryPropertyType").relements[n] for n in ("MAJOR_VERSION", "MINOR_VERSION", "PATCH_LEVEL"))
+_MAJOR, _MINOR, _PATCH = (
+    ffi.typeof("libraryPropertyType").relements[n] for n in ("MAJOR_VERSION", "MINOR_VERSION", "PATCH_LEVEL")
+)
 
 
 def wheel_library() -> Path | None:
@@ -125,7 +127,9 @@ class Library:
         for which in (_MAJOR, _MINOR, _PATCH):
             status = self.lib.nvjpegGetProperty(which, value)
             if status:
-                raise NvjpegUnavailable(f"nvjpegGetProperty in {path!r} failed: {error_for('nvjpegGetProperty', status).name}")
+                raise NvjpegUnavailable(
+                    f"nvjpegGetProperty in {path!r} failed: {error_for('nvjpegGetProperty', status).name}"
+                )
             parts.append(int(value[0]))
         self.version: tuple[int, int, int] = (parts[0], parts[1], parts[2])
         if self.version[0] not in SUPPORTED_MAJOR:

@@ -49,10 +49,10 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from rfb.display import Display
-    from rfb.launch import serve, start
     from rfb.events import InputEvent
-    from rfb.streams import Server
     from rfb.gpu import enable_cuda_context_sharing
+    from rfb.launch import serve, start
+    from rfb.streams import Server
 
 
 def __dir__() -> list[str]:

@@ -132,8 +132,13 @@ class TierChooser:
         self._late = self._comfortable = 0.0
 
 
-async def adapt(fanout: FanOut, member: Member, policy: AdaptPolicy, sent_bytes: Callable[[], int],
-                throughput: Callable[[float], None]) -> None:
+async def adapt(
+    fanout: FanOut,
+    member: Member,
+    policy: AdaptPolicy,
+    sent_bytes: Callable[[], int],
+    throughput: Callable[[float], None],
+) -> None:
     """Judge ``member``'s link every tick and move it between tiers; runs until cancelled.
 
     ``sent_bytes``: bytes its sender has written so far; ``throughput`` is told the

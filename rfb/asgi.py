@@ -68,8 +68,10 @@ class LoopServing:
             return
         with self._lock:
             if self.loop is not None and self.loop is not loop and not self.loop.is_closed():
-                raise RuntimeError(f"a mounted display serves the event loop that first called its app ({self.loop!r}); "
-                                   f"it was called from another one ({loop!r}): mount it in one application")
+                raise RuntimeError(
+                    f"a mounted display serves the event loop that first called its app ({self.loop!r}); "
+                    f"it was called from another one ({loop!r}): mount it in one application"
+                )
             self.loop, self.thread = loop, threading.current_thread()
 
     def serving_here(self) -> bool:
@@ -98,8 +100,10 @@ class LoopServing:
 
     def abort_connections(self, peers: set[tuple[str, int]] | None = None) -> int:
         if self._abort is None:
-            logger.warning("%s viewers do not read; their connections belong to the host application's server",
-                           len(peers) if peers is not None else "all")
+            logger.warning(
+                "%s viewers do not read; their connections belong to the host application's server",
+                len(peers) if peers is not None else "all",
+            )
             return 0
         return self._abort(peers)
 

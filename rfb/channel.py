@@ -70,8 +70,14 @@ class RelayChannel:
     channel reports a disconnect (code 1001).
     """
 
-    def __init__(self, send: RelaySend, *, loop: asyncio.AbstractEventLoop, peer: str = "relay",
-                 idle_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        send: RelaySend,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        peer: str = "relay",
+        idle_timeout: float | None = None,
+    ) -> None:
         self._send = send
         self._loop = loop
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

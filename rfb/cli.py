@@ -68,47 +68,71 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="serve an animated, interactive demo scene",
+        "demo",
+        help="serve an animated, interactive demo scene",
         description="Serve an animated, interactive scene: open the printed URL in a browser.",
-        epilog=controls_text(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=controls_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
-        "--encoder", metavar="NAME",
+        "--encoder",
+        metavar="NAME",
         help="H.264 encode route (default: the best available; rfb doctor lists them); "
-             "image routes go to --image-encoder",
+        "image routes go to --image-encoder",
     )
     demo.add_argument(
-        "--image-encoder", metavar="NAME", default="image",
+        "--image-encoder",
+        metavar="NAME",
+        default="image",
         help="image route for viewers without WebCodecs, or with ?transport=image in the URL "
-             "(default: image; with --gpu, jpeg_gpu where nvJPEG runs)",
+        "(default: image; with --gpu, jpeg_gpu where nvJPEG runs)",
     )
     demo.add_argument(
-        "--gpu", action="store_true",
+        "--gpu",
+        action="store_true",
         help="serve with gpu=True and publish CUDA frames: each NumPy-rendered frame is copied to the GPU "
-             "with CuPy, standing in for a GPU renderer (needs an NVIDIA GPU and CuPy)",
+        "with CuPy, standing in for a GPU renderer (needs an NVIDIA GPU and CuPy)",
     )
-    demo.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH", help="frame size (default 1280x720)")
     demo.add_argument(
-        "--host", default="127.0.0.1",
-        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: every network, where a plain "
-             "http:// page gets JPEG, since browsers allow WebCodecs only on localhost or https)",
+        "--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH", help="frame size (default 1280x720)"
     )
-    demo.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: every network, where a plain "
+        "http:// page gets JPEG, since browsers allow WebCodecs only on localhost or https)",
+    )
+    demo.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)"
+    )
     demo.add_argument("--fps", type=_fps, default=30.0, help="frames per second (default 30)")
     demo.add_argument(
-        "--no-token", action="store_true",
+        "--no-token",
+        action="store_true",
         help="accept viewers without the URL's token (with --host 0.0.0.0: anyone on the network can watch and steer)",
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     demo.set_defaults(handler=demo_command)
 
     doctor = commands.add_parser("doctor", help="list encode routes and why each can or cannot run here")
-    doctor.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                        help="print one JSON object instead of text (with --selftest: FILE gets it, the text is printed)")
-    doctor.add_argument("--selftest", action="store_true",
-                        help="encode known frames through every GPU route that works here and decode them back")
-    doctor.add_argument("--sizes", metavar="WxH,...", type=_sizes,
-                        help="--selftest's frame sizes (default 320x240,852x480,1280x720,1366x768,1920x1080)")
+    doctor.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="print one JSON object instead of text (with --selftest: FILE gets it, the text is printed)",
+    )
+    doctor.add_argument(
+        "--selftest",
+        action="store_true",
+        help="encode known frames through every GPU route that works here and decode them back",
+    )
+    doctor.add_argument(
+        "--sizes",
+        metavar="WxH,...",
+        type=_sizes,
+        help="--selftest's frame sizes (default 320x240,852x480,1280x720,1366x768,1920x1080)",
+    )
     doctor.add_argument("--frames", type=int, default=30, help="--selftest's frames per case (default 30)")
     doctor.add_argument("--device", type=int, default=0, help="--selftest's CUDA device (default 0)")
     doctor.set_defaults(handler=doctor_command)

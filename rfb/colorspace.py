@@ -199,8 +199,17 @@ _MOVED = {
         "rfb.converters",
     ),
     **dict.fromkeys(
-        ("COLOUR_PRIMARIES_BT709", "TRANSFER_BT709", "MATRIX_BT709", "MATRIX_BT601", "VideoColour",
-         "BT709_LIMITED", "BT601_LIMITED", "colour_of", "label"),
+        (
+            "COLOUR_PRIMARIES_BT709",
+            "TRANSFER_BT709",
+            "MATRIX_BT709",
+            "MATRIX_BT601",
+            "VideoColour",
+            "BT709_LIMITED",
+            "BT601_LIMITED",
+            "colour_of",
+            "label",
+        ),
         "rfb.videocolour",
     ),
 }

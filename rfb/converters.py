@@ -213,6 +213,9 @@ def host_converter(target_format: str = "nv12") -> FrameConverter:
     try:
         return OpenCVConverter()
     except ImportError as exc:
-        logger.info("OpenCV is not importable (%s); converting RGB with swscale (BT.709), which is slower; "
-                    "pip install 'rfb[fast]' adds OpenCV", exc)
+        logger.info(
+            "OpenCV is not importable (%s); converting RGB with swscale (BT.709), which is slower; "
+            "pip install 'rfb[fast]' adds OpenCV",
+            exc,
+        )
         return HostConverter(target_format)

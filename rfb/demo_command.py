@@ -144,8 +144,14 @@ def describe_routes(display: Any, *, gpu: bool, named: Collection[str] = ()) -> 
 
 async def _demo(args: argparse.Namespace) -> int:
     width, height = args.size
-    options: dict[str, Any] = {"host": args.host, "port": args.port, "fps": args.fps, "video_encoder": args.encoder,
-                               "image_encoder": args.image_encoder, "gpu": args.gpu}
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "fps": args.fps,
+        "video_encoder": args.encoder,
+        "image_encoder": args.image_encoder,
+        "gpu": args.gpu,
+    }
     if args.no_token:
         options["token"] = None
     to_frame = None
@@ -170,8 +176,11 @@ async def _demo(args: argparse.Namespace) -> int:
         # The URL is the first line on stdout, alone, so that scripts can read it.
         print(display.url, flush=True)
         # "image" is the demo's default image route, which serve(gpu=True) takes as "the best one"
-        named = [key for key, asked in (("webcodecs", args.encoder), ("image", args.image_encoder))
-                 if asked is not None and not (key == "image" and asked == "image")]
+        named = [
+            key
+            for key, asked in (("webcodecs", args.encoder), ("image", args.image_encoder))
+            if asked is not None and not (key == "image" and asked == "image")
+        ]
         logger.info("%s", describe_routes(display, gpu=args.gpu, named=named))
         for url in lan_urls(display.url, args.host):
             logger.info("from other machines: %s", url)

@@ -47,14 +47,20 @@ from rfb.encoders.checks import image_size_problem, video_size_problem
 from rfb.events import TARGET_SIZE, EventQueue, InputEvent
 from rfb.failover import FailoverPolicy
 from rfb.fanout import FanOut, GroupStats
-from rfb.frames import FrameError, RawFrame, is_device_array, frame_from_array
+from rfb.frames import FrameError, RawFrame, frame_from_array, is_device_array
 from rfb.framestore import FrameStore
 from rfb.guard import ConnectionGuard
 from rfb.latency import LatencySummary
-from rfb.resize import (
-    DEFAULT_MAX_SIZE, RESIZE_POLICIES, MatchViewer, ResizePolicy, Target, check_max_size, check_pixel_ratio,
-)
 from rfb.recording import Recording
+from rfb.resize import (
+    DEFAULT_MAX_SIZE,
+    RESIZE_POLICIES,
+    MatchViewer,
+    ResizePolicy,
+    Target,
+    check_max_size,
+    check_pixel_ratio,
+)
 from rfb.routes import resolve_routes
 from rfb.server import Authenticate, ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
@@ -200,9 +206,17 @@ class Display:
         self._settings = SessionSettings(self.token, max_message_bytes, hello_timeout, stats_interval)
         self._recording: Recording | None = None
         self._fanout = FanOut(
-            routes, frames=self._frames, post=self._post, fps=fps, bitrate=bitrate,
-            device_id=device_id, max_inflight=max_inflight, keyframe_interval_min=keyframe_interval_min,
-            failover=failover, still_after=still_after, adaptive=_adapt_policy(adaptive),
+            routes,
+            frames=self._frames,
+            post=self._post,
+            fps=fps,
+            bitrate=bitrate,
+            device_id=device_id,
+            max_inflight=max_inflight,
+            keyframe_interval_min=keyframe_interval_min,
+            failover=failover,
+            still_after=still_after,
+            adaptive=_adapt_policy(adaptive),
         )
         self.host = host
         self._port = port
@@ -285,8 +299,14 @@ class Display:
             )
         reason = cupy_available() if self._cuda_needs_cupy else None
         if reason is not None:
-            need = "copies them (own_frames=True)" if self._frames.own_frames else "converts and downloads them for a CPU route"
-            raise FrameError(f"expected CuPy for CUDA frames: this display {need} with CuPy, which is unusable: {reason}")
+            need = (
+                "copies them (own_frames=True)"
+                if self._frames.own_frames
+                else "converts and downloads them for a CPU route"
+            )
+            raise FrameError(
+                f"expected CuPy for CUDA frames: this display {need} with CuPy, which is unusable: {reason}"
+            )
 
     def poll_events(self) -> list[InputEvent]:
         """Every viewer's input events since the last poll, oldest first."""
@@ -352,13 +372,25 @@ class Display:
         target = policy.settle(time.monotonic())
         if target is not None:
             driver = policy.driver
-            logger.info("target size %dx%d at pixel ratio %g, following viewer %s",
-                        target.width, target.height, target.pixel_ratio, driver)
-            self._events.put(InputEvent(
-                TARGET_SIZE, driver if driver is not None else 0, width=target.width, height=target.height,
-                pixel_ratio=target.pixel_ratio, time=time.monotonic(),
-            ))
+            logger.info(
+                "target size %dx%d at pixel ratio %g, following viewer %s",
+                target.width,
+                target.height,
+                target.pixel_ratio,
+                driver,
+            )
+            self._events.put(
+                InputEvent(
+                    TARGET_SIZE,
+                    driver if driver is not None else 0,
+                    width=target.width,
+                    height=target.height,
+                    pixel_ratio=target.pixel_ratio,
+                    time=time.monotonic(),
+                )
+            )
         self._schedule_settle(policy.due)
+
     # ------------------------------------------------------------ stills and captures
 
     def refresh_still(self) -> None:
@@ -425,8 +457,10 @@ class Display:
     def url(self) -> str:
         """The viewer URL, token included (a mounted display has none: it lives at its mount path)."""
         if self.mounted:
-            raise RuntimeError("a mounted display has no URL of its own: open the path where your application mounts "
-                               "its asgi_app()" + (", with ?token=<display.token>" if self.token else ""))
+            raise RuntimeError(
+                "a mounted display has no URL of its own: open the path where your application mounts "
+                "its asgi_app()" + (", with ?token=<display.token>" if self.token else "")
+            )
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         netloc = f"[{host}]" if ":" in host else host
         query = f"?token={quote(self.token, safe='')}" if self.token else ""
@@ -518,11 +552,21 @@ class Display:
     def _start(self) -> concurrent.futures.Future[None]:
         """Serve on a thread of its own (what serve() and start() do)."""
         self._check_unserved("start a server for it")
-        app = create_app(on_websocket=self._on_websocket, health=self._health, allowed_origins=self._allowed_origins,
-                         allowed_hosts=self._allowed_hosts, bound_host=self.host, token=self.token)
+        app = create_app(
+            on_websocket=self._on_websocket,
+            health=self._health,
+            allowed_origins=self._allowed_origins,
+            allowed_hosts=self._allowed_hosts,
+            bound_host=self.host,
+            token=self.token,
+        )
         self._server = ServerThread(
-            app, host=self.host, port=self._port, ws_max_size=self._settings.max_message_bytes,
-            before_stop=self._close_viewers, after_stop=self._release,
+            app,
+            host=self.host,
+            port=self._port,
+            ws_max_size=self._settings.max_message_bytes,
+            before_stop=self._close_viewers,
+            after_stop=self._release,
             guard=self._guard,
         )
         return self._server.start()
@@ -542,15 +586,24 @@ class Display:
         """
         return self._mount(authenticate=authenticate)
 
-    def _mount(self, *, authenticate: Authenticate | None = None, allowed_origins: Sequence[str] = (),
-               allowed_hosts: Sequence[str] = (),
-               abort: Callable[[set[tuple[str, int]] | None], int] | None = None) -> ASGIApp:
+    def _mount(
+        self,
+        *,
+        authenticate: Authenticate | None = None,
+        allowed_origins: Sequence[str] = (),
+        allowed_hosts: Sequence[str] = (),
+        abort: Callable[[set[tuple[str, int]] | None], int] | None = None,
+    ) -> ASGIApp:
         """The app, with the serving side's own origins and hosts allowed besides the display's."""
         self._check_unserved("mount it")
-        app = create_app(on_websocket=self._on_websocket, health=self._health,
-                         allowed_origins=[*(self._allowed_origins or ()), *allowed_origins],
-                         allowed_hosts=[*(self._allowed_hosts or ()), *allowed_hosts], token=self.token,
-                         authenticate=authenticate)
+        app = create_app(
+            on_websocket=self._on_websocket,
+            health=self._health,
+            allowed_origins=[*(self._allowed_origins or ()), *allowed_origins],
+            allowed_hosts=[*(self._allowed_hosts or ()), *allowed_hosts],
+            token=self.token,
+            authenticate=authenticate,
+        )
         serving = LoopServing(before_stop=self._close_viewers, after_stop=self._release, abort=abort)
         self._server = serving
         return MountedApp(app, serving, self.aclose)
@@ -611,8 +664,9 @@ class Display:
 
     # ------------------------------------------------------------ notebooks
 
-    def widget(self, *, transport: str = "auto", height: int | None = None, only: str | None = None,
-               overlay: bool = True) -> Any:
+    def widget(
+        self, *, transport: str = "auto", height: int | None = None, only: str | None = None, overlay: bool = True
+    ) -> Any:
         """A notebook widget (anywidget) that shows this display live; needs ``rfb[notebook]``.
 
         ``transport``: "auto" tries a WebSocket to this display's port and falls back to
@@ -670,15 +724,18 @@ class Display:
         if isinstance(server, ServerThread) and threading.current_thread() is server.thread:
             raise RuntimeError("close the display from your own code, not from its server thread (it would deadlock)")
         if blocking and isinstance(server, LoopServing) and server.serving_here():
-            raise RuntimeError("this display is served by your application's event loop: 'await display.aclose()' "
-                               "there (close() would block the loop it waits for)")
+            raise RuntimeError(
+                "this display is served by your application's event loop: 'await display.aclose()' "
+                "there (close() would block the loop it waits for)"
+            )
 
     async def _close_viewers(self) -> None:
         self._schedule_settle(None)
         stuck = await self._registry.close_all(protocol.CLOSE_GOING_AWAY, "server shutting down", timeout=1.0)
         if stuck:  # peers that stopped reading: the close frame cannot reach them
-            logger.warning("aborting %d viewers that do not read (the close frame is stuck behind their data)",
-                           len(stuck))
+            logger.warning(
+                "aborting %d viewers that do not read (the close frame is stuck behind their data)", len(stuck)
+            )
             self._server.abort_connections({peer for v in stuck if (peer := v.peer) is not None})
             await self._registry.wait_finished(stuck, timeout=1.0)
 
@@ -692,9 +749,14 @@ class Display:
             await websocket.close(protocol.CLOSE_GOING_AWAY, "server shutting down")
             return
         viewer = Viewer(
-            websocket, client_id=self._registry.next_id(), fanout=self._fanout, events=self._events,
-            settings=self._settings, frame_size=lambda: (self._width, self._height),
-            principal=_principal_of(websocket), on_resize=self._on_resize,
+            websocket,
+            client_id=self._registry.next_id(),
+            fanout=self._fanout,
+            events=self._events,
+            settings=self._settings,
+            frame_size=lambda: (self._width, self._height),
+            principal=_principal_of(websocket),
+            on_resize=self._on_resize,
         )
         self._registry.add(viewer)
         try:
@@ -704,8 +766,13 @@ class Display:
             if self._resize is not None:
                 self._schedule_settle(self._resize.left(viewer.client_id, time.monotonic()))
             if viewer.member is not None:  # it had joined (rfb.session logs that): say it is gone too
-                logger.info("viewer %d left the %s group after %d frames; %d viewers remain",
-                            viewer.client_id, viewer.member.group, viewer.member.delivered, len(self.viewers))
+                logger.info(
+                    "viewer %d left the %s group after %d frames; %d viewers remain",
+                    viewer.client_id,
+                    viewer.member.group,
+                    viewer.member.delivered,
+                    len(self.viewers),
+                )
 
     def _health(self) -> dict[str, Any]:
         return {
@@ -717,8 +784,11 @@ class Display:
             "transports": list(self.transports),
             "published": self._published,
             # A mounted display's connections are its host server's: it has no counts of its own.
-            **({} if self.mounted else {"connections_refused": self._guard.refused,
-                                        "connections_timed_out": self._guard.timed_out}),
+            **(
+                {}
+                if self.mounted
+                else {"connections_refused": self._guard.refused, "connections_timed_out": self._guard.timed_out}
+            ),
         }
 
     def __repr__(self) -> str:

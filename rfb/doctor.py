@@ -65,12 +65,17 @@ def routes_here() -> dict[str, str | None]:
             logger.debug("no %s route (gpu=%s)", transport, gpu, exc_info=True)
             return None
 
-    return {"video": pick("webcodecs", False), "image": pick("image", False),
-            "gpu_video": pick("webcodecs", True), "gpu_image": pick("image", True)}
+    return {
+        "video": pick("webcodecs", False),
+        "image": pick("image", False),
+        "gpu_video": pick("webcodecs", True),
+        "gpu_image": pick("image", True),
+    }
 
 
 def summary_line(here: dict[str, str | None]) -> str:
     """Doctor's last line: ``here: h264_cpu + image``, and what ``gpu=True`` changes."""
+
     def pair(video: str | None, image: str | None) -> str:
         if video and image:
             return f"{video} + {image}"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
 from rfb.encoders.registry import EncoderEntry
-from rfb.failover import BuildCancelled, Failover, FailoverPolicy, FactoryTimeout, SetAside, build, describe
+from rfb.failover import BuildCancelled, FactoryTimeout, Failover, FailoverPolicy, SetAside, build, describe
 from rfb.frames import RawFrame
 from rfb.latency import LatencyWindow
 from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
@@ -132,8 +132,14 @@ class _Job:
 class EncodeGroup:
     """Viewers sharing one group key, one encoder and one worker thread."""
 
-    def __init__(self, fanout: FanOut, key: str, candidates: Sequence[EncoderEntry],
-                 policy: FailoverPolicy | None = None, tier: Tier | None = None) -> None:
+    def __init__(
+        self,
+        fanout: FanOut,
+        key: str,
+        candidates: Sequence[EncoderEntry],
+        policy: FailoverPolicy | None = None,
+        tier: Tier | None = None,
+    ) -> None:
         self._fanout = fanout
         self.key = key
         self.transport: Transport = GROUP_TRANSPORTS[split_key(key)[0]]
@@ -219,8 +225,7 @@ class EncodeGroup:
                 return None  # retrying cannot help (and must not spin): wait for the next frame
             size = self._tier.frame_size(frame)
             new = version != self._done_version
-            fresh = (self._encoder is None or self._encoder_size != size
-                     or self._failover.retry_due(self._entry, size))
+            fresh = self._encoder is None or self._encoder_size != size or self._failover.retry_due(self._entry, size)
             eligible = [m for m in self.members if m.has_room(fanout.max_inflight)]
             needy = [m for m in eligible if m.needs_keyframe]
             now = time.monotonic()
@@ -295,8 +300,9 @@ class EncodeGroup:
         messages = []
         for payload in payloads:
             seq = next(fanout.seq)
-            header = payload_header(payload, seq=seq, timestamp_us=job.frame.timestamp_us or 0,
-                                    pixel_ratio=job.frame.pixel_ratio)
+            header = payload_header(
+                payload, seq=seq, timestamp_us=job.frame.timestamp_us or 0, pixel_ratio=job.frame.pixel_ratio
+            )
             messages.append((payload, seq, pack_payload(header, payload.data)))
         now = time.monotonic()
         batch: list[tuple[Member, EncodedPayload, int, bytes]] = []
@@ -340,9 +346,13 @@ class EncodeGroup:
         except Exception as exc:  # the encoder is third-party code: it must never kill the worker
             stats.encoder_errors += 1
             self._close_encoder()
-            self._failed(entry, self._tier.frame_size(job.frame), exc,
-                         f"failed on a {job.frame.width}x{job.frame.height} {job.frame.memory} frame",
-                         "rebuilding it for the same picture")
+            self._failed(
+                entry,
+                self._tier.frame_size(job.frame),
+                exc,
+                f"failed on a {job.frame.width}x{job.frame.height} {job.frame.memory} frame",
+                "rebuilding it for the same picture",
+            )
             raise _EncodeFailed from exc
         self._failover.succeeded(entry)
         self.stats.set_aside = self._failover.set_aside
@@ -370,8 +380,11 @@ class EncodeGroup:
         assert encoder is not None and entry is not None
         if frame.memory == "cuda" and not entry.reads_cuda and not isinstance(encoder, HostFrameAdapter):
             encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])  # type: ignore[arg-type]
-            logger.info("%s group: route %s reads host memory; CUDA frames reach it through one download each",
-                        self.key, entry.name)
+            logger.info(
+                "%s group: route %s reads host memory; CUDA frames reach it through one download each",
+                self.key,
+                entry.name,
+            )
         return encoder
 
     def _count(self, payload: EncodedPayload, now: float) -> None:
@@ -393,8 +406,13 @@ class EncodeGroup:
         width, height = size
         fanout = self._fanout
         tier = self._tier
-        config = EncoderConfig(width, height, fps=fanout.fps / tier.every,
-                               bitrate=max(1, round(fanout.bitrate * tier.bitrate)), device_id=fanout.device_id)
+        config = EncoderConfig(
+            width,
+            height,
+            fps=fanout.fps / tier.every,
+            bitrate=max(1, round(fanout.bitrate * tier.bitrate)),
+            device_id=fanout.device_id,
+        )
         routes = self._failover.usable(size)
         if not routes and version != self._last_resort_version:
             self._last_resort_version = version
@@ -407,8 +425,14 @@ class EncodeGroup:
                 return
             except Exception as exc:  # factories are plug-ins: any failure means "try the next route"
                 self.stats.build_failures += 1
-                self._failed(entry, size, exc, f"could not start for {width}x{height}", "trying the next route",
-                             hung=isinstance(exc, FactoryTimeout))
+                self._failed(
+                    entry,
+                    size,
+                    exc,
+                    f"could not start for {width}x{height}",
+                    "trying the next route",
+                    hung=isinstance(exc, FactoryTimeout),
+                )
                 continue
             self._encoder, self._entry, self._encoder_size = encoder, entry, size
             self.codec = None
@@ -420,12 +444,18 @@ class EncodeGroup:
         self.stats.encoder = None
         if not self._dark:
             self._dark = True
-            logger.error("no %s encoder could start for %dx%d (routes %s; set aside: %s)", self.key, width, height,
-                         [e.name for e in self._failover.candidates],
-                         [a.route for a in self._failover.set_aside] or "none")
+            logger.error(
+                "no %s encoder could start for %dx%d (routes %s; set aside: %s)",
+                self.key,
+                width,
+                height,
+                [e.name for e in self._failover.candidates],
+                [a.route for a in self._failover.set_aside] or "none",
+            )
 
-    def _failed(self, entry: EncoderEntry, size: tuple[int, int], error: Exception, what: str, then: str,
-                *, hung: bool = False) -> None:
+    def _failed(
+        self, entry: EncoderEntry, size: tuple[int, int], error: Exception, what: str, then: str, *, hung: bool = False
+    ) -> None:
         """Log one failure of ``entry`` and count it; the route is set aside when its streak is long enough."""
         if self._failover.held(entry.name, size):  # tried as a last resort: its set-aside was logged
             logger.debug("set-aside route %s %s (%s)", entry.name, what, describe(error))
@@ -434,17 +464,28 @@ class EncodeGroup:
         if record is None:
             trace = entry.name not in self._traced
             self._traced.add(entry.name)
-            logger.warning("encoder %s %s (%s); %s", entry.name, what, describe(error), then,
-                           exc_info=error if trace else None)
+            logger.warning(
+                "encoder %s %s (%s); %s", entry.name, what, describe(error), then, exc_info=error if trace else None
+            )
             return
         self.stats.set_aside = self._failover.set_aside
         usable = self._failover.usable(size)
-        nxt = (f"{usable[0].name} is tried next" if usable
-               else "no other route is left: each is tried again per new frame")
-        logger.warning("%s group: route %s set aside for %dx%d: it %s (last: %s: %s); "
-                       "%s; %s is tried again in %g s or at another size",
-                       self.key, entry.name, *size, record.why, what, record.reason, nxt, entry.name,
-                       record.backoff)
+        nxt = (
+            f"{usable[0].name} is tried next" if usable else "no other route is left: each is tried again per new frame"
+        )
+        logger.warning(
+            "%s group: route %s set aside for %dx%d: it %s (last: %s: %s); "
+            "%s; %s is tried again in %g s or at another size",
+            self.key,
+            entry.name,
+            *size,
+            record.why,
+            what,
+            record.reason,
+            nxt,
+            entry.name,
+            record.backoff,
+        )
 
     def _close_encoder(self) -> None:
         encoder, self._encoder, self._entry, self._encoder_size = self._encoder, None, None, None

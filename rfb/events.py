@@ -89,8 +89,13 @@ def parse_event(
         raise EventError(f"event.type: expected one of {sorted(EVENT_TYPES)}, got {_short(kind)}")
     if kind == "resize":
         return InputEvent(
-            kind, client_id, width=_size(obj, "width"), height=_size(obj, "height"),
-            pixel_ratio=_pixel_ratio(obj), time=time, principal=principal,
+            kind,
+            client_id,
+            width=_size(obj, "width"),
+            height=_size(obj, "height"),
+            pixel_ratio=_pixel_ratio(obj),
+            time=time,
+            principal=principal,
         )
     modifiers = _modifiers(obj)
     if kind in KEY_TYPES:
@@ -112,7 +117,14 @@ def parse_event(
         x, y = min(float(bounds[0]), max(0.0, x)), min(float(bounds[1]), max(0.0, y))  # max(0.0, -0.0) is 0.0
     if kind == "wheel":
         return InputEvent(
-            kind, client_id, x=x, y=y, dx=_number(obj, "dx"), dy=_number(obj, "dy"), modifiers=modifiers, time=time,
+            kind,
+            client_id,
+            x=x,
+            y=y,
+            dx=_number(obj, "dx"),
+            dy=_number(obj, "dy"),
+            modifiers=modifiers,
+            time=time,
             principal=principal,
         )
     return InputEvent(

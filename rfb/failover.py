@@ -94,8 +94,9 @@ def describe(error: BaseException) -> str:
 class Failover:
     """Failure streaks and set-aside routes of one group. Used by its worker thread only."""
 
-    def __init__(self, candidates: Sequence[EncoderEntry], policy: FailoverPolicy,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, candidates: Sequence[EncoderEntry], policy: FailoverPolicy, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.candidates = list(candidates)
         self.policy = policy
         self._clock = clock
@@ -159,8 +160,9 @@ class Failover:
         return record is not None and record.size == size and (self._clock() if now is None else now) < record.until
 
 
-def build(entry: EncoderEntry, config: EncoderConfig, timeout: float,
-          cancel: threading.Event | None = None) -> EncoderBackend:
+def build(
+    entry: EncoderEntry, config: EncoderConfig, timeout: float, cancel: threading.Event | None = None
+) -> EncoderBackend:
     """``entry.factory(config)`` on a thread of its own, given up after ``timeout`` seconds or on ``cancel``.
 
     Raises what the factory raised, :class:`FactoryTimeout` or :class:`BuildCancelled`.

@@ -128,8 +128,9 @@ class FanOut:
             group.wake()
         self.stills.wake()
 
-    def join(self, client_id: int, key: str, deliver: Deliver, *, wants_stills: bool = True,
-             paced: bool = True) -> Member:
+    def join(
+        self, client_id: int, key: str, deliver: Deliver, *, wants_stills: bool = True, paced: bool = True
+    ) -> Member:
         """Add a viewer to group ``key``; it needs a keyframe, so its group encodes one promptly.
 
         ``wants_stills=False``: no lossless stills for this member. ``paced=False``: not
@@ -189,8 +190,9 @@ class FanOut:
         if group is None:
             base, tier = split_key(key)
             ladder = self.adaptive.ladder if self.adaptive is not None else ()
-            group = self._groups[key] = EncodeGroup(self, key, self.routes[base], self.failover,
-                                                    tier=ladder[tier] if tier else None)
+            group = self._groups[key] = EncodeGroup(
+                self, key, self.routes[base], self.failover, tier=ladder[tier] if tier else None
+            )
         return group
 
     def leave(self, member: Member) -> None:
@@ -251,6 +253,7 @@ class FanOut:
 
     def dispatch(self, batch: list[tuple[Member, EncodedPayload, int, bytes]]) -> None:
         """Hand encoded messages to the event loop (called from a worker thread)."""
+
         def deliver_all() -> None:
             for member, payload, seq, message in batch:
                 if not member.active:

@@ -124,14 +124,14 @@ def frame_from_array(
             f"expected a NumPy uint8 array of shape (H, W, 3) or (H, W, 4), or a RawFrame; got {type(array).__name__}"
         )
     if array.dtype != np.uint8:
-        raise FrameError(f"expected dtype uint8, got {array.dtype} (convert with (x * 255).clip(0, 255).astype(np.uint8))")
+        raise FrameError(
+            f"expected dtype uint8, got {array.dtype} (convert with (x * 255).clip(0, 255).astype(np.uint8))"
+        )
     if pixel_format is not None and pixel_format not in PIXEL_FORMATS:
         raise FrameError(f"pixel_format must be one of {PIXEL_FORMATS}, got {pixel_format!r}")
     if pixel_format is None:
         if array.ndim != 3 or array.shape[2] not in (3, 4):
-            raise FrameError(
-                f"expected shape (H, W, 3) for rgb24 or (H, W, 4) for rgba8, got {tuple(array.shape)}"
-            )
+            raise FrameError(f"expected shape (H, W, 3) for rgb24 or (H, W, 4) for rgba8, got {tuple(array.shape)}")
         pixel_format = "rgb24" if array.shape[2] == 3 else "rgba8"
     if pixel_format == "nv12":
         if array.ndim != 2 or array.shape[0] % 3 != 0:

@@ -28,8 +28,10 @@ from rfb.throttle import Throttle
 
 logger = logging.getLogger("rfb.server")
 
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-         b"connection: close\r\ncontent-length: 20\r\n\r\ntoo many connections")
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\ncontent-length: 20\r\n\r\ntoo many connections"
+)
 
 
 class ConnectionGuard:
@@ -38,11 +40,15 @@ class ConnectionGuard:
     def __init__(self, *, max_connections: int, request_timeout: float) -> None:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
-        if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) or not (
-            0 < request_timeout < float("inf")
+        if (
+            isinstance(request_timeout, bool)
+            or not isinstance(request_timeout, (int, float))
+            or not (0 < request_timeout < float("inf"))
         ):
-            raise ValueError(f"hello_timeout (the time a connection has for its request) must be a positive "
-                             f"number of seconds, got {request_timeout!r}")
+            raise ValueError(
+                f"hello_timeout (the time a connection has for its request) must be a positive "
+                f"number of seconds, got {request_timeout!r}"
+            )
         self.max_connections = max_connections
         self.request_timeout = float(request_timeout)
         self.refused = 0  # connections turned away at the cap
@@ -83,8 +89,12 @@ class ConnectionGuard:
         open_now = len(protocol.connections)  # uvicorn's set of every open connection, this one included
         if open_now > self.max_connections:
             self.refused += 1
-            self._throttle.warning("refused", "refused a connection with 503: %d are open, the limit "
-                                   "(max_connections=%d)", open_now - 1, self.max_connections)
+            self._throttle.warning(
+                "refused",
+                "refused a connection with 503: %d are open, the limit (max_connections=%d)",
+                open_now - 1,
+                self.max_connections,
+            )
             transport.write(_BUSY)
             transport.close()
             return None
@@ -92,8 +102,9 @@ class ConnectionGuard:
 
     def _arm(self, protocol: Any, transport: Any) -> asyncio.TimerHandle:
         """The deadline for the next request head: the request being served now must be replaced."""
-        return asyncio.get_running_loop().call_later(self.request_timeout, self._deadline, protocol, transport,
-                                                     protocol.cycle)
+        return asyncio.get_running_loop().call_later(
+            self.request_timeout, self._deadline, protocol, transport, protocol.cycle
+        )
 
     def _deadline(self, protocol: Any, transport: Any, cycle: Any) -> None:
         """Abort the connection if no request head arrived since the deadline was armed."""
@@ -102,6 +113,10 @@ class ConnectionGuard:
         if cycle is not None and not cycle.response_complete:
             return  # a pipelined request still being answered: its response re-arms
         self.timed_out += 1
-        self._throttle.warning("timed_out", "aborted a connection from %s that sent no complete request "
-                               "within %g s", transport.get_extra_info("peername"), self.request_timeout)
+        self._throttle.warning(
+            "timed_out",
+            "aborted a connection from %s that sent no complete request within %g s",
+            transport.get_extra_info("peername"),
+            self.request_timeout,
+        )
         transport.abort()

@@ -92,8 +92,12 @@ class HostCheck:
         if host in self.allowed:
             await self.app(scope, receive, send)
             return
-        self._throttle.warning("host", "refused a request for Host %r: not an IP address, localhost or an allowed "
-                               "host (serve(..., allowed_hosts=[...]) adds names)", host[:80])
+        self._throttle.warning(
+            "host",
+            "refused a request for Host %r: not an IP address, localhost or an allowed "
+            "host (serve(..., allowed_hosts=[...]) adds names)",
+            host[:80],
+        )
         response = PlainTextResponse("host not allowed", status_code=403)
         if scope["type"] == "http" or "websocket.http.response" in scope.get("extensions", {}):
             await response(scope, receive, send)

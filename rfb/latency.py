@@ -67,8 +67,9 @@ class LatencyWindow:
     kept in ack order: an ``at`` earlier than the last one counts as the last one.
     """
 
-    def __init__(self, *, horizon_s: float = DEFAULT_HORIZON_S, max_samples: int = DEFAULT_MAX_SAMPLES,
-                 now: float | None = None) -> None:
+    def __init__(
+        self, *, horizon_s: float = DEFAULT_HORIZON_S, max_samples: int = DEFAULT_MAX_SAMPLES, now: float | None = None
+    ) -> None:
         if horizon_s <= 0 or max_samples < 1:
             raise ValueError(f"expected a positive horizon and sample count, got {horizon_s!r} s, {max_samples!r}")
         self.horizon_s = horizon_s

@@ -20,8 +20,10 @@ def bind_problem(exc: OSError, host: str, port: int) -> str:
     """One line for a failure to listen, naming the address and what to try."""
     where = f"{host}:{port}"
     if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} is already in use on {host} (another rfb demo?): "
-                f"choose another with --port N, or --port 0 for any free port")
+        return (
+            f"port {port} is already in use on {host} (another rfb demo?): "
+            f"choose another with --port N, or --port 0 for any free port"
+        )
     if exc.errno == errno.EACCES:
         return f"not allowed to listen on {where} ({exc.strerror}): ports below 1024 need privileges; try --port 0"
     if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
@@ -74,7 +76,9 @@ def lan_urls(url: str, host: str) -> list[str]:
     if host not in WILDCARD_HOSTS:
         return []  # loopback: nobody else can reach it; a specific address: ``url`` already names it
     local = urlsplit(url)
-    return [urlunsplit(local._replace(netloc=f"{a}:{local.port}")) for a in lan_addresses() or ["<this machine's address>"]]
+    return [
+        urlunsplit(local._replace(netloc=f"{a}:{local.port}")) for a in lan_addresses() or ["<this machine's address>"]
+    ]
 
 
 def network_warnings(url: str, host: str, *, token: bool) -> list[str]:
@@ -82,9 +86,11 @@ def network_warnings(url: str, host: str, *, token: bool) -> list[str]:
     if is_loopback(host):
         return []
     port = urlsplit(url).port
-    warnings = ["a page opened as plain http:// from another machine is not a secure context: the browser has "
-                "no WebCodecs there and gets JPEG images, not H.264 (for H.264, forward the port instead: "
-                f"ssh -L {port}:127.0.0.1:{port} this-machine, then open the URL with 127.0.0.1)"]
+    warnings = [
+        "a page opened as plain http:// from another machine is not a secure context: the browser has "
+        "no WebCodecs there and gets JPEG images, not H.264 (for H.264, forward the port instead: "
+        f"ssh -L {port}:127.0.0.1:{port} this-machine, then open the URL with 127.0.0.1)"
+    ]
     if not token:
         warnings.append("--no-token on a network address: anyone who can reach this port can watch and steer the view")
     return warnings

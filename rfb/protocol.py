@@ -141,7 +141,14 @@ def still_header(payload: EncodedPayload, *, seq: int, timestamp_us: int) -> dic
 def config_message(*, transport: Transport, codec: str | None, width: int, height: int, client_id: int) -> str:
     """``config``: (re)configure the decoder; a ``codec`` of null means "wait for the next config"."""
     return _dumps(
-        {"type": "config", "transport": transport, "codec": codec, "width": width, "height": height, "client_id": client_id}
+        {
+            "type": "config",
+            "transport": transport,
+            "codec": codec,
+            "width": width,
+            "height": height,
+            "client_id": client_id,
+        }
     )
 
 
@@ -224,9 +231,7 @@ def parse_client_message(text: str) -> ClientMessage:
         if not isinstance(event, dict):
             raise ProtocolError(f"event.event: expected an object, got {type(event).__name__}")
         return EventMessage(event)
-    raise ProtocolError(
-        f"type: expected one of 'hello', 'ack', 'request_keyframe', 'event', got {_short(kind)}"
-    )
+    raise ProtocolError(f"type: expected one of 'hello', 'ack', 'request_keyframe', 'event', got {_short(kind)}")
 
 
 def _parse_hello(obj: dict[str, Any]) -> Hello:

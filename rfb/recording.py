@@ -100,8 +100,11 @@ class Recording:
         self._queue.put(None)  # blocks only while the writer drains a full queue
         self._thread.join(timeout)
         if self._thread.is_alive():
-            logger.error("recording writer did not finish within %.1f s; %s may lack its last fragment",
-                         timeout, self.files[-1] if self.files else self.path)
+            logger.error(
+                "recording writer did not finish within %.1f s; %s may lack its last fragment",
+                timeout,
+                self.files[-1] if self.files else self.path,
+            )
 
     def __enter__(self) -> Recording:
         return self
@@ -128,8 +131,11 @@ class Recording:
         except queue.Full:
             if not self._skipping:
                 self.gaps += 1
-                logger.warning("recording %s: the writer fell %d units behind; skipping to the next keyframe",
-                               self.path, self._queue.maxsize)
+                logger.warning(
+                    "recording %s: the writer fell %d units behind; skipping to the next keyframe",
+                    self.path,
+                    self._queue.maxsize,
+                )
             self._skipping = True
             self._fanout.request_keyframe(self._member)  # again for a keyframe that found no room either
             return

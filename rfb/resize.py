@@ -59,8 +59,11 @@ def check_pixel_ratio(value: object, what: str) -> float:
     Checked without converting first: a JSON integer of hundreds of digits is not a
     float, and the message quotes at most 60 characters of what arrived.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounded(value, MAX_PIXEL_RATIO) or (
-        value < MIN_PIXEL_RATIO
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not bounded(value, MAX_PIXEL_RATIO)
+        or (value < MIN_PIXEL_RATIO)
     ):
         got = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise ValueError(f"{what}: expected a number in [{MIN_PIXEL_RATIO:g}, {MAX_PIXEL_RATIO:g}], got {got}")
@@ -70,7 +73,8 @@ def check_pixel_ratio(value: object, what: str) -> float:
 def check_max_size(value: object, *, video: bool) -> tuple[int, int]:
     """``max_size`` as (width, height): positive integers within what the routes encode."""
     if (
-        not isinstance(value, (tuple, list)) or len(value) != 2
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
         or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value)
     ):
         raise ValueError(f"max_size: expected (width, height), two positive integers, got {value!r}")

@@ -58,8 +58,11 @@ def resolve_routes(
             continue
         if gpu and asked is None and not first.reads_cuda:
             _log_gpu_fallback(transport, first, device_id)
-        others = [s.name for s in encoder_status(device_id=device_id)
-                  if s.available and s.transport == transport and s.name != first.name and (gpu or not s.reads_cuda)]
+        others = [
+            s.name
+            for s in encoder_status(device_id=device_id)
+            if s.available and s.transport == transport and s.name != first.name and (gpu or not s.reads_cuda)
+        ]
         routes[transport] = [first, *(get_entry(n) for n in others)]
     if not routes:
         raise EncoderUnavailable("no encode route can run here: " + "; ".join(reasons))
@@ -71,15 +74,23 @@ def resolve_routes(
 
 def gpu_fallback_reasons(transport: Transport, device_id: int = 0) -> list[str]:
     """``"route: reason"`` for each GPU route of ``transport`` that cannot run here (empty: none is blocked)."""
-    return [f"{s.name}: {s.reason}" for s in encoder_status(device_id=device_id)
-            if s.transport == transport and s.reads_cuda and not s.available]
+    return [
+        f"{s.name}: {s.reason}"
+        for s in encoder_status(device_id=device_id)
+        if s.transport == transport and s.reads_cuda and not s.available
+    ]
 
 
 def _log_gpu_fallback(transport: Transport, chosen: EncoderEntry, device_id: int) -> None:
     why = gpu_fallback_reasons(transport, device_id)
     if why:
-        logger.warning("gpu=True, but no GPU %s route can run here, so %s encodes on the CPU "
-                       "(CUDA frames reach it through one download each); why: %s", transport, chosen.name, "; ".join(why))
+        logger.warning(
+            "gpu=True, but no GPU %s route can run here, so %s encodes on the CPU "
+            "(CUDA frames reach it through one download each); why: %s",
+            transport,
+            chosen.name,
+            "; ".join(why),
+        )
 
 
 class PngStills:
@@ -110,5 +121,10 @@ def _png_route() -> EncoderEntry | None:
     if reason is not None:
         logger.warning("no png route: %s", reason)
         return None
-    return EncoderEntry(image.NAME, PngStills, transport="image", probe=image.probe,
-                        description="the image route in lossless mode: a PNG per frame")
+    return EncoderEntry(
+        image.NAME,
+        PngStills,
+        transport="image",
+        probe=image.probe,
+        description="the image route in lossless mode: a PNG per frame",
+    )

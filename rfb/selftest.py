@@ -122,8 +122,14 @@ class SelftestReport:
 
     def as_dict(self) -> dict[str, Any]:
         routes = [{**asdict(r), "passed": r.passed} for r in self.routes]
-        return {"rfb_selftest": 1, "passed": self.passed, "device_id": self.device_id, "machine": self.machine,
-                "allocators": self.allocators, "routes": routes}
+        return {
+            "rfb_selftest": 1,
+            "passed": self.passed,
+            "device_id": self.device_id,
+            "machine": self.machine,
+            "allocators": self.allocators,
+            "routes": routes,
+        }
 
 
 # ---------------------------------------------------------------- running it
@@ -165,8 +171,9 @@ def run_selftest(
                 say(format_case(result))
     machine = describe_machine(device_id)
     machine["context_sharing"] = sharing
-    listed = [{"name": a.name, "available": a.upload is not None and a.reason is None, "reason": a.reason}
-              for a in allocators]
+    listed = [
+        {"name": a.name, "available": a.upload is not None and a.reason is None, "reason": a.reason} for a in allocators
+    ]
     return SelftestReport(device_id, machine, listed, reports)
 
 
@@ -180,8 +187,16 @@ def gpu_routes(device_id: int = 0) -> list[RouteUnderTest]:
     for status in gpu_encode_status(device_id).routes:
         factory = get_entry(status.name).factory if status.transport is not None else None
         fmt = "rgb24" if status.transport == "image" else "nv12"
-        out.append(RouteUnderTest(status.name, status.transport or "webcodecs", factory, status.reason,
-                                  _guarded(lambda n=status.name: engine_of(n)), fmt))
+        out.append(
+            RouteUnderTest(
+                status.name,
+                status.transport or "webcodecs",
+                factory,
+                status.reason,
+                _guarded(lambda n=status.name: engine_of(n)),
+                fmt,
+            )
+        )
     return out
 
 
@@ -449,8 +464,7 @@ def format_case(case: CaseResult) -> str:
     psnr = "-" if case.psnr_db is None else f"{case.psnr_db:.1f} dB (min {case.psnr_min_db:.1f})"
     ms = "-" if case.encode_ms_median is None else f"{case.encode_ms_median:.2f} ms (p95 {case.encode_ms_p95:.2f})"
     verdict = "pass" if case.passed else f"FAIL: {_one_line(case.error)}"
-    return (f"{case.route}: {case.label} pitch {case.pitch}: {case.frames} frames, PSNR {psnr}, "
-            f"encode {ms}: {verdict}")
+    return f"{case.route}: {case.label} pitch {case.pitch}: {case.frames} frames, PSNR {psnr}, encode {ms}: {verdict}"
 
 
 def format_report(report: SelftestReport) -> str:
@@ -460,10 +474,16 @@ def format_report(report: SelftestReport) -> str:
         where = f"{gpu['name']} (driver {gpu.get('driver_version')}, CUDA {gpu.get('cuda_driver_api')})"
     else:
         where = f"no usable GPU ({gpu.get('reason') if isinstance(gpu, dict) else gpu})"
-    lines = [f"rfb {report.machine['versions']['rfb']} self-test, CUDA device {report.device_id}: {where}",
-             f"NVENC library: {report.machine['nvenc_library']}",
-             "allocators: " + "; ".join(a["name"] if a["available"] else f"{a['name']} (unavailable: {_one_line(a['reason'])})"
-                                        for a in report.allocators), ""]
+    lines = [
+        f"rfb {report.machine['versions']['rfb']} self-test, CUDA device {report.device_id}: {where}",
+        f"NVENC library: {report.machine['nvenc_library']}",
+        "allocators: "
+        + "; ".join(
+            a["name"] if a["available"] else f"{a['name']} (unavailable: {_one_line(a['reason'])})"
+            for a in report.allocators
+        ),
+        "",
+    ]
     for route in report.routes:
         if not route.available:
             lines.append(f"[--] {route.name}: unavailable: {_one_line(route.reason)}")
@@ -490,15 +510,22 @@ def _one_line(text: str | None) -> str:
 
 
 def run_command(
-    *, json_path: str | None = None, sizes: Sequence[tuple[int, int]] | None = None, frames: int = DEFAULT_FRAMES,
+    *,
+    json_path: str | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    frames: int = DEFAULT_FRAMES,
     device_id: int = 0,
 ) -> int:
     """What ``rfb doctor --selftest`` does: run, print the report (and write JSON), return the exit code."""
     if frames < 1:
         print(f"rfb doctor: error: --frames must be at least 1, got {frames}", file=sys.stderr)
         return 2
-    report = run_selftest(device_id=device_id, sizes=sizes or DEFAULT_SIZES, frames=frames,
-                          say=lambda line: print(line, file=sys.stderr, flush=True))
+    report = run_selftest(
+        device_id=device_id,
+        sizes=sizes or DEFAULT_SIZES,
+        frames=frames,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     data = json.dumps(report.as_dict(), indent=2, default=str)
     if json_path == "-":
         print(data)

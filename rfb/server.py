@@ -93,7 +93,9 @@ def create_app(
     root = viewer_dir.resolve()
     origins = tuple(allowed_origins or ())
     throttle = Throttle(logger)
-    hosts = AllowedHosts([*(allowed_hosts or ()), *(o for o in origins if o != "*"), *([bound_host] if bound_host else [])])
+    hosts = AllowedHosts(
+        [*(allowed_hosts or ()), *(o for o in origins if o != "*"), *([bound_host] if bound_host else [])]
+    )
 
     async def index(request: Request) -> Response:
         page = root / "index.html"
@@ -117,8 +119,12 @@ def create_app(
     async def websocket_endpoint(websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
         if not origin_allowed(origin, websocket.headers.get("host"), origins):
-            throttle.warning("origin", "refused a WebSocket from origin %r (allowed: same origin%s)",
-                             (origin or "")[:80], f", {list(origins)}" if origins else "")
+            throttle.warning(
+                "origin",
+                "refused a WebSocket from origin %r (allowed: same origin%s)",
+                (origin or "")[:80],
+                f", {list(origins)}" if origins else "",
+            )
             await _refuse(websocket, 403, "origin not allowed")
             return
         await websocket.accept()

@@ -52,8 +52,10 @@ class SessionSettings:
 
     def __post_init__(self) -> None:
         interval = self.stats_interval
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
-            interval == 0 or MIN_STATS_INTERVAL <= interval < float("inf")
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not (interval == 0 or MIN_STATS_INTERVAL <= interval < float("inf"))
         ):
             raise ValueError(f"stats_interval must be 0 (off) or at least {MIN_STATS_INTERVAL} s, got {interval!r}")
 
@@ -189,10 +191,22 @@ class Viewer:
             return None
         peer = self.peer
         return ViewerInfo(
-            self.client_id, member.transport, hello.client, f"{peer[0]}:{peer[1]}" if peer else None,
-            self.connected_at, len(member.inflight), member.needs_keyframe, member.delivered, self.dropped,
-            self.rejected, self.decode_ms, member.group, member.latency.summary(self._stats_window), self.principal,
-            member.tier, self.sent_bytes_per_s,
+            self.client_id,
+            member.transport,
+            hello.client,
+            f"{peer[0]}:{peer[1]}" if peer else None,
+            self.connected_at,
+            len(member.inflight),
+            member.needs_keyframe,
+            member.delivered,
+            self.dropped,
+            self.rejected,
+            self.decode_ms,
+            member.group,
+            member.latency.summary(self._stats_window),
+            self.principal,
+            member.tier,
+            self.sent_bytes_per_s,
         )
 
     @property
@@ -219,9 +233,11 @@ class Viewer:
 
     def _send_config(self, transport: Transport, codec: str | None, width: int, height: int) -> None:
         self._last_config = (transport, codec, width, height)
-        self._push(protocol.config_message(
-            transport=transport, codec=codec, width=width, height=height, client_id=self.client_id
-        ))
+        self._push(
+            protocol.config_message(
+                transport=transport, codec=codec, width=width, height=height, client_id=self.client_id
+            )
+        )
 
     def _reject(self, exc: ProtocolError) -> None:
         """Count, log the first of its kind, and reply ``error``: a flood costs one line per kind."""
@@ -229,8 +245,9 @@ class Viewer:
         kind = str(exc).split(":", 1)[0][:40]
         if kind not in self._logged_kinds and len(self._logged_kinds) < MAX_LOGGED_ERRORS:
             self._logged_kinds.add(kind)
-            logger.warning("viewer %d: rejected a message: %s (more like it are counted in rejected_messages)",
-                           self.client_id, exc)
+            logger.warning(
+                "viewer %d: rejected a message: %s (more like it are counted in rejected_messages)", self.client_id, exc
+            )
         if self._queued_errors < MAX_QUEUED_ERRORS and self._close is None:
             self._queued_errors += 1
             self._push(_ErrorText(protocol.error_message(str(exc))))
@@ -283,9 +300,16 @@ class Viewer:
                 continue  # the last one has not left yet: a stuck socket gets no pile of them
             summary = member.latency.summary(interval)
             self._queued_stats = True
-            self._push(_StatsText(protocol.stats_message(
-                median_ms=summary.median_ms, p95_ms=summary.p95_ms, fps=summary.fps, window_s=summary.window_s,
-            )))
+            self._push(
+                _StatsText(
+                    protocol.stats_message(
+                        median_ms=summary.median_ms,
+                        p95_ms=summary.p95_ms,
+                        fps=summary.fps,
+                        window_s=summary.window_s,
+                    )
+                )
+            )
 
     async def _adapt_loop(self) -> None:
         """On an adaptive display, move this H.264 viewer between quality tiers (rfb.adapt)."""
@@ -353,8 +377,10 @@ class Viewer:
         group = protocol.choose_group(hello.supported, groups)
         if group is None:
             offered = [name for name, g in protocol.MEDIA_GROUPS.items() if g in groups]
-            self.close(protocol.CLOSE_NO_TRANSPORT,
-                       f"no supported transport: server sends {offered}, client takes {list(hello.supported)}")
+            self.close(
+                protocol.CLOSE_NO_TRANSPORT,
+                f"no supported transport: server sends {offered}, client takes {list(hello.supported)}",
+            )
             return False
         self.hello = hello
         width, height = self._frame_size()
@@ -410,8 +436,13 @@ class Viewer:
             elif isinstance(message, RequestKeyframe):
                 self._fanout.request_keyframe(member)
             elif isinstance(message, EventMessage):
-                event = parse_event(message.event, client_id=self.client_id, time=time.monotonic(),
-                                    bounds=self._stream_size(), principal=self.principal)
+                event = parse_event(
+                    message.event,
+                    client_id=self.client_id,
+                    time=time.monotonic(),
+                    bounds=self._stream_size(),
+                    principal=self.principal,
+                )
                 self._events.put(to_display(event, self._stream_size(), self._frame_size()))
                 if event.type == "resize" and self._on_resize is not None:
                     self._on_resize(event)
@@ -450,8 +481,11 @@ class SessionRegistry:
 
     def latency(self, window_s: float) -> dict[int, LatencySummary]:
         """Each joined viewer's latency summary over the last ``window_s`` seconds."""
-        return {v.client_id: m.latency.summary(window_s)
-                for v in list(self._viewers.values()) if (m := v.member) is not None}
+        return {
+            v.client_id: m.latency.summary(window_s)
+            for v in list(self._viewers.values())
+            if (m := v.member) is not None
+        }
 
     async def close_all(self, code: int, reason: str, timeout: float) -> list[Viewer]:
         """Close every viewer; return those still not finished after ``timeout`` seconds.

@@ -95,10 +95,15 @@ class StillChannel:
     """One thread that encodes the settled frame once and offers it to every lossy viewer."""
 
     def __init__(self, fanout: FanOut, still_after: float | None) -> None:
-        if still_after is not None and (isinstance(still_after, bool) or not isinstance(still_after, (int, float))
-                                        or not math.isfinite(still_after) or still_after < 0):
-            raise ValueError(f"still_after must be a number of seconds >= 0, or None for no automatic stills; "
-                             f"got {still_after!r}")
+        if still_after is not None and (
+            isinstance(still_after, bool)
+            or not isinstance(still_after, (int, float))
+            or not math.isfinite(still_after)
+            or still_after < 0
+        ):
+            raise ValueError(
+                f"still_after must be a number of seconds >= 0, or None for no automatic stills; got {still_after!r}"
+            )
         self._fanout = fanout
         self.still_after = None if still_after is None else float(still_after)
         self.stats = StillStats(self.still_after)
@@ -158,8 +163,11 @@ class StillChannel:
     def _step(self) -> float | None:
         """Encode the settled frame if due, offer it; return how long to sleep (None: until woken)."""
         frames = self._fanout.frames
-        if self.still_after is None and not self._refresh and (self._still is None
-                                                               or self._still.version != frames.version):
+        if (
+            self.still_after is None
+            and not self._refresh
+            and (self._still is None or self._still.version != frames.version)
+        ):
             return None  # stills on demand only, and none asked for
         lease = frames.take()
         if lease is None:
@@ -195,8 +203,14 @@ class StillChannel:
         except Exception as exc:  # a frame the still cannot be made from must not retry forever
             self.stats.errors += 1
             self._failed_version = version
-            logger.warning("could not make a lossless still of a %dx%d %s %s frame: %r",
-                           frame.width, frame.height, frame.memory, frame.pixel_format, exc)
+            logger.warning(
+                "could not make a lossless still of a %dx%d %s %s frame: %r",
+                frame.width,
+                frame.height,
+                frame.memory,
+                frame.pixel_format,
+                exc,
+            )
             return None
         self.stats.encodes += 1
         return _Still(version, png, frame.width, frame.height, frame.timestamp_us or 0)
@@ -216,9 +230,15 @@ class StillChannel:
             if fanout.frames.version != still.version:
                 return  # a newer frame is on its way: this still would be stale
             recipients = [
-                m for m in fanout.members()
-                if self._lossy(m) and m.shown == still.version and m.still != still.version
-                and not m.needs_keyframe and not m.inflight and m.pending == 0 and m.shown_payload is not None
+                m
+                for m in fanout.members()
+                if self._lossy(m)
+                and m.shown == still.version
+                and m.still != still.version
+                and not m.needs_keyframe
+                and not m.inflight
+                and m.pending == 0
+                and m.shown_payload is not None
             ]
             if not recipients:
                 return

@@ -86,8 +86,12 @@ class Server:
             middleware=[Middleware(HostCheck, allowed=hosts)],
         )
         self._thread = ServerThread(
-            app, host=host, port=port, ws_max_size=max_message_bytes,
-            before_stop=self._close_displays, after_stop=lambda: None,
+            app,
+            host=host,
+            port=port,
+            ws_max_size=max_message_bytes,
+            before_stop=self._close_displays,
+            after_stop=lambda: None,
             guard=ConnectionGuard(max_connections=max_connections, request_timeout=hello_timeout),
         )
 
@@ -100,8 +104,10 @@ class Server:
         or digit (it is a path segment and a link). Works before and after :meth:`start`.
         """
         if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise ValueError(f"stream name: expected 1-64 letters, digits, '_', '.' or '-' starting with a letter or "
-                             f"digit, got {name!r}")
+            raise ValueError(
+                f"stream name: expected 1-64 letters, digits, '_', '.' or '-' starting with a letter or "
+                f"digit, got {name!r}"
+            )
         if not isinstance(display, Display):
             raise TypeError(f"expected an rfb.Display for stream {name!r}, got {type(display).__name__}")
         with self._lock:
@@ -109,8 +115,12 @@ class Server:
                 raise RuntimeError("the server is closed")
             if name in self._displays:
                 raise ValueError(f"a stream named {name!r} is already served; names: {sorted(self._displays)}")
-            app = display._mount(authenticate=self._authenticate, allowed_origins=self._origins,
-                                 allowed_hosts=self._hosts, abort=self._thread.abort_connections)
+            app = display._mount(
+                authenticate=self._authenticate,
+                allowed_origins=self._origins,
+                allowed_hosts=self._hosts,
+                abort=self._thread.abort_connections,
+            )
             self._displays[name] = display
             # A new list, assigned at once: the router on the server thread sees the old or the new one.
             self._streams.routes = [*self._streams.routes, Mount(f"/{name}", app=app)]
@@ -207,8 +217,11 @@ class Server:
 
     async def _index(self, request: Request) -> Response:
         if self.token is not None and not has_token(request, self.token):
-            return PlainTextResponse("this rfb server lists its streams only with its token: open the URL "
-                                     "the program printed", status_code=401, headers=_NO_CACHE)
+            return PlainTextResponse(
+                "this rfb server lists its streams only with its token: open the URL the program printed",
+                status_code=401,
+                headers=_NO_CACHE,
+            )
         items = "\n".join(
             f'<li><a href="streams/{quote(name)}/{html.escape(self._query(display.token))}">{html.escape(name)}</a> '
             f"{display.width}x{display.height}, {len(display.viewers)} viewers</li>"
@@ -222,8 +235,14 @@ class Server:
         if self.token is not None and not has_token(request, self.token):
             return JSONResponse({"status": status})
         streams: dict[str, Any] = {name: display._health() for name, display in self.displays.items()}
-        return JSONResponse({"status": status, "streams": streams, "connections_refused": self._thread.guard.refused,
-                             "connections_timed_out": self._thread.guard.timed_out})
+        return JSONResponse(
+            {
+                "status": status,
+                "streams": streams,
+                "connections_refused": self._thread.guard.refused,
+                "connections_timed_out": self._thread.guard.timed_out,
+            }
+        )
 
     def __repr__(self) -> str:
         return f"<rfb.Server {self.host}:{self.port} streams={sorted(self.displays)}>"

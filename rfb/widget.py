@@ -73,8 +73,15 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
     closed = traitlets.Bool(False).tag(sync=True)
     idle_timeout = IDLE_TIMEOUT  # a closed tab sends no close: its connections end when they fall silent
 
-    def __init__(self, display: Display, *, transport: str = "auto", height: int | None = None,
-                 only: str | None = None, overlay: bool = True) -> None:
+    def __init__(
+        self,
+        display: Display,
+        *,
+        transport: str = "auto",
+        height: int | None = None,
+        only: str | None = None,
+        overlay: bool = True,
+    ) -> None:
         self._links: dict[tuple[str, int], RelayChannel] = {}
         self._lock = threading.Lock()  # first: ipywidgets' __del__ calls close() even when __init__ raised
         if transport not in TRANSPORTS:
@@ -89,8 +96,14 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
             _modules=_viewer_sources(),
             _page=(VIEWER_DIR / "index.html").read_text("utf-8"),
             _style=(VIEWER_DIR / "style.css").read_text("utf-8"),
-            url=display.url, token=display.token or "", transport=transport, only=only or "", overlay=overlay,
-            frame_width=display.width, frame_height=display.height, height=height or 0,
+            url=display.url,
+            token=display.token or "",
+            transport=transport,
+            only=only or "",
+            overlay=overlay,
+            frame_width=display.width,
+            frame_height=display.height,
+            height=height or 0,
         )
         self._display = display
         self.on_msg(self._on_custom)
@@ -116,8 +129,12 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
     # ---------------------------------------------------------------- comm messages (the kernel's thread)
 
     def _on_custom(self, _widget: Any, content: Any, buffers: Sequence[bytes]) -> None:
-        if not isinstance(content, dict) or not isinstance(content.get("view"), str) \
-                or isinstance(content.get("conn"), bool) or not isinstance(content.get("conn"), int):
+        if (
+            not isinstance(content, dict)
+            or not isinstance(content.get("view"), str)
+            or isinstance(content.get("conn"), bool)
+            or not isinstance(content.get("conn"), int)
+        ):
             logger.warning("widget: ignored a comm message without a view and connection id: %.80r", content)
             return
         key = (content["view"], content["conn"])
@@ -138,16 +155,21 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
         elif op == "close":
             channel.hang_up()
         else:
-            logger.warning("widget: ignored a comm message with op %.40r (expected open, text, bytes, alive or close)", op)
+            logger.warning(
+                "widget: ignored a comm message with op %.40r (expected open, text, bytes, alive or close)", op
+            )
 
     def _open(self, key: tuple[str, int]) -> None:
         display = self._display
         if display.closed:
             self._send_to(key, {"op": "close", "code": 1001, "reason": "display closed"}, ())
             return
-        channel = RelayChannel(lambda content, buffers: self._send_to(key, content, buffers),
-                               loop=display._server.loop, peer=f"widget view {key[0]} connection {key[1]}",
-                               idle_timeout=self.idle_timeout)
+        channel = RelayChannel(
+            lambda content, buffers: self._send_to(key, content, buffers),
+            loop=display._server.loop,
+            peer=f"widget view {key[0]} connection {key[1]}",
+            idle_timeout=self.idle_timeout,
+        )
         with self._lock:
             old = self._links.pop(key, None)
             self._links[key] = channel

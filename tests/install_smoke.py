@@ -54,8 +54,12 @@ async def serve_and_watch() -> dict:
         display.publish(frame)
         header, payload = await _viewer(display.port, display.token, [protocol.H264_ANNEXB])
         picture = _decode_h264(payload)
-        found["h264"] = {"type": header["type"], "shape": list(picture.shape),
-                         "left": picture[48, 20].tolist(), "right": picture[48, 108].tolist()}
+        found["h264"] = {
+            "type": header["type"],
+            "shape": list(picture.shape),
+            "left": picture[48, 20].tolist(),
+            "right": picture[48, 108].tolist(),
+        }
         header, payload = await _viewer(display.port, display.token, [protocol.IMAGE_JPEG])
         import simplejpeg
 
@@ -85,7 +89,6 @@ def gpu_packages() -> dict:
     """The GPU bindings import everywhere and say what is missing instead of raising."""
     import nvencffi
     import nvjpegffi
-
     from rfb.gpu import gpu_available
 
     return {
@@ -99,8 +102,19 @@ def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("numpy", "cffi", "starlette", "uvicorn", "websockets", "av", "simplejpeg", "pillow",
-                 "opencv-python-headless", "cuda-bindings", "cuda-pathfinder"):
+    for name in (
+        "numpy",
+        "cffi",
+        "starlette",
+        "uvicorn",
+        "websockets",
+        "av",
+        "simplejpeg",
+        "pillow",
+        "opencv-python-headless",
+        "cuda-bindings",
+        "cuda-pathfinder",
+    ):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -113,13 +127,17 @@ def package() -> dict:
     from importlib.metadata import metadata
     from importlib.resources import files
 
-    return {"py.typed": files("rfb").joinpath("py.typed").is_file(),
-            "license": metadata("rfb")["License-Expression"]}
+    return {"py.typed": files("rfb").joinpath("py.typed").is_file(), "license": metadata("rfb")["License-Expression"]}
 
 
 def main() -> None:
-    report = {"versions": versions(), "package": package(), "serve": asyncio.run(serve_and_watch()), "conversion": conversion(),
-              "gpu": gpu_packages()}
+    report = {
+        "versions": versions(),
+        "package": package(),
+        "serve": asyncio.run(serve_and_watch()),
+        "conversion": conversion(),
+        "gpu": gpu_packages(),
+    }
     json.dump(report, sys.stdout)
 
 

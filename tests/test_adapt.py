@@ -114,14 +114,17 @@ def test_the_late_bound_is_frame_intervals_with_a_floor() -> None:
     assert policy.late_s(60.0) == pytest.approx(0.15)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"tick": 0}, "tick must be a positive"),
-    ({"down_after": -1}, "down_after must be a positive"),
-    ({"up_after": 10.0, "up_after_max": 5.0}, "up_after_max"),
-    ({"late_min_s": -0.1}, "late_min_s must be >= 0"),
-    ({"ladder": ()}, "starts with Tier()"),
-    ({"ladder": (Tier(), Tier(bitrate=0.5), Tier(bitrate=0.7))}, "must cost at most"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"tick": 0}, "tick must be a positive"),
+        ({"down_after": -1}, "down_after must be a positive"),
+        ({"up_after": 10.0, "up_after_max": 5.0}, "up_after_max"),
+        ({"late_min_s": -0.1}, "late_min_s must be >= 0"),
+        ({"ladder": ()}, "starts with Tier()"),
+        ({"ladder": (Tier(), Tier(bitrate=0.5), Tier(bitrate=0.7))}, "must cost at most"),
+    ],
+)
 def test_policy_refuses_what_cannot_work(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         AdaptPolicy(**options)
@@ -192,8 +195,15 @@ class TierHarness(Harness):
     def __init__(self, log: EncoderLog, policy: AdaptPolicy) -> None:
         super().__init__(log)
         self.fanout.close()
-        self.fanout = FanOut(self.routes, frames=self.store, post=lambda callback: callback(),
-                             keyframe_interval_min=0.0, fps=30.0, bitrate=8_000_000, adaptive=policy)
+        self.fanout = FanOut(
+            self.routes,
+            frames=self.store,
+            post=lambda callback: callback(),
+            keyframe_interval_min=0.0,
+            fps=30.0,
+            bitrate=8_000_000,
+            adaptive=policy,
+        )
 
     def publish(self, marker: int, width: int = 64, height: int = 48) -> None:
         raw = frame_from_array(np.full((height, width, 3), marker, np.uint8))
@@ -226,7 +236,8 @@ def acking(h: TierHarness, member: Any, client_id: int, n: int) -> None:
 
 
 def test_a_moved_viewer_gets_its_tier_from_a_keyframe_and_the_others_keep_the_full_stream(
-        tiers: TierHarness, log: EncoderLog) -> None:
+    tiers: TierHarness, log: EncoderLog
+) -> None:
     fast, slow = tiers.join(1), tiers.join(2)
     tiers.publish(10)
     acking(tiers, fast, 1, 1)
@@ -240,8 +251,9 @@ def test_a_moved_viewer_gets_its_tier_from_a_keyframe_and_the_others_keep_the_fu
     assert tiers.sizes(2) == [(b"I\x0a", 64, 48), (b"I\x14", 32, 24)]  # the new tier starts with an IDR
     configs = {e.name: [] for e in log.instances}
     for encoder in log.instances:
-        configs[encoder.name].append((encoder.config.width, encoder.config.height, encoder.config.bitrate,
-                                      encoder.config.fps))
+        configs[encoder.name].append(
+            (encoder.config.width, encoder.config.height, encoder.config.bitrate, encoder.config.fps)
+        )
     assert configs["test-h264"] == [(64, 48, 8_000_000, 30.0), (32, 24, 2_000_000, 15.0)]
     stats = tiers.fanout.stats()
     assert (stats["webcodecs@2"].tier, stats["webcodecs@2"].viewers, stats["webcodecs"].viewers) == (2, 1, 1)
@@ -348,7 +360,8 @@ def test_only_h264_viewers_have_tiers(tiers: TierHarness) -> None:
 
 @pytest.mark.anyio
 async def test_a_viewer_moved_to_a_smaller_tier_is_reconfigured_and_points_in_display_pixels(
-        test_encoders: EncoderLog) -> None:
+    test_encoders: EncoderLog,
+) -> None:
     display = start_test_display(64, 48, adaptive=AdaptPolicy(ladder=LADDER), still_after=None)
     try:
         client = await ProtocolClient.connect(display)
@@ -384,8 +397,18 @@ async def test_cuda_frames_in_a_resolution_tier_are_encoded_at_full_size_at_the_
     from tests.gpu import require_cupy
 
     cp = require_cupy()
-    display = start(256, 144, host="127.0.0.1", port=0, gpu=gpu, image_encoder=None, still_after=None,
-                    bitrate=4_000_000, keyframe_interval_min=0.0, adaptive=AdaptPolicy(ladder=LADDER))
+    display = start(
+        256,
+        144,
+        host="127.0.0.1",
+        port=0,
+        gpu=gpu,
+        image_encoder=None,
+        still_after=None,
+        bitrate=4_000_000,
+        keyframe_interval_min=0.0,
+        adaptive=AdaptPolicy(ladder=LADDER),
+    )
     try:
         client = await ProtocolClient.connect(display)
         await eventually(lambda: len(display.viewers) == 1, what="the viewer to join")

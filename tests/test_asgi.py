@@ -33,8 +33,11 @@ from tests.test_browser import browser_context, page  # noqa: F401 - the Chromiu
 
 pytestmark = pytest.mark.timeout(120)
 
-TEST_OPTIONS: dict[str, Any] = {"video_encoder": "test-h264", "image_encoder": "test-image",
-                                "keyframe_interval_min": 0.0}
+TEST_OPTIONS: dict[str, Any] = {
+    "video_encoder": "test-h264",
+    "image_encoder": "test-image",
+    "keyframe_interval_min": 0.0,
+}
 
 
 def mountable(**options: Any) -> Display:
@@ -53,8 +56,9 @@ def uvicorn_serving(app: Any) -> Iterator[int]:
     """``app`` under uvicorn (lifespan on) on a thread and loop of its own; yields the port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, ws_per_message_deflate=False,
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, access_log=False, ws_per_message_deflate=False, timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), name="test-uvicorn")
     thread.start()
@@ -83,14 +87,29 @@ def closing_lifespan(*displays: Display) -> Callable[[Any], contextlib.AbstractA
     return lifespan
 
 
-async def connect(port: int, path: str, token: str | None, *, supported: tuple[str, ...] = (H264,),
-                  headers: dict[str, str] | None = None, origin: str | None = None) -> ProtocolClient:
+async def connect(
+    port: int,
+    path: str,
+    token: str | None,
+    *,
+    supported: tuple[str, ...] = (H264,),
+    headers: dict[str, str] | None = None,
+    origin: str | None = None,
+) -> ProtocolClient:
     """A protocol client on ``ws://127.0.0.1:port{path}`` saying hello with ``token``."""
     from websockets.asyncio.client import connect as ws_connect
     from websockets.exceptions import ConnectionClosed
 
-    ws = await ws_connect(f"ws://127.0.0.1:{port}{path}", origin=origin, proxy=None, compression=None,
-                          max_size=None, open_timeout=5, close_timeout=2, additional_headers=headers)
+    ws = await ws_connect(
+        f"ws://127.0.0.1:{port}{path}",
+        origin=origin,
+        proxy=None,
+        compression=None,
+        max_size=None,
+        open_timeout=5,
+        close_timeout=2,
+        additional_headers=headers,
+    )
     client = ProtocolClient(ws)
     hello: dict[str, Any] = {"type": "hello", "supported": list(supported), "client": "pytest"}
     if token is not None:
@@ -114,15 +133,20 @@ async def first_marker(client: ProtocolClient, display: Display, red: int, timeo
 
 @pytest.mark.anyio
 async def test_two_displays_mounted_under_prefixes_serve_their_own_pages_sockets_and_frames(
-        test_encoders: EncoderLog) -> None:
+    test_encoders: EncoderLog,
+) -> None:
     viz, stream_a = mountable(), mountable()
-    app = Starlette(routes=[Mount("/viz", viz.asgi_app()), Mount("/streams/a", stream_a.asgi_app())],
-                    lifespan=closing_lifespan(viz, stream_a))
+    app = Starlette(
+        routes=[Mount("/viz", viz.asgi_app()), Mount("/streams/a", stream_a.asgi_app())],
+        lifespan=closing_lifespan(viz, stream_a),
+    )
     with uvicorn_serving(app) as port:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
             for prefix in ("/viz", "/streams/a"):
                 redirect = await http.get(f"{prefix}?token=T")
-                assert redirect.status_code in (307, 308) and redirect.headers["location"].endswith(f"{prefix}/?token=T")
+                assert redirect.status_code in (307, 308) and redirect.headers["location"].endswith(
+                    f"{prefix}/?token=T"
+                )
                 page = await http.get(f"{prefix}/")
                 assert page.status_code == 200 and page.text == (VIEWER_DIR / "index.html").read_text()
                 module = await http.get(f"{prefix}/viewer/main.js")
@@ -179,12 +203,17 @@ async def user_from_cookie(websocket: WebSocket) -> dict[str, str] | None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("hook", "headers", "principal"), [
-    (user_from_header, {"x-user": "alice"}, "alice"),
-    (user_from_cookie, {"cookie": "session=bob"}, {"name": "bob"}),
-], ids=["plain", "async"])
+@pytest.mark.parametrize(
+    ("hook", "headers", "principal"),
+    [
+        (user_from_header, {"x-user": "alice"}, "alice"),
+        (user_from_cookie, {"cookie": "session=bob"}, {"name": "bob"}),
+    ],
+    ids=["plain", "async"],
+)
 async def test_the_authenticate_hooks_principal_is_on_the_viewer_and_its_events(
-        test_encoders: EncoderLog, hook: Any, headers: dict[str, str], principal: Any) -> None:
+    test_encoders: EncoderLog, hook: Any, headers: dict[str, str], principal: Any
+) -> None:
     viz = mountable()
     app = Starlette(routes=[Mount("/viz", viz.asgi_app(authenticate=hook))], lifespan=closing_lifespan(viz))
     with uvicorn_serving(app) as port:
@@ -263,8 +292,7 @@ async def test_close_on_the_serving_loop_says_to_await_aclose(test_encoders: Enc
 
 
 @pytest.mark.anyio
-async def test_a_mounted_app_run_on_its_own_closes_its_display_on_lifespan_shutdown(
-        test_encoders: EncoderLog) -> None:
+async def test_a_mounted_app_run_on_its_own_closes_its_display_on_lifespan_shutdown(test_encoders: EncoderLog) -> None:
     viz = mountable()
     with uvicorn_serving(viz.asgi_app()) as port:
         client = await connect(port, "/ws", viz.token)
@@ -310,7 +338,8 @@ def server(test_encoders: EncoderLog) -> Iterator[rfb.Server]:
 
 @pytest.mark.anyio
 async def test_named_streams_share_one_port_each_with_its_page_socket_and_token(
-        server: rfb.Server, test_encoders: EncoderLog) -> None:
+    server: rfb.Server, test_encoders: EncoderLog
+) -> None:
     left, right = server.displays["left"], server.displays["right"]
     assert left.token != right.token != server.token
     one = await connect(server.port, "/streams/left/ws", left.token)

@@ -66,15 +66,33 @@ def test_fanout_two_viewers_share_one_encode_and_a_silent_viewer_costs_nothing()
 def test_fanout_command_line_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "fanout.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "rfb.benchmark.fanout", "--viewers", "1", "--size", "64x48", "--seconds", "0.5",
-         "--no-silent", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "rfb.benchmark.fanout",
+            "--viewers",
+            "1",
+            "--size",
+            "64x48",
+            "--seconds",
+            "0.5",
+            "--no-silent",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "machine:" in proc.stdout and "enc/frame" in proc.stdout
     doc = json.loads(out.read_text())
-    assert doc["command"] == "python -m rfb.benchmark.fanout --viewers 1 --size 64x48 --seconds 0.5 --no-silent " \
-                             f"--json {out}"
+    assert (
+        doc["command"] == "python -m rfb.benchmark.fanout --viewers 1 --size 64x48 --seconds 0.5 --no-silent "
+        f"--json {out}"
+    )
     assert doc["machine"]["cpu_model"]
     (row,) = doc["rows"]
     assert row["viewers"] == 1 and row["silent_viewers"] == 0 and row["delivered_fps_min"] > 0
@@ -123,8 +141,8 @@ def test_device_frames_without_a_gpu_is_one_line_and_status_2(capsys: pytest.Cap
 @pytest.mark.gpu
 @pytest.mark.parametrize("encoder", ["jpeg_gpu", "image"])
 def test_device_frames_reach_a_viewer_through_gpu_and_cpu_routes(encoder: str) -> None:
-    from rfb.gpu.context import cupy_available
     from rfb.encoders.registry import encoder_status
+    from rfb.gpu.context import cupy_available
 
     reason = cupy_available()
     if reason is not None:
@@ -132,8 +150,16 @@ def test_device_frames_reach_a_viewer_through_gpu_and_cpu_routes(encoder: str) -
     status = {s.name: s for s in encoder_status()}[encoder]
     if not status.available:
         pytest.skip(f"{encoder} cannot run here: {status.reason}")
-    options = FanoutOptions(viewers=(1,), size=SMALL, seconds=0.5, fps=30.0, encoder=encoder, warmup=0.2,
-                            slow_variant=False, device_frames=True)
+    options = FanoutOptions(
+        viewers=(1,),
+        size=SMALL,
+        seconds=0.5,
+        fps=30.0,
+        encoder=encoder,
+        warmup=0.2,
+        slow_variant=False,
+        device_frames=True,
+    )
     (row,) = run_all(options)
     assert row["encoder"] == encoder  # named explicitly: no fallback in between
     assert row["delivered_fps_min"] > 0 and row["latency_ms_median"] is not None
@@ -161,8 +187,9 @@ def test_cpu_and_machine_readings() -> None:
 
 
 def test_tables_show_missing_values_as_a_dash() -> None:
-    table = render_table([{"name": "a", "value": None}, {"name": "bb", "value": 2.5}],
-                         [("name", "name", ""), ("value", "value", ".1f")])
+    table = render_table(
+        [{"name": "a", "value": None}, {"name": "bb", "value": 2.5}], [("name", "name", ""), ("value", "value", ".1f")]
+    )
     assert table.splitlines() == ["name value", "----------", "a        -", "bb     2.5"]
 
 
@@ -184,7 +211,9 @@ def test_browser_latency_smoke_run_on_both_transports() -> None:
     assert child_pids() == before  # browser, Playwright's driver and the viewers' process are gone
     assert rfb_threads() <= threads
     assert [(r["transport"], r["encoder"], r["viewers"]) for r in rows] == [
-        ("webcodecs", "h264_cpu", 2), ("image", "image", 2)]
+        ("webcodecs", "h264_cpu", 2),
+        ("image", "image", 2),
+    ]
     assert rows[0]["codec"].startswith("avc1.") and rows[1]["codec"] is None
     for r in rows:  # each assert shows the whole row when it fails
         assert r["frames_drawn"] > 0 and r["drawn_fps"] > 0, r

@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rfb.benchmark.nvjpeg_layers", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "rfb.benchmark.nvjpeg_layers", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_without_a_gpu_it_says_what_it_needs_and_exits_1() -> None:
@@ -50,7 +56,9 @@ def test_gpu_rows_for_each_neighbour(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())
     assert [(r["width"], r["height"], r["pattern"], r["between"]) for r in rows] == [
-        (1920, 1080, "scene", "none"), (1920, 1080, "scene", "render")]
+        (1920, 1080, "scene", "none"),
+        (1920, 1080, "scene", "render"),
+    ]
     for row in rows:
         assert row["frames"] == 5 and row["kb_per_frame"] > 0
         assert 0 < row["gpu_ms_median"] and 0 < row["nvjpegffi_ms_median"] and 0 < row["jpeg_gpu_ms_median"]

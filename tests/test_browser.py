@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -545,7 +544,15 @@ def test_viewer_modules_agree_with_the_server_on_framing_and_mapping(page, displ
     """The pure parts of the viewer, run in the browser against the server's own packer."""
     from rfb import protocol
 
-    header = {"type": "image_frame", "seq": 7, "timestamp_us": 1, "width": 2, "height": 2, "mime": "image/png", "note": "é✓"}
+    header = {
+        "type": "image_frame",
+        "seq": 7,
+        "timestamp_us": 1,
+        "width": 2,
+        "height": 2,
+        "mime": "image/png",
+        "note": "é✓",
+    }
     packed = protocol.pack_payload(header, b"\x00\x01\xff")
     page.goto(display.url)
     result = page.evaluate(
@@ -575,7 +582,11 @@ def test_viewer_modules_agree_with_the_server_on_framing_and_mapping(page, displ
     assert result["header"] == header and result["payload"] == [0, 1, 255]
     assert "header length 200 runs past the message end" in result["error"]
     assert result["centre"] == {"x": pytest.approx(160), "y": pytest.approx(120), "inside": True}
-    assert result["corner"] == {"x": pytest.approx(0.006, abs=1e-6), "y": pytest.approx(239.994, abs=1e-6), "inside": True}
+    assert result["corner"] == {
+        "x": pytest.approx(0.006, abs=1e-6),
+        "y": pytest.approx(239.994, abs=1e-6),
+        "inside": True,
+    }
     assert result["bar"]["inside"] is False and result["bar"]["x"] == 0
     assert result["lines"] == {"dx": -16, "dy": 48}
     assert result["pages"] == {"dx": 0, "dy": 240}

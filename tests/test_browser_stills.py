@@ -20,9 +20,9 @@ import pytest
 from tests.test_browser import (  # the fixtures and helpers of the viewer's browser tests
     QUADRANT_COLOURS,
     QUADRANT_POINTS,
+    Feeder,
     H,
     W,
-    Feeder,
     assert_colours,
     browser_context,  # noqa: F401 (a fixture, used by name)
     open_viewer,
@@ -123,7 +123,10 @@ def test_a_settled_scene_gets_its_still_by_itself(page, settling):
 DOCS_IMAGE = Path(__file__).resolve().parents[1] / "docs" / "viewer-still.png"
 
 
-@pytest.mark.skipif(os.environ.get("RFB_WRITE_DOCS_SCREENSHOTS") != "1", reason="set RFB_WRITE_DOCS_SCREENSHOTS=1 to write docs/viewer-still.png")
+@pytest.mark.skipif(
+    os.environ.get("RFB_WRITE_DOCS_SCREENSHOTS") != "1",
+    reason="set RFB_WRITE_DOCS_SCREENSHOTS=1 to write docs/viewer-still.png",
+)
 def test_docs_screenshot(page, settling):
     """docs/viewer-still.png: the demo scene over H.264, settled, at 1:1, the overlay saying so."""
     from rfb.demo import Scene

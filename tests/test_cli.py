@@ -55,7 +55,10 @@ def test_doctor_ends_with_what_serve_picks_here():
     last = result.stdout.rstrip("\n").splitlines()[-1]
     video, image = select_encoder(None, transport="webcodecs").name, select_encoder(None, transport="image").name
     assert last.startswith(f"here: {video} + {image}"), last
-    gpu = select_encoder(None, transport="webcodecs", gpu=True).name, select_encoder(None, transport="image", gpu=True).name
+    gpu = (
+        select_encoder(None, transport="webcodecs", gpu=True).name,
+        select_encoder(None, transport="image", gpu=True).name,
+    )
     assert ("with gpu=True" in last) == (gpu != (video, image)), last
 
 
@@ -66,8 +69,9 @@ def test_doctor_exits_1_when_no_route_can_run():
         "for name in [s.name for s in rfb.encoder_status()]: rfb.unregister_video_encoder(name)\n"
         "sys.exit(main(['doctor']))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == EXIT_RUNTIME, result.stderr
     assert result.stdout.rstrip("\n").splitlines()[-1] == "here: no route can run (see the reasons above)"
 
@@ -75,12 +79,18 @@ def test_doctor_exits_1_when_no_route_can_run():
 @pytest.mark.parametrize(
     ("here", "line"),
     [
-        ({"video": "h264_cpu", "image": "image", "gpu_video": "h264_cpu", "gpu_image": "image"},
-         "here: h264_cpu + image"),
-        ({"video": "h264_cpu", "image": "image", "gpu_video": "h264_gpu_nv12", "gpu_image": "jpeg_gpu"},
-         "here: h264_cpu + image; with gpu=True: h264_gpu_nv12 + jpeg_gpu"),
-        ({"video": None, "image": "image", "gpu_video": None, "gpu_image": "image"},
-         "here: image only (no H.264 route: every browser gets images)"),
+        (
+            {"video": "h264_cpu", "image": "image", "gpu_video": "h264_cpu", "gpu_image": "image"},
+            "here: h264_cpu + image",
+        ),
+        (
+            {"video": "h264_cpu", "image": "image", "gpu_video": "h264_gpu_nv12", "gpu_image": "jpeg_gpu"},
+            "here: h264_cpu + image; with gpu=True: h264_gpu_nv12 + jpeg_gpu",
+        ),
+        (
+            {"video": None, "image": "image", "gpu_video": None, "gpu_image": "image"},
+            "here: image only (no H.264 route: every browser gets images)",
+        ),
     ],
 )
 def test_doctor_summary_line(here, line):
@@ -111,10 +121,24 @@ def test_doctor_text_explains_an_unavailable_route():
     report = {
         "rfb": "0",
         "encoders": [
-            {"name": "fast", "available": False, "reason": "no GPU here", "transport": "webcodecs",
-             "priority": 9, "reads_cuda": True, "description": "a GPU route"},
-            {"name": "slow", "available": True, "reason": None, "transport": "image",
-             "priority": 0, "reads_cuda": False, "description": ""},
+            {
+                "name": "fast",
+                "available": False,
+                "reason": "no GPU here",
+                "transport": "webcodecs",
+                "priority": 9,
+                "reads_cuda": True,
+                "description": "a GPU route",
+            },
+            {
+                "name": "slow",
+                "available": True,
+                "reason": None,
+                "transport": "image",
+                "priority": 0,
+                "reads_cuda": False,
+                "description": "",
+            },
         ],
         "environment": {"python": "3.11", "pyav": {"version": "1"}},
     }
@@ -126,7 +150,9 @@ def test_doctor_text_explains_an_unavailable_route():
 # ---------------------------------------------------------------- arguments
 
 
-@pytest.mark.parametrize(("text", "size"), [("1280x720", (1280, 720)), ("64X48", (64, 48)), (" 320 x 240 ", (320, 240))])
+@pytest.mark.parametrize(
+    ("text", "size"), [("1280x720", (1280, 720)), ("64X48", (64, 48)), (" 320 x 240 ", (320, 240))]
+)
 def test_parse_size_accepts_width_x_height(text, size):
     assert parse_size(text) == size
 
@@ -145,7 +171,12 @@ def test_parse_size_rejects_with_what_arrived(text, message):
 def test_demo_defaults_and_options():
     args = build_parser().parse_args(["demo"])
     assert (args.size, args.port, args.host, args.fps, args.no_token, args.encoder) == (
-        (1280, 720), 8765, "127.0.0.1", 30.0, False, None
+        (1280, 720),
+        8765,
+        "127.0.0.1",
+        30.0,
+        False,
+        None,
     )
     args = build_parser().parse_args(["demo", "--port", "0", "--size", "320x240", "--fps", "12", "--no-token"])
     assert (args.port, args.size, args.fps, args.no_token) == (0, (320, 240), 12.0, True)
@@ -217,7 +248,10 @@ def test_demo_with_an_unknown_encoder_fails_in_one_line():
 
 @pytest.mark.parametrize(
     ("args", "hint"),
-    [(("--encoder", "image"), "use --image-encoder image"), (("--image-encoder", "h264_cpu"), "use --encoder h264_cpu")],
+    [
+        (("--encoder", "image"), "use --image-encoder image"),
+        (("--image-encoder", "h264_cpu"), "use --encoder h264_cpu"),
+    ],
 )
 def test_demo_points_a_route_of_the_other_kind_to_its_option(args, hint):
     result = run_rfb("demo", "--port", "0", *args)
@@ -246,8 +280,10 @@ def test_demo_on_a_taken_port_names_it_and_suggests_port_0():
     assert result.returncode == EXIT_RUNTIME, result.stderr
     assert result.stdout == ""
     error = [line for line in result.stderr.splitlines() if "error" in line]
-    assert error == [f"rfb demo: error: port {port} is already in use on 127.0.0.1 (another rfb demo?): "
-                     "choose another with --port N, or --port 0 for any free port"], result.stderr
+    assert error == [
+        f"rfb demo: error: port {port} is already in use on 127.0.0.1 (another rfb demo?): "
+        "choose another with --port N, or --port 0 for any free port"
+    ], result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -21,11 +21,11 @@ import pytest
 import rfb
 from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
 from rfb.display import FrameStore
-from rfb.launch import serve, start
-from rfb.routes import resolve_routes
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import GpuUnavailable
-from tests.conftest import JPEG, EncoderLog, ProtocolClient, eventually, start_test_display, wait_until
+from rfb.launch import serve, start
+from rfb.routes import resolve_routes
+from tests.conftest import JPEG, EncoderLog, ProtocolClient, eventually, start_test_display
 from tests.gpu import FakeCudaArray, skip_if_cupy_works
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,7 +52,9 @@ def quadrants(width: int, height: int, shift: int = 0) -> np.ndarray:
 def test_publish_validates_with_expected_and_got(display: Any) -> None:
     with pytest.raises(FrameError, match=r"expected dtype uint8, got float32"):
         display.publish(np.zeros((48, 64, 3), np.float32))
-    with pytest.raises(FrameError, match=r"expected shape \(H, W, 3\) for rgb24 or \(H, W, 4\) for rgba8, got \(48, 64\)"):
+    with pytest.raises(
+        FrameError, match=r"expected shape \(H, W, 3\) for rgb24 or \(H, W, 4\) for rgba8, got \(48, 64\)"
+    ):
         display.publish(np.zeros((48, 64), np.uint8))
     with pytest.raises(FrameError, match="got list"):
         display.publish([[0, 0, 0]])
@@ -61,7 +63,11 @@ def test_publish_validates_with_expected_and_got(display: Any) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "expected"),
-    [((48, 63, 3), "width 63 is odd"), ((47, 64, 3), "height 47 is odd"), ((47, 63, 4), "width 63 and height 47 is odd")],
+    [
+        ((48, 63, 3), "width 63 is odd"),
+        ((47, 64, 3), "height 47 is odd"),
+        ((47, 63, 4), "width 63 and height 47 is odd"),
+    ],
 )
 def test_video_needs_even_dimensions_and_says_which(display: Any, shape: tuple[int, ...], expected: str) -> None:
     with pytest.raises(FrameError, match=expected):
@@ -75,13 +81,16 @@ def test_odd_size_at_construction_is_refused(test_encoders: EncoderLog) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "expected"),
-    [((2, 2, 3), "from 2x4 to 16384x16384 pixels, got 2x2: height 2 is below 4"),
-     ((2, 64, 4), "got 64x2: height 2 is below 4"),
-     ((16, 16386, 3), "got 16386x16: width 16386 is above 16384"),
-     ((16386, 16, 3), "got 16x16386: height 16386 is above 16384")],
+    [
+        ((2, 2, 3), "from 2x4 to 16384x16384 pixels, got 2x2: height 2 is below 4"),
+        ((2, 64, 4), "got 64x2: height 2 is below 4"),
+        ((16, 16386, 3), "got 16386x16: width 16386 is above 16384"),
+        ((16386, 16, 3), "got 16x16386: height 16386 is above 16384"),
+    ],
 )
-def test_video_refuses_sizes_no_h264_route_encodes_naming_the_limit(display: Any, shape: tuple[int, ...],
-                                                                     expected: str) -> None:
+def test_video_refuses_sizes_no_h264_route_encodes_naming_the_limit(
+    display: Any, shape: tuple[int, ...], expected: str
+) -> None:
     with pytest.raises(FrameError, match=re.escape(expected)):
         display.publish(np.zeros(shape, np.uint8))
     assert display.stats.published == 0 and (display.width, display.height) == (64, 48)
@@ -99,8 +108,9 @@ def test_a_size_no_h264_route_encodes_is_refused_at_construction(test_encoders: 
 
 
 @pytest.mark.anyio
-async def test_an_image_only_display_serves_tiny_and_odd_frames(test_encoders: EncoderLog,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_image_only_display_serves_tiny_and_odd_frames(
+    test_encoders: EncoderLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import rfb.display
 
     def images_only(*args: Any, **kwargs: Any) -> Any:
@@ -121,13 +131,16 @@ async def test_an_image_only_display_serves_tiny_and_odd_frames(test_encoders: E
 
 @pytest.mark.parametrize(
     ("options", "expected"),
-    [({"max_connections": 0}, "max_connections must be a positive integer, got 0"),
-     ({"max_connections": True}, "max_connections must be a positive integer, got True"),
-     ({"hello_timeout": 0}, "hello_timeout (the time a connection has for its request) must be a positive number"),
-     ({"hello_timeout": float("inf")}, "must be a positive number of seconds, got inf")],
+    [
+        ({"max_connections": 0}, "max_connections must be a positive integer, got 0"),
+        ({"max_connections": True}, "max_connections must be a positive integer, got True"),
+        ({"hello_timeout": 0}, "hello_timeout (the time a connection has for its request) must be a positive number"),
+        ({"hello_timeout": float("inf")}, "must be a positive number of seconds, got inf"),
+    ],
 )
-def test_bad_connection_limits_are_refused_at_construction(test_encoders: EncoderLog, options: dict[str, Any],
-                                                           expected: str) -> None:
+def test_bad_connection_limits_are_refused_at_construction(
+    test_encoders: EncoderLog, options: dict[str, Any], expected: str
+) -> None:
     threads = threading.active_count()
     with pytest.raises(ValueError, match=re.escape(expected)):
         start_test_display(**options)
@@ -217,8 +230,11 @@ def test_a_cuda_array_on_a_display_without_cupy_says_what_cupy_is_for(display: A
     """The documented behaviour: CUDA frames are accepted on any display (gpu or not) and
     reach a CPU route through CuPy; where CuPy is missing, publish() says so."""
     skip_if_cupy_works()
-    with pytest.raises(FrameError, match="expected CuPy for CUDA frames: this display converts and downloads them "
-                                         "for a CPU route with CuPy, which is unusable: CuPy is not installed"):
+    with pytest.raises(
+        FrameError,
+        match="expected CuPy for CUDA frames: this display converts and downloads them "
+        "for a CPU route with CuPy, which is unusable: CuPy is not installed",
+    ):
         display.publish(FakeCudaArray(np.zeros((48, 64, 3), np.uint8), device=0))
     assert display.stats.published == 0
 
@@ -422,8 +438,9 @@ def test_sync_start_and_context_manager(test_encoders: EncoderLog) -> None:
 
 @pytest.fixture
 def real_display() -> Any:
-    display = start(128, 96, host="127.0.0.1", port=0, video_encoder="h264_cpu", image_encoder="image",
-                    keyframe_interval_min=0.0)
+    display = start(
+        128, 96, host="127.0.0.1", port=0, video_encoder="h264_cpu", image_encoder="image", keyframe_interval_min=0.0
+    )
     try:
         yield display
     finally:

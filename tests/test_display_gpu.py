@@ -29,10 +29,10 @@ import pytest
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, decode_image, psnr
 from rfb.display import FrameStore
-from rfb.launch import start as start_display
 from rfb.encoders.registry import encoder_status
 from rfb.frames import FrameError
 from rfb.gpu import cuda_frame, rgb_to_nv12_host
+from rfb.launch import start as start_display
 from tests.conftest import H264, JPEG, PNG, ProtocolClient, eventually
 from tests.gpu import require_cupy
 from tests.support.frames import decode
@@ -125,8 +125,9 @@ def pictures(n: int) -> list[np.ndarray]:
 
 def random_nv12(width: int, height: int, count: int) -> list[np.ndarray]:
     """``count`` random NV12 pictures, tightly packed (pitch = width)."""
-    return [np.random.default_rng(seed).integers(0, 256, (height * 3 // 2, width), dtype=np.uint8)
-            for seed in range(count)]
+    return [
+        np.random.default_rng(seed).integers(0, 256, (height * 3 // 2, width), dtype=np.uint8) for seed in range(count)
+    ]
 
 
 def assert_nv12_exact(hosts: list[np.ndarray], chunks: list[Any], height: int) -> None:
@@ -253,7 +254,10 @@ async def test_image_viewers_of_a_gpu_display_get_jpeg_and_exact_png(cp: Any, re
             await png.ack(got_png.seq, decode_ms=1.0)
         groups = display.stats.groups
         assert groups["image"].encodes == groups["png"].encodes == 3
-        assert groups["image"].cuda_frames == groups["image"].encodes and groups["png"].cuda_frames == groups["png"].encodes
+        assert (
+            groups["image"].cuda_frames == groups["image"].encodes
+            and groups["png"].cuda_frames == groups["png"].encodes
+        )
         assert groups["image"].encoder_errors == groups["png"].encoder_errors == 0
         await jpeg.close()
         await png.close()

@@ -18,7 +18,9 @@ def parse(obj: object) -> InputEvent:
 
 
 def test_pointer_event() -> None:
-    event = parse({"type": "pointerdown", "x": 10, "y": 20.5, "button": 2, "buttons": 4, "modifiers": ["shift", "ctrl"]})
+    event = parse(
+        {"type": "pointerdown", "x": 10, "y": 20.5, "button": 2, "buttons": 4, "modifiers": ["shift", "ctrl"]}
+    )
     assert event == InputEvent(
         "pointerdown", 7, x=10.0, y=20.5, button=2, buttons=4, modifiers=("ctrl", "shift"), time=12.5
     )
@@ -82,7 +84,10 @@ def test_event_is_frozen() -> None:
         ({"type": "pointermove", "x": math.inf, "y": 1}, "event.x: expected a finite number"),
         ({"type": "pointermove", "x": 1e300, "y": 1}, "event.x: expected a finite number within"),
         ({"type": "pointerdown", "x": 1, "y": 1, "button": 1.5}, "event.button: expected an integer in [-1, 31]"),
-        ({"type": "pointerdown", "x": 1, "y": 1, "button": 99}, "event.button: expected an integer in [-1, 31], got 99"),
+        (
+            {"type": "pointerdown", "x": 1, "y": 1, "button": 99},
+            "event.button: expected an integer in [-1, 31], got 99",
+        ),
         ({"type": "pointerdown", "x": 1, "y": 1, "buttons": -1}, "event.buttons: expected an integer in [0, 65535]"),
         ({"type": "pointerdown", "x": 1, "y": 1, "modifiers": "shift"}, "event.modifiers: expected a short list"),
         ({"type": "pointerdown", "x": 1, "y": 1, "modifiers": ["hyper"]}, "event.modifiers: expected names from"),
@@ -110,8 +115,10 @@ json_values = st.recursive(
 )
 event_like = st.fixed_dictionaries(
     {"type": st.sampled_from(sorted(EVENT_TYPES) + ["nope"])},
-    optional={k: json_values for k in ("x", "y", "dx", "dy", "button", "buttons", "key", "code", "repeat",
-                                       "modifiers", "width", "height")},
+    optional={
+        k: json_values
+        for k in ("x", "y", "dx", "dy", "button", "buttons", "key", "code", "repeat", "modifiers", "width", "height")
+    },
 )
 
 
@@ -172,19 +179,51 @@ def test_queue_is_safe_across_threads() -> None:
 
 # ---------------------------------------------------------------- every numeric field, any JSON number
 
-NUMBER_SPELLINGS = ["1" + "0" * 400, "-1" + "0" * 400, "9" * 4000, "-0", "-0.0", "0e0", "1e308", "-1e308", "1e309",
-                    "1E+400", "-1e400", "2.5e-400", "NaN", "-NaN", "Infinity", "-Infinity", "nan", "inf", "1e", "01"]
+NUMBER_SPELLINGS = [
+    "1" + "0" * 400,
+    "-1" + "0" * 400,
+    "9" * 4000,
+    "-0",
+    "-0.0",
+    "0e0",
+    "1e308",
+    "-1e308",
+    "1e309",
+    "1E+400",
+    "-1e400",
+    "2.5e-400",
+    "NaN",
+    "-NaN",
+    "Infinity",
+    "-Infinity",
+    "nan",
+    "inf",
+    "1e",
+    "01",
+]
 json_numbers = st.one_of(
     st.sampled_from(NUMBER_SPELLINGS),
     st.integers(min_value=-(10**500), max_value=10**500).map(str),
     st.floats().map(lambda f: json.dumps(f)),  # NaN and Infinity too, as Python spells them
 )
 NUMERIC_FIELDS = [
-    ("pointermove", "x"), ("pointermove", "y"), ("pointerdown", "button"), ("pointerdown", "buttons"),
-    ("wheel", "x"), ("wheel", "y"), ("wheel", "dx"), ("wheel", "dy"), ("resize", "width"), ("resize", "height"),
+    ("pointermove", "x"),
+    ("pointermove", "y"),
+    ("pointerdown", "button"),
+    ("pointerdown", "buttons"),
+    ("wheel", "x"),
+    ("wheel", "y"),
+    ("wheel", "dx"),
+    ("wheel", "dy"),
+    ("resize", "width"),
+    ("resize", "height"),
 ]
-_BASE = {"pointermove": {"x": 1, "y": 1}, "pointerdown": {"x": 1, "y": 1}, "wheel": {"x": 1, "y": 1, "dx": 0, "dy": 0},
-         "resize": {"width": 10, "height": 10}}
+_BASE = {
+    "pointermove": {"x": 1, "y": 1},
+    "pointerdown": {"x": 1, "y": 1},
+    "wheel": {"x": 1, "y": 1, "dx": 0, "dy": 0},
+    "resize": {"width": 10, "height": 10},
+}
 
 
 def event_text(kind: str, field: str, number: str) -> str:

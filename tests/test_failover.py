@@ -22,7 +22,7 @@ from rfb.benchmark.metrics import H264Decoder
 from rfb.encoders import h264_cpu
 from rfb.encoders.base import EncodedPayload, EncoderConfig
 from rfb.encoders.registry import EncoderEntry, register_video_encoder, unregister_video_encoder
-from rfb.failover import Failover, FailoverPolicy, FactoryTimeout, build
+from rfb.failover import FactoryTimeout, Failover, FailoverPolicy, build
 from rfb.frames import RawFrame
 from tests.conftest import EncoderLog, FakeVideoEncoder, ProtocolClient, Received, eventually, wait_until
 from tests.test_fanout import Harness, make
@@ -55,7 +55,13 @@ def test_a_route_is_set_aside_after_limit_failures_in_a_row() -> None:
     record = failover.failed(a, SIZE, RuntimeError("three"))
     assert record is not None
     assert (record.route, record.size, record.failures, record.reason, record.backoff, record.why) == (
-        "a", SIZE, 3, "RuntimeError: three", 60.0, "failed 3 times in a row")
+        "a",
+        SIZE,
+        3,
+        "RuntimeError: three",
+        60.0,
+        "failed 3 times in a row",
+    )
     assert failover.usable(SIZE) == [b] and failover.set_aside == (record,)
 
 
@@ -89,7 +95,10 @@ def test_after_its_back_off_a_route_gets_one_chance_and_the_back_off_doubles() -
     assert not failover.retry_due(a, SIZE), "nothing better than a itself"
     again = failover.failed(a, SIZE, RuntimeError("still"))
     assert again is not None and (again.failures, again.backoff, again.why) == (
-        1, 20.0, "failed again after its back-off")
+        1,
+        20.0,
+        "failed again after its back-off",
+    )
     clock.now += 20.0
     third = failover.failed(a, SIZE, RuntimeError("still"))
     assert third is not None and third.backoff == 25.0, "capped at backoff_max"
@@ -106,8 +115,9 @@ def test_a_hung_factory_sets_its_route_aside_at_once() -> None:
     assert failover.usable(SIZE) == [b]
 
 
-@pytest.mark.parametrize("field,value", [("limit", 0), ("limit", 1.5), ("backoff", 0), ("factory_timeout", -1),
-                                         ("backoff_max", True)])
+@pytest.mark.parametrize(
+    "field,value", [("limit", 0), ("limit", 1.5), ("backoff", 0), ("factory_timeout", -1), ("backoff_max", True)]
+)
 def test_a_policy_refuses_nonsense(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=rf"{field} must be a positive"):
         FailoverPolicy(**{field: value})
@@ -177,7 +187,8 @@ def routes(log: EncoderLog, *names: str) -> dict[str, list[EncoderEntry]]:
 
 
 def test_the_next_route_encodes_the_picture_that_failed_and_the_first_comes_back_after_its_back_off(
-        request: pytest.FixtureRequest, breakable: dict[str, bool], caplog: pytest.LogCaptureFixture) -> None:
+    request: pytest.FixtureRequest, breakable: dict[str, bool], caplog: pytest.LogCaptureFixture
+) -> None:
     log = EncoderLog()
     h = make(log, request, routes=routes(log, "first", "second"), failover=FailoverPolicy(limit=3, backoff=0.5))
     a = h.join(1)
@@ -191,7 +202,8 @@ def test_the_next_route_encodes_the_picture_that_failed_and_the_first_comes_back
     stats = h.stats()
     assert (stats.encoder, stats.encoder_errors) == ("second", 3)
     assert [(s.route, s.size, s.failures, s.reason) for s in stats.set_aside] == [
-        ("first", SIZE, 3, "RuntimeError: first is broken")]
+        ("first", SIZE, 3, "RuntimeError: first is broken")
+    ]
     assert caplog.text.count("route first set aside for 64x48: it failed 3 times in a row") == 1
     assert "second is tried next; first is tried again in 0.5 s or at another size" in caplog.text
     breakable["first"] = False  # the driver recovers
@@ -204,8 +216,9 @@ def test_the_next_route_encodes_the_picture_that_failed_and_the_first_comes_back
     assert h.wait_count(1, 4)[3][0] == b"P\x03"
 
 
-def test_a_size_change_tries_a_set_aside_route_again(request: pytest.FixtureRequest,
-                                                     breakable: dict[str, bool]) -> None:
+def test_a_size_change_tries_a_set_aside_route_again(
+    request: pytest.FixtureRequest, breakable: dict[str, bool]
+) -> None:
     log = EncoderLog()
     h = make(log, request, routes=routes(log, "first", "second"))
     a = h.join(1)
@@ -218,9 +231,9 @@ def test_a_size_change_tries_a_set_aside_route_again(request: pytest.FixtureRequ
     assert h.wait_count(1, 2)[1][0] == b"I\x02" and h.stats().encoder == "first"
 
 
-def test_with_every_route_set_aside_each_new_frame_tries_them_again(request: pytest.FixtureRequest,
-                                                                    breakable: dict[str, bool],
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_with_every_route_set_aside_each_new_frame_tries_them_again(
+    request: pytest.FixtureRequest, breakable: dict[str, bool], caplog: pytest.LogCaptureFixture
+) -> None:
     log = EncoderLog()
     h = make(log, request, routes=routes(log, "only"))
     a = h.join(1)
@@ -239,8 +252,11 @@ def test_with_every_route_set_aside_each_new_frame_tries_them_again(request: pyt
 
 def test_closing_does_not_wait_for_a_factory_that_hangs(caplog: pytest.LogCaptureFixture) -> None:
     hangs = Hangs()
-    h = Harness(EncoderLog(), routes={"webcodecs": [EncoderEntry("test-hangs", hangs)]},
-                failover=FailoverPolicy(factory_timeout=300.0))
+    h = Harness(
+        EncoderLog(),
+        routes={"webcodecs": [EncoderEntry("test-hangs", hangs)]},
+        failover=FailoverPolicy(factory_timeout=300.0),
+    )
     h.join(1)
     h.publish(1)
     group = h.fanout._groups["webcodecs"]
@@ -367,13 +383,15 @@ def start(**options: Any) -> Any:
     from rfb.launch import start as start_display
 
     # still_after=None: a lossless still arriving while a build hangs is not part of the H.264 chain these tests decode
-    return start_display(*SIZE, host="127.0.0.1", port=0, image_encoder=None, keyframe_interval_min=0.0,
-                         still_after=None, **options)
+    return start_display(
+        *SIZE, host="127.0.0.1", port=0, image_encoder=None, keyframe_interval_min=0.0, still_after=None, **options
+    )
 
 
 @pytest.mark.anyio
 async def test_a_route_that_always_raises_hands_its_viewers_to_h264_cpu(
-        route_above_h264_cpu: Any, caplog: pytest.LogCaptureFixture) -> None:
+    route_above_h264_cpu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     route_above_h264_cpu("test-always-raises", AlwaysRaises)
     display = start()
     try:
@@ -396,7 +414,7 @@ async def test_a_route_that_breaks_after_some_frames_hands_over_with_a_keyframe(
     display = start()
     try:
         chunks = await watch(display, 10)
-        assert [c.keyframe for c in chunks[:BreaksAfter.limit + 1]] == [True, False, False, False, True]
+        assert [c.keyframe for c in chunks[: BreaksAfter.limit + 1]] == [True, False, False, False, True]
         assert_every_grey_decodes(chunks)  # the frame that broke the route arrives, from h264_cpu
         assert display.routes == {"webcodecs": "h264_cpu"}
     finally:
@@ -404,8 +422,9 @@ async def test_a_route_that_breaks_after_some_frames_hands_over_with_a_keyframe(
 
 
 @pytest.mark.anyio
-async def test_a_route_whose_factory_hangs_is_abandoned_for_h264_cpu(route_above_h264_cpu: Any,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_route_whose_factory_hangs_is_abandoned_for_h264_cpu(
+    route_above_h264_cpu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="rfb.fanout")
     hangs = Hangs()
     route_above_h264_cpu("test-hangs", hangs)

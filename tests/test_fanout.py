@@ -49,16 +49,29 @@ def frame(marker: int, width: int = 64, height: int = 48) -> np.ndarray:
 class Harness:
     """A FanOut with a FrameStore and recording viewers; callbacks run on the worker thread."""
 
-    def __init__(self, log: EncoderLog, *, max_inflight: int = 2, interval: float = 0.0,
-                 routes: dict[str, list[EncoderEntry]] | None = None, failover: FailoverPolicy | None = None) -> None:
+    def __init__(
+        self,
+        log: EncoderLog,
+        *,
+        max_inflight: int = 2,
+        interval: float = 0.0,
+        routes: dict[str, list[EncoderEntry]] | None = None,
+        failover: FailoverPolicy | None = None,
+    ) -> None:
         self.log = log
         self.store = FrameStore(own_frames=False)
         self.routes = routes or {
             "webcodecs": [EncoderEntry("test-h264", log.factory(FakeVideoEncoder, "test-h264"))],
             "image": [EncoderEntry("test-image", log.factory(FakeImageEncoder, "test-image"), transport="image")],
         }
-        self.fanout = FanOut(self.routes, frames=self.store, post=lambda callback: callback(),
-                             max_inflight=max_inflight, keyframe_interval_min=interval, failover=failover)
+        self.fanout = FanOut(
+            self.routes,
+            frames=self.store,
+            post=lambda callback: callback(),
+            max_inflight=max_inflight,
+            keyframe_interval_min=interval,
+            failover=failover,
+        )
         self.received: dict[int, list[tuple[EncodedPayload, int]]] = {}
         self._lock = threading.Lock()
         self.published = 0
@@ -220,8 +233,9 @@ def test_a_frame_published_before_the_group_existed_counts_as_encoded_once(harne
     assert harness.log.encodes == 3 and stats.frames_encoded == 2 and stats.dropped_before_encode == 0
 
 
-def test_a_late_joiner_gets_its_keyframe_after_the_coalescing_window(log: EncoderLog,
-                                                                       request: pytest.FixtureRequest) -> None:
+def test_a_late_joiner_gets_its_keyframe_after_the_coalescing_window(
+    log: EncoderLog, request: pytest.FixtureRequest
+) -> None:
     h = make(log, request, interval=0.3)
     h.join(1)
     h.publish(1)
@@ -256,7 +270,8 @@ def test_a_new_size_rekeys_the_group(harness: Harness) -> None:
 
 
 def test_an_encoder_error_is_survived_and_the_frame_encoded_again_by_a_rebuilt_encoder(
-        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     a = harness.join(1)
     harness.publish(1)
     harness.wait_count(1, 1)
@@ -268,16 +283,24 @@ def test_an_encoder_error_is_survived_and_the_frame_encoded_again_by_a_rebuilt_e
     assert first.closed and not second.closed and len(harness.log.instances) == 2
     stats = harness.stats()
     assert (stats.encoder_errors, stats.encoder_builds, stats.set_aside) == (1, 2, ())
-    assert "failed on a 64x48 cpu frame (RuntimeError: told to fail by the test); rebuilding it for the same picture" in caplog.text
+    assert (
+        "failed on a 64x48 cpu frame (RuntimeError: told to fail by the test); rebuilding it for the same picture"
+        in caplog.text
+    )
     harness.fanout.ack(a, 2)
     harness.publish(6)
     assert harness.wait_count(1, 3)[2] == (b"P\x06", 3)
 
 
-def test_a_failing_factory_falls_back_to_the_next_route(log: EncoderLog, request: pytest.FixtureRequest,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
-    routes = {"webcodecs": [EncoderEntry("bad", log.factory(FakeVideoEncoder, "bad")),
-                            EncoderEntry("good", log.factory(FakeVideoEncoder, "good"))]}
+def test_a_failing_factory_falls_back_to_the_next_route(
+    log: EncoderLog, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    routes = {
+        "webcodecs": [
+            EncoderEntry("bad", log.factory(FakeVideoEncoder, "bad")),
+            EncoderEntry("good", log.factory(FakeVideoEncoder, "good")),
+        ]
+    }
     log.fail_factory.add("bad")
     h = make(log, request, routes=routes)
     h.join(1)
@@ -307,8 +330,9 @@ class SilentEncoder(FakeImageEncoder):
         return []
 
 
-def test_an_encoder_that_outputs_nothing_is_not_retried_in_a_loop(log: EncoderLog,
-                                                                   request: pytest.FixtureRequest) -> None:
+def test_an_encoder_that_outputs_nothing_is_not_retried_in_a_loop(
+    log: EncoderLog, request: pytest.FixtureRequest
+) -> None:
     routes = {"image": [EncoderEntry("silent", log.factory(SilentEncoder, "silent"), transport="image")]}
     h = make(log, request, routes=routes)
     h.join(1, "image")
@@ -431,7 +455,7 @@ def test_a_frame_encoded_again_for_a_joiner_starts_its_latency_at_the_re_encode(
     harness.fanout.ack(a, 1)
     joined = time.monotonic()
     b = harness.join(2)  # a static scene: frame 1 is encoded again, as an IDR
-    (_, seq), = harness.wait_count(2, 1)
+    ((_, seq),) = harness.wait_count(2, 1)
     assert published < joined <= b.inflight[seq], "a static scene's age is not the joiner's latency"
 
 
@@ -449,8 +473,11 @@ class RecordingEncoder:
 
     def encode(self, frame: RawFrame, *, force_keyframe: bool = False) -> list[EncodedPayload]:
         self.seen.append(frame)
-        return [EncodedPayload(b"I" + bytes([len(self.seen)]), True, frame.width, frame.height, "webcodecs",
-                               codec=TEST_CODEC)]
+        return [
+            EncodedPayload(
+                b"I" + bytes([len(self.seen)]), True, frame.width, frame.height, "webcodecs", codec=TEST_CODEC
+            )
+        ]
 
     def flush(self) -> list[EncodedPayload]:
         return []
@@ -464,8 +491,9 @@ def cuda_raw_frame(width: int = 64, height: int = 48) -> RawFrame:
     return RawFrame(FakeCudaArray(np.zeros((height, width, 3), np.uint8)), width, height, memory="cuda")
 
 
-def recording_harness(log: EncoderLog, request: pytest.FixtureRequest, *,
-                      reads_cuda: bool) -> tuple[Harness, list[RawFrame]]:
+def recording_harness(
+    log: EncoderLog, request: pytest.FixtureRequest, *, reads_cuda: bool
+) -> tuple[Harness, list[RawFrame]]:
     seen: list[RawFrame] = []
     entry = EncoderEntry("recording", lambda config: RecordingEncoder(config, seen), reads_cuda=reads_cuda)
     h = make(log, request, routes={"webcodecs": [entry]})
@@ -483,8 +511,9 @@ def test_a_cuda_reading_route_gets_cuda_frames_as_they_are(log: EncoderLog, requ
     assert h.stats().cuda_frames == 1
 
 
-def test_a_host_only_route_never_sees_a_cuda_frame(log: EncoderLog, request: pytest.FixtureRequest,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_a_host_only_route_never_sees_a_cuda_frame(
+    log: EncoderLog, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
     skip_if_cupy_works()  # with CuPy the adapter would really download this (host) pointer
     h, seen = recording_harness(log, request, reads_cuda=False)
     h.store.put(cuda_raw_frame())

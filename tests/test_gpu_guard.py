@@ -43,8 +43,7 @@ def real_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, EncoderSt
 
 
 @pytest.mark.gpu
-def test_where_cupy_works_the_gpu_routes_without_nvenc_are_available(
-        real_driver: dict[str, EncoderStatus]) -> None:
+def test_where_cupy_works_the_gpu_routes_without_nvenc_are_available(real_driver: dict[str, EncoderStatus]) -> None:
     for name in ("jpeg_gpu", "h264_gpu_nv12"):
         status = real_driver[name]
         assert status.available, f"{name} must run on any CUDA GPU with CuPy; its probe says: {status.reason}"
@@ -52,7 +51,8 @@ def test_where_cupy_works_the_gpu_routes_without_nvenc_are_available(
 
 @pytest.mark.gpu
 def test_nvenc_routes_are_available_exactly_where_nvencffi_finds_an_engine(
-        real_driver: dict[str, EncoderStatus]) -> None:
+    real_driver: dict[str, EncoderStatus],
+) -> None:
     import nvencffi
 
     engine = nvencffi.probe()
@@ -60,16 +60,19 @@ def test_nvenc_routes_are_available_exactly_where_nvencffi_finds_an_engine(
         status = real_driver[name]
         assert status.available == engine.available, (
             f"nvencffi.probe() says available={engine.available} ({engine.reason}), "
-            f"but {name} says available={status.available} ({status.reason})")
+            f"but {name} says available={status.available} ({status.reason})"
+        )
         if not engine.available:
             assert "nvenc" in (status.reason or "").lower(), f"{name} should name NVENC in its reason: {status.reason}"
 
 
 def hypothesis_settings(env: dict[str, str]) -> str:
-    code = ("import tests.conftest; from hypothesis import settings; d = settings.default; "
-            "print(d.deadline, d.derandomize)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120, check=False)
+    code = (
+        "import tests.conftest; from hypothesis import settings; d = settings.default; print(d.deadline, d.derandomize)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip()
 

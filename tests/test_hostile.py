@@ -93,7 +93,8 @@ def spelled(message: dict[str, Any], number: str) -> str:
 
 @pytest.mark.anyio
 async def test_a_huge_integer_in_any_numeric_field_gets_an_error_and_the_viewer_stays(
-        display: Any, caplog: pytest.LogCaptureFixture) -> None:
+    display: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="rfb")
     hostile = await ProtocolClient.connect(display)
     bystander = await ProtocolClient.connect(display)
@@ -114,13 +115,27 @@ async def test_a_huge_integer_in_any_numeric_field_gets_an_error_and_the_viewer_
 
 
 @pytest.mark.anyio
-async def test_nan_infinity_minus_zero_and_1e308_are_refused_or_finite(display: Any,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_nan_infinity_minus_zero_and_1e308_are_refused_or_finite(
+    display: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="rfb")
     client = await ProtocolClient.connect(display)
     await client.recv()
-    spellings = ["NaN", "-NaN", "Infinity", "-Infinity", "1e309", "-1e400", "1e308", "-1e308", "-0", "-0.0",
-                 "2.5e-400", HUGE, "-" + HUGE]
+    spellings = [
+        "NaN",
+        "-NaN",
+        "Infinity",
+        "-Infinity",
+        "1e309",
+        "-1e400",
+        "1e308",
+        "-1e308",
+        "-0",
+        "-0.0",
+        "2.5e-400",
+        HUGE,
+        "-" + HUGE,
+    ]
     replies = 0
     for message in NUMERIC_MESSAGES:
         for number in spellings:
@@ -140,13 +155,18 @@ async def test_nan_infinity_minus_zero_and_1e308_are_refused_or_finite(display: 
 
 
 @pytest.mark.anyio
-async def test_nested_binary_and_oversize_messages_cost_one_log_line_each(display: Any,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_nested_binary_and_oversize_messages_cost_one_log_line_each(
+    display: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="rfb")
     client = await ProtocolClient.connect(display)
     await client.recv()
-    attacks: list[str | bytes] = ["[" * 30_000 + "]" * 30_000, '{"type":"event","event":' * 2_500, b"\x00" * 100,
-                                  '{"type":"ack","seq":' + HUGE + "}"]
+    attacks: list[str | bytes] = [
+        "[" * 30_000 + "]" * 30_000,
+        '{"type":"event","event":' * 2_500,
+        b"\x00" * 100,
+        '{"type":"ack","seq":' + HUGE + "}",
+    ]
     for _ in range(20):  # a flood: each kind is logged once, then only counted
         for attack in attacks:
             await client.send(attack)
@@ -162,7 +182,8 @@ async def test_nested_binary_and_oversize_messages_cost_one_log_line_each(displa
 
 
 def test_slowloris_and_silent_sockets_are_closed_after_the_request_timeout(
-        quick: Any, caplog: pytest.LogCaptureFixture) -> None:
+    quick: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="rfb")
     sockets = [socket.create_connection(("127.0.0.1", quick.port), timeout=5) for _ in range(20)]
     try:
@@ -188,8 +209,10 @@ def test_slowloris_and_silent_sockets_are_closed_after_the_request_timeout(
             sock.close()
     health = httpx.get(f"http://127.0.0.1:{quick.port}/healthz", params={"token": quick.token}, trust_env=False)
     assert health.json()["connections_timed_out"] == 20
-    assert len([r for r in caplog.records if r.levelno == logging.WARNING and "aborted a connection" in
-                r.getMessage()]) == 1
+    assert (
+        len([r for r in caplog.records if r.levelno == logging.WARNING and "aborted a connection" in r.getMessage()])
+        == 1
+    )
 
 
 def test_a_slowloris_second_request_on_a_keep_alive_connection_is_closed(quick: Any) -> None:
@@ -212,8 +235,9 @@ def test_a_slowloris_second_request_on_a_keep_alive_connection_is_closed(quick: 
                 break
 
 
-def test_a_connection_flood_is_capped_with_503_and_one_log_line(test_encoders: EncoderLog,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_a_connection_flood_is_capped_with_503_and_one_log_line(
+    test_encoders: EncoderLog, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="rfb")
     display = start_test_display(max_connections=8)
     held = [socket.create_connection(("127.0.0.1", display.port), timeout=5) for _ in range(8)]
@@ -225,8 +249,12 @@ def test_a_connection_flood_is_capped_with_503_and_one_log_line(test_encoders: E
         for sock in held:
             sock.close()
         wait_until(lambda: not display._server._server.server_state.connections, what="the held sockets to close")
-        assert httpx.get(f"http://127.0.0.1:{display.port}/healthz", params={"token": display.token},
-                         trust_env=False).json()["connections_refused"] == 12
+        assert (
+            httpx.get(
+                f"http://127.0.0.1:{display.port}/healthz", params={"token": display.token}, trust_env=False
+            ).json()["connections_refused"]
+            == 12
+        )
     finally:
         for sock in held:
             sock.close()
@@ -237,7 +265,7 @@ def test_a_connection_flood_is_capped_with_503_and_one_log_line(test_encoders: E
 
 @pytest.mark.anyio
 async def test_viewers_count_towards_the_cap_and_a_freed_place_is_usable(test_encoders: EncoderLog) -> None:
-    from websockets.exceptions import InvalidStatus, InvalidMessage
+    from websockets.exceptions import InvalidMessage, InvalidStatus
 
     display = start_test_display(max_connections=2)
     try:
@@ -257,8 +285,9 @@ async def test_viewers_count_towards_the_cap_and_a_freed_place_is_usable(test_en
 
 
 @pytest.mark.anyio
-async def test_refused_tokens_origins_and_hosts_cost_a_log_line_a_minute(display: Any,
-                                                                         caplog: pytest.LogCaptureFixture) -> None:
+async def test_refused_tokens_origins_and_hosts_cost_a_log_line_a_minute(
+    display: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
@@ -281,11 +310,14 @@ async def test_refused_tokens_origins_and_hosts_cost_a_log_line_a_minute(display
 
 @pytest.mark.parametrize("path", ["/", "/healthz", "/healthz?token=TOKEN", "/viewer/main.js", "/ws"])
 def test_a_rebinding_page_reads_nothing(display: Any, path: str) -> None:
-    request = (f"GET {path.replace('TOKEN', display.token)} HTTP/1.1\r\nHost: rebind.example:{display.port}\r\n"
-               "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n" if path == "/ws" else
-               f"GET {path.replace('TOKEN', display.token)} HTTP/1.1\r\nHost: rebind.example:{display.port}\r\n"
-               "Connection: close\r\n\r\n")
+    request = (
+        f"GET {path.replace('TOKEN', display.token)} HTTP/1.1\r\nHost: rebind.example:{display.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+        if path == "/ws"
+        else f"GET {path.replace('TOKEN', display.token)} HTTP/1.1\r\nHost: rebind.example:{display.port}\r\n"
+        "Connection: close\r\n\r\n"
+    )
     reply = raw_request(display.port, request.encode())
     assert reply.startswith(b"HTTP/1.1 403 ") and reply.endswith(b"host not allowed"), reply[:200]
     if path != "/ws":  # the same request through an SSH tunnel to localhost:PORT is served
@@ -313,7 +345,12 @@ async def test_frames_libx264_refuses_are_refused_at_publish_and_its_smallest_re
                 display.publish(frame(1, shape))
         display.publish(frame(1, (4, 2)))  # 2x4: the smallest frame libx264 encodes
         chunk = await client.next_payload(timeout=20)
-        assert (chunk.kind, chunk.header["width"], chunk.header["height"], chunk.keyframe) == ("video_chunk", 2, 4, True)
+        assert (chunk.kind, chunk.header["width"], chunk.header["height"], chunk.keyframe) == (
+            "video_chunk",
+            2,
+            4,
+            True,
+        )
         await client.close()
     finally:
         display.close()

@@ -86,8 +86,9 @@ def test_every_dependency_has_a_floor_that_can_be_pinned():
 def run_hiding(modules: list[str], code: str) -> subprocess.CompletedProcess[str]:
     """``code`` in a fresh interpreter where importing any of ``modules`` fails, as if not installed."""
     hide = "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in modules)
-    return subprocess.run([sys.executable, "-c", hide + code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", hide + code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_nvencffi_imports_and_probes_without_cuda_bindings():
@@ -129,8 +130,13 @@ def tracked_files() -> list[str]:
     """The files a commit of this checkout would hold: tracked ones and new ones git does not ignore."""
     if shutil.which("git") is None:
         unavailable("git is not installed: cannot tell which files a build would see")
-    listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True, text=True, check=False)
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if listing.returncode != 0 or not listing.stdout.strip():
         unavailable(f"{ROOT} is not a git checkout: cannot tell which files a build would see")
     return listing.stdout.splitlines()
@@ -148,11 +154,19 @@ def test_the_sdist_carries_all_of_tests_and_docs(tmp_path: Path):
     import setuptools
 
     if int(setuptools.__version__.split(".")[0]) < 77:
-        unavailable(f"building the sdist needs setuptools >= 77 (SPDX license); this venv has {setuptools.__version__}: "
-                    "pip install -e '.[test]'")
+        unavailable(
+            f"building the sdist needs setuptools >= 77 (SPDX license); this venv has {setuptools.__version__}: "
+            "pip install -e '.[test]'"
+        )
     source = copy_tracked(tmp_path / "src")
-    result = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
-                            cwd=source, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     (archive,) = (tmp_path / "dist").glob("*.tar.gz")
     with tarfile.open(archive) as sdist:
@@ -166,9 +180,13 @@ def test_the_sdist_carries_all_of_tests_and_docs(tmp_path: Path):
 
 
 def pip(venv: Path, *args: str, timeout: float = 600) -> None:
-    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                             "--disable-pip-version-check", *args],
-                            capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if result.returncode != 0:
         unavailable(f"pip install {' '.join(args)} failed (package index unreachable?): {result.stderr.strip()[-800:]}")
 
@@ -182,8 +200,14 @@ def test_the_floor_versions_serve_h264_jpeg_and_png_without_gpu_packages(tmp_pat
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip(venv, "--constraint", str(constraints), f"{copy_tracked(tmp_path / 'src')}[fast]")
-    result = subprocess.run([str(venv / "bin" / "python"), "-I", str(ROOT / "tests" / "install_smoke.py")],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-I", str(ROOT / "tests" / "install_smoke.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, f"with {pins}:\n{result.stderr[-3000:]}"
     report = json.loads(result.stdout)
     installed = report["versions"]
@@ -220,8 +244,13 @@ def checkout(tmp_path: Path) -> Path:
     What the scripts decide (install or not, and what they say) is the subject here;
     a real install is the floors test's.
     """
-    for path in [ROOT / "pyproject.toml", ROOT / "setup.py", ROOT / "build_ffi.py",
-                 *(ROOT / "scripts").iterdir(), *(ROOT / "headers").iterdir()]:
+    for path in [
+        ROOT / "pyproject.toml",
+        ROOT / "setup.py",
+        ROOT / "build_ffi.py",
+        *(ROOT / "scripts").iterdir(),
+        *(ROOT / "headers").iterdir(),
+    ]:
         (tmp_path / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, tmp_path / path.relative_to(ROOT))
     python = tmp_path / ".venv" / "bin" / "python"
@@ -241,8 +270,15 @@ def run_script(checkout: Path, script: str, *args: str) -> tuple[list[str], str]
     log = checkout / ".venv" / "calls.log"
     log.unlink(missing_ok=True)
     env = {"PATH": f"{checkout / 'bin'}:/usr/bin:/bin", "HOME": str(checkout)}
-    result = subprocess.run([str(checkout / "scripts" / script), *args], cwd=checkout, env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(checkout / "scripts" / script), *args],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return (log.read_text().splitlines() if log.exists() else []), result.stderr
 
@@ -300,8 +336,15 @@ def test_a_new_python_in_the_venv_reinstalls(checkout: Path):
 def test_a_failed_install_leaves_no_stamp(checkout: Path):
     python = checkout / ".venv" / "bin" / "python"
     python.write_text(FAKE_PYTHON + 'case "$*" in "-m pip"*) exit 1;; esac\n')
-    result = subprocess.run([str(checkout / "scripts" / "demo")], cwd=checkout, capture_output=True, text=True,
-                            timeout=60, check=False, env={"PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [str(checkout / "scripts" / "demo")],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 1
     python.write_text(FAKE_PYTHON)
     calls, _ = run_script(checkout, "demo")
@@ -326,10 +369,19 @@ def test_nvenc_probe_with_a_driver_but_without_cuda_bindings_says_what_to_instal
 
 def test_a_python_older_than_3_11_is_named_before_anything_is_made(checkout: Path):
     shutil.rmtree(checkout / ".venv")
-    (checkout / "bin" / "python3").write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Python 3.9.2'; exit 0; }\nexit 1\n")
+    (checkout / "bin" / "python3").write_text(
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Python 3.9.2'; exit 0; }\nexit 1\n"
+    )
     (checkout / "bin" / "python3").chmod(0o755)
-    result = subprocess.run([str(checkout / "scripts" / "demo")], cwd=checkout, capture_output=True, text=True,
-                            timeout=60, check=False, env={"PATH": f"{checkout / 'bin'}:/usr/bin:/bin"})
+    result = subprocess.run(
+        [str(checkout / "scripts" / "demo")],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": f"{checkout / 'bin'}:/usr/bin:/bin"},
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == "scripts/demo: rfb needs Python 3.11 or newer as python3; found: Python 3.9.2"
     assert not (checkout / ".venv").exists()

@@ -130,8 +130,10 @@ def test_parses_each_client_message() -> None:
         ('{"type":"hello"}', "hello.supported: expected a list of strings, got None"),
         ('{"type":"hello","supported":[1]}', "hello.supported: expected a list of strings"),
         ('{"type":"hello","supported":[],"token":5}', "hello.token: expected a string, got int"),
-        ('{"type":"hello","supported":["a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a"]}',
-         "at most 16 entries, got 17"),
+        (
+            '{"type":"hello","supported":["a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a"]}',
+            "at most 16 entries, got 17",
+        ),
         ('{"type":"ack"}', "ack.seq: expected a positive integer, got None"),
         ('{"type":"ack","seq":0}', "ack.seq: expected a positive integer, got 0"),
         ('{"type":"ack","seq":true}', "ack.seq: expected a positive integer, got True"),
@@ -154,7 +156,9 @@ def test_rejects_malformed_client_messages(text: str, expected: str) -> None:
 
 
 def test_long_strings_are_bounded() -> None:
-    hello = protocol.parse_client_message(json.dumps({"type": "hello", "supported": ["x" * 1000], "client": "c" * 1000}))
+    hello = protocol.parse_client_message(
+        json.dumps({"type": "hello", "supported": ["x" * 1000], "client": "c" * 1000})
+    )
     assert isinstance(hello, Hello)
     assert len(hello.supported[0]) == protocol.MAX_NAME_CHARS and len(hello.client or "") == protocol.MAX_NAME_CHARS
     with pytest.raises(ProtocolError, match="hello.token: expected at most 512 characters, got 513"):
@@ -187,8 +191,15 @@ json_values = st.recursive(
 )
 message_like = st.fixed_dictionaries(
     {"type": st.sampled_from(["hello", "ack", "request_keyframe", "event", "config", ""])},
-    optional={"supported": json_values, "token": json_values, "seq": json_values, "decode_ms": json_values,
-              "reason": json_values, "event": json_values, "client": json_values},
+    optional={
+        "supported": json_values,
+        "token": json_values,
+        "seq": json_values,
+        "decode_ms": json_values,
+        "reason": json_values,
+        "event": json_values,
+        "client": json_values,
+    },
 )
 
 
@@ -235,9 +246,14 @@ def test_ack_decode_ms_outside_its_range_is_a_protocol_error(number: str) -> Non
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["seq", "decode_ms"]),
-       st.one_of(st.integers(min_value=-(10**500), max_value=10**500).map(str), st.floats().map(json.dumps),
-                 st.sampled_from(["-0", "-0.0", "1e308", "1e309", "2.5e-400", "NaN", "Infinity", "9" * 5000])))
+@given(
+    st.sampled_from(["seq", "decode_ms"]),
+    st.one_of(
+        st.integers(min_value=-(10**500), max_value=10**500).map(str),
+        st.floats().map(json.dumps),
+        st.sampled_from(["-0", "-0.0", "1e308", "1e309", "2.5e-400", "NaN", "Infinity", "9" * 5000]),
+    ),
+)
 def test_any_json_number_in_an_ack_is_valid_or_a_protocol_error(field: str, number: str) -> None:
     fields = {"seq": "1", "decode_ms": "2.5", field: number}
     try:

@@ -21,12 +21,11 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
-
 import pytest
 
 import rfb
@@ -62,13 +61,19 @@ async def first_payloads(page_url: str, count: int) -> list[dict]:
     from websockets.asyncio.client import connect
 
     token = parse_qs(urlsplit(page_url).query).get("token", [None])[0]
-    socket_url = "ws" + urljoin(page_url.split("?")[0], "ws")[len("http"):]
+    socket_url = "ws" + urljoin(page_url.split("?")[0], "ws")[len("http") :]
     hello = {"type": "hello", "supported": [protocol.H264_ANNEXB, protocol.IMAGE_JPEG], "token": token}
     headers = []
     async with connect(socket_url, max_size=None, open_timeout=10, proxy=None) as ws:
         await ws.send(json.dumps(hello))
-        await ws.send(json.dumps({"type": "event", "event": {"type": "pointerdown", "x": 5, "y": 6, "button": 0,
-                                                              "buttons": 1, "modifiers": []}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "event",
+                    "event": {"type": "pointerdown", "x": 5, "y": 6, "button": 0, "buttons": 1, "modifiers": []},
+                }
+            )
+        )
         while len(headers) < count:
             message = await asyncio.wait_for(ws.recv(), 30)
             if isinstance(message, bytes):
@@ -85,15 +90,22 @@ def test_a_readme_snippet_serves_and_stops_on_ctrl_c_without_a_traceback(snippet
     script = tmp_path / "snippet.py"
     script.write_text(snippet)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # this tree's rfb
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "PORT": str(free_port()),
-                                            "PYTHONPATH": path})
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PORT": str(free_port()), "PYTHONPATH": path},
+    )
     try:
         box: list[str] = []
         reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
         reader.start()
         reader.join(60)
-        assert box and box[0].startswith("open http://"), f"no 'open URL' line; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert box and box[0].startswith("open http://"), (
+            f"no 'open URL' line; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
         headers = asyncio.run(first_payloads(viewer_page(box[0].split()[1]), count=3))
         assert headers[0]["type"] == "video_chunk" and headers[0]["keyframe"], headers[0]
         proc.send_signal(signal.SIGINT)
@@ -116,8 +128,11 @@ def free_port() -> int:
 
 
 def keyword_options(function) -> list[tuple[str, object]]:
-    return [(p.name, p.default) for p in inspect.signature(function).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return [
+        (p.name, p.default)
+        for p in inspect.signature(function).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
 
 
 @pytest.mark.parametrize("function", [rfb.serve, rfb.start], ids=["serve", "start"])

@@ -75,8 +75,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def blocks(seed: int, count: int) -> list[np.ndarray]:
     """Frames of random 16x16 blocks: each unlike the others, yet easy for H.264 at our bitrate."""
     rng = np.random.default_rng(seed)
-    return [np.repeat(np.repeat(rng.integers(0, 256, (H // 16, W // 16, 3), dtype=np.uint8), 16, 0), 16, 1)
-            for _ in range(count)]
+    return [
+        np.repeat(np.repeat(rng.integers(0, 256, (H // 16, W // 16, 3), dtype=np.uint8), 16, 0), 16, 1)
+        for _ in range(count)
+    ]
 
 
 def publish_paced(display: Any, frames: list[np.ndarray], timestamps: list[int]) -> None:
@@ -86,8 +88,9 @@ def publish_paced(display: Any, frames: list[np.ndarray], timestamps: list[int])
     encoded = display.stats.groups["webcodecs"].frames_encoded
     for i, (array, ts) in enumerate(zip(frames, timestamps, strict=True)):
         display.publish(frame_from_array(array, timestamp_us=ts))
-        wait_until(lambda: display.stats.groups["webcodecs"].frames_encoded >= encoded + i + 1,
-                   what=f"frame {i} encoded")
+        wait_until(
+            lambda: display.stats.groups["webcodecs"].frames_encoded >= encoded + i + 1, what=f"frame {i} encoded"
+        )
         time.sleep(max(0.0, start + (i + 1) * period - time.monotonic()))
 
 
@@ -187,8 +190,9 @@ while True:
 
 def test_a_killed_process_leaves_a_playable_file(display, tmp_path):
     path = tmp_path / "crash.mp4"
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(w=W, h=H), str(path)],
-                             stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(w=W, h=H), str(path)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
     try:
         assert child.stdout is not None
         for line in child.stdout:
@@ -219,8 +223,9 @@ def test_cuda_frames_on_a_gpu_display_record_what_was_published(tmp_path):
         encoded = display.stats.groups["webcodecs"].frames_encoded
         for i, array in enumerate(frames):
             display.publish(cp.asarray(array))
-            wait_until(lambda: display.stats.groups["webcodecs"].frames_encoded >= encoded + i + 1,
-                       what=f"frame {i} encoded")
+            wait_until(
+                lambda: display.stats.groups["webcodecs"].frames_encoded >= encoded + i + 1, what=f"frame {i} encoded"
+            )
             time.sleep(period)
         wait_until(lambda: recording.frames == len(frames), what="every frame written")
         recording.stop()
@@ -239,8 +244,9 @@ def test_a_recorder_is_not_held_to_the_inflight_window(test_encoders):
     from rfb.fanout import FanOut
 
     store = FrameStore(own_frames=False)
-    fanout = FanOut({"webcodecs": [get_entry("test-h264")]}, frames=store, post=lambda callback: callback(),
-                    max_inflight=1)
+    fanout = FanOut(
+        {"webcodecs": [get_entry("test-h264")]}, frames=store, post=lambda callback: callback(), max_inflight=1
+    )
     got: list[tuple[bytes, int]] = []
     try:
         fanout.join(0, "webcodecs", lambda payload, seq, message: got.append((payload.data[:1], seq)), paced=False)

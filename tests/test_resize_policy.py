@@ -65,9 +65,13 @@ def test_a_pixel_ratio_of_hundreds_of_digits_is_refused_without_converting_it() 
 
 @pytest.mark.parametrize(
     ("bad", "video", "expected"),
-    [((0, 10), True, "two positive integers, got (0, 10)"), ((10,), True, "two positive integers, got (10,)"),
-     ((10.0, 10), True, "two positive integers"), ((16386, 100), True, "at most 16384"),
-     ((65501, 100), False, "at most 65500")],
+    [
+        ((0, 10), True, "two positive integers, got (0, 10)"),
+        ((10,), True, "two positive integers, got (10,)"),
+        ((10.0, 10), True, "two positive integers"),
+        ((16386, 100), True, "at most 16384"),
+        ((65501, 100), False, "at most 65500"),
+    ],
 )
 def test_max_size_must_be_two_sizes_the_routes_encode(bad: Any, video: bool, expected: str) -> None:
     with pytest.raises(ValueError, match=re.escape(expected)):
@@ -211,8 +215,10 @@ async def test_match_viewer_follows_the_first_viewer_then_the_chosen_one(test_en
         seen: list[InputEvent] = []
         wait_until(lambda: targets(display, seen), what="a target_size event")
         await b.event(type="resize", width=500, height=400, pixel_ratio=1)
-        wait_until(lambda: [e for e in drain(display, seen) if e.type == "resize" and e.width == 500],
-                   what="the second viewer's resize event")  # the viewers' own reports still arrive
+        wait_until(
+            lambda: [e for e in drain(display, seen) if e.type == "resize" and e.width == 500],
+            what="the second viewer's resize event",
+        )  # the viewers' own reports still arrive
         (first,) = targets(display, seen)
         ids = sorted(v.client_id for v in display.viewers)
         assert (first.width, first.height, first.pixel_ratio, first.client_id) == (1600, 1000, 2.0, ids[0])

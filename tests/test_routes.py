@@ -18,8 +18,9 @@ from rfb.routes import PngStills, gpu_fallback_reasons, resolve_routes
 from tests.conftest import EncoderLog, ProtocolClient
 
 
-def test_routes_put_the_chosen_one_first_then_the_other_available_ones(test_encoders: EncoderLog,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_routes_put_the_chosen_one_first_then_the_other_available_ones(
+    test_encoders: EncoderLog, caplog: pytest.LogCaptureFixture
+) -> None:
     from rfb.encoders.registry import available_video_encoders
 
     routes = resolve_routes("test-h264", "test-image", gpu=False)
@@ -51,7 +52,9 @@ def test_png_viewers_get_the_image_route_in_lossless_mode(test_encoders: Encoder
 def test_gpu_fallback_reasons_name_each_blocked_gpu_route() -> None:
     from rfb.encoders.registry import encoder_status
 
-    blocked = {s.name: s.reason for s in encoder_status() if s.reads_cuda and not s.available and s.transport == "image"}
+    blocked = {
+        s.name: s.reason for s in encoder_status() if s.reads_cuda and not s.available and s.transport == "image"
+    }
     assert gpu_fallback_reasons("image") == [f"{name}: {reason}" for name, reason in blocked.items()]
 
 
@@ -82,7 +85,7 @@ BUILT: list[EncoderConfig] = []
 
 @pytest.fixture
 def cuda_route() -> Iterator[str]:
-    """"test-cuda": a route that reads CUDA frames, above every built-in route."""
+    """ "test-cuda": a route that reads CUDA frames, above every built-in route."""
     from rfb.encoders.registry import register_video_encoder, unregister_video_encoder
 
     BUILT.clear()
@@ -104,14 +107,17 @@ def test_gpu_false_leaves_routes_that_read_cuda_out_unless_named(cuda_route: str
     plain = video(resolve_routes(None, None, gpu=False))
     assert plain[0] != cuda_route and not cuda_readers & set(plain), "neither chosen nor kept as a fallback"
     named = video(resolve_routes(cuda_route, None, gpu=False))
-    assert named[0] == cuda_route and not cuda_readers & set(named[1:]), "a named route is taken; its fallbacks stay host"
+    assert named[0] == cuda_route and not cuda_readers & set(named[1:]), (
+        "a named route is taken; its fallbacks stay host"
+    )
     assert video(resolve_routes(None, None, gpu=True))[0] == cuda_route
     image = [e.name for e in resolve_routes(None, "image", gpu=False)["image"]]
     assert image[0] == "image" and not cuda_readers & set(image)
 
 
-def test_gpu_false_with_only_cuda_routes_says_why_none_was_taken(monkeypatch: pytest.MonkeyPatch,
-                                                                 cuda_route: str) -> None:
+def test_gpu_false_with_only_cuda_routes_says_why_none_was_taken(
+    monkeypatch: pytest.MonkeyPatch, cuda_route: str
+) -> None:
     from rfb.encoders import registry
 
     statuses = [s for s in registry.encoder_status() if s.name == cuda_route]

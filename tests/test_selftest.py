@@ -24,9 +24,8 @@ import pytest
 
 import nvencffi
 from rfb import selftest
-from rfb.gpu import allocators
 from rfb.encoders.nvenc_gpu_cffi import NvencGpuEncoder
-from rfb.gpu import gpu_available
+from rfb.gpu import allocators, gpu_available
 from rfb.gpu.status import GPU_ROUTES
 from tests.support.frames import HostCudaArray
 from tests.support.nvenc_fixtures import assert_released, c_compiler, emulator, emulator_path, official_header_dir
@@ -39,8 +38,15 @@ FRAMES = 4
 
 
 def run_rfb(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rfb", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, check=False, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "rfb", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
 
 
 def host_upload(host: np.ndarray, device_id: int, padded: bool) -> HostCudaArray:
@@ -58,14 +64,24 @@ def emulated_route() -> selftest.RouteUnderTest:
     from rfb.benchmark.engines import engine_of
 
     return selftest.RouteUnderTest(
-        "nvenc_gpu_cffi", "webcodecs", lambda config: NvencGpuEncoder(config, context=nvencffi.NullContext()),
-        None, engine_of("nvenc_gpu_cffi"), "nv12",
+        "nvenc_gpu_cffi",
+        "webcodecs",
+        lambda config: NvencGpuEncoder(config, context=nvencffi.NullContext()),
+        None,
+        engine_of("nvenc_gpu_cffi"),
+        "nv12",
     )
 
 
 def run_emulated(**options: Any) -> selftest.SelftestReport:
-    return selftest.run_selftest(sizes=SIZES, frames=FRAMES, routes=[emulated_route()], allocators=[HOST],
-                                 pixel_formats=("nv12", "rgba8"), **options)
+    return selftest.run_selftest(
+        sizes=SIZES,
+        frames=FRAMES,
+        routes=[emulated_route()],
+        allocators=[HOST],
+        pixel_formats=("nv12", "rgba8"),
+        **options,
+    )
 
 
 # ---------------------------------------------------------------- without a GPU
@@ -107,10 +123,13 @@ def test_json_to_stdout_is_one_object() -> None:
     assert json.loads(result.stdout)["passed"] is True
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--sizes", "321x240"), "expected even width and height"),
-    (("--frames", "0"), "--frames must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--sizes", "321x240"), "expected even width and height"),
+        (("--frames", "0"), "--frames must be at least 1, got 0"),
+    ],
+)
 def test_bad_options_are_refused_with_what_was_expected(args: tuple[str, ...], message: str) -> None:
     result = run_rfb("doctor", "--selftest", *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -134,8 +153,10 @@ def test_the_selftest_encodes_and_decodes_through_the_route(emulator) -> None:
     assert route.engine == "override"  # the report says what encoded: never taken for NVENC silicon
     labels = [c.label for c in route.cases]
     assert labels == [
-        "host-as-cuda 160x96 nv12 tight", "host-as-cuda 160x96 nv12 padded",
-        "host-as-cuda 320x240 nv12 tight", "host-as-cuda 320x240 nv12 padded",
+        "host-as-cuda 160x96 nv12 tight",
+        "host-as-cuda 160x96 nv12 padded",
+        "host-as-cuda 320x240 nv12 tight",
+        "host-as-cuda 320x240 nv12 padded",
         "host-as-cuda 320x240 rgba8 tight",
     ]
     for case in route.cases:
@@ -184,20 +205,31 @@ def test_a_route_that_encodes_other_pictures_fails(emulator) -> None:
 
 
 def test_an_available_route_with_no_usable_allocator_is_a_failure_and_says_so(emulator) -> None:
-    report = selftest.run_selftest(sizes=SIZES, frames=1, routes=[emulated_route()],
-                                   allocators=[allocators.Allocator("cupy", None, reason="CuPy is not installed")])
+    report = selftest.run_selftest(
+        sizes=SIZES,
+        frames=1,
+        routes=[emulated_route()],
+        allocators=[allocators.Allocator("cupy", None, reason="CuPy is not installed")],
+    )
     assert not report.passed and report.routes[0].cases == []
     assert "no case ran: no allocator could make CUDA frames here" in selftest.format_report(report)
     assert report.allocators == [{"name": "cupy", "available": False, "reason": "CuPy is not installed"}]
 
 
 def test_unavailable_routes_are_listed_and_are_no_failure() -> None:
-    route = selftest.RouteUnderTest("nvenc_gpu_cffi", "webcodecs", None,
-                                    "NVENC cannot encode here: ... NV_ENC_ERR_UNSUPPORTED_DEVICE", "nvenc", "nv12")
+    route = selftest.RouteUnderTest(
+        "nvenc_gpu_cffi",
+        "webcodecs",
+        None,
+        "NVENC cannot encode here: ... NV_ENC_ERR_UNSUPPORTED_DEVICE",
+        "nvenc",
+        "nv12",
+    )
     report = selftest.run_selftest(sizes=SIZES, frames=1, routes=[route], allocators=[HOST])
     assert report.passed and report.exit_code == 0 and report.routes[0].cases == []
     assert "[--] nvenc_gpu_cffi: unavailable: NVENC cannot encode here: ... NV_ENC_ERR_UNSUPPORTED_DEVICE" in (
-        selftest.format_report(report))
+        selftest.format_report(report)
+    )
 
 
 # ---------------------------------------------------------------- the plan
@@ -213,15 +245,22 @@ def test_the_default_plan() -> None:
     main = [c for c in cases if c.allocator.name == "cupy" and c.pixel_format == "nv12"]
     assert [(c.size, c.padded) for c in main] == [(s, p) for s in selftest.DEFAULT_SIZES for p in (False, True)]
     others = [(c.allocator.name, c.size, c.padded) for c in cases if c.allocator.name != "cupy"]
-    assert others == [("cupy-async", (1280, 720), False), ("cupy-async", (1280, 720), True),
-                      ("torch", (1280, 720), False), ("torch", (1280, 720), True), ("jax", (1280, 720), False)]
+    assert others == [
+        ("cupy-async", (1280, 720), False),
+        ("cupy-async", (1280, 720), True),
+        ("torch", (1280, 720), False),
+        ("torch", (1280, 720), True),
+        ("jax", (1280, 720), False),
+    ]
     formats = [(c.pixel_format, c.size, c.padded) for c in cases if c.pixel_format != "nv12"]
     assert formats == [("rgba8", (1280, 720), False), ("rgb24", (1280, 720), False)]
     image = selftest.RouteUnderTest("j", "image", None, None, "x", "rgb24")
     assert {c.pixel_format for c in selftest.plan_cases(image, made[:1], selftest.DEFAULT_SIZES)[:10]} == {"rgb24"}
 
 
-@pytest.mark.parametrize("shape", [(48, 64), (720, 1280), (240, 320, 3), (480, 852, 3), (768, 1366, 4), (1080, 1920, 4)])
+@pytest.mark.parametrize(
+    "shape", [(48, 64), (720, 1280), (240, 320, 3), (480, 852, 3), (768, 1366, 4), (1080, 1920, 4)]
+)
 def test_a_padded_pitch_is_aligned_and_wider_than_the_row(shape: tuple[int, ...]) -> None:
     wide = allocators.padded_view_shape(shape, True)
     channels = shape[2] if len(shape) == 3 else 1
@@ -240,8 +279,9 @@ def test_the_command_on_this_gpu(tmp_path: Path) -> None:
 
     require_cupy()
     out = tmp_path / "selftest.json"
-    result = run_rfb("doctor", "--selftest", "--json", str(out), "--sizes", "320x240,1280x720", "--frames", "5",
-                     timeout=600)
+    result = run_rfb(
+        "doctor", "--selftest", "--json", str(out), "--sizes", "320x240,1280x720", "--frames", "5", timeout=600
+    )
     report = json.loads(out.read_text())
     assert result.returncode == (0 if report["passed"] else 1), result.stdout
     routes = {r["name"]: r for r in report["routes"]}
@@ -262,8 +302,9 @@ def test_the_command_on_this_gpu_with_the_emulator_for_nvenc(emulator_path: Path
     require_cupy()
     out = tmp_path / "selftest.json"
     env = {**os.environ, "NVENCFFI_LIBRARY": str(emulator_path)}
-    result = run_rfb("doctor", "--selftest", "--json", str(out), "--sizes", "320x240,1280x720", "--frames", "5",
-                     env=env, timeout=600)
+    result = run_rfb(
+        "doctor", "--selftest", "--json", str(out), "--sizes", "320x240,1280x720", "--frames", "5", env=env, timeout=600
+    )
     report = json.loads(out.read_text())
     cffi = {r["name"]: r for r in report["routes"]}["nvenc_gpu_cffi"]
     assert cffi["available"] and cffi["engine"] == "override", result.stdout
@@ -271,4 +312,3 @@ def test_the_command_on_this_gpu_with_the_emulator_for_nvenc(emulator_path: Path
     assert report["machine"]["nvenc_library"] == (
         f"{emulator_path.resolve()} (chosen by NVENCFFI_LIBRARY: not the system's libnvidia-encode.so.1)"
     )
-

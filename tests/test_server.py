@@ -93,8 +93,17 @@ def test_static_files_get_explicit_types(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "raw_path",
-    ["/viewer/../display.py", "/viewer/%2e%2e/display.py", "/viewer/..%2fdisplay.py", "/viewer/%2e%2e%2f%2e%2e%2fpyproject.toml",
-     "/viewer//etc/passwd", "/viewer/%2fetc%2fpasswd", "/viewer/nope.js", "/viewer/", "/viewer/.hidden"],
+    [
+        "/viewer/../display.py",
+        "/viewer/%2e%2e/display.py",
+        "/viewer/..%2fdisplay.py",
+        "/viewer/%2e%2e%2f%2e%2e%2fpyproject.toml",
+        "/viewer//etc/passwd",
+        "/viewer/%2fetc%2fpasswd",
+        "/viewer/nope.js",
+        "/viewer/",
+        "/viewer/.hidden",
+    ],
 )
 def test_no_file_outside_the_viewer_directory(display: Any, raw_path: str) -> None:
     assert raw_get(display, raw_path) == 404
@@ -109,8 +118,17 @@ def test_resolve_inside_refuses_traversal_and_links(tmp_path: Path) -> None:
     os.symlink(tmp_path / "secret.txt", root / "link.js")
     assert _resolve_inside(root, "ok.js") == root / "ok.js"
     assert _resolve_inside(root, "sub/deep.js") == root / "sub" / "deep.js"
-    for bad in ["../secret.txt", "sub/../../secret.txt", "/etc/passwd", str(tmp_path / "secret.txt"), "link.js",
-                "sub", "", ".git/config", "ok.js\x00.png"]:
+    for bad in [
+        "../secret.txt",
+        "sub/../../secret.txt",
+        "/etc/passwd",
+        str(tmp_path / "secret.txt"),
+        "link.js",
+        "sub",
+        "",
+        ".git/config",
+        "ok.js\x00.png",
+    ]:
         assert _resolve_inside(root, bad) is None, bad
 
 
@@ -129,9 +147,17 @@ def test_healthz_reports_the_details_with_the_token(display: Any, how: str) -> N
         else:
             response = client.get("/healthz", headers={"Authorization": f"Bearer {display.token}"})
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "width": 64, "height": 48, "viewers": 0, "encoder": "test-h264",
-                               "transports": ["webcodecs", "image"], "published": 0,
-                               "connections_refused": 0, "connections_timed_out": 0}
+    assert response.json() == {
+        "status": "ok",
+        "width": 64,
+        "height": 48,
+        "viewers": 0,
+        "encoder": "test-h264",
+        "transports": ["webcodecs", "image"],
+        "published": 0,
+        "connections_refused": 0,
+        "connections_timed_out": 0,
+    }
     assert display.token not in response.text
 
 
@@ -179,7 +205,11 @@ def test_any_host_header_gets_a_plain_yes_or_no(host: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.ip_addresses(), st.integers(min_value=1, max_value=65535), st.from_regex(r"[a-z0-9-]{1,20}\.[a-z]{2,8}", fullmatch=True))
+@given(
+    st.ip_addresses(),
+    st.integers(min_value=1, max_value=65535),
+    st.from_regex(r"[a-z0-9-]{1,20}\.[a-z]{2,8}", fullmatch=True),
+)
 def test_addresses_pass_and_unlisted_names_do_not(address: Any, port: int, name: str) -> None:
     literal = f"[{address}]" if address.version == 6 else str(address)
     allowed = AllowedHosts(())
@@ -196,8 +226,9 @@ def test_a_foreign_host_header_is_refused_with_403_on_every_route(display: Any) 
 
 
 def test_allowed_hosts_and_the_bound_name_are_served(test_encoders: EncoderLog) -> None:
-    display = start_test_display(host="localhost", allowed_hosts=["workstation.lan"],
-                                 allowed_origins=["http://app.example:3000"])
+    display = start_test_display(
+        host="localhost", allowed_hosts=["workstation.lan"], allowed_origins=["http://app.example:3000"]
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{display.port}", trust_env=False) as client:
             for name in ("workstation.lan", "app.example", "localhost", "127.0.0.1"):
@@ -285,10 +316,17 @@ json_values = st.recursive(
 )
 control_like = st.fixed_dictionaries(
     {"type": st.sampled_from(["hello", "ack", "request_keyframe", "event", "bogus"])},
-    optional={"seq": json_values, "event": json_values | st.fixed_dictionaries(
-        {"type": st.sampled_from(["pointerdown", "wheel", "keydown", "resize"])},
-        optional={k: json_values for k in ("x", "y", "dx", "dy", "key", "width", "height", "modifiers")}),
-        "supported": json_values, "reason": json_values, "decode_ms": json_values},
+    optional={
+        "seq": json_values,
+        "event": json_values
+        | st.fixed_dictionaries(
+            {"type": st.sampled_from(["pointerdown", "wheel", "keydown", "resize"])},
+            optional={k: json_values for k in ("x", "y", "dx", "dy", "key", "width", "height", "modifiers")},
+        ),
+        "supported": json_values,
+        "reason": json_values,
+        "decode_ms": json_values,
+    },
 )
 inbound = st.one_of(
     json_values.map(lambda v: json.dumps(v)),
@@ -300,8 +338,9 @@ MARKER = json.dumps({"type": "ack", "seq": "marker"})
 MARKER_ERROR = "ack.seq: expected a positive integer, got 'marker'"
 
 
-def test_random_messages_never_break_the_handler_or_other_viewers(test_encoders: EncoderLog,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_random_messages_never_break_the_handler_or_other_viewers(
+    test_encoders: EncoderLog, caplog: pytest.LogCaptureFixture
+) -> None:
     """Random JSON, text and bytes into a live session: each is handled or refused, never raised."""
     from websockets.sync.client import connect
 

@@ -44,8 +44,14 @@ def frame(marker: int) -> np.ndarray:
 async def test_a_valid_hello_gets_a_config(display: Any) -> None:
     client = await ProtocolClient.connect(display)
     config = await client.recv()
-    assert config.header == {"type": "config", "transport": "webcodecs", "codec": None, "width": 64, "height": 48,
-                             "client_id": 1}
+    assert config.header == {
+        "type": "config",
+        "transport": "webcodecs",
+        "codec": None,
+        "width": 64,
+        "height": 48,
+        "client_id": 1,
+    }
     display.publish(frame(1))
     first = await client.next_payload()
     assert first.keyframe and client.configs[-1]["codec"] == "avc1.42001f"  # the config before it names the codec
@@ -103,8 +109,10 @@ async def test_a_client_that_takes_nothing_we_send_gets_4406(display: Any) -> No
     client = await ProtocolClient.connect(display, supported=("video/av1",))
     code, reason = await client.closed()
     assert code == 4406
-    assert reason == ("no supported transport: server sends ['webcodecs/h264-annexb', 'image/jpeg', 'image/png'], "
-                      "client takes ['video/av1']")
+    assert reason == (
+        "no supported transport: server sends ['webcodecs/h264-annexb', 'image/jpeg', 'image/png'], "
+        "client takes ['video/av1']"
+    )
 
 
 @pytest.mark.anyio
@@ -124,8 +132,11 @@ async def test_the_clients_order_of_preference_wins(display: Any) -> None:
 @pytest.mark.parametrize(
     ("message", "error"),
     [
-        ("{", "expected a JSON object, got malformed JSON (Expecting property name enclosed in double quotes at "
-              "character 1)"),
+        (
+            "{",
+            "expected a JSON object, got malformed JSON (Expecting property name enclosed in double quotes at "
+            "character 1)",
+        ),
         ({"type": "bogus"}, "type: expected one of 'hello', 'ack', 'request_keyframe', 'event', got 'bogus'"),
         ({"type": "ack", "seq": "1"}, "ack.seq: expected a positive integer, got '1'"),
         ({"type": "event", "event": {"type": "pointermove", "x": "a", "y": 0}}, "event.x: expected a number, got 'a'"),
@@ -133,8 +144,9 @@ async def test_the_clients_order_of_preference_wins(display: Any) -> None:
         (b"abc", "expected JSON text messages, got a binary message of 3 bytes"),
     ],
 )
-async def test_a_bad_message_after_hello_gets_an_error_and_changes_nothing(display: Any, message: Any,
-                                                                          error: str) -> None:
+async def test_a_bad_message_after_hello_gets_an_error_and_changes_nothing(
+    display: Any, message: Any, error: str
+) -> None:
     client = await ProtocolClient.connect(display)
     await client.recv()  # config
     await client.send(message)
@@ -205,7 +217,8 @@ async def test_a_flood_of_bad_messages_logs_one_line_per_kind(display: Any, capl
 
 @pytest.mark.anyio
 async def test_a_server_bug_on_one_message_is_logged_once_and_the_viewer_stays(
-        display: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    display: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rfb.fanout import FanOut
 
     def broken(self: Any, member: Any) -> None:
@@ -245,8 +258,12 @@ async def test_events_carry_the_senders_client_id_and_receive_time(display: Any)
     sent = time.monotonic()
     await client.event(type="wheel", x=1, y=2, dx=0, dy=-48, modifiers=["alt"])
     (event,) = await eventually(display.poll_events, what="the event")
-    assert (event.type, event.client_id, event.dy, event.modifiers) == ("wheel", config.header["client_id"], -48.0,
-                                                                       ("alt",))
+    assert (event.type, event.client_id, event.dy, event.modifiers) == (
+        "wheel",
+        config.header["client_id"],
+        -48.0,
+        ("alt",),
+    )
     assert sent <= event.time <= time.monotonic()
     await client.close()
 
@@ -396,14 +413,13 @@ class BigEncoder(FakeVideoEncoder):
 
 
 @pytest.mark.anyio
-async def test_a_blocked_socket_only_hurts_itself(test_encoders: EncoderLog,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_blocked_socket_only_hurts_itself(test_encoders: EncoderLog, caplog: pytest.LogCaptureFixture) -> None:
     """A client that stops reading but acks everything in advance: its queue stays bounded
     (payloads beyond its window are dropped for it alone, and at most one ``stats`` message
     waits), another viewer gets every frame, and closing the display aborts the stuck
     connection instead of waiting for it."""
-    from rfb.session import _StatsText
     from rfb.encoders.registry import register_video_encoder, unregister_video_encoder
+    from rfb.session import _StatsText
 
     register_video_encoder("test-big", test_encoders.factory(BigEncoder, "test-big"), replace=True)
     before = set(threading.enumerate())

@@ -93,9 +93,11 @@ def test_still_header_is_an_image_frame_flagged_still() -> None:
 @pytest.mark.anyio
 async def test_a_settled_frame_reaches_every_lossy_viewer_once_as_exact_png(display: Any) -> None:
     frame = noise(1)
-    async with (await ProtocolClient.connect(display, supported=[H264]) as video,
-                await ProtocolClient.connect(display, supported=[JPEG]) as jpeg,
-                await ProtocolClient.connect(display, supported=[PNG]) as png):
+    async with (
+        await ProtocolClient.connect(display, supported=[H264]) as video,
+        await ProtocolClient.connect(display, supported=[JPEG]) as jpeg,
+        await ProtocolClient.connect(display, supported=[PNG]) as png,
+    ):
         wait_until(lambda: len(display.viewers) == 3, what="three viewers")
         display.publish(frame)
         for client in (video, jpeg):  # both draw the frame well within the settle time

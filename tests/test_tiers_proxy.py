@@ -37,8 +37,16 @@ POLICY = AdaptPolicy(tick=0.25, down_after=1.0, up_after=3.0)
 
 
 async def run_links(adaptive: Any) -> tuple[list[LinkResult], DisplayStats]:
-    display = await serve(*SIZE, port=0, fps=FPS, bitrate=BITRATE, video_encoder="h264_cpu", image_encoder=None,
-                          still_after=None, adaptive=adaptive)
+    display = await serve(
+        *SIZE,
+        port=0,
+        fps=FPS,
+        bitrate=BITRATE,
+        video_encoder="h264_cpu",
+        image_encoder=None,
+        still_after=None,
+        adaptive=adaptive,
+    )
     try:
         with Publisher(display, prerender("noise", *SIZE), FPS):
             results = await measure_links(display, (2.0, 8.0, 50.0), seconds=4.0, warmup=5.0, delay_s=0.02)
@@ -83,8 +91,16 @@ async def test_without_adaptation_every_link_gets_the_full_stream() -> None:
 
 @pytest.mark.anyio
 async def test_a_link_that_recovers_brings_its_viewer_back_to_the_full_stream() -> None:
-    display = await serve(*SIZE, port=0, fps=FPS, bitrate=BITRATE, video_encoder="h264_cpu", image_encoder=None,
-                          still_after=None, adaptive=POLICY)
+    display = await serve(
+        *SIZE,
+        port=0,
+        fps=FPS,
+        bitrate=BITRATE,
+        video_encoder="h264_cpu",
+        image_encoder=None,
+        still_after=None,
+        adaptive=POLICY,
+    )
     link = ThrottledLink(display.port, 2e6, 0.005)
     viewer = None
     try:

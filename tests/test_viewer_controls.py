@@ -226,7 +226,10 @@ def test_events_report_the_frame_pixel_under_the_pointer_at_any_zoom(page, png_d
         assert zoomed["mode"] == "free" and zoomed["scale"] == pytest.approx(4 * fit["scale"]), zoomed
         down, before = assert_pointer_hits_shown_cell(page, events, ax, ay)
         assert before == [], f"Ctrl+wheel reached the app: {before}"
-        assert abs(down.x - anchor[0]) <= 0.5 and abs(down.y - anchor[1]) <= 0.5, (down, anchor)  # zoom about the pointer
+        assert abs(down.x - anchor[0]) <= 0.5 and abs(down.y - anchor[1]) <= 0.5, (
+            down,
+            anchor,
+        )  # zoom about the pointer
         for cx, cy in [(area["x"] + 80, area["y"] + 60), (area["x"] + 700, area["y"] + 330)]:
             down, _ = assert_pointer_hits_shown_cell(page, events, cx, cy)
             want = expected_frame_point(zoomed, cx, cy, area)
@@ -292,7 +295,9 @@ def test_fit_fill_and_one_to_one_keys_place_the_frame_and_are_not_sent(page, png
         page.keyboard.press("Control+Shift+Digit0")
         box = canvas.bounding_box()
         assert view_state(page)["mode"] == "fill"
-        assert box["width"] == pytest.approx(VIEWPORT["width"]) and box["height"] == pytest.approx(H * VIEWPORT["width"] / W)
+        assert box["width"] == pytest.approx(VIEWPORT["width"]) and box["height"] == pytest.approx(
+            H * VIEWPORT["width"] / W
+        )
 
         page.keyboard.press("Control+Digit1")
         box = canvas.bounding_box()
@@ -306,7 +311,9 @@ def test_fit_fill_and_one_to_one_keys_place_the_frame_and_are_not_sent(page, png
         page.keyboard.press("Control+Digit0")
         box = canvas.bounding_box()
         assert view_state(page)["mode"] == "fit"
-        assert box["height"] == pytest.approx(VIEWPORT["height"]) and box["width"] == pytest.approx(W * VIEWPORT["height"] / H)
+        assert box["height"] == pytest.approx(VIEWPORT["height"]) and box["width"] == pytest.approx(
+            W * VIEWPORT["height"] / H
+        )
 
         page.keyboard.press("KeyQ")  # a plain key still reaches the app; the viewer's did not
         _, before = wait_after(events, lambda e: e.type == "keydown" and e.code == "KeyQ")
@@ -383,7 +390,9 @@ def test_one_to_one_is_one_frame_pixel_per_device_pixel_and_magnified_pixels_are
         # The device pixel (X, Y) shows frame pixel ((X - x) // 4, (Y - y) // 4), exactly.
         top, left = 300, 600  # device pixels well inside the picture
         want = np.repeat(np.repeat(frame, 4, axis=0), 4, axis=1)[top - y : top - y + 200, left - x : left - x + 200]
-        np.testing.assert_array_equal(shot[top : top + 200, left : left + 200], want, "magnified pixels are not crisp squares")
+        np.testing.assert_array_equal(
+            shot[top : top + 200, left : left + 200], want, "magnified pixels are not crisp squares"
+        )
     finally:
         cdp.send("Emulation.clearDeviceMetricsOverride")
         cdp.detach()
@@ -482,7 +491,10 @@ def test_fullscreen_button_puts_the_viewer_area_in_fullscreen(page, png_display)
 # ---------------------------------------------------------------- the docs image
 
 
-@pytest.mark.skipif(os.environ.get("RFB_WRITE_DOCS_SCREENSHOTS") != "1", reason="set RFB_WRITE_DOCS_SCREENSHOTS=1 to write docs/viewer-controls.png")
+@pytest.mark.skipif(
+    os.environ.get("RFB_WRITE_DOCS_SCREENSHOTS") != "1",
+    reason="set RFB_WRITE_DOCS_SCREENSHOTS=1 to write docs/viewer-controls.png",
+)
 def test_docs_screenshot(page, png_display):
     """docs/viewer-controls.png: the demo scene zoomed in, the strip shown, the overlay on."""
     from rfb.demo import Scene

@@ -136,8 +136,18 @@ def test_events_and_acks_from_the_comm_reach_the_display(display, widget):
     eventually(lambda: wire.payloads("v1", 1))
     seq = protocol.unpack_payload(wire.payloads("v1", 1)[0])[0]["seq"]
     say(w, "v1", 1, "text", text=json.dumps({"type": "ack", "seq": seq, "decode_ms": 1.5}))
-    say(w, "v1", 1, "text", text=json.dumps({"type": "event", "event": {
-        "type": "pointerdown", "x": 10.5, "y": 20.25, "button": 0, "buttons": 1, "modifiers": []}}))
+    say(
+        w,
+        "v1",
+        1,
+        "text",
+        text=json.dumps(
+            {
+                "type": "event",
+                "event": {"type": "pointerdown", "x": 10.5, "y": 20.25, "button": 0, "buttons": 1, "modifiers": []},
+            }
+        ),
+    )
     events = eventually(lambda: display.poll_events())
     assert (events[0].type, events[0].x, events[0].y) == ("pointerdown", 10.5, 20.25)
     eventually(lambda: display.viewers and display.viewers[0].decode_ms == 1.5)
@@ -148,8 +158,9 @@ def test_a_bad_hello_over_the_comm_is_refused_like_over_a_websocket(display, wid
     say(w, "v1", 1, "open")
     say(w, "v1", 1, "text", text=hello(token="wrong"))
     closes = eventually(lambda: [c for c, _ in wire.of("v1", 1) if c["op"] == "close"])
-    assert closes == [{"view": "v1", "conn": 1, "op": "close", "code": protocol.CLOSE_UNAUTHORIZED,
-                       "reason": "unauthorized"}]
+    assert closes == [
+        {"view": "v1", "conn": 1, "op": "close", "code": protocol.CLOSE_UNAUTHORIZED, "reason": "unauthorized"}
+    ]
     eventually(lambda: w.connections() == 0)
 
 
@@ -304,18 +315,23 @@ def assert_colours(nb: Notebook, index: int) -> None:
     while True:
         shot = nb.snapshot(index, QUADRANT_POINTS)
         got = [tuple(p[:3]) if p else None for p in shot["pixels"]]
-        if all(have is not None and all(abs(a - b) <= TOLERANCE for a, b in zip(have, want, strict=True))
-               for want, have in zip(QUADRANT_COLOURS, got, strict=True)):
+        if all(
+            have is not None and all(abs(a - b) <= TOLERANCE for a, b in zip(have, want, strict=True))
+            for want, have in zip(QUADRANT_COLOURS, got, strict=True)
+        ):
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"widget {index}: expected about {QUADRANT_COLOURS} at {QUADRANT_POINTS}, "
-                                 f"got {got} (canvas {shot['width']}x{shot['height']})")
+            raise AssertionError(
+                f"widget {index}: expected about {QUADRANT_COLOURS} at {QUADRANT_POINTS}, "
+                f"got {got} (canvas {shot['width']}x{shot['height']})"
+            )
         time.sleep(0.1)
 
 
 def notebook_cells(status: Path, *, origins: list[str], widget_cells: list[str]) -> list[str]:
-    setup = SETUP_CELL.format(w=W, h=H, w2=W // 2, h2=H // 2, origins=origins, status=str(status),
-                              colours=[RED, GREEN, BLUE, WHITE])
+    setup = SETUP_CELL.format(
+        w=W, h=H, w2=W // 2, h2=H // 2, origins=origins, status=str(status), colours=[RED, GREEN, BLUE, WHITE]
+    )
     return [setup, *widget_cells, "stop.set()\ndisplay.close()"]
 
 
@@ -323,8 +339,10 @@ def click_arrives(nb: Notebook, index: int) -> None:
     fx, fy = 250.5, 60.25  # the right half: not where a stretched or unscaled mapping lands
     nb.page.mouse.click(*nb.client_point(index, fx, fy))
     client = nb.stats(index)["clientId"]
-    status = nb.wait_status(lambda s: any(e["type"] == "pointerdown" and e["client"] == client for e in s["events"]),
-                            "the click as a pointerdown")
+    status = nb.wait_status(
+        lambda s: any(e["type"] == "pointerdown" and e["client"] == client for e in s["events"]),
+        "the click as a pointerdown",
+    )
     down = next(e for e in status["events"] if e["type"] == "pointerdown" and e["client"] == client)
     assert abs(down["x"] - fx) <= 1.5 and abs(down["y"] - fy) <= 1.5, (down, (fx, fy))
 
@@ -332,8 +350,9 @@ def click_arrives(nb: Notebook, index: int) -> None:
 @pytest.mark.browser
 def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyterlab, tmp_path):
     status = tmp_path / "status.json"
-    cells = notebook_cells(status, origins=[jupyterlab.origin],
-                           widget_cells=['display.widget(transport="auto")', "display"])
+    cells = notebook_cells(
+        status, origins=[jupyterlab.origin], widget_cells=['display.widget(transport="auto")', "display"]
+    )
     nb = Notebook(jupyterlab, "comm.ipynb", cells, block_port_except_lab=True, tmp=tmp_path, wait_s=WAIT_S)
     try:
         nb.run(0)
@@ -342,8 +361,9 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
         stats = nb.wait_drawn(0, frames=30)  # a stream, not a first frame: the acks come back over the comm
         assert stats["link"] == "comm", stats  # "auto": the WebSocket failed, the comm serves
         assert stats["transport"] == "webcodecs" and (stats["width"], stats["height"]) == (W, H), stats
-        reach = nb.page.evaluate("(url) => fetch(url).then(() => 'reached', () => 'unreachable')",
-                                 f"http://127.0.0.1:{port}/healthz")
+        reach = nb.page.evaluate(
+            "(url) => fetch(url).then(() => 'reached', () => 'unreachable')", f"http://127.0.0.1:{port}/healthz"
+        )
         assert reach == "unreachable"  # the proof that the comm carried it
         assert_colours(nb, 0)
         click_arrives(nb, 0)
@@ -356,8 +376,9 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
 
         old = nb.stats(0)["clientId"]
         nb.run(1)  # re-running a cell replaces its view: the old viewer leaves, a new one joins
-        nb.wait_status(lambda s: len(s["viewers"]) == 2 and old not in [v[0] for v in s["viewers"]],
-                       f"viewer {old} replaced")
+        nb.wait_status(
+            lambda s: len(s["viewers"]) == 2 and old not in [v[0] for v in s["viewers"]], f"viewer {old} replaced"
+        )
         assert nb.widgets() == 2
 
         nb.run(3)  # display.close(): every view keeps its last frame
@@ -372,7 +393,7 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
 @pytest.mark.browser
 def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyterlab, tmp_path):
     status = tmp_path / "status.json"
-    cells = notebook_cells(status, origins=[jupyterlab.origin], widget_cells=['display.widget()'])
+    cells = notebook_cells(status, origins=[jupyterlab.origin], widget_cells=["display.widget()"])
     nb = Notebook(jupyterlab, "websocket.ipynb", cells, block_port_except_lab=False, tmp=tmp_path, wait_s=WAIT_S)
     try:
         nb.run(0)

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from rfb.benchmark import machine
 from rfb.benchmark.patterns import PATTERNS
 from rfb.benchmark.sections import (
-    write_json_report,
     DEFAULT_SIZES,
     BenchmarkOptions,
     run_sections,
     section_names,
+    write_json_report,
 )
 
 
@@ -97,8 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for skip in report.skipped:
             print(f"  skipped {skip['route']}: {skip['reason']}")
     if args.json_path:
-        write_json_report(args.json_path, "rfb.benchmark", argv, machine=info,
-                          sections={r.name: r.to_json() for r in reports})
+        write_json_report(
+            args.json_path, "rfb.benchmark", argv, machine=info, sections={r.name: r.to_json() for r in reports}
+        )
     return 0
 
 

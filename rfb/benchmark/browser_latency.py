@@ -214,8 +214,10 @@ class LatencyOptions:
         if not self.viewers or any(n < 1 for n in self.viewers):
             raise ValueError(f"viewers must be positive counts, got {self.viewers}")
         if self.seconds <= 0 or self.fps <= 0 or self.warmup < 0 or self.pings < 1:
-            raise ValueError(f"seconds, fps and pings must be positive and warmup >= 0; got {self.seconds}, "
-                             f"{self.fps}, {self.pings}, {self.warmup}")
+            raise ValueError(
+                f"seconds, fps and pings must be positive and warmup >= 0; got {self.seconds}, "
+                f"{self.fps}, {self.pings}, {self.warmup}"
+            )
         unknown = [t for t in self.transports if t not in TRANSPORTS]
         if unknown or not self.transports:
             raise ValueError(f"transports must be drawn from {TRANSPORTS}, got {self.transports}")
@@ -280,7 +282,10 @@ def chromium(options: LatencyOptions) -> Iterator[Any]:
 
     with tempfile.TemporaryDirectory(prefix="rfb-bench-chromium-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(options.chromium), args=CHROMIUM_ARGS, headless=True,
+            profile,
+            executable_path=str(options.chromium),
+            args=CHROMIUM_ARGS,
+            headless=True,
             viewport=options.viewport,
         )
         try:
@@ -303,12 +308,15 @@ def viewer_page(context: Any, url: str, transport: str) -> Iterator[Any]:
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(with_query(url, transport="image") if transport == "image" else url)
-        page.wait_for_function("() => window.__rfbBench.ready && window.__rfb.stats.framesDrawn > 0",
-                               timeout=START_TIMEOUT_MS)
+        page.wait_for_function(
+            "() => window.__rfbBench.ready && window.__rfb.stats.framesDrawn > 0", timeout=START_TIMEOUT_MS
+        )
         shown = page.evaluate("window.__rfb.stats.transport")
         if shown != transport:
-            raise RuntimeError(f"expected the viewer on {transport}, got {shown} "
-                               f"(offered: {page.evaluate('window.__rfb.stats.supported')})")
+            raise RuntimeError(
+                f"expected the viewer on {transport}, got {shown} "
+                f"(offered: {page.evaluate('window.__rfb.stats.supported')})"
+            )
         yield page
     finally:
         page.close()
@@ -348,20 +356,33 @@ def collect(page: Any, display: Any, clock: ClockServer, options: LatencyOptions
     drift = abs(before.offset_ms - after.offset_ms) / 2
     sync = ClockSync((before.offset_ms + after.offset_ms) / 2, max(before.error_ms, after.error_ms) + drift)
     stats = page.evaluate("window.__rfb.stats")
-    return Window(t0, t1, published1 - published0, records, sync, busy_pct(busy0, busy1), stats.get("codec"),
-                  stats.get("clientId"), server)
+    return Window(
+        t0,
+        t1,
+        published1 - published0,
+        records,
+        sync,
+        busy_pct(busy0, busy1),
+        stats.get("codec"),
+        stats.get("clientId"),
+        server,
+    )
 
 
-def measure_transport(context: Any, clock: ClockServer, options: LatencyOptions, transport: str, viewers: int,
-                      frames: Sequence[Any]) -> dict[str, Any]:
+def measure_transport(
+    context: Any, clock: ClockServer, options: LatencyOptions, transport: str, viewers: int, frames: Sequence[Any]
+) -> dict[str, Any]:
     """One display, ``viewers - 1`` protocol viewers in a child process, and the measured page."""
     display = start_display(options.size, options.fps, options.bitrate, options.encoder, options.image_encoder)
     lifetime = 2 * START_TIMEOUT_MS / 1e3 + options.warmup + options.seconds + 60
     try:
-        with (Publisher(display, frames, options.fps),
-              ViewerProcess(display, transport, viewers - 1, lifetime=lifetime) if viewers > 1 else nullcontext()
-              as others,
-              viewer_page(context, display.url, transport) as page):
+        with (
+            Publisher(display, frames, options.fps),
+            ViewerProcess(display, transport, viewers - 1, lifetime=lifetime)
+            if viewers > 1
+            else nullcontext() as others,
+            viewer_page(context, display.url, transport) as page,
+        ):
             time.sleep(options.warmup)
             window = collect(page, display, clock, options)
             counts = others.counts(window.start, window.end) if others is not None else None
@@ -447,13 +468,21 @@ def run_all(options: LatencyOptions, say: Any = None) -> list[dict[str, Any]]:
 
 
 LATENCY_COLUMNS: list[Column] = [
-    ("transport", "transport", ""), ("encoder", "encoder", ""), ("viewers", "viewers", "d"),
-    ("pub fps", "published_fps", ".1f"), ("drawn fps", "drawn_fps", ".1f"),
-    ("median ms", "latency_ms_median", ".1f"), ("p95 ms", "latency_ms_p95", ".1f"),
-    ("p99 ms", "latency_ms_p99", ".1f"), ("max ms", "latency_ms_max", ".1f"),
-    ("probe med", "probe_latency_ms_median", ".1f"), ("arrive med", "to_arrival_ms_median", ".1f"),
-    ("draw med", "arrival_to_ack_ms_median", ".1f"), ("clock ±ms", "clock_error_ms", ".2f"),
-    ("others fps min", "others_fps_min", ".1f"), ("others ms", "others_latency_ms_median", ".1f"),
+    ("transport", "transport", ""),
+    ("encoder", "encoder", ""),
+    ("viewers", "viewers", "d"),
+    ("pub fps", "published_fps", ".1f"),
+    ("drawn fps", "drawn_fps", ".1f"),
+    ("median ms", "latency_ms_median", ".1f"),
+    ("p95 ms", "latency_ms_p95", ".1f"),
+    ("p99 ms", "latency_ms_p99", ".1f"),
+    ("max ms", "latency_ms_max", ".1f"),
+    ("probe med", "probe_latency_ms_median", ".1f"),
+    ("arrive med", "to_arrival_ms_median", ".1f"),
+    ("draw med", "arrival_to_ack_ms_median", ".1f"),
+    ("clock ±ms", "clock_error_ms", ".2f"),
+    ("others fps min", "others_fps_min", ".1f"),
+    ("others ms", "others_latency_ms_median", ".1f"),
     ("busy %", "machine_busy_pct", ".0f"),
 ]
 
@@ -471,14 +500,22 @@ def run(options: BenchmarkOptions) -> SectionReport:
     report = SectionReport("browser_latency")
     encoder, seconds = section_route(options), options.frames / options.fps
     for size in options.sizes:
-        latency = LatencyOptions(size=size, seconds=seconds, fps=options.fps, pattern=options.pattern,
-                                 encoder=encoder, bitrate=options.bitrate)
+        latency = LatencyOptions(
+            size=size,
+            seconds=seconds,
+            fps=options.fps,
+            pattern=options.pattern,
+            encoder=encoder,
+            bitrate=options.bitrate,
+        )
         try:
             report.rows += run_all(latency, options.say)
         except (FileNotFoundError, ImportError) as exc:
             report.skipped.append({"route": f"browser {size[0]}x{size[1]}", "reason": str(exc)})
-    report.notes.append(f"headless Chromium, pattern={options.pattern}, {options.fps:g} fps published, "
-                        f"{seconds:g} s per transport; publish() -> ack after drawImage")
+    report.notes.append(
+        f"headless Chromium, pattern={options.pattern}, {options.fps:g} fps published, "
+        f"{seconds:g} s per transport; publish() -> ack after drawImage"
+    )
     report.table = format_table(report.rows)
     return report
 
@@ -489,8 +526,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per transport (default 5)")
     p.add_argument("--fps", type=float, default=30.0, help="publish rate (default 30)")
     p.add_argument("--transport", choices=(*TRANSPORTS, "both"), default="both")
-    p.add_argument("--viewers", type=parse_counts, default=(1,),
-                   help="viewers per run: the page plus N-1 protocol viewers in a child process (default 1)")
+    p.add_argument(
+        "--viewers",
+        type=parse_counts,
+        default=(1,),
+        help="viewers per run: the page plus N-1 protocol viewers in a child process (default 1)",
+    )
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"H.264 route (default {DEFAULT_ENCODER})")
     p.add_argument("--pattern", choices=patterns.PATTERNS, default="scene")
     p.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"browser binary (default {CHROMIUM})")
@@ -498,8 +539,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         options = LatencyOptions(
-            size=args.size, seconds=args.seconds, fps=args.fps, encoder=args.encoder, pattern=args.pattern,
-            transports=TRANSPORTS if args.transport == "both" else (args.transport,), chromium=args.chromium,
+            size=args.size,
+            seconds=args.seconds,
+            fps=args.fps,
+            encoder=args.encoder,
+            pattern=args.pattern,
+            transports=TRANSPORTS if args.transport == "both" else (args.transport,),
+            chromium=args.chromium,
             viewers=args.viewers,
         )
         rows = run_all(options, lambda m: print(f"... {m}", file=sys.stderr, flush=True))
@@ -508,12 +554,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     info = machine.describe()
     print(f"machine: {machine.one_line(info)}")
-    print(f"headless Chromium, {options.size[0]}x{options.size[1]}, pattern={options.pattern}, {options.fps:g} fps "
-          f"published, {options.seconds:g} s per transport; latency: publish() -> ack sent after drawImage")
+    print(
+        f"headless Chromium, {options.size[0]}x{options.size[1]}, pattern={options.pattern}, {options.fps:g} fps "
+        f"published, {options.seconds:g} s per transport; latency: publish() -> ack sent after drawImage"
+    )
     print(format_table(rows))
     if args.json_path:
-        write_json_report(args.json_path, "rfb.benchmark.browser_latency", argv, machine=info,
-                          options={**asdict(options), "chromium": str(options.chromium)}, rows=rows)
+        write_json_report(
+            args.json_path,
+            "rfb.benchmark.browser_latency",
+            argv,
+            machine=info,
+            options={**asdict(options), "chromium": str(options.chromium)},
+            rows=rows,
+        )
     return 0
 
 

@@ -38,6 +38,7 @@ BASELINE_VIDEO = "baseline_x264"
 BASELINE_IMAGE = "baseline_pillow_jpeg"
 PNG_ROW = "image_png"
 
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One thing to time: a name, how to build it, how to call it, which baseline it faces."""

@@ -73,8 +73,9 @@ class FanoutOptions:
         if not self.viewers or any(n < 1 for n in self.viewers):
             raise ValueError(f"viewers must be positive counts, got {self.viewers}")
         if self.seconds <= 0 or self.fps <= 0 or self.warmup < 0:
-            raise ValueError(f"seconds and fps must be positive, warmup >= 0; got {self.seconds}, {self.fps}, "
-                             f"{self.warmup}")
+            raise ValueError(
+                f"seconds and fps must be positive, warmup >= 0; got {self.seconds}, {self.fps}, {self.warmup}"
+            )
         if self.pattern not in patterns.PATTERNS:
             raise ValueError(f"pattern must be one of {patterns.PATTERNS}, got {self.pattern!r}")
 
@@ -204,8 +205,14 @@ class ViewerProcess:
     """
 
     def __init__(self, display: Any, transport: str, viewers: int, *, silent: int = 0, lifetime: float) -> None:
-        self._config = {"url": f"ws://127.0.0.1:{display.port}/ws", "token": display.token, "viewers": viewers,
-                        "slow": silent, "transport": transport, "lifetime": lifetime}
+        self._config = {
+            "url": f"ws://127.0.0.1:{display.port}/ws",
+            "token": display.token,
+            "viewers": viewers,
+            "slow": silent,
+            "transport": transport,
+            "lifetime": lifetime,
+        }
         self._proc: subprocess.Popen[str] | None = None
 
     @property
@@ -216,7 +223,10 @@ class ViewerProcess:
     def __enter__(self) -> ViewerProcess:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "rfb.benchmark.fanout", "--client-process"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         try:
             self._send(self._config)
@@ -271,15 +281,23 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float, what: str) -> di
     return json.loads(line)
 
 
-def start_display(size: tuple[int, int], fps: float, bitrate: int | None, encoder: str,
-                  image_encoder: str | None = None) -> Any:
+def start_display(
+    size: tuple[int, int], fps: float, bitrate: int | None, encoder: str, image_encoder: str | None = None
+) -> Any:
     """A display on 127.0.0.1, port 0, with ``encoder`` (H.264 or image) and optionally an image route."""
-    from rfb.launch import start
     from rfb.encoders.registry import get_entry
+    from rfb.launch import start
 
     video = get_entry(encoder).transport == "webcodecs"
-    return start(*size, host="127.0.0.1", port=0, fps=fps, bitrate=auto_bitrate(size, fps, bitrate),
-                 video_encoder=encoder if video else None, image_encoder=image_encoder or (None if video else encoder))
+    return start(
+        *size,
+        host="127.0.0.1",
+        port=0,
+        fps=fps,
+        bitrate=auto_bitrate(size, fps, bitrate),
+        video_encoder=encoder if video else None,
+        image_encoder=image_encoder or (None if video else encoder),
+    )
 
 
 def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequence[Any]) -> dict[str, Any]:
@@ -290,8 +308,10 @@ def run_case(options: FanoutOptions, viewers: int, *, slow: bool, frames: Sequen
     lifetime = READY_TIMEOUT + options.warmup + options.seconds + RESULT_TIMEOUT
     display = start_display(options.size, options.fps, options.bitrate, options.encoder)
     try:
-        with (Publisher(display, frames, options.fps) as publisher,
-              ViewerProcess(display, transport, viewers, silent=int(slow), lifetime=lifetime) as clients):
+        with (
+            Publisher(display, frames, options.fps) as publisher,
+            ViewerProcess(display, transport, viewers, silent=int(slow), lifetime=lifetime) as clients,
+        ):
             time.sleep(options.warmup)
             before = _snapshot(display, publisher, clients.pid)
             time.sleep(options.seconds)
@@ -331,8 +351,16 @@ def _snapshot(display: Any, publisher: Publisher, client_pid: int) -> dict[str, 
     }
 
 
-def _row(options: FanoutOptions, viewers: int, slow: bool, encoder: str | None, transport: str,
-         before: dict[str, Any], after: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    options: FanoutOptions,
+    viewers: int,
+    slow: bool,
+    encoder: str | None,
+    transport: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    result: dict[str, Any],
+) -> dict[str, Any]:
     span = after["t"] - before["t"]
     g0, g1 = before["groups"][transport], after["groups"][transport]
     published = after["published"] - before["published"]
@@ -387,12 +415,20 @@ def run_all(options: FanoutOptions, say: Any = None) -> list[dict[str, Any]]:
 Column = tuple[str, str, str]  # (title, row key, format spec); None values print as "-"
 
 FANOUT_COLUMNS: list[Column] = [
-    ("viewers", "label", ">"), ("pub fps", "published_fps", ".1f"), ("fps min", "delivered_fps_min", ".1f"),
-    ("fps med", "delivered_fps_median", ".1f"), ("silent", "silent_viewer_frames", "d"),
-    ("enc/frame", "encodes_per_frame", ".3f"), ("dropped", "dropped_before_encode", "d"),
-    ("server %", "server_cpu_pct", ".0f"), ("loop %", "event_loop_cpu_pct", ".0f"),
-    ("client %", "client_cpu_pct", ".0f"), ("Mbit/s", "mbit_per_s", ".1f"), ("lat ms", "latency_ms_median", ".1f"),
-    ("p95 worst", "latency_ms_p95_worst", ".1f"), ("busy %", "machine_busy_pct", ".0f"),
+    ("viewers", "label", ">"),
+    ("pub fps", "published_fps", ".1f"),
+    ("fps min", "delivered_fps_min", ".1f"),
+    ("fps med", "delivered_fps_median", ".1f"),
+    ("silent", "silent_viewer_frames", "d"),
+    ("enc/frame", "encodes_per_frame", ".3f"),
+    ("dropped", "dropped_before_encode", "d"),
+    ("server %", "server_cpu_pct", ".0f"),
+    ("loop %", "event_loop_cpu_pct", ".0f"),
+    ("client %", "client_cpu_pct", ".0f"),
+    ("Mbit/s", "mbit_per_s", ".1f"),
+    ("lat ms", "latency_ms_median", ".1f"),
+    ("p95 worst", "latency_ms_p95_worst", ".1f"),
+    ("busy %", "machine_busy_pct", ".0f"),
 ]
 
 
@@ -400,13 +436,15 @@ def render_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     """A fixed-width text table: each column as wide as its title or its widest cell."""
     cells = [[("-" if r.get(key) is None else format(r[key], spec)) for _, key, spec in columns] for r in rows]
     widths = [max([len(title), *(len(line[i]) for line in cells)]) for i, (title, _, _) in enumerate(columns)]
+
     # Text columns (no format spec) align left, numbers right.
     def cell(text: str, width: int, spec: str) -> str:
         return text.ljust(width) if not spec else text.rjust(width)
 
     header = " ".join(cell(title, w, spec) for (title, _, spec), w in zip(columns, widths, strict=True))
-    body = [" ".join(cell(c, w, spec) for c, w, (_, _, spec) in zip(line, widths, columns, strict=True))
-            for line in cells]
+    body = [
+        " ".join(cell(c, w, spec) for c, w, (_, _, spec) in zip(line, widths, columns, strict=True)) for line in cells
+    ]
     return "\n".join([header, "-" * len(header), *body])
 
 
@@ -434,11 +472,20 @@ def run(options: BenchmarkOptions) -> SectionReport:
     report = SectionReport("fanout")
     encoder, seconds = section_route(options), options.frames / options.fps
     for size in options.sizes:
-        fan = FanoutOptions(viewers=DEFAULT_VIEWERS, size=size, seconds=seconds, fps=options.fps,
-                            encoder=encoder, pattern=options.pattern, bitrate=options.bitrate)
+        fan = FanoutOptions(
+            viewers=DEFAULT_VIEWERS,
+            size=size,
+            seconds=seconds,
+            fps=options.fps,
+            encoder=encoder,
+            pattern=options.pattern,
+            bitrate=options.bitrate,
+        )
         report.rows += run_all(fan, options.say)
-    report.notes.append(f"encoder {encoder}, pattern={options.pattern}, {options.fps:g} fps published, "
-                        f"{seconds:g} s per case, viewers in a separate process; N+s: one of N silent")
+    report.notes.append(
+        f"encoder {encoder}, pattern={options.pattern}, {options.fps:g} fps published, "
+        f"{seconds:g} s per case, viewers in a separate process; N+s: one of N silent"
+    )
     report.table = format_table(report.rows)
     return report
 
@@ -446,8 +493,9 @@ def run(options: BenchmarkOptions) -> SectionReport:
 # ---------------------------------------------------------------- the viewers' process
 
 
-async def _viewer(config: dict[str, Any], ack: bool, log: list[tuple[float, int]], first: asyncio.Event,
-                  sockets: list[Any]) -> None:
+async def _viewer(
+    config: dict[str, Any], ack: bool, log: list[tuple[float, int]], first: asyncio.Event, sockets: list[Any]
+) -> None:
     """One viewer: hello, then record (arrival time, bytes) of each payload and ack it at once (as drawn)."""
     from websockets.asyncio.client import connect
 
@@ -455,8 +503,9 @@ async def _viewer(config: dict[str, Any], ack: bool, log: list[tuple[float, int]
 
     supported = [protocol.H264_ANNEXB] if config["transport"] == "webcodecs" else [protocol.IMAGE_JPEG]
     hello = {"type": "hello", "supported": supported, "client": "rfb-benchmark-fanout", "token": config["token"]}
-    async with connect(config["url"], proxy=None, compression=None, max_size=None, open_timeout=10,
-                       close_timeout=2) as ws:
+    async with connect(
+        config["url"], proxy=None, compression=None, max_size=None, open_timeout=10, close_timeout=2
+    ) as ws:
         sockets.append(ws)
         await ws.send(json.dumps(hello))
         async for message in ws:
@@ -488,8 +537,10 @@ async def _clients(config: dict[str, Any]) -> None:
         t0, t1 = json.loads(line)["window"]
         inside = [[b for t, b in log if t0 <= t <= t1] for log in logs]
         lost = sum(task.done() for task in tasks)
-        print(json.dumps({"frames": [len(b) for b in inside], "bytes": [sum(b) for b in inside], "lost": lost}),
-              flush=True)
+        print(
+            json.dumps({"frames": [len(b) for b in inside], "bytes": [sum(b) for b in inside], "lost": lost}),
+            flush=True,
+        )
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         for task in tasks:
@@ -546,12 +597,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"encode route (default {DEFAULT_ENCODER})")
     p.add_argument("--pattern", choices=patterns.PATTERNS, default="scene")
     p.add_argument("--no-silent", action="store_true", help="skip the one-silent-viewer variant")
-    p.add_argument("--device-frames", action="store_true",
-                   help="publish CuPy arrays (needs a GPU): GPU routes take them in place, CPU routes download each once")
+    p.add_argument(
+        "--device-frames",
+        action="store_true",
+        help="publish CuPy arrays (needs a GPU): GPU routes take them in place, CPU routes download each once",
+    )
     p.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
-    p.add_argument("--links", default=None,
-                   help="Mbit/s per viewer, like 2,8,50: run python -m rfb.benchmark.links with the other "
-                        "options it takes (--size, --fps, --encoder, --pattern, --seconds)")
+    p.add_argument(
+        "--links",
+        default=None,
+        help="Mbit/s per viewer, like 2,8,50: run python -m rfb.benchmark.links with the other "
+        "options it takes (--size, --fps, --encoder, --pattern, --seconds)",
+    )
     p.add_argument("--client-process", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.client_process:
@@ -559,8 +616,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.links is not None:
         from rfb.benchmark import links
 
-        return links.main(["--links", args.links, "--size", f"{args.size[0]}x{args.size[1]}", "--fps", str(args.fps),
-                           "--encoder", args.encoder, "--pattern", args.pattern, "--seconds", str(args.seconds)])
+        return links.main(
+            [
+                "--links",
+                args.links,
+                "--size",
+                f"{args.size[0]}x{args.size[1]}",
+                "--fps",
+                str(args.fps),
+                "--encoder",
+                args.encoder,
+                "--pattern",
+                args.pattern,
+                "--seconds",
+                str(args.seconds),
+            ]
+        )
     if args.device_frames:
         from rfb.gpu.context import cupy_available
 
@@ -569,9 +640,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: --device-frames needs CuPy and a CUDA GPU: {reason}", file=sys.stderr)
             return 2
     try:
-        options = FanoutOptions(viewers=args.viewers, size=args.size, seconds=args.seconds, fps=args.fps,
-                                encoder=args.encoder, pattern=args.pattern, slow_variant=not args.no_silent,
-                                device_frames=args.device_frames)
+        options = FanoutOptions(
+            viewers=args.viewers,
+            size=args.size,
+            seconds=args.seconds,
+            fps=args.fps,
+            encoder=args.encoder,
+            pattern=args.pattern,
+            slow_variant=not args.no_silent,
+            device_frames=args.device_frames,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -579,12 +657,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run_all(options, lambda m: print(f"... {m}", file=sys.stderr, flush=True))
     print(f"machine: {machine.one_line(info)}")
     origin = "CuPy arrays (device frames)" if options.device_frames else "NumPy arrays"
-    print(f"encoder {rows[0]['encoder']}, {options.size[0]}x{options.size[1]}, pattern={options.pattern}, {origin}, "
-          f"{options.fps:g} fps published, {options.seconds:g} s per case; N+s: N viewers, one of them silent")
+    print(
+        f"encoder {rows[0]['encoder']}, {options.size[0]}x{options.size[1]}, pattern={options.pattern}, {origin}, "
+        f"{options.fps:g} fps published, {options.seconds:g} s per case; N+s: N viewers, one of them silent"
+    )
     print(format_table(rows))
     if args.json_path:
-        write_json_report(args.json_path, "rfb.benchmark.fanout", argv, machine=info,
-                          options=asdict(options), rows=rows)
+        write_json_report(
+            args.json_path, "rfb.benchmark.fanout", argv, machine=info, options=asdict(options), rows=rows
+        )
     return 0
 
 

@@ -71,16 +71,12 @@ CPU_ORIGIN: dict[str, str] = {
 DEFAULT_CPU_ORIGIN: dict[str, str] = {"webcodecs": "h264_cpu", "image": "image"}
 
 
-
 # -- statistics and turn-taking --------------------------------------------------------
 
 
 def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
     """Median, p95 and p99 in milliseconds of per-frame times given in seconds."""
-    return {
-        f"{k}_ms": round(percentile(seconds, q) * 1e3, 4)
-        for k, q in (("median", 50), ("p95", 95), ("p99", 99))
-    }
+    return {f"{k}_ms": round(percentile(seconds, q) * 1e3, 4) for k, q in (("median", 50), ("p95", 95), ("p99", 99))}
 
 
 def take_turns(steps: Sequence[Callable[[int], None]], indices: Sequence[int]) -> None:
@@ -135,9 +131,7 @@ class _Path:
 class _Frames:
     """The run's pictures: host rgb24 for the CPU origin and PSNR, device copies for the GPU origin."""
 
-    def __init__(
-        self, pattern: str, width: int, height: int, count: int, device_id: int
-    ) -> None:
+    def __init__(self, pattern: str, width: int, height: int, count: int, device_id: int) -> None:
         from rfb.gpu.context import import_cupy
 
         self._cp = cp = import_cupy()
@@ -163,9 +157,7 @@ class _Frames:
 class _GpuPath(_Path):
     """A GPU route fed a device frame: NV12 made on the GPU for H.264 routes, the rgb24 itself for image routes."""
 
-    def __init__(
-        self, name: str, encoder: EncoderBackend, frames: _Frames, config: EncoderConfig
-    ) -> None:
+    def __init__(self, name: str, encoder: EncoderBackend, frames: _Frames, config: EncoderConfig) -> None:
         from rfb.gpu.arrays import cuda_frame
         from rfb.gpu.context import import_cupy
 
@@ -179,9 +171,7 @@ class _GpuPath(_Path):
         self._cp = cp = import_cupy()
         self._device_id = config.device_id
         with cp.cuda.Device(config.device_id):
-            self._nv12 = cp.empty(
-                (config.height * 3 // 2, config.width), dtype=cp.uint8
-            )
+            self._nv12 = cp.empty((config.height * 3 // 2, config.width), dtype=cp.uint8)
             self._start, self._end = cp.cuda.Event(), cp.cuda.Event()
         self._frame = cuda_frame(self._nv12, device_id=config.device_id)
 
@@ -190,9 +180,7 @@ class _GpuPath(_Path):
         from rfb.gpu.convert import rgb_to_nv12
 
         cp = self._cp
-        convert = (
-            self.decoder is not None
-        )  # H.264 routes take NV12; image routes RGB as it is
+        convert = self.decoder is not None  # H.264 routes take NV12; image routes RGB as it is
         rendered = self.frames.render(index)
         with cp.cuda.Device(self._device_id):
             c0 = time.process_time()
@@ -274,9 +262,7 @@ def _adapted(encoder: EncoderBackend) -> EncoderBackend:
         raise
 
 
-def _scores(
-    rgb: np.ndarray, payloads: list[EncodedPayload], decoder: H264Decoder | None
-) -> list[float]:
+def _scores(rgb: np.ndarray, payloads: list[EncodedPayload], decoder: H264Decoder | None) -> list[float]:
     if decoder is None:  # an image route: each payload is a picture
         return [psnr(rgb, decode_image(p.data)) for p in payloads]
     return [psnr(rgb, picture) for p in payloads for picture in decoder.decode(p.data)]
@@ -351,9 +337,7 @@ def _label(name: str, from_device: bool) -> str:
     return f"{name} (device frame)" if from_device else name
 
 
-def _guarded(
-    path: _GpuPath | _CpuPath, broken: dict[str, str], *, timed: bool
-) -> Callable[[int], None]:
+def _guarded(path: _GpuPath | _CpuPath, broken: dict[str, str], *, timed: bool) -> Callable[[int], None]:
     """``path.step`` that, once it has raised, records why and does nothing more."""
 
     def step(index: int) -> None:
@@ -377,9 +361,7 @@ def cpu_origin_of(route: str, transport: str = "webcodecs") -> str:
     return CPU_ORIGIN.get(route) or DEFAULT_CPU_ORIGIN.get(transport, "h264_cpu")
 
 
-def _row(
-    gpu: _GpuPath, cpu: _CpuPath | None, cpu_device: _CpuPath | None, config: EncoderConfig
-) -> dict[str, Any]:
+def _row(gpu: _GpuPath, cpu: _CpuPath | None, cpu_device: _CpuPath | None, config: EncoderConfig) -> dict[str, Any]:
     m = gpu.measured
     total = summary_ms(m.total)
     row: dict[str, Any] = {
@@ -434,9 +416,7 @@ def _registry_factory(name: str) -> Callable[[EncoderConfig], EncoderBackend]:
     return get_entry(name).factory
 
 
-def plan(
-    options: BenchmarkOptions, report: SectionReport
-) -> tuple[list[str], list[str]]:
+def plan(options: BenchmarkOptions, report: SectionReport) -> tuple[list[str], list[str]]:
     """The GPU routes to time and their CPU-origin routes; the rest go to ``report.skipped``."""
     from rfb.encoders.registry import encoder_status
 
@@ -448,20 +428,14 @@ def plan(
         if s.available:
             gpu_routes.append(s.name)
         else:
-            report.skipped.append(
-                {"route": s.name, "reason": s.reason or "unavailable"}
-            )
+            report.skipped.append({"route": s.name, "reason": s.reason or "unavailable"})
     cpu_routes = []
-    for name in dict.fromkeys(
-        cpu_origin_of(r, status[r].transport) for r in gpu_routes
-    ):
+    for name in dict.fromkeys(cpu_origin_of(r, status[r].transport) for r in gpu_routes):
         origin = status.get(name)
         if origin is not None and origin.available:
             cpu_routes.append(name)
         else:
-            reason = (
-                "not registered" if origin is None else origin.reason or "unavailable"
-            )
+            reason = "not registered" if origin is None else origin.reason or "unavailable"
             report.skipped.append({"route": f"{name} (CPU origin)", "reason": reason})
     return gpu_routes, cpu_routes
 
@@ -482,9 +456,7 @@ def run(options: BenchmarkOptions) -> SectionReport:
         from rfb.gpu.context import cupy_available
 
         reason = cupy_available()
-        if (
-            reason is not None
-        ):  # every GPU route's probe asks for CuPy; this is belt and braces
+        if reason is not None:  # every GPU route's probe asks for CuPy; this is belt and braces
             report.skipped += [{"route": r, "reason": reason} for r in routes]
             routes = []
     for width, height in options.sizes if routes else ():
@@ -495,21 +467,11 @@ def run(options: BenchmarkOptions) -> SectionReport:
             bitrate=options.bitrate_for(width, height),
             gop=None,
         )
-        options.say(
-            f"gpu {width}x{height}: {', '.join(routes)} against {', '.join(cpu_routes) or 'no CPU route'}"
-        )
-        report.rows += measure_size(
-            routes, cpu_routes, config, options, _registry_factory, report.skipped
-        )
+        options.say(f"gpu {width}x{height}: {', '.join(routes)} against {', '.join(cpu_routes) or 'no CPU route'}")
+        report.rows += measure_size(routes, cpu_routes, config, options, _registry_factory, report.skipped)
     if any(r in NVENC_ROUTES for r in (*routes, *(s["route"] for s in report.skipped))):
         report.notes.append(f"NVENC library: {environment_note()}")
-    overridden = sorted(
-        {
-            r["route"]
-            for r in report.rows
-            if "override" in (r["engine"], r.get("cpu_origin_engine"))
-        }
-    )
+    overridden = sorted({r["route"] for r in report.rows if "override" in (r["engine"], r.get("cpu_origin_engine"))})
     if overridden:
         report.notes.append(
             "ENCODE ENGINE NOT THE SYSTEM'S DRIVER for "

@@ -46,11 +46,7 @@ def describe_gpu(device_id: int = 0) -> dict[str, Any]:
         _cuda_ok(err, "cuDriverGetVersion")
     except (GpuUnavailable, RuntimeError) as exc:
         return {"available": False, "reason": str(exc)}
-    name = (
-        raw.split(b"\0", 1)[0].decode(errors="replace")
-        if isinstance(raw, bytes)
-        else str(raw)
-    )
+    name = raw.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw, bytes) else str(raw)
     return {
         "available": True,
         "device_id": device_id,

@@ -110,7 +110,9 @@ def measure(cp: Any, width: int, height: int, pixel_format: str, calls: int, ban
 
     moved = width * height * channels + width * height * 3 // 2
     return HotPathRow(
-        width, height, pixel_format,
+        width,
+        height,
+        pixel_format,
         amortised_us=round(amortised * 1e6, 2),
         one_call_us=round(statistics.median(singles) * 1e6, 2),
         kernel_us=round(kernel * 1e6, 2),
@@ -144,7 +146,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rfb.benchmark.hotpath", description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=_parse_size, action="append", help="WxH (repeatable; default 1920x1080 and 3840x2160)")
+    parser.add_argument(
+        "--size", type=_parse_size, action="append", help="WxH (repeatable; default 1920x1080 and 3840x2160)"
+    )
     parser.add_argument("--calls", type=int, default=200, help="calls per measurement (default 200)")
     parser.add_argument("--json", dest="json_path", help="also write the rows and the machine to this file")
     args = parser.parse_args(argv)

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,8 +88,9 @@ class ThrottledLink:
                 await sender
             writer.close()
 
-    async def _deliver(self, queue: asyncio.Queue[tuple[float, bytes] | None], writer: asyncio.StreamWriter,
-                       down: bool) -> None:
+    async def _deliver(
+        self, queue: asyncio.Queue[tuple[float, bytes] | None], writer: asyncio.StreamWriter, down: bool
+    ) -> None:
         while (item := await queue.get()) is not None:
             due, data = item
             await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -116,8 +116,11 @@ class LinkViewer:
 
     async def start(self, timeout: float = 10.0) -> LinkViewer:
         self._task = asyncio.create_task(self._run())
-        done, _ = await asyncio.wait({self._task, asyncio.ensure_future(self._ready.wait())}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {self._task, asyncio.ensure_future(self._ready.wait())},
+            timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         if self._task in done:
             self._task.result()  # raises what ended it
         if not self._ready.is_set():
@@ -139,8 +142,14 @@ class LinkViewer:
         if self.token is not None:
             hello["token"] = self.token
         decoder = H264Decoder()
-        async with connect(f"ws://127.0.0.1:{self.port}/ws", proxy=None, compression=None, max_size=None,
-                           open_timeout=10, close_timeout=1) as ws:
+        async with connect(
+            f"ws://127.0.0.1:{self.port}/ws",
+            proxy=None,
+            compression=None,
+            max_size=None,
+            open_timeout=10,
+            close_timeout=1,
+        ) as ws:
             await ws.send(json.dumps(hello))
             async for message in ws:
                 if isinstance(message, str):
@@ -180,8 +189,9 @@ class LinkResult:
     decode_errors: int
 
 
-async def measure_links(display: Any, rates_mbit: Sequence[float], *, seconds: float, warmup: float,
-                        delay_s: float) -> list[LinkResult]:
+async def measure_links(
+    display: Any, rates_mbit: Sequence[float], *, seconds: float, warmup: float, delay_s: float
+) -> list[LinkResult]:
     """Connect one viewer per link rate, let tiers settle for ``warmup`` s, then measure ``seconds``."""
     links = [ThrottledLink(display.port, mbit * 1e6, delay_s) for mbit in rates_mbit]
     viewers: list[LinkViewer] = []
@@ -200,8 +210,10 @@ async def measure_links(display: Any, rates_mbit: Sequence[float], *, seconds: f
         end = time.monotonic()
         latency = display.latency(end - start)
         final = {info.client_id: info for info in display.viewers}
-        return [_result(mbit, v, start, end, latency.get(v.client_id), seen[i], final.get(v.client_id))
-                for i, (mbit, v) in enumerate(zip(rates_mbit, viewers))]
+        return [
+            _result(mbit, v, start, end, latency.get(v.client_id), seen[i], final.get(v.client_id))
+            for i, (mbit, v) in enumerate(zip(rates_mbit, viewers))
+        ]
     finally:
         for viewer in viewers:
             await viewer.close()
@@ -209,8 +221,9 @@ async def measure_links(display: Any, rates_mbit: Sequence[float], *, seconds: f
             await link.close()
 
 
-def _result(mbit: float, viewer: LinkViewer, start: float, end: float, summary: Any, tiers: set[int],
-            final: Any) -> LinkResult:
+def _result(
+    mbit: float, viewer: LinkViewer, start: float, end: float, summary: Any, tiers: set[int], final: Any
+) -> LinkResult:
     window = [(t, n, w) for t, n, w in viewer.arrivals if start <= t <= end]
     times = [start] + [t for t, _, _ in window] + [end]
     gaps = np.diff(times) if len(times) > 1 else np.array([end - start])
@@ -225,20 +238,27 @@ def _result(mbit: float, viewer: LinkViewer, start: float, end: float, summary: 
         tiers=tuple(sorted(tiers)),
         final_tier=final.tier if final is not None else -1,
         group=final.group if final is not None else None,
-        sent_mbit=(round(final.sent_bytes_per_s * 8 / 1e6, 2)
-                   if final is not None and final.sent_bytes_per_s is not None else None),
+        sent_mbit=(
+            round(final.sent_bytes_per_s * 8 / 1e6, 2)
+            if final is not None and final.sent_bytes_per_s is not None
+            else None
+        ),
         width=viewer.arrivals[-1][2] if viewer.arrivals else 0,
         decode_errors=viewer.decode_errors,
     )
 
 
 def format_results(results: Sequence[LinkResult]) -> str:
-    lines = ["| link | fps | latency p50 | latency p95 | longest gap | bitrate | tier (seen) | width |",
-             "|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "| link | fps | latency p50 | latency p95 | longest gap | bitrate | tier (seen) | width |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for r in results:
-        ms = (lambda v: "-" if v is None else f"{v:.0f} ms")
-        lines.append(f"| {r.mbit:g} Mbit/s | {r.fps:.1f} | {ms(r.p50_ms)} | {ms(r.p95_ms)} | {r.max_gap_s:.2f} s "
-                     f"| {r.bitrate_mbit:.2f} Mbit/s | {r.final_tier} ({', '.join(map(str, r.tiers))}) | {r.width} |")
+        ms = lambda v: "-" if v is None else f"{v:.0f} ms"
+        lines.append(
+            f"| {r.mbit:g} Mbit/s | {r.fps:.1f} | {ms(r.p50_ms)} | {ms(r.p95_ms)} | {r.max_gap_s:.2f} s "
+            f"| {r.bitrate_mbit:.2f} Mbit/s | {r.final_tier} ({', '.join(map(str, r.tiers))}) | {r.width} |"
+        )
     return "\n".join(lines)
 
 
@@ -247,13 +267,22 @@ async def _main_async(args: argparse.Namespace) -> list[LinkResult]:
     from rfb.launch import serve
 
     width, height = args.size
-    display = await serve(width, height, port=0, fps=args.fps, bitrate=int(args.bitrate * 1e6),
-                          video_encoder=args.encoder, image_encoder=None, still_after=None,
-                          adaptive=not args.no_adapt)
+    display = await serve(
+        width,
+        height,
+        port=0,
+        fps=args.fps,
+        bitrate=int(args.bitrate * 1e6),
+        video_encoder=args.encoder,
+        image_encoder=None,
+        still_after=None,
+        adaptive=not args.no_adapt,
+    )
     try:
         with Publisher(display, prerender(args.pattern, width, height), args.fps):
-            return await measure_links(display, args.links, seconds=args.seconds, warmup=args.warmup,
-                                       delay_s=args.delay_ms / 1e3)
+            return await measure_links(
+                display, args.links, seconds=args.seconds, warmup=args.warmup, delay_s=args.delay_ms / 1e3
+            )
     finally:
         await display.aclose()
 
@@ -286,9 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = asyncio.run(_main_async(args))
     print(f"machine: {machine.one_line(machine.describe())}")
-    print(f"encoder {args.encoder}, {args.size[0]}x{args.size[1]}, pattern={args.pattern}, {args.fps:g} fps, "
-          f"top tier {args.bitrate:g} Mbit/s, {args.delay_ms:g} ms added each way, adaptive={not args.no_adapt}, "
-          f"{args.warmup:g} s to settle then {args.seconds:g} s measured")
+    print(
+        f"encoder {args.encoder}, {args.size[0]}x{args.size[1]}, pattern={args.pattern}, {args.fps:g} fps, "
+        f"top tier {args.bitrate:g} Mbit/s, {args.delay_ms:g} ms added each way, adaptive={not args.no_adapt}, "
+        f"{args.warmup:g} s to settle then {args.seconds:g} s measured"
+    )
     print(format_results(results))
     return 0
 

@@ -48,8 +48,9 @@ class FixedInterface:
     Keeps ``owner`` alive.
     """
 
-    def __init__(self, owner: Any, pointer: int, shape: tuple[int, ...],
-                 strides: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, owner: Any, pointer: int, shape: tuple[int, ...], strides: tuple[int, ...] | None = None
+    ) -> None:
         self.owner = owner
         self.__cuda_array_interface__ = {
             "shape": shape,
@@ -267,7 +268,7 @@ ROUTES = ("nvenc_gpu_cffi", "nvenc_gpu_pyav")
 
 
 def unavailable_routes(device_id: int = 0) -> list[str]:
-    """"ROUTE: reason" for each of :data:`ROUTES` whose probe says it cannot run here."""
+    """ "ROUTE: reason" for each of :data:`ROUTES` whose probe says it cannot run here."""
     from rfb.encoders.registry import get_entry, probe_entry
 
     reasons = {name: probe_entry(get_entry(name), device_id=device_id) for name in ROUTES}
@@ -300,9 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{result['size']}, {args.frames} frames, engines {result['engines']}")
     for name, route in result["routes"].items():
         stats = route["latency"]
-        print(f"  {name:<16} median {stats['median_ms']:.3f} ms  p95 {stats['p95_ms']:.3f}  p99 {stats['p99_ms']:.3f}  "
-              f"{route['kb_per_frame']:.1f} KB/frame  luma PSNR {route['luma_psnr_db']} dB  "
-              f"one AU per call: {route['one_access_unit_per_call']}")
+        print(
+            f"  {name:<16} median {stats['median_ms']:.3f} ms  p95 {stats['p95_ms']:.3f}  p99 {stats['p99_ms']:.3f}  "
+            f"{route['kb_per_frame']:.1f} KB/frame  luma PSNR {route['luma_psnr_db']} dB  "
+            f"one AU per call: {route['one_access_unit_per_call']}"
+        )
     print(f"  cffi/PyAV median ratio {result['ratio_median']}")
     if args.json_path:
         with open(args.json_path, "w", encoding="utf-8") as f:

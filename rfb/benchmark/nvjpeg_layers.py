@@ -47,17 +47,21 @@ BETWEEN = ("none", "sleep", "spin", "cpu-jpeg", "render")
 GAP_S = 0.003
 
 
-def _neighbour(what: str, host: list[np.ndarray], device: list[Any], cp: Any, width: int, height: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+def _neighbour(
+    what: str, host: list[np.ndarray], device: list[Any], cp: Any, width: int, height: int
+) -> tuple[Callable[[int], None], Callable[[], None]]:
     """(step, close): the untimed work run before each timed call."""
     if what == "none":
         return (lambda i: None), (lambda: None)
     if what == "sleep":
         return (lambda i: time.sleep(GAP_S)), (lambda: None)
     if what == "spin":
+
         def spin(i: int) -> None:
             end = time.perf_counter() + GAP_S
             while time.perf_counter() < end:
                 pass
+
         return spin, (lambda: None)
     if what == "cpu-jpeg":
         from rfb.encoders.base import EncoderConfig
@@ -65,8 +69,10 @@ def _neighbour(what: str, host: list[np.ndarray], device: list[Any], cp: Any, wi
         from rfb.frames import frame_from_array
 
         encoder = get_entry("image").factory(EncoderConfig(width, height, quality=80))
+
         def cpu_jpeg(i: int) -> None:
             encoder.encode(frame_from_array(host[i % len(host)]))
+
         return cpu_jpeg, encoder.close
     if what == "render":
         canvas = cp.empty_like(device[0])
@@ -74,6 +80,7 @@ def _neighbour(what: str, host: list[np.ndarray], device: list[Any], cp: Any, wi
         def render(i: int) -> None:
             canvas[...] = device[i % len(device)]
             cp.cuda.get_current_stream().synchronize()
+
         return render, (lambda: None)
     raise ValueError(f"--between takes one of {BETWEEN}, got {what!r}")
 
@@ -117,7 +124,12 @@ def measure(cp: Any, gpu: str, width: int, height: int, pattern: str, between: s
     if payload.data[:2] != b"\xff\xd8":
         raise RuntimeError(f"expected jpeg_gpu to return a JPEG (FF D8), got {payload.data[:2].hex()}")
     return {
-        "gpu": gpu, "width": width, "height": height, "pattern": pattern, "frames": frames, "between": between,
+        "gpu": gpu,
+        "width": width,
+        "height": height,
+        "pattern": pattern,
+        "frames": frames,
+        "between": between,
         "nvjpegffi_ms_median": round(percentile(binding, 50) * 1e3, 3),
         "nvjpegffi_ms_p95": round(percentile(binding, 95) * 1e3, 3),
         "jpeg_gpu_ms_median": round(percentile(route, 50) * 1e3, 3),
@@ -155,10 +167,13 @@ def main(argv: list[str]) -> int:
         for width, height, pattern in plan:
             row = measure(cp, gpu, width, height, pattern, between, args.frames)
             rows.append(row)
-            print(f"{width}x{height} {pattern:<8} between={between:<8} "
-                  f"nvjpegffi {row['nvjpegffi_ms_median']:.3f} ms (p95 {row['nvjpegffi_ms_p95']:.3f}) "
-                  f"jpeg_gpu {row['jpeg_gpu_ms_median']:.3f} ms (p95 {row['jpeg_gpu_ms_p95']:.3f}) "
-                  f"GPU {row['gpu_ms_median']:.3f} ms  {row['kb_per_frame']:.1f} KB", flush=True)
+            print(
+                f"{width}x{height} {pattern:<8} between={between:<8} "
+                f"nvjpegffi {row['nvjpegffi_ms_median']:.3f} ms (p95 {row['nvjpegffi_ms_p95']:.3f}) "
+                f"jpeg_gpu {row['jpeg_gpu_ms_median']:.3f} ms (p95 {row['jpeg_gpu_ms_p95']:.3f}) "
+                f"GPU {row['gpu_ms_median']:.3f} ms  {row['kb_per_frame']:.1f} KB",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)

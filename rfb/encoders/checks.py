@@ -14,7 +14,6 @@ from __future__ import annotations
 from rfb.encoders.base import EncoderConfig
 from rfb.frames import FrameError, RawFrame, frame_from_array
 
-
 # libx264 through PyAV, measured on this project's CI machine for rgb24, rgba8 and nv12
 # alike: 2x4 encodes; 4x2, 64x2 and 2x2 fail inside encode(); 16384 on either side
 # opens, 16386 does not. libx264 is every display's last H.264 route.
@@ -30,21 +29,30 @@ def video_size_problem(width: int, height: int) -> str | None:
     odd = " and ".join(f"{n} {v}" for n, v in (("width", width), ("height", height)) if v % 2)
     if odd:
         return f"H.264 (4:2:0) needs even frame dimensions, got {width}x{height}: {odd} is odd"
-    low = [f"{n} {v} is below {m}" for n, v, m in (("width", width, H264_MIN_WIDTH), ("height", height, H264_MIN_HEIGHT))
-           if v < m]
+    low = [
+        f"{n} {v} is below {m}"
+        for n, v, m in (("width", width, H264_MIN_WIDTH), ("height", height, H264_MIN_HEIGHT))
+        if v < m
+    ]
     high = [f"{n} {v} is above {H264_MAX_SIDE}" for n, v in (("width", width), ("height", height)) if v > H264_MAX_SIDE]
     if low or high:
-        return (f"H.264 routes encode frames from {H264_MIN_WIDTH}x{H264_MIN_HEIGHT} to "
-                f"{H264_MAX_SIDE}x{H264_MAX_SIDE} pixels, got {width}x{height}: {' and '.join(low + high)}")
+        return (
+            f"H.264 routes encode frames from {H264_MIN_WIDTH}x{H264_MIN_HEIGHT} to "
+            f"{H264_MAX_SIDE}x{H264_MAX_SIDE} pixels, got {width}x{height}: {' and '.join(low + high)}"
+        )
     return None
 
 
 def image_size_problem(width: int, height: int) -> str | None:
     """Why no image route can encode ``width`` x ``height`` frames, or None when one can."""
-    high = [f"{n} {v} is above {IMAGE_MAX_SIDE}" for n, v in (("width", width), ("height", height)) if v > IMAGE_MAX_SIDE]
+    high = [
+        f"{n} {v} is above {IMAGE_MAX_SIDE}" for n, v in (("width", width), ("height", height)) if v > IMAGE_MAX_SIDE
+    ]
     if high:
-        return (f"image routes (JPEG) encode frames up to {IMAGE_MAX_SIDE}x{IMAGE_MAX_SIDE} pixels, "
-                f"got {width}x{height}: {' and '.join(high)}")
+        return (
+            f"image routes (JPEG) encode frames up to {IMAGE_MAX_SIDE}x{IMAGE_MAX_SIDE} pixels, "
+            f"got {width}x{height}: {' and '.join(high)}"
+        )
     return None
 
 

@@ -79,9 +79,7 @@ class ImageEncoder:
         self._pool: ThreadPoolExecutor | None = None  # strip encoders, made on first large frame
         self._closed = False
 
-    def encode(
-        self, frame: RawFrame, *, force_keyframe: bool = False, lossless: bool = False
-    ) -> list[EncodedPayload]:
+    def encode(self, frame: RawFrame, *, force_keyframe: bool = False, lossless: bool = False) -> list[EncodedPayload]:
         """One JPEG of the frame (``config.quality``), or one PNG with ``lossless=True``."""
         frame = self._check_frame(frame)
         if lossless:

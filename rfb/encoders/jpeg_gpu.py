@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from rfb.colorspace import DEFAULT_MATRIX, color_matrix, nv12_planes
 from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable, Transport
 from rfb.encoders.image import JPEG_MIME, PNG_MIME, ImageEncoder
 from rfb.encoders.registry import EncoderEntry
@@ -49,12 +50,10 @@ from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu.arrays import DeviceArray, as_cupy, check_cuda_frame
 from rfb.gpu.context import cupy_available, import_cupy
 from rfb.gpu.convert import DEVICE_ROUND_U8, to_host_rgb
-from rfb.colorspace import DEFAULT_MATRIX, color_matrix, nv12_planes
 
 if TYPE_CHECKING:
     from nvjpegffi import JpegEncoder
     from nvjpegffi.cuda import CudaContext
-
     from rfb.gpu.staging import DeviceStaging
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,9 @@ JFIF_MATRIX = ("bt601", True)
 _CAI_LEGACY_STREAM, _CAI_PER_THREAD_STREAM = 1, 2
 
 _KERNEL_NAME = "rfb_nv12_rematrix"
-_KERNEL_SOURCE = DEVICE_ROUND_U8 + r"""
+_KERNEL_SOURCE = (
+    DEVICE_ROUND_U8
+    + r"""
 // One thread per 2x2 block: four luma samples and the block's chroma pair, through
 // one affine map of (Y, U, V); chroma uses the block's mean luma.
 extern "C" __global__ void rfb_nv12_rematrix(
@@ -103,6 +104,7 @@ extern "C" __global__ void rfb_nv12_rematrix(
     out[1] = rfb_to_u8(m20 * mean + m21 * u + m22 * v + b2);
 }
 """
+)
 _BLOCK = (32, 8, 1)
 
 
@@ -208,8 +210,11 @@ class JpegGpuEncoder:
             data, mime = self._png(frame), PNG_MIME
         else:
             data, mime = self._jpeg_bytes(jpeg, frame), JPEG_MIME
-        return [EncodedPayload(data=data, keyframe=True, width=frame.width, height=frame.height,
-                               transport="image", mime=mime)]
+        return [
+            EncodedPayload(
+                data=data, keyframe=True, width=frame.width, height=frame.height, transport="image", mime=mime
+            )
+        ]
 
     def flush(self) -> list[EncodedPayload]:
         """Nothing is ever held back."""
@@ -325,8 +330,15 @@ class JpegGpuEncoder:
             target = self._buffer(cp, "nv12", (frame.height + frame.height // 2, frame.width))
             half_w, half_h = frame.width // 2, frame.height // 2
             grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
-            args = (as_cupy(frame.data), np.int64(frame.stride), target, np.int64(frame.width),
-                    np.int32(half_w), np.int32(half_h), *(np.float32(c) for c in self.nv12_coefficients))
+            args = (
+                as_cupy(frame.data),
+                np.int64(frame.stride),
+                target,
+                np.int64(frame.width),
+                np.int32(half_w),
+                np.int32(half_h),
+                *(np.float32(c) for c in self.nv12_coefficients),
+            )
             _kernel()(grid, _BLOCK, args)
         self.conversions += 1
         return target
@@ -361,8 +373,12 @@ def _open_nvjpeg(config: EncoderConfig, subsampling: str, context: CudaContext |
         raise EncoderUnavailable(f"{NAME}: nvjpegffi cannot be imported: {exc}") from exc
     try:
         return nvjpegffi.JpegEncoder(
-            config.width, config.height, quality=config.quality, subsampling=subsampling,  # type: ignore[arg-type]
-            device=config.device_id, context=context,
+            config.width,
+            config.height,
+            quality=config.quality,
+            subsampling=subsampling,  # type: ignore[arg-type]
+            device=config.device_id,
+            context=context,
         )
     except nvjpegffi.NvjpegUnavailable as exc:
         raise EncoderUnavailable(f"{NAME}: {exc}") from exc

@@ -73,7 +73,9 @@ class NvencGpuEncoder:
         self._stream = h264.PayloadStream(config.width, config.height)
         self._encoder: NvencEncoder | None = _open_nvenc(config, context)
         self._staging: DeviceStaging | None = DeviceStaging(
-            ("nv12", "rgba8"), device_id=config.device_id, pitch_alignment=1  # nvencffi stages odd pitches itself
+            ("nv12", "rgba8"),
+            device_id=config.device_id,
+            pitch_alignment=1,  # nvencffi stages odd pitches itself
         )
 
     # -- the EncoderBackend protocol ---------------------------------------------
@@ -196,7 +198,9 @@ def probe(device_id: int = 0, *, context: EncodeContext | None = None) -> str | 
     return trial_encode(device_id, context=context)
 
 
-def trial_encode(device_id: int = 0, *, context: EncodeContext | None = None, frame: RawFrame | None = None) -> str | None:
+def trial_encode(
+    device_id: int = 0, *, context: EncodeContext | None = None, frame: RawFrame | None = None
+) -> str | None:
     """Encode one known 1280x720 frame through this route on ``device_id``; None when it decodes back.
 
     ``frame`` is what to send, showing :func:`rfb.encoders.trial.reference_picture` at
@@ -204,7 +208,6 @@ def trial_encode(device_id: int = 0, *, context: EncodeContext | None = None, fr
     NVENC registers in place. A failure's reason carries the driver's status name and text.
     """
     import nvencffi
-
     from rfb.encoders import trial
 
     width, height = trial.TRIAL_SIZE

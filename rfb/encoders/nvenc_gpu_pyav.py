@@ -271,9 +271,7 @@ class NvencGpuPyAVEncoder(PyAVH264Encoder):
     path without a GPU.
     """
 
-    def __init__(
-        self, config: EncoderConfig, *, name: str = NAME, converter: CudaFrameConverter | None = None
-    ) -> None:
+    def __init__(self, config: EncoderConfig, *, name: str = NAME, converter: CudaFrameConverter | None = None) -> None:
         try:
             check_even_size(config, name)
             check_min_size(config, name)

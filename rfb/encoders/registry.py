@@ -83,8 +83,11 @@ class EncoderStatus:
 
 
 def _deprecated_gpu(reads_cuda: bool) -> bool:
-    warnings.warn("the gpu attribute of a route is deprecated; read reads_cuda "
-                  "(the route takes CUDA frames without a host copy)", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        "the gpu attribute of a route is deprecated; read reads_cuda (the route takes CUDA frames without a host copy)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return reads_cuda
 
 
@@ -171,8 +174,12 @@ class Registry:
         forgotten.
         """
         if gpu is not None:
-            warnings.warn("register_video_encoder(gpu=...) is deprecated; pass reads_cuda=... "
-                          "(the route takes CUDA frames without a host copy)", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "register_video_encoder(gpu=...) is deprecated; pass reads_cuda=... "
+                "(the route takes CUDA frames without a host copy)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             if reads_cuda and not gpu:
                 raise ValueError("reads_cuda=True and gpu=False disagree; pass reads_cuda alone")
             reads_cuda = reads_cuda or gpu
@@ -260,8 +267,9 @@ class Registry:
         out = []
         for e in entries:
             reason = self.probe_entry(e, refresh=refresh, device_id=device_id)
-            out.append(EncoderStatus(e.name, reason is None, reason, e.transport, e.priority, e.reads_cuda,
-                                     e.description))
+            out.append(
+                EncoderStatus(e.name, reason is None, reason, e.transport, e.priority, e.reads_cuda, e.description)
+            )
         out.sort(key=lambda s: (-s.priority, s.name))
         return out
 

@@ -16,6 +16,7 @@ a real stream works, or the reverse.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 
 from rfb.benchmark import patterns

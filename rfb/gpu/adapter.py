@@ -135,4 +135,3 @@ class HostFrameAdapter:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"d2h_transfers={self.d2h_transfers}"
         return f"<HostFrameAdapter {self.name!r} prefer={self.prefer} {state}>"
-

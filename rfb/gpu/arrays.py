@@ -125,7 +125,9 @@ def cuda_frame(
         raise FrameError("cuda_frame() takes a device array, got a RawFrame (it is already a frame)")
     info = describe_device_array(array)
     if info.dtype != np.uint8:
-        raise FrameError(f"expected dtype uint8, got {info.dtype} (convert on the device, e.g. (x * 255).clip(0, 255).astype(uint8))")
+        raise FrameError(
+            f"expected dtype uint8, got {info.dtype} (convert on the device, e.g. (x * 255).clip(0, 255).astype(uint8))"
+        )
     fmt, width, height = _layout(info.shape, pixel_format)
     pitch = row_pitch(info, fmt)
     if device_id is not None and info.device_id is not None and device_id != info.device_id:
@@ -217,7 +219,9 @@ def _layout(shape: tuple[int, ...], pixel_format: str) -> tuple[PixelFormat, int
     if len(shape) == 3 and shape[2] in (3, 4) and pixel_format != "nv12":
         fmt: PixelFormat = "rgb24" if shape[2] == 3 else "rgba8"
         if pixel_format not in ("auto", fmt):
-            raise FrameError(f"expected {pixel_format} of shape (H, W, {4 if pixel_format == 'rgba8' else 3}), got {shape}")
+            raise FrameError(
+                f"expected {pixel_format} of shape (H, W, {4 if pixel_format == 'rgba8' else 3}), got {shape}"
+            )
         height, width = shape[0], shape[1]
     elif len(shape) == 2 and pixel_format in ("auto", "nv12"):
         fmt = "nv12"

@@ -22,7 +22,12 @@ from typing import Any
 # CUctx_flags values (cuda.h; stable ABI). Kept as ints so the logic below does not
 # depend on the enum classes of one cuda-python release.
 CU_CTX_SCHED_MASK = 0x07
-_SCHED_NAMES = {0: "CU_CTX_SCHED_AUTO", 1: "CU_CTX_SCHED_SPIN", 2: "CU_CTX_SCHED_YIELD", 4: "CU_CTX_SCHED_BLOCKING_SYNC"}
+_SCHED_NAMES = {
+    0: "CU_CTX_SCHED_AUTO",
+    1: "CU_CTX_SCHED_SPIN",
+    2: "CU_CTX_SCHED_YIELD",
+    4: "CU_CTX_SCHED_BLOCKING_SYNC",
+}
 _OTHER_FLAG_NAMES = {
     0x08: "CU_CTX_MAP_HOST",
     0x10: "CU_CTX_LMEM_RESIZE_TO_MAX",

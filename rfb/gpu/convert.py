@@ -36,7 +36,9 @@ __device__ __forceinline__ unsigned char rfb_to_u8(float v) {
 }
 """
 
-_KERNEL_SOURCE = DEVICE_ROUND_U8 + r"""
+_KERNEL_SOURCE = (
+    DEVICE_ROUND_U8
+    + r"""
 // Everything but the two pointers, in one struct passed by value (kernel parameter
 // space, read through the constant cache) and made once per geometry and matrix: a
 // launch then marshals three arguments instead of eighteen.
@@ -80,6 +82,7 @@ extern "C" __global__ void rfb_rgb_to_nv12(
     chroma[1] = rfb_to_u8(p.vr * sr + p.vg * sg + p.vb * sb + p.c0);
 }
 """
+)
 # The host image of RfbNv12Params (C alignment: the struct is padded to 8 bytes).
 _PARAMS_DTYPE = np.dtype(
     [

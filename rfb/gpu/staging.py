@@ -177,8 +177,9 @@ class DeviceStaging:
             strides = (pitch,) if len(shape) == 2 else (pitch, _CHANNELS[pixel_format])
             view = cp.ndarray(shape, dtype=cp.uint8, memptr=storage.data, strides=(*strides, 1))
             self._buffers[pixel_format] = view
-        return RawFrame(view, width, height, pixel_format, "cuda", pitch=pitch, device_id=device_id,
-                        timestamp_us=timestamp_us)
+        return RawFrame(
+            view, width, height, pixel_format, "cuda", pitch=pitch, device_id=device_id, timestamp_us=timestamp_us
+        )
 
     def __repr__(self) -> str:
         counts = f"uploads={self.uploads} conversions={self.conversions} copies={self.copies}"

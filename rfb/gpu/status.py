@@ -60,8 +60,12 @@ class GpuEncodeStatus:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (what ``rfb doctor --selftest --json`` writes)."""
-        return {"device_id": self.device_id, "working": self.working, "zero_copy": self.zero_copy,
-                "routes": [asdict(r) for r in self.routes]}
+        return {
+            "device_id": self.device_id,
+            "working": self.working,
+            "zero_copy": self.zero_copy,
+            "routes": [asdict(r) for r in self.routes],
+        }
 
     def __str__(self) -> str:
         lines = [f"GPU encode routes on CUDA device {self.device_id}:"]
@@ -82,7 +86,9 @@ def gpu_encode_status(device_id: int = 0, refresh: bool = False) -> GpuEncodeSta
         try:
             entry = get_entry(name)
         except KeyError:
-            routes.append(RouteStatus(name, False, "not registered (unregister_video_encoder removed it)", None, zero_copy))
+            routes.append(
+                RouteStatus(name, False, "not registered (unregister_video_encoder removed it)", None, zero_copy)
+            )
             continue
         reason = probe_entry(entry, refresh=refresh, device_id=device_id)
         routes.append(RouteStatus(name, reason is None, reason, entry.transport, zero_copy))

@@ -78,12 +78,14 @@ class HostMemoryConverter(CudaFrameConverter):
         planes = self._exports.get(array.ctypes.data)
         if planes is None:
             planes = self._exports[array.ctypes.data] = (
-                HostAsCuda(array[: frame.height]), HostAsCuda(array[frame.height :])
+                HostAsCuda(array[: frame.height]),
+                HostAsCuda(array[frame.height :]),
             )
         if self._cuda is None:
             self._cuda = CudaContext(device_id=0, primary_ctx=True)
-        return VideoFrame.from_dlpack(planes, format="nv12", width=frame.width, height=frame.height,
-                                      cuda_context=self._cuda)
+        return VideoFrame.from_dlpack(
+            planes, format="nv12", width=frame.width, height=frame.height, cuda_context=self._cuda
+        )
 
 
 def nv12_pictures(width: int, height: int, count: int = 3) -> list[np.ndarray]:
@@ -105,8 +107,7 @@ def run(width: int, height: int, mode: str, mempool: bool) -> dict[str, Any]:
     pictures = nv12_pictures(width, height)
     if mempool:
         for picture in pictures:
-            emulator.describe_pointer(picture.ctypes.data, picture.nbytes, mempool=True,
-                                      buffer_id=picture.ctypes.data)
+            emulator.describe_pointer(picture.ctypes.data, picture.nbytes, mempool=True, buffer_id=picture.ctypes.data)
     converter = HostMemoryConverter(emulator, as_is=mode == "as_is")
     result: dict[str, Any] = {"units": [], "stats": None, "copies": 0, "error": None}
     av.logging.set_level(av.logging.ERROR)

@@ -245,8 +245,13 @@ def test_opencv_converter_is_the_bt601_reference(content: str, channels: int) ->
 @needs_cv2
 @pytest.mark.parametrize(
     ("rgb", "yuv"),
-    [((255, 255, 255), (235, 128, 128)), ((0, 0, 0), (16, 128, 128)), ((255, 0, 0), (81, 90, 240)),
-     ((0, 255, 0), (145, 54, 34)), ((0, 0, 255), (41, 240, 110))],
+    [
+        ((255, 255, 255), (235, 128, 128)),
+        ((0, 0, 0), (16, 128, 128)),
+        ((255, 0, 0), (81, 90, 240)),
+        ((0, 255, 0), (145, 54, 34)),
+        ((0, 0, 255), (41, 240, 110)),
+    ],
 )
 def test_opencv_converter_textbook_colours(rgb: tuple[int, int, int], yuv: tuple[int, int, int]) -> None:
     from rfb.converters import OpenCVConverter
@@ -282,8 +287,8 @@ def test_opencv_own_i420_chroma_is_point_sampled() -> None:
 @needs_cv2
 def test_opencv_converter_labels_and_reuses() -> None:
     from rfb.converters import OpenCVConverter
-    from rfb.videocolour import BT601_LIMITED, BT709_LIMITED, colour_of
     from rfb.frames import frame_from_array
+    from rfb.videocolour import BT601_LIMITED, BT709_LIMITED, colour_of
 
     converter = OpenCVConverter()
     rgb = test_images()["gradient"]
@@ -307,8 +312,8 @@ def test_colour_of_frames() -> None:
     from av.video.frame import VideoFrame
 
     from rfb.converters import HostConverter
-    from rfb.videocolour import BT601_LIMITED, BT709_LIMITED, colour_of, label
     from rfb.frames import frame_from_array
+    from rfb.videocolour import BT601_LIMITED, BT709_LIMITED, colour_of, label
 
     plain = VideoFrame.from_numpy_buffer(np.zeros((6, 4), np.uint8), format="nv12")
     assert colour_of(plain) == BT709_LIMITED  # unlabelled: rfb's convention

@@ -299,9 +299,7 @@ def test_sps_high444_from_x264() -> None:
 
 
 def test_sps_with_bframes_reports_reordering() -> None:
-    units = encode_x264(
-        128, 96, options={"preset": "medium", "x264-params": "bframes=2:b-pyramid=none"}, frames=6
-    )
+    units = encode_x264(128, 96, options={"preset": "medium", "x264-params": "bframes=2:b-pyramid=none"}, frames=6)
     sps = h264.sps_of(units[0])
     assert sps.bitstream_restriction and sps.max_num_reorder_frames is not None
     assert sps.max_num_reorder_frames >= 1

@@ -124,8 +124,15 @@ def test_flat_colours_survive_the_round_trip(colour: tuple[int, int, int], layou
 def test_switching_input_kind_reopens_with_a_new_sps_and_decodes_right() -> None:
     # rgb24 -> nv12 -> rgba8 -> rgb24: each change of matrix starts a new sequence (IDR + SPS
     # with the new colour description); frames of the same kind continue the sequence.
-    plan = [("rgb24", (255, 0, 0)), ("rgb24", (250, 10, 10)), ("nv12", (0, 0, 255)), ("nv12", (10, 10, 250)),
-            ("rgba8", (0, 255, 0)), ("rgb24", (20, 240, 20)), ("nv12", (255, 255, 255))]
+    plan = [
+        ("rgb24", (255, 0, 0)),
+        ("rgb24", (250, 10, 10)),
+        ("nv12", (0, 0, 255)),
+        ("nv12", (10, 10, 250)),
+        ("rgba8", (0, 255, 0)),
+        ("rgb24", (20, 240, 20)),
+        ("nv12", (255, 255, 255)),
+    ]
     with create(EncoderConfig(96, 64)) as enc, H264Decoder() as decoder:
         previous = None
         for layout, colour in plan:

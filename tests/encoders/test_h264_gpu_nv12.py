@@ -45,7 +45,10 @@ def no_gpu() -> str:
 def test_entry_ranks_below_the_nvenc_routes_and_above_the_cpu_routes() -> None:
     (entry,) = h264_gpu_nv12.ENTRIES
     assert (entry.name, entry.transport, entry.reads_cuda, entry.probe) == (
-        "h264_gpu_nv12", "webcodecs", True, h264_gpu_nv12.probe
+        "h264_gpu_nv12",
+        "webcodecs",
+        True,
+        h264_gpu_nv12.probe,
     )
     priorities = {name: get_entry(name).priority for name in GPU_ROUTES + CPU_ROUTES}
     assert priorities["nvenc_gpu_cffi"] > priorities["nvenc_gpu_pyav"] > priorities["h264_gpu_nv12"]
@@ -87,8 +90,9 @@ def test_host_frames_go_straight_to_libx264() -> None:
 def test_wrong_frames_and_sizes_say_what_was_expected() -> None:
     with pytest.raises(FrameError, match=r"h264_gpu_nv12 encodes 4:2:0 video .*got 161x96"):
         h264_gpu_nv12.create(EncoderConfig(161, 96))
-    with h264_gpu_nv12.create(EncoderConfig(W, H)) as enc, pytest.raises(
-        FrameError, match=r"h264_gpu_nv12 was opened for 160x96 frames, got 64x48"
+    with (
+        h264_gpu_nv12.create(EncoderConfig(W, H)) as enc,
+        pytest.raises(FrameError, match=r"h264_gpu_nv12 was opened for 160x96 frames, got 64x48"),
     ):
         enc.encode(frame_from_array(patterns.scene(64, 48, 0)))
 

@@ -31,8 +31,9 @@ from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable
 from rfb.encoders.jpeg_gpu import JpegGpuEncoder, frame_stream, nv12_to_jfif_host, rematrix_coefficients
 from rfb.encoders.registry import get_entry, select_encoder
 from rfb.frames import FrameError, RawFrame, frame_from_array
-from rfb.gpu import cuda_frame, describe_device_array, gpu_available
+from rfb.gpu import cuda_frame, describe_device_array
 from tests.gpu import FakeCudaArray
+from tests.nvjpegffi.emulator import Emulator, parse
 
 # The binding's emulator fixtures, reused.
 from tests.support.nvjpeg_fixtures import (  # noqa: F401
@@ -42,7 +43,6 @@ from tests.support.nvjpeg_fixtures import (  # noqa: F401
     official_include_dir,
     use_library,
 )
-from tests.nvjpegffi.emulator import Emulator, parse
 
 W, H = 64, 48
 NONE_LIVE = {"handles": 0, "states": 0, "params": 0}
@@ -172,13 +172,24 @@ def nvjpeg_available() -> Iterator[None]:
 
     original = get_entry(jpeg_gpu.NAME)
     registry.register_video_encoder(
-        jpeg_gpu.NAME, original.factory, transport="image", probe=lambda: None,
-        priority=original.priority, reads_cuda=True, replace=True,
+        jpeg_gpu.NAME,
+        original.factory,
+        transport="image",
+        probe=lambda: None,
+        priority=original.priority,
+        reads_cuda=True,
+        replace=True,
     )
     yield
     registry.register_video_encoder(
-        original.name, original.factory, transport=original.transport, probe=original.probe,
-        priority=original.priority, reads_cuda=original.reads_cuda, description=original.description, replace=True,
+        original.name,
+        original.factory,
+        transport=original.transport,
+        probe=original.probe,
+        priority=original.priority,
+        reads_cuda=original.reads_cuda,
+        description=original.description,
+        replace=True,
     )
 
 
@@ -208,7 +219,9 @@ def test_rematrix_of_jfif_nv12_is_the_identity() -> None:
 
 @pytest.mark.parametrize("pattern", ["gradient", "scene", "noise"])
 @pytest.mark.parametrize(("matrix", "full_range"), [("bt709", False), ("bt601", False), ("bt709", True)])
-def test_rematrixed_nv12_looks_to_a_jpeg_decoder_as_the_source_means_it(pattern: str, matrix: str, full_range: bool) -> None:
+def test_rematrixed_nv12_looks_to_a_jpeg_decoder_as_the_source_means_it(
+    pattern: str, matrix: str, full_range: bool
+) -> None:
     """A JFIF decoder reads NV12 as BT.601 full range: after the re-matrix it shows the
     picture the source colorimetry describes; without it, visibly not."""
     nv12 = rgb_to_nv12_host(patterns.make(pattern, W, H, 2), matrix=matrix, full_range=full_range)
@@ -346,8 +359,13 @@ def test_gpu_pytorch_tensors(gpu_route) -> None:
     side = torch.cuda.Stream()
     flipped = np.ascontiguousarray(src[::-1])
     with torch.cuda.stream(side):
-        rgba = torch.cat([torch.from_numpy(flipped).cuda(non_blocking=True),
-                          torch.full((240, 320, 1), 255, dtype=torch.uint8, device="cuda")], dim=2)
+        rgba = torch.cat(
+            [
+                torch.from_numpy(flipped).cuda(non_blocking=True),
+                torch.full((240, 320, 1), 255, dtype=torch.uint8, device="cuda"),
+            ],
+            dim=2,
+        )
     side.synchronize()
     (payload,) = enc.encode(cuda_frame(rgba))
     assert enc.packs == 1 and psnr(flipped, _decode(payload.data)) > 30.0

@@ -65,7 +65,10 @@ def assert_bt709_close(decoded: tuple[np.ndarray, np.ndarray, np.ndarray], rgb: 
 def test_entry_is_the_best_gpu_route() -> None:
     (entry,) = nvenc_gpu_cffi.ENTRIES
     assert (entry.name, entry.transport, entry.reads_cuda, entry.probe) == (
-        "nvenc_gpu_cffi", "webcodecs", True, nvenc_gpu_cffi.probe
+        "nvenc_gpu_cffi",
+        "webcodecs",
+        True,
+        nvenc_gpu_cffi.probe,
     )
     others = [get_entry(n) for n in ("nvenc_gpu_pyav", "h264_gpu_nv12", "nvenc_cpu", "h264_cpu")]
     assert all(entry.priority > other.priority for other in others)
@@ -118,7 +121,9 @@ def test_a_gpu_without_an_engine_makes_the_factory_raise_unavailable(emulator) -
 
 
 @pytest.mark.parametrize(("width", "height", "pitch"), [(W, H, ALIGNED), (512, 288, None), (1280, 720, None)])
-def test_cuda_nv12_goes_to_nvenc_in_place_and_decodes_bit_exact(emulator, width: int, height: int, pitch: int | None) -> None:
+def test_cuda_nv12_goes_to_nvenc_in_place_and_decodes_bit_exact(
+    emulator, width: int, height: int, pitch: int | None
+) -> None:
     frames = [nv12_frame(width, height, pitch=pitch, seed=seed) for seed in range(3)]
     with emulated(width, height) as enc:
         assert isinstance(enc, EncoderBackend)
@@ -135,7 +140,9 @@ def test_cuda_nv12_goes_to_nvenc_in_place_and_decodes_bit_exact(emulator, width:
 
 
 @pytest.mark.parametrize(("width", "height", "pitch"), [(W, H, None), (400, 240, 2048)])
-def test_cuda_rgba8_goes_to_nvenc_as_abgr_without_a_kernel(emulator, width: int, height: int, pitch: int | None) -> None:
+def test_cuda_rgba8_goes_to_nvenc_as_abgr_without_a_kernel(
+    emulator, width: int, height: int, pitch: int | None
+) -> None:
     array, rgb = rgba_frame(width, height, pitch=pitch)
     with emulated(width, height) as enc:
         (payload,) = enc.encode(cuda_frame(array))
@@ -161,7 +168,11 @@ def test_keyframes_first_and_on_demand_with_headers_and_the_codec_from_the_sps(e
         assert (h264.NAL_SPS in types and h264.NAL_PPS in types) == p.keyframe  # in-band on every IDR
         assert (p.transport, p.width, p.height, p.mime) == ("webcodecs", W, H, None)
     sps = h264.sps_of(payloads[0].data)
-    assert codec == h264.codec_string(payloads[0].data) == f"avc1.{sps.profile_idc:02X}{sps.constraint_flags:02X}{sps.level_idc:02X}"
+    assert (
+        codec
+        == h264.codec_string(payloads[0].data)
+        == f"avc1.{sps.profile_idc:02X}{sps.constraint_flags:02X}{sps.level_idc:02X}"
+    )
     assert all(p.codec == codec for p in payloads)  # P frames carry the stream's codec too
     assert sps.profile_idc == 100 and sps.max_num_reorder_frames == 0  # High, no reordering
     assert emulator.ledger()["idr_frames"] == 2
@@ -226,9 +237,14 @@ def test_wrong_frames_say_what_was_expected_and_reach_no_driver(emulator) -> Non
             enc.encode(array)  # type: ignore[arg-type]
         with pytest.raises(FrameError, match=r"nvenc_gpu_cffi was opened for 320x240 frames, got 640x480"):
             enc.encode(cuda_frame(nv12_frame(640, 480)[0]))
-        with pytest.raises(FrameError, match=r"320x240 cuda rgba8 frame needs uint8 data of shape \(240, 320, 4\), got uint8 \(360, 320\)"):
+        with pytest.raises(
+            FrameError,
+            match=r"320x240 cuda rgba8 frame needs uint8 data of shape \(240, 320, 4\), got uint8 \(360, 320\)",
+        ):
             enc.encode(RawFrame(array, W, H, "rgba8", "cuda"))
-        with pytest.raises(FrameError, match=r"the frame says its rows are 320 bytes apart, its data's strides say 512"):
+        with pytest.raises(
+            FrameError, match=r"the frame says its rows are 320 bytes apart, its data's strides say 512"
+        ):
             enc.encode(RawFrame(nv12_frame(W, H, pitch=ALIGNED)[0], W, H, "nv12", "cuda", pitch=W))
         with pytest.raises(FrameError, match=r"encoder runs on CUDA device 0, the frame lives on device 1"):
             enc.encode(cuda_frame(FakeCudaArray(np.zeros((360, 320), np.uint8), device=1)))

@@ -45,7 +45,10 @@ def nv12_host(seed: int) -> np.ndarray:
 def test_entry_ranks_between_the_other_gpu_routes() -> None:
     (entry,) = nvenc_gpu_pyav.ENTRIES
     assert (entry.name, entry.transport, entry.reads_cuda, entry.probe) == (
-        "nvenc_gpu_pyav", "webcodecs", True, nvenc_gpu_pyav.probe
+        "nvenc_gpu_pyav",
+        "webcodecs",
+        True,
+        nvenc_gpu_pyav.probe,
     )
     assert get_entry("nvenc_gpu_cffi").priority > entry.priority > get_entry("h264_gpu_nv12").priority
 
@@ -167,7 +170,12 @@ def test_cuda_nv12_through_ffmpeg_into_the_emulator_decodes_bit_exact(
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [sys.executable, "-c", EMULATOR_RUN, str(W), str(H), str(out), sharing],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert proc.returncode == 0 and out.exists(), proc.stderr[-4000:]
     result = json.loads(out.read_text())

@@ -62,7 +62,12 @@ def run_on_the_emulator(width: int, height: int, mode: str, *extra: str) -> dict
     env = {**os.environ, **engine.env, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "tests.encoders.pyav_on_the_emulator", str(width), str(height), mode, *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -86,12 +91,23 @@ def assert_decodes_exactly(units_hex: list[str], pictures: list[np.ndarray], hei
 def test_a_tightly_packed_frame_is_staged_at_a_256_byte_pitch_and_decodes_back(width: int, height: int) -> None:
     result = run_on_the_emulator(width, height, "route")
     assert result["error"] is None, result["error"]
-    assert result["stats"] == {"zero_copy": 0, "staged": 3, "staged_pitch": 3, "staged_mempool": 0,
-                               "uploads": 0, "conversions": 0}
+    assert result["stats"] == {
+        "zero_copy": 0,
+        "staged": 3,
+        "staged_pitch": 3,
+        "staged_mempool": 0,
+        "uploads": 0,
+        "conversions": 0,
+    }
     assert result["copies"] == 3
     ledger = result["ledger"]
     assert (ledger["encodes"], ledger["pitch_faults"], ledger["errors"], ledger["sessions"], ledger["leaked"]) == (
-        3, 0, 0, 0, 0)
+        3,
+        0,
+        0,
+        0,
+        0,
+    )
     assert_decodes_exactly(result["units"], nv12_pictures(width, height), height)
 
 
@@ -148,8 +164,14 @@ def test_sizes_below_nvencs_minimum_are_refused_in_plain_words(width: int, heigh
 
 def test_the_smallest_size_nvenc_takes_is_accepted_and_odd_sizes_still_say_so() -> None:
     with nvenc_gpu_pyav.create(EncoderConfig(146, 50)) as encoder:
-        assert encoder.stats == {"zero_copy": 0, "staged": 0, "staged_pitch": 0, "staged_mempool": 0,
-                                 "uploads": 0, "conversions": 0}
+        assert encoder.stats == {
+            "zero_copy": 0,
+            "staged": 0,
+            "staged_pitch": 0,
+            "staged_mempool": 0,
+            "uploads": 0,
+            "conversions": 0,
+        }
     with pytest.raises(FrameError, match=r"needs an even, positive width and height; got 145x49"):
         nvenc_gpu_pyav.create(EncoderConfig(145, 49))
 
@@ -229,7 +251,10 @@ def test_the_driver_tells_pool_memory_from_plain_memory_and_staging_is_plain() -
     plain = cp.zeros(1 << 20, cp.uint8)
     pooled = cp.cuda.MemoryAsyncPool().malloc(1 << 20)
     assert (pools.in_pool(plain.data.ptr), pools.in_pool(pooled.ptr), pools.in_pool(plain.data.ptr)) == (
-        False, True, False)
+        False,
+        True,
+        False,
+    )
     assert pools.unavailable is None
     assert pools.asked.count("CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE") == 2  # once per allocation; BUFFER_ID every time
     previous = cp.cuda.get_allocator()
@@ -244,6 +269,7 @@ def test_the_driver_tells_pool_memory_from_plain_memory_and_staging_is_plain() -
         staging.close()
     finally:
         cp.cuda.set_allocator(previous)
+
 
 GPU_RUN = r"""
 import json, sys
@@ -303,8 +329,15 @@ def test_cuda_memory_through_ffmpeg_into_the_emulator(
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(emulator_path.parent), env.get("LD_LIBRARY_PATH")]))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     out = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, "-c", GPU_RUN, str(width), str(height), memory, str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", GPU_RUN, str(width), str(height), memory, str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert proc.returncode == 0 and out.exists(), proc.stderr[-4000:]
     result = json.loads(out.read_text())
     assert result["error"] is None, result["error"]

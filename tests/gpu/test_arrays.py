@@ -68,7 +68,9 @@ def test_describe_reports_pointer_and_flags() -> None:
 
 def test_pixels_within_a_row_must_be_packed() -> None:
     every_other = np.zeros((4, 12, 3), dtype=np.uint8)[:, ::2]
-    with pytest.raises(FrameError, match=r"pixels of a row packed \(strides \(pitch, 3, 1\)\) for rgb24, got strides \(36, 6, 1\)"):
+    with pytest.raises(
+        FrameError, match=r"pixels of a row packed \(strides \(pitch, 3, 1\)\) for rgb24, got strides \(36, 6, 1\)"
+    ):
         cuda_frame(FakeCudaArray(every_other))
     rgb_of_rgba = np.zeros((4, 6, 4), dtype=np.uint8)[..., :3]
     with pytest.raises(FrameError, match=r"got strides \(24, 4, 1\) for shape \(4, 6, 3\)"):
@@ -92,7 +94,11 @@ def test_dtype_must_be_uint8() -> None:
 @pytest.mark.parametrize(
     ("shape", "fmt", "message"),
     [
-        ((4, 6, 2), "auto", r"shape \(H, W, 3\) rgb24, \(H, W, 4\) rgba8 or \(H \+ H/2, W\) nv12, got shape \(4, 6, 2\)"),
+        (
+            (4, 6, 2),
+            "auto",
+            r"shape \(H, W, 3\) rgb24, \(H, W, 4\) rgba8 or \(H \+ H/2, W\) nv12, got shape \(4, 6, 2\)",
+        ),
         ((4, 6, 3), "rgba8", r"expected rgba8 of shape \(H, W, 4\), got \(4, 6, 3\)"),
         ((4, 6, 4), "rgb24", r"expected rgb24 of shape \(H, W, 3\), got \(4, 6, 4\)"),
         ((6, 8), "rgb24", r"shape \(H, W, 3\), got shape \(6, 8\)"),
@@ -221,7 +227,9 @@ def test_capsules_do_not_depend_on_global_ctypes_state(monkeypatch: pytest.Monke
 def test_check_cuda_frame_catches_lies() -> None:
     array = fake((4, 6, 3))
     assert check_cuda_frame(RawFrame(array, 6, 4, "rgb24", "cuda")).shape == (4, 6, 3)
-    with pytest.raises(FrameError, match=r"8x4 cuda rgb24 frame needs uint8 data of shape \(4, 8, 3\), got uint8 \(4, 6, 3\)"):
+    with pytest.raises(
+        FrameError, match=r"8x4 cuda rgb24 frame needs uint8 data of shape \(4, 8, 3\), got uint8 \(4, 6, 3\)"
+    ):
         check_cuda_frame(RawFrame(array, 8, 4, "rgb24", "cuda"))
     with pytest.raises(FrameError, match=r"rows are 24 bytes apart, its data's strides say 18"):
         check_cuda_frame(RawFrame(array, 6, 4, "rgb24", "cuda", pitch=24))

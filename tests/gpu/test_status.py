@@ -100,7 +100,9 @@ def test_without_cupy_the_trial_frame_says_so() -> None:
     from tests.gpu import skip_if_cupy_works
 
     skip_if_cupy_works()
-    with pytest.raises(trial.TrialFrameUnavailable, match=r"^the trial frame could not be put on CUDA device 0: .*CuPy"):
+    with pytest.raises(
+        trial.TrialFrameUnavailable, match=r"^the trial frame could not be put on CUDA device 0: .*CuPy"
+    ):
         trial.cuda_trial_frame(0)
 
 
@@ -119,7 +121,9 @@ def test_a_route_that_encodes_another_picture_is_not_available(emulator) -> None
     emulator.set_no_pixel_work(True)  # every picture comes out flat grey, validly encoded
     reason = nvenc_gpu_cffi.trial_encode(context=nvencffi.NullContext(), frame=trial_frame())
     assert reason is not None
-    assert reason.startswith("NVENC encoded a 1280x720 cuda nv12, pitch 1280 frame, but frame 0 decoded to another picture")
+    assert reason.startswith(
+        "NVENC encoded a 1280x720 cuda nv12, pitch 1280 frame, but frame 0 decoded to another picture"
+    )
     assert "expected at least 20" in reason
     assert_released(emulator)
 
@@ -179,8 +183,15 @@ def probe_nvenc_cpu_on_the_emulator(*setting: str) -> tuple[str | None, int, int
     except (EmulatorBuildError, HeaderUnavailable, OSError) as exc:
         unavailable(f"the NVENC emulator or the stand-in libcuda cannot be built: {exc}")
     env = {**os.environ, **engine.env, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", NVENC_CPU_PROBE, *setting], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", NVENC_CPU_PROBE, *setting],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reason_line, counts = proc.stdout.strip().splitlines()[-2:]
     encodes, sessions = (int(v) for v in counts.split())
@@ -200,7 +211,8 @@ def test_nvenc_cpu_whose_frame_comes_back_as_another_picture_is_not_available() 
         pytest.skip("an NVIDIA driver is installed here: FFmpeg would not take the stand-in libcuda")
     reason, encodes, sessions = probe_nvenc_cpu_on_the_emulator("set_no_pixel_work")
     assert reason is not None and reason.startswith(
-        "FFmpeg's h264_nvenc encoded a 1280x720 cpu nv12, pitch 1280 frame, but frame 0 decoded to another picture")
+        "FFmpeg's h264_nvenc encoded a 1280x720 cpu nv12, pitch 1280 frame, but frame 0 decoded to another picture"
+    )
     assert (encodes, sessions) == (1, 0)
 
 
@@ -317,7 +329,8 @@ def test_without_any_driver_every_gpu_route_is_listed_with_its_reason(monkeypatc
     for route in status.routes:
         assert not route.available and route.reason, route
     assert status.route("nvenc_gpu_cffi").reason.startswith(
-        "NVENC cannot encode here: could not load the NVENC library 'libnvidia-encode.so.1'")
+        "NVENC cannot encode here: could not load the NVENC library 'libnvidia-encode.so.1'"
+    )
     assert "no NVIDIA driver (libcuda) could be loaded" in status.route("h264_gpu_nv12").reason
     assert cuda_zerocopy_available() is False
     text = str(status)

@@ -25,8 +25,16 @@ def nv12_pictures(pattern: str, width: int, height: int, count: int) -> list[np.
     return [rgb_to_nv12(make(pattern, width, height, i)) for i in range(count)]
 
 
-def encode(pictures: Sequence[np.ndarray], width: int, height: int, *, idr_at: Sequence[int] = (),
-           fps: int = 30, bitrate: int = 2_000_000, **kwargs: object) -> Stream:
+def encode(
+    pictures: Sequence[np.ndarray],
+    width: int,
+    height: int,
+    *,
+    idr_at: Sequence[int] = (),
+    fps: int = 30,
+    bitrate: int = 2_000_000,
+    **kwargs: object,
+) -> Stream:
     enc = ModelEncoder(width, height, fps, bitrate, **kwargs)  # type: ignore[arg-type]
     stream = Stream([], [], [], list(pictures))
     for i, nv12 in enumerate(pictures):

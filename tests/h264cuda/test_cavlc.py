@@ -137,7 +137,8 @@ blocks = st.sampled_from([4, 15, 16]).flatmap(
         st.just(n),
         st.lists(
             st.one_of(st.just(0), st.just(0), st.sampled_from([1, -1]), st.integers(-LEVEL_MAX, LEVEL_MAX)),
-            min_size=n, max_size=n,
+            min_size=n,
+            max_size=n,
         ),
         st.just(-1) if n == 4 else st.integers(0, 16),
     )

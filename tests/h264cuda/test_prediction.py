@@ -47,8 +47,15 @@ def spec_chroma(top: list[int] | None, left: list[int] | None, corner: int | Non
             t = sum(top[xo : xo + 4]) if top is not None else None
             lf = sum(left[yo : yo + 4]) if left is not None else None
             if (xo, yo) in ((0, 0), (4, 4)):
-                value = ((t + lf + 4) >> 3 if t is not None and lf is not None else
-                         (lf + 2) >> 2 if lf is not None else (t + 2) >> 2 if t is not None else 128)
+                value = (
+                    (t + lf + 4) >> 3
+                    if t is not None and lf is not None
+                    else (lf + 2) >> 2
+                    if lf is not None
+                    else (t + 2) >> 2
+                    if t is not None
+                    else 128
+                )
             elif xo > 0:
                 value = (t + 2) >> 2 if t is not None else (lf + 2) >> 2 if lf is not None else 128
             else:
@@ -88,8 +95,11 @@ def test_intra_predictions_are_the_spec_equations(has_top: bool, has_left: bool)
             if mode in expected:
                 assert np.array_equal(preds[i, k], expected[mode]), (mode, k)
         for comp in range(2):
-            expected = spec_chroma(list(ctop[k, comp]) if has_top else None, list(cleft[k, comp]) if has_left else None,
-                                   int(ccorner[k, comp]))
+            expected = spec_chroma(
+                list(ctop[k, comp]) if has_top else None,
+                list(cleft[k, comp]) if has_left else None,
+                int(ccorner[k, comp]),
+            )
             assert {m for i, m in enumerate(intra.CHROMA_MODES) if callowed[i, k]} == set(expected)
             for i, mode in enumerate(intra.CHROMA_MODES):
                 if mode in expected:

@@ -72,13 +72,17 @@ def chromium_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         unavailable(f"the playwright Python package is not importable: {exc}")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS, headless=True,
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
         )
         try:
             page = context.new_page()
-            page.route(PAGE_URL, lambda route: route.fulfill(body="<!doctype html><title>decode</title>",
-                                                              content_type="text/html"))
+            page.route(
+                PAGE_URL,
+                lambda route: route.fulfill(body="<!doctype html><title>decode</title>", content_type="text/html"),
+            )
             page.goto(PAGE_URL)
             yield page
         finally:

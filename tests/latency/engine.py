@@ -20,9 +20,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.nvenc_emulator import HERE as EMULATOR_DIR
 from tests.nvenc_emulator import build_emulator
 from tests.support.cbuild import CFLAGS, compile_to, compiler, compiler_identity, digest
-from tests.nvenc_emulator import HERE as EMULATOR_DIR
 from tests.support.nvenc_header import ROOT
 
 HERE = Path(__file__).resolve().parent
@@ -49,9 +49,7 @@ def build_fake_cuda() -> Path:
     """Compile fake_libcuda.c (cached by source, flags and compiler) into ``.../libcuda.so.1``."""
     flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
     key = digest([FAKE_CUDA_SOURCE], (*flags, compiler_identity(compiler())))
-    return compile_to(
-        FAKE_CUDA_CACHE / key / "libcuda.so.1", [*flags, str(FAKE_CUDA_SOURCE)]
-    )
+    return compile_to(FAKE_CUDA_CACHE / key / "libcuda.so.1", [*flags, str(FAKE_CUDA_SOURCE)])
 
 
 def _library_path(*dirs: Path) -> str:
@@ -67,9 +65,7 @@ def emulated(*, fake_cuda: bool = False) -> Engine:
         dirs.append(build_fake_cuda().parent)
     env = {"NVENCFFI_LIBRARY": str(library), "LD_LIBRARY_PATH": _library_path(*dirs)}
     detail = f"NVENC emulator {library} (sources {EMULATOR_DIR})" + (
-        "; stand-in libcuda (no GPU: host frames)"
-        if fake_cuda
-        else "; real CUDA device memory"
+        "; stand-in libcuda (no GPU: host frames)" if fake_cuda else "; real CUDA device memory"
     )
     return Engine("emulated", "host" if fake_cuda else "cuda", env, library, detail)
 

@@ -108,9 +108,7 @@ def emulator_handle() -> Any:
 # -- the two measurements ----------------------------------------------------------------
 
 
-def measure_latency(
-    memory: str, size: tuple[int, int], frames: int, bitrate: int | None, fps: float
-) -> dict[str, Any]:
+def measure_latency(memory: str, size: tuple[int, int], frames: int, bitrate: int | None, fps: float) -> dict[str, Any]:
     """rfb.benchmark.nvenc_latency's measurement, with the emulator's record of the sessions."""
     emu = emulator_handle()
     sessions: list[dict[str, int]] = []
@@ -133,9 +131,7 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
 
     emu = emulator_handle()
     if emu is None:
-        raise SystemExit(
-            "overhead mode needs the NVENC emulator (its no-pixel mode); NVENCFFI_LIBRARY is not set"
-        )
+        raise SystemExit("overhead mode needs the NVENC emulator (its no-pixel mode); NVENCFFI_LIBRARY is not set")
     emu.set_no_pixel_work(True)
     width, height = size
     config = EncoderConfig(width, height, fps=60.0, bitrate=8_000_000, gop=GOP)
@@ -168,9 +164,7 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
         runners: list[tuple[str, Callable[[], Any]]] = [
             ("NvencEncoder.encode (fixed interface)", lambda: binding.encode(fixed)),
             (
-                "NvencEncoder.encode (CuPy array)"
-                if memory == "cuda"
-                else "NvencEncoder.encode (host wrapper)",
+                "NvencEncoder.encode (CuPy array)" if memory == "cuda" else "NvencEncoder.encode (host wrapper)",
                 lambda: binding.encode(array),
             ),
             (
@@ -199,9 +193,7 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
 
             return step
 
-        take_turns(
-            [timed(n, c) for n, c in runners], range(WARMUP_FRAMES * 20 + frames)
-        )
+        take_turns([timed(n, c) for n, c in runners], range(WARMUP_FRAMES * 20 + frames))
     finally:
         binding.close()
         for s in sides:
@@ -209,10 +201,7 @@ def measure_overhead(memory: str, size: tuple[int, int], frames: int) -> dict[st
         emu.set_no_pixel_work(False)
     result = {
         name: {
-            **{
-                k.replace("_ms", "_us"): round(v * 1e3, 3)
-                for k, v in summary_ms(t).items()
-            },
+            **{k.replace("_ms", "_us"): round(v * 1e3, 3) for k, v in summary_ms(t).items()},
             "calls": len(t),
             "empty_outputs": empty[name],
         }
@@ -265,9 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
     if args.mode == "latency":
-        result = measure_latency(
-            args.memory, (w, h), args.frames, args.bitrate, args.fps
-        )
+        result = measure_latency(args.memory, (w, h), args.frames, args.bitrate, args.fps)
     else:
         result = measure_overhead(args.memory, (w, h), args.frames)
     result["engines"] = nvenc_latency.engines()

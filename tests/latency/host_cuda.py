@@ -41,9 +41,9 @@ _DLManagedTensor._fields_ = [
 ]
 
 # A private prototype: ctypes.pythonapi's function objects are shared by the process.
-_capsule_new = ctypes.PYFUNCTYPE(
-    ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p
-)(("PyCapsule_New", ctypes.pythonapi))
+_capsule_new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)(
+    ("PyCapsule_New", ctypes.pythonapi)
+)
 
 
 class HostAsCuda:
@@ -56,9 +56,7 @@ class HostAsCuda:
 
     def __init__(self, array: np.ndarray) -> None:
         if array.dtype != np.uint8 or array.ndim != 2 or array.strides[1] != 1:
-            raise ValueError(
-                f"expected a 2-D uint8 array with packed rows, got {array.dtype} {array.strides}"
-            )
+            raise ValueError(f"expected a 2-D uint8 array with packed rows, got {array.dtype} {array.strides}")
         self.array = array
         self.exported = 0
         self._shape = (ctypes.c_int64 * 2)(*array.shape)
@@ -109,9 +107,7 @@ class HostAsCudaConverter:
             raise RuntimeError("HostAsCudaConverter is closed")
         data = frame.data
         planes = self._planes
-        if (
-            planes is None or planes[0].array.ctypes.data != data.ctypes.data
-        ):  # a new buffer: export it
+        if planes is None or planes[0].array.ctypes.data != data.ctypes.data:  # a new buffer: export it
             planes = self._planes = (
                 HostAsCuda(data[: frame.height]),
                 HostAsCuda(data[frame.height :]),
@@ -134,7 +130,5 @@ def create(config: EncoderConfig) -> Any:
     from rfb.encoders import nvenc_cpu
     from rfb.encoders.h264_cpu import PyAVH264Encoder
 
-    settings = replace(
-        nvenc_cpu.nvenc_settings(config), pix_fmt="cuda", open_with_first_frame=True
-    )
+    settings = replace(nvenc_cpu.nvenc_settings(config), pix_fmt="cuda", open_with_first_frame=True)
     return PyAVH264Encoder(NAME, config, settings, converter=HostAsCudaConverter())

@@ -25,17 +25,13 @@ def json_path() -> Path:
 def engine_banner(records: list[dict[str, Any]]) -> list[str]:
     """Plain words about what encoded: always said, loudest when the engine was emulated."""
     lines = []
-    for detail in dict.fromkeys(
-        r["engine"]["detail"] for r in records if r["engine"]["kind"] == "emulated"
-    ):
+    for detail in dict.fromkeys(r["engine"]["detail"] for r in records if r["engine"]["kind"] == "emulated"):
         lines.append(
             "ENCODE ENGINE EMULATED: both routes drove the project's NVENC emulator, not NVENC silicon "
             f"({detail}). What differs between the routes (Python, cffi, FFmpeg, PyAV, registration, "
             "mapping) is measured for real; the engine's own time is the emulator's."
         )
-    for detail in dict.fromkeys(
-        r["engine"]["detail"] for r in records if r["engine"]["kind"] == "nvenc"
-    ):
+    for detail in dict.fromkeys(r["engine"]["detail"] for r in records if r["engine"]["kind"] == "nvenc"):
         lines.append(f"encode engine: real NVENC ({detail})")
     return lines
 
@@ -83,9 +79,7 @@ def summary(records: list[dict[str, Any]], written: Path | None) -> list[str]:
     return lines
 
 
-def write_json(
-    records: list[dict[str, Any]], path: Path, machine: dict[str, Any]
-) -> Path:
+def write_json(records: list[dict[str, Any]], path: Path, machine: dict[str, Any]) -> Path:
     """All records with the machine they ran on."""
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"machine": machine, "banner": engine_banner(records), "results": records}

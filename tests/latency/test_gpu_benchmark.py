@@ -17,17 +17,15 @@ from pathlib import Path
 import pytest
 
 from rfb.benchmark import engines, gpu
+from rfb.benchmark.__main__ import main
 from rfb.benchmark.gpu_device import describe_gpu, parse_driver_release
 from rfb.benchmark.gpu_table import format_table
-from rfb.benchmark.__main__ import main
 from rfb.encoders.registry import encoder_status
 
 GPU_ROUTES = sorted(s.name for s in encoder_status() if s.reads_cuda)
 
 
-def test_gpu_flag_lists_every_gpu_route_and_succeeds(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_gpu_flag_lists_every_gpu_route_and_succeeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gpu.json"
     assert (
         main(
@@ -51,9 +49,7 @@ def test_gpu_flag_lists_every_gpu_route_and_succeeds(
     assert isinstance(described["available"], bool)
     timed = {r["route"] for r in section["rows"]}
     skipped = {s["route"]: s["reason"] for s in section["skipped"]}
-    assert GPU_ROUTES and set(GPU_ROUTES) <= timed | set(
-        skipped
-    )  # never dropped silently
+    assert GPU_ROUTES and set(GPU_ROUTES) <= timed | set(skipped)  # never dropped silently
     assert all(reason for reason in skipped.values())
     printed = capsys.readouterr().out
     for name in skipped:
@@ -93,7 +89,9 @@ def test_a_library_chosen_by_nvencffi_library_is_an_override(monkeypatch: pytest
     loaded = engines.nvenc_library("nvenc_gpu_cffi")
     assert loaded == engines.LoadedLibrary(str(library), str(library.resolve()), "NVENCFFI_LIBRARY")
     assert not loaded.from_system
-    assert loaded.describe() == f"{library.resolve()} (chosen by NVENCFFI_LIBRARY: not the system's libnvidia-encode.so.1)"
+    assert (
+        loaded.describe() == f"{library.resolve()} (chosen by NVENCFFI_LIBRARY: not the system's libnvidia-encode.so.1)"
+    )
     assert engines.engine_of("nvenc_gpu_cffi") == "override"
     assert engines.engine_of("h264_gpu_nv12") == "libx264"
     assert engines.nvenc_library("h264_gpu_nv12") is None
@@ -174,19 +172,23 @@ def test_gpu_section_times_available_routes(tmp_path: Path) -> None:
     )
     section = json.loads(out.read_text())["sections"]["gpu"]
     for row in section["rows"]:
-        assert row["frames"] == 3 and row["kb_per_frame"] > 0 and row["psnr_db"] > 20  # a sanity bound: garbage decodes near 10 dB; tiny frames at auto bitrate sit near 25
+        assert (
+            row["frames"] == 3 and row["kb_per_frame"] > 0 and row["psnr_db"] > 20
+        )  # a sanity bound: garbage decodes near 10 dB; tiny frames at auto bitrate sit near 25
         assert row["gpu_total"]["median_ms"] >= row["encode"]["median_ms"]
         assert row["cpu_ms"] > 0  # even a GPU route spends host CPU time on each frame
         if "cpu_total" in row:  # the CPU route ran from host frames, and from device frames with a download
             assert row["cpu_device_total"]["median_ms"] > 0
-            assert row["speedup_device"] == pytest.approx(row["cpu_device_total"]["median_ms"] / row["gpu_total"]["median_ms"], rel=0.01)
+            assert row["speedup_device"] == pytest.approx(
+                row["cpu_device_total"]["median_ms"] / row["gpu_total"]["median_ms"], rel=0.01
+            )
 
 
 def test_driver_release_from_proc() -> None:
     # the H100 machine's line (open kernel module), and the proprietary module's form
     seen = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \n"
     assert parse_driver_release(seen) == "580.159.04"
-    assert parse_driver_release(
-        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19"
-    ) == ("535.104.05")
+    assert parse_driver_release("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19") == (
+        "535.104.05"
+    )
     assert parse_driver_release("no driver here") is None

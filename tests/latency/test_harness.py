@@ -54,9 +54,7 @@ def test_ffmpeg_nvenc_and_nvencffi_share_the_emulator_on_identical_frames(
     assert result["ratio_median"] > 0
 
 
-def test_overhead_mode_on_host_memory(
-    host_engine: engines.Engine, tmp_path: Path
-) -> None:
+def test_overhead_mode_on_host_memory(host_engine: engines.Engine, tmp_path: Path) -> None:
     result = run_harness(
         host_engine,
         tmp_path,
@@ -76,20 +74,14 @@ def test_overhead_mode_on_host_memory(
         assert route["calls"] == 200 and route["empty_outputs"] == 0, name
         assert 0 < route["median_us"] <= route["p95_us"] <= route["p99_us"], name
     ledger = result["ledger"]
-    assert (
-        ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["errors"] == 0
-    ), ledger
+    assert ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["errors"] == 0, ledger
 
 
 def test_fake_cuda_refuses_what_needs_a_gpu(host_engine: engines.Engine) -> None:
     lib = ctypes.CDLL(str(engines.build_fake_cuda()))
     assert lib.cuInit(0) == 0
-    assert (
-        lib.cuMemAlloc_v2() == 801
-    )  # CUDA_ERROR_NOT_SUPPORTED: no pretending to have device memory
-    assert not hasattr(
-        lib, "cuPointerGetAttribute"
-    )  # so the emulator reads every pointer as host memory
+    assert lib.cuMemAlloc_v2() == 801  # CUDA_ERROR_NOT_SUPPORTED: no pretending to have device memory
+    assert not hasattr(lib, "cuPointerGetAttribute")  # so the emulator reads every pointer as host memory
 
 
 def _record(kind: str, mode: str = "latency") -> dict[str, Any]:
@@ -129,28 +121,20 @@ def _record(kind: str, mode: str = "latency") -> dict[str, Any]:
 
 
 def test_summary_says_when_the_engine_was_emulated(tmp_path: Path) -> None:
-    lines = report.summary(
-        [_record("emulated"), _record("emulated", "overhead")], tmp_path / "x.json"
-    )
+    lines = report.summary([_record("emulated"), _record("emulated", "overhead")], tmp_path / "x.json")
     assert lines[0].startswith("ENCODE ENGINE EMULATED") and "(D)" in lines[0]
     text = "\n".join(lines)
-    assert (
-        "nvenc_gpu_pyav" in text and "0.500" in text and " no " in text
-    )  # ratio on the second route's line
+    assert "nvenc_gpu_pyav" in text and "0.500" in text and " no " in text  # ratio on the second route's line
     assert "5.400" in text and "us" in text
     assert f"JSON: {tmp_path / 'x.json'}" == lines[-1]
     real = report.summary([_record("nvenc")], None)
-    assert real[0] == "encode engine: real NVENC (D)" and not any(
-        "EMULATED" in line for line in real
-    )
+    assert real[0] == "encode engine: real NVENC (D)" and not any("EMULATED" in line for line in real)
 
 
 def test_json_holds_the_machine_and_the_banner(tmp_path: Path) -> None:
     import json
 
-    path = report.write_json(
-        [_record("emulated")], tmp_path / "sub" / "latency.json", {"gpu": {"name": "G"}}
-    )
+    path = report.write_json([_record("emulated")], tmp_path / "sub" / "latency.json", {"gpu": {"name": "G"}})
     doc = json.loads(path.read_text())
     assert doc["machine"]["gpu"]["name"] == "G"
     assert doc["banner"][0].startswith("ENCODE ENGINE EMULATED")
@@ -200,12 +184,8 @@ def test_ffmpeg_sequence_headers_and_reconfigure_on_the_emulator(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
-    assert out["extradata"].startswith(
-        "0000000167"
-    )  # Annex B SPS from nvEncGetSequenceParams
+    assert out["extradata"].startswith("0000000167")  # Annex B SPS from nvEncGetSequenceParams
     assert len(out["sizes"]) == 2
-    assert out["ledger"]["reconfigures"] == 1 and out["ledger"]["errors"] == 0, out[
-        "ledger"
-    ]
+    assert out["ledger"]["reconfigures"] == 1 and out["ledger"]["errors"] == 0, out["ledger"]
     (session,) = out["sessions"]
     assert (session["api_major"], session["average_bitrate"]) == (13, 1_000_000)

@@ -42,14 +42,10 @@ def test_latency_cffi_vs_pyav(
     check_latency(latency_engine, result, FRAMES)
 
 
-def test_host_overhead_no_pixel_mode(
-    latency_engine: Engine, latency_record: Any, tmp_path: Path
-) -> None:
+def test_host_overhead_no_pixel_mode(latency_engine: Engine, latency_record: Any, tmp_path: Path) -> None:
     """Per-frame host work of NvencEncoder.encode(), the cffi route and the PyAV route, engine doing nothing."""
     if not latency_engine.emulated:
-        pytest.skip(
-            "the no-pixel mode is the emulator's; with real NVENC the engine's work cannot be switched off"
-        )
+        pytest.skip("the no-pixel mode is the emulator's; with real NVENC the engine's work cannot be switched off")
     result = run_harness(
         latency_engine,
         tmp_path,
@@ -64,6 +60,4 @@ def test_host_overhead_no_pixel_mode(
         assert route["calls"] == OVERHEAD_FRAMES, name
         assert route["empty_outputs"] == 0, name
     ledger = result["ledger"]
-    assert (
-        ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["errors"] == 0
-    ), ledger
+    assert ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["errors"] == 0, ledger

@@ -73,6 +73,8 @@ SOURCES = (
 )
 HEADERS = ("emu.h",)
 SELFTEST = "selftest.c"
+
+
 def build_emulator(sources: Path = HERE) -> Path:
     """Compile the emulator (once per source + header hash) and return the ``.so`` path.
 
@@ -251,7 +253,12 @@ class Emulator:
         """What ``nvEncGetEncodeCaps`` answers and initialize/reconfigure enforce. The
         defaults are a real H.264 encoder's (and what :meth:`reset` restores)."""
         rc = self._lib.emu_set_caps(
-            int(width_min), int(height_min), int(width_max), int(height_max), int(bool(custom_vbv)), int(bool(dyn_res_change))
+            int(width_min),
+            int(height_min),
+            int(width_max),
+            int(height_max),
+            int(bool(custom_vbv)),
+            int(bool(dyn_res_change)),
         )
         if rc != 0:
             raise ValueError(
@@ -282,7 +289,9 @@ class Emulator:
             int(ptr), int(size), self._KINDS.index(kind), int(device), int(context), int(bool(mempool)), int(buffer_id)
         )
         if rc != 0:
-            raise ValueError(f"cannot describe {size} bytes at {ptr:#x}: size must be > 0 and the table holds 256 ranges")
+            raise ValueError(
+                f"cannot describe {size} bytes at {ptr:#x}: size must be > 0 and the table holds 256 ranges"
+            )
 
     def forget_pointer(self, ptr: int) -> None:
         """Remove the described range containing ``ptr`` (its memory was freed)."""

@@ -203,7 +203,9 @@ def assert_exact(frame: av.VideoFrame, w: int, h: int, f: int) -> None:
     for name, g, e in zip("YUV", got, want, strict=True):
         if not np.array_equal(g, e):
             bad = np.argwhere(g != e)
-            raise AssertionError(f"frame {f} {w}x{h}: plane {name} differs at {len(bad)} samples, first (row, col) {bad[0].tolist()}")
+            raise AssertionError(
+                f"frame {f} {w}x{h}: plane {name} differs at {len(bad)} samples, first (row, col) {bad[0].tolist()}"
+            )
 
 
 def nal_types_of(au: bytes) -> list[int]:
@@ -254,11 +256,17 @@ def test_api_battery(selftest_exe: Path, lib: Path, tmp_path: Path) -> None:
     ledger = run.ledger
     assert ledger["sessions"] == 0
     # the battery destroys its session with a registration, a bitstream and an input buffer outstanding
-    assert (ledger["leaked_registered"], ledger["leaked_bitstream_buffers"], ledger["leaked_input_buffers"]) == (1, 1, 1)
+    assert (ledger["leaked_registered"], ledger["leaked_bitstream_buffers"], ledger["leaked_input_buffers"]) == (
+        1,
+        1,
+        1,
+    )
     assert ledger["reconfigures"] == 2 and ledger["eos"] == 1
 
 
-def test_last_error_names_function_status_and_cause(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path) -> None:
+def test_last_error_names_function_status_and_cause(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path
+) -> None:
     run = run_inprocess(selftest_so, lib, tmp_path, "api")
     assert run.rc == 0
     # the battery's last failing call is nvEncGetEncodeGUIDCount on a destroyed session
@@ -268,7 +276,9 @@ def test_last_error_names_function_status_and_cause(selftest_so: ctypes.CDLL, li
     assert emu.ledger()["errors"] > 50
 
 
-def test_version_query_and_function_list(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+def test_version_query_and_function_list(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
     (report,) = run_inprocess(selftest_so, lib, tmp_path, "version").lines
     assert report["max_version"] == (13 << 4) | 0  # driver 580 answers 13.0
     assert report["create_status"] == 0 and report["complete"] is True
@@ -295,7 +305,9 @@ def test_version_query_and_function_list(selftest_so: ctypes.CDLL, lib: Path, em
     assert report["max_version"] == 13 << 4
 
 
-def test_unsupported_device_like_an_h100(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+def test_unsupported_device_like_an_h100(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
     emu.set_unsupported_device(True)
     run = run_inprocess(selftest_so, lib, tmp_path, "encode")
     (opened,) = run.call("nvEncOpenEncodeSessionEx")
@@ -325,9 +337,13 @@ def test_unsupported_device_like_an_h100(selftest_so: ctypes.CDLL, lib: Path, em
         ((1366, 768), 1536, 1),  # a 256-byte pitch (cuMemAllocPitch, FFmpeg's CUDA frames)
     ],
 )
-def test_nv12_is_pixel_exact(selftest_exe: Path, lib: Path, tmp_path: Path, size: tuple[int, int], pitch: int, frames: int) -> None:
+def test_nv12_is_pixel_exact(
+    selftest_exe: Path, lib: Path, tmp_path: Path, size: tuple[int, int], pitch: int, frames: int
+) -> None:
     w, h = size
-    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--size", f"{w}x{h}", "--pitch", str(pitch), "--frames", str(frames))
+    run = run_selftest(
+        selftest_exe, lib, tmp_path, "encode", "--size", f"{w}x{h}", "--pitch", str(pitch), "--frames", str(frames)
+    )
     assert run.rc == 0, run.stderr
     assert [f["type"] for f in run.frames] == [PIC_IDR] + [PIC_P] * (frames - 1)
     decoded, _ = decode(run.stream)
@@ -338,7 +354,9 @@ def test_nv12_is_pixel_exact(selftest_exe: Path, lib: Path, tmp_path: Path, size
 
 @pytest.mark.parametrize("fmt", ["iyuv", "yv12"])
 def test_planar_yuv_is_pixel_exact(selftest_exe: Path, lib: Path, tmp_path: Path, fmt: str) -> None:
-    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--fmt", fmt, "--size", "352x288", "--pitch", "384", "--frames", "2")
+    run = run_selftest(
+        selftest_exe, lib, tmp_path, "encode", "--fmt", fmt, "--size", "352x288", "--pitch", "384", "--frames", "2"
+    )
     assert run.rc == 0, run.stderr
     decoded, _ = decode(run.stream)
     assert len(decoded) == 2
@@ -366,9 +384,25 @@ def test_input_buffers_are_pixel_exact(selftest_exe: Path, lib: Path, tmp_path: 
         ("abgr", ("--full-range",), False, True),
     ],
 )
-def test_rgb_is_converted(selftest_exe: Path, lib: Path, tmp_path: Path, fmt: str, flags: tuple[str, ...], bt709: bool, full: bool) -> None:
+def test_rgb_is_converted(
+    selftest_exe: Path, lib: Path, tmp_path: Path, fmt: str, flags: tuple[str, ...], bt709: bool, full: bool
+) -> None:
     w, h = 320, 240
-    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--fmt", fmt, "--size", f"{w}x{h}", "--pitch", "1536", "--frames", "2", *flags)
+    run = run_selftest(
+        selftest_exe,
+        lib,
+        tmp_path,
+        "encode",
+        "--fmt",
+        fmt,
+        "--size",
+        f"{w}x{h}",
+        "--pitch",
+        "1536",
+        "--frames",
+        "2",
+        *flags,
+    )
     assert run.rc == 0, run.stderr
     decoded, _ = decode(run.stream)
     assert len(decoded) == 2
@@ -399,13 +433,19 @@ def test_several_outputs_in_flight_are_locked_in_order(selftest_exe: Path, lib: 
     [
         ((), [PIC_IDR] + [PIC_P] * 9),  # infinite GOP: only the first picture is intra
         (("--gop", "4"), [PIC_IDR, PIC_P, PIC_P, PIC_P] * 2 + [PIC_IDR, PIC_P]),  # idrPeriod defaults to gopLength
-        (("--gop", "3", "--idr-period", "6"), [PIC_IDR, PIC_P, PIC_P, PIC_I, PIC_P, PIC_P] + [PIC_IDR, PIC_P, PIC_P, PIC_I]),
+        (
+            ("--gop", "3", "--idr-period", "6"),
+            [PIC_IDR, PIC_P, PIC_P, PIC_I, PIC_P, PIC_P] + [PIC_IDR, PIC_P, PIC_P, PIC_I],
+        ),
         (("--force-idr", "3,7"), [PIC_IDR, PIC_P, PIC_P, PIC_IDR, PIC_P, PIC_P, PIC_P, PIC_IDR, PIC_P, PIC_P]),
         (("--force-intra", "2"), [PIC_IDR, PIC_P, PIC_I] + [PIC_P] * 7),
         (("--intra-only", "--idr-period", "5"), [PIC_IDR, PIC_I, PIC_I, PIC_I, PIC_I] * 2),
         # FORCEIDR is only honoured with enablePTD = 1; without it the client's pictureType rules
         (("--no-ptd", "--force-idr", "2"), [PIC_IDR] + [PIC_P] * 9),
-        (("--no-ptd", "--idr-types", "2,5"), [PIC_IDR, PIC_P, PIC_IDR, PIC_P, PIC_P, PIC_IDR, PIC_P, PIC_P, PIC_P, PIC_P]),
+        (
+            ("--no-ptd", "--idr-types", "2,5"),
+            [PIC_IDR, PIC_P, PIC_IDR, PIC_P, PIC_P, PIC_IDR, PIC_P, PIC_P, PIC_P, PIC_P],
+        ),
     ],
 )
 def test_picture_types(selftest_exe: Path, lib: Path, tmp_path: Path, args: tuple[str, ...], types: list[int]) -> None:
@@ -437,7 +477,9 @@ def test_picture_types(selftest_exe: Path, lib: Path, tmp_path: Path, args: tupl
         ("high444", 244, 0x00),
     ],
 )
-def test_sps_profile(selftest_exe: Path, lib: Path, tmp_path: Path, profile: str, profile_idc: int, constraints: int) -> None:
+def test_sps_profile(
+    selftest_exe: Path, lib: Path, tmp_path: Path, profile: str, profile_idc: int, constraints: int
+) -> None:
     run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--frames", "2", "--profile", profile)
     assert run.rc == 0, run.stderr
     sps = h264.sps_of(run.stream)
@@ -464,8 +506,12 @@ def test_unsupported_profile_is_refused(selftest_exe: Path, lib: Path, tmp_path:
         ("640x360", "30/1", 51, 51),  # explicit level wins
     ],
 )
-def test_sps_level(selftest_exe: Path, lib: Path, tmp_path: Path, size: str, fps: str, level: int, level_idc: int) -> None:
-    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--size", size, "--frames", "0", "--fps", fps, "--level", str(level))
+def test_sps_level(
+    selftest_exe: Path, lib: Path, tmp_path: Path, size: str, fps: str, level: int, level_idc: int
+) -> None:
+    run = run_selftest(
+        selftest_exe, lib, tmp_path, "encode", "--size", size, "--frames", "0", "--fps", fps, "--level", str(level)
+    )
     assert run.rc == 0, run.stderr
     assert h264.sps_of(run.headers).level_idc == level_idc
 
@@ -496,7 +542,9 @@ def test_sps_without_vui_options(selftest_exe: Path, lib: Path, tmp_path: Path) 
 
 
 def test_sequence_params_match_the_in_band_headers(selftest_exe: Path, lib: Path, tmp_path: Path) -> None:
-    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--size", "640x360", "--frames", "1", "--fps", "30/1", "--bt709")
+    run = run_selftest(
+        selftest_exe, lib, tmp_path, "encode", "--size", "640x360", "--frames", "1", "--fps", "30/1", "--bt709"
+    )
     (call,) = run.call("nvEncGetSequenceParams")
     assert call["status"] == 0 and call["size"] == len(run.headers)
     assert run.headers.startswith(b"\x00\x00\x00\x01")
@@ -513,9 +561,7 @@ def test_headers_only_on_the_first_idr_unless_repeated(selftest_exe: Path, lib: 
     run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--frames", "6", "--gop", "3", "--repeat-spspps")
     assert [h264.nal_types(au) for au in run.access_units()] == [[7, 8, 5], [1], [1], [7, 8, 5], [1], [1]]
 
-    run = run_selftest(
-        selftest_exe, lib, tmp_path, "encode", "--frames", "3", "--aud", "--output-spspps", "1"
-    )
+    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--frames", "3", "--aud", "--output-spspps", "1")
     assert [h264.nal_types(au) for au in run.access_units()] == [[9, 7, 8, 5], [9, 7, 8, 1], [9, 1]]
 
     run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--frames", "2", "--disable-spspps")
@@ -546,8 +592,13 @@ def test_reconfigure_resolution_forces_an_idr_with_new_headers(selftest_exe: Pat
     assert run.ledger["reconfigures"] == 2
 
 
-@pytest.mark.parametrize(("flags", "types"), [("", [PIC_IDR, PIC_P, PIC_P]), ("i", [PIC_IDR, PIC_P, PIC_IDR]), ("r", [PIC_IDR, PIC_P, PIC_IDR])])
-def test_reconfigure_bitrate_keeps_the_gop_unless_asked(selftest_exe: Path, lib: Path, tmp_path: Path, flags: str, types: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "types"),
+    [("", [PIC_IDR, PIC_P, PIC_P]), ("i", [PIC_IDR, PIC_P, PIC_IDR]), ("r", [PIC_IDR, PIC_P, PIC_IDR])],
+)
+def test_reconfigure_bitrate_keeps_the_gop_unless_asked(
+    selftest_exe: Path, lib: Path, tmp_path: Path, flags: str, types: list[int]
+) -> None:
     spec = f"2:320x240:9000000:{flags}" if flags else "2:320x240:9000000"
     run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--frames", "3", "--fps", "30/1", "--reconfigure", spec)
     assert run.rc == 0, run.stderr
@@ -555,7 +606,9 @@ def test_reconfigure_bitrate_keeps_the_gop_unless_asked(selftest_exe: Path, lib:
     assert 7 not in h264.nal_types(run.access_units()[2])  # no new SPS for a bitrate change
 
 
-def test_reconfigure_beyond_the_maximum_is_refused(selftest_exe: Path, lib: Path, tmp_path: Path, status: dict[str, int]) -> None:
+def test_reconfigure_beyond_the_maximum_is_refused(
+    selftest_exe: Path, lib: Path, tmp_path: Path, status: dict[str, int]
+) -> None:
     run = run_selftest(
         selftest_exe, lib, tmp_path, "encode", "--max", "640x480", "--frames", "3", "--reconfigure", "1:1280x480"
     )
@@ -592,11 +645,15 @@ def test_session_info_reflects_reconfigure(selftest_so: ctypes.CDLL, lib: Path, 
 # ----------------------------------------------------------- fault injection
 
 
-def test_injected_encode_fault(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+def test_injected_encode_fault(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
     emu.inject_fault("nvEncEncodePicture", "NV_ENC_ERR_ENCODER_BUSY", after=2, count=2)
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--frames", "6", "--keep-going")
     failed = run.call("nvEncEncodePicture")
-    assert [(f["frame"], f["status"]) for f in failed] == [(2, status["NV_ENC_ERR_ENCODER_BUSY"])] * 1 + [(3, status["NV_ENC_ERR_ENCODER_BUSY"])]
+    assert [(f["frame"], f["status"]) for f in failed] == [(2, status["NV_ENC_ERR_ENCODER_BUSY"])] * 1 + [
+        (3, status["NV_ENC_ERR_ENCODER_BUSY"])
+    ]
     assert [f["frame"] for f in run.frames] == [0, 1, 4, 5]
     ledger = emu.ledger()
     assert ledger["faults_fired"] == 2 and ledger["encodes"] == 4
@@ -606,7 +663,9 @@ def test_injected_encode_fault(selftest_so: ctypes.CDLL, lib: Path, emu: Emulato
     assert len(decoded) == 4
 
 
-def test_injected_fault_forever_and_cleared(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+def test_injected_fault_forever_and_cleared(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
     emu.inject_fault("nvEncEncodePicture", status["NV_ENC_ERR_GENERIC"], count=-1)
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--frames", "3", "--keep-going")
     assert [c["status"] for c in run.call("nvEncEncodePicture")] == [status["NV_ENC_ERR_GENERIC"]] * 3
@@ -616,7 +675,9 @@ def test_injected_fault_forever_and_cleared(selftest_so: ctypes.CDLL, lib: Path,
     assert run.rc == 0 and len(run.frames) == 3
 
 
-def test_injected_fault_on_create_instance_and_open(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+def test_injected_fault_on_create_instance_and_open(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
     emu.inject_fault("NvEncodeAPICreateInstance", "NV_ENC_ERR_INVALID_VERSION")
     run = run_inprocess(selftest_so, lib, tmp_path, "encode")
     assert run.call("NvEncodeAPICreateInstance")[0]["status"] == status["NV_ENC_ERR_INVALID_VERSION"]
@@ -646,7 +707,20 @@ def test_sessions_on_two_threads(selftest_so: ctypes.CDLL, lib: Path, emu: Emula
 
     def client(name: str) -> Run:
         w, h = sizes[name]
-        return run_inprocess(selftest_so, lib, tmp_path / name, "encode", "--size", f"{w}x{h}", "--frames", "12", "--buffers", "2", "--gop", "5")
+        return run_inprocess(
+            selftest_so,
+            lib,
+            tmp_path / name,
+            "encode",
+            "--size",
+            f"{w}x{h}",
+            "--frames",
+            "12",
+            "--buffers",
+            "2",
+            "--gop",
+            "5",
+        )
 
     with ThreadPoolExecutor(2) as pool:
         runs = dict(zip(sizes, pool.map(client, sizes), strict=True))
@@ -690,7 +764,15 @@ def test_end_of_stream(selftest_exe: Path, lib: Path, tmp_path: Path) -> None:
 
 def test_ledger_returns_to_zero(selftest_exe: Path, lib: Path, tmp_path: Path) -> None:
     run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--frames", "4", "--buffers", "2", "--gop", "2", "--eos")
-    live = ("sessions", "registered", "mapped", "bitstream_buffers", "input_buffers", "locked_bitstreams", "pending_bitstreams")
+    live = (
+        "sessions",
+        "registered",
+        "mapped",
+        "bitstream_buffers",
+        "input_buffers",
+        "locked_bitstreams",
+        "pending_bitstreams",
+    )
     assert {k: run.ledger[k] for k in live} == dict.fromkeys(live, 0)
     assert run.ledger["leaked"] == 0 and run.ledger["errors"] == 0
     misuse = ("unflushed_destroys", "stale_registrations", "dead_stream_pointers", "null_session_calls",
@@ -717,13 +799,31 @@ def _cuda_unavailable() -> str | None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("fmt", "size", "pitch"), [("nv12", (1920, 1080), 2048), ("nv12", (852, 480), 1024), ("iyuv", (352, 288), 384)])
-def test_cuda_device_memory_is_pixel_exact(selftest_exe: Path, lib: Path, tmp_path: Path, fmt: str, size: tuple[int, int], pitch: int) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "size", "pitch"), [("nv12", (1920, 1080), 2048), ("nv12", (852, 480), 1024), ("iyuv", (352, 288), 384)]
+)
+def test_cuda_device_memory_is_pixel_exact(
+    selftest_exe: Path, lib: Path, tmp_path: Path, fmt: str, size: tuple[int, int], pitch: int
+) -> None:
     """Pictures in CUDA device memory (cuMemAlloc), read by the emulator through libcuda."""
     if reason := _cuda_unavailable():
         pytest.skip(reason)
     w, h = size
-    run = run_selftest(selftest_exe, lib, tmp_path, "encode", "--cuda", "--fmt", fmt, "--size", f"{w}x{h}", "--pitch", str(pitch), "--frames", "2")
+    run = run_selftest(
+        selftest_exe,
+        lib,
+        tmp_path,
+        "encode",
+        "--cuda",
+        "--fmt",
+        fmt,
+        "--size",
+        f"{w}x{h}",
+        "--pitch",
+        str(pitch),
+        "--frames",
+        "2",
+    )
     assert run.rc == 0, run.stderr
     decoded, _ = decode(run.stream)
     assert len(decoded) == 2
@@ -732,8 +832,12 @@ def test_cuda_device_memory_is_pixel_exact(selftest_exe: Path, lib: Path, tmp_pa
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("memory", "why"), [("async", "stream-ordered pool memory"), ("host", "is host memory (CU_MEMORYTYPE_HOST)")])
-def test_cuda_pool_and_pinned_host_memory_are_refused(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], memory: str, why: str) -> None:
+@pytest.mark.parametrize(
+    ("memory", "why"), [("async", "stream-ordered pool memory"), ("host", "is host memory (CU_MEMORYTYPE_HOST)")]
+)
+def test_cuda_pool_and_pinned_host_memory_are_refused(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], memory: str, why: str
+) -> None:
     """With a real libcuda the registration asks cuPointerGetAttribute, as a driver does."""
     if reason := _cuda_unavailable():
         pytest.skip(reason)
@@ -745,10 +849,24 @@ def test_cuda_pool_and_pinned_host_memory_are_refused(selftest_so: ctypes.CDLL, 
 
 
 @pytest.mark.gpu
-def test_cuda_memory_freed_under_a_registration_is_stale(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path) -> None:
+def test_cuda_memory_freed_under_a_registration_is_stale(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path
+) -> None:
     if reason := _cuda_unavailable():
         pytest.skip(reason)
-    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--cuda", "--frames", "4", "--eos", "--keep-going", "--cuda-realloc-at", "2")
+    run = run_inprocess(
+        selftest_so,
+        lib,
+        tmp_path,
+        "encode",
+        "--cuda",
+        "--frames",
+        "4",
+        "--eos",
+        "--keep-going",
+        "--cuda-realloc-at",
+        "2",
+    )
     (realloc,) = run.call("realloc")
     assert realloc["status"] == 0
     assert emu.ledger()["stale_registrations"] == 1  # a new BUFFER_ID at the old address, or no allocation there
@@ -769,8 +887,16 @@ def test_cuda_memory_freed_under_a_registration_is_stale(selftest_so: ctypes.CDL
         (("encode", "--size", "852x480", "--frames", "2", "--keep-going"), 1),  # a pitch fault (failed calls), then teardown
     ],
 )  # fmt: skip
-def test_no_leaks_or_memory_errors_under_valgrind(selftest_exe: Path, lib: Path, tmp_path: Path, args: tuple[str, ...], rc: int) -> None:
-    wrapper = ("valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect,possible", "--error-exitcode=99", "-q")
+def test_no_leaks_or_memory_errors_under_valgrind(
+    selftest_exe: Path, lib: Path, tmp_path: Path, args: tuple[str, ...], rc: int
+) -> None:
+    wrapper = (
+        "valgrind",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite,indirect,possible",
+        "--error-exitcode=99",
+        "-q",
+    )
     run = run_selftest(selftest_exe, lib, tmp_path, args[0], *args[1:], wrapper=wrapper)
     assert run.rc == rc, f"valgrind/selftest exit {run.rc} (99: valgrind found errors):\n{run.stderr[-4000:]}"
     assert run.ledger["sessions"] == 0
@@ -787,20 +913,33 @@ def _failed_setup(run: Run) -> dict:
     return setup
 
 
-def test_caps_are_a_real_h264_encoders_and_configurable(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
-    assert emu.caps == {"width_min": 145, "height_min": 49, "width_max": 4096, "height_max": 4096, "custom_vbv": 1, "dyn_res_change": 1}
+def test_caps_are_a_real_h264_encoders_and_configurable(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
+    assert emu.caps == {
+        "width_min": 145,
+        "height_min": 49,
+        "width_max": 4096,
+        "height_max": 4096,
+        "custom_vbv": 1,
+        "dyn_res_change": 1,
+    }
     for size in ("144x240", "320x48"):  # one below NV_ENC_CAPS_WIDTH_MIN, one below HEIGHT_MIN
         run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", size)
         assert run.call("nvEncInitializeEncoder")[0]["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
         assert "Frame Dimension less than the minimum supported value" in emu.last_error()
-    assert run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", "146x50", "--pitch", "160").rc == 0  # the smallest even size
+    assert (
+        run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", "146x50", "--pitch", "160").rc == 0
+    )  # the smallest even size
 
     emu.set_caps(width_min=320, height_min=240, width_max=1920, height_max=1080)
     assert (emu.caps["width_min"], emu.caps["width_max"]) == (320, 1920)
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", "1922x1080")
     assert run.call("nvEncInitializeEncoder")[0]["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
     assert "Frame Dimension greater than the maximum supported value" in emu.last_error()
-    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--max", "1920x1080", "--frames", "2", "--reconfigure", "1:318x240")
+    run = run_inprocess(
+        selftest_so, lib, tmp_path, "encode", "--max", "1920x1080", "--frames", "2", "--reconfigure", "1:318x240"
+    )
     assert run.call("nvEncReconfigureEncoder")[0]["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
 
     emu.set_caps(custom_vbv=False)  # the other caps back to their defaults
@@ -812,7 +951,9 @@ def test_caps_are_a_real_h264_encoders_and_configurable(selftest_so: ctypes.CDLL
     assert run_inprocess(selftest_so, lib, tmp_path, "encode", "--vbv", "166666").rc == 0
 
     emu.set_caps(dyn_res_change=False)
-    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--max", "640x480", "--frames", "2", "--reconfigure", "1:640x480")
+    run = run_inprocess(
+        selftest_so, lib, tmp_path, "encode", "--max", "640x480", "--frames", "2", "--reconfigure", "1:640x480"
+    )
     assert run.call("nvEncReconfigureEncoder")[0]["status"] == status["NV_ENC_ERR_UNSUPPORTED_PARAM"]
     assert "NV_ENC_CAPS_SUPPORT_DYN_RES_CHANGE is 0" in emu.last_error()
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--frames", "2", "--reconfigure", "1:320x240:9000000")
@@ -833,7 +974,9 @@ def test_caps_are_a_real_h264_encoders_and_configurable(selftest_so: ctypes.CDLL
         ("context", "belongs to CUDA context 0xc0de0000"),
     ],
 )
-def test_registration_refuses_memory_a_driver_cannot_use(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], kind: str, why: str) -> None:
+def test_registration_refuses_memory_a_driver_cannot_use(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], kind: str, why: str
+) -> None:
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", kind)
     assert _failed_setup(run)["status"] == status["NV_ENC_ERR_RESOURCE_REGISTER_FAILED"]
     assert why in emu.last_error()
@@ -841,7 +984,9 @@ def test_registration_refuses_memory_a_driver_cannot_use(selftest_so: ctypes.CDL
 
 
 @pytest.mark.parametrize("kind", ["device", "managed"])
-def test_registration_accepts_device_memory_of_the_session(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, kind: str) -> None:
+def test_registration_accepts_device_memory_of_the_session(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, kind: str
+) -> None:
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", kind, "--frames", "2", "--eos")
     assert run.rc == 0 and len(run.frames) == 2
     decoded, _ = decode(run.stream)
@@ -853,7 +998,15 @@ def test_pointer_descriptions_and_the_session_context(emu: Emulator) -> None:
     base = 0x7F00_0000_0000
     assert emu.pointer_info(base) is None  # undescribed: taken for the session's device memory
     emu.describe_pointer(base, 1 << 20, context=0xC0DE, buffer_id=7)
-    want = {"kind": "device", "device": 0, "context": 0xC0DE, "mempool": False, "buffer_id": 7, "start": base, "size": 1 << 20}
+    want = {
+        "kind": "device",
+        "device": 0,
+        "context": 0xC0DE,
+        "mempool": False,
+        "buffer_id": 7,
+        "start": base,
+        "size": 1 << 20,
+    }
     assert emu.pointer_info(base + 4096) == want
     assert emu.pointer_info(base + (1 << 20)) is None  # one past the end
     emu.describe_pointer(base + 4096, 256, kind="host", mempool=True, buffer_id=8)  # overlaps: replaces the first
@@ -870,7 +1023,9 @@ def test_pointer_descriptions_and_the_session_context(emu: Emulator) -> None:
     assert emu.pointer_info(base) is None
 
 
-def test_registration_checks_the_context_set_for_the_sessions(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+def test_registration_checks_the_context_set_for_the_sessions(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
     # The self-test opens its sessions with a NULL device; memory of context 0xC0DE0000 is refused...
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "context")
     assert _failed_setup(run)["status"] == status["NV_ENC_ERR_RESOURCE_REGISTER_FAILED"]
@@ -889,9 +1044,29 @@ def test_registration_checks_the_context_set_for_the_sessions(selftest_so: ctype
 
 
 @pytest.mark.parametrize(("size", "pitch"), [((852, 480), 852), ((852, 480), 856), ((1366, 768), 1368)])
-def test_pitch_not_a_multiple_of_16_faults_and_poisons_the_session(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], size: tuple[int, int], pitch: int) -> None:
+def test_pitch_not_a_multiple_of_16_faults_and_poisons_the_session(
+    selftest_so: ctypes.CDLL,
+    lib: Path,
+    emu: Emulator,
+    tmp_path: Path,
+    status: dict[str, int],
+    size: tuple[int, int],
+    pitch: int,
+) -> None:
     w, h = size
-    run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", f"{w}x{h}", "--pitch", str(pitch), "--frames", "3", "--keep-going")
+    run = run_inprocess(
+        selftest_so,
+        lib,
+        tmp_path,
+        "encode",
+        "--size",
+        f"{w}x{h}",
+        "--pitch",
+        str(pitch),
+        "--frames",
+        "3",
+        "--keep-going",
+    )
     assert run.call("setup") == []  # the header's rule (a multiple of 4) lets it register
     (fault,) = run.call("nvEncEncodePicture")
     assert fault["frame"] == 0 and fault["status"] == status["NV_ENC_ERR_GENERIC"]
@@ -906,7 +1081,9 @@ def test_pitch_not_a_multiple_of_16_faults_and_poisons_the_session(selftest_so: 
     assert ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["encodes"] == 0
 
 
-def test_pitch_rules_at_registration(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]) -> None:
+def test_pitch_rules_at_registration(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int]
+) -> None:
     # 1366 bytes is no multiple of 4: the header's own rule refuses it at registration
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--size", "1366x768", "--pitch", "1366")
     assert _failed_setup(run)["status"] == status["NV_ENC_ERR_INVALID_PARAM"]
@@ -945,14 +1122,18 @@ def test_driver_owned_fields_are_scribbled(selftest_so: ctypes.CDLL, lib: Path, 
 
 
 @pytest.mark.parametrize(("eos", "count"), [(False, 1), (True, 0)])
-def test_ledger_unflushed_destroys(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, eos: bool, count: int) -> None:
+def test_ledger_unflushed_destroys(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, eos: bool, count: int
+) -> None:
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--frames", "2", *(("--eos",) if eos else ()))
     assert run.rc == 0
     assert emu.ledger()["unflushed_destroys"] == count
 
 
 @pytest.mark.parametrize(("args", "count"), [((), 0), (("--replace-at", "2"), 1), (("--forget-at", "2"), 1)])
-def test_ledger_stale_registrations(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, args: tuple[str, ...], count: int) -> None:
+def test_ledger_stale_registrations(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, args: tuple[str, ...], count: int
+) -> None:
     """An encode through a registration whose allocation was freed, or replaced by another
     buffer at the same address, reads memory the registration no longer describes."""
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--describe", "device", "--frames", "4", "--eos", *args)
@@ -961,7 +1142,9 @@ def test_ledger_stale_registrations(selftest_so: ctypes.CDLL, lib: Path, emu: Em
 
 
 @pytest.mark.parametrize(("streams", "count"), [("live", 0), ("changed", 1)])
-def test_ledger_dead_stream_pointers(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, streams: str, count: int) -> None:
+def test_ledger_dead_stream_pointers(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, streams: str, count: int
+) -> None:
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", "--streams", streams, "--frames", "3", "--eos")
     assert run.call("nvEncSetIOCudaStreams")[0]["status"] == 0
     assert run.rc == 0
@@ -971,12 +1154,16 @@ def test_ledger_dead_stream_pointers(selftest_so: ctypes.CDLL, lib: Path, emu: E
 def test_ledger_null_session_calls(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path) -> None:
     run_inprocess(selftest_so, lib, tmp_path, "encode", "--eos")
     assert emu.ledger()["null_session_calls"] == 0
-    run = run_inprocess(selftest_so, lib, tmp_path, "api")  # nvEncGetEncodeGUIDCount(NULL), nvEncGetLastErrorString(NULL)
+    run = run_inprocess(
+        selftest_so, lib, tmp_path, "api"
+    )  # nvEncGetEncodeGUIDCount(NULL), nvEncGetLastErrorString(NULL)
     assert run.rc == 0 and emu.ledger()["null_session_calls"] == 2
 
 
 @pytest.mark.parametrize(("leak", "count"), [(False, 0), (True, 1)])
-def test_ledger_failed_open_leaks(selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], leak: bool, count: int) -> None:
+def test_ledger_failed_open_leaks(
+    selftest_so: ctypes.CDLL, lib: Path, emu: Emulator, tmp_path: Path, status: dict[str, int], leak: bool, count: int
+) -> None:
     emu.set_unsupported_device(True)
     run = run_inprocess(selftest_so, lib, tmp_path, "encode", *(("--leak-failed-open",) if leak else ()))
     (opened,) = run.call("nvEncOpenEncodeSessionEx")
@@ -996,13 +1183,17 @@ def _broken_copy(src: Path, dst: Path, name: str) -> None:
     target.write_text(target.read_text() + "\nint this_does_not_compile(void) { return undeclared_name; }\n")
 
 
-def test_a_broken_emulator_source_fails_the_test_instead_of_skipping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_emulator_source_fails_the_test_instead_of_skipping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.nvenc_emulator import HERE
 
     _broken_copy(HERE, tmp_path / "src", "pointers.c")
     for ci in ("true", ""):  # with or without CI
         monkeypatch.setattr("tests.support.ci.IN_CI", ci == "true")
-        with pytest.raises(pytest.fail.Exception, match="(?s)the NVENC emulator does not build: compiling .*undeclared_name"):
+        with pytest.raises(
+            pytest.fail.Exception, match="(?s)the NVENC emulator does not build: compiling .*undeclared_name"
+        ):
             require_emulator(tmp_path / "src")
 
 

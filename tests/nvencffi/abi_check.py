@@ -38,8 +38,16 @@ __all__ = [
 HEADER_NAME = "nvEncodeAPI.h"
 
 
-def build_expectations(ffi: Any, *, defines: list[str], consts: Any, struct_versions: dict[str, int],
-                       api_version: int, guid_bytes: dict[str, bytes], exports: dict[str, str]) -> Expectations:
+def build_expectations(
+    ffi: Any,
+    *,
+    defines: list[str],
+    consts: Any,
+    struct_versions: dict[str, int],
+    api_version: int,
+    guid_bytes: dict[str, bytes],
+    exports: dict[str, str],
+) -> Expectations:
     """Every fact nvencffi's declarations claim about nvEncodeAPI.h."""
     ex = Expectations()
     expect_layouts(ex, ffi)

@@ -47,8 +47,10 @@ def main(frames: int = 50_000) -> None:
     frame = nv12_frame(1280, 720)[0]  # pitch 1280 = 5 x 256: registered in place
     emu.describe_pointer(frame.pointer, frame.storage.nbytes, buffer_id=7)
     results = {}
-    for label, context in (("no attribute source", nvencffi.NullContext()),
-                           ("allocation id asked per frame", nvencffi.NullContext(attributes=emu.pointer_info))):
+    for label, context in (
+        ("no attribute source", nvencffi.NullContext()),
+        ("allocation id asked per frame", nvencffi.NullContext(attributes=emu.pointer_info)),
+    ):
         with nvencffi.NvencEncoder(1280, 720, context=context) as enc:
             for _ in range(2_000):
                 enc.encode(frame)
@@ -82,8 +84,10 @@ def main(frames: int = 50_000) -> None:
             results.setdefault("raw", _best(raw_calls, frames))
     assert emu.ledger()["sessions"] == 0
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {platform.node()} ({cpu}, {os.cpu_count()} cores), Python {platform.python_version()}, "
-          f"API {_api.API_MAJOR}.{_api.API_MINOR}; 1280x720 NV12, no-pixel; best of 5 x {frames // 5}")
+    print(
+        f"machine: {platform.node()} ({cpu}, {os.cpu_count()} cores), Python {platform.python_version()}, "
+        f"API {_api.API_MAJOR}.{_api.API_MINOR}; 1280x720 NV12, no-pixel; best of 5 x {frames // 5}"
+    )
     for label in ("no attribute source", "allocation id asked per frame"):
         print(f"encode() incl. emulator, {label}: {results[label] / 1000:.2f} us/frame")
     print(f"the five cffi calls + fresh structs + copy-out alone: {results['raw'] / 1000:.2f} us/frame")

@@ -46,8 +46,11 @@ def main() -> None:
     print("library:", lib.path, "max NVENC API:", lib.max_api_version)
     _, version = driver.cuDriverGetVersion()
     print("CUDA driver API version:", version)
-    empty = [n for n, _ in ffi.typeof("NV_ENCODE_API_FUNCTION_LIST").fields
-             if n.startswith("nvEnc") and getattr(lib.functions, n) == ffi.NULL]
+    empty = [
+        n
+        for n, _ in ffi.typeof("NV_ENCODE_API_FUNCTION_LIST").fields
+        if n.startswith("nvEnc") and getattr(lib.functions, n) == ffi.NULL
+    ]
     print("empty function-table slots:", empty or "none")
     ctx = PrimaryContext(0)
     print("GPU:", ctx.gpu_name, "context handle: 0x%x" % ctx.handle)
@@ -60,8 +63,10 @@ def main() -> None:
     with ctx.pushed():
         status = lib.nvEncOpenEncodeSessionEx(params, out)
     handle = int(ffi.cast("uintptr_t", out[0]))
-    print(f"nvEncOpenEncodeSessionEx: {NvencStatus(status).name} ({status}); handle written: 0x{handle:x}"
-          + (" (sentinel untouched)" if handle == 0x1234 else ""))
+    print(
+        f"nvEncOpenEncodeSessionEx: {NvencStatus(status).name} ({status}); handle written: 0x{handle:x}"
+        + (" (sentinel untouched)" if handle == 0x1234 else "")
+    )
 
     def last_error(h):
         text = lib.nvEncGetLastErrorString(ffi.cast("void *", h))

@@ -65,10 +65,20 @@ def test_the_probe_covers_every_kind_of_fact(probe_results) -> None:
     kinds = {key.split()[0] for key in ex.values}
     assert kinds == {"sizeof", "alignof", "offsetof", "type", "bits", "enum", "define", "version", "guid", "export"}
     # the structs the encoder passes to the driver are all checked, field by field
-    for name in ("_NV_ENC_CONFIG", "_NV_ENC_INITIALIZE_PARAMS", "_NV_ENC_PIC_PARAMS", "_NV_ENC_LOCK_BITSTREAM",
-                 "_NV_ENC_REGISTER_RESOURCE", "_NV_ENC_MAP_INPUT_RESOURCE", "_NV_ENC_RECONFIGURE_PARAMS",
-                 "_NV_ENC_PRESET_CONFIG", "_NV_ENCODE_API_FUNCTION_LIST", "_NV_ENC_OPEN_ENCODE_SESSIONEX_PARAMS",
-                 "_NV_ENC_SEQUENCE_PARAM_PAYLOAD", "_NV_ENC_CREATE_BITSTREAM_BUFFER"):
+    for name in (
+        "_NV_ENC_CONFIG",
+        "_NV_ENC_INITIALIZE_PARAMS",
+        "_NV_ENC_PIC_PARAMS",
+        "_NV_ENC_LOCK_BITSTREAM",
+        "_NV_ENC_REGISTER_RESOURCE",
+        "_NV_ENC_MAP_INPUT_RESOURCE",
+        "_NV_ENC_RECONFIGURE_PARAMS",
+        "_NV_ENC_PRESET_CONFIG",
+        "_NV_ENCODE_API_FUNCTION_LIST",
+        "_NV_ENC_OPEN_ENCODE_SESSIONEX_PARAMS",
+        "_NV_ENC_SEQUENCE_PARAM_PAYLOAD",
+        "_NV_ENC_CREATE_BITSTREAM_BUFFER",
+    ):
         assert f"sizeof {name}" in ex.values
     assert "bits _NV_ENC_CONFIG.encodeCodecConfig.h264Config.repeatSPSPPS" in ex.values
     assert "type _NV_ENCODE_API_FUNCTION_LIST.nvEncEncodePicture" in ex.values
@@ -103,11 +113,18 @@ def test_the_check_catches_a_wrong_declaration(official_header_dir: Path, c_comp
     in a mutated copy of our declarations must all be reported."""
     text = OUR_HEADER.read_text()
     mutations = [
-        ("    NV_ENC_CAPS capsToQuery;\n    uint32_t    reserved[62];", "    NV_ENC_CAPS capsToQuery;\n    uint32_t    reserved[61];"),
-        ("    uint32_t              enableMinQP        : 1;\n    uint32_t              enableMaxQP        : 1;",
-         "    uint32_t              enableMaxQP        : 1;\n    uint32_t              enableMinQP        : 1;"),
-        ("typedef NVENCSTATUS (*PNVENCUNLOCKBITSTREAM)(void *encoder, NV_ENC_OUTPUT_PTR bitstreamBuffer);",
-         "typedef NVENCSTATUS (*PNVENCUNLOCKBITSTREAM)(void *encoder, uint32_t bitstreamBuffer);"),
+        (
+            "    NV_ENC_CAPS capsToQuery;\n    uint32_t    reserved[62];",
+            "    NV_ENC_CAPS capsToQuery;\n    uint32_t    reserved[61];",
+        ),
+        (
+            "    uint32_t              enableMinQP        : 1;\n    uint32_t              enableMaxQP        : 1;",
+            "    uint32_t              enableMaxQP        : 1;\n    uint32_t              enableMinQP        : 1;",
+        ),
+        (
+            "typedef NVENCSTATUS (*PNVENCUNLOCKBITSTREAM)(void *encoder, NV_ENC_OUTPUT_PTR bitstreamBuffer);",
+            "typedef NVENCSTATUS (*PNVENCUNLOCKBITSTREAM)(void *encoder, uint32_t bitstreamBuffer);",
+        ),
     ]
     for old, new in mutations:
         assert old in text, old

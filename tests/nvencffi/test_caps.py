@@ -23,20 +23,24 @@ def new_encoder(width: int = 320, height: int = 240, **kwargs) -> nvencffi.Nvenc
 def test_the_caps_are_asked_and_exposed(emulator) -> None:
     with new_encoder() as enc:
         assert enc.caps == EncoderCaps(145, 49, 4096, 4096, custom_vbv=True, dyn_res_change=True)
-    emulator.set_caps(width_min=320, height_min=240, width_max=1920, height_max=1080,
-                      custom_vbv=False, dyn_res_change=False)
+    emulator.set_caps(
+        width_min=320, height_min=240, width_max=1920, height_max=1080, custom_vbv=False, dyn_res_change=False
+    )
     with new_encoder() as enc:
         assert enc.caps == EncoderCaps(320, 240, 1920, 1080, custom_vbv=False, dyn_res_change=False)
         assert (enc.caps.min_size, enc.caps.max_size) == ((320, 240), (1920, 1080))
     assert_released(emulator)
 
 
-@pytest.mark.parametrize(("size", "caps"), [
-    ((144, 80), {}),  # VideoProcessingFramework issue 214: refused by a real driver
-    ((320, 240), {"width_min": 400}),
-    ((640, 480), {"height_min": 720}),
-    ((2560, 1440), {"width_max": 1920, "height_max": 1080}),
-])
+@pytest.mark.parametrize(
+    ("size", "caps"),
+    [
+        ((144, 80), {}),  # VideoProcessingFramework issue 214: refused by a real driver
+        ((320, 240), {"width_min": 400}),
+        ((640, 480), {"height_min": 720}),
+        ((2560, 1440), {"width_max": 1920, "height_max": 1080}),
+    ],
+)
 def test_a_size_outside_the_caps_is_refused_in_plain_words(emulator, size, caps) -> None:
     emulator.set_caps(**caps)
     with pytest.raises(nvencffi.FrameSizeUnsupported) as info:
@@ -120,7 +124,9 @@ def test_a_cap_the_driver_does_not_know_reads_as_not_supported(emulator) -> None
 
 def test_any_other_caps_failure_is_an_error_with_the_drivers_text(emulator) -> None:
     emulator.inject_fault("nvEncGetEncodeCaps", "NV_ENC_ERR_GENERIC")
-    with pytest.raises(nvencffi.errors.GenericError, match=r"nvEncGetEncodeCaps\(NV_ENC_CAPS_WIDTH_MIN\) failed") as info:
+    with pytest.raises(
+        nvencffi.errors.GenericError, match=r"nvEncGetEncodeCaps\(NV_ENC_CAPS_WIDTH_MIN\) failed"
+    ) as info:
         new_encoder()
     assert "injected fault" in info.value.detail
     assert_released(emulator)

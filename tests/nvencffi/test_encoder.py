@@ -269,7 +269,9 @@ ENCODE_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("function", "status", "cls"), ENCODE_FAULTS, ids=[f"{f}-{s.name}" for f, s, _ in ENCODE_FAULTS])
+@pytest.mark.parametrize(
+    ("function", "status", "cls"), ENCODE_FAULTS, ids=[f"{f}-{s.name}" for f, s, _ in ENCODE_FAULTS]
+)
 def test_a_failing_call_during_encode_raises_its_class_and_leaks_nothing(emulator, function, status, cls) -> None:
     frame, _, _ = aligned_nv12()
     enc = new_encoder()

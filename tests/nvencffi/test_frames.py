@@ -41,7 +41,7 @@ def test_dlpack_nv12_decodes_back_pixel_exact(emulator) -> None:
     assert (view.width, view.height, view.pitch, view.pointer) == (320, 240, 512, storage.ctypes.data)
     with nvencffi.NvencEncoder(320, 240, context=nvencffi.NullContext()) as enc:
         unit = enc.encode(producer)
-    (y, u, v), = decode([unit])
+    ((y, u, v),) = decode([unit])
     np.testing.assert_array_equal(y, storage[:240, :320])
     np.testing.assert_array_equal(u, storage[240:, 0:320:2])
     np.testing.assert_array_equal(v, storage[240:, 1:320:2])
@@ -179,7 +179,6 @@ def test_dlpack_is_read_without_parsing_c_at_run_time() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["cpu", "(6,", "4)", "|u1"]
-
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,9 @@ def test_the_source_tree_fallback_parses_the_header_and_says_so() -> None:
         "from nvencffi._ffi import ffi\n"
         "print(type(ffi).__module__, ffi.sizeof('NV_ENC_CONFIG'))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
     assert proc.stdout.split() == ["cffi.api", "3584"]
     assert "nvencffi._nvenc not found" in proc.stderr and "headers/nvenc.h" in proc.stderr
 
@@ -70,7 +72,9 @@ def _tracked_copy(tmp_path: Path) -> Path:
 def _pip_install(requirement: str, target: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), requirement],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if proc.returncode != 0:
         unavailable(f"pip install could not run here (package index unreachable?):\n{proc.stderr.strip()[-3000:]}")
@@ -80,7 +84,9 @@ def _assert_prebuilt_import(target: Path, tmp_path: Path) -> None:
     assert (target / "nvencffi" / "_nvenc.py").is_file()
     env = {"PATH": str(tmp_path / "empty"), "PYTHONPATH": str(target), "CC": "/nonexistent"}
     code = "import nvencffi._ffi as f, nvencffi; print(type(f.ffi).__module__, f.__file__)"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     module, path = proc.stdout.split()
     assert module != "cffi.api"  # the pre-built module, not the in-process fallback
@@ -98,8 +104,13 @@ def test_pip_install_generates_the_module_without_a_compiler(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_a_wheel_built_from_the_sdist_has_the_module_too(tmp_path: Path) -> None:
     source = _tracked_copy(tmp_path)
-    proc = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
-                          cwd=source, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     (archive,) = (tmp_path / "dist").glob("*.tar.gz")
     import tarfile

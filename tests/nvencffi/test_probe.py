@@ -32,10 +32,13 @@ def test_probe_encodes_one_720p_frame_and_releases_everything(emulator) -> None:
     assert_released(emulator)
 
 
-@pytest.mark.parametrize(("caps", "size"), [
-    ({"width_min": 1921, "height_min": 1081}, (1922, 1082)),
-    ({"width_max": 1024, "height_max": 576}, (1024, 576)),
-])
+@pytest.mark.parametrize(
+    ("caps", "size"),
+    [
+        ({"width_min": 1921, "height_min": 1081}, (1922, 1082)),
+        ({"width_max": 1024, "height_max": 576}, (1024, 576)),
+    ],
+)
 def test_probe_encodes_at_the_nearest_size_the_caps_allow(emulator, caps, size) -> None:
     emulator.set_caps(**caps)
     result = nvencffi.probe(context=nvencffi.NullContext())
@@ -45,14 +48,17 @@ def test_probe_encodes_at_the_nearest_size_the_caps_allow(emulator, caps, size) 
     assert_released(emulator)
 
 
-@pytest.mark.parametrize(("function", "step"), [
-    ("nvEncOpenEncodeSessionEx", "session"),
-    ("nvEncGetEncodeCaps", "caps"),
-    ("nvEncInitializeEncoder", "configure"),
-    ("nvEncRegisterResource", "encode"),
-    ("nvEncEncodePicture", "encode"),
-    ("nvEncLockBitstream", "encode"),
-])
+@pytest.mark.parametrize(
+    ("function", "step"),
+    [
+        ("nvEncOpenEncodeSessionEx", "session"),
+        ("nvEncGetEncodeCaps", "caps"),
+        ("nvEncInitializeEncoder", "configure"),
+        ("nvEncRegisterResource", "encode"),
+        ("nvEncEncodePicture", "encode"),
+        ("nvEncLockBitstream", "encode"),
+    ],
+)
 def test_probe_names_the_step_that_failed_with_the_drivers_text(emulator, function, step) -> None:
     emulator.inject_fault(function, "NV_ENC_ERR_GENERIC")
     context = nvencffi.NullContext()
@@ -120,7 +126,13 @@ def test_import_nvencffi_needs_no_cuda_python() -> None:
         "import nvencffi\n"
         "print(nvencffi.probe().step)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", "NVENCFFI_LIBRARY": "/nonexistent/libnvidia-encode.so.1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "NVENCFFI_LIBRARY": "/nonexistent/libnvidia-encode.so.1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["library"]

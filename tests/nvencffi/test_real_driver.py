@@ -56,7 +56,9 @@ needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no NVIDIA GPU/driver here 
 @pytest.fixture
 def real_library(monkeypatch: pytest.MonkeyPatch):
     if not HAS_NVENC_LIBRARY:
-        pytest.skip("no NVIDIA driver here: libnvidia-encode.so.1 cannot be loaded (these tests run on the GPU machine)")
+        pytest.skip(
+            "no NVIDIA driver here: libnvidia-encode.so.1 cannot be loaded (these tests run on the GPU machine)"
+        )
     monkeypatch.delenv(ENV_LIBRARY, raising=False)
     nvencffi.reset_library()
     yield nvencffi.load_library()
@@ -99,8 +101,10 @@ def test_real_encode_decodes_back(real_library) -> None:
     av = pytest.importorskip("av")
     result = nvencffi.probe(0)
     if not result.available:
-        pytest.skip(f"{result.gpu_name or 'this GPU'} cannot encode ({result.reason}); on a GPU with an NVENC "
-                    "engine this test encodes CuPy NV12 and RGBA frames and decodes them back")
+        pytest.skip(
+            f"{result.gpu_name or 'this GPU'} cannot encode ({result.reason}); on a GPU with an NVENC "
+            "engine this test encodes CuPy NV12 and RGBA frames and decodes them back"
+        )
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:240, 0:320]
     rgba = np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 255)], axis=-1).astype(np.uint8)
@@ -170,7 +174,7 @@ def test_emulator_reads_cupy_rgba(gpu_emulator) -> None:
     with nvencffi.NvencEncoder(852, 480) as enc:
         unit = enc.encode(cp.asarray(rgba))  # pitch 3408: not a multiple of 256, staged
         assert enc.registration_stats["staged_pitch"] == 1
-    (yy, u, _), = _decode([unit])
+    ((yy, u, _),) = _decode([unit])
     expected = rgb_to_nv12(rgba[..., :3])
     assert np.abs(yy.astype(int) - expected[:480]).max() <= 2
     assert np.abs(u.astype(int) - expected[480:, 0::2]).max() <= 3
@@ -346,8 +350,12 @@ def test_torch_cuda_malloc_async_backend_is_staged(gpu_emulator) -> None:
         "print(torch.cuda.get_allocator_backend(), stats['staged_mempool'], stats['cached'],"
         " bool((y == host[:720]).all() and (u == host[720:, 0::2]).all()))\n"
     )
-    env = {**os.environ, "PYTORCH_CUDA_ALLOC_CONF": "backend:cudaMallocAsync", ENV_LIBRARY: str(gpu_emulator.path),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTORCH_CUDA_ALLOC_CONF": "backend:cudaMallocAsync",
+        ENV_LIBRARY: str(gpu_emulator.path),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["cudaMallocAsync", "1", "0", "True"]

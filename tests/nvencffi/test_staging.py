@@ -33,7 +33,9 @@ def assert_nv12_decodes(units, frames, width, height) -> None:
 
 
 @pytest.mark.parametrize(("width", "height", "pitch"), [(1366, 768, None), (852, 480, None), (320, 240, 336)])
-def test_an_unaligned_nv12_pitch_is_staged_and_decodes_exactly(emulator, emulated_context, width, height, pitch) -> None:
+def test_an_unaligned_nv12_pitch_is_staged_and_decodes_exactly(
+    emulator, emulated_context, width, height, pitch
+) -> None:
     frames = [nv12_frame(width, height, pitch=pitch, seed=seed) for seed in range(3)]
     for frame, _, _ in frames:
         describe_frame(emulator, frame)
@@ -74,10 +76,13 @@ def test_an_aligned_frame_is_registered_in_place(emulator, emulated_context) -> 
     assert_released(emulator)
 
 
-@pytest.mark.parametrize(("attributes", "reason"), [
-    ({"mempool": True}, "mempool"),  # CuPy MemoryAsyncPool, torch cudaMallocAsync, RMM async
-    ({"context": 0x5000}, "context"),  # another CUDA context on this device
-])
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [
+        ({"mempool": True}, "mempool"),  # CuPy MemoryAsyncPool, torch cudaMallocAsync, RMM async
+        ({"context": 0x5000}, "context"),  # another CUDA context on this device
+    ],
+)
 def test_memory_nvenc_cannot_register_is_staged(emulator, emulated_context, attributes, reason) -> None:
     frames = [nv12_frame(1280, 720, seed=seed) for seed in range(2)]  # aligned: only the memory is wrong
     for frame, _, _ in frames:
@@ -138,11 +143,14 @@ def test_a_failure_while_staging_leaks_nothing(emulator, emulated_context) -> No
     assert_released(emulator)
 
 
-@pytest.mark.parametrize(("width", "height", "fmt", "row_bytes", "rows", "pitch"), [
-    (1366, 768, NV12, 1366, 1152, 1536),
-    (852, 480, ABGR, 3408, 480, 3584),
-    (1280, 720, NV12, 1280, 1080, 1280),
-])
+@pytest.mark.parametrize(
+    ("width", "height", "fmt", "row_bytes", "rows", "pitch"),
+    [
+        (1366, 768, NV12, 1366, 1152, 1536),
+        (852, 480, ABGR, 3408, 480, 3584),
+        (1280, 720, NV12, 1280, 1080, 1280),
+    ],
+)
 def test_staging_buffers_have_256_byte_pitches(width, height, fmt, row_bytes, rows, pitch) -> None:
     assert frame_geometry(width, height, fmt) == (row_bytes, rows)
     assert aligned_pitch(row_bytes) == pitch

@@ -15,4 +15,12 @@ from tests.support.nvjpeg_fixtures import (
     use_library,
 )
 
-__all__ = ["c_compiler", "emulator", "emulator_path", "null_context", "official_include_dir", "real_library", "use_library"]
+__all__ = [
+    "c_compiler",
+    "emulator",
+    "emulator_path",
+    "null_context",
+    "official_include_dir",
+    "real_library",
+    "use_library",
+]

@@ -123,7 +123,9 @@ def parse(data: bytes) -> EmulatorOutput:
     """Read an emulator output back (ValueError if ``data`` is not one)."""
     if len(data) < HEADER.size or data[:8] != MAGIC:
         raise ValueError(f"expected an nvJPEG emulator output starting with {MAGIC!r}, got {data[:8]!r}")
-    (_, width, height, fmt, in_css, css, quality, optimized, encoding, stream, pitch0, pitch1) = HEADER.unpack_from(data)
+    (_, width, height, fmt, in_css, css, quality, optimized, encoding, stream, pitch0, pitch1) = HEADER.unpack_from(
+        data
+    )
     body = np.frombuffer(data, dtype=np.uint8, offset=HEADER.size)
     if pitch1:  # NV12
         luma = width * height
@@ -138,5 +140,6 @@ def parse(data: bytes) -> EmulatorOutput:
         expected = width * height * 3
     if body.size != expected:
         raise ValueError(f"emulator output of {width}x{height}: expected {expected} pixel bytes, got {body.size}")
-    return EmulatorOutput(width, height, fmt, in_css, css, quality, optimized, encoding, stream,
-                          (pitch0, pitch1), planes)
+    return EmulatorOutput(
+        width, height, fmt, in_css, css, quality, optimized, encoding, stream, (pitch0, pitch1), planes
+    )

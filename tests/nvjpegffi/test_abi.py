@@ -55,20 +55,33 @@ def test_the_probe_covers_every_declaration(probe_results) -> None:
     ex, _ = probe_results
     assert ex.kinds() == {"sizeof", "alignof", "offsetof", "type", "enum", "define", "export"}
     # the struct we fill, field by field (arrays as a whole: their length is in the size)
-    for fact in ("sizeof nvjpegImage_t", "offsetof nvjpegImage_t.pitch", "type nvjpegImage_t.channel",
-                 "sizeof nvjpegImage_t.pitch", "define NVJPEG_MAX_COMPONENT", "enum nvjpegChromaSubsampling_t.NVJPEG_CSS_UNKNOWN",
-                 "enum libraryPropertyType.PATCH_LEVEL"):
+    for fact in (
+        "sizeof nvjpegImage_t",
+        "offsetof nvjpegImage_t.pitch",
+        "type nvjpegImage_t.channel",
+        "sizeof nvjpegImage_t.pitch",
+        "define NVJPEG_MAX_COMPONENT",
+        "enum nvjpegChromaSubsampling_t.NVJPEG_CSS_UNKNOWN",
+        "enum libraryPropertyType.PATCH_LEVEL",
+    ):
         assert fact in ex.values, fact
     # every function the library is asked for has its type checked
     declared = {key.split()[1] for key in ex.values if key.startswith("export ")}
     assert set(library.REQUIRED_FUNCTIONS) | set(library.OPTIONAL_FUNCTIONS) <= declared
     assert declared == set(abi_check.exports_in(OUR_HEADER.read_text(), "nvjpegStatus_t"))
     # and each declared function is one the probe names in C (a typo would not compile)
-    assert len(declared) == len([line for line in OUR_HEADER.read_text().splitlines() if line.startswith("nvjpegStatus_t ")])
+    assert len(declared) == len(
+        [line for line in OUR_HEADER.read_text().splitlines() if line.startswith("nvjpegStatus_t ")]
+    )
 
 
 def test_the_handles_are_opaque_and_tagged_as_in_the_header() -> None:
-    assert set(abi_check.opaque_types(ffi)) == {"CUstream_st", "nvjpegHandle", "nvjpegEncoderState", "nvjpegEncoderParams"}
+    assert set(abi_check.opaque_types(ffi)) == {
+        "CUstream_st",
+        "nvjpegHandle",
+        "nvjpegEncoderState",
+        "nvjpegEncoderParams",
+    }
 
 
 def test_our_enums_list_exactly_the_headers_enumerators(official_include_dir: Path) -> None:
@@ -100,8 +113,10 @@ def test_the_check_catches_a_wrong_declaration(official_include_dir: Path, c_com
     mutations = [
         ("    size_t pitch[4];", "    size_t pitch[3];"),
         ("    NVJPEG_INPUT_NV12 = 8", "    NVJPEG_INPUT_NV12 = 7"),
-        ("nvjpegStatus_t nvjpegEncoderParamsSetQuality(nvjpegEncoderParams_t encoder_params, const int quality,",
-         "nvjpegStatus_t nvjpegEncoderParamsSetQuality(nvjpegEncoderParams_t encoder_params, const unsigned int quality,"),
+        (
+            "nvjpegStatus_t nvjpegEncoderParamsSetQuality(nvjpegEncoderParams_t encoder_params, const int quality,",
+            "nvjpegStatus_t nvjpegEncoderParamsSetQuality(nvjpegEncoderParams_t encoder_params, const unsigned int quality,",
+        ),
     ]
     for old, new in mutations:
         assert old in text, old

@@ -22,7 +22,10 @@ from tests.nvjpegffi.emulator import Emulator, parse
 
 W, H = 64, 48
 NONE_LIVE = {"handles": 0, "states": 0, "params": 0}
-RGBI, BGRI, NV12 = (ffi.typeof("nvjpegInputFormat_t").relements[n] for n in ("NVJPEG_INPUT_RGBI", "NVJPEG_INPUT_BGRI", "NVJPEG_INPUT_NV12"))
+RGBI, BGRI, NV12 = (
+    ffi.typeof("nvjpegInputFormat_t").relements[n]
+    for n in ("NVJPEG_INPUT_RGBI", "NVJPEG_INPUT_BGRI", "NVJPEG_INPUT_NV12")
+)
 CSS = ffi.typeof("nvjpegChromaSubsampling_t").relements
 BASELINE = ffi.typeof("nvjpegJpegEncoding_t").relements["NVJPEG_ENCODING_BASELINE_DCT"]
 
@@ -41,7 +44,12 @@ def test_rgb_is_read_where_it_is_with_the_settings_asked_for(emulator: Emulator)
         out = parse(enc.encode_rgb(image.ctypes.data, image.strides[0]))
         assert enc.frames_encoded == 1
     assert (out.width, out.height, out.input_format, out.input_subsampling) == (W, H, RGBI, -2)  # nvjpegEncodeImage
-    assert (out.params_subsampling, out.quality, out.optimized, out.encoding) == (CSS["NVJPEG_CSS_444"], 77, 1, BASELINE)
+    assert (out.params_subsampling, out.quality, out.optimized, out.encoding) == (
+        CSS["NVJPEG_CSS_444"],
+        77,
+        1,
+        BASELINE,
+    )
     assert out.pitches == (W * 3, 0) and out.stream == 0
     np.testing.assert_array_equal(out.planes[0], image)
     assert emulator.live() == NONE_LIVE and emulator.count("created") == 1
@@ -71,7 +79,11 @@ def test_nv12_one_allocation_and_separate_planes(emulator: Emulator) -> None:
         luma, chroma = nv12[:H, :W].copy(), nv12[H:, :W].copy()
         apart = parse(enc.encode_nv12(luma.ctypes.data, W, uv_pointer=chroma.ctypes.data, uv_pitch=W))
     for result in (out, apart):
-        assert (result.input_format, result.input_subsampling, result.params_subsampling) == (NV12, CSS["NVJPEG_CSS_420"], CSS["NVJPEG_CSS_420"])
+        assert (result.input_format, result.input_subsampling, result.params_subsampling) == (
+            NV12,
+            CSS["NVJPEG_CSS_420"],
+            CSS["NVJPEG_CSS_420"],
+        )
         np.testing.assert_array_equal(result.planes[0], nv12[:H, :W])
         np.testing.assert_array_equal(result.planes[1], nv12[H:, :W])
     assert out.pitches == (W + 16, W + 16) and apart.pitches == (W, W)
@@ -163,7 +175,9 @@ def test_an_nvjpeg_failure_names_the_call_and_status_and_the_encoder_goes_on(emu
     image = rgb()
     with encoder(emulator) as enc:
         emulator.inject("nvjpegEncodeImage", errors.NvjpegStatus.NVJPEG_STATUS_EXECUTION_FAILED)
-        with pytest.raises(errors.ExecutionFailedError, match=r"^nvjpegEncodeImage failed: NVJPEG_STATUS_EXECUTION_FAILED \(6\)$"):
+        with pytest.raises(
+            errors.ExecutionFailedError, match=r"^nvjpegEncodeImage failed: NVJPEG_STATUS_EXECUTION_FAILED \(6\)$"
+        ):
             enc.encode_rgb(image.ctypes.data, W * 3)
         emulator.inject("nvjpegEncodeRetrieveBitstream", errors.NvjpegStatus.NVJPEG_STATUS_INVALID_PARAMETER)
         with pytest.raises(errors.InvalidParameterError, match="nvjpegEncodeRetrieveBitstream"):
@@ -174,7 +188,12 @@ def test_an_nvjpeg_failure_names_the_call_and_status_and_the_encoder_goes_on(emu
 
 @pytest.mark.parametrize(
     "function",
-    ["nvjpegEncoderStateCreate", "nvjpegEncoderParamsCreate", "nvjpegEncoderParamsSetSamplingFactors", "nvjpegEncodeGetBufferSize"],
+    [
+        "nvjpegEncoderStateCreate",
+        "nvjpegEncoderParamsCreate",
+        "nvjpegEncoderParamsSetSamplingFactors",
+        "nvjpegEncodeGetBufferSize",
+    ],
 )
 def test_a_failed_start_releases_what_was_made(emulator: Emulator, function: str) -> None:
     emulator.inject(function, errors.NvjpegStatus.NVJPEG_STATUS_ALLOCATOR_FAILURE)

@@ -83,7 +83,9 @@ def test_only_major_versions_13_and_12_are_accepted(emulator: Emulator, major: i
     if accepted:
         assert nvjpegffi.load_library().version == (major, 2, 1)
     else:
-        with pytest.raises(nvjpegffi.NvjpegUnavailable, match=rf"is nvJPEG {major}\.2\.1; nvjpegffi supports major versions 13 and 12"):
+        with pytest.raises(
+            nvjpegffi.NvjpegUnavailable, match=rf"is nvJPEG {major}\.2\.1; nvjpegffi supports major versions 13 and 12"
+        ):
             nvjpegffi.load_library()
 
 
@@ -126,9 +128,14 @@ def test_the_probe_opens_and_releases_an_encoder(emulator: Emulator, null_contex
     assert emulator.count("created") == 1 and emulator.live() == {"handles": 0, "states": 0, "params": 0}
 
 
-def test_the_probe_reports_a_failed_start_with_the_status(emulator: Emulator, null_context: nvjpegffi.NullContext) -> None:
+def test_the_probe_reports_a_failed_start_with_the_status(
+    emulator: Emulator, null_context: nvjpegffi.NullContext
+) -> None:
     emulator.inject("nvjpegEncoderStateCreate", errors.NvjpegStatus.NVJPEG_STATUS_ARCH_MISMATCH)
     result = nvjpegffi.probe(context=null_context)
     assert not result.available
-    assert "could not start an encoder on CUDA device 0: nvjpegEncoderStateCreate failed: NVJPEG_STATUS_ARCH_MISMATCH (7)" in (result.reason or "")
+    assert (
+        "could not start an encoder on CUDA device 0: nvjpegEncoderStateCreate failed: NVJPEG_STATUS_ARCH_MISMATCH (7)"
+        in (result.reason or "")
+    )
     assert emulator.live() == {"handles": 0, "states": 0, "params": 0}

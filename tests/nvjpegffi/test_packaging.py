@@ -31,7 +31,10 @@ def _build_ffi() -> object:
 
 def test_build_ffi_emits_a_pure_python_module(tmp_path: Path) -> None:
     build = _build_ffi()
-    assert build.NVJPEG_MODULE == "nvjpegffi._nvjpeg" and build.target_path(build.NVJPEG_MODULE) == ROOT / "nvjpegffi" / "_nvjpeg.py"
+    assert (
+        build.NVJPEG_MODULE == "nvjpegffi._nvjpeg"
+        and build.target_path(build.NVJPEG_MODULE) == ROOT / "nvjpegffi" / "_nvjpeg.py"
+    )
     target = tmp_path / "_nvjpeg_test.py"
     build.make_nvjpeg_ffibuilder().emit_python_code(str(target))
     text = target.read_text()
@@ -39,7 +42,11 @@ def test_build_ffi_emits_a_pure_python_module(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("_nvjpeg_test", target)
     generated = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generated)
-    assert [name for name, _ in composite_types(generated.ffi)] == [name for name, _ in composite_types(ffi)] == ["nvjpegImage_t"]
+    assert (
+        [name for name, _ in composite_types(generated.ffi)]
+        == [name for name, _ in composite_types(ffi)]
+        == ["nvjpegImage_t"]
+    )
     assert generated.ffi.sizeof("nvjpegImage_t") == 64  # LP64: 4 pointers and 4 size_t, as the official header
     assert enum_typedefs(generated.ffi) == enum_typedefs(ffi)
 
@@ -57,7 +64,9 @@ def test_the_source_tree_fallback_parses_the_header_and_says_so() -> None:
         "from nvjpegffi._ffi import ffi\n"
         "print(type(ffi).__module__, ffi.sizeof('nvjpegImage_t'))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
     assert proc.stdout.split() == ["cffi.api", "64"]
     assert "nvjpegffi._nvjpeg not found" in proc.stderr and "headers/nvjpeg.h" in proc.stderr
 
@@ -73,7 +82,9 @@ def test_pip_install_generates_both_modules_without_a_compiler(tmp_path: Path) -
         "import nvjpegffi._ffi as j, nvencffi._ffi as n, nvjpegffi\n"
         "print(type(j.ffi).__module__, type(n.ffi).__module__, j.__file__)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     jpeg_module, nvenc_module, path = proc.stdout.split()
     assert jpeg_module != "cffi.api" and nvenc_module != "cffi.api"  # the pre-built modules, not the fallback

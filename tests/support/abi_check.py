@@ -174,7 +174,7 @@ def _nonzero_span(data: bytes) -> str:
     nz = [i for i, b in enumerate(data) if b]
     if not nz:
         return "none"
-    return f"{nz[0]}:{data[nz[0]:nz[-1] + 1].hex()}"
+    return f"{nz[0]}:{data[nz[0] : nz[-1] + 1].hex()}"
 
 
 def expect_layouts(ex: Expectations, ffi: Any) -> None:
@@ -192,8 +192,7 @@ def expect_layouts(ex: Expectations, ffi: Any) -> None:
                 _set_path(probe, path, -1 if signed else (1 << fld.bitsize) - 1)
                 ex.values[f"bits {key}"] = _nonzero_span(ffi.buffer(probe)[:])
                 ex.c_lines.append(
-                    f"{{ {cname} v; memset(&v, 0, sizeof v); v.{path} = -1; "
-                    f'span("bits {key}", &v, sizeof v); }}'
+                    f'{{ {cname} v; memset(&v, 0, sizeof v); v.{path} = -1; span("bits {key}", &v, sizeof v); }}'
                 )
                 continue
             ex.expect(f"offsetof {key}", ffi.offsetof(ctype, *_offset_args(path)), f"offsetof({cname}, {path})")
@@ -262,7 +261,9 @@ def run_probe(
     binary = workdir / "abi_probe"
     compiled = subprocess.run(
         [cc, "-std=gnu11", "-w", *(f"-I{d}" for d in include_dirs), str(source), "-o", str(binary)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if compiled.returncode != 0:
         raise AssertionError(

@@ -19,6 +19,7 @@ from rfb.colorspace import nv12_to_rgb_host, rgb_to_nv12_host
 from rfb.frames import RawFrame
 from rfb.gpu.arrays import cuda_frame
 
+
 class HostCudaArray:
     """A host NumPy array presented through ``__cuda_array_interface__`` (v3).
 
@@ -64,8 +65,9 @@ def rgba_frame(width: int, height: int, *, pitch: int | None = None, seed: int =
     """A smooth RGBA8 frame (H, W, 4), optionally with a row pitch in bytes; and its RGB."""
     pitch = width * 4 if pitch is None else pitch
     y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([(x * 255) // max(width - 1, 1), (y * 255) // max(height - 1, 1),
-                    ((x + y + seed * 16) * 3) % 256], axis=-1).astype(np.uint8)
+    rgb = np.stack(
+        [(x * 255) // max(width - 1, 1), (y * 255) // max(height - 1, 1), ((x + y + seed * 16) * 3) % 256], axis=-1
+    ).astype(np.uint8)
     storage = np.zeros((height, pitch), dtype=np.uint8)
     view = storage.view(np.uint8)[:, : width * 4].reshape(height, width, 4)
     view[..., :3] = rgb

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -18,7 +19,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -52,8 +52,17 @@ class JupyterLab:
 
     def write_notebook(self, name: str, cells: list[str]) -> None:
         notebook = {
-            "cells": [{"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {}, "outputs": [],
-                       "source": source} for i, source in enumerate(cells)],
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": f"cell{i}",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": source,
+                }
+                for i, source in enumerate(cells)
+            ],
             "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
             "nbformat": 4,
             "nbformat_minor": 5,
@@ -92,11 +101,26 @@ def start_jupyterlab(base: Path) -> JupyterLab:
     log_path = base / "jupyterlab.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--ServerApp.log_level=WARN", "--allow-root"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--ServerApp.log_level=WARN",
+            "--allow-root",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     lab = JupyterLab(root, port, token, process, log, log_path)
     deadline = time.monotonic() + START_TIMEOUT
@@ -119,8 +143,17 @@ def start_jupyterlab(base: Path) -> JupyterLab:
 class Notebook:
     """A notebook open in JupyterLab in headless Chromium: run cells, find widgets, read the kernel's status."""
 
-    def __init__(self, lab: JupyterLab, name: str, cells: list[str], *, block_port_except_lab: bool,
-                 tmp: Path, wait_s: float = 30.0, viewport: tuple[int, int] = (1100, 900)) -> None:
+    def __init__(
+        self,
+        lab: JupyterLab,
+        name: str,
+        cells: list[str],
+        *,
+        block_port_except_lab: bool,
+        tmp: Path,
+        wait_s: float = 30.0,
+        viewport: tuple[int, int] = (1100, 900),
+    ) -> None:
         from playwright.sync_api import sync_playwright
 
         from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS
@@ -133,13 +166,18 @@ class Notebook:
         if block_port_except_lab:
             # Every request but JupyterLab's goes to a proxy that is not there: the display's
             # port is unreachable from this browser, as from one far from the kernel.
-            args += [f"--proxy-server=http://127.0.0.1:{free_port()}",
-                     f"--proxy-bypass-list=<-loopback>;127.0.0.1:{lab.port}"]  # later rules win
+            args += [
+                f"--proxy-server=http://127.0.0.1:{free_port()}",
+                f"--proxy-bypass-list=<-loopback>;127.0.0.1:{lab.port}",
+            ]  # later rules win
         self._playwright = sync_playwright().start()
         self.errors: list[str] = []
         try:
             self.context = self._playwright.chromium.launch_persistent_context(
-                str(tmp / "profile"), executable_path=str(CHROMIUM), args=args, headless=True,
+                str(tmp / "profile"),
+                executable_path=str(CHROMIUM),
+                args=args,
+                headless=True,
                 viewport={"width": viewport[0], "height": viewport[1]},
             )
             self.page = self.context.new_page()
@@ -150,7 +188,8 @@ class Notebook:
             self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
             # The kernel itself, started and answering: the status bar's "Python 3 (ipykernel) | Idle".
             self.page.wait_for_function(
-                "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /\\| Idle/.test(e.textContent))")
+                "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /\\| Idle/.test(e.textContent))"
+            )
         except BaseException:
             self.close()
             raise
@@ -183,8 +222,10 @@ class Notebook:
                     return
                 time.sleep(0.1)
         self.page.screenshot(path=str(self.status_path.with_name("failure.png")))
-        raise AssertionError(f"cell {index} did not run (prompt {prompt.inner_text().strip()!r}); "
-                             f"outputs {self.outputs()}; screenshot {self.status_path.with_name('failure.png')}")
+        raise AssertionError(
+            f"cell {index} did not run (prompt {prompt.inner_text().strip()!r}); "
+            f"outputs {self.outputs()}; screenshot {self.status_path.with_name('failure.png')}"
+        )
 
     def widgets(self) -> int:
         return self.page.evaluate("() => (window.__rfbWidgets || []).length")
@@ -192,32 +233,38 @@ class Notebook:
     def wait_drawn(self, index: int, frames: int = 1) -> dict[str, Any]:
         self.page.wait_for_function(
             "([i, n]) => { const w = (window.__rfbWidgets || [])[i]; return w && w.stats.framesDrawn >= n; }",
-            arg=[index, frames])
+            arg=[index, frames],
+        )
         return self.stats(index)
 
     def stats(self, index: int) -> dict[str, Any]:
         return self.page.evaluate("(i) => window.__rfbWidgets[i].stats", index)
 
     def snapshot(self, index: int, points: list[tuple[int, int]]) -> dict[str, Any]:
-        return self.page.evaluate("([i, points]) => window.__rfbWidgets[i].snapshot(points)",
-                                  [index, [list(p) for p in points]])
+        return self.page.evaluate(
+            "([i, points]) => window.__rfbWidgets[i].snapshot(points)", [index, [list(p) for p in points]]
+        )
 
     def client_point(self, index: int, x: float, y: float) -> tuple[float, float]:
         """Where frame pixel (x, y) of widget ``index`` is on the page, through its view."""
-        box = self.page.evaluate("""(i) => {
+        box = self.page.evaluate(
+            """(i) => {
             const hook = window.__rfbWidgets[i];
             const host = [...document.querySelectorAll('*')].find((e) => e.__rfb === hook);
             host.scrollIntoView({block: 'center'});
             const r = host.shadowRoot.getElementById('viewer').getBoundingClientRect();
             return {left: r.left, top: r.top, view: hook.view};
-        }""", index)
+        }""",
+            index,
+        )
         view = box["view"]
         return box["left"] + view["x"] + x * view["scale"], box["top"] + view["y"] + y * view["scale"]
 
     def outputs(self) -> list[str]:
         """The text of every cell's output area (tracebacks, for a failure's message)."""
         return self.page.evaluate(
-            "() => [...document.querySelectorAll('.jp-Cell')].map((c) => c.querySelector('.jp-OutputArea')?.innerText || '')")
+            "() => [...document.querySelectorAll('.jp-Cell')].map((c) => c.querySelector('.jp-OutputArea')?.innerText || '')"
+        )
 
     def status(self) -> dict[str, Any]:
         try:
@@ -233,8 +280,10 @@ class Notebook:
                 return status
             if time.monotonic() > deadline:
                 self.page.screenshot(path=str(self.status_path.with_name("failure.png")))
-                raise AssertionError(f"the kernel's status never showed {what}; last: {status}\n"
-                                     f"cell outputs: {self.outputs()}\n{self.lab.log_tail()}")
+                raise AssertionError(
+                    f"the kernel's status never showed {what}; last: {status}\n"
+                    f"cell outputs: {self.outputs()}\n{self.lab.log_tail()}"
+                )
             time.sleep(0.1)
 
     def close(self) -> None:

@@ -77,7 +77,9 @@ def official_header_dir() -> Path:
         for cmd in (["apt-get", *opts, "update"], ["apt-get", *opts, "download", PACKAGE]):
             proc = subprocess.run(cmd, cwd=t, capture_output=True, text=True, timeout=300)
             if proc.returncode != 0:
-                raise HeaderUnavailable(f"{' '.join(cmd[:1] + cmd[-2:])} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+                raise HeaderUnavailable(
+                    f"{' '.join(cmd[:1] + cmd[-2:])} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"
+                )
         debs = list(t.glob(f"{PACKAGE}_*.deb"))
         if not debs:
             raise HeaderUnavailable(f"apt-get download produced no {PACKAGE} package in {t}")

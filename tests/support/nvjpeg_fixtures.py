@@ -25,6 +25,7 @@ from nvjpegffi.library import ENV_LIBRARY
 from tests.nvjpegffi.emulator import Emulator
 from tests.support.ci import unavailable
 
+
 @pytest.fixture(scope="session")
 def official_include_dir() -> Path:
     from tests.support.nvjpeg_header import HeaderUnavailable, official_include_dir

@@ -48,8 +48,19 @@ def _fetch() -> None:
     with tempfile.TemporaryDirectory(prefix="nvjpeg-sdk-", dir=CACHE.parent) as tmp:
         t = Path(tmp)
         requirements = [f"{name}=={version}" for name, version in WHEELS]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", str(t / "wheels"), *requirements]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(t / "wheels"),
+            *requirements,
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -81,7 +92,12 @@ def official_include_dir() -> Path:
             raise HeaderUnavailable(f"cannot run {sys.executable} to fetch the nvJPEG wheels")
         _fetch()
     header = INCLUDE / HEADER_NAME
-    for needed in (header, INCLUDE / "cuda_runtime_api.h", INCLUDE / "library_types.h", INCLUDE / "crt" / "host_defines.h"):
+    for needed in (
+        header,
+        INCLUDE / "cuda_runtime_api.h",
+        INCLUDE / "library_types.h",
+        INCLUDE / "crt" / "host_defines.h",
+    ):
         if not needed.is_file():
             raise HeaderUnavailable(f"{needed} is missing from the unpacked wheels in {CACHE}")
     version = header_version(header)

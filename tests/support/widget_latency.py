@@ -52,8 +52,9 @@ def measure(lab, base: Path, width: int, height: int, link: str, seconds: float)
     status = tmp / "status.json"
     setup = SETUP.format(w=width, h=height, origins=[lab.origin], status=str(status), window=seconds)
     cells = [setup, f'display.widget(transport="{link}")', "stop.set()\ndisplay.close()"]
-    nb = Notebook(lab, f"bench-{width}x{height}-{link}.ipynb", cells, block_port_except_lab=(link == "comm"),
-                  tmp=tmp, wait_s=60.0)
+    nb = Notebook(
+        lab, f"bench-{width}x{height}-{link}.ipynb", cells, block_port_except_lab=(link == "comm"), tmp=tmp, wait_s=60.0
+    )
     try:
         nb.run(0)
         nb.run(1)
@@ -68,10 +69,18 @@ def measure(lab, base: Path, width: int, height: int, link: str, seconds: float)
     finally:
         nb.close()
     (summary,) = kernel["latency"].values()
-    return {"size": f"{width}x{height}", "link": link, "route": kernel["routes"].get("webcodecs"),
-            "published_fps": (kernel["published"] - before["published"]) / (kernel["at"] - before["at"]),
-            "fps": summary["fps"], "median_ms": summary["median_ms"], "p95_ms": summary["p95_ms"],
-            "frames": summary["frames"], "browser_fps": browser["fps"], "draw_ms": browser["decodeMs"]}
+    return {
+        "size": f"{width}x{height}",
+        "link": link,
+        "route": kernel["routes"].get("webcodecs"),
+        "published_fps": (kernel["published"] - before["published"]) / (kernel["at"] - before["at"]),
+        "fps": summary["fps"],
+        "median_ms": summary["median_ms"],
+        "p95_ms": summary["p95_ms"],
+        "frames": summary["frames"],
+        "browser_fps": browser["fps"],
+        "draw_ms": browser["decodeMs"],
+    }
 
 
 def main() -> None:
@@ -92,13 +101,19 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     finally:
         lab.close()
-    print(f"\nmachine: {platform.node()} ({platform.processor() or platform.machine()}), "
-          f"window {args.seconds:g} s after {WARMUP_S:g} s\n")
-    print("| size | link | route | published fps | drawn fps | publish -> drawn median | p95 | arrival -> draw (browser) |")
+    print(
+        f"\nmachine: {platform.node()} ({platform.processor() or platform.machine()}), "
+        f"window {args.seconds:g} s after {WARMUP_S:g} s\n"
+    )
+    print(
+        "| size | link | route | published fps | drawn fps | publish -> drawn median | p95 | arrival -> draw (browser) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['link']} | {r['route']} | {r['published_fps']:.1f} | {r['fps']:.1f} | {r['median_ms']:.1f} ms | "
-              f"{r['p95_ms']:.1f} ms | {r['draw_ms']:.1f} ms |")
+        print(
+            f"| {r['size']} | {r['link']} | {r['route']} | {r['published_fps']:.1f} | {r['fps']:.1f} | {r['median_ms']:.1f} ms | "
+            f"{r['p95_ms']:.1f} ms | {r['draw_ms']:.1f} ms |"
+        )
 
 
 if __name__ == "__main__":

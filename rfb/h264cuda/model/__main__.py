@@ -38,8 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     enc = ModelEncoder(width, height, args.fps, args.bitrate, qp=args.qp)
-    print(f"{args.pattern} {width}x{height}, {args.frames} pictures, "
-          f"{'QP ' + str(args.qp) if args.qp else f'{args.bitrate} bit/s at {args.fps} fps'}")
+    print(
+        f"{args.pattern} {width}x{height}, {args.frames} pictures, "
+        f"{'QP ' + str(args.qp) if args.qp else f'{args.bitrate} bit/s at {args.fps} fps'}"
+    )
     print("  #  type  QP   bytes  skip   P16   I16  PSNR-Y")
     start = time.perf_counter()
     for i in range(args.frames):
@@ -51,8 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RuntimeError("expected the encoder to describe the picture it just coded")
         kinds = np.bincount(info.macroblocks.kind.ravel(), minlength=3)
         psnr = _psnr(enc.reconstruction[0], nv12[:height])
-        print(f"{i:3d}  {'IDR' if info.idr else 'P':4s} {info.qp:3d} {info.size:7d} {kinds[P_SKIP]:5d} "
-              f"{kinds[P_L0_16X16]:5d} {kinds[I_16X16]:5d}  {psnr:6.2f}{'  (coded twice)' if info.retried else ''}")
+        print(
+            f"{i:3d}  {'IDR' if info.idr else 'P':4s} {info.qp:3d} {info.size:7d} {kinds[P_SKIP]:5d} "
+            f"{kinds[P_L0_16X16]:5d} {kinds[I_16X16]:5d}  {psnr:6.2f}{'  (coded twice)' if info.retried else ''}"
+        )
     print(f"model time: {(time.perf_counter() - start) / args.frames:.2f} s per picture (NumPy; not a GPU figure)")
     return 0
 

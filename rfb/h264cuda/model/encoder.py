@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rfb.h264cuda.model import headers, intra, inter, slicedata
+from rfb.h264cuda.model import headers, inter, intra, slicedata
 from rfb.h264cuda.model.headers import StreamShape
 from rfb.h264cuda.model.picture import MacroblockArrays
 from rfb.h264cuda.model.ratecontrol import QP_MAX, QP_MIN, RateControl

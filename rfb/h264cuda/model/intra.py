@@ -49,20 +49,26 @@ def _plane(top: np.ndarray, left: np.ndarray, corner: np.ndarray, size: int, sca
     return np.clip(pred, 0, 255)
 
 
-def luma_predictions(top: np.ndarray, left: np.ndarray, corner: np.ndarray, has_top: np.ndarray,
-                     has_left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def luma_predictions(
+    top: np.ndarray, left: np.ndarray, corner: np.ndarray, has_top: np.ndarray, has_left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Every Intra16x16 prediction of n macroblocks, (4, n, 16, 16) in :data:`LUMA_MODES` order,
     and whether each is allowed (4, n). ``top``/``left``: (n, 16) neighbour samples."""
     n = top.shape[0]
     sum_top, sum_left = top.sum(axis=1), left.sum(axis=1)
-    dc = np.where(has_top & has_left, (sum_top + sum_left + 16) >> 5,
-                  np.where(has_left, (sum_left + 8) >> 4, np.where(has_top, (sum_top + 8) >> 4, 128)))
-    preds = np.stack([
-        np.broadcast_to(dc[:, None, None], (n, 16, 16)),
-        np.broadcast_to(top[:, None, :], (n, 16, 16)),
-        np.broadcast_to(left[:, :, None], (n, 16, 16)),
-        _plane(top, left, corner, 16, 5),
-    ])
+    dc = np.where(
+        has_top & has_left,
+        (sum_top + sum_left + 16) >> 5,
+        np.where(has_left, (sum_left + 8) >> 4, np.where(has_top, (sum_top + 8) >> 4, 128)),
+    )
+    preds = np.stack(
+        [
+            np.broadcast_to(dc[:, None, None], (n, 16, 16)),
+            np.broadcast_to(top[:, None, :], (n, 16, 16)),
+            np.broadcast_to(left[:, :, None], (n, 16, 16)),
+            _plane(top, left, corner, 16, 5),
+        ]
+    )
     allowed = np.stack([np.ones(n, bool), has_top, has_left, has_top & has_left])
     return preds.astype(np.int32), allowed
 
@@ -82,19 +88,22 @@ def _chroma_dc(top: np.ndarray, left: np.ndarray, has_top: np.ndarray, has_left:
     return np.repeat(np.repeat(blocks, 4, axis=1), 4, axis=2)
 
 
-def chroma_predictions(top: np.ndarray, left: np.ndarray, corner: np.ndarray, has_top: np.ndarray,
-                       has_left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def chroma_predictions(
+    top: np.ndarray, left: np.ndarray, corner: np.ndarray, has_top: np.ndarray, has_left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Every chroma prediction, (4, n, 2, 8, 8) in :data:`CHROMA_MODES` order, and which are
     allowed (4, n). ``top``/``left``: (n, 2, 8); ``corner``: (n, 2)."""
     n = top.shape[0]
     dc = np.stack([_chroma_dc(top[:, k], left[:, k], has_top, has_left) for k in range(2)], axis=1)
     plane = np.stack([_plane(top[:, k], left[:, k], corner[:, k], 8, 34) for k in range(2)], axis=1)
-    preds = np.stack([
-        dc,
-        np.broadcast_to(top[:, :, None, :], (n, 2, 8, 8)),
-        np.broadcast_to(left[:, :, :, None], (n, 2, 8, 8)),
-        plane,
-    ])
+    preds = np.stack(
+        [
+            dc,
+            np.broadcast_to(top[:, :, None, :], (n, 2, 8, 8)),
+            np.broadcast_to(left[:, :, :, None], (n, 2, 8, 8)),
+            plane,
+        ]
+    )
     allowed = np.stack([np.ones(n, bool), has_top, has_left, has_top & has_left])
     return preds.astype(np.int32), allowed
 
@@ -128,8 +137,15 @@ def source_cost(src_y: np.ndarray) -> np.ndarray:
     return np.where(allowed, sad, _UNAVAILABLE).min(axis=0).reshape(rows, cols)
 
 
-def code_wavefront(src_y: np.ndarray, src_c: np.ndarray, rec_y: np.ndarray, rec_c: np.ndarray, mask: np.ndarray,
-                   qp: int, mbs: MacroblockArrays) -> None:
+def code_wavefront(
+    src_y: np.ndarray,
+    src_c: np.ndarray,
+    rec_y: np.ndarray,
+    rec_c: np.ndarray,
+    mask: np.ndarray,
+    qp: int,
+    mbs: MacroblockArrays,
+) -> None:
     """Code the macroblocks in ``mask`` (R, C) as Intra16x16, one anti-diagonal at a time.
 
     ``src_y`` (R, C, 16, 16) and ``src_c`` (R, C, 2, 8, 8) are the source; ``rec_y`` and

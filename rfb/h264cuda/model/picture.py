@@ -38,11 +38,17 @@ class MacroblockArrays:
     def empty(cls, rows: int, cols: int) -> MacroblockArrays:
         z = np.zeros
         return cls(
-            kind=z((rows, cols), np.int32), luma_mode=z((rows, cols), np.int32),
-            chroma_mode=z((rows, cols), np.int32), mv=z((rows, cols, 2), np.int32), mvp=z((rows, cols, 2), np.int32),
-            luma_dc=z((rows, cols, 16), np.int32), luma=z((rows, cols, 16, 16), np.int32),
-            chroma_dc=z((rows, cols, 2, 4), np.int32), chroma_ac=z((rows, cols, 2, 4, 15), np.int32),
-            cbp_luma=z((rows, cols), np.int32), cbp_chroma=z((rows, cols), np.int32),
+            kind=z((rows, cols), np.int32),
+            luma_mode=z((rows, cols), np.int32),
+            chroma_mode=z((rows, cols), np.int32),
+            mv=z((rows, cols, 2), np.int32),
+            mvp=z((rows, cols, 2), np.int32),
+            luma_dc=z((rows, cols, 16), np.int32),
+            luma=z((rows, cols, 16, 16), np.int32),
+            chroma_dc=z((rows, cols, 2, 4), np.int32),
+            chroma_ac=z((rows, cols, 2, 4, 15), np.int32),
+            cbp_luma=z((rows, cols), np.int32),
+            cbp_chroma=z((rows, cols), np.int32),
         )
 
 

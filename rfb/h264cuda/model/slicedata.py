@@ -21,10 +21,60 @@ from rfb.h264cuda.model.picture import I_16X16, P_L0_16X16, P_SKIP, MacroblockAr
 from rfb.h264cuda.model.transform import BLK_X, BLK_Y
 
 # coded_block_pattern -> codeNum of me(v) for inter macroblocks (Table 9-4, 4:2:0).
-_INTER_CBP_CODE_NUM = np.argsort(np.array([
-    0, 16, 1, 2, 4, 8, 32, 3, 5, 10, 12, 15, 47, 7, 11, 13, 14, 6, 9, 31, 35, 37, 42, 44,
-    33, 34, 36, 40, 39, 43, 45, 46, 17, 18, 20, 24, 19, 21, 26, 28, 23, 27, 29, 30, 22, 25, 38, 41,
-]))
+_INTER_CBP_CODE_NUM = np.argsort(
+    np.array(
+        [
+            0,
+            16,
+            1,
+            2,
+            4,
+            8,
+            32,
+            3,
+            5,
+            10,
+            12,
+            15,
+            47,
+            7,
+            11,
+            13,
+            14,
+            6,
+            9,
+            31,
+            35,
+            37,
+            42,
+            44,
+            33,
+            34,
+            36,
+            40,
+            39,
+            43,
+            45,
+            46,
+            17,
+            18,
+            20,
+            24,
+            19,
+            21,
+            26,
+            28,
+            23,
+            27,
+            29,
+            30,
+            22,
+            25,
+            38,
+            41,
+        ]
+    )
+)
 
 P_MB_TYPE_OFFSET = 5  # I macroblock types in a P slice follow the five P types (Table 7-13)
 

@@ -32,10 +32,17 @@ LEVEL_MAX = 2063
 # factors v (8.5.9, normAdjust4x4), by qP % 6, for the three position classes:
 # (even row, even column), (odd, odd), and the rest.
 _MF = np.array(
-    [[13107, 5243, 8066], [11916, 4660, 7490], [10082, 4194, 6554],
-     [9362, 3647, 5825], [8192, 3355, 5243], [7282, 2893, 4559]], dtype=np.int32)
-_V = np.array(
-    [[10, 16, 13], [11, 18, 14], [13, 20, 16], [14, 23, 18], [16, 25, 20], [18, 29, 23]], dtype=np.int32)
+    [
+        [13107, 5243, 8066],
+        [11916, 4660, 7490],
+        [10082, 4194, 6554],
+        [9362, 3647, 5825],
+        [8192, 3355, 5243],
+        [7282, 2893, 4559],
+    ],
+    dtype=np.int32,
+)
+_V = np.array([[10, 16, 13], [11, 18, 14], [13, 20, 16], [14, 23, 18], [16, 25, 20], [18, 29, 23]], dtype=np.int32)
 _CLASS = np.array([[0, 2, 0, 2], [2, 1, 2, 1], [0, 2, 0, 2], [2, 1, 2, 1]])
 MF = _MF[:, _CLASS]  # (6, 4, 4)
 V = _V[:, _CLASS]  # (6, 4, 4)
@@ -95,8 +102,9 @@ def hadamard2(block: np.ndarray) -> np.ndarray:
     """[[1 1], [1 -1]] c [[1 1], [1 -1]] of each 2x2 block (8.5.11.1, 4:2:0 chroma DC)."""
     c = block.astype(np.int32)
     a, b, c_, d = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
-    return np.stack([np.stack([a + b + c_ + d, a - b + c_ - d], -1),
-                     np.stack([a + b - c_ - d, a - b - c_ + d], -1)], -2)
+    return np.stack(
+        [np.stack([a + b + c_ + d, a - b + c_ - d], -1), np.stack([a + b - c_ - d, a - b - c_ + d], -1)], -2
+    )
 
 
 def _deadzone(qbits: int, intra: bool) -> int:
