@@ -25,20 +25,18 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
 from rfb.encoders.registry import EncoderEntry
 from rfb.failover import BuildCancelled, FactoryTimeout, Failover, FailoverPolicy, SetAside, build, describe
 from rfb.frames import RawFrame
+from rfb.framestore import FrameSource
 from rfb.latency import LatencyWindow
 from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
 from rfb.tiers import Tier, split_key
-
-if TYPE_CHECKING:
-    from rfb.fanout import FanOut
 
 logger = logging.getLogger("rfb.fanout")
 
@@ -129,12 +127,31 @@ class _Job:
     started: float  # where the latency of these payloads starts: publish, or this re-encode
 
 
+class GroupHost(Protocol):
+    """What a group needs from the fan-out that owns it (:class:`rfb.fanout.FanOut`).
+
+    Spelled out here so that this module depends on no fan-out: the fan-out creates
+    groups and hands itself over, and a group only reads these.
+    """
+
+    lock: threading.Lock  # guards members, their windows and every group decision
+    frames: FrameSource
+    seq: Iterator[int]  # display-wide payload numbers
+    fps: float
+    bitrate: int
+    device_id: int
+    max_inflight: int
+    keyframe_interval_min: float
+
+    def dispatch(self, batch: list[tuple[Member, EncodedPayload, int, bytes]]) -> None: ...
+
+
 class EncodeGroup:
     """Viewers sharing one group key, one encoder and one worker thread."""
 
     def __init__(
         self,
-        fanout: FanOut,
+        fanout: GroupHost,
         key: str,
         candidates: Sequence[EncoderEntry],
         policy: FailoverPolicy | None = None,

@@ -34,17 +34,15 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol
 
 from rfb.adapt import AdaptPolicy
 from rfb.encodegroup import Deliver, EncodeGroup, GroupStats, Member
 from rfb.encoders.base import EncodedPayload, Transport
 from rfb.encoders.registry import EncoderEntry
 from rfb.failover import FailoverPolicy
-from rfb.frames import RawFrame
-from rfb.framestore import Lease
+from rfb.framestore import FrameSource
 from rfb.protocol import GROUP_TRANSPORTS
 from rfb.stills import StillChannel, StillStats
 from rfb.tiers import split_key, tier_key
@@ -52,18 +50,6 @@ from rfb.tiers import split_key, tier_key
 logger = logging.getLogger("rfb.fanout")
 
 __all__ = ["Deliver", "FanOut", "FrameSource", "GroupStats", "Member"]
-
-
-class FrameSource(Protocol):
-    """Where groups read the latest published frame (rfb.framestore.FrameStore)."""
-
-    def take(self) -> Lease | None:
-        """The latest frame, its version and publish time, leased until :meth:`release`; None before any publish."""
-
-    def release(self, frame: RawFrame) -> None: ...
-
-    @property
-    def version(self) -> int: ...
 
 
 class FanOut:
@@ -107,7 +93,7 @@ class FanOut:
         self.failover = failover or FailoverPolicy()
         self.adaptive = adaptive
         self.lock = threading.Lock()
-        self.seq = itertools.count(1)
+        self.seq: Iterator[int] = itertools.count(1)
         self._groups: dict[str, EncodeGroup] = {}
         self._closed = False
         self.stills = StillChannel(self, still_after)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -34,6 +34,18 @@ class Lease(NamedTuple):
     frame: RawFrame
     version: int  # 1 for the first frame put, +1 per put
     published_at: float  # time.monotonic() when it was put: where its latency starts
+
+
+class FrameSource(Protocol):
+    """Where encode groups read the latest published frame (:class:`FrameStore` is one)."""
+
+    def take(self) -> Lease | None:
+        """The latest frame, its version and publish time, leased until :meth:`release`; None before any publish."""
+
+    def release(self, frame: RawFrame) -> None: ...
+
+    @property
+    def version(self) -> int: ...
 
 
 class FrameStore:
