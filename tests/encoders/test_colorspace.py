@@ -260,7 +260,7 @@ def test_opencv_converter_textbook_colours(rgb: tuple[int, int, int], yuv: tuple
     image[...] = rgb
     y, u, v = i420_planes(OpenCVConverter().to_i420(image), 4, 4)
     got = (int(y[0, 0]), int(u[0, 0]), int(v[0, 0]))
-    assert all(abs(a - b) <= 1 for a, b in zip(got, yuv)), (got, yuv)  # OpenCV's red luma is 82
+    assert all(abs(a - b) <= 1 for a, b in zip(got, yuv, strict=True)), (got, yuv)  # OpenCV's red luma is 82
     # decoding those as BT.709 would be visibly wrong: the VUI must say BT.601 for them
     if rgb in ((255, 0, 0), (0, 255, 0), (0, 0, 255)):
         nv12 = np.array([[got[0]] * 2, [got[0]] * 2, [got[1], got[2]]], np.uint8)

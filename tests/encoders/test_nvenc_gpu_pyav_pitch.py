@@ -78,7 +78,7 @@ def assert_decodes_exactly(units_hex: list[str], pictures: list[np.ndarray], hei
     assert [h264.is_idr(u) for u in units] == [True] + [False] * (len(pictures) - 1)
     decoded = decode(units)
     assert len(decoded) == len(pictures)
-    for picture, (y, u, v) in zip(pictures, decoded):
+    for picture, (y, u, v) in zip(pictures, decoded, strict=True):
         np.testing.assert_array_equal(y, picture[:height])
         np.testing.assert_array_equal(u, picture[height:, 0::2])
         np.testing.assert_array_equal(v, picture[height:, 1::2])

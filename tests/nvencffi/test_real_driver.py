@@ -160,7 +160,7 @@ def test_emulator_reads_cupy_device_memory_in_place(gpu_emulator) -> None:
         assert len(enc.registrations) == 1
         assert gpu_emulator.ledger()["registered"] == 1
         assert enc.registration_stats["staged"] == 0
-    for h, planes in zip(host, _decode(units)):
+    for h, planes in zip(host, _decode(units), strict=True):
         _assert_nv12_roundtrip(h, 640, 288, planes)
     assert_released(gpu_emulator)
 
