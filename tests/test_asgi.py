@@ -266,7 +266,7 @@ def test_a_display_is_served_one_way_once(test_encoders: EncoderLog) -> None:
     with pytest.raises(RuntimeError, match="already mounted"):
         mounted._start()
     with pytest.raises(RuntimeError, match="no URL of its own"):
-        mounted.url
+        _ = mounted.url
     assert "mounted" in repr(mounted)
     mounted.close()  # never called: no loop, released here
     assert mounted.closed

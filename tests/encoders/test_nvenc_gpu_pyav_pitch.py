@@ -282,7 +282,8 @@ from rfb.gpu import cuda_frame
 from tests.encoders.pyav_on_the_emulator import nv12_pictures
 
 width, height, memory, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-if memory in ("async", "async-host"):  # every CuPy allocation from a stream-ordered pool, staging's too if it asked CuPy
+# async: every CuPy allocation from a stream-ordered pool, staging's too if it asked CuPy
+if memory in ("async", "async-host"):
     cp.cuda.set_allocator(cp.cuda.MemoryAsyncPool().malloc)
 pictures = nv12_pictures(width, height)
 result = {"units": [], "stats": None, "error": None}

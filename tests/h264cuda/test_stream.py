@@ -112,7 +112,7 @@ def test_wrong_input_is_refused_with_what_was_expected() -> None:
         ModelEncoder(320, 240, 30, 1_000_000, qp=9)
     enc = ModelEncoder(64, 48, 30, 1_000_000)
     with pytest.raises(RuntimeError, match="before reading its reconstruction"):
-        enc.reconstruction
+        _ = enc.reconstruction
     expected = r"expected uint8 Y \(48, 64\) and UV \(24, 64\), got uint8 \(48, 64\) and uint8 \(48, 64\)"
     with pytest.raises(ValueError, match=expected):
         enc.encode(np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8))
