@@ -254,7 +254,7 @@ def test_a_recorder_is_not_held_to_the_inflight_window(test_encoders):
         for i in range(5):
             store.put(frame_from_array(np.full((48, 64, 3), i, np.uint8)))
             fanout.wake()
-            wait_until(lambda: len(got) == i + 1, what=f"frame {i} delivered")  # noqa: B023
+            wait_until(lambda n=i + 1: len(got) == n, what=f"frame {i} delivered")
         assert [kind for kind, _ in got] == [b"I", b"P", b"P", b"P", b"P"]
     finally:
         fanout.close()

@@ -336,4 +336,4 @@ def test_the_converters_and_vui_labels_resolve_from_rfb_colorspace_too() -> None
     for name in ("VideoColour", "BT601_LIMITED", "BT709_LIMITED", "colour_of", "label", "MATRIX_BT601"):
         assert getattr(colorspace, name) is getattr(videocolour, name), name
     with pytest.raises(AttributeError, match="module 'rfb.colorspace' has no attribute 'rgb_to_yuv'"):
-        colorspace.rgb_to_yuv  # noqa: B018
+        _ = colorspace.rgb_to_yuv
