@@ -83,7 +83,7 @@ class Harness:
             with self._lock:
                 self.received[client_id].append((payload, seq))
 
-        return self.fanout.join(client_id, transport, deliver)  # type: ignore[arg-type]
+        return self.fanout.join(client_id, transport, deliver)
 
     def publish(self, marker: int, width: int = 64, height: int = 48) -> None:
         raw = frame_from_array(frame(marker, width, height))
@@ -104,7 +104,7 @@ class Harness:
         return self.got(client_id)[-1][1]
 
     def stats(self, transport: str = "webcodecs") -> Any:
-        return self.fanout.stats()[transport]  # type: ignore[index]
+        return self.fanout.stats()[transport]
 
     def settle(self) -> None:
         """Let the worker act on whatever is pending, to check that it did *not* do something."""

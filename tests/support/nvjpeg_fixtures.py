@@ -49,7 +49,7 @@ def c_compiler() -> str:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         unavailable("no C compiler (cc) on this machine")
-    return cc  # type: ignore[return-value]
+    return cc
 
 
 @pytest.fixture(scope="session")
