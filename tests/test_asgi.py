@@ -266,7 +266,7 @@ def test_a_display_is_served_one_way_once(test_encoders: EncoderLog) -> None:
     with pytest.raises(RuntimeError, match="already mounted"):
         mounted._start()
     with pytest.raises(RuntimeError, match="no URL of its own"):
-        mounted.url
+        _ = mounted.url
     assert "mounted" in repr(mounted)
     mounted.close()  # never called: no loop, released here
     assert mounted.closed
@@ -373,7 +373,7 @@ def test_the_index_lists_the_streams_only_with_the_servers_token(server: rfb.Ser
         assert index.status_code == 200
         links = re.findall(r'href="([^"]+)"', index.text)
         assert links == [f"streams/{name}/?token={server.displays[name].token}" for name in ("left", "right")]
-        for name, link in zip(("left", "right"), links):
+        for name, link in zip(("left", "right"), links, strict=True):
             assert str(http.get(link).url) == server.stream_url(name)
         assert http.get("/", headers={"Host": "rebind.example"}).status_code == 403
         assert http.get("/streams/left/", headers={"Host": "rebind.example"}).status_code == 403

@@ -83,7 +83,7 @@ class Harness:
             with self._lock:
                 self.received[client_id].append((payload, seq))
 
-        return self.fanout.join(client_id, transport, deliver)  # type: ignore[arg-type]
+        return self.fanout.join(client_id, transport, deliver)
 
     def publish(self, marker: int, width: int = 64, height: int = 48) -> None:
         raw = frame_from_array(frame(marker, width, height))
@@ -104,7 +104,7 @@ class Harness:
         return self.got(client_id)[-1][1]
 
     def stats(self, transport: str = "webcodecs") -> Any:
-        return self.fanout.stats()[transport]  # type: ignore[index]
+        return self.fanout.stats()[transport]
 
     def settle(self) -> None:
         """Let the worker act on whatever is pending, to check that it did *not* do something."""
@@ -555,7 +555,9 @@ async def test_n_viewers_cost_one_encode_per_frame(test_encoders: EncoderLog, vi
         frames = 6
         for marker in range(1, frames + 1):
             display.publish(frame(marker))
-            await eventually(lambda: all(len(c.payloads) >= marker for c in clients), what=f"frame {marker} everywhere")
+            await eventually(
+                lambda n=marker: all(len(c.payloads) >= n for c in clients), what=f"frame {marker} everywhere"
+            )
         stop.set()
         await asyncio.gather(*readers)
         assert test_encoders.encodes == frames, "N viewers must not cost N encodes"
@@ -582,7 +584,9 @@ async def test_a_viewer_that_never_acks_costs_the_others_nothing(test_encoders: 
         frames = 20
         for marker in range(1, frames + 1):
             display.publish(frame(marker))
-            await eventually(lambda: all(len(c.payloads) >= marker for c in fast), what=f"frame {marker} everywhere")
+            await eventually(
+                lambda n=marker: all(len(c.payloads) >= n for c in fast), what=f"frame {marker} everywhere"
+            )
         stop.set()
         await asyncio.gather(*readers)
         for client in fast:
@@ -608,7 +612,7 @@ async def test_a_late_joiner_starts_on_a_keyframe(display: Any) -> None:
     reader = asyncio.create_task(acking_reader(early, stop))
     for marker in range(1, 6):
         display.publish(frame(marker))
-        await eventually(lambda: len(early.payloads) >= marker, what=f"frame {marker}")
+        await eventually(lambda n=marker: len(early.payloads) >= n, what=f"frame {marker}")
     late = await ProtocolClient.connect(display)  # the scene is static from here on
     first: Received = await late.next_payload()
     assert first.keyframe and first.payload[1] == 5

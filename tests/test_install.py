@@ -219,8 +219,8 @@ def test_the_floor_versions_serve_h264_jpeg_and_png_without_gpu_packages(tmp_pat
     serve = report["serve"]
     assert serve["routes"] == {"webcodecs": "h264_cpu", "image": "image", "png": "image"}
     assert serve["h264"]["shape"] == [96, 128, 3]
-    assert max(abs(a - b) for a, b in zip(serve["h264"]["left"], (200, 40, 40))) <= 12, serve["h264"]
-    assert max(abs(a - b) for a, b in zip(serve["h264"]["right"], (40, 40, 200))) <= 12, serve["h264"]
+    assert max(abs(a - b) for a, b in zip(serve["h264"]["left"], (200, 40, 40), strict=True)) <= 12, serve["h264"]
+    assert max(abs(a - b) for a, b in zip(serve["h264"]["right"], (40, 40, 200), strict=True)) <= 12, serve["h264"]
     assert serve["jpeg"] == {"mime": "image/jpeg", "shape": [96, 128, 3]}
     assert serve["png"] == {"mime": "image/png", "exact": True}
     assert report["conversion"] == {"converter": "OpenCVConverter", "format": "yuv420p"}

@@ -89,7 +89,7 @@ def publish_paced(display: Any, frames: list[np.ndarray], timestamps: list[int])
     for i, (array, ts) in enumerate(zip(frames, timestamps, strict=True)):
         display.publish(frame_from_array(array, timestamp_us=ts))
         wait_until(
-            lambda: display.stats.groups["webcodecs"].frames_encoded >= encoded + i + 1, what=f"frame {i} encoded"
+            lambda n=encoded + i + 1: display.stats.groups["webcodecs"].frames_encoded >= n, what=f"frame {i} encoded"
         )
         time.sleep(max(0.0, start + (i + 1) * period - time.monotonic()))
 
@@ -224,7 +224,8 @@ def test_cuda_frames_on_a_gpu_display_record_what_was_published(tmp_path):
         for i, array in enumerate(frames):
             display.publish(cp.asarray(array))
             wait_until(
-                lambda: display.stats.groups["webcodecs"].frames_encoded >= encoded + i + 1, what=f"frame {i} encoded"
+                lambda n=encoded + i + 1: display.stats.groups["webcodecs"].frames_encoded >= n,
+                what=f"frame {i} encoded",
             )
             time.sleep(period)
         wait_until(lambda: recording.frames == len(frames), what="every frame written")
@@ -253,7 +254,7 @@ def test_a_recorder_is_not_held_to_the_inflight_window(test_encoders):
         for i in range(5):
             store.put(frame_from_array(np.full((48, 64, 3), i, np.uint8)))
             fanout.wake()
-            wait_until(lambda: len(got) == i + 1, what=f"frame {i} delivered")  # noqa: B023
+            wait_until(lambda n=i + 1: len(got) == n, what=f"frame {i} delivered")
         assert [kind for kind, _ in got] == [b"I", b"P", b"P", b"P", b"P"]
     finally:
         fanout.close()

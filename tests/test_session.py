@@ -445,7 +445,7 @@ async def test_a_blocked_socket_only_hurts_itself(test_encoders: EncoderLog, cap
             await stuck.ack(10**9)  # "I have it all": frees its window without reading
         assert sorted(set(seen)) == sorted({m % 256 for m in range(1, marker + 1)})
         await asyncio.sleep(0.5)  # ten stats intervals while its sender is stuck
-        queue = display._registry._viewers[stuck_id]._queue  # noqa: SLF001 (the bound is internal)
+        queue = display._registry._viewers[stuck_id]._queue  # the bound is internal
         assert sum(isinstance(item, _StatsText) for item in queue) <= 1
         assert display.stats.groups["webcodecs"].frames_encoded == marker
         await good.close()

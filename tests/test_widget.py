@@ -17,6 +17,7 @@ WebSocket where it can.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import threading
 import time
@@ -35,7 +36,7 @@ from tests.support.jupyterlab import Notebook, start_jupyterlab
 pytestmark = pytest.mark.timeout(180)
 
 try:
-    import anywidget  # noqa: F401  (rfb.widget's base: the notebook extra)
+    importlib.import_module("anywidget")  # rfb.widget's base: the notebook extra
 except ImportError as exc:
     if IN_CI:
         raise
@@ -298,8 +299,8 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not CHROMIUM.exists():
         unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
     try:
-        import jupyterlab  # noqa: F401
-        import playwright.sync_api  # noqa: F401
+        importlib.import_module("jupyterlab")
+        importlib.import_module("playwright.sync_api")
     except ImportError as exc:
         unavailable(f"JupyterLab or Playwright is not importable (pip install -e '.[test]'): {exc}")
 

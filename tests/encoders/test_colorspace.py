@@ -260,7 +260,7 @@ def test_opencv_converter_textbook_colours(rgb: tuple[int, int, int], yuv: tuple
     image[...] = rgb
     y, u, v = i420_planes(OpenCVConverter().to_i420(image), 4, 4)
     got = (int(y[0, 0]), int(u[0, 0]), int(v[0, 0]))
-    assert all(abs(a - b) <= 1 for a, b in zip(got, yuv)), (got, yuv)  # OpenCV's red luma is 82
+    assert all(abs(a - b) <= 1 for a, b in zip(got, yuv, strict=True)), (got, yuv)  # OpenCV's red luma is 82
     # decoding those as BT.709 would be visibly wrong: the VUI must say BT.601 for them
     if rgb in ((255, 0, 0), (0, 255, 0), (0, 0, 255)):
         nv12 = np.array([[got[0]] * 2, [got[0]] * 2, [got[1], got[2]]], np.uint8)
@@ -336,4 +336,4 @@ def test_the_converters_and_vui_labels_resolve_from_rfb_colorspace_too() -> None
     for name in ("VideoColour", "BT601_LIMITED", "BT709_LIMITED", "colour_of", "label", "MATRIX_BT601"):
         assert getattr(colorspace, name) is getattr(videocolour, name), name
     with pytest.raises(AttributeError, match="module 'rfb.colorspace' has no attribute 'rgb_to_yuv'"):
-        colorspace.rgb_to_yuv  # noqa: B018
+        _ = colorspace.rgb_to_yuv

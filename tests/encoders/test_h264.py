@@ -187,8 +187,11 @@ def test_nal_type_of_empty_unit_is_an_error() -> None:
 @given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=6), st.lists(st.booleans(), min_size=6))
 def test_split_round_trips_any_escaped_payloads(payloads: list[bytes], long_codes: list[bool]) -> None:
     # Real NAL units are escaped and end in a non-zero byte; build such units and frame them.
+    # There are always at least as many start-code choices (6+) as units (1..6): zip takes the first ones.
     nals = [b"\x41" + h264.add_emulation_prevention(p) + b"\x80" for p in payloads]
-    stream = b"".join((b"\x00\x00\x00\x01" if long else b"\x00\x00\x01") + n for n, long in zip(nals, long_codes))
+    stream = b"".join(
+        (b"\x00\x00\x00\x01" if long else b"\x00\x00\x01") + n for n, long in zip(nals, long_codes, strict=False)
+    )
     assert h264.split_nal_units(stream) == nals
 
 

@@ -71,7 +71,7 @@ def test_round_trip_quality(encoder: PyAVH264Encoder, pattern: str) -> None:
     with H264Decoder() as decoder:
         decoded = decoder.decode_all(p.data for p in payloads)
     assert len(decoded) == len(sources)
-    for src, dec in zip(sources, decoded):
+    for src, dec in zip(sources, decoded, strict=True):
         assert dec.shape == src.shape
         assert psnr(src, dec) > 30.0
 
@@ -84,7 +84,7 @@ def test_noise_round_trip_at_high_bitrate() -> None:
     with H264Decoder() as decoder:
         decoded = decoder.decode_all(p.data for p in payloads)
     assert len(decoded) == 3
-    assert all(psnr(s, d) > 30.0 for s, d in zip(sources, decoded))
+    assert all(psnr(s, d) > 30.0 for s, d in zip(sources, decoded, strict=True))
 
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (128, 128, 128), (20, 20, 20)]
@@ -179,7 +179,7 @@ def test_opencv_route_is_at_least_as_good_as_swscale(pattern: str) -> None:
     def mean_psnr(enc: PyAVH264Encoder) -> float:
         with enc, H264Decoder() as decoder:
             decoded = decoder.decode_all(p.data for p in encode_all(enc, [frame_from_array(s) for s in sources]))
-        return float(np.mean([psnr(s, d) for s, d in zip(sources, decoded)]))
+        return float(np.mean([psnr(s, d) for s, d in zip(sources, decoded, strict=True)]))
 
     config = EncoderConfig(W, H, bitrate=6_000_000)
     fast = mean_psnr(create(config))
@@ -267,7 +267,7 @@ def test_rgba8_gives_the_same_stream_as_rgb24() -> None:
         rgba = [p.data for p in encode_all(b, [frame_from_array(rgba_of(s)) for s in sources])]
     with H264Decoder() as d1, H264Decoder() as d2:
         pictures_rgb, pictures_rgba = d1.decode_all(rgb), d2.decode_all(rgba)
-    for x, y in zip(pictures_rgb, pictures_rgba):
+    for x, y in zip(pictures_rgb, pictures_rgba, strict=True):
         assert psnr(x, y) > 45.0  # same conversion; alpha ignored
 
 

@@ -36,7 +36,7 @@ from tests.gpu import FakeCudaArray
 from tests.nvjpegffi.emulator import Emulator, parse
 
 # The binding's emulator fixtures, reused.
-from tests.support.nvjpeg_fixtures import (  # noqa: F401
+from tests.support.nvjpeg_fixtures import (  # noqa: F401 (fixtures, used by name)
     c_compiler,
     emulator,
     emulator_path,

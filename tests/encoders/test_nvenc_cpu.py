@@ -148,7 +148,7 @@ def test_round_trip_keyframes_and_sps() -> None:
     with H264Decoder() as decoder:
         decoded = decoder.decode_all(p.data for p in payloads)
     assert len(decoded) == len(sources)
-    assert all(psnr(s, d) > 28.0 for s, d in zip(sources, decoded))
+    assert all(psnr(s, d) > 28.0 for s, d in zip(sources, decoded, strict=True))
 
 
 @pytest.mark.gpu

@@ -116,7 +116,7 @@ def test_close_releases_the_staging_and_is_idempotent() -> None:
     with pytest.raises(RuntimeError, match="nvenc_gpu_pyav encoder is closed"):
         enc.encode(frame_from_array(patterns.scene(W, H, 0)))
     with pytest.raises(RuntimeError, match="is closed"):
-        enc.staging  # noqa: B018
+        _ = enc.staging
 
 
 # --------------------------------------------------------------------------- on a GPU

@@ -78,7 +78,7 @@ def assert_decodes_exactly(units_hex: list[str], pictures: list[np.ndarray], hei
     assert [h264.is_idr(u) for u in units] == [True] + [False] * (len(pictures) - 1)
     decoded = decode(units)
     assert len(decoded) == len(pictures)
-    for picture, (y, u, v) in zip(pictures, decoded):
+    for picture, (y, u, v) in zip(pictures, decoded, strict=True):
         np.testing.assert_array_equal(y, picture[:height])
         np.testing.assert_array_equal(u, picture[height:, 0::2])
         np.testing.assert_array_equal(v, picture[height:, 1::2])
@@ -282,7 +282,8 @@ from rfb.gpu import cuda_frame
 from tests.encoders.pyav_on_the_emulator import nv12_pictures
 
 width, height, memory, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-if memory in ("async", "async-host"):  # every CuPy allocation from a stream-ordered pool, staging's too if it asked CuPy
+# async: every CuPy allocation from a stream-ordered pool, staging's too if it asked CuPy
+if memory in ("async", "async-host"):
     cp.cuda.set_allocator(cp.cuda.MemoryAsyncPool().malloc)
 pictures = nv12_pictures(width, height)
 result = {"units": [], "stats": None, "error": None}

@@ -125,7 +125,7 @@ def test_nv12_reaches_the_encoder_from_pinned_memory_reused() -> None:
         for host in hosts:
             adapter.encode(padded_device_frame(cp, host))
         assert adapter.d2h_transfers == 3
-    for frame, copy, host in zip(inner.frames, inner.copies, hosts):
+    for frame, copy, host in zip(inner.frames, inner.copies, hosts, strict=True):
         assert (frame.pixel_format, frame.memory, frame.size) == ("nv12", "cpu", (98, 66))
         assert int(np.abs(copy.astype(np.int16) - rgb_to_nv12_host(host)).max()) <= 1
     first, last = inner.frames[0].data, inner.frames[-1].data

@@ -49,7 +49,7 @@ def assert_decodes_to_reconstruction(stream: Stream) -> list[tuple[np.ndarray, n
     """FFmpeg's pictures equal the encoder's reconstruction, every plane, every picture."""
     decoded = decode(stream.units)
     assert len(decoded) == len(stream.units)
-    for i, ((y, u, v), (ry, ruv)) in enumerate(zip(decoded, stream.recons)):
+    for i, ((y, u, v), (ry, ruv)) in enumerate(zip(decoded, stream.recons, strict=True)):
         assert np.array_equal(y, ry), f"picture {i}: luma differs at {np.argwhere(y != ry)[:4].tolist()}"
         assert np.array_equal(u, ruv[:, 0::2]), f"picture {i}: Cb differs"
         assert np.array_equal(v, ruv[:, 1::2]), f"picture {i}: Cr differs"

@@ -126,8 +126,8 @@ def read_residual_block(r: BitReader, n_c: int, max_num_coeff: int) -> list[int]
         zeros_left -= run  # type: ignore[operator]
     runs.append(zeros_left)
     pos = -1
-    for value, run in zip(reversed(values), reversed(runs)):
-        pos += run + 1  # type: ignore[operator]
+    for value, run in zip(reversed(values), reversed(runs), strict=True):
+        pos += run + 1
         levels[pos] = value
     return levels
 

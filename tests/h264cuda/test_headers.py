@@ -27,7 +27,7 @@ def test_level_is_the_lowest_that_fits_table_a_1(width: int, height: int, fps: i
 
 def test_a_stream_beyond_level_5_2_is_refused() -> None:
     with pytest.raises(ValueError, match="within level 5.2"):
-        StreamShape(8192, 4320, 60, 8_000_000).level
+        _ = StreamShape(8192, 4320, 60, 8_000_000).level
 
 
 @pytest.mark.parametrize(("width", "height"), [(320, 240), (328, 248), (1920, 1080)])

@@ -32,7 +32,7 @@ def spec_predictors(mv: np.ndarray, inter: np.ndarray, r: int, c: int) -> tuple[
         mvp = mvs[refs.index(0)]
     else:
         mvp = tuple(sorted(v[k] for v in mvs)[1] for k in range(2))
-    return mvp, ((0, 0) if skip_zero else mvp)  # type: ignore[return-value]
+    return mvp, ((0, 0) if skip_zero else mvp)
 
 
 @pytest.mark.parametrize("intra_share", [0.0, 0.3])

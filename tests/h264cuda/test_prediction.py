@@ -29,8 +29,13 @@ def spec_luma(top: list[int] | None, left: list[int] | None, corner: int | None)
         dc = 128
     out[2] = np.full((16, 16), dc)
     if top is not None and left is not None and corner is not None:
-        p_top = lambda x: corner if x == -1 else top[x]  # noqa: E731
-        p_left = lambda y: corner if y == -1 else left[y]  # noqa: E731
+
+        def p_top(x: int) -> int:
+            return corner if x == -1 else top[x]
+
+        def p_left(y: int) -> int:
+            return corner if y == -1 else left[y]
+
         h = sum((x + 1) * (p_top(8 + x) - p_top(6 - x)) for x in range(8))
         v = sum((y + 1) * (p_left(8 + y) - p_left(6 - y)) for y in range(8))
         a, b, c = 16 * (left[15] + top[15]), (5 * h + 32) >> 6, (5 * v + 32) >> 6
@@ -67,8 +72,13 @@ def spec_chroma(top: list[int] | None, left: list[int] | None, corner: int | Non
     if top is not None:
         out[2] = np.array([[top[x] for x in range(8)] for _ in range(8)])
     if top is not None and left is not None and corner is not None:
-        p_top = lambda x: corner if x == -1 else top[x]  # noqa: E731
-        p_left = lambda y: corner if y == -1 else left[y]  # noqa: E731
+
+        def p_top(x: int) -> int:
+            return corner if x == -1 else top[x]
+
+        def p_left(y: int) -> int:
+            return corner if y == -1 else left[y]
+
         h = sum((x + 1) * (p_top(4 + x) - p_top(2 - x)) for x in range(4))
         v = sum((y + 1) * (p_left(4 + y) - p_left(2 - y)) for y in range(4))
         a, b, c = 16 * (left[7] + top[7]), (34 * h + 32) >> 6, (34 * v + 32) >> 6

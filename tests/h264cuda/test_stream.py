@@ -26,7 +26,7 @@ def test_scene_with_motion_and_a_forced_idr(width: int, height: int) -> None:
     stream = encode(pictures, width, height, idr_at=(6,))
     assert [h264.is_idr(u) for u in stream.units] == [i in (0, 6) for i in range(10)]
     decoded = assert_decodes_to_reconstruction(stream)
-    for (y, _, _), source in zip(decoded, pictures):
+    for (y, _, _), source in zip(decoded, pictures, strict=True):
         assert psnr(y, source[:height]) > 30
     payloads = h264.PayloadStream(width, height).payloads(stream.units)
     assert payloads[0].codec == h264.codec_string(stream.units[0]) == "avc1.42C014"
@@ -68,7 +68,7 @@ def test_a_long_stream_does_not_drift() -> None:
     pictures = nv12_pictures("gradient", 96, 64, 30) + nv12_pictures("scene", 96, 64, 10)
     stream = encode(pictures, 96, 64, idr_at=(17,))
     decoded = assert_decodes_to_reconstruction(stream)
-    assert min(psnr(y, p[:64]) for (y, _, _), p in zip(decoded, pictures)) > 30
+    assert min(psnr(y, p[:64]) for (y, _, _), p in zip(decoded, pictures, strict=True)) > 30
 
 
 @pytest.mark.parametrize("qp", [18, 26, 34])
@@ -112,7 +112,7 @@ def test_wrong_input_is_refused_with_what_was_expected() -> None:
         ModelEncoder(320, 240, 30, 1_000_000, qp=9)
     enc = ModelEncoder(64, 48, 30, 1_000_000)
     with pytest.raises(RuntimeError, match="before reading its reconstruction"):
-        enc.reconstruction
+        _ = enc.reconstruction
     expected = r"expected uint8 Y \(48, 64\) and UV \(24, 64\), got uint8 \(48, 64\) and uint8 \(48, 64\)"
     with pytest.raises(ValueError, match=expected):
         enc.encode(np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8))

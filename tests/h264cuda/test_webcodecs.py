@@ -93,7 +93,7 @@ def _planes(frame: dict[str, Any]) -> list[np.ndarray]:
     data = np.frombuffer(base64.b64decode(frame["data"]), np.uint8)
     sizes = [(H, W), (H // 2, W // 2), (H // 2, W // 2)]
     planes = []
-    for (rows, cols), plane in zip(sizes, frame["layout"]):
+    for (rows, cols), plane in zip(sizes, frame["layout"], strict=True):
         offset, stride = plane["offset"], plane["stride"]
         planes.append(data[offset : offset + rows * stride].reshape(rows, stride)[:, :cols])
     return planes
@@ -108,7 +108,7 @@ def test_webcodecs_decodes_the_model_stream_to_its_reconstruction(chromium_page:
     assert result["errors"] == []
     frames = result["frames"]
     assert len(frames) == len(stream.units)
-    for i, (frame, (ry, ruv)) in enumerate(zip(frames, stream.recons)):
+    for i, (frame, (ry, ruv)) in enumerate(zip(frames, stream.recons, strict=True)):
         assert (frame["width"], frame["height"]) == (W, H)
         assert frame["format"] == "I420", f"picture {i}: expected I420 from the software decoder, got {frame['format']}"
         y, u, v = _planes(frame)

@@ -158,7 +158,8 @@ for i, rate in enumerate((2_000_000, 1_000_000)):
     c.bit_rate = rate  # a change FFmpeg passes on with nvEncReconfigureEncoder
     picture.pts = i
     sizes += [p.size for p in c.encode(picture)]
-json.dump({"extradata": extradata.hex(), "sizes": sizes, "ledger": emu.ledger(), "sessions": emu.sessions()}, sys.stdout)
+result = {"extradata": extradata.hex(), "sizes": sizes, "ledger": emu.ledger(), "sessions": emu.sessions()}
+json.dump(result, sys.stdout)
 """
 
 

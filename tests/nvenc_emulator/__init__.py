@@ -23,7 +23,6 @@ ones the binding's cffi handle is driving.
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 import subprocess
 from collections.abc import Callable

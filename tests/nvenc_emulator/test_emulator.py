@@ -882,9 +882,11 @@ def test_cuda_memory_freed_under_a_registration_is_stale(
     [
         (("api",), 0),
         (("encode", "--size", "330x250", "--pitch", "336", "--frames", "4", "--buffers", "2", "--max", "352x288",
-          "--reconfigure", "2:352x288", "--eos", "--fps", "30/1", "--bt709", "--describe", "device", "--streams", "live"), 0),
+          "--reconfigure", "2:352x288", "--eos", "--fps", "30/1", "--bt709", "--describe", "device",
+          "--streams", "live"), 0),
         (("encode", "--fmt", "abgr", "--frames", "2", "--input-buffers"), 0),
-        (("encode", "--size", "852x480", "--frames", "2", "--keep-going"), 1),  # a pitch fault (failed calls), then teardown
+        # a pitch fault (failed calls), then teardown
+        (("encode", "--size", "852x480", "--frames", "2", "--keep-going"), 1),
     ],
 )  # fmt: skip
 def test_no_leaks_or_memory_errors_under_valgrind(

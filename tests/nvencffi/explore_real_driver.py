@@ -53,7 +53,7 @@ def main() -> None:
     ]
     print("empty function-table slots:", empty or "none")
     ctx = PrimaryContext(0)
-    print("GPU:", ctx.gpu_name, "context handle: 0x%x" % ctx.handle)
+    print("GPU:", ctx.gpu_name, f"context handle: 0x{ctx.handle:x}")
     params = ffi.new("NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS *")
     params.version = _api.OPEN_ENCODE_SESSION_EX_PARAMS_VER
     params.deviceType = 1

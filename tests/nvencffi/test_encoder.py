@@ -53,7 +53,7 @@ def test_nv12_frames_decode_back_pixel_exact(emulator, width: int, height: int, 
         units = [enc.encode(frame) for frame, _, _ in frames]
     decoded = decode(units)
     assert len(decoded) == 3
-    for (_, y_in, uv_in), out in zip(frames, decoded):
+    for (_, y_in, uv_in), out in zip(frames, decoded, strict=True):
         y, u, v = out
         assert y.shape == (height, width)
         np.testing.assert_array_equal(y, y_in)

@@ -160,7 +160,7 @@ def test_emulator_reads_cupy_device_memory_in_place(gpu_emulator) -> None:
         assert len(enc.registrations) == 1
         assert gpu_emulator.ledger()["registered"] == 1
         assert enc.registration_stats["staged"] == 0
-    for h, planes in zip(host, _decode(units)):
+    for h, planes in zip(host, _decode(units), strict=True):
         _assert_nv12_roundtrip(h, 640, 288, planes)
     assert_released(gpu_emulator)
 
@@ -203,10 +203,10 @@ def test_emulator_reads_jax_through_dlpack(gpu_emulator, monkeypatch: pytest.Mon
     array = jax.device_put(host, jax.devices("gpu")[0])
 
     class OnlyDLPack:  # hide any __cuda_array_interface__: exercise the DLPack path
-        def __dlpack__(self, **kwargs):  # noqa: ANN204
+        def __dlpack__(self, **kwargs):
             return array.__dlpack__(**kwargs)
 
-        def __dlpack_device__(self):  # noqa: ANN204
+        def __dlpack_device__(self):
             return array.__dlpack_device__()
 
     with nvencffi.NvencEncoder(512, 288) as enc:

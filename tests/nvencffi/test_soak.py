@@ -1,8 +1,8 @@
 """10,000 frames through the emulator: the ledger and the process's memory stay flat.
 
 No-pixel mode (the emulator validates every call but does no pixel work), a 320x240
-frame (the smallest realistic size) with a 256-byte pitch, two alternating buffers, an IDR every 250 frames and a reconfigure now and then:
-what grows here would grow in a long-running server.
+frame (the smallest realistic size) with a 256-byte pitch, two alternating buffers, an IDR
+every 250 frames and a reconfigure now and then: what grows here would grow in a long-running server.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from tests.support.nvenc_fixtures import assert_released, describe_frame
 def assert_nv12_decodes(units, frames, width, height) -> None:
     decoded = decode(units)
     assert len(decoded) == len(frames)
-    for (_, y_in, uv_in), (y, u, v) in zip(frames, decoded):
+    for (_, y_in, uv_in), (y, u, v) in zip(frames, decoded, strict=True):
         assert y.shape == (height, width)
         np.testing.assert_array_equal(y, y_in)
         np.testing.assert_array_equal(u, uv_in[:, 0::2])

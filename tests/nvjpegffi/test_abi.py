@@ -115,7 +115,8 @@ def test_the_check_catches_a_wrong_declaration(official_include_dir: Path, c_com
         ("    NVJPEG_INPUT_NV12 = 8", "    NVJPEG_INPUT_NV12 = 7"),
         (
             "nvjpegStatus_t nvjpegEncoderParamsSetQuality(nvjpegEncoderParams_t encoder_params, const int quality,",
-            "nvjpegStatus_t nvjpegEncoderParamsSetQuality(nvjpegEncoderParams_t encoder_params, const unsigned int quality,",
+            "nvjpegStatus_t nvjpegEncoderParamsSetQuality(nvjpegEncoderParams_t encoder_params, "
+            "const unsigned int quality,",
         ),
     ]
     for old, new in mutations:

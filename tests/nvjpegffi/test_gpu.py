@@ -64,7 +64,7 @@ def test_nv12_and_subsamplings(cp: Any) -> None:
     nv12 = rgb_to_nv12(device, matrix="bt601", full_range=True)  # JFIF's own colours
     sizes = {}
     for subsampling in ("420", "444"):
-        with nvjpegffi.JpegEncoder(W, H, quality=90, subsampling=subsampling) as enc:  # type: ignore[arg-type]
+        with nvjpegffi.JpegEncoder(W, H, quality=90, subsampling=subsampling) as enc:
             sizes[subsampling] = len(enc.encode_rgb(device.data.ptr, W * 3))
             if subsampling == "444":
                 from_nv12 = enc.encode_nv12(nv12.data.ptr, nv12.strides[0])

@@ -116,7 +116,7 @@ def assert_stream_decodes(payloads: list[Any], sources: list[np.ndarray], *, idr
     with H264Decoder() as decoder:
         decoded = decoder.decode_all(p.data for p in payloads)
     assert len(decoded) == len(sources)
-    assert all(psnr(s, d) > 28.0 for s, d in zip(sources, decoded))
+    assert all(psnr(s, d) > 28.0 for s, d in zip(sources, decoded, strict=True))
 
 
 def assert_h264_quality(sources: list[np.ndarray], decoded: list[np.ndarray]) -> None:
@@ -127,7 +127,7 @@ def assert_h264_quality(sources: list[np.ndarray], decoded: list[np.ndarray]) ->
     the routes' convention), and to within 1 dB of that ceiling against the source.
     """
     assert len(decoded) == len(sources)
-    for src, dec in zip(sources, decoded):
+    for src, dec in zip(sources, decoded, strict=True):
         four20 = nv12_to_rgb_host(rgb_to_nv12_host(src))
         assert psnr(four20, dec) > 40.0
         assert psnr(src, dec) > psnr(src, four20) - 1.0

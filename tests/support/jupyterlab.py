@@ -188,7 +188,8 @@ class Notebook:
             self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
             # The kernel itself, started and answering: the status bar's "Python 3 (ipykernel) | Idle".
             self.page.wait_for_function(
-                "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /\\| Idle/.test(e.textContent))"
+                "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+                ".some((e) => /\\| Idle/.test(e.textContent))"
             )
         except BaseException:
             self.close()
@@ -263,7 +264,8 @@ class Notebook:
     def outputs(self) -> list[str]:
         """The text of every cell's output area (tracebacks, for a failure's message)."""
         return self.page.evaluate(
-            "() => [...document.querySelectorAll('.jp-Cell')].map((c) => c.querySelector('.jp-OutputArea')?.innerText || '')"
+            "() => [...document.querySelectorAll('.jp-Cell')]"
+            ".map((c) => c.querySelector('.jp-OutputArea')?.innerText || '')"
         )
 
     def status(self) -> dict[str, Any]:

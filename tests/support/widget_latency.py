@@ -106,13 +106,14 @@ def main() -> None:
         f"window {args.seconds:g} s after {WARMUP_S:g} s\n"
     )
     print(
-        "| size | link | route | published fps | drawn fps | publish -> drawn median | p95 | arrival -> draw (browser) |"
+        "| size | link | route | published fps | drawn fps "
+        "| publish -> drawn median | p95 | arrival -> draw (browser) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['size']} | {r['link']} | {r['route']} | {r['published_fps']:.1f} | {r['fps']:.1f} | {r['median_ms']:.1f} ms | "
-            f"{r['p95_ms']:.1f} ms | {r['draw_ms']:.1f} ms |"
+            f"| {r['size']} | {r['link']} | {r['route']} | {r['published_fps']:.1f} | {r['fps']:.1f} "
+            f"| {r['median_ms']:.1f} ms | {r['p95_ms']:.1f} ms | {r['draw_ms']:.1f} ms |"
         )
 
 
