@@ -3,7 +3,8 @@
 Each viewer has exactly one writer, its sender task, fed by a small queue. The fan-out
 hands it payloads on the event loop (never blocking), and a slow or dead socket stalls
 only its own sender. Once a second (``stats_interval``) a ``stats`` message tells the
-viewer its own latency and frame rate as the server measured them (rfb.latency). Everything a viewer sends is parsed by :mod:`rfb.protocol` and
+viewer its own latency and frame rate as the server measured them (rfb.latency).
+Everything a viewer sends is parsed by :mod:`rfb.protocol` and
 :mod:`rfb.events`; a malformed message earns an ``error`` reply and changes nothing,
 for this viewer or any other.
 """
