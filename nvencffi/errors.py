@@ -214,7 +214,7 @@ def _collect() -> dict[int, type[NvencError]]:
     for cls in NvencError.__subclasses__():
         code = NvencStatus[cls.status_name].value  # KeyError: a class names an unknown status
         table[code] = cls
-    missing = [s.name for s in NvencStatus if s.value not in table and s is not NvencStatus.NV_ENC_SUCCESS]
+    missing = [s.name for s in NvencStatus if s.value not in table and s is not NvencStatus["NV_ENC_SUCCESS"]]
     if missing:
         raise RuntimeError(f"nvencffi.errors: no exception class for {missing}")
     return table
