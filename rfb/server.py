@@ -300,7 +300,8 @@ class ServerThread:
     def port(self) -> int:
         if self._socket is None:
             return self._requested_port
-        return self._socket.getsockname()[1]
+        port: int = self._socket.getsockname()[1]
+        return port
 
     @property
     def thread(self) -> threading.Thread | None:

@@ -410,7 +410,7 @@ class Viewer:
     def _inbound_text(self, message: dict[str, Any], *, before_hello: bool = False) -> str | None:
         """The text of a receive event; a binary or oversized message is refused here."""
         limit = self._settings.max_message_bytes
-        text = message.get("text")
+        text: str | None = message.get("text")
         if text is None:
             data = message.get("bytes") or b""
             if len(data) > limit:
