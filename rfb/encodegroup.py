@@ -39,6 +39,7 @@ from rfb.tiers import Tier, split_key
 
 if TYPE_CHECKING:
     from rfb.fanout import FanOut
+    from rfb.gpu.adapter import HostFormat
 
 logger = logging.getLogger("rfb.fanout")
 
@@ -47,7 +48,7 @@ Deliver = Callable[[EncodedPayload, int, bytes], None]  # (payload, seq, message
 # What a host-only route is handed for a CUDA frame (HostFrameAdapter's ``prefer``):
 # H.264 encoders eat NV12, made on the GPU at half the bytes of RGB; the image route
 # encodes RGB as it is (from NV12 it would convert back on the CPU).
-HOST_FORMATS: dict[Transport, str] = {"webcodecs": "nv12", "image": "rgb24"}
+HOST_FORMATS: dict[Transport, HostFormat] = {"webcodecs": "nv12", "image": "rgb24"}
 
 
 @dataclass(eq=False)
@@ -379,7 +380,7 @@ class EncodeGroup:
         encoder, entry = self._encoder, self._entry
         assert encoder is not None and entry is not None
         if frame.memory == "cuda" and not entry.reads_cuda and not isinstance(encoder, HostFrameAdapter):
-            encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])  # type: ignore[arg-type]
+            encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])
             logger.info(
                 "%s group: route %s reads host memory; CUDA frames reach it through one download each",
                 self.key,

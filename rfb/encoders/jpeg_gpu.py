@@ -366,7 +366,9 @@ def _cupy_stream(cp: Any, stream: int) -> Any:
     return cp.cuda.Stream.null if stream == 0 else cp.cuda.ExternalStream(stream)
 
 
-def _open_nvjpeg(config: EncoderConfig, subsampling: str, context: CudaContext | None) -> JpegEncoder:
+def _open_nvjpeg(
+    config: EncoderConfig, subsampling: Literal["420", "422", "444"], context: CudaContext | None
+) -> JpegEncoder:
     """The nvjpegffi encoder for ``config``; nvJPEG that cannot run here is EncoderUnavailable."""
     try:
         import nvjpegffi
@@ -377,7 +379,7 @@ def _open_nvjpeg(config: EncoderConfig, subsampling: str, context: CudaContext |
             config.width,
             config.height,
             quality=config.quality,
-            subsampling=subsampling,  # type: ignore[arg-type]
+            subsampling=subsampling,
             device=config.device_id,
             context=context,
         )
