@@ -53,7 +53,7 @@ from nvencffi.session import open_session
 
 logger = logging.getLogger("nvencffi")
 
-PictureType = enum.IntEnum(  # type: ignore[misc]
+PictureType = enum.IntEnum(  # type: ignore[misc]  # members come from the cdef, mypy needs literal names
     "PictureType",
     sorted(ffi.typeof("NV_ENC_PIC_TYPE").relements.items(), key=lambda item: item[1]),
 )

@@ -19,7 +19,7 @@ import enum
 
 from nvencffi._ffi import ffi
 
-NvencStatus = enum.IntEnum(  # type: ignore[misc]
+NvencStatus = enum.IntEnum(  # type: ignore[misc]  # members come from the cdef, mypy needs literal names
     "NvencStatus",
     sorted(ffi.typeof("NVENCSTATUS").relements.items(), key=lambda item: item[1]),
 )

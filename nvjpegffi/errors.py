@@ -21,7 +21,7 @@ import enum
 
 from nvjpegffi._ffi import ffi
 
-NvjpegStatus = enum.IntEnum(  # type: ignore[misc]
+NvjpegStatus = enum.IntEnum(  # type: ignore[misc]  # members come from the cdef, mypy needs literal names
     "NvjpegStatus",
     sorted(ffi.typeof("nvjpegStatus_t").relements.items(), key=lambda item: item[1]),
 )

@@ -249,11 +249,11 @@ def create(config: EncoderConfig) -> ImageEncoder:
 def probe() -> str | None:
     """None when simplejpeg and Pillow import, else which one is missing."""
     try:
-        import simplejpeg  # noqa: F401
+        import simplejpeg  # noqa: F401  (the import is the probe)
     except ImportError as exc:
         return f"simplejpeg is not installed ({exc}); pip install simplejpeg"
     try:
-        import PIL  # noqa: F401
+        import PIL  # noqa: F401  (the import is the probe)
     except ImportError as exc:
         return f"Pillow is not installed ({exc}); pip install pillow"
     return None
