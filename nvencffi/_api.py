@@ -70,7 +70,8 @@ FUNCTION_LIST_VER = STRUCT_VERSIONS["NV_ENCODE_API_FUNCTION_LIST_VER"]
 
 def enum_value(type_name: str, name: str) -> int:
     """The value of enumerator ``name`` of enum ``type_name`` as declared in the cdef."""
-    return ffi.typeof(type_name).relements[name]
+    value: int = ffi.typeof(type_name).relements[name]
+    return value
 
 
 def zero_reserved(struct: Any) -> None:

@@ -9,6 +9,7 @@ here, through the same ``build_ffi.py`` the build uses, so there is one source o
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -45,8 +46,9 @@ def ffi_from_source_tree(generated: str, builder: str, header: str) -> FFI:
     return built
 
 
+ffi: FFI
 try:
-    from nvencffi._nvenc import ffi
+    ffi = importlib.import_module("nvencffi._nvenc").ffi
 except ImportError:
     ffi = ffi_from_source_tree("nvencffi._nvenc", "ffibuilder", "HEADER")
 

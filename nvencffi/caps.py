@@ -38,9 +38,9 @@ QUERIED = {
 # FFmpeg's nvenc_check_cap reads any failure. Other failures are errors.
 UNKNOWN_CAP = frozenset(
     (
-        NvencStatus.NV_ENC_ERR_INVALID_PARAM,
-        NvencStatus.NV_ENC_ERR_UNSUPPORTED_PARAM,
-        NvencStatus.NV_ENC_ERR_UNIMPLEMENTED,
+        NvencStatus["NV_ENC_ERR_INVALID_PARAM"],
+        NvencStatus["NV_ENC_ERR_UNSUPPORTED_PARAM"],
+        NvencStatus["NV_ENC_ERR_UNIMPLEMENTED"],
     )
 )
 

@@ -53,7 +53,7 @@ from nvencffi.session import open_session
 
 logger = logging.getLogger("nvencffi")
 
-PictureType = enum.IntEnum(  # type: ignore[misc]
+PictureType = enum.IntEnum(  # type: ignore[misc]  # members come from the cdef, mypy needs literal names
     "PictureType",
     sorted(ffi.typeof("NV_ENC_PIC_TYPE").relements.items(), key=lambda item: item[1]),
 )
@@ -481,7 +481,7 @@ class NvencEncoder:
         if status:
             self._debts.append(("drain", bitstream))
             self._check(status, "nvEncLockBitstream")
-        data = ffi.buffer(lock.bitstreamBufferPtr, lock.bitstreamSizeInBytes)[:]
+        data: bytes = ffi.buffer(lock.bitstreamBufferPtr, lock.bitstreamSizeInBytes)[:]
         self._last_picture_type = lock.pictureType
         status = lib.nvEncUnlockBitstream(enc, bitstream)
         if status:
@@ -615,7 +615,8 @@ class NvencEncoder:
         payload.outSPSPPSPayloadSize = size
         with self._context.pushed():
             self._check(self._lib.nvEncGetSequenceParams(self._encoder, payload), "nvEncGetSequenceParams")
-        return ffi.buffer(buffer, size[0])[:]
+        header: bytes = ffi.buffer(buffer, size[0])[:]
+        return header
 
     # ------------------------------------------------------------ registrations
 

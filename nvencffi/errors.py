@@ -19,7 +19,7 @@ import enum
 
 from nvencffi._ffi import ffi
 
-NvencStatus = enum.IntEnum(  # type: ignore[misc]
+NvencStatus = enum.IntEnum(  # type: ignore[misc]  # members come from the cdef, mypy needs literal names
     "NvencStatus",
     sorted(ffi.typeof("NVENCSTATUS").relements.items(), key=lambda item: item[1]),
 )
@@ -214,7 +214,7 @@ def _collect() -> dict[int, type[NvencError]]:
     for cls in NvencError.__subclasses__():
         code = NvencStatus[cls.status_name].value  # KeyError: a class names an unknown status
         table[code] = cls
-    missing = [s.name for s in NvencStatus if s.value not in table and s is not NvencStatus.NV_ENC_SUCCESS]
+    missing = [s.name for s in NvencStatus if s.value not in table and s is not NvencStatus["NV_ENC_SUCCESS"]]
     if missing:
         raise RuntimeError(f"nvencffi.errors: no exception class for {missing}")
     return table

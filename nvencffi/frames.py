@@ -405,8 +405,8 @@ def parse_frame(obj: Any, *, dlpack_stream: int | None = None) -> FrameView:
         shape = getattr(obj, "shape", None)
         dtype = getattr(obj, "dtype", None)
         strides = getattr(obj, "strides", None)
-        got = _describe(shape, dtype, strides, f"not a CUDA array ({type_name(obj)})")
-        raise FrameLayoutError(f"{EXPECTED}; {got}")
+        described = _describe(shape, dtype, strides, f"not a CUDA array ({type_name(obj)})")
+        raise FrameLayoutError(f"{EXPECTED}; {described}")
     if info.protocol == CUDA_ARRAY_INTERFACE:
         dtype_name, device = info.typestr, "cuda (__cuda_array_interface__)"
     else:

@@ -66,6 +66,25 @@ class Library:
     ...), so the per-frame path does not rebuild cffi function objects on every call.
     """
 
+    # The function-table slots of REQUIRED_FUNCTIONS, each a cffi function pointer.
+    nvEncOpenEncodeSessionEx: Any
+    nvEncGetEncodeCaps: Any
+    nvEncGetEncodePresetConfigEx: Any
+    nvEncInitializeEncoder: Any
+    nvEncCreateBitstreamBuffer: Any
+    nvEncDestroyBitstreamBuffer: Any
+    nvEncRegisterResource: Any
+    nvEncUnregisterResource: Any
+    nvEncMapInputResource: Any
+    nvEncUnmapInputResource: Any
+    nvEncEncodePicture: Any
+    nvEncLockBitstream: Any
+    nvEncUnlockBitstream: Any
+    nvEncReconfigureEncoder: Any
+    nvEncGetSequenceParams: Any
+    nvEncGetLastErrorString: Any
+    nvEncDestroyEncoder: Any
+
     def __init__(self, path: str) -> None:
         self.path = path
         try:

@@ -102,11 +102,17 @@ def probe(device: int = 0, *, context: EncodeContext | None = None) -> ProbeResu
 
 
 def _failed(
-    step: str, exc: BaseException, version: tuple[int, int], ctx: EncodeContext, **known: object
+    step: str,
+    exc: BaseException,
+    version: tuple[int, int],
+    ctx: EncodeContext,
+    *,
+    caps: EncoderCaps | None = None,
+    size: tuple[int, int] | None = None,
 ) -> ProbeResult:
     detail = exc.detail if isinstance(exc, NvencError) else None
     reason = str(exc) if step == "session" else f"{step} failed: {exc}"
-    return ProbeResult(False, reason, version, ctx.gpu_name, step=step, detail=detail, **known)  # type: ignore[arg-type]
+    return ProbeResult(False, reason, version, ctx.gpu_name, step=step, detail=detail, caps=caps, size=size)
 
 
 # Which probe step an NvencError raised while opening an encoder belongs to.
@@ -137,7 +143,6 @@ def _probe(ctx: EncodeContext, version: tuple[int, int]) -> ProbeResult:
     except ValueError as exc:  # FrameSizeUnsupported at the nearest size too: caps that contradict themselves
         return _failed("caps", exc, version, ctx)
     size = (encoder.width, encoder.height)
-    known = {"caps": encoder.caps, "size": size}
     frame: StagingBuffer | None = None
     try:
         with encoder:  # closed (its registration of the frame included) before the frame is freed
@@ -145,11 +150,12 @@ def _probe(ctx: EncodeContext, version: tuple[int, int]) -> ProbeResult:
             frame.fill(GREY)
             data = encoder.encode(frame)
     except (NvencError, CudaError, ValueError) as exc:
-        return _failed("encode", exc, version, ctx, **known)
+        return _failed("encode", exc, version, ctx, caps=encoder.caps, size=size)
     finally:
         if frame is not None:
             frame.free()
     problem = check_idr(data, size)
     if problem is not None:
-        return ProbeResult(False, f"output failed: {problem}", version, ctx.gpu_name, step="output", **known)  # type: ignore[arg-type]
+        reason = f"output failed: {problem}"
+        return ProbeResult(False, reason, version, ctx.gpu_name, step="output", caps=encoder.caps, size=size)
     return ProbeResult(True, None, version, ctx.gpu_name, caps=encoder.caps, size=size)

@@ -5,8 +5,13 @@
 
 from __future__ import annotations
 
+import importlib
+
+from cffi import FFI
+
+ffi: FFI
 try:
-    from nvjpegffi._nvjpeg import ffi
+    ffi = importlib.import_module("nvjpegffi._nvjpeg").ffi
 except ImportError:
     from nvencffi._ffi import ffi_from_source_tree
 

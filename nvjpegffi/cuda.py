@@ -101,7 +101,8 @@ class HostBuffer:
             raise RuntimeError("HostBuffer is closed")
         if not 0 <= length <= self.size:
             raise ValueError(f"expected 0..{self.size} bytes, got {length}")
-        return ffi.buffer(self.pointer, length)[:]
+        data: bytes = ffi.buffer(self.pointer, length)[:]
+        return data
 
     def close(self) -> None:
         """Free the buffer (idempotent)."""

@@ -21,7 +21,7 @@ import enum
 
 from nvjpegffi._ffi import ffi
 
-NvjpegStatus = enum.IntEnum(  # type: ignore[misc]
+NvjpegStatus = enum.IntEnum(  # type: ignore[misc]  # members come from the cdef, mypy needs literal names
     "NvjpegStatus",
     sorted(ffi.typeof("nvjpegStatus_t").relements.items(), key=lambda item: item[1]),
 )
@@ -103,7 +103,7 @@ def _collect() -> dict[int, type[NvjpegError]]:
     for cls in NvjpegError.__subclasses__():
         code = NvjpegStatus[cls.status_name].value  # KeyError: a class names an unknown status
         table[code] = cls
-    missing = [s.name for s in NvjpegStatus if s.value not in table and s is not NvjpegStatus.NVJPEG_STATUS_SUCCESS]
+    missing = [s.name for s in NvjpegStatus if s.value not in table and s is not NvjpegStatus["NVJPEG_STATUS_SUCCESS"]]
     if missing:
         raise RuntimeError(f"nvjpegffi.errors: no exception class for {missing}")
     return table

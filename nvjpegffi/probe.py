@@ -40,6 +40,7 @@ def probe(device: int = 0, *, context: CudaContext | None = None) -> ProbeResult
     except NvjpegUnavailable as exc:
         return ProbeResult(False, str(exc), lib.version, lib.path)
     except (NvjpegError, CudaError) as exc:
-        reason = f"nvJPEG {'.'.join(map(str, lib.version))} ({lib.path}) could not start an encoder on CUDA device {device}: {exc}"
+        version = ".".join(map(str, lib.version))
+        reason = f"nvJPEG {version} ({lib.path}) could not start an encoder on CUDA device {device}: {exc}"
         return ProbeResult(False, reason, lib.version, lib.path)
     return ProbeResult(True, None, lib.version, lib.path)

@@ -96,13 +96,17 @@ def color_matrix(matrix: str = DEFAULT_MATRIX, full_range: bool = False) -> Colo
     return ColorMatrix(
         name=matrix,
         full_range=bool(full_range),
-        forward=tuple(tuple(float(v) for v in row) for row in forward),
+        forward=_rows(forward),
         offset=(y_offset, 128.0, 128.0),
-        inverse=tuple(tuple(float(v) for v in row) for row in inverse),
+        inverse=_rows(inverse),
     )
 
 
 # -- NumPy conversions ----------------------------------------------------------------
+
+
+def _rows(matrix: np.ndarray) -> tuple[tuple[float, float, float], ...]:
+    return tuple((float(a), float(b), float(c)) for a, b, c in matrix)
 
 
 def nv12_planes(nv12: Any) -> tuple[Any, Any]:

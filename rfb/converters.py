@@ -77,6 +77,7 @@ class HostConverter:
     def convert(self, frame: RawFrame) -> VideoFrame:
         """The frame as an ``av.VideoFrame`` in ``target_format``, BT.709 limited range (and labelled so)."""
         from av.video.frame import VideoFrame
+        from av.video.reformatter import Colorspace
 
         if self._reformatter is None:
             raise RuntimeError("HostConverter is closed")
@@ -87,19 +88,18 @@ class HostConverter:
         if src == self.target_format:
             return label(wrapped, BT709_LIMITED) if src in _YUV_FORMATS else wrapped
         # Name the YUV side's matrix and range explicitly: swscale's default is BT.601.
-        colour: dict[str, str] = {}
-        if src in _YUV_FORMATS:
-            colour.update(src_colorspace="ITU709", src_color_range="MPEG")
-        if self.target_format in _YUV_FORMATS:
-            colour.update(dst_colorspace="ITU709", dst_color_range="MPEG")
-        else:
-            colour.update(dst_color_range="JPEG")
+        # None leaves that side to swscale, as an RGB side needs.
+        src_yuv = src in _YUV_FORMATS
+        dst_yuv = self.target_format in _YUV_FORMATS
         out = self._reformatter.reformat(
             wrapped,
             format=self.target_format,
             threads=self.threads,
             interpolation=self.interpolation,
-            **colour,
+            src_colorspace=Colorspace.ITU709 if src_yuv else None,
+            src_color_range="MPEG" if src_yuv else None,
+            dst_colorspace=Colorspace.ITU709 if dst_yuv else None,
+            dst_color_range="MPEG" if dst_yuv else "JPEG",
         )
         return label(out, BT709_LIMITED) if self.target_format in _YUV_FORMATS else out
 

@@ -20,7 +20,7 @@ from typing import Any
 import rfb
 from rfb.commands import EXIT_USAGE, CommandError
 from rfb.demo import CONTROLS, DeviceUpload, Scene, animate
-from rfb.encoders.base import EncoderUnavailable
+from rfb.encoders.base import EncoderUnavailable, Transport
 from rfb.network import bind_problem, lan_urls, network_warnings
 
 logger = logging.getLogger("rfb.cli")  # one name for the command line's log lines, whichever command
@@ -126,7 +126,8 @@ def describe_routes(display: Any, *, gpu: bool, named: Collection[str] = ()) -> 
 
     is_gpu = {s.name: s.reads_cuda for s in rfb.encoder_status()}
     parts = []
-    for key, label in (("webcodecs", "video"), ("image", "image")):
+    labels: tuple[tuple[Transport, str], ...] = (("webcodecs", "video"), ("image", "image"))
+    for key, label in labels:
         name = display.routes.get(key)
         why = [one_line(reason) for reason in gpu_fallback_reasons(key)] if gpu and key not in named else []
         if name is None:

@@ -736,7 +736,8 @@ class Display:
             logger.warning(
                 "aborting %d viewers that do not read (the close frame is stuck behind their data)", len(stuck)
             )
-            self._server.abort_connections({peer for v in stuck if (peer := v.peer) is not None})
+            if self._server is not None:  # viewers come through a server; it is there while they are
+                self._server.abort_connections({peer for v in stuck if (peer := v.peer) is not None})
             await self._registry.wait_finished(stuck, timeout=1.0)
 
     def _release(self) -> None:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
 from rfb.encoders.registry import EncoderEntry
@@ -38,6 +38,9 @@ from rfb.latency import LatencyWindow
 from rfb.protocol import GROUP_TRANSPORTS, pack_payload, payload_header
 from rfb.tiers import Tier, split_key
 
+if TYPE_CHECKING:
+    from rfb.gpu.adapter import HostFormat
+
 logger = logging.getLogger("rfb.fanout")
 
 Deliver = Callable[[EncodedPayload, int, bytes], None]  # (payload, seq, message), on the event loop
@@ -45,7 +48,7 @@ Deliver = Callable[[EncodedPayload, int, bytes], None]  # (payload, seq, message
 # What a host-only route is handed for a CUDA frame (HostFrameAdapter's ``prefer``):
 # H.264 encoders eat NV12, made on the GPU at half the bytes of RGB; the image route
 # encodes RGB as it is (from NV12 it would convert back on the CPU).
-HOST_FORMATS: dict[Transport, str] = {"webcodecs": "nv12", "image": "rgb24"}
+HOST_FORMATS: dict[Transport, HostFormat] = {"webcodecs": "nv12", "image": "rgb24"}
 
 
 @dataclass(eq=False)
@@ -396,7 +399,7 @@ class EncodeGroup:
         encoder, entry = self._encoder, self._entry
         assert encoder is not None and entry is not None
         if frame.memory == "cuda" and not entry.reads_cuda and not isinstance(encoder, HostFrameAdapter):
-            encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])  # type: ignore[arg-type]
+            encoder = self._encoder = HostFrameAdapter(encoder, prefer=HOST_FORMATS[self.transport])
             logger.info(
                 "%s group: route %s reads host memory; CUDA frames reach it through one download each",
                 self.key,

@@ -172,7 +172,9 @@ def build(
     """
     done = threading.Event()
     lock = threading.Lock()
-    outcome: dict[str, object] = {}
+    # The outcome, handed over under ``lock``: at most one of the two gets its one item.
+    built: list[EncoderBackend] = []
+    failed: list[BaseException] = []
     abandoned = False
 
     def run() -> None:
@@ -180,14 +182,14 @@ def build(
             encoder = entry.factory(config)
         except BaseException as exc:  # handed to the waiting thread, which re-raises it
             with lock:
-                outcome["error"] = exc
+                failed.append(exc)
                 late = abandoned
             done.set()
             if late:
                 logger.info("abandoned build of route %s failed after all (%s)", entry.name, describe(exc))
             return
         with lock:
-            outcome["encoder"] = encoder
+            built.append(encoder)
             late = abandoned
         done.set()
         if late:
@@ -203,7 +205,7 @@ def build(
         if not cancelled and time.monotonic() < deadline:
             continue
         with lock:
-            abandoned = "encoder" not in outcome and "error" not in outcome
+            abandoned = not built and not failed
         if not abandoned:
             break
         where = f"for {config.width}x{config.height}; its thread {thread.name} is left behind"
@@ -211,9 +213,9 @@ def build(
             raise BuildCancelled(f"route {entry.name}'s build was abandoned: its group stopped {where}")
         raise FactoryTimeout(f"route {entry.name}'s factory did not return within {timeout:g} s {where}")
     thread.join()  # it has handed its outcome over and is ending: no thread outlives a build
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["encoder"]  # type: ignore[return-value]
+    if failed:
+        raise failed[0]
+    return built[0]
 
 
 def _close_late(name: str, encoder: EncoderBackend) -> None:

@@ -59,7 +59,7 @@ class ConnectionGuard:
         """``base`` (uvicorn's H11Protocol or HttpToolsProtocol) with this guard on each new connection."""
         guard = self
 
-        class GuardedProtocol(base):  # type: ignore[valid-type, misc]
+        class GuardedProtocol(base):  # type: ignore[valid-type, misc]  # mypy cannot check a base given at run time
             _rfb_deadline: asyncio.TimerHandle | None = None
 
             def connection_made(self, transport: asyncio.BaseTransport) -> None:

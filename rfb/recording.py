@@ -29,6 +29,7 @@ whose viewers all take images starts its H.264 group for the recording alone.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from fractions import Fraction
@@ -58,7 +59,9 @@ def segment_path(path: Path, index: int) -> Path:
 class Recording:
     """One recording of a display's H.264 stream; stop it with :meth:`stop` (or ``with``)."""
 
-    def __init__(self, fanout: FanOut, path: str | Path, *, queue_size: int = 256, fragment_s: float = 0.5) -> None:
+    def __init__(
+        self, fanout: FanOut, path: str | os.PathLike[str], *, queue_size: int = 256, fragment_s: float = 0.5
+    ) -> None:
         import av  # noqa: F401 (PyAV muxes; fail here, before joining, when it is missing)
 
         if GROUP not in fanout.routes:

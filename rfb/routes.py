@@ -43,7 +43,8 @@ def resolve_routes(
     """
     routes: dict[str, list[EncoderEntry]] = {}
     reasons = []
-    for transport, name in (("webcodecs", video_encoder), ("image", image_encoder)):
+    asked_for: tuple[tuple[Transport, str | None], ...] = (("webcodecs", video_encoder), ("image", image_encoder))
+    for transport, name in asked_for:
         if transport == "image" and name is None:
             continue
         try:

@@ -25,6 +25,7 @@ for H.264, rgb24 for JPEG); {tight, padded} at one size from each other allocato
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -193,7 +194,7 @@ def gpu_routes(device_id: int = 0) -> list[RouteUnderTest]:
                 status.transport or "webcodecs",
                 factory,
                 status.reason,
-                _guarded(lambda n=status.name: engine_of(n)),
+                _guarded(functools.partial(engine_of, status.name)),
                 fmt,
             )
         )

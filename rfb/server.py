@@ -2,7 +2,8 @@
 
 The app is small on purpose: it serves the viewer, answers ``/healthz``, and at ``/ws``
 checks the Origin *before* accepting, then asks the optional ``authenticate`` hook who
-is connecting, then hands the socket to the display's session code. Everything about frames and viewers lives elsewhere. In front of every route
+is connecting, then hands the socket to the display's session code. Everything about
+frames and viewers lives elsewhere. In front of every route
 sits the Host check (rfb.hosts); in front of the app, the connection guard
 (rfb.guard) limits how many connections are open and how long a request may take to
 arrive. ``/healthz`` tells anyone that the server is up, and the details (size,
@@ -299,7 +300,8 @@ class ServerThread:
     def port(self) -> int:
         if self._socket is None:
             return self._requested_port
-        return self._socket.getsockname()[1]
+        port: int = self._socket.getsockname()[1]
+        return port
 
     @property
     def thread(self) -> threading.Thread | None:

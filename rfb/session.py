@@ -3,7 +3,8 @@
 Each viewer has exactly one writer, its sender task, fed by a small queue. The fan-out
 hands it payloads on the event loop (never blocking), and a slow or dead socket stalls
 only its own sender. Once a second (``stats_interval``) a ``stats`` message tells the
-viewer its own latency and frame rate as the server measured them (rfb.latency). Everything a viewer sends is parsed by :mod:`rfb.protocol` and
+viewer its own latency and frame rate as the server measured them (rfb.latency).
+Everything a viewer sends is parsed by :mod:`rfb.protocol` and
 :mod:`rfb.events`; a malformed message earns an ``error`` reply and changes nothing,
 for this viewer or any other.
 """
@@ -409,7 +410,7 @@ class Viewer:
     def _inbound_text(self, message: dict[str, Any], *, before_hello: bool = False) -> str | None:
         """The text of a receive event; a binary or oversized message is refused here."""
         limit = self._settings.max_message_bytes
-        text = message.get("text")
+        text: str | None = message.get("text")
         if text is None:
             data = message.get("bytes") or b""
             if len(data) > limit:

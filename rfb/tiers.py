@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def check_ladder(ladder: Sequence[Tier]) -> tuple[Tier, ...]:
     ladder = tuple(ladder)
     if not ladder or ladder[0] != Tier():
         raise ValueError(f"a tier ladder starts with Tier() (the full stream), got {ladder[:1]!r}")
-    for upper, lower in zip(ladder, ladder[1:]):
+    for upper, lower in pairwise(ladder):
         if lower.bitrate > upper.bitrate or lower.every < upper.every or lower.shrink < upper.shrink:
             raise ValueError(f"each tier must cost at most the one above it, got {lower!r} below {upper!r}")
     return ladder

@@ -49,7 +49,7 @@ def _viewer_sources() -> dict[str, str]:
     return {name: (VIEWER_DIR / name).read_text("utf-8") for name in VIEWER_MODULES}
 
 
-class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class DisplayWidget(anywidget.AnyWidget):
     """A live view of a :class:`~rfb.display.Display`; build it with ``display.widget()``.
 
     Every view of it (the cell's output, a copy in another panel) is a viewer of its own
@@ -164,9 +164,13 @@ class DisplayWidget(anywidget.AnyWidget):  # type: ignore[misc]
         if display.closed:
             self._send_to(key, {"op": "close", "code": 1001, "reason": "display closed"}, ())
             return
+        loop = display._server.loop if display._server is not None else None
+        if loop is None:  # a mounted display before its host app's first call: nothing serves viewers yet
+            self._send_to(key, {"op": "close", "code": 1013, "reason": "display not serving yet"}, ())
+            return
         channel = RelayChannel(
             lambda content, buffers: self._send_to(key, content, buffers),
-            loop=display._server.loop,
+            loop=loop,
             peer=f"widget view {key[0]} connection {key[1]}",
             idle_timeout=self.idle_timeout,
         )
@@ -215,6 +219,12 @@ def widget_bundle(display: Display, include: Any = None, exclude: Any = None) ->
     text = repr(display)
     if display.closed or (include is not None and WIDGET_MIME not in include) or (exclude and WIDGET_MIME in exclude):
         return {"text/plain": text}
-    bundle = DisplayWidget(display)._repr_mimebundle_(include=include, exclude=exclude)
+    widget = DisplayWidget(display)
+    bundle = widget._repr_mimebundle_(
+        include=include,  # type: ignore[arg-type]  # anywidget types each keyword as dict; IPython passes sets or None
+        exclude=exclude,
+    )
+    if bundle is None:  # a widget without a view: nothing but the text to show
+        return {"text/plain": text}
     data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
     return {**data, "text/plain": text}, metadata

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rfb.benchmark import machine, patterns
@@ -57,6 +57,9 @@ from rfb.benchmark.fanout import (
 )
 from rfb.benchmark.metrics import percentile
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport, write_json_report
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's Chromium, headless and software only, with nothing that talks to the network
@@ -194,6 +197,10 @@ PAGE_INIT_JS = r"""
 """.replace("__PROBE__", json.dumps(WORKER_PROBE_JS))
 
 
+def _viewport(width: int, height: int) -> ViewportSize:
+    return {"width": width, "height": height}
+
+
 @dataclass(frozen=True, slots=True)
 class LatencyOptions:
     size: tuple[int, int] = (1280, 720)
@@ -208,7 +215,7 @@ class LatencyOptions:
     warmup: float = 1.0
     pings: int = 50
     chromium: Path = CHROMIUM
-    viewport: dict[str, int] = field(default_factory=lambda: {"width": 1280, "height": 720})
+    viewport: ViewportSize = field(default_factory=lambda: _viewport(1280, 720))
 
     def __post_init__(self) -> None:
         if not self.viewers or any(n < 1 for n in self.viewers):
@@ -393,8 +400,8 @@ def measure_transport(
     rates = [n / row["seconds"] for n in counts["frames"]] if counts else []
     row["others_fps_min"] = round(min(rates), 2) if rates else None
     row["others_fps_median"] = round(statistics.median(rates), 2) if rates else None
-    others = latency_columns(v for k, v in window.server.items() if k != window.client_id)
-    row.update({f"others_{key}": value for key, value in others.items()})
+    others_latency = latency_columns(v for k, v in window.server.items() if k != window.client_id)
+    row.update({f"others_{key}": value for key, value in others_latency.items()})
     return row
 
 

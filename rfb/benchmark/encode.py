@@ -32,6 +32,7 @@ from rfb.benchmark.metrics import H264Decoder, decode_image, percentile, psnr
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
 from rfb.converters import AV_FORMATS
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig, Transport
+from rfb.encoders.image import ImageEncoder
 from rfb.frames import RawFrame, frame_from_array
 
 BASELINE_VIDEO = "baseline_x264"
@@ -102,8 +103,6 @@ class PillowJpeg:
 
 
 def _png_stills(config: EncoderConfig) -> EncoderBackend:
-    from rfb.encoders.image import ImageEncoder
-
     return ImageEncoder(config, name=PNG_ROW)
 
 
@@ -235,9 +234,11 @@ def _row(run: _Run, config: EncoderConfig) -> dict[str, Any]:
 
 
 def _encode(backend: EncoderBackend, frame: RawFrame, candidate: Candidate) -> list[EncodedPayload]:
-    if candidate.lossless:
-        return backend.encode(frame, lossless=True)  # type: ignore[call-arg]
-    return backend.encode(frame)
+    if not candidate.lossless:
+        return backend.encode(frame)
+    if not isinstance(backend, ImageEncoder):
+        raise TypeError(f"a lossless candidate needs the image route's ImageEncoder, got {type(backend).__name__}")
+    return backend.encode(frame, lossless=True)
 
 
 def _score(rgb: np.ndarray, payloads: list[EncodedPayload], decoder: H264Decoder | None) -> list[float]:

@@ -95,7 +95,7 @@ def _dlinfo() -> Callable[..., int] | None:
             continue
         fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         fn.restype = ctypes.c_int
-        return fn  # type: ignore[no-any-return]
+        return fn
     return None
 
 

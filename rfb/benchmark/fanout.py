@@ -278,7 +278,8 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float, what: str) -> di
         except subprocess.TimeoutExpired:
             state = "closed its output"
         raise RuntimeError(f"expected {what} from the viewer process, but it {state}")
-    return json.loads(line)
+    message: dict[str, Any] = json.loads(line)
+    return message
 
 
 def start_display(
@@ -371,7 +372,8 @@ def _row(
     def pct(key: str) -> float | None:
         if before[key] is None or after[key] is None:
             return None
-        return round(100 * (after[key] - before[key]) / span, 1)
+        percent: float = round(100 * (after[key] - before[key]) / span, 1)
+        return percent
 
     return {
         "viewers": viewers,
@@ -552,7 +554,8 @@ async def _all_ready(firsts: list[asyncio.Event], tasks: list[asyncio.Task[None]
     """Wait until every viewer has a first payload; a viewer that failed raises its error here."""
     ready = asyncio.ensure_future(asyncio.gather(*(f.wait() for f in firsts)))
     try:
-        done, _ = await asyncio.wait([ready, *tasks], timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [ready, *tasks]
+        done, _ = await asyncio.wait(waiting, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
     finally:
         ready.cancel()
     for task in done:

@@ -256,7 +256,7 @@ def _adapted(encoder: EncoderBackend) -> EncoderBackend:
     from rfb.gpu.adapter import HostFrameAdapter
 
     try:
-        return HostFrameAdapter(encoder, prefer=HOST_FORMATS[encoder.transport])  # type: ignore[arg-type]
+        return HostFrameAdapter(encoder, prefer=HOST_FORMATS[encoder.transport])
     except BaseException:
         encoder.close()
         raise

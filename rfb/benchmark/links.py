@@ -212,7 +212,7 @@ async def measure_links(
         final = {info.client_id: info for info in display.viewers}
         return [
             _result(mbit, v, start, end, latency.get(v.client_id), seen[i], final.get(v.client_id))
-            for i, (mbit, v) in enumerate(zip(rates_mbit, viewers))
+            for i, (mbit, v) in enumerate(zip(rates_mbit, viewers, strict=True))
         ]
     finally:
         for viewer in viewers:
@@ -248,15 +248,18 @@ def _result(
     )
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
 def format_results(results: Sequence[LinkResult]) -> str:
     lines = [
         "| link | fps | latency p50 | latency p95 | longest gap | bitrate | tier (seen) | width |",
         "|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results:
-        ms = lambda v: "-" if v is None else f"{v:.0f} ms"
         lines.append(
-            f"| {r.mbit:g} Mbit/s | {r.fps:.1f} | {ms(r.p50_ms)} | {ms(r.p95_ms)} | {r.max_gap_s:.2f} s "
+            f"| {r.mbit:g} Mbit/s | {r.fps:.1f} | {_ms(r.p50_ms)} | {_ms(r.p95_ms)} | {r.max_gap_s:.2f} s "
             f"| {r.bitrate_mbit:.2f} Mbit/s | {r.final_tier} ({', '.join(map(str, r.tiers))}) | {r.width} |"
         )
     return "\n".join(lines)

@@ -10,8 +10,12 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from av.video.codeccontext import VideoCodecContext
 
 # PSNR of identical pictures (a finite stand-in for infinity, so that means stay finite).
 PSNR_IDENTICAL = 100.0
@@ -45,7 +49,7 @@ class H264Decoder:
     def __init__(self) -> None:
         import av
 
-        self._context = av.CodecContext.create("h264", "r")
+        self._context: VideoCodecContext | None = av.CodecContext.create("h264", "r")
 
     def decode(self, access_unit: bytes) -> list[np.ndarray]:
         """(H, W, 3) RGB pictures that this access unit completes (normally one)."""
@@ -83,7 +87,8 @@ def decode_image(data: bytes) -> np.ndarray:
     if data[:2] == b"\xff\xd8":
         import simplejpeg
 
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        rgb: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        return rgb
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:

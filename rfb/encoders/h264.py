@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from rfb.encoders.base import EncodedPayload
 
@@ -303,7 +303,7 @@ def parse_sps(nal: bytes | bytearray | memoryview) -> SequenceParameterSet:
     if width <= 0 or height <= 0:
         raise BitstreamError(f"SPS crops {coded_width}x{coded_height} to a non-positive size {width}x{height}")
     vui_present = r.flag()
-    vui: dict[str, object] = _parse_vui(r) if vui_present else {}
+    vui: _Vui = _parse_vui(r) if vui_present else {}
     return SequenceParameterSet(
         profile_idc=profile_idc,
         constraint_flags=constraint_flags,
@@ -321,7 +321,7 @@ def parse_sps(nal: bytes | bytearray | memoryview) -> SequenceParameterSet:
         width=width,
         height=height,
         vui_present=vui_present,
-        **vui,  # type: ignore[arg-type]
+        **vui,
     )
 
 
@@ -346,9 +346,21 @@ def _skip_hrd(r: BitReader) -> None:
     r.u(5 * 4)  # four 5-bit delay/length fields
 
 
-def _parse_vui(r: BitReader) -> dict[str, object]:
+class _Vui(TypedDict, total=False):
+    """The VUI fields of :class:`SequenceParameterSet` that an SPS carries."""
+
+    video_full_range: bool
+    colour_primaries: int
+    transfer_characteristics: int
+    matrix_coefficients: int
+    bitstream_restriction: bool
+    max_num_reorder_frames: int
+    max_dec_frame_buffering: int
+
+
+def _parse_vui(r: BitReader) -> _Vui:
     # E.1.1 vui_parameters()
-    out: dict[str, object] = {}
+    out: _Vui = {}
     if r.flag():  # aspect_ratio_info_present_flag
         if r.u(8) == _EXTENDED_SAR:
             r.u(16)  # sar_width

@@ -40,7 +40,7 @@ from rfb.encoders.registry import EncoderEntry
 from rfb.frames import RawFrame
 
 if TYPE_CHECKING:
-    from av.codec.context import CodecContext
+    from av.video.codeccontext import VideoCodecContext
     from av.video.frame import VideoFrame
 
 NAME = "h264_cpu"
@@ -76,7 +76,7 @@ class PyAVSettings:
 
 def configure_context(
     config: EncoderConfig, settings: PyAVSettings, colour: VideoColour = BT709_LIMITED
-) -> CodecContext:
+) -> VideoCodecContext:
     """A PyAV encoder context set up for low-latency streaming of ``config``; not opened yet.
 
     One place for what every PyAV H.264 route sets: size, rate, no B-frames, the GOP,
@@ -91,6 +91,8 @@ def configure_context(
         context = av.CodecContext.create(settings.codec, "w")
     except (av.FFmpegError, ValueError) as exc:  # unknown encoder name: ValueError / FFmpegError
         raise EncoderUnavailable(f"FFmpeg has no encoder {settings.codec!r} in this PyAV build: {exc}") from exc
+    if not isinstance(context, av.VideoCodecContext):
+        raise EncoderUnavailable(f"FFmpeg's {settings.codec!r} is not a video encoder (got {type(context).__name__})")
     context.width = config.width
     context.height = config.height
     context.pix_fmt = settings.pix_fmt
@@ -146,7 +148,7 @@ class PyAVH264Encoder:
         self.config = config
         self.settings = settings
         self._converter: FrameConverter | None = converter or host_converter(settings.pix_fmt)
-        self._context: CodecContext | None = None
+        self._context: VideoCodecContext | None = None
         self._stream_kind: tuple[str, VideoColour] = (settings.pix_fmt, BT709_LIMITED)
         self._fed = False  # whether the open context has taken a frame (and may hold output)
         self._index = 0
@@ -229,7 +231,7 @@ class PyAVH264Encoder:
     def _check_frame(self, frame: RawFrame) -> RawFrame:
         return check_host_frame(frame, self.config, self.name)
 
-    def _context_for(self, picture: VideoFrame) -> tuple[list[EncodedPayload], CodecContext]:
+    def _context_for(self, picture: VideoFrame) -> tuple[list[EncodedPayload], VideoCodecContext]:
         """The context for ``picture``'s format and colour, re-opened if they changed.
 
         A change ends the sequence: what the old context still holds is drained
@@ -248,7 +250,7 @@ class PyAVH264Encoder:
         self._need_idr = True
         return drained, self._open()
 
-    def _open(self) -> CodecContext:
+    def _open(self) -> VideoCodecContext:
         pix_fmt, colour = self._stream_kind
         settings = self.settings if pix_fmt == self.settings.pix_fmt else replace(self.settings, pix_fmt=pix_fmt)
         context = configure_context(self.config, settings, colour)

@@ -131,10 +131,12 @@ class ImageEncoder:
     def _rgb_pixels(self, frame: RawFrame) -> np.ndarray:
         # nv12 -> rgb24 through swscale (BT.709 limited, as every route encodes it)
         if frame.pixel_format != "nv12":
-            return frame.data
+            pixels: np.ndarray = frame.data
+            return pixels
         if self._rgb is None:
             self._rgb = HostConverter("rgb24")
-        return self._rgb.convert(frame).to_ndarray()
+        converted: np.ndarray = self._rgb.convert(frame).to_ndarray()
+        return converted
 
     def _jpeg(self, frame: RawFrame) -> bytes:
         if frame.pixel_format == "nv12":
@@ -168,7 +170,10 @@ class ImageEncoder:
 def _encode_jpeg(pixels: np.ndarray, quality: int, colorspace: str) -> bytes:
     import simplejpeg
 
-    return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace=colorspace, colorsubsampling="420", fastdct=False)
+    data: bytes = simplejpeg.encode_jpeg(
+        pixels, quality=quality, colorspace=colorspace, colorsubsampling="420", fastdct=False
+    )
+    return data
 
 
 def strip_rows(width: int, height: int, strips: int) -> int | None:
@@ -244,11 +249,11 @@ def create(config: EncoderConfig) -> ImageEncoder:
 def probe() -> str | None:
     """None when simplejpeg and Pillow import, else which one is missing."""
     try:
-        import simplejpeg  # noqa: F401
+        import simplejpeg  # noqa: F401  (the import is the probe)
     except ImportError as exc:
         return f"simplejpeg is not installed ({exc}); pip install simplejpeg"
     try:
-        import PIL  # noqa: F401
+        import PIL  # noqa: F401  (the import is the probe)
     except ImportError as exc:
         return f"Pillow is not installed ({exc}); pip install pillow"
     return None

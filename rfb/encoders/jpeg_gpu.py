@@ -120,7 +120,7 @@ def rematrix_coefficients(matrix: str = DEFAULT_MATRIX, full_range: bool = False
     dst = color_matrix(*JFIF_MATRIX)
     m = np.asarray(dst.forward) @ np.asarray(src.inverse)
     b = np.asarray(dst.offset) - m @ np.asarray(src.offset)
-    return tuple(float(v) for row, offset in zip(m, b) for v in (*row, offset))
+    return tuple(float(v) for row, offset in zip(m, b, strict=True) for v in (*row, offset))
 
 
 def nv12_to_jfif_host(nv12: np.ndarray, *, matrix: str = DEFAULT_MATRIX, full_range: bool = False) -> np.ndarray:
@@ -272,7 +272,8 @@ class JpegGpuEncoder:
             )
         if frame.memory == "cuda" and frame.device_id != self.config.device_id:
             raise FrameError(
-                f"{self.name} encodes on CUDA device {self.config.device_id}, the frame lives on device {frame.device_id}"
+                f"{self.name} encodes on CUDA device {self.config.device_id}, "
+                f"the frame lives on device {frame.device_id}"
             )
 
     def _jpeg_bytes(self, jpeg: JpegEncoder, frame: RawFrame) -> bytes:
@@ -365,7 +366,9 @@ def _cupy_stream(cp: Any, stream: int) -> Any:
     return cp.cuda.Stream.null if stream == 0 else cp.cuda.ExternalStream(stream)
 
 
-def _open_nvjpeg(config: EncoderConfig, subsampling: str, context: CudaContext | None) -> JpegEncoder:
+def _open_nvjpeg(
+    config: EncoderConfig, subsampling: Literal["420", "422", "444"], context: CudaContext | None
+) -> JpegEncoder:
     """The nvjpegffi encoder for ``config``; nvJPEG that cannot run here is EncoderUnavailable."""
     try:
         import nvjpegffi
@@ -376,7 +379,7 @@ def _open_nvjpeg(config: EncoderConfig, subsampling: str, context: CudaContext |
             config.width,
             config.height,
             quality=config.quality,
-            subsampling=subsampling,  # type: ignore[arg-type]
+            subsampling=subsampling,
             device=config.device_id,
             context=context,
         )
@@ -405,7 +408,10 @@ def probe(device_id: int = 0, *, context: CudaContext | None = None) -> str | No
     if context is None:
         reason = cupy_available()
         if reason is not None:
-            return f"nvJPEG works, but rgba8, nv12 and host frames are staged on the GPU with CuPy, which is unusable: {reason}"
+            return (
+                "nvJPEG works, but rgba8, nv12 and host frames are staged on the GPU with CuPy, "
+                f"which is unusable: {reason}"
+            )
     return None
 
 
@@ -417,6 +423,8 @@ ENTRIES: list[EncoderEntry] = [
         probe=probe,
         priority=PRIORITY,
         reads_cuda=True,
-        description="JPEG per frame made on the GPU by nvJPEG (nvjpegffi): CUDA rgb24 zero copy; PNG stills after one download",
+        description=(
+            "JPEG per frame made on the GPU by nvJPEG (nvjpegffi): CUDA rgb24 zero copy; PNG stills after one download"
+        ),
     )
 ]

@@ -406,9 +406,9 @@ def trial_encode(device_id: int = 0, *, frame: RawFrame | None = None) -> str | 
         except (av.FFmpegError, EncoderUnavailable, GpuUnavailable, FrameError, ValueError, TypeError) as exc:
             reason = nvenc_cpu.ffmpeg_failure_reason(exc, logs)
             return f"FFmpeg's {CODEC} opened for host frames but not for a {sent} frame: {reason}"
-    reason = trial.check_h264(payloads, [reference])
-    if reason is not None:
-        return f"FFmpeg's {CODEC} encoded a {sent} frame, but {reason}"
+    problem = trial.check_h264(payloads, [reference])
+    if problem is not None:
+        return f"FFmpeg's {CODEC} encoded a {sent} frame, but {problem}"
     return None
 
 

@@ -172,7 +172,7 @@ def row_pitch(info: DeviceArray, pixel_format: str) -> int:
     inner = info.strides[1:]
     expected_inner = (channels, 1) if pixel_format != "nv12" else (1,)
     # A dimension of extent 1 may carry any stride; it never moves the address.
-    packed = all(n == 1 or s == e for n, s, e in zip(info.shape[1:], inner, expected_inner))
+    packed = all(n == 1 or s == e for n, s, e in zip(info.shape[1:], inner, expected_inner, strict=True))
     if not packed:
         raise FrameError(
             f"expected the pixels of a row packed (strides (pitch, {', '.join(map(str, expected_inner))})) "

@@ -4,8 +4,9 @@ CuPy, PyTorch, JAX, FFmpeg (with ``primary_ctx``) and our NVENC binding all use 
 device's *primary* context, so a frame rendered by one is readable by the others with
 no copy. The primary context's flags are fixed when it is first activated, by whoever
 gets there first, and ``CU_CTX_SCHED_AUTO`` (the default) spins a CPU core while it
-waits for the GPU whenever the process has fewer contexts than cores. Asking for ``CU_CTX_SCHED_BLOCKING_SYNC`` before anything touches
-CUDA makes every waiter sleep instead; after that it is too late, which is why
+waits for the GPU whenever the process has fewer contexts than cores. Asking for
+``CU_CTX_SCHED_BLOCKING_SYNC`` before anything touches CUDA makes every waiter sleep
+instead; after that it is too late, which is why
 :func:`enable_cuda_context_sharing` says so loudly rather than pretending.
 
 Nothing here imports CuPy, PyTorch or JAX; the CUDA driver bindings (cuda-python) are

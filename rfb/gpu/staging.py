@@ -96,7 +96,10 @@ class DeviceStaging:
         self._closed = False
 
     def device_frame(self, frame: RawFrame, *, synchronize: bool = True, copy: bool = False) -> RawFrame:
-        """``frame`` as a CUDA frame in a direct layout, its pixels ready to be read (``copy``: never its own memory)."""
+        """``frame`` as a CUDA frame in a direct layout, its pixels ready to be read.
+
+        ``copy``: never its own memory.
+        """
         if self._closed:
             raise RuntimeError("DeviceStaging is closed")
         if frame.memory == "cuda":

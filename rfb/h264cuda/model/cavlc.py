@@ -30,7 +30,7 @@ def _level_prefix_and_suffix(level_code: int, suffix_length: int) -> tuple[int, 
     return 15, level_code - (15 << suffix_length), 12
 
 
-def residual_block(levels: Sequence[int], n_c: int, max_num_coeff: int, out: Bits) -> int:
+def residual_block(levels: Sequence[int] | np.ndarray, n_c: int, max_num_coeff: int, out: Bits) -> int:
     """Append the CAVLC code of ``levels`` (scan order) to ``out``; return TotalCoeff.
 
     ``n_c`` is -1 for 4:2:0 chroma DC, else the predicted count of 9.2.1.

@@ -111,7 +111,8 @@ class ModelEncoder:
         if idr:
             mbs, rec_y, rec_c = intra.code_i_picture(src_y, src_c, qp)
         else:
-            ref_y, ref_c = self._ref  # type: ignore[misc]
+            assert self._ref is not None  # a picture is IDR while there is no reference (encode())
+            ref_y, ref_c = self._ref
             mbs, rec_y, rec_c = inter.code_p_picture(src_y, src_c, ref_y, ref_c, qp, self.search)
         nals = [headers.aud(idr)]
         if idr:

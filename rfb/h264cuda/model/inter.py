@@ -136,7 +136,8 @@ def predict_luma(ref: np.ndarray, mv: np.ndarray) -> np.ndarray:
     h, w = ref.shape
     ys = np.arange(rows)[:, None, None, None] * 16 + mv[:, :, 1, None, None] + np.arange(16)[:, None]
     xs = np.arange(cols)[None, :, None, None] * 16 + mv[:, :, 0, None, None] + np.arange(16)
-    return ref[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)].astype(np.int32)
+    pred: np.ndarray = ref[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)].astype(np.int32)
+    return pred
 
 
 def predict_chroma(ref: np.ndarray, mv: np.ndarray) -> np.ndarray:
@@ -158,7 +159,8 @@ def predict_chroma(ref: np.ndarray, mv: np.ndarray) -> np.ndarray:
         return s.transpose(1, 2, 0, 3, 4)
 
     a, b, c, d = at(0, 0), at(0, 1), at(1, 0), at(1, 1)
-    return ((8 - xf) * (8 - yf) * a + xf * (8 - yf) * b + (8 - xf) * yf * c + xf * yf * d + 32) >> 6
+    pred: np.ndarray = ((8 - xf) * (8 - yf) * a + xf * (8 - yf) * b + (8 - xf) * yf * c + xf * yf * d + 32) >> 6
+    return pred
 
 
 def code_p_picture(

@@ -46,7 +46,8 @@ def _plane(top: np.ndarray, left: np.ndarray, corner: np.ndarray, size: int, sca
     c = (scale * v + 32) >> 6
     pos = np.arange(size) - (half - 1)
     pred = (a[:, None, None] + b[:, None, None] * pos[None, None, :] + c[:, None, None] * pos[None, :, None] + 16) >> 5
-    return np.clip(pred, 0, 255)
+    clipped: np.ndarray = np.clip(pred, 0, 255)
+    return clipped
 
 
 def luma_predictions(
@@ -111,7 +112,8 @@ def chroma_predictions(
 def _choose(source: np.ndarray, preds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     # Index of the cheapest allowed prediction per macroblock (SAD; the first wins a tie).
     sad = np.abs(preds - source[None]).sum(axis=tuple(range(2, preds.ndim)))
-    return np.argmin(np.where(allowed, sad, _UNAVAILABLE), axis=0)
+    cheapest: np.ndarray = np.argmin(np.where(allowed, sad, _UNAVAILABLE), axis=0)
+    return cheapest
 
 
 def _neighbours(rec_y: np.ndarray, r: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -134,7 +136,8 @@ def source_cost(src_y: np.ndarray) -> np.ndarray:
     r, col = (a.ravel() for a in np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
     preds, allowed = luma_predictions(*_neighbours(src_y, r, col))
     sad = np.abs(preds - src_y[r, col][None]).sum(axis=(2, 3))
-    return np.where(allowed, sad, _UNAVAILABLE).min(axis=0).reshape(rows, cols)
+    best: np.ndarray = np.where(allowed, sad, _UNAVAILABLE).min(axis=0).reshape(rows, cols)
+    return best
 
 
 def code_wavefront(

@@ -141,7 +141,8 @@ def dequantise(levels: np.ndarray, qp: int) -> np.ndarray:
     With LevelScale = 16 v the rounding branch for qp < 24 is exact, so this is
     c v << (qp / 6) at every qp.
     """
-    return (levels.astype(np.int32) * V[qp % 6]) << (qp // 6)
+    scaled: np.ndarray = (levels.astype(np.int32) * V[qp % 6]) << (qp // 6)
+    return scaled
 
 
 def dequantise_luma_dc(levels: np.ndarray, qp: int) -> np.ndarray:
