@@ -10,8 +10,7 @@ the two layouts NVENC reads natively no conversion either.
 - host frames (fallback): copied up once into a reused device buffer (then, for rgb24,
   converted on the GPU as above).
 
-The staging is :class:`rfb.gpu.staging.DeviceStaging` (shared with the other GPU
-routes; re-exported here, where it was first written).
+The staging is :class:`rfb.gpu.staging.DeviceStaging`, shared with the other GPU routes.
 
 Whether NVENC works cannot be known without trying: an H100 loads the library, then
 refuses the session because it has no encode engine, and a GPU that opens a session may
@@ -37,9 +36,7 @@ from rfb.encoders.checks import check_even_size, check_frame_size
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame
 from rfb.gpu.context import cupy_available
-from rfb.gpu.staging import PITCH_ALIGNMENT as PITCH_ALIGNMENT  # re-exported (it lived here first)
-from rfb.gpu.staging import DeviceStaging  # also imported from here by jpeg_gpu (it lived here first)
-from rfb.gpu.staging import aligned_pitch as aligned_pitch  # re-exported (it lived here first)
+from rfb.gpu.staging import DeviceStaging
 
 if TYPE_CHECKING:
     from nvencffi import NvencEncoder

@@ -25,10 +25,11 @@ from rfb.benchmark import patterns
 from rfb.colorspace import rgb_to_nv12
 from rfb.encoders import h264, nvenc_gpu_cffi
 from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable
-from rfb.encoders.nvenc_gpu_cffi import DeviceStaging, NvencGpuEncoder
+from rfb.encoders.nvenc_gpu_cffi import NvencGpuEncoder
 from rfb.encoders.registry import get_entry
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import GpuUnavailable, cuda_frame, gpu_available
+from rfb.gpu.staging import DeviceStaging
 from tests.gpu import FakeCudaArray, require_cupy, skip_if_cupy_works
 from tests.support.frames import assert_stream_decodes, decode, layout_of, nv12_frame, rgba_frame
 from tests.support.nvenc_fixtures import assert_released
