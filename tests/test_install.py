@@ -283,6 +283,11 @@ def run_script(checkout: Path, script: str, *args: str) -> tuple[list[str], str]
     return (log.read_text().splitlines() if log.exists() else []), result.stderr
 
 
+PATHS = "rfb nvencffi nvjpegffi tests build_ffi.py setup.py"
+CHECKS = [f"-m ruff check {PATHS}", f"-m ruff format --check --quiet {PATHS}", "-m mypy"]
+CHECKS_SAID = "scripts/test: ruff (lint and format) and mypy --strict (settings in pyproject.toml)\n"
+
+
 def pip_calls(calls: list[str]) -> list[str]:
     return [call for call in calls if call.startswith("-m pip ")]
 
@@ -299,8 +304,10 @@ def test_scripts_install_once_then_start_without_pip_until_an_input_changes(chec
     calls, said = run_script(checkout, "test", "-q")
     assert pip_calls(calls) == ["-m pip install -q --disable-pip-version-check -e .[test]"], calls
     assert calls[-1] == "-m pytest -q"
+    assert not set(CHECKS) & set(calls), "pytest arguments given: only those tests, without the checks"
     calls, said = run_script(checkout, "test")
-    assert calls == ["-m pytest"] and said == ""
+    assert calls == CHECKS + ["-m pytest"], "the whole suite: the code's checks first, no install"
+    assert said == CHECKS_SAID, said
 
     (checkout / "headers" / "nvenc.h").write_text((checkout / "headers" / "nvenc.h").read_text() + "\n")
     calls, said = run_script(checkout, "test")
@@ -311,7 +318,7 @@ def test_scripts_install_once_then_start_without_pip_until_an_input_changes(chec
     calls, said = run_script(checkout, "demo", "--gpu")
     assert pip_calls(calls) == ["-m pip install -q --disable-pip-version-check -e .[gpu]"]
     calls, said = run_script(checkout, "test")
-    assert calls == ["-m pytest"], "the same inputs: the [test] install still stands"
+    assert calls == CHECKS + ["-m pytest"], "the same inputs: the [test] install still stands"
 
 
 def test_an_install_from_other_inputs_voids_the_other_stamps(checkout: Path):
