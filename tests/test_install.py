@@ -173,7 +173,7 @@ def test_the_sdist_carries_all_of_tests_and_docs(tmp_path: Path):
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     wanted = {name for name in tracked_files() if name.startswith(("tests/", "docs/"))}
     assert not wanted - names, f"the sdist lacks {sorted(wanted - names)[:10]}"
-    assert {"LICENSE", "rfb/py.typed", "build_ffi.py", "headers/nvenc.h"} <= names
+    assert {"LICENSE", "rfb/py.typed", "build_ffi.py", "headers/nvenc.h", "rfb/h264cuda/kernels/portable.h"} <= names
 
 
 # ---------------------------------------------------------------- the floors, installed for real
