@@ -2,13 +2,20 @@
  *
  * Macroblock (r, c) predicts from the reconstruction of (r - 1, c), (r, c - 1) and
  * (r - 1, c - 1), so the macroblocks of one anti-diagonal r + c = step are independent
- * of each other. The driver (rfb/h264cuda/intra.py) runs three launches per step:
+ * of each other. More generally a macroblock can be coded as soon as those of its
+ * neighbours that are being coded too are done: the driver (rfb/h264cuda/intra.py) hands
+ * the kernels a list of macroblock indices (r * C + c) and codes it one group at a time,
+ * each group independent within itself (the anti-diagonals of an I picture; in a P
+ * picture, the intra macroblocks grouped by the length of their chain of intra
+ * neighbours). Three launches per group:
  *
- *   intra_sad          one thread per (macroblock, candidate mode): 4 luma + 4 chroma
- *                      SADs of source against prediction (INT32_MAX where the mode's
- *                      neighbours are missing);
+ *   intra_sad          128 threads per macroblock, one per (candidate mode, row): 4 luma
+ *                      modes x 16 rows, 4 chroma modes x 2 components x 8 rows; each adds
+ *                      its row's SAD of source against prediction to its mode's (atomic
+ *                      sums: `sad` starts at zero), modes whose neighbours are missing
+ *                      are left out;
  *   intra_forward      one thread per (macroblock, 4x4 block): 16 luma + 8 chroma; picks
- *                      the cheapest mode (the first of a tie), predicts its block,
+ *                      the cheapest allowed mode (the first of a tie), predicts its block,
  *                      transforms the residual, writes the AC levels and keeps the DC
  *                      coefficient for the next launch;
  *   intra_reconstruct  one thread per (macroblock, 4x4 block): the DC Hadamard and its
@@ -19,8 +26,9 @@
  *                      macroblock writes the DC levels and the coded block patterns.
  *
  * Layout (the model's arrays, C order, int32): luma (R, C, 16, 16), chroma
- * (R, C, 2, 8, 8), mask (R, C) u8; MacroblockArrays fields as model/picture.py.
- * Scratch: sad (R, C, 8), dccoef (R, C, 24).
+ * (R, C, 2, 8, 8), mask (R, C) u8 (macroblocks of the list outside it are skipped);
+ * MacroblockArrays fields as model/picture.py. Scratch: sad (R, C, 8) zeroed,
+ * dccoef (R, C, 24).
  */
 #include "transform.h"
 
@@ -133,24 +141,25 @@ DEVICE i32 intra_sad_of(const intra_edges *e, i32 p, const i32 *src)
     return sad;
 }
 
-/* The cheapest candidate of four SADs, the first of a tie. */
-DEVICE i32 intra_pick(const i32 *sad)
+/* The cheapest allowed candidate of four SADs, the first of a tie (DC is always allowed). */
+DEVICE i32 intra_pick(const i32 *sad, const intra_edges *e)
 {
     i32 best = 0;
     for (i32 p = 1; p < 4; p++)
-        if (sad[p] < sad[best]) best = p;
+        if (intra_allowed(e, p) && sad[p] < sad[best]) best = p;
     return best;
 }
 
-/* The macroblock of thread group t on anti-diagonal step, or -1 past its end or outside the mask. */
-DEVICE i32 intra_diagonal_mb(i32 t, i32 step, i32 rows, i32 cols, const u8 *mask, i32 *r, i32 *c)
+/* The macroblock of thread group t of the group order[first .. first + count), or -1 past
+ * its end or outside the mask. */
+DEVICE i32 intra_group_mb(i32 t, const i32 *order, i32 first, i32 count, i32 cols, const u8 *mask, i32 *r, i32 *c)
 {
-    i32 r0 = imax(0, step - cols + 1), r1 = imin(rows - 1, step);
-    if (t > r1 - r0) return -1;
-    *r = r0 + t;
-    *c = step - *r;
-    i32 m = *r * cols + *c;
-    return mask[m] ? m : -1;
+    if (t >= count) return -1;
+    i32 m = order[first + t];
+    if (!mask[m]) return -1;
+    *r = m / cols;
+    *c = m % cols;
+    return m;
 }
 
 /* Quantised luma DC levels (4x4 raster of the blocks) from the sixteen DC coefficients by blkIdx. */
@@ -184,45 +193,48 @@ KERNEL intra_source_cost(i32 rows, i32 cols, const i32 *src_y, i32 *cost)
     cost[m] = best;
 }
 
-/* Step 1 of a diagonal: thread 8 t + s is candidate s (luma 0-3, chroma 4-7) of macroblock t. */
-KERNEL intra_sad(i32 step, i32 rows, i32 cols, const u8 *mask, const i32 *src_y, const i32 *src_c, const i32 *rec_y, const i32 *rec_c, i32 *sad)
+/* Step 1 of a group: thread 128 t + s of macroblock t adds one row of one candidate's
+ * SAD: s < 64 luma mode s / 16, row s % 16; else chroma mode (s - 64) / 16, component
+ * (s / 8) % 2, row s % 8. */
+KERNEL intra_sad(const i32 *order, i32 first, i32 count, i32 cols, const u8 *mask, const i32 *src_y, const i32 *src_c, const i32 *rec_y, const i32 *rec_c, i32 *sad)
 {
     i32 i = global_index(), r, c;
-    i32 m = intra_diagonal_mb(i / 8, step, rows, cols, mask, &r, &c);
+    i32 m = intra_group_mb(i / 128, order, first, count, cols, mask, &r, &c);
     if (m < 0) return;
-    i32 s = i % 8;
+    i32 s = i % 128;
     intra_edges e;
-    i32 cost;
-    if (s < 4) {
+    i32 cost = 0, slot;
+    if (s < 64) {
+        i32 p = s / 16, y = s % 16;
         intra_luma_edges(rec_y, r, c, cols, &e);
-        cost = intra_allowed(&e, s) ? intra_sad_of(&e, s, src_y + (i64)m * 256) : INTRA_UNAVAILABLE;
+        if (!intra_allowed(&e, p)) return;
+        const i32 *src = src_y + (i64)m * 256 + 16 * y;
+        for (i32 x = 0; x < 16; x++) cost += iabs(src[x] - intra_sample(&e, p, x, y));
+        slot = p;
     } else {
-        cost = 0;
-        for (i32 k = 0; k < 2; k++) {
-            intra_chroma_edges(rec_c, r, c, cols, k, &e);
-            if (!intra_allowed(&e, s - 4)) {
-                cost = INTRA_UNAVAILABLE;
-                break;
-            }
-            cost += intra_sad_of(&e, s - 4, src_c + (i64)m * 128 + k * 64);
-        }
+        i32 p = (s - 64) / 16, k = (s / 8) % 2, y = s % 8;
+        intra_chroma_edges(rec_c, r, c, cols, k, &e);
+        if (!intra_allowed(&e, p)) return;
+        const i32 *src = src_c + (i64)m * 128 + k * 64 + 8 * y;
+        for (i32 x = 0; x < 8; x++) cost += iabs(src[x] - intra_sample(&e, p, x, y));
+        slot = 4 + p;
     }
-    sad[(i64)m * 8 + s] = cost;
+    atomicAdd(sad + (i64)m * 8 + slot, cost);
 }
 
-/* Step 2 of a diagonal: thread 24 t + s is block s of macroblock t (luma blkIdx 0-15, then
+/* Step 2 of a group: thread 24 t + s is block s of macroblock t (luma blkIdx 0-15, then
  * chroma Cb 16-19, Cr 20-23 in raster order): prediction, forward transform, AC levels. */
-KERNEL intra_forward(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, const i32 *src_y, const i32 *src_c, const i32 *rec_y, const i32 *rec_c, const i32 *sad, i32 *dccoef, i32 *kind, i32 *luma_mode, i32 *chroma_mode, i32 *luma, i32 *chroma_ac)
+KERNEL intra_forward(const i32 *order, i32 first, i32 count, i32 cols, i32 qp, const u8 *mask, const i32 *src_y, const i32 *src_c, const i32 *rec_y, const i32 *rec_c, const i32 *sad, i32 *dccoef, i32 *kind, i32 *luma_mode, i32 *chroma_mode, i32 *luma, i32 *chroma_ac)
 {
     i32 i = global_index(), r, c;
-    i32 m = intra_diagonal_mb(i / 24, step, rows, cols, mask, &r, &c);
+    i32 m = intra_group_mb(i / 24, order, first, count, cols, mask, &r, &c);
     if (m < 0) return;
     i32 s = i % 24;
     intra_edges e;
     i32 res[16], w[16], lv[16], zz[16];
     if (s < 16) {
-        i32 p = intra_pick(sad + (i64)m * 8);
         intra_luma_edges(rec_y, r, c, cols, &e);
+        i32 p = intra_pick(sad + (i64)m * 8, &e);
         i32 bx = 4 * TF_BLK_X[s], by = 4 * TF_BLK_Y[s];
         const i32 *src = src_y + (i64)m * 256;
         for (i32 y = 0; y < 4; y++)
@@ -240,8 +252,8 @@ KERNEL intra_forward(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, const
         }
     } else {
         i32 k = (s - 16) / 4, b = (s - 16) % 4;
-        i32 p = intra_pick(sad + (i64)m * 8 + 4);
         intra_chroma_edges(rec_c, r, c, cols, k, &e);
+        i32 p = intra_pick(sad + (i64)m * 8 + 4, &e);
         i32 bx = 4 * (b & 1), by = 4 * (b >> 1);
         const i32 *src = src_c + (i64)m * 128 + k * 64;
         for (i32 y = 0; y < 4; y++)
@@ -257,20 +269,21 @@ KERNEL intra_forward(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, const
     }
 }
 
-/* Step 3 of a diagonal, threads as intra_forward: DC levels, the decoder's residual, the
+/* Step 3 of a group, threads as intra_forward: DC levels, the decoder's residual, the
  * reconstruction; thread 0 of each macroblock writes the luma DC levels and both coded
  * block patterns, threads 16 and 20 their component's chroma DC levels. */
-KERNEL intra_reconstruct(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, i32 *rec_y, i32 *rec_c, const i32 *sad, const i32 *dccoef, const i32 *luma, const i32 *chroma_ac, i32 *luma_dc, i32 *chroma_dc, i32 *cbp_luma, i32 *cbp_chroma)
+KERNEL intra_reconstruct(const i32 *order, i32 first, i32 count, i32 cols, i32 qp, const u8 *mask, i32 *rec_y, i32 *rec_c, const i32 *sad, const i32 *dccoef, const i32 *luma, const i32 *chroma_ac, i32 *luma_dc, i32 *chroma_dc, i32 *cbp_luma, i32 *cbp_chroma)
 {
     i32 i = global_index(), r, c;
-    i32 m = intra_diagonal_mb(i / 24, step, rows, cols, mask, &r, &c);
+    i32 m = intra_group_mb(i / 24, order, first, count, cols, mask, &r, &c);
     if (m < 0) return;
     i32 s = i % 24, qpc = tf_chroma_qp(qp, 0);
     const i32 *dcc = dccoef + (i64)m * 24;
     intra_edges e;
     i32 zz[16], lv[16], d[16], res[16], dc[16];
     if (s < 16) {
-        i32 p = intra_pick(sad + (i64)m * 8);
+        intra_luma_edges(rec_y, r, c, cols, &e);
+        i32 p = intra_pick(sad + (i64)m * 8, &e);
         intra_luma_dc_levels(dcc, qp, lv);
         tf_dequantise_luma_dc(lv, qp, dc);
         const i32 *ac = luma + (i64)m * 256 + s * 16;
@@ -280,7 +293,6 @@ KERNEL intra_reconstruct(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, i
         tf_dequantise(d, qp, d);
         d[0] = dc[TF_BLK_Y[s] * 4 + TF_BLK_X[s]];
         tf_inverse4x4(d, res);
-        intra_luma_edges(rec_y, r, c, cols, &e);
         i32 bx = 4 * TF_BLK_X[s], by = 4 * TF_BLK_Y[s];
         i32 *out = rec_y + (i64)m * 256;
         for (i32 y = 0; y < 4; y++)
@@ -304,7 +316,8 @@ KERNEL intra_reconstruct(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, i
         }
     } else {
         i32 k = (s - 16) / 4, b = (s - 16) % 4;
-        i32 p = intra_pick(sad + (i64)m * 8 + 4);
+        intra_chroma_edges(rec_c, r, c, cols, k, &e);
+        i32 p = intra_pick(sad + (i64)m * 8 + 4, &e);
         intra_chroma_dc_levels(dcc + 16 + 4 * k, qpc, lv);
         tf_dequantise_chroma_dc(lv, qpc, dc);
         const i32 *ac = chroma_ac + (i64)m * 120 + k * 60 + b * 15;
@@ -314,7 +327,6 @@ KERNEL intra_reconstruct(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, i
         tf_dequantise(d, qpc, d);
         d[0] = dc[b];
         tf_inverse4x4(d, res);
-        intra_chroma_edges(rec_c, r, c, cols, k, &e);
         i32 bx = 4 * (b & 1), by = 4 * (b >> 1);
         i32 *out = rec_c + (i64)m * 128 + k * 64;
         for (i32 y = 0; y < 4; y++)
