@@ -6,9 +6,10 @@ after the launcher, same results, bit for bit) with arrays of ``launcher.xp``.
 A macroblock predicts from its left, upper and upper-left neighbours' reconstruction,
 so it can be coded once those of them that are being coded too are done. The kernels
 take a list of macroblocks in groups, each group independent within itself, and the
-driver launches three kernels per group (SADs of the candidate modes; prediction,
-transform and AC levels per 4x4 block; DC levels, the decoder's residual and the
-reconstruction per 4x4 block). Every macroblock sees the same neighbours in whichever
+driver launches one kernel per group (a thread per 4x4 block: mode decision,
+transform, levels, the decoder's residual and the reconstruction) and one more at the
+end for the coded block patterns: the wavefront is a chain of dependent launches, as
+long as its number of launches. Every macroblock sees the same neighbours in whichever
 valid order it is coded, so any such grouping gives the model's result:
 
 - an I picture's groups are its anti-diagonals, as the model's (R + C - 1 groups,
@@ -170,7 +171,7 @@ def _code_groups(
     order: np.ndarray,
     groups: list[tuple[int, int]],
 ) -> None:
-    # Three launches per group of ``order``; see the module's docstring.
+    # One launch per group of ``order``, one for all; see the module's docstring.
     xp = launcher.xp
     rows, cols = mask.shape
     _shape("src_y", src_y, (rows, cols, 16, 16))
@@ -185,50 +186,45 @@ def _code_groups(
     ry = xp.ascontiguousarray(rec_y, dtype=xp.int32)  # rec_y itself where it already is int32, C order
     rc = xp.ascontiguousarray(rec_c, dtype=xp.int32)
     m = xp.ascontiguousarray(mask, dtype=xp.uint8)
-    sad = xp.zeros((rows, cols, 8), xp.int32)  # the SAD kernel adds into it: zero, once per macroblock
-    dccoef = xp.empty((rows, cols, 24), xp.int32)
     mb_list = xp.asarray(order)
     block = (THREADS, 1, 1)
     for first, n in groups:
-        group = (mb_list, first, n, cols)
-        launcher.launch("intra_sad", blocks(128 * n, THREADS), block, *group, m, sy, sc, ry, rc, sad)
         launcher.launch(
-            "intra_forward",
+            "intra_code",
             blocks(24 * n, THREADS),
             block,
-            *group,
+            mb_list,
+            first,
+            n,
+            cols,
             qp,
             m,
             sy,
             sc,
             ry,
             rc,
-            sad,
-            dccoef,
             mbs.kind,
             mbs.luma_mode,
             mbs.chroma_mode,
-            mbs.luma,
-            mbs.chroma_ac,
-        )
-        launcher.launch(
-            "intra_reconstruct",
-            blocks(24 * n, THREADS),
-            block,
-            *group,
-            qp,
-            m,
-            ry,
-            rc,
-            sad,
-            dccoef,
-            mbs.luma,
-            mbs.chroma_ac,
             mbs.luma_dc,
+            mbs.luma,
             mbs.chroma_dc,
-            mbs.cbp_luma,
-            mbs.cbp_chroma,
+            mbs.chroma_ac,
         )
+    count = len(order)
+    launcher.launch(
+        "intra_cbp",
+        blocks(count, THREADS),
+        block,
+        mb_list,
+        count,
+        m,
+        mbs.luma,
+        mbs.chroma_dc,
+        mbs.chroma_ac,
+        mbs.cbp_luma,
+        mbs.cbp_chroma,
+    )
     if ry is not rec_y:
         rec_y[...] = ry
     if rc is not rec_c:
