@@ -130,15 +130,6 @@ DEVICE i32 intra_sample(const intra_edges *e, i32 p, i32 x, i32 y)
     }
 }
 
-/* SAD of candidate p against a size x size source block (row pitch = size). */
-DEVICE i32 intra_sad_of(const intra_edges *e, i32 p, const i32 *src)
-{
-    i32 sad = 0;
-    for (i32 y = 0; y < e->size; y++)
-        for (i32 x = 0; x < e->size; x++) sad += iabs(src[y * e->size + x] - intra_sample(e, p, x, y));
-    return sad;
-}
-
 /* The cheapest allowed candidate of four SADs, the first of a tie (DC is always allowed). */
 DEVICE i32 intra_pick(const i32 *sad, const intra_edges *e)
 {
@@ -177,6 +168,49 @@ DEVICE void intra_chroma_dc_levels(const i32 *dccoef, i32 qpc, i32 *levels)
     for (i32 i = 0; i < 4; i++) levels[i] = tf_quantise_dc(h[i], qpc, 1);
 }
 
+/* One pass over a 16x16 luma or 8x8 chroma block of source `src`: the SAD of each
+ * candidate (allowed or not) added into sad[4], and for each 4x4 block (raster of the
+ * blocks) the source's sum and the plane prediction's sum. */
+DEVICE void intra_survey(const intra_edges *e, const i32 *src, i32 *sad, i32 *src_sum, i32 *plane_sum)
+{
+    i32 n = e->size / 4, half = e->size / 2;
+    for (i32 by = 0; by < n; by++)
+        for (i32 bx = 0; bx < n; bx++) {
+            i32 dc = e->dc[(by & 1) * 2 + (bx & 1)], ss = 0, ps = 0;
+            for (i32 y = 4 * by; y < 4 * by + 4; y++) {
+                i32 left = e->left[y], row = e->a + e->c * (y - (half - 1)) + 16;
+                for (i32 x = 4 * bx; x < 4 * bx + 4; x++) {
+                    i32 v = src[y * e->size + x];
+                    i32 plane = iclamp((row + e->b * (x - (half - 1))) >> 5, 0, 255);
+                    sad[0] += iabs(v - dc);
+                    sad[1] += iabs(v - e->top[x]);
+                    sad[2] += iabs(v - left);
+                    sad[3] += iabs(v - plane);
+                    ss += v;
+                    ps += plane;
+                }
+            }
+            src_sum[by * n + bx] = ss;
+            plane_sum[by * n + bx] = ps;
+        }
+}
+
+/* The sum of candidate p's prediction over the 4x4 block (bx, by) (4-sample units). */
+DEVICE i32 intra_pred_sum(const intra_edges *e, i32 p, i32 bx, i32 by, const i32 *plane_sum)
+{
+    i32 sum = 0;
+    switch (p) {
+    case 0: return 16 * e->dc[(by & 1) * 2 + (bx & 1)];
+    case 1:
+        for (i32 x = 4 * bx; x < 4 * bx + 4; x++) sum += 4 * e->top[x];
+        return sum;
+    case 2:
+        for (i32 y = 4 * by; y < 4 * by + 4; y++) sum += 4 * e->left[y];
+        return sum;
+    default: return plane_sum[by * (e->size / 4) + bx];
+    }
+}
+
 /* source_cost: one thread per macroblock; the least luma SAD of any allowed Intra16x16
  * prediction made from the source's own neighbours. */
 KERNEL intra_source_cost(i32 rows, i32 cols, const i32 *src_y, i32 *cost)
@@ -185,34 +219,12 @@ KERNEL intra_source_cost(i32 rows, i32 cols, const i32 *src_y, i32 *cost)
     if (m >= rows * cols) return;
     intra_edges e;
     intra_luma_edges(src_y, m / cols, m % cols, cols, &e);
+    i32 sad[4] = {0, 0, 0, 0}, src_sum[16], plane_sum[16];
+    intra_survey(&e, src_y + (i64)m * 256, sad, src_sum, plane_sum);
     i32 best = INTRA_UNAVAILABLE;
     for (i32 p = 0; p < 4; p++)
-        if (intra_allowed(&e, p)) best = imin(best, intra_sad_of(&e, p, src_y + (i64)m * 256));
+        if (intra_allowed(&e, p)) best = imin(best, sad[p]);
     cost[m] = best;
-}
-
-/* The four SADs of a luma macroblock's candidates, INTRA_UNAVAILABLE where not allowed. */
-DEVICE void intra_luma_sads(const intra_edges *e, const i32 *src, i32 *sad)
-{
-    for (i32 p = 0; p < 4; p++) sad[p] = intra_allowed(e, p) ? intra_sad_of(e, p, src) : INTRA_UNAVAILABLE;
-}
-
-/* The chroma candidate of a macroblock: SADs over both components (e: their edges). */
-DEVICE i32 intra_chroma_pick(const intra_edges *e, const i32 *src)
-{
-    i32 sad[4];
-    for (i32 p = 0; p < 4; p++)
-        sad[p] = intra_allowed(&e[0], p) ? intra_sad_of(&e[0], p, src) + intra_sad_of(&e[1], p, src + 64) : 0;
-    return intra_pick(sad, &e[0]);
-}
-
-/* The DC coefficient (the residual's sum) of the 4x4 block at (bx, by) of candidate p. */
-DEVICE i32 intra_block_sum(const intra_edges *e, i32 p, const i32 *src, i32 bx, i32 by)
-{
-    i32 sum = 0;
-    for (i32 y = by; y < by + 4; y++)
-        for (i32 x = bx; x < bx + 4; x++) sum += src[y * e->size + x] - intra_sample(e, p, x, y);
-    return sum;
 }
 
 /* Forward transform and quantisation of the 4x4 block at (bx, by): levels in zigzag order
@@ -254,10 +266,14 @@ KERNEL intra_code(const i32 *order, i32 first, i32 count, i32 cols, i32 qp, cons
         intra_edges e;
         intra_luma_edges(rec_y, r, c, cols, &e);
         const i32 *src = src_y + (i64)m * 256;
-        i32 sad[4];
-        intra_luma_sads(&e, src, sad);
+        i32 sad[4] = {0, 0, 0, 0}, src_sum[16], plane_sum[16];
+        intra_survey(&e, src, sad, src_sum, plane_sum);
         i32 p = intra_pick(sad, &e);
-        for (i32 b = 0; b < 16; b++) dccoef[b] = intra_block_sum(&e, p, src, 4 * TF_BLK_X[b], 4 * TF_BLK_Y[b]);
+        /* a block's DC coefficient is its residual's sum */
+        for (i32 b = 0; b < 16; b++) {
+            i32 bx = TF_BLK_X[b], by = TF_BLK_Y[b];
+            dccoef[b] = src_sum[4 * by + bx] - intra_pred_sum(&e, p, bx, by, plane_sum);
+        }
         intra_luma_dc_levels(dccoef, qp, lv);
         tf_dequantise_luma_dc(lv, qp, dc);
         i32 bx = 4 * TF_BLK_X[s], by = 4 * TF_BLK_Y[s];
@@ -276,9 +292,12 @@ KERNEL intra_code(const i32 *order, i32 first, i32 count, i32 cols, i32 qp, cons
         intra_edges e[2];
         intra_chroma_edges(rec_c, r, c, cols, 0, &e[0]);
         intra_chroma_edges(rec_c, r, c, cols, 1, &e[1]);
-        i32 p = intra_chroma_pick(e, src_c + (i64)m * 128);
+        i32 sad[4] = {0, 0, 0, 0}, src_sum[2][4], plane_sum[2][4];
+        for (i32 j = 0; j < 2; j++) intra_survey(&e[j], src_c + (i64)m * 128 + j * 64, sad, src_sum[j], plane_sum[j]);
+        i32 p = intra_pick(sad, &e[0]);
         const i32 *src = src_c + (i64)m * 128 + k * 64;
-        for (i32 j = 0; j < 4; j++) dccoef[j] = intra_block_sum(&e[k], p, src, 4 * (j & 1), 4 * (j >> 1));
+        for (i32 j = 0; j < 4; j++)
+            dccoef[j] = src_sum[k][j] - intra_pred_sum(&e[k], p, j & 1, j >> 1, plane_sum[k]);
         intra_chroma_dc_levels(dccoef, qpc, lv);
         tf_dequantise_chroma_dc(lv, qpc, dc);
         i32 bx = 4 * (b & 1), by = 4 * (b >> 1);
