@@ -152,17 +152,33 @@ def _device(driver: Any, ordinal: int) -> Any:
     return device
 
 
-def set_context_flags(device: int = 0, *, blocking_sync: bool = True) -> bool:
+# The primary context's CPU wait modes set_context_flags(schedule=...) can ask for.
+SCHEDULES = {
+    "auto": "CU_CTX_SCHED_AUTO",  # the driver's default: spin while contexts <= cores, else yield
+    "spin": "CU_CTX_SCHED_SPIN",
+    "yield": "CU_CTX_SCHED_YIELD",
+    "blocking": "CU_CTX_SCHED_BLOCKING_SYNC",
+}
+
+
+def set_context_flags(device: int = 0, *, blocking_sync: bool = True, schedule: str | None = None) -> bool:
     """Choose the primary context's CPU wait mode, if it is not active yet.
 
+    ``blocking_sync`` picks ``CU_CTX_SCHED_BLOCKING_SYNC`` (True) or the driver's
+    default ``CU_CTX_SCHED_AUTO`` (False); ``schedule`` (one of :data:`SCHEDULES`:
+    ``"auto"``, ``"spin"``, ``"yield"``, ``"blocking"``), when given, is used instead.
     Returns True when the primary context's flags now hold the requested scheduling
     mode, False when the context was already active with another mode (the flags of an
     active context cannot change; call this before CuPy/PyTorch/JAX touch the device).
     """
+    if schedule is None:
+        schedule = "blocking" if blocking_sync else "auto"
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
     driver = _driver()
     dev = _device(driver, device)
     flags_enum = driver.CUctx_flags
-    wanted = int(flags_enum.CU_CTX_SCHED_BLOCKING_SYNC if blocking_sync else flags_enum.CU_CTX_SCHED_AUTO)
+    wanted = int(getattr(flags_enum, SCHEDULES[schedule]))
     sched_mask = int(flags_enum.CU_CTX_SCHED_MASK)
     err, flags, active = driver.cuDevicePrimaryCtxGetState(dev)
     _check(driver, err, "cuDevicePrimaryCtxGetState")
