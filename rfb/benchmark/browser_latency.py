@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rfb.benchmark import machine, patterns
+from rfb.benchmark.chromium import CHROMIUM, launch
 from rfb.benchmark.fanout import (
     DEFAULT_ENCODER,
     Column,
@@ -61,19 +62,6 @@ from rfb.benchmark.sections import BenchmarkOptions, SectionReport, write_json_r
 if TYPE_CHECKING:
     from playwright.sync_api import ViewportSize
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Debian's Chromium, headless and software only, with nothing that talks to the network
-# (the real-browser tests in tests/test_browser.py launch it with these too).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 TRANSPORTS: tuple[str, ...] = ("webcodecs", "image")
 START_TIMEOUT_MS = 20_000  # page load, worker start, first frame drawn
 SETTLE = 0.5  # seconds after the window for frames published in it to arrive and be acked
@@ -288,13 +276,7 @@ def chromium(options: LatencyOptions) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="rfb-bench-chromium-") as profile, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(options.chromium),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport=options.viewport,
-        )
+        context = launch(playwright, profile, chromium=options.chromium, viewport=options.viewport)
         try:
             context.add_init_script(PAGE_INIT_JS)
             yield context

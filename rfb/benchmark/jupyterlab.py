@@ -2,8 +2,8 @@
 
 Used by ``python -m rfb.benchmark.widget_latency`` and by the widget's browser tests
 (tests/test_widget.py). Needs JupyterLab, anywidget and Playwright (``pip install -e
-'.[test]'``) and Debian's Chromium, launched as :mod:`rfb.benchmark.browser_latency`
-launches it.
+'.[test]'``) and Debian's Chromium, launched by
+:mod:`rfb.benchmark.chromium`.
 
 The server listens on loopback with a token and a temporary root; nothing is shared.
 The server and its kernels run this interpreter with the folder that holds the imported
@@ -165,13 +165,13 @@ class Notebook:
     ) -> None:
         from playwright.sync_api import sync_playwright
 
-        from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS
+        from rfb.benchmark.chromium import launch
 
         self.lab = lab
         self.wait_s = wait_s
         self.status_path = tmp / "status.json"
         lab.write_notebook(name, cells)
-        args = list(CHROMIUM_ARGS)
+        args: list[str] = []
         if block_port_except_lab:
             # Every request but JupyterLab's goes to a proxy that is not there: the display's
             # port is unreachable from this browser, as from one far from the kernel.
@@ -182,11 +182,10 @@ class Notebook:
         self._playwright = sync_playwright().start()
         self.errors: list[str] = []
         try:
-            self.context = self._playwright.chromium.launch_persistent_context(
-                str(tmp / "profile"),
-                executable_path=str(CHROMIUM),
-                args=args,
-                headless=True,
+            self.context = launch(
+                self._playwright,
+                tmp / "profile",
+                extra_args=args,
                 viewport={"width": viewport[0], "height": viewport[1]},
             )
             self.page = self.context.new_page()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rfb.benchmark.__main__ import parse_sizes
-from rfb.benchmark.browser_latency import CHROMIUM
+from rfb.benchmark.chromium import CHROMIUM
 from rfb.benchmark.jupyterlab import JupyterLab, Notebook, start_jupyterlab
 
 WARMUP_S = 3.0
