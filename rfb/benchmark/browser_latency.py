@@ -9,7 +9,8 @@ moment the viewer sends its ``ack``, which it does right after ``drawImage`` of 
 frame returned in its worker. (Compositing and scan-out come after that and are not
 included; headless Chromium has no screen.)
 
-Where the times come from, since the server does not expose ack times (yet):
+Where the per-frame times come from (the server's ``display.latency()`` gives only
+publish -> ack, not when each frame arrived in the worker):
 
 - the publish time is in every payload header (``timestamp_us``: ``publish()`` stamps
   frames with ``time.monotonic_ns() // 1000`` of this very process);
