@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rfb.benchmark import machine
 from rfb.benchmark.__main__ import parse_sizes
 from rfb.benchmark.chromium import CHROMIUM
 from rfb.benchmark.jupyterlab import JupyterLab, Notebook, start_jupyterlab
@@ -157,10 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(row), flush=True)
     finally:
         lab.close()
-    print(
-        f"\nmachine: {platform.node()} ({platform.processor() or platform.machine()}), "
-        f"window {args.seconds:g} s after {WARMUP_S:g} s\n"
-    )
+    print(f"\nmachine: {machine.one_line(machine.describe())}; window {args.seconds:g} s after {WARMUP_S:g} s\n")
     print(format_table(rows))
     return 0
 
