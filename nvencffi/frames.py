@@ -448,8 +448,11 @@ def _parse_plain_cai(obj: Any) -> FrameView | None:
             strides = tuple(strides)
     except (KeyError, TypeError, IndexError):
         return None
-    if not pointer or not all(type(n) is int for n in shape):
+    if not pointer:
         return None
+    for n in shape:  # a loop, not all(generator): this runs every frame
+        if type(n) is not int:
+            return None
 
     def got() -> str:
         return _describe(shape, cai["typestr"], strides, "cuda (__cuda_array_interface__)")
