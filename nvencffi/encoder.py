@@ -48,7 +48,7 @@ from nvencffi._ffi import ffi
 from nvencffi.caps import EncoderCaps, query_caps
 from nvencffi.cuda import EncodeContext, PrimaryContext
 from nvencffi.errors import NvencError, ResizeUnsupported, error_for
-from nvencffi.frames import FrameLayoutError, parse_frame
+from nvencffi.frames import FrameLayoutError, FrameReader
 from nvencffi.inputs import Inputs
 from nvencffi.library import Library, load_library
 from nvencffi.session import open_session
@@ -216,6 +216,7 @@ class NvencEncoder:
         # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
         # encoded but never locked; NVENC wants outputs locked in submission order).
         self._debts: list[tuple[Any, ...]] = []
+        self._reader = FrameReader()  # parse_frame, reusing the last view for an equal interface
         self._map = _ParamStruct(_MAP_PARAMS, version=_api.MAP_INPUT_RESOURCE_VER)
         self._pic = _ParamStruct(_PIC_PARAMS)  # its template is set by _set_picture_template()
         self._lock = _ParamStruct(_LOCK_PARAMS, version=_api.LOCK_BITSTREAM_VER)
@@ -450,7 +451,7 @@ class NvencEncoder:
         """
         if self._closed:
             raise RuntimeError("this NvencEncoder is closed")
-        view = parse_frame(frame, dlpack_stream=self._cuda_stream)
+        view = self._reader.read(frame, dlpack_stream=self._cuda_stream)
         if view.width != self._width or view.height != self._height:
             raise FrameLayoutError(
                 f"this encoder takes {self._width}x{self._height} frames (reconfigure() changes that); "
