@@ -470,7 +470,7 @@ class NvencEncoder:
         """Map the registered input, encode it, copy its access unit out, unmap (context current).
 
         The NVENC calls of one frame and their parameter structs, nothing else: what
-        ``rfb.benchmark.encode_overhead`` times as the binding's floor.
+        the overhead benchmark times as the binding's floor (rfb.benchmark.encode_overhead).
         """
         lib = self._lib
         enc = self._encoder

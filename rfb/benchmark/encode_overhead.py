@@ -121,6 +121,13 @@ def side_rows(context: Any, pointer: int) -> dict[str, Callable[[], object]]:
             rows["allocation id via cffi ABI libcuda"] = lambda: call(out, 7, pointer)  # 7: BUFFER_ID
             current = cffi_ffi.new("void **")
             rows["cuCtxGetCurrent via cffi ABI libcuda"] = lambda: lib.cuCtxGetCurrent(current)
+            cffi_handle = cffi_ffi.cast("void *", context.handle)
+
+            def cffi_push_pop() -> None:
+                lib.cuCtxPushCurrent_v2(cffi_handle)
+                lib.cuCtxPopCurrent_v2(current)
+
+            rows["cuCtxPushCurrent + cuCtxPopCurrent via cffi ABI libcuda"] = cffi_push_pop
     return rows
 
 
@@ -144,7 +151,12 @@ def _cffi_libcuda() -> tuple[Any, Any] | None:
 
     local = cffi.FFI()
     local.cdef(
-        "int cuPointerGetAttribute(void *data, int attribute, unsigned long long ptr);int cuCtxGetCurrent(void **ctx);"
+        """
+        int cuPointerGetAttribute(void *data, int attribute, unsigned long long ptr);
+        int cuCtxGetCurrent(void **ctx);
+        int cuCtxPushCurrent_v2(void *ctx);
+        int cuCtxPopCurrent_v2(void **ctx);
+        """
     )
     try:
         return local, local.dlopen("libcuda.so.1")
