@@ -505,7 +505,11 @@ class FrameReader:
         except (AttributeError, RuntimeError):  # parse_frame words a refusal
             cai = None
         if type(cai) is dict:
-            if cai == self._cai:
+            try:
+                same = cai == self._cai
+            except (ValueError, TypeError):  # e.g. a NumPy array among the values: no answer, parse
+                same = False
+            if same:
                 view = self._view
                 assert view is not None  # set together with _cai
                 return view

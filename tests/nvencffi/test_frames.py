@@ -270,6 +270,16 @@ def test_frame_reader_keeps_no_snapshot_of_mutable_values() -> None:
     assert (reader.read(frame).width, reader.read(frame).height) == (128, 96)
 
 
+def test_frame_reader_parses_what_cannot_be_compared() -> None:
+    """Values whose comparison has no truth value (a NumPy shape) are parsed, not an error."""
+    from nvencffi.frames import FrameReader
+
+    reader = FrameReader()
+    reader.read(_Interface(_nv12_cai()))
+    odd = _Interface({**_nv12_cai(), "shape": np.array([72, 64])})
+    assert _fields(reader.read(odd)) == _fields(parse_frame(odd))
+
+
 def test_frame_reader_refuses_and_reads_dlpack_as_parse_frame_does() -> None:
     """Refusals keep parse_frame's words; arrays without a plain interface go to the general reader."""
     from nvencffi.frames import FrameReader
