@@ -209,6 +209,21 @@ class _Pushed:
         _check(self._driver, err, "cuCtxPopCurrent")
 
 
+class _NoPush:
+    """A context manager that does nothing: the context is current already (or there is none)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_ALREADY_CURRENT = _NoPush()
+
+
 class PrimaryContext:
     """A retained reference to one device's primary context; ``close()`` releases it."""
 
@@ -238,14 +253,24 @@ class PrimaryContext:
         self._buffer_id_attribute = attribute.CU_POINTER_ATTRIBUTE_BUFFER_ID
         self._released = False
 
-    def pushed(self) -> _Pushed:
-        """A context manager making this context current on the calling thread."""
+    def pushed(self) -> _Pushed | _NoPush:
+        """A context manager making this context current on the calling thread.
+
+        Where it is current already (the framework that allocated the frame made it so,
+        or an outer block pushed it) nothing is pushed or popped: one ``cuCtxGetCurrent``
+        costs less than a push and a pop (docs/performance.md, "Host overhead"). The
+        answer is the calling thread's, decided on each call, so the returned managers
+        hold no state and nest.
+        """
+        _, current = self._driver.cuCtxGetCurrent()
+        if current == self._context:  # CUcontext compares by handle; a failed call pushes (and raises there)
+            return _ALREADY_CURRENT
         return self._push
 
     def synchronize_stream(self, stream: int) -> None:
         """Wait for ``stream`` (a CUstream as an integer) to finish its queued work."""
         driver = self._driver
-        with self._push:
+        with self.pushed():
             (err,) = driver.cuStreamSynchronize(driver.CUstream(stream))
         _check(driver, err, "cuStreamSynchronize")
 
@@ -331,16 +356,6 @@ class PrimaryContext:
 
     def __repr__(self) -> str:
         return f"<nvencffi.PrimaryContext device={self.device} {self.gpu_name!r} handle=0x{self.handle:x}>"
-
-
-class _NoPush:
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 PointerSource = Callable[[int], "Mapping[str, Any] | None"]
