@@ -47,7 +47,10 @@ DEVICE i32 inter_ue_length(i32 k)
 DEVICE i32 inter_se_code_num(i32 v) { return v > 0 ? 2 * v - 1 : -2 * v; }
 
 /* Bits of mvd_l0 for a whole-sample vector (dx, dy) against a zero predictor. */
-DEVICE i32 inter_mv_bits(i32 dx, i32 dy) { return inter_ue_length(inter_se_code_num(4 * dx)) + inter_ue_length(inter_se_code_num(4 * dy)); }
+DEVICE i32 inter_mv_bits(i32 dx, i32 dy)
+{
+    return inter_ue_length(inter_se_code_num(4 * dx)) + inter_ue_length(inter_se_code_num(4 * dy));
+}
 
 /* Sample (x, y) of a plane with the coordinates clamped into it (8.4.2.2's edge extension). */
 DEVICE i32 inter_sample(const u8 *plane, i32 width, i32 height, i32 x, i32 y)
@@ -68,12 +71,18 @@ KERNEL motion_costs(const u8 *src, const u8 *ref, i32 width, i32 height, i32 sea
     i32 dy = k / side - search, dx = k % side - search;
     i32 x0 = (mb % cols) * 16, y0 = (mb / cols) * 16;
     i32 sad = 0;
-    for (i32 j = 0; j < 16; j++) {
-        const u8 *row = src + (i64)(y0 + j) * width + x0;
-        i32 ry = iclamp(y0 + j + dy, 0, height - 1);
-        const u8 *ref_row = ref + (i64)ry * width;
-        for (i32 x = 0; x < 16; x++) {
-            sad += iabs((i32)row[x] - (i32)ref_row[iclamp(x0 + x + dx, 0, width - 1)]);
+    if (x0 + dx >= 0 && x0 + dx + 16 <= width && y0 + dy >= 0 && y0 + dy + 16 <= height) {
+        /* The window lies inside the reference: no clamping (most candidates). */
+        for (i32 j = 0; j < 16; j++) {
+            const u8 *row = src + (i64)(y0 + j) * width + x0;
+            const u8 *ref_row = ref + (i64)(y0 + j + dy) * width + x0 + dx;
+            for (i32 x = 0; x < 16; x++) sad += iabs((i32)row[x] - (i32)ref_row[x]);
+        }
+    } else {
+        for (i32 j = 0; j < 16; j++) {
+            const u8 *row = src + (i64)(y0 + j) * width + x0;
+            const u8 *ref_row = ref + (i64)iclamp(y0 + j + dy, 0, height - 1) * width;
+            for (i32 x = 0; x < 16; x++) sad += iabs((i32)row[x] - (i32)ref_row[iclamp(x0 + x + dx, 0, width - 1)]);
         }
     }
     costs[i] = sad + lambda * inter_mv_bits(dx, dy);
