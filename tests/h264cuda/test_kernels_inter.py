@@ -327,3 +327,11 @@ def test_random_p_pictures_equal_the_model(
     got = inter.code_p_picture(CPU, y, c, ref_y, ref_c, qp, search)
     want = model_inter.code_p_picture(y, c, ref_y, ref_c, qp, search)
     assert_same_picture(got, want)
+
+
+@pytest.mark.parametrize(("qp", "search"), [(-1, 8), (52, 8), (26, -1)])
+def test_a_p_picture_refuses_a_qp_or_search_out_of_range(qp: int, search: int) -> None:
+    y = np.zeros((32, 48), np.uint8)
+    c = np.zeros((2, 16, 24), np.uint8)
+    with pytest.raises(ValueError, match=rf"expected search >= 0 and a QP in 0..51, got {search} and {qp}"):
+        inter.code_p_picture(CPU, y, c, y, c, qp, search)
