@@ -58,10 +58,11 @@ def test_wavefront_and_source_cost_on_the_gpu_equal_the_model(width: int, height
 
     got = MacroblockArrays(**{n: cp.asarray(getattr(mbs, n)) for n in MacroblockArrays.__slots__})
     got_y, got_c = cp.asarray(rec_y), cp.asarray(rec_c)
-    driver.code_wavefront(gpu, cp.asarray(src_y), cp.asarray(src_c), got_y, got_c, cp.asarray(mask), 30, got)
+    gpu_src_y, gpu_src_c = cp.asarray(np.ascontiguousarray(src_y)), cp.asarray(np.ascontiguousarray(src_c))
+    driver.code_wavefront(gpu, gpu_src_y, gpu_src_c, got_y, got_c, cp.asarray(mask), 30, got)
     assert_macroblocks_equal(got, want, host=cp.asnumpy)
     np.testing.assert_array_equal(cp.asnumpy(got_y), want_y)
     np.testing.assert_array_equal(cp.asnumpy(got_c), want_c)
 
-    cost = driver.source_cost(gpu, cp.asarray(src_y))
+    cost = driver.source_cost(gpu, gpu_src_y)
     np.testing.assert_array_equal(cp.asnumpy(cost), model.source_cost(src_y))
