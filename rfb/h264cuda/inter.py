@@ -163,8 +163,10 @@ def code_p_picture(
 
     As :func:`rfb.h264cuda.model.inter.code_p_picture`: luma (H, W) and chroma
     (2, H/2, W/2) uint8 of whole macroblocks; returns the macroblocks (int32 arrays of
-    ``launcher.xp``) and the reconstruction (uint8 planes). No host copy: every step is
-    a launch (the intra macroblocks' wavefront is :func:`rfb.h264cuda.intra.code_wavefront`).
+    ``launcher.xp``) and the reconstruction (uint8 planes). Every step is a launch; the
+    one host copy is the intra mask, read by :func:`rfb.h264cuda.intra.code_wavefront`
+    (its default schedule) to launch only the chains of intra macroblocks, none when
+    the picture has none.
     """
     xp = launcher.xp
     _check_search(search, qp)
