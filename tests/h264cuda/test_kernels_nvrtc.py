@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from rfb.h264cuda.kernels import HERE, signatures, translation_unit
+from rfb.h264cuda.kernels import HERE, expanded_source, signatures
 from tests.support.ci import unavailable
 
 
@@ -21,11 +21,11 @@ def compile_ptx(arch: str) -> str:
     try:
         from cuda.bindings import nvrtc
 
-        err, program = nvrtc.nvrtcCreateProgram(translation_unit().encode(), b"h264cuda.cu", 0, [], [])
+        err, program = nvrtc.nvrtcCreateProgram(expanded_source().encode(), b"h264cuda.cu", 0, [], [])
     except (ImportError, RuntimeError, OSError) as exc:  # no cuda-bindings, or no libnvrtc to load
         unavailable(f"NVRTC could not be loaded (pip install nvidia-cuda-nvrtc): {exc}")
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, err
-    options = [b"--std=c++17", f"-I{HERE}".encode(), f"-arch={arch}".encode()]
+    options = [b"--std=c++17", f"-arch={arch}".encode()]  # the GPU build's options (rfb/h264cuda/kernels/cuda.py)
     (err,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
     _, size = nvrtc.nvrtcGetProgramLogSize(program)
     log = b" " * size
@@ -43,3 +43,10 @@ def test_nvrtc_compiles_every_kernel(arch: str):
     ptx = compile_ptx(arch)
     entries = set(re.findall(r"\.entry\s+(\w+)", ptx))
     assert entries == set(signatures()), f"kernels declared but not in the PTX: {set(signatures()) - entries}"
+
+
+def test_the_gpu_source_holds_every_file_once_with_no_include_left():
+    text = expanded_source()
+    assert '#include "' not in text.replace("/* ", "")
+    for path in sorted(HERE.glob("*.cu")) + sorted(HERE.glob("*.h")):
+        assert text.count(f"/* ---- {path.name} ---- */") == 1, path.name
