@@ -8,7 +8,8 @@ a few words of status and length, then the NAL unit's bytes.
 Launches, each depending on the ones before (kernels/entropy.cu says what an entry is):
 
 1. ``entropy_counts``: TotalCoeff of every 4x4 block, as grids of blocks (for nC);
-2. ``entropy_macroblocks``: every entry's bits into its scratch slot, and its length;
+2. ``entropy_entries``: every entry's bits into its scratch slot, and its length (an
+   entry: the slice header, a macroblock's prelude, one of its residual blocks, ...);
 3. three launches of an exclusive prefix sum of the lengths: each entry's bit offset;
 4. ``entropy_finish``: rbsp_trailing_bits, now that the total is known;
 5. ``entropy_pack``: the payload words, each gathered by one thread;
@@ -18,6 +19,7 @@ Launches, each depending on the ones before (kernels/entropy.cu says what an ent
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,11 +27,12 @@ import numpy as np
 from rfb.h264cuda.kernels import Launcher, blocks
 from rfb.h264cuda.model.picture import MacroblockArrays
 
-SLOT_WORDS = 512
+SLOT_WORDS = 21
 """32-bit words of scratch per entry (ENT_SLOT_WORDS: entropy.cu proves the bound)."""
+PER_MB = 28
+"""Entries per macroblock (ENT_PER_MB): its prelude and its 27 residual blocks."""
 
 THREADS = 128
-SCAN_CHUNK = 64
 
 # meta[] (ENT_META_*) and its status bits (ENT_ERR_*), as entropy.cu defines them.
 META_STATUS, META_BITS, META_NAL = 0, 1, 2
@@ -49,14 +52,19 @@ def _to_host(xp: Any, array: Any) -> np.ndarray:
 
 
 def _scan(launcher: Launcher, values: Any, offsets: Any) -> None:
-    """Exclusive prefix sum of int32 ``values`` into ``offsets``, in three launches."""
+    """Exclusive prefix sum of int32 ``values`` into ``offsets``, in three launches.
+
+    Chunks of about sqrt(n) values, so that the sequential parts (a thread per chunk,
+    then one thread over the chunks' sums) are both about sqrt(n) long: 480 at 1080p.
+    """
     n = int(values.shape[0])
-    chunks = -(-n // SCAN_CHUNK)
+    chunk = max(math.isqrt(n) + 1, 32)
+    chunks = -(-n // chunk)
     sums = launcher.xp.empty(chunks, launcher.xp.int32)
     grid = blocks(chunks, THREADS)
-    launcher.launch("entropy_scan_sums", grid, (THREADS, 1, 1), values, n, SCAN_CHUNK, sums)
+    launcher.launch("entropy_scan_sums", grid, (THREADS, 1, 1), values, n, chunk, sums)
     launcher.launch("entropy_scan_top", (1, 1, 1), (1, 1, 1), sums, chunks)
-    launcher.launch("entropy_scan_offsets", grid, (THREADS, 1, 1), values, n, SCAN_CHUNK, sums, offsets)
+    launcher.launch("entropy_scan_offsets", grid, (THREADS, 1, 1), values, n, chunk, sums, offsets)
 
 
 def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id: int, qp: int) -> bytes:
@@ -69,7 +77,7 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
     xp = launcher.xp
     rows, cols = (int(d) for d in mbs.kind.shape)
     n = rows * cols
-    entries = n + 3  # header, macroblocks, trailing skip run, rbsp_trailing_bits
+    entries = PER_MB * n + 3  # header, macroblocks' preludes and blocks, trailing skip run, rbsp_trailing_bits
 
     def field(a: Any) -> Any:
         return xp.ascontiguousarray(a, dtype=xp.int32)
@@ -96,7 +104,7 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
     lengths = xp.empty(entries, xp.int32)
     meta = xp.zeros(4, xp.uint32)
     launcher.launch(
-        "entropy_macroblocks",
+        "entropy_entries",
         blocks(entries, THREADS),
         (THREADS, 1, 1),
         kind,
@@ -131,7 +139,7 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         "entropy_pack", blocks(entries, THREADS), (THREADS, 1, 1), scratch, lengths, offsets, entries, payload
     )
 
-    chunks = entries  # payload bytes per chunk: the payload's size / chunks, on the device
+    chunks = n + 3  # payload bytes per chunk: the payload's size / chunks, on the device
     counts = xp.empty(chunks, xp.int32)
     launcher.launch("entropy_ep_count", blocks(chunks, THREADS), (THREADS, 1, 1), payload, meta, chunks, counts)
     inserted = xp.empty(chunks, xp.int32)
