@@ -8,6 +8,8 @@ a few words of status and length, then the NAL unit's bytes.
 Launches, each depending on the ones before (kernels/entropy.cu says what an entry is):
 
 1. ``entropy_counts``: TotalCoeff of every 4x4 block, as grids of blocks (for nC);
+   ``entropy_coded_chunks`` and ``entropy_coded_top``: the last coded macroblock before
+   each chunk of macroblocks (for mb_skip_run);
 2. ``entropy_entries``: every entry's bits into its scratch slot, and its length (an
    entry: the slice header, a macroblock's prelude, one of its residual blocks, ...);
 3. three launches of an exclusive prefix sum of the lengths: each entry's bit offset;
@@ -51,14 +53,16 @@ def _to_host(xp: Any, array: Any) -> np.ndarray:
     return np.asarray(array) if xp is np else xp.asnumpy(array)
 
 
-def _scan(launcher: Launcher, values: Any, offsets: Any) -> None:
-    """Exclusive prefix sum of int32 ``values`` into ``offsets``, in three launches.
+def _chunk(n: int) -> int:
+    """Chunks of about sqrt(n) for the scans, so that their sequential parts (a thread per
+    chunk, then one thread over the chunks) are both about sqrt(n) long: 480 at 1080p."""
+    return max(math.isqrt(n) + 1, 32)
 
-    Chunks of about sqrt(n) values, so that the sequential parts (a thread per chunk,
-    then one thread over the chunks' sums) are both about sqrt(n) long: 480 at 1080p.
-    """
+
+def _scan(launcher: Launcher, values: Any, offsets: Any) -> None:
+    """Exclusive prefix sum of int32 ``values`` into ``offsets``, in three launches."""
     n = int(values.shape[0])
-    chunk = max(math.isqrt(n) + 1, 32)
+    chunk = _chunk(n)
     chunks = -(-n // chunk)
     sums = launcher.xp.empty(chunks, launcher.xp.int32)
     grid = blocks(chunks, THREADS)
@@ -100,6 +104,12 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         skipped,
     )
 
+    chunk = _chunk(n)  # mb_skip_run: the last coded macroblock before each chunk of macroblocks
+    chunks = -(-n // chunk)
+    last_coded = xp.empty(chunks + 1, xp.int32)
+    launcher.launch("entropy_coded_chunks", blocks(chunks, THREADS), (THREADS, 1, 1), kind, n, chunk, last_coded)
+    launcher.launch("entropy_coded_top", (1, 1, 1), (1, 1, 1), last_coded, chunks)
+
     scratch = xp.empty(entries * SLOT_WORDS, xp.uint32)
     lengths = xp.empty(entries, xp.int32)
     meta = xp.zeros(4, xp.uint32)
@@ -121,6 +131,8 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         luma_counts,
         chroma_counts,
         skipped,
+        last_coded,
+        chunk,
         rows,
         cols,
         int(idr),
@@ -139,21 +151,21 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         "entropy_pack", blocks(entries, THREADS), (THREADS, 1, 1), scratch, lengths, offsets, entries, payload
     )
 
-    chunks = n + 3  # payload bytes per chunk: the payload's size / chunks, on the device
-    counts = xp.empty(chunks, xp.int32)
-    launcher.launch("entropy_ep_count", blocks(chunks, THREADS), (THREADS, 1, 1), payload, meta, chunks, counts)
-    inserted = xp.empty(chunks, xp.int32)
+    ep_chunks = n + 3  # payload bytes per chunk: the payload's size / ep_chunks, on the device
+    counts = xp.empty(ep_chunks, xp.int32)
+    launcher.launch("entropy_ep_count", blocks(ep_chunks, THREADS), (THREADS, 1, 1), payload, meta, ep_chunks, counts)
+    inserted = xp.empty(ep_chunks, xp.int32)
     _scan(launcher, counts, inserted)
     payload_bytes = 4 * entries * SLOT_WORDS
     out = xp.empty(5 + payload_bytes + payload_bytes // 2 + 1, xp.uint8)  # at most one 03 per two bytes
     nal_type = NAL_IDR if idr else NAL_SLICE
     launcher.launch(
         "entropy_ep_write",
-        blocks(chunks, THREADS),
+        blocks(ep_chunks, THREADS),
         (THREADS, 1, 1),
         payload,
         meta,
-        chunks,
+        ep_chunks,
         counts,
         inserted,
         nal_type,

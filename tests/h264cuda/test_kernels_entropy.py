@@ -201,6 +201,18 @@ def test_long_skip_runs_and_a_trailing_one() -> None:
     assert_same_nal(mbs, False, 7, 0, 33)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_coded_macroblocks_across_the_skip_run_chunks(seed: int) -> None:
+    # 12 x 30 macroblocks: chunks of 32 for the skip-run scan, runs across several.
+    rng = np.random.default_rng(seed)
+    mbs = MacroblockArrays.empty(12, 30)
+    coded = rng.uniform(0, 1, mbs.kind.shape) < [0.002, 0.01, 0.05, 0.3][seed]
+    coded.ravel()[[31, 32, 64]] = seed % 2 == 0  # at chunk boundaries
+    mbs.kind[coded] = P_L0_16X16
+    mbs.mv[coded] = rng.integers(-40, 40, (int(coded.sum()), 2))
+    assert_same_nal(mbs, False, seed, 0, 26)
+
+
 def test_skipped_macroblocks_in_an_idr_slice_are_as_the_model_writes_them() -> None:
     # Not something the encoder makes; the model then writes only a trailing run.
     mbs = synthetic(3, 5, 9)

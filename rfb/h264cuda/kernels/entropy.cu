@@ -268,8 +268,6 @@ DEVICE i32 ent_predicted(const i32 *grid, i32 width, i32 y, i32 x)
     return has_a ? n_a : (has_b ? n_b : 0);
 }
 
-/* ------------------------------------------------------------------ per-entry bits */
-
 DEVICE void ent_slice_header(EntWriter *w, i32 idr, i32 frame_num, i32 idr_pic_id, i32 qp)
 {
     /* model headers.slice_header(0, idr, frame_num, idr_pic_id, qp): LOG2_MAX_FRAME_NUM 4,
@@ -289,17 +287,53 @@ DEVICE void ent_slice_header(EntWriter *w, i32 idr, i32 frame_num, i32 idr_pic_i
     ent_ue(w, 1u);           /* disable_deblocking_filter_idc */
 }
 
+/* ------------------------------------------------------------------ skip runs */
+
+/* mb_skip_run is the distance to the previous coded (not P_Skip) macroblock: a scan for
+ * the last coded index, in chunks of `chunk` macroblocks. First, per chunk, the last
+ * coded macroblock in it (-1: none). */
+KERNEL entropy_coded_chunks(const i32 *kind, i32 n, i32 chunk, i32 *last)
+{
+    i32 k = global_index();
+    i32 start = k * chunk;
+    if (start >= n) return;
+    i32 end = imin(start + chunk, n), found = -1;
+    for (i32 i = start; i < end; i++)
+        if (kind[i] != ENT_P_SKIP) found = i;
+    last[k] = found;
+}
+
+/* One thread: last[k] becomes the last coded macroblock before chunk k, and
+ * last[count] the last of the slice (-1 where there is none). */
+KERNEL entropy_coded_top(i32 *last, i32 count)
+{
+    if (global_index() != 0) return;
+    i32 found = -1;
+    for (i32 k = 0; k < count; k++) {
+        i32 v = last[k];
+        last[k] = found;
+        found = imax(found, v);
+    }
+    last[count] = found;
+}
+
+/* The last coded macroblock before m: within m's chunk, else before the chunk. */
+DEVICE i32 ent_coded_before(const i32 *kind, i32 m, i32 chunk, const i32 *last)
+{
+    for (i32 j = m - 1; j >= (m / chunk) * chunk; j--)
+        if (kind[j] != ENT_P_SKIP) return j;
+    return last[m / chunk];
+}
+
+/* ------------------------------------------------------------------ per-entry bits */
+
 /* The bits of macroblock m before its residual: mb_skip_run (P slices), mb_type, the
  * prediction modes or the motion vector difference, coded_block_pattern, mb_qp_delta. */
-DEVICE void ent_prelude(EntWriter *w, i32 m, const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *mv, const i32 *mvp, const i32 *cbp_luma, const i32 *cbp_chroma, i32 idr)
+DEVICE void ent_prelude(EntWriter *w, i32 m, const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *mv, const i32 *mvp, const i32 *cbp_luma, const i32 *cbp_chroma, i32 idr, i32 chunk, const i32 *last)
 {
     i32 k = kind[m];
     if (k == ENT_P_SKIP) return;
-    if (!idr) { /* mb_skip_run: the P_Skip macroblocks since the last coded one */
-        i32 run = 0;
-        for (i32 j = m - 1; j >= 0 && kind[j] == ENT_P_SKIP; j--) run++;
-        ent_ue(w, (u64)run);
-    }
+    if (!idr) ent_ue(w, (u64)(m - 1 - ent_coded_before(kind, m, chunk, last))); /* mb_skip_run */
     i32 cl = cbp_luma[m], cc = cbp_chroma[m];
     if (cc < 0 || cc > 2 || cl < 0 || cl > 15) {
         w->error |= ENT_ERR_FIELD;
@@ -364,7 +398,7 @@ DEVICE void ent_part(EntWriter *w, i32 m, i32 r, i32 c, i32 cols, i32 n, i32 par
  * slice header; per macroblock its prelude and its 27 residual blocks; the trailing
  * skip run; the last entry (rbsp_trailing_bits) gets length 0 here and its bits in
  * entropy_finish. */
-KERNEL entropy_entries(const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *mv, const i32 *mvp, const i32 *luma_dc, const i32 *luma, const i32 *chroma_dc, const i32 *chroma_ac, const i32 *cbp_luma, const i32 *cbp_chroma, const i32 *luma_counts, const i32 *chroma_counts, const i32 *skipped, i32 rows, i32 cols, i32 idr, i32 frame_num, i32 idr_pic_id, i32 qp, u32 *scratch, i32 *lengths, u32 *meta)
+KERNEL entropy_entries(const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *mv, const i32 *mvp, const i32 *luma_dc, const i32 *luma, const i32 *chroma_dc, const i32 *chroma_ac, const i32 *cbp_luma, const i32 *cbp_chroma, const i32 *luma_counts, const i32 *chroma_counts, const i32 *skipped, const i32 *last, i32 chunk, i32 rows, i32 cols, i32 idr, i32 frame_num, i32 idr_pic_id, i32 qp, u32 *scratch, i32 *lengths, u32 *meta)
 {
     i32 e = global_index();
     i32 n = rows * cols;
@@ -381,17 +415,14 @@ KERNEL entropy_entries(const i32 *kind, const i32 *luma_mode, const i32 *chroma_
     } else if (e <= ENT_PER_MB * n) {
         i32 m = (e - 1) / ENT_PER_MB, part = (e - 1) % ENT_PER_MB;
         if (part == 0)
-            ent_prelude(w, m, kind, luma_mode, chroma_mode, mv, mvp, cbp_luma, cbp_chroma, idr);
+            ent_prelude(w, m, kind, luma_mode, chroma_mode, mv, mvp, cbp_luma, cbp_chroma, idr, chunk, last);
         else
             ent_part(w, m, m / cols, m % cols, cols, n, part - 1, kind, luma_mode, chroma_mode, luma_dc, luma, chroma_dc, chroma_ac, cbp_luma, cbp_chroma, luma_counts, chroma_counts);
     } else if (e == ENT_PER_MB * n + 1) { /* the skipped macroblocks at the end of the slice */
         /* An I slice writes no mb_skip_run before its macroblocks, so the model's run
          * there never restarts: its tail is every P_Skip of the slice (none, from the
          * encoder: I pictures have no P_Skip). */
-        i32 run = 0;
-        if (idr) run = *skipped;
-        else
-            for (i32 j = n - 1; j >= 0 && kind[j] == ENT_P_SKIP; j--) run++;
+        i32 run = idr ? *skipped : n - 1 - last[(n + chunk - 1) / chunk];
         if (run != 0) ent_ue(w, (u64)run);
     }
     ent_flush(w);
