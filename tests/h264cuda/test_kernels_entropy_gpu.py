@@ -51,7 +51,7 @@ def assert_same_nal(mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id
 
 @cache
 def model_stream(pattern: str, width: int, height: int, qp: int) -> list[tuple[MacroblockArrays, bool, int, int]]:
-    stream = encode(nv12_pictures(pattern, width, height, 3), width, height, qp=qp)
+    stream = encode(nv12_pictures(pattern, width, height, 2), width, height, qp=qp)  # an I and a P picture
     return [(info.macroblocks, info.idr, info.frame_num, info.qp) for info in stream.infos]
 
 
