@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from rfb.encoders.h264 import NAL_IDR, NAL_SLICE
 from rfb.h264cuda.kernels import Launcher, blocks
 from rfb.h264cuda.model.picture import MacroblockArrays
 
@@ -45,8 +46,6 @@ ERRORS = {
     8: "a prediction mode (0..3) or coded_block_pattern (luma 0..15, chroma 0..2) out of range",
     16: "a negative idr_pic_id",
 }
-
-NAL_IDR, NAL_SLICE = 5, 1
 
 
 def _to_host(xp: Any, array: Any) -> np.ndarray:
@@ -172,7 +171,8 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         out,
     )
 
-    status, _, length, _ = (int(v) for v in _to_host(xp, meta))
+    host = _to_host(xp, meta)
+    status, length = int(host[META_STATUS]), int(host[META_NAL])
     if status:
         found = [why for bit, why in ERRORS.items() if status & bit]
         raise ValueError(f"expected macroblocks the slice can code, got {'; '.join(found) or f'status {status:#x}'}")

@@ -8,6 +8,7 @@ differences, long skip runs, long runs of zero bytes for emulation prevention.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -60,6 +61,14 @@ def test_the_scratch_slot_is_the_kernels_and_holds_the_bound() -> None:
     header = 1 + 7 + 1 + 4 + 63 + 2 + 65 + 3
     assert (token, zeros, run, block, prelude, header) == (16, 9, 11, 649, 219, 146)
     assert max(block, prelude, header) <= 32 * slicedata.SLOT_WORDS
+
+
+def test_the_drivers_constants_are_the_kernels() -> None:
+    source = (HERE / "entropy.cu").read_text()
+    meta = {name: int(v) for name, v in re.findall(r"#define ENT_META_(\w+) (\d+)", source)}
+    assert meta == {"STATUS": slicedata.META_STATUS, "BITS": slicedata.META_BITS, "NAL": slicedata.META_NAL}
+    errors = {int(v): name for name, v in re.findall(r"#define ENT_ERR_(\w+) (\d+)u", source)}
+    assert sorted(errors) == sorted(slicedata.ERRORS)
 
 
 @pytest.mark.parametrize(
