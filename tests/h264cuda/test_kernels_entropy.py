@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rfb.encoders.h264 import add_emulation_prevention, remove_emulation_prevention
 from rfb.h264cuda import slicedata
@@ -249,6 +251,14 @@ def test_emulation_prevention_equals_the_models_on_runs_of_zeros(chunks: int) ->
         rbsp = b"".join(parts)
         assert ep_kernels(rbsp, chunks) == START_CODE + bytes([0x61]) + add_emulation_prevention(rbsp)
     assert ep_kernels(bytes(17), chunks) == START_CODE + b"\x61" + add_emulation_prevention(bytes(17))
+
+
+@given(
+    st.lists(st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4, 0x80, 0xFF]), min_size=1, max_size=120).map(bytes),
+    st.integers(1, 50),
+)
+def test_emulation_prevention_on_any_bytes_in_any_chunks(rbsp: bytes, chunks: int) -> None:
+    assert ep_kernels(rbsp, chunks) == START_CODE + b"\x61" + add_emulation_prevention(rbsp)
 
 
 @pytest.mark.parametrize(
