@@ -87,3 +87,49 @@ def test_levels_the_model_refuses_are_refused_on_the_gpu() -> None:
         model.slice_nal(mbs, False, 0, 0, 26)
     with pytest.raises(ValueError, match="too large for Baseline CAVLC"):
         slicedata.slice_nal(launcher(), upload(mbs), False, 0, 0, 26)
+
+
+class TimedLauncher:
+    """CudaLauncher that times each launch with CUDA events (a report, never asserted)."""
+
+    def __init__(self) -> None:
+        self.inner = launcher()
+        self.xp = self.inner.xp
+        self.events: list[tuple[str, Any, Any]] = []
+
+    def launch(self, name: str, grid: tuple[int, int, int], block: tuple[int, int, int], *args: Any) -> None:
+        start, end = self.xp.cuda.Event(), self.xp.cuda.Event()
+        start.record()
+        self.inner.launch(name, grid, block, *args)
+        end.record()
+        self.events.append((name, start, end))
+
+    def report(self, calls: int) -> str:
+        self.xp.cuda.get_current_stream().synchronize()
+        total: dict[str, float] = {}
+        for name, start, end in self.events:
+            total[name] = total.get(name, 0.0) + self.xp.cuda.get_elapsed_time(start, end) / calls
+        rows = [f"  {name:24} {ms * 1000:8.1f} us" for name, ms in total.items()]
+        return "\n".join([*rows, f"  {'kernels':24} {sum(total.values()) * 1000:8.1f} us"])
+
+
+def test_repeated_runs_give_the_same_bytes_and_report_the_time_at_1080p() -> None:
+    # The same bytes every time (no thread depends on another's timing); the time per
+    # stage goes to the report (pytest -rP), for the lead's GPU run: nothing is asserted on it.
+    import time
+
+    timed = TimedLauncher()
+    for mbs, idr, frame_num, qp in model_stream("scene", 1920, 1080, 30):
+        want = model.slice_nal(mbs, idr, frame_num, 0, qp)
+        device = upload(mbs)
+        slicedata.slice_nal(timed.inner, device, idr, frame_num, 0, qp)  # warm: compile, memory pool
+        calls = 10
+        began = time.perf_counter()
+        for _ in range(calls):
+            assert slicedata.slice_nal(timed.inner, device, idr, frame_num, 0, qp) == want
+        wall = (time.perf_counter() - began) / calls
+        timed.events.clear()
+        for _ in range(calls):
+            assert slicedata.slice_nal(timed, device, idr, frame_num, 0, qp) == want
+        print(f"\n1920x1080 {'IDR' if idr else 'P'} picture, {len(want)} bytes: {wall * 1e6:.0f} us per slice_nal")
+        print(timed.report(calls))
