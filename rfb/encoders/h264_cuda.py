@@ -233,19 +233,25 @@ def probe(device_id: int = 0) -> str | None:
     return trial_encode(device_id)
 
 
-def trial_encode(device_id: int = 0, *, stages: Stages | None = None) -> str | None:
-    """Encode two known 1280x720 frames (an IDR, then a P picture with motion) through this
-    route on ``device_id``; None when both decode to the pictures sent, and the P picture
-    exactly to the encoder's own reconstruction (what the next picture would predict from)."""
+def trial_encode(
+    device_id: int = 0, *, stages: Stages | None = None, size: tuple[int, int] | None = None
+) -> str | None:
+    """Encode two known frames (an IDR, then a P picture with motion) through this route on
+    ``device_id``; None when both decode to the pictures sent, and the P picture exactly to
+    the encoder's own reconstruction (what the next picture would predict from).
+
+    ``size`` is :data:`rfb.encoders.trial.TRIAL_SIZE` (1280x720) unless a test asks for a
+    smaller one; ``stages`` replaces the kernel drivers (tests only)."""
     import av
 
     from rfb.encoders import trial
     from rfb.gpu.context import import_cupy
 
-    width, height = trial.TRIAL_SIZE
+    width, height = size or trial.TRIAL_SIZE
     references = [trial.reference_picture(width, height, index) for index in (0, 1)]
     try:
-        frames = [trial.cuda_trial_frame(device_id), _cuda_nv12(references[1], device_id)]
+        first = trial.cuda_trial_frame(device_id) if size is None else _cuda_nv12(references[0], device_id)
+        frames = [first, _cuda_nv12(references[1], device_id)]
     except (trial.TrialFrameUnavailable, RuntimeError, MemoryError) as exc:
         return _reason(f"the trial frames could not be put on CUDA device {device_id}: {type(exc).__name__}: {exc}")
     sent = trial.describe_frame(frames[0])

@@ -157,6 +157,12 @@ def test_odd_sizes_are_refused_before_anything_is_opened() -> None:
 # ---------------------------------------------------------------- the route on the CPU build
 
 
+def route_stages() -> Any:
+    """The kernels' drivers, with the golden model standing in for any not written yet."""
+    stages, _ = stages_for_tests()
+    return stages
+
+
 class FakeCupy:
     """What the route asks of CuPy, on host memory: enough to run it with the CPU launcher."""
 
@@ -212,7 +218,7 @@ def test_the_backend_on_the_cpu_build_keyframes_flush_and_the_model_bytes(
     config = EncoderConfig(64, 48, fps=30, bitrate=500_000, gop=gop)
     model = ModelEncoder(64, 48, 30, 500_000)
     payloads, recons = [], []
-    with h264_cuda.H264CudaEncoder(config, stages=model_stages()) as enc:
+    with h264_cuda.H264CudaEncoder(config, stages=route_stages()) as enc:
         assert isinstance(enc, EncoderBackend) and (enc.name, enc.transport) == ("h264_cuda", "webcodecs")
         for i, src in enumerate(sources):
             if i == 4:
@@ -237,11 +243,8 @@ def test_the_backend_on_the_cpu_build_keyframes_flush_and_the_model_bytes(
 def test_the_trial_passes_on_the_cpu_build_and_catches_a_drifting_stage(
     cpu_build: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rfb.encoders import trial
-
-    monkeypatch.setattr(trial, "cuda_trial_frame", lambda device_id: host_nv12(trial.reference_picture(1280, 720)))
     monkeypatch.setattr(h264_cuda, "_cuda_nv12", lambda rgb, device_id: host_nv12(rgb))
-    assert h264_cuda.trial_encode(0, stages=model_stages()) is None
+    assert h264_cuda.trial_encode(0, stages=route_stages(), size=(160, 96)) is None
 
     def drifting_p_picture(launcher: Any, *args: Any) -> Any:
         mbs, rec_y, rec_c = model_p_picture(launcher, *args)
@@ -250,7 +253,7 @@ def test_the_trial_passes_on_the_cpu_build_and_catches_a_drifting_stage(
         return mbs, rec_y, rec_c
 
     drifting = dataclasses.replace(model_stages(), p_picture=drifting_p_picture)
-    reason = h264_cuda.trial_encode(0, stages=drifting)
+    reason = h264_cuda.trial_encode(0, stages=drifting, size=(160, 96))
     assert reason == (
         "h264_cuda's P picture decodes to other samples than the encoder's reconstruction "
         "(1 differ, the first at row 5 column 7 of NV12): the kernels drift"
@@ -263,12 +266,6 @@ def test_the_trial_passes_on_the_cpu_build_and_catches_a_drifting_stage(
 @pytest.fixture
 def cp() -> Any:
     return require_cupy()
-
-
-def route_stages() -> Any:
-    """The kernels' drivers, with the golden model standing in for any not written yet."""
-    stages, _ = stages_for_tests()
-    return stages
 
 
 @pytest.mark.gpu
@@ -317,7 +314,7 @@ def test_cupy_frames_decode_exactly_to_the_reconstruction(cp: Any, layout: str) 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("width", "height", "count"), [(320, 240, 6), (1280, 720, 3)])
+@pytest.mark.parametrize(("width", "height", "count"), [(320, 240, 6), (1280, 720, 3), (1920, 1080, 2)])
 def test_the_route_equals_the_golden_model_byte_for_byte(cp: Any, width: int, height: int, count: int) -> None:
     pictures = [rgb_to_nv12_host(patterns.make("scene", width, height, i)) for i in range(count)]
     config = EncoderConfig(width, height, fps=30, bitrate=2_000_000)
