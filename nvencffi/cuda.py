@@ -152,17 +152,33 @@ def _device(driver: Any, ordinal: int) -> Any:
     return device
 
 
-def set_context_flags(device: int = 0, *, blocking_sync: bool = True) -> bool:
+# The primary context's CPU wait modes set_context_flags(schedule=...) can ask for.
+SCHEDULES = {
+    "auto": "CU_CTX_SCHED_AUTO",  # the driver's default: spin while contexts <= cores, else yield
+    "spin": "CU_CTX_SCHED_SPIN",
+    "yield": "CU_CTX_SCHED_YIELD",
+    "blocking": "CU_CTX_SCHED_BLOCKING_SYNC",
+}
+
+
+def set_context_flags(device: int = 0, *, blocking_sync: bool = True, schedule: str | None = None) -> bool:
     """Choose the primary context's CPU wait mode, if it is not active yet.
 
+    ``blocking_sync`` picks ``CU_CTX_SCHED_BLOCKING_SYNC`` (True) or the driver's
+    default ``CU_CTX_SCHED_AUTO`` (False); ``schedule`` (one of :data:`SCHEDULES`:
+    ``"auto"``, ``"spin"``, ``"yield"``, ``"blocking"``), when given, is used instead.
     Returns True when the primary context's flags now hold the requested scheduling
     mode, False when the context was already active with another mode (the flags of an
     active context cannot change; call this before CuPy/PyTorch/JAX touch the device).
     """
+    if schedule is None:
+        schedule = "blocking" if blocking_sync else "auto"
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
     driver = _driver()
     dev = _device(driver, device)
     flags_enum = driver.CUctx_flags
-    wanted = int(flags_enum.CU_CTX_SCHED_BLOCKING_SYNC if blocking_sync else flags_enum.CU_CTX_SCHED_AUTO)
+    wanted = int(getattr(flags_enum, SCHEDULES[schedule]))
     sched_mask = int(flags_enum.CU_CTX_SCHED_MASK)
     err, flags, active = driver.cuDevicePrimaryCtxGetState(dev)
     _check(driver, err, "cuDevicePrimaryCtxGetState")
@@ -191,6 +207,21 @@ class _Pushed:
     def __exit__(self, *exc: object) -> None:
         err, _ = self._driver.cuCtxPopCurrent()
         _check(self._driver, err, "cuCtxPopCurrent")
+
+
+class _NoPush:
+    """A context manager that does nothing: the context is current already (or there is none)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_ALREADY_CURRENT = _NoPush()
 
 
 class PrimaryContext:
@@ -222,14 +253,24 @@ class PrimaryContext:
         self._buffer_id_attribute = attribute.CU_POINTER_ATTRIBUTE_BUFFER_ID
         self._released = False
 
-    def pushed(self) -> _Pushed:
-        """A context manager making this context current on the calling thread."""
+    def pushed(self) -> _Pushed | _NoPush:
+        """A context manager making this context current on the calling thread.
+
+        Where it is current already (the framework that allocated the frame made it so,
+        or an outer block pushed it) nothing is pushed or popped: one ``cuCtxGetCurrent``
+        costs less than a push and a pop (docs/performance.md, "Host overhead"). The
+        answer is the calling thread's, decided on each call, so the returned managers
+        hold no state and nest.
+        """
+        _, current = self._driver.cuCtxGetCurrent()
+        if current == self._context:  # CUcontext compares by handle; a failed call pushes (and raises there)
+            return _ALREADY_CURRENT
         return self._push
 
     def synchronize_stream(self, stream: int) -> None:
         """Wait for ``stream`` (a CUstream as an integer) to finish its queued work."""
         driver = self._driver
-        with self._push:
+        with self.pushed():
             (err,) = driver.cuStreamSynchronize(driver.CUstream(stream))
         _check(driver, err, "cuStreamSynchronize")
 
@@ -315,16 +356,6 @@ class PrimaryContext:
 
     def __repr__(self) -> str:
         return f"<nvencffi.PrimaryContext device={self.device} {self.gpu_name!r} handle=0x{self.handle:x}>"
-
-
-class _NoPush:
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 PointerSource = Callable[[int], "Mapping[str, Any] | None"]

@@ -24,8 +24,10 @@ context's memory. Those are copied on the device into the encoder's own buffer f
 (see ``staging``). A frame on another device is refused. Linux NVENC is synchronous:
 ``nvEncLockBitstream`` waits for the engine, so one bitstream buffer would do; we keep two.
 
-Every call gets fresh, zeroed parameter structs (a struct the driver wrote into is never
-handed back to it); the per-frame cost of that is a few hundred nanoseconds.
+Every call hands the driver clean parameter structs (a struct the driver wrote into is
+never handed back to it as the driver left it): the per-frame structs (map, picture, lock)
+are refilled each call by copying a template over them, every byte, so reserved and
+output fields are zero again, and only the per-frame fields are set (``_ParamStruct``).
 
 An encoder is used by one thread at a time. It owns its session, its registrations, its
 staging buffer, its bitstream buffers and (unless one was passed in) its CUDA
@@ -46,7 +48,7 @@ from nvencffi._ffi import ffi
 from nvencffi.caps import EncoderCaps, query_caps
 from nvencffi.cuda import EncodeContext, PrimaryContext
 from nvencffi.errors import NvencError, ResizeUnsupported, error_for
-from nvencffi.frames import FrameLayoutError, parse_frame
+from nvencffi.frames import FrameLayoutError, FrameReader
 from nvencffi.inputs import Inputs
 from nvencffi.library import Library, load_library
 from nvencffi.session import open_session
@@ -84,6 +86,30 @@ _BITSTREAM_BUFFERS = 2
 _PIC_PARAMS = ffi.typeof("NV_ENC_PIC_PARAMS *")
 _MAP_PARAMS = ffi.typeof("NV_ENC_MAP_INPUT_RESOURCE *")
 _LOCK_PARAMS = ffi.typeof("NV_ENC_LOCK_BITSTREAM *")
+_memmove = ffi.memmove
+
+
+class _ParamStruct:
+    """A parameter struct handed to the driver every frame, and the clean template it is
+    refilled from before each call.
+
+    The driver writes output fields into what it is given and requires reserved fields to
+    be zero, so a struct must never go back to it as the driver left it. Before each call
+    the whole template is copied over the struct (every byte: reserved and output fields
+    are zero again; the per-frame path inlines the ``ffi.memmove``), then the caller sets
+    the per-frame fields. The template holds the fields that never change (``version``...)
+    and is never passed to the driver. One copy into memory that stays warm is cheaper
+    than allocating and zeroing a new struct per call.
+    """
+
+    __slots__ = ("template", "struct", "size")
+
+    def __init__(self, ctype: Any, **fields: Any) -> None:
+        self.template = ffi.new(ctype)
+        for name, value in fields.items():
+            setattr(self.template, name, value)
+        self.struct = ffi.new(ctype)
+        self.size = ffi.sizeof(self.template[0])
 
 
 def _frame_rate(fps: float) -> Fraction:
@@ -190,6 +216,11 @@ class NvencEncoder:
         # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
         # encoded but never locked; NVENC wants outputs locked in submission order).
         self._debts: list[tuple[Any, ...]] = []
+        self._reader = FrameReader()  # parse_frame, reusing the last view for an equal interface
+        self._map = _ParamStruct(_MAP_PARAMS, version=_api.MAP_INPUT_RESOURCE_VER)
+        self._pic = _ParamStruct(_PIC_PARAMS)  # its template is set by _set_picture_template()
+        self._lock = _ParamStruct(_LOCK_PARAMS, version=_api.LOCK_BITSTREAM_VER)
+        self._set_picture_template()
         self._closed = False
         try:
             self._encoder = open_session(self._lib, self._context)
@@ -291,6 +322,15 @@ class NvencEncoder:
             frame_bits = int(self._bitrate * self._rate.denominator / self._rate.numerator)
             rc.vbvBufferSize = frame_bits
             rc.vbvInitialDelay = frame_bits
+
+    def _set_picture_template(self) -> None:
+        """The picture parameters that only change with the size (reconfigure() calls it)."""
+        template = ffi.new(_PIC_PARAMS)
+        template.version = _api.PIC_PARAMS_VER
+        template.pictureStruct = _PIC_STRUCT_FRAME
+        template.inputWidth = self._width
+        template.inputHeight = self._height
+        self._pic.template = template
 
     def _create_bitstreams(self) -> None:
         for _ in range(_BITSTREAM_BUFFERS):
@@ -411,43 +451,52 @@ class NvencEncoder:
         """
         if self._closed:
             raise RuntimeError("this NvencEncoder is closed")
-        view = parse_frame(frame, dlpack_stream=self._cuda_stream)
+        view = self._reader.read(frame, dlpack_stream=self._cuda_stream)
         if view.width != self._width or view.height != self._height:
             raise FrameLayoutError(
                 f"this encoder takes {self._width}x{self._height} frames (reconfigure() changes that); "
                 f"got a {view.width}x{view.height} frame ({view!r})"
             )
         context = self._context
-        if view.stream is not None and view.stream != self._cuda_stream:
-            context.synchronize_stream(view.stream)
-        lib = self._lib
-        enc = self._encoder
-        with context.pushed():
+        with context.pushed():  # once for everything below, the stream's synchronize included
+            if view.stream is not None and view.stream != self._cuda_stream:
+                context.synchronize_stream(view.stream)
             if self._debts:
                 self._settle()
             handle, pitch, key = self._inputs.resolve(view, self._cuda_stream)
-            mapping = ffi.new(_MAP_PARAMS)
-            mapping.version = _api.MAP_INPUT_RESOURCE_VER
-            mapping.registeredResource = handle
-            status = lib.nvEncMapInputResource(enc, mapping)
-            if status:
-                self._check(status, "nvEncMapInputResource")
-            mapped = mapping.mappedResource
-            try:
-                data = self._encode_mapped(mapped, mapping.mappedBufferFmt, pitch, force_idr)
-            except BaseException:
-                status = lib.nvEncUnmapInputResource(enc, mapped)
-                if status:  # e.g. its output is not locked yet: retried before the next frame
-                    self._owe_unmap(mapped, key)
-                    logger.debug(
-                        "nvencffi: unmap after a failed encode deferred: %s",
-                        error_for("nvEncUnmapInputResource", status, lib.last_error(enc)),
-                    )
-                raise
+            return self._encode_input(handle, pitch, key, force_idr)
+
+    def _encode_input(self, handle: Any, pitch: int, key: Any, force_idr: bool) -> bytes:
+        """Map the registered input, encode it, copy its access unit out, unmap (context current).
+
+        The NVENC calls of one frame and their parameter structs, nothing else: what
+        the overhead benchmark times as the binding's floor (rfb.benchmark.encode_overhead).
+        """
+        lib = self._lib
+        enc = self._encoder
+        params = self._map
+        mapping = params.struct
+        _memmove(mapping, params.template, params.size)
+        mapping.registeredResource = handle
+        status = lib.nvEncMapInputResource(enc, mapping)
+        if status:
+            self._check(status, "nvEncMapInputResource")
+        mapped = mapping.mappedResource
+        try:
+            data = self._encode_mapped(mapped, mapping.mappedBufferFmt, pitch, force_idr)
+        except BaseException:
             status = lib.nvEncUnmapInputResource(enc, mapped)
-            if status:
+            if status:  # e.g. its output is not locked yet: retried before the next frame
                 self._owe_unmap(mapped, key)
-                self._check(status, "nvEncUnmapInputResource")
+                logger.debug(
+                    "nvencffi: unmap after a failed encode deferred: %s",
+                    error_for("nvEncUnmapInputResource", status, lib.last_error(enc)),
+                )
+            raise
+        status = lib.nvEncUnmapInputResource(enc, mapped)
+        if status:
+            self._owe_unmap(mapped, key)
+            self._check(status, "nvEncUnmapInputResource")
         return data
 
     def _encode_mapped(self, mapped: Any, buffer_format: int, pitch: int, force_idr: bool) -> bytes:
@@ -456,16 +505,15 @@ class NvencEncoder:
         index = self._next_bitstream
         bitstream = self._bitstreams[index]
         self._next_bitstream = index ^ 1  # two buffers, alternating
-        pic = ffi.new(_PIC_PARAMS)
-        pic.version = _api.PIC_PARAMS_VER
-        pic.pictureStruct = _PIC_STRUCT_FRAME
+        params = self._pic
+        pic = params.struct
+        _memmove(pic, params.template, params.size)  # version, picture structure and size
         pic.inputBuffer = mapped
         pic.bufferFmt = buffer_format
-        pic.inputWidth = self._width
-        pic.inputHeight = self._height
         pic.inputPitch = pitch
         pic.outputBitstream = bitstream
-        pic.encodePicFlags = _FORCEIDR if (force_idr or self._force_next_idr) else 0
+        if force_idr or self._force_next_idr:
+            pic.encodePicFlags = _FORCEIDR
         frames = self._frames
         pic.inputTimeStamp = frames
         status = lib.nvEncEncodePicture(enc, pic)
@@ -474,8 +522,9 @@ class NvencEncoder:
         self._eos_due = True
         self._force_next_idr = False
         self._frames = frames + 1
-        lock = ffi.new(_LOCK_PARAMS)
-        lock.version = _api.LOCK_BITSTREAM_VER
+        params = self._lock
+        lock = params.struct
+        _memmove(lock, params.template, params.size)
         lock.outputBitstream = bitstream
         status = lib.nvEncLockBitstream(enc, lock)
         if status:
@@ -602,6 +651,7 @@ class NvencEncoder:
             self._bitrate, self._rate = saved
             raise
         self._width, self._height = new_width, new_height
+        self._set_picture_template()
 
     def sequence_params(self) -> bytes:
         """The session's SPS and PPS as Annex B NAL units (``nvEncGetSequenceParams``)."""

@@ -438,6 +438,11 @@ def _parse_plain_cai(obj: Any) -> FrameView | None:
         cai = obj.__cuda_array_interface__
     except (AttributeError, RuntimeError):  # not a CAI array, or one that refuses: the general reader words it
         return None
+    return _plain_view(cai)
+
+
+def _plain_view(cai: Any) -> FrameView | None:
+    """:func:`_parse_plain_cai` once the interface is read."""
     if type(cai) is not dict or cai.get("typestr") not in _UINT8_TYPESTRS or cai.get("mask") is not None:
         return None
     try:
@@ -448,8 +453,11 @@ def _parse_plain_cai(obj: Any) -> FrameView | None:
             strides = tuple(strides)
     except (KeyError, TypeError, IndexError):
         return None
-    if not pointer or not all(type(n) is int for n in shape):
+    if not pointer:
         return None
+    for n in shape:  # a loop, not all(generator): this runs every frame
+        if type(n) is not int:
+            return None
 
     def got() -> str:
         return _describe(shape, cai["typestr"], strides, "cuda (__cuda_array_interface__)")
@@ -457,3 +465,57 @@ def _parse_plain_cai(obj: Any) -> FrameView | None:
     width, height, pitch, fmt = _layout(shape, strides, got)
     stream = cai.get("stream")
     return FrameView(pointer, pitch, width, height, fmt, int(stream) if stream is not None else None)
+
+
+def _frozen(cai: dict[str, Any]) -> bool:
+    """Whether everything a FrameView is made from in ``cai`` is immutable (tuples of
+    ints, ints, strings, None), so that a snapshot of it cannot change behind our back."""
+    shape, data, strides, stream = cai.get("shape"), cai.get("data"), cai.get("strides"), cai.get("stream")
+    return (
+        type(shape) is tuple
+        and type(data) is tuple
+        and all(type(v) in (int, bool) for v in (*shape, *data))
+        and (strides is None or (type(strides) is tuple and all(type(v) is int for v in strides)))
+        and (stream is None or type(stream) is int)
+        and type(cai.get("typestr")) is str
+    )
+
+
+class FrameReader:
+    """:func:`parse_frame` for one encoder, remembering the last plain interface it read.
+
+    A renderer hands over the same buffer frame after frame, so its
+    ``__cuda_array_interface__`` equals the last one (CuPy builds a new, equal dict on
+    every access). A FrameView is a function of that dict's values alone, so an equal
+    dict gets the last view back without parsing it again. The comparison is by value,
+    against a snapshot kept only when every value the view is made from is immutable: a
+    list the producer changes later cannot make the snapshot compare equal to something
+    it no longer describes. DLPack arrays and anything unusual are parsed every time.
+    """
+
+    __slots__ = ("_cai", "_view")
+
+    def __init__(self) -> None:
+        self._cai: dict[str, Any] | None = None
+        self._view: FrameView | None = None
+
+    def read(self, obj: Any, *, dlpack_stream: int | None = None) -> FrameView:
+        try:
+            cai = obj.__cuda_array_interface__
+        except (AttributeError, RuntimeError):  # parse_frame words a refusal
+            cai = None
+        if type(cai) is dict:
+            try:
+                same = cai == self._cai
+            except (ValueError, TypeError):  # e.g. a NumPy array among the values: no answer, parse
+                same = False
+            if same:
+                view = self._view
+                assert view is not None  # set together with _cai
+                return view
+            view = _plain_view(cai)
+            if view is not None:
+                if _frozen(cai):
+                    self._cai, self._view = dict(cai), view
+                return view
+        return parse_frame(obj, dlpack_stream=dlpack_stream)

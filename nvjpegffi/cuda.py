@@ -25,9 +25,15 @@ from nvencffi.errors import CudaUnavailable
 from nvjpegffi._ffi import ffi
 from nvjpegffi.errors import CudaError, NvjpegUnavailable
 
-__all__ = ["CudaContext", "HostBuffer", "NullContext", "cuda_errors", "primary_context"]
+__all__ = ["WAITS", "CompletionEvent", "CudaContext", "HostBuffer", "NullContext", "cuda_errors", "primary_context"]
 
 CudaContext = EncodeContext  # the protocol: handle, gpu_name, pushed(), synchronize_stream(), close()
+
+# How the encoder waits for the JPEG to reach the host buffer (see CompletionEvent):
+# "stream" synchronizes the stream (the default); "event" records an event after the
+# copy and waits for it, with the context's wait mode; "event-blocking" does the same
+# with a CU_EVENT_BLOCKING_SYNC event (the thread sleeps instead of spinning).
+WAITS = ("stream", "event", "event-blocking")
 
 
 def primary_context(device: int = 0) -> CudaContext:
@@ -118,3 +124,53 @@ class HostBuffer:
     def __repr__(self) -> str:
         kind = "closed" if self.closed else ("pinned" if self.pinned else "pageable")
         return f"<nvjpegffi.HostBuffer {self.size} bytes {kind}>"
+
+
+class CompletionEvent:
+    """One reusable CUDA event the encoder records after the bitstream copy and waits for.
+
+    The alternative to ``cuStreamSynchronize`` for the end of a frame: the wait covers
+    only the work queued up to the record (the stream may carry on with other work),
+    and ``blocking=True`` makes the waiting thread sleep (``CU_EVENT_BLOCKING_SYNC``)
+    whatever the context's own wait mode. Timing is disabled (``CU_EVENT_DISABLE_TIMING``),
+    the cheapest kind of event. Made once per encoder in ``context``; ``close()``
+    destroys it. With a :class:`NullContext` (no CUDA: the emulator) there is nothing to
+    wait for and :meth:`record_and_wait` returns at once, as the context's
+    ``synchronize_stream`` does.
+    """
+
+    def __init__(self, context: CudaContext, *, blocking: bool = False) -> None:
+        self.blocking = blocking
+        self._context = context
+        self._event: Any = None
+        self._driver: Any = None
+        if context.handle:
+            driver = _driver()
+            flags = int(driver.CUevent_flags.CU_EVENT_DISABLE_TIMING)
+            if blocking:
+                flags |= int(driver.CUevent_flags.CU_EVENT_BLOCKING_SYNC)
+            with cuda_errors(), context.pushed():
+                err, event = driver.cuEventCreate(flags)
+            _check(driver, err, "cuEventCreate")
+            self._driver, self._event = driver, event
+
+    def record_and_wait(self, stream: int) -> None:
+        """Record the event on ``stream`` (a CUstream as an integer) and wait until it has happened."""
+        driver, event = self._driver, self._event
+        if event is None:
+            if self._driver is not None:
+                raise RuntimeError("CompletionEvent is closed")
+            return
+        with cuda_errors(), self._context.pushed():
+            (err,) = driver.cuEventRecord(event, driver.CUstream(stream))
+            _check(driver, err, "cuEventRecord")
+            (err,) = driver.cuEventSynchronize(event)
+        _check(driver, err, "cuEventSynchronize")
+
+    def close(self) -> None:
+        """Destroy the event (idempotent)."""
+        event, self._event = self._event, None
+        if event is not None:
+            with cuda_errors(), self._context.pushed():
+                (err,) = self._driver.cuEventDestroy(event)
+            _check(self._driver, err, "cuEventDestroy")

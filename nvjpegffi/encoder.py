@@ -20,8 +20,11 @@ the ``nvjpegImage_t`` and length cells handed to nvJPEG, and the stream handles.
 
 Per frame: the context is pushed, the image encoded and the bitstream retrieved into
 the host buffer on the caller's stream, the context popped, the stream synchronized,
-and the bytes copied out. nvJPEG's calls are asynchronous: a fault in its kernels
-surfaces at the sync, as :class:`~nvjpegffi.errors.CudaError` naming the CUDA error.
+and the bytes copied out. ``wait="event"`` (or ``"event-blocking"``) replaces the
+stream sync with an event recorded after the copy and waited for
+(:class:`~nvjpegffi.cuda.CompletionEvent`); the default stays ``"stream"``. nvJPEG's
+calls are asynchronous: a fault in its kernels surfaces at the sync (or the event's
+wait), as :class:`~nvjpegffi.errors.CudaError` naming the CUDA error.
 
 An encoder is used by one thread at a time (nvJPEG's rule for an encoder state). It
 owns its handle, state, parameters, host buffer and (unless one was passed in) its
@@ -35,13 +38,14 @@ import logging
 from typing import Any, Literal
 
 from nvjpegffi._ffi import ffi
-from nvjpegffi.cuda import CudaContext, HostBuffer, cuda_errors, primary_context
+from nvjpegffi.cuda import WAITS, CompletionEvent, CudaContext, HostBuffer, cuda_errors, primary_context
 from nvjpegffi.errors import NvjpegUnavailable, error_for
 from nvjpegffi.library import Library, load_library
 
 logger = logging.getLogger("nvjpegffi")
 
 Subsampling = Literal["420", "422", "444", "gray"]
+Wait = Literal["stream", "event", "event-blocking"]
 
 _enum = ffi.typeof("nvjpegChromaSubsampling_t").relements
 SUBSAMPLINGS: dict[str, int] = {
@@ -84,7 +88,8 @@ class JpegEncoder:
     primary context of ``device`` is retained, and released by ``close()``. A context
     passed in is never released here. ``stream`` is the default CUDA stream (a
     ``cudaStream_t`` as an integer; 0 is the legacy default stream); each ``encode_*``
-    call may name another.
+    call may name another. ``wait`` is how the end of each frame is waited for (one of
+    ``nvjpegffi.cuda.WAITS``; ``"stream"``, a stream sync, by default).
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class JpegEncoder:
         device: int = 0,
         context: CudaContext | None = None,
         stream: int = NULL_STREAM,
+        wait: Wait = "stream",
     ) -> None:
         self._closed = True  # until fully open: close() has nothing to do before that
         self.width = _positive_int("width", width)
@@ -108,6 +114,9 @@ class JpegEncoder:
             raise ValueError(f"subsampling must be one of {sorted(SUBSAMPLINGS)}, got {subsampling!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+        if wait not in WAITS:
+            raise ValueError(f"wait must be one of {list(WAITS)}, got {wait!r}")
+        self.wait: Wait = wait
         self.subsampling: Subsampling = subsampling
         self.optimized_huffman = bool(optimized_huffman)
         self.default_stream = self._check_stream(stream)
@@ -120,6 +129,7 @@ class JpegEncoder:
         self._state: Any = None
         self._params: dict[str, Any] = {}  # subsampling -> nvjpegEncoderParams_t
         self._buffer: HostBuffer | None = None
+        self._event: CompletionEvent | None = None  # wait="event"/"event-blocking" only
         self._streams: dict[int, Any] = {}
         self._image = ffi.new("nvjpegImage_t *")
         self._length = ffi.new("size_t *")
@@ -128,6 +138,8 @@ class JpegEncoder:
             with cuda_errors(), self._context.pushed():
                 self._open(backend)
             self._buffer = HostBuffer(self._context, self._bound())
+            if wait != "stream":
+                self._event = CompletionEvent(self._context, blocking=wait == "event-blocking")
         except BaseException:
             self._release(raise_errors=False)
             raise
@@ -319,8 +331,12 @@ class JpegEncoder:
                 lib.nvjpegEncodeRetrieveBitstream(self._handle, self._state, buffer.pointer, length, cuda_stream),
                 "nvjpegEncodeRetrieveBitstream",
             )
-        with cuda_errors():
-            self._context.synchronize_stream(stream)
+        event = self._event
+        if event is None:
+            with cuda_errors():
+                self._context.synchronize_stream(stream)
+        else:
+            event.record_and_wait(stream)
         self.frames_encoded += 1
         return buffer.read(int(length[0]))
 
@@ -372,6 +388,12 @@ class JpegEncoder:
         if buffer is not None:
             try:
                 buffer.close()
+            except RuntimeError as exc:
+                first = first or exc
+        event, self._event = self._event, None
+        if event is not None:
+            try:
+                event.close()
             except RuntimeError as exc:
                 first = first or exc
         if self._owns_context:

@@ -19,7 +19,7 @@ import pytest
 
 from rfb.benchmark import fanout
 from rfb.benchmark.fanout import FanoutOptions, render_table, run_all
-from tests.support.ci import unavailable
+from tests.support.chromium import require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = (128, 96)
@@ -198,12 +198,10 @@ def test_tables_show_missing_values_as_a_dash() -> None:
 
 @pytest.mark.browser
 def test_browser_latency_smoke_run_on_both_transports() -> None:
-    from rfb.benchmark.browser_latency import CHROMIUM, LatencyOptions
+    from rfb.benchmark.browser_latency import LatencyOptions
     from rfb.benchmark.browser_latency import run_all as run_latency
 
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium; scripts/test installs it for CI)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not importable")
+    require_chromium()
 
     # The page plus one protocol viewer in a child process, on each transport.
     before, threads = child_pids(), rfb_threads()

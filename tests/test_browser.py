@@ -18,14 +18,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pytest
 
-from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS  # one launch recipe for tests and benchmark
-from tests.support.ci import unavailable
+from tests.support.chromium import chromium_context
 
 pytestmark = pytest.mark.browser
 
@@ -36,10 +35,6 @@ WAIT_MS = 8000
 
 RED, GREEN, BLUE, WHITE = (230, 30, 30), (30, 200, 30), (30, 30, 230), (235, 235, 235)
 YELLOW, CYAN = (230, 220, 30), (30, 210, 220)
-
-
-def _require(what: str) -> NoReturn:
-    unavailable(f"{what} (scripts/test installs Chromium for CI)")
 
 
 def quadrants(width: int = W, height: int = H) -> np.ndarray:
@@ -95,24 +90,8 @@ class Feeder:
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _require(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _require(f"the playwright Python package is not importable: {exc}")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport=VIEWPORT,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile"), viewport=VIEWPORT) as context:
+        yield context
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS
-from tests.test_browser import WAIT_MS, Events, _require, with_query
+from tests.support.chromium import chromium_context
+from tests.test_browser import WAIT_MS, Events, with_query
 
 pytestmark = pytest.mark.browser
 
@@ -39,25 +39,8 @@ def noise(width: int, height: int, seed: int = 12) -> np.ndarray:
 @pytest.fixture(scope="module")
 def hidpi_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Chromium whose pages have devicePixelRatio 2 (Playwright's device_scale_factor)."""
-    if not CHROMIUM.exists():
-        _require(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _require(f"the playwright Python package is not importable: {exc}")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-hidpi")),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport=AREA,
-            device_scale_factor=DPR,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(tmp_path_factory.mktemp("chromium-hidpi"), viewport=AREA, device_scale_factor=DPR) as context:
+        yield context
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.checkout import ROOT, copy_tracked, tracked_files
 from tests.support.ci import unavailable
 from tests.support.nvenc_fixtures import c_compiler, emulator_path, official_header_dir  # noqa: F401 (fixtures)
 
-ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 GPU_ONLY = {"cuda-python", "cuda-bindings", "cuda-pathfinder", "cupy-cuda13x", "nvidia-nvjpeg"}
 
@@ -124,30 +124,6 @@ def test_the_cpu_routes_run_without_opencv_and_say_why_they_are_slower():
 
 
 # ---------------------------------------------------------------- the sdist
-
-
-def tracked_files() -> list[str]:
-    """The files a commit of this checkout would hold: tracked ones and new ones git does not ignore."""
-    if shutil.which("git") is None:
-        unavailable("git is not installed: cannot tell which files a build would see")
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if listing.returncode != 0 or not listing.stdout.strip():
-        unavailable(f"{ROOT} is not a git checkout: cannot tell which files a build would see")
-    return listing.stdout.splitlines()
-
-
-def copy_tracked(destination: Path) -> Path:
-    for name in tracked_files():
-        if (ROOT / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, destination / name)
-    return destination
 
 
 def test_the_sdist_carries_all_of_tests_and_docs(tmp_path: Path):

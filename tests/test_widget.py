@@ -29,9 +29,10 @@ import numpy as np
 import pytest
 
 from rfb import protocol
+from rfb.benchmark import widget_latency
+from rfb.benchmark.jupyterlab import Notebook, start_jupyterlab
 from tests.conftest import H264, FakeVideoEncoder, ProtocolClient, start_test_display, wait_until
 from tests.support.ci import IN_CI, unavailable
-from tests.support.jupyterlab import Notebook, start_jupyterlab
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -294,16 +295,9 @@ threading.Thread(target=render_loop, daemon=True).start()
 
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from rfb.benchmark.browser_latency import CHROMIUM
-
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        importlib.import_module("jupyterlab")
-        importlib.import_module("playwright.sync_api")
-    except ImportError as exc:
-        unavailable(f"JupyterLab or Playwright is not importable (pip install -e '.[test]'): {exc}")
-
+    missing = widget_latency.missing_requirements()
+    if missing:
+        unavailable(f"the widget in JupyterLab needs {'; '.join(missing)}")
     lab = start_jupyterlab(tmp_path_factory.mktemp("jupyterlab"))
     try:
         yield lab
@@ -421,3 +415,33 @@ def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyter
         assert not nb.errors, nb.errors
     finally:
         nb.close()
+
+
+# ---------------------------------------------------------------- python -m rfb.benchmark.widget_latency
+
+
+@pytest.mark.browser
+def test_widget_latency_benchmark_measures_the_comm(jupyterlab, tmp_path):
+    """One short run of the benchmark over the comm (the link whose set-up differs): a row of real figures."""
+    row = widget_latency.measure(jupyterlab, tmp_path, 320, 240, "comm", seconds=1.0, warmup_s=0.5)
+    assert (row["size"], row["link"]) == ("320x240", "comm"), row
+    assert row["route"] is not None, row  # the kernel's H.264 route served the widget
+    assert row["frames"] > 0 and row["fps"] > 0 and row["published_fps"] > 0, row
+    assert 0 < row["median_ms"] <= row["p95_ms"], row
+    assert row["browser_fps"] > 0 and row["draw_ms"] > 0, row
+    table = widget_latency.format_table([row]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| 320x240 | comm | "), table
+
+
+def test_widget_latency_benchmark_says_what_is_missing(monkeypatch, capsys):
+    monkeypatch.setattr(widget_latency, "CHROMIUM", Path("/nonexistent/chromium"))
+    assert widget_latency.main(["--seconds", "1", "--sizes", "320x240"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the widget benchmark needs Chromium at /nonexistent/chromium"), err
+
+
+def test_widget_latency_benchmark_refuses_an_unknown_link(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        widget_latency.main(["--links", "websocket,carrier-pigeon"])
+    assert exit_info.value.code == 2
+    assert "links are websocket, comm; got 'carrier-pigeon'" in capsys.readouterr().err

@@ -7,8 +7,9 @@ in through :func:`rfb.benchmark.sections.register_section` or the
 ``BUILTIN_SECTIONS`` table there.
 
 Some measurements also run alone, as ``python -m rfb.benchmark.MODULE``: ``fanout``,
-``browser_latency``, ``hotpath``, ``nvenc_latency`` (the two NVENC routes' per-call
-latency, on a GPU) and ``nvjpeg_layers`` (one nvJPEG encode by layer, on a GPU).
+``browser_latency``, ``widget_latency`` (the notebook widget in a real JupyterLab, over
+the comm and the WebSocket), ``hotpath``, ``nvenc_latency`` (the two NVENC routes'
+per-call latency, on a GPU) and ``nvjpeg_layers`` (one nvJPEG encode by layer, on a GPU).
 """
 
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport, register_section, run_sections

@@ -9,7 +9,8 @@ moment the viewer sends its ``ack``, which it does right after ``drawImage`` of 
 frame returned in its worker. (Compositing and scan-out come after that and are not
 included; headless Chromium has no screen.)
 
-Where the times come from, since the server does not expose ack times (yet):
+Where the per-frame times come from (the server's ``display.latency()`` gives only
+publish -> ack, not when each frame arrived in the worker):
 
 - the publish time is in every payload header (``timestamp_us``: ``publish()`` stamps
   frames with ``time.monotonic_ns() // 1000`` of this very process);
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rfb.benchmark import machine, patterns
+from rfb.benchmark.chromium import CHROMIUM, launch
 from rfb.benchmark.fanout import (
     DEFAULT_ENCODER,
     Column,
@@ -61,19 +63,6 @@ from rfb.benchmark.sections import BenchmarkOptions, SectionReport, write_json_r
 if TYPE_CHECKING:
     from playwright.sync_api import ViewportSize
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Debian's Chromium, headless and software only, with nothing that talks to the network
-# (the real-browser tests in tests/test_browser.py launch it with these too).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 TRANSPORTS: tuple[str, ...] = ("webcodecs", "image")
 START_TIMEOUT_MS = 20_000  # page load, worker start, first frame drawn
 SETTLE = 0.5  # seconds after the window for frames published in it to arrive and be acked
@@ -288,13 +277,7 @@ def chromium(options: LatencyOptions) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="rfb-bench-chromium-") as profile, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(options.chromium),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport=options.viewport,
-        )
+        context = launch(playwright, profile, chromium=options.chromium, viewport=options.viewport)
         try:
             context.add_init_script(PAGE_INIT_JS)
             yield context

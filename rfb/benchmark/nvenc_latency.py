@@ -261,6 +261,19 @@ def engines() -> dict[str, str]:
     return {"nvencffi": engine_of("nvenc_gpu_cffi"), "ffmpeg": engine_of("nvenc_cpu")}
 
 
+def with_engines(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with the engine each route drove (:func:`engines`) and the Python version added."""
+    result["engines"] = engines()
+    result["python"] = sys.version.split()[0]
+    return result
+
+
+def write_result(path: str, result: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+
+
 # -- command line ------------------------------------------------------------------------
 
 
@@ -295,9 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         print(f"error: both NVENC routes must run here; {'; '.join(problems)}", file=sys.stderr)
         return 1
-    result = measure_latency(latency_config(args.size, args.bitrate, args.fps), args.frames)
-    result["engines"] = engines()
-    result["python"] = sys.version.split()[0]
+    result = with_engines(measure_latency(latency_config(args.size, args.bitrate, args.fps), args.frames))
     print(f"{result['size']}, {args.frames} frames, engines {result['engines']}")
     for name, route in result["routes"].items():
         stats = route["latency"]
@@ -308,9 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"  cffi/PyAV median ratio {result['ratio_median']}")
     if args.json_path:
-        with open(args.json_path, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        write_result(args.json_path, result)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Time of one nvJPEG encode, by layer, on a GPU machine.
 
     python -m rfb.benchmark.nvjpeg_layers [frames] [--json PATH] [--between WHAT ...] [--quick]
+    python -m rfb.benchmark.nvjpeg_layers [frames] --compare [--json PATH] [--schedules MODE ...]
 
 For each size and pattern, on the same CuPy frames (rgb24, already in device memory):
 
@@ -21,6 +22,11 @@ real program and in ``python -m rfb.benchmark --gpu`` (paths taking turns):
 
 Several may be given (default ``none``). ``--quick`` keeps 1080p ``scene`` only. Medians
 and p95 over ``frames`` frames after 20 untimed ones; KB per frame.
+
+``--compare`` instead times the candidate remedies of issue 15 against the current
+route, interleaved in one process, and the primary context's wait modes in one child
+process each (``--schedules``, default all four; none with an empty list): see
+:mod:`rfb.benchmark.nvjpeg_variants`.
 """
 
 from __future__ import annotations
@@ -141,6 +147,7 @@ def measure(cp: Any, gpu: str, width: int, height: int, pattern: str, between: s
 
 def main(argv: list[str]) -> int:
     import nvjpegffi
+    from rfb.benchmark import nvjpeg_variants
     from rfb.gpu.context import GpuUnavailable, gpu_available, import_cupy
 
     parser = argparse.ArgumentParser(prog="python -m rfb.benchmark.nvjpeg_layers")
@@ -148,7 +155,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--between", nargs="+", choices=BETWEEN, default=["none"])
     parser.add_argument("--quick", action="store_true", help="1080p scene only")
+    parser.add_argument(
+        "--compare", action="store_true", help="the remedies of issue 15 against the current route (1080p scene)"
+    )
+    parser.add_argument(
+        "--schedules",
+        nargs="*",
+        choices=nvjpeg_variants.SCHEDULES,
+        default=list(nvjpeg_variants.SCHEDULES),
+        help="with --compare: context wait modes, one child process each (default: all)",
+    )
+    parser.add_argument("--child-schedule", choices=nvjpeg_variants.SCHEDULES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.frames <= 0:
+        parser.error(f"frames must be a positive integer, got {args.frames}")
+    if args.child_schedule is not None:  # before anything activates the primary context
+        return nvjpeg_variants.child(args.child_schedule, args.frames)
     try:
         reason = gpu_available()
         if reason is not None:
@@ -161,6 +183,12 @@ def main(argv: list[str]) -> int:
     name = cp.cuda.runtime.getDeviceProperties(0)["name"]
     gpu = name.decode() if isinstance(name, bytes) else str(name)
     print(f"GPU {gpu}; nvJPEG {'.'.join(map(str, lib.version))} ({lib.path}); quality 80, 4:2:0")
+    if args.compare:
+        result = nvjpeg_variants.compare(cp, args.frames, args.schedules, lambda line: print(line, flush=True))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump({"gpu": gpu, "nvjpeg": ".".join(map(str, lib.version)), **result}, f, indent=2)
+        return 0
     plan = [(1920, 1080, "scene")] if args.quick else PLAN
     rows: list[dict[str, Any]] = []
     for between in args.between:

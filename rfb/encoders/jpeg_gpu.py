@@ -54,6 +54,7 @@ from rfb.gpu.convert import DEVICE_ROUND_U8, to_host_rgb
 if TYPE_CHECKING:
     from nvjpegffi import JpegEncoder
     from nvjpegffi.cuda import CudaContext
+    from nvjpegffi.encoder import Wait
     from rfb.gpu.staging import DeviceStaging
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,10 @@ class JpegGpuEncoder:
     ``context`` is nvjpegffi's (the test suite passes a ``NullContext`` to drive the
     nvJPEG emulator with host memory); by default the encoder retains the primary
     context of ``config.device_id``. ``nv12_matrix``/``nv12_full_range`` say what the
-    NV12 frames published to it hold (rfb's convention by default).
+    NV12 frames published to it hold (rfb's convention by default). ``wait`` is how
+    nvjpegffi waits for each JPEG (``"stream"`` by default; ``"event"`` and
+    ``"event-blocking"`` are the variants ``python -m rfb.benchmark.nvjpeg_layers
+    --compare`` measures against it).
     """
 
     transport: Transport = "image"
@@ -180,6 +184,7 @@ class JpegGpuEncoder:
         nv12_matrix: str = DEFAULT_MATRIX,
         nv12_full_range: bool = False,
         context: CudaContext | None = None,
+        wait: Wait = "stream",
     ) -> None:
         from nvjpegffi import check_quality
 
@@ -195,7 +200,7 @@ class JpegGpuEncoder:
         self.conversions = 0  # nv12 frames re-matrixed to JFIF on the device
         self.downloads = 0  # frames copied down for a PNG still
         self.last_source: tuple[int, int] | None = None  # (pointer, pitch) nvJPEG last read
-        self._jpeg: JpegEncoder | None = _open_nvjpeg(config, subsampling, context)
+        self._jpeg: JpegEncoder | None = _open_nvjpeg(config, subsampling, context, wait)
         self._staging: DeviceStaging | None = None  # host uploads, made on the first host frame
         self._buffers: dict[str, Any] = {}  # "rgb24" / "nv12" -> CuPy staging array
         self._still: ImageEncoder | None = None  # the PNG writer, made on the first still
@@ -367,7 +372,10 @@ def _cupy_stream(cp: Any, stream: int) -> Any:
 
 
 def _open_nvjpeg(
-    config: EncoderConfig, subsampling: Literal["420", "422", "444"], context: CudaContext | None
+    config: EncoderConfig,
+    subsampling: Literal["420", "422", "444"],
+    context: CudaContext | None,
+    wait: Wait = "stream",
 ) -> JpegEncoder:
     """The nvjpegffi encoder for ``config``; nvJPEG that cannot run here is EncoderUnavailable."""
     try:
@@ -382,6 +390,7 @@ def _open_nvjpeg(
             subsampling=subsampling,
             device=config.device_id,
             context=context,
+            wait=wait,
         )
     except nvjpegffi.NvjpegUnavailable as exc:
         raise EncoderUnavailable(f"{NAME}: {exc}") from exc

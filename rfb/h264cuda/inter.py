@@ -25,6 +25,11 @@ def _luma_plane(xp: Any, plane: Any, name: str) -> Any:
     return xp.ascontiguousarray(plane)
 
 
+def _check_search(search: int, qp: int) -> None:
+    if search < 0 or not 0 <= qp < len(LAMBDA):
+        raise ValueError(f"expected search >= 0 and a QP in 0..{len(LAMBDA) - 1}, got {search} and {qp}")
+
+
 def motion_search(launcher: Launcher, y: Any, ref: Any, search: int, qp: int) -> tuple[Any, Any]:
     """The chosen vector of every macroblock, (R, C, 2) whole luma samples (x, y), and its cost (R, C).
 
@@ -35,8 +40,7 @@ def motion_search(launcher: Launcher, y: Any, ref: Any, search: int, qp: int) ->
     src, reference = _luma_plane(xp, y, "y"), _luma_plane(xp, ref, "ref")
     if src.shape != reference.shape:
         raise ValueError(f"expected a reference shaped like the picture {src.shape}, got {reference.shape}")
-    if search < 0 or not 0 <= qp < len(LAMBDA):
-        raise ValueError(f"expected search >= 0 and a QP in 0..{len(LAMBDA) - 1}, got {search} and {qp}")
+    _check_search(search, qp)
     h, w = src.shape
     rows, cols = h // 16, w // 16
     count = (2 * search + 1) ** 2
@@ -159,10 +163,13 @@ def code_p_picture(
 
     As :func:`rfb.h264cuda.model.inter.code_p_picture`: luma (H, W) and chroma
     (2, H/2, W/2) uint8 of whole macroblocks; returns the macroblocks (int32 arrays of
-    ``launcher.xp``) and the reconstruction (uint8 planes). No host copy: every step is
-    a launch (the intra macroblocks' wavefront is :func:`rfb.h264cuda.intra.code_wavefront`).
+    ``launcher.xp``) and the reconstruction (uint8 planes). Every step is a launch; the
+    one host copy is the intra mask, read by :func:`rfb.h264cuda.intra.code_wavefront`
+    (its default schedule) to launch only the chains of intra macroblocks, none when
+    the picture has none.
     """
     xp = launcher.xp
+    _check_search(search, qp)
     p = _planes(xp, y, c, ref_y, ref_c)
     h, w = p.y.shape
     rows, cols = p.rows, p.cols

@@ -1,17 +1,32 @@
 """Intra16x16 macroblocks on the kernels: the driver of ``kernels/intra.cu``.
 
 Each function mirrors its namesake in :mod:`rfb.h264cuda.model.intra` (same arguments
-after the launcher, same results, bit for bit) with arrays of ``launcher.xp``. The
-wavefront walks the anti-diagonals on the host, three launches per diagonal (SADs of
-the candidate modes; prediction, transform and AC levels per 4x4 block; DC levels,
-the decoder's residual and the reconstruction per 4x4 block), because macroblocks of
-one diagonal are independent and each depends on the previous two diagonals. Nothing
-is copied to the host: the diagonal lengths follow from the picture size alone.
+after the launcher, same results, bit for bit) with arrays of ``launcher.xp``.
+
+A macroblock predicts from its left, upper and upper-left neighbours' reconstruction,
+so it can be coded once those of them that are being coded too are done. The kernels
+take a list of macroblocks in groups, each group independent within itself, and the
+driver launches one kernel per group (a thread per 4x4 block: mode decision,
+transform, levels, the decoder's residual and the reconstruction) and one more at the
+end for the coded block patterns: the wavefront is a chain of dependent launches, as
+long as its number of launches. Every macroblock sees the same neighbours in whichever
+valid order it is coded, so any such grouping gives the model's result:
+
+- an I picture's groups are its anti-diagonals, as the model's (R + C - 1 groups,
+  known from the picture size: nothing is copied to the host);
+- a P picture's intra macroblocks (:func:`code_wavefront`) are grouped by the length of
+  their longest chain of intra neighbours, usually a handful of groups where the
+  model walks every diagonal; this copies the (R, C) mask to the host (one small
+  transfer, and a wait for the work before it). ``schedule="diagonals"`` avoids the
+  copy at the price of launching every diagonal.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Any, Literal
+
+import numpy as np
 
 from rfb.h264cuda.kernels import Launcher, blocks
 from rfb.h264cuda.model.picture import MacroblockArrays
@@ -55,9 +70,47 @@ def _shape(name: str, a: Any, want: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: expected shape {want}, got {tuple(a.shape)}")
 
 
-def _diagonal(step: int, rows: int, cols: int) -> int:
-    # How many macroblocks anti-diagonal ``step`` holds.
-    return min(rows - 1, step) - max(0, step - cols + 1) + 1
+def chain_levels(mask: np.ndarray) -> np.ndarray:
+    """(R, C) int64: for each macroblock in ``mask``, the length of the longest chain of
+    masked neighbours (left, upper, upper-left) it waits for; -1 outside ``mask``.
+
+    level = 1 + max(level of the left, upper and upper-left neighbours), row by row: in a
+    row, a run of masked macroblocks starting at s has level(c) = c + 1 + max over
+    s <= j <= c of (up(j) - j), with up(j) the larger level above or above-left; the
+    running maximum restarts at each run (each run's values are lifted above the ones
+    before it).
+    """
+    rows, cols = mask.shape
+    level = np.full((rows, cols), -1, np.int64)
+    c = np.arange(cols)
+    lift = 2 * (rows * cols + cols + 3)  # more than the spread of (up - j) values
+    prev = np.full(cols, -1, np.int64)
+    for r in range(rows):
+        m = mask[r].astype(bool)
+        if m.any():
+            up = np.maximum(prev, np.concatenate(([-1], prev[:-1])))
+            run = np.cumsum(~m)  # constant over a run (and the unmasked macroblock before it)
+            value = np.where(m, up - c, -(cols + 2)) + run * lift
+            level[r] = np.where(m, c + 1 + np.maximum.accumulate(value) - run * lift, -1)
+        prev = level[r]
+    return level
+
+
+def _groups(level: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    # The masked macroblocks (r * C + c, int32) by level, and each level's (first, count).
+    flat = level.ravel()
+    masked = np.flatnonzero(flat >= 0)
+    order = masked[np.argsort(flat[masked], kind="stable")].astype(np.int32)
+    counts = np.bincount(flat[masked])
+    firsts = np.cumsum(counts) - counts
+    return order, [(int(f), int(n)) for f, n in zip(firsts, counts, strict=True) if n]
+
+
+@cache
+def _diagonals(rows: int, cols: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    # Every macroblock by anti-diagonal (the chain levels of a full mask are r + c).
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    return _groups(r + c)
 
 
 def source_cost(launcher: Launcher, src_y: Any) -> Any:
@@ -73,17 +126,52 @@ def source_cost(launcher: Launcher, src_y: Any) -> Any:
 
 
 def code_wavefront(
-    launcher: Launcher, src_y: Any, src_c: Any, rec_y: Any, rec_c: Any, mask: Any, qp: int, mbs: MacroblockArrays
+    launcher: Launcher,
+    src_y: Any,
+    src_c: Any,
+    rec_y: Any,
+    rec_c: Any,
+    mask: Any,
+    qp: int,
+    mbs: MacroblockArrays,
+    *,
+    schedule: Literal["levels", "diagonals"] = "levels",
 ) -> None:
-    """Code the macroblocks in ``mask`` (R, C) as Intra16x16, one anti-diagonal at a time
-    (model ``code_wavefront``).
+    """Code the macroblocks in ``mask`` (R, C) as Intra16x16 (model ``code_wavefront``).
 
     ``src_y`` (R, C, 16, 16) and ``src_c`` (R, C, 2, 8, 8) are the source (any integer
     dtype); ``rec_y`` and ``rec_c`` (same shapes) the reconstruction, final outside
     ``mask`` and completed here in place, as are the macroblocks' entries in ``mbs``
-    (C-contiguous int32 fields, as :func:`macroblock_arrays` makes them). Every diagonal
-    is launched, masked macroblocks or not, so nothing waits on the device.
+    (C-contiguous int32 fields, as :func:`macroblock_arrays` makes them).
+
+    ``schedule="levels"`` copies ``mask`` to the host and launches one group per chain
+    level (none when the mask is empty); ``"diagonals"`` copies nothing and launches
+    every anti-diagonal, the kernels skipping the macroblocks outside ``mask``.
     """
+    xp = launcher.xp
+    rows, cols = mask.shape
+    if schedule == "levels":
+        order, groups = _groups(chain_levels(np.asarray(getattr(xp, "asnumpy", np.asarray)(mask))))
+    elif schedule == "diagonals":
+        order, groups = _diagonals(rows, cols)
+    else:
+        raise ValueError(f"schedule: expected 'levels' or 'diagonals', got {schedule!r}")
+    _code_groups(launcher, src_y, src_c, rec_y, rec_c, mask, qp, mbs, order, groups)
+
+
+def _code_groups(
+    launcher: Launcher,
+    src_y: Any,
+    src_c: Any,
+    rec_y: Any,
+    rec_c: Any,
+    mask: Any,
+    qp: int,
+    mbs: MacroblockArrays,
+    order: np.ndarray,
+    groups: list[tuple[int, int]],
+) -> None:
+    # One launch per group of ``order``, one for all; see the module's docstring.
     xp = launcher.xp
     rows, cols = mask.shape
     _shape("src_y", src_y, (rows, cols, 16, 16))
@@ -91,23 +179,23 @@ def code_wavefront(
     _shape("rec_y", rec_y, (rows, cols, 16, 16))
     _shape("rec_c", rec_c, (rows, cols, 2, 8, 8))
     _check_macroblocks(xp, mbs, rows, cols)
+    if not groups:
+        return
     sy = xp.ascontiguousarray(src_y, dtype=xp.int32)
     sc = xp.ascontiguousarray(src_c, dtype=xp.int32)
     ry = xp.ascontiguousarray(rec_y, dtype=xp.int32)  # rec_y itself where it already is int32, C order
     rc = xp.ascontiguousarray(rec_c, dtype=xp.int32)
     m = xp.ascontiguousarray(mask, dtype=xp.uint8)
-    sad = xp.empty((rows, cols, 8), xp.int32)
-    dccoef = xp.empty((rows, cols, 24), xp.int32)
+    mb_list = xp.asarray(order)
     block = (THREADS, 1, 1)
-    for step in range(rows + cols - 1):
-        n = _diagonal(step, rows, cols)
-        launcher.launch("intra_sad", blocks(8 * n, THREADS), block, step, rows, cols, m, sy, sc, ry, rc, sad)
+    for first, n in groups:
         launcher.launch(
-            "intra_forward",
+            "intra_code",
             blocks(24 * n, THREADS),
             block,
-            step,
-            rows,
+            mb_list,
+            first,
+            n,
             cols,
             qp,
             m,
@@ -115,34 +203,28 @@ def code_wavefront(
             sc,
             ry,
             rc,
-            sad,
-            dccoef,
             mbs.kind,
             mbs.luma_mode,
             mbs.chroma_mode,
-            mbs.luma,
-            mbs.chroma_ac,
-        )
-        launcher.launch(
-            "intra_reconstruct",
-            blocks(24 * n, THREADS),
-            block,
-            step,
-            rows,
-            cols,
-            qp,
-            m,
-            ry,
-            rc,
-            sad,
-            dccoef,
-            mbs.luma,
-            mbs.chroma_ac,
             mbs.luma_dc,
+            mbs.luma,
             mbs.chroma_dc,
-            mbs.cbp_luma,
-            mbs.cbp_chroma,
+            mbs.chroma_ac,
         )
+    count = len(order)
+    launcher.launch(
+        "intra_cbp",
+        blocks(count, THREADS),
+        block,
+        mb_list,
+        count,
+        m,
+        mbs.luma,
+        mbs.chroma_dc,
+        mbs.chroma_ac,
+        mbs.cbp_luma,
+        mbs.cbp_chroma,
+    )
     if ry is not rec_y:
         rec_y[...] = ry
     if rc is not rec_c:
@@ -163,7 +245,8 @@ def code_i_picture(launcher: Launcher, y: Any, c: Any, qp: int) -> tuple[Macrobl
     src_c = xp.ascontiguousarray(c.astype(xp.int32).reshape(2, rows, 8, cols, 8).transpose(1, 3, 0, 2, 4))
     rec_y = xp.zeros((rows, cols, 16, 16), xp.int32)
     rec_c = xp.zeros((rows, cols, 2, 8, 8), xp.int32)
-    code_wavefront(launcher, src_y, src_c, rec_y, rec_c, xp.ones((rows, cols), xp.uint8), qp, mbs)
+    order, groups = _diagonals(rows, cols)
+    _code_groups(launcher, src_y, src_c, rec_y, rec_c, xp.ones((rows, cols), xp.uint8), qp, mbs, order, groups)
     out_y = rec_y.transpose(0, 2, 1, 3).reshape(height, width).astype(xp.uint8)
     out_c = rec_c.transpose(2, 0, 3, 1, 4).reshape(2, height // 2, width // 2).astype(xp.uint8)
     return mbs, out_y, out_c

@@ -96,6 +96,16 @@ def test_the_frames_stream_is_the_one_nvjpeg_runs_on(emulator: Emulator, named: 
     assert parse(payload.data).stream == used
 
 
+def test_the_wait_is_a_route_option_and_stream_sync_the_default(emulator: Emulator) -> None:
+    frame = host_cuda_frame(patterns.gradient(W, H))
+    with emulated() as plain, emulated(wait="event") as evented:
+        assert (plain.nvjpeg.wait, evented.nvjpeg.wait) == ("stream", "event")
+        assert evented.encode(frame)[0].data == plain.encode(frame)[0].data
+    with pytest.raises(ValueError, match="wait must be one of"):
+        emulated(wait="poll")
+    assert emulator.live() == NONE_LIVE
+
+
 def test_subsampling_is_a_route_option(emulator: Emulator) -> None:
     frame = host_cuda_frame(patterns.gradient(W, H))
     with emulated(subsampling="444") as enc:

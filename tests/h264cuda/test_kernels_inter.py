@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rfb.h264cuda import inter, mvpred
 from rfb.h264cuda.model import inter as model_inter
@@ -283,3 +285,53 @@ def test_a_p_picture_refuses_a_reference_of_another_size() -> None:
     c = np.zeros((2, 16, 24), np.uint8)
     with pytest.raises(ValueError, match=r"expected ref_y shaped like y \(32, 48\), got \(32, 32\)"):
         inter.code_p_picture(CPU, y, c, np.zeros((32, 32), np.uint8), c, 26, 8)
+
+
+@pytest.mark.parametrize(("pattern", "qp"), [("scene", 26), ("gradient", 40)])
+def test_a_chain_of_p_pictures_each_predicting_from_the_kernels_reconstruction(pattern: str, qp: int) -> None:
+    # As in a stream: every P picture predicts from the reconstruction of the one before,
+    # the kernels' from the kernels', so a difference anywhere would carry forward.
+    width, height = 96, 64
+    pictures = [_planes(p, width, height) for p in nv12_pictures(pattern, width, height, 4)]
+    _, want_y, want_c = model_intra.code_i_picture(*pictures[0], qp)
+    got_y, got_c = want_y, want_c
+    for y, c in pictures[1:]:
+        got = inter.code_p_picture(CPU, y, c, got_y, got_c, qp, 8)
+        want = model_inter.code_p_picture(y, c, want_y, want_c, qp, 8)
+        assert_same_picture(got, want)
+        (_, got_y, got_c), (_, want_y, want_c) = got, want
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    qp=st.integers(0, 51),
+    search=st.integers(0, 9),
+    size=st.sampled_from([(16, 16), (32, 48), (48, 32), (64, 16)]),
+    smooth=st.booleans(),
+)
+def test_random_p_pictures_equal_the_model(
+    seed: int, qp: int, search: int, size: tuple[int, int], smooth: bool
+) -> None:
+    # Random content and QP (the model's whole range), pictures that partly move and partly change.
+    width, height = size
+    rng = np.random.default_rng(seed)
+    ref = rng.integers(0, 256, (height * 3 // 2, width), dtype=np.uint8)
+    if smooth:
+        ref = (np.cumsum(rng.integers(-3, 4, ref.shape), axis=1) + 128).clip(0, 255).astype(np.uint8)
+    nxt = np.roll(ref, shift=tuple(int(v) for v in rng.integers(-6, 7, 2)), axis=(0, 1))
+    patch_y, patch_x = int(rng.integers(0, height - 8)), int(rng.integers(0, width - 12))
+    nxt[patch_y : patch_y + 8, patch_x : patch_x + 12] = rng.integers(0, 256, (8, 12), dtype=np.uint8)
+    y, c = _planes(nxt, width, height)
+    ref_y, ref_c = _planes(ref, width, height)
+    got = inter.code_p_picture(CPU, y, c, ref_y, ref_c, qp, search)
+    want = model_inter.code_p_picture(y, c, ref_y, ref_c, qp, search)
+    assert_same_picture(got, want)
+
+
+@pytest.mark.parametrize(("qp", "search"), [(-1, 8), (52, 8), (26, -1)])
+def test_a_p_picture_refuses_a_qp_or_search_out_of_range(qp: int, search: int) -> None:
+    y = np.zeros((32, 48), np.uint8)
+    c = np.zeros((2, 16, 24), np.uint8)
+    with pytest.raises(ValueError, match=rf"expected search >= 0 and a QP in 0..51, got {search} and {qp}"):
+        inter.code_p_picture(CPU, y, c, y, c, qp, search)

@@ -133,3 +133,74 @@ def test_wrong_inputs_are_refused_with_what_was_expected():
     mbs.luma = mbs.luma.astype(np.int64)
     with pytest.raises(ValueError, match=r"MacroblockArrays.luma: expected C-contiguous int32 \(2, 2, 16, 16\)"):
         driver.code_wavefront(CpuLauncher(), src_y, src_c, rec_y, rec_c, mask, 26, mbs)
+
+
+def brute_levels(mask: np.ndarray) -> np.ndarray:
+    # Raster order visits the left, upper and upper-left neighbours first.
+    rows, cols = mask.shape
+    level = np.full((rows, cols), -1)
+    for r in range(rows):
+        for c in range(cols):
+            if mask[r, c]:
+                near = [level[y, x] for y, x in ((r, c - 1), (r - 1, c), (r - 1, c - 1)) if y >= 0 and x >= 0]
+                level[r, c] = 1 + max(near, default=-1)
+    return level
+
+
+@pytest.mark.parametrize("density", [0.0, 0.2, 0.5, 0.8, 1.0])
+@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (1, 9), (7, 1), (9, 13), (20, 7)])
+def test_chain_levels_are_the_longest_chains_of_masked_neighbours(rows: int, cols: int, density: float):
+    mask = np.random.default_rng(rows * cols).random((rows, cols)) < density
+    np.testing.assert_array_equal(driver.chain_levels(mask), brute_levels(mask))
+
+
+class CountingLauncher(CpuLauncher):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def launch(self, name: str, grid: tuple[int, int, int], block: tuple[int, int, int], *args: object) -> None:
+        self.names.append(name)
+        super().launch(name, grid, block, *args)
+
+
+def test_the_level_schedule_launches_per_chain_level_and_diagonals_per_diagonal():
+    rng = np.random.default_rng(3)
+    src_y, src_c, rec_y, rec_c, _ = wavefront_inputs(rng, 96, 64, 0.0)
+    rows, cols = src_y.shape[:2]
+    mask = np.zeros((rows, cols), bool)
+    mask[0, 0] = mask[2, 3] = mask[3, 5] = mask[3, 1] = True  # isolated: one level
+    mask[1, 1] = True  # after (0, 0): a second level
+    want = MacroblockArrays.empty(rows, cols)
+    want_y, want_c = rec_y.copy(), rec_c.copy()
+    model.code_wavefront(src_y, src_c, want_y, want_c, mask, 26, want)
+    for schedule, launches in (("levels", 2 + 1), ("diagonals", rows + cols - 1 + 1)):
+        launcher = CountingLauncher()
+        mbs = driver.macroblock_arrays(np, rows, cols)
+        got_y, got_c = rec_y.copy(), rec_c.copy()
+        driver.code_wavefront(launcher, src_y, src_c, got_y, got_c, mask, 26, mbs, schedule=schedule)  # type: ignore[arg-type]
+        assert len(launcher.names) == launches, schedule
+        assert_macroblocks_equal(mbs, want)
+        np.testing.assert_array_equal(got_y, want_y)
+        np.testing.assert_array_equal(got_c, want_c)
+    launcher = CountingLauncher()
+    driver.code_wavefront(
+        launcher, src_y, src_c, rec_y, rec_c, mask & False, 26, driver.macroblock_arrays(np, rows, cols)
+    )
+    assert launcher.names == []
+    with pytest.raises(ValueError, match="schedule: expected 'levels' or 'diagonals', got 'raster'"):
+        driver.code_wavefront(launcher, src_y, src_c, rec_y, rec_c, mask, 26, want, schedule="raster")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("qp", [22, 45])
+def test_diagonal_schedule_equals_the_model(qp: int):
+    rng = np.random.default_rng(qp)
+    src_y, src_c, rec_y, rec_c, mask = wavefront_inputs(rng, 120, 90, 0.6)
+    rows, cols = mask.shape
+    mbs = random_macroblocks(rng, rows, cols)
+    want = MacroblockArrays(**{n: getattr(mbs, n).copy() for n in MacroblockArrays.__slots__})
+    want_y, want_c = rec_y.copy(), rec_c.copy()
+    model.code_wavefront(src_y, src_c, want_y, want_c, mask, qp, want)
+    driver.code_wavefront(CpuLauncher(), src_y, src_c, rec_y, rec_c, mask, qp, mbs, schedule="diagonals")
+    assert_macroblocks_equal(mbs, want)
+    np.testing.assert_array_equal(rec_y, want_y)
+    np.testing.assert_array_equal(rec_c, want_c)

@@ -6,8 +6,9 @@ context, which WebCodecs requires) and decodes the access units with a
 viewer does. Each decoded frame is copied out as I420 planes and compared, exactly,
 with the model's reconstruction.
 
-Chromium is the Debian package (/usr/bin/chromium), launched as the other browser
-tests launch it; where it or Playwright is missing this skips, except under CI=true.
+Chromium is the Debian package (/usr/bin/chromium), launched by tests/support/chromium.py
+as the other browser tests launch it; where it or Playwright is missing this skips,
+except under CI=true.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS
 from rfb.encoders import h264
-from tests.support.ci import unavailable
+from tests.support.chromium import chromium_context
 
 from .streams import encode, nv12_pictures
 
@@ -64,29 +64,14 @@ async ([codec, width, height, units]) => {
 
 @pytest.fixture(scope="module")
 def chromium_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        unavailable(f"the playwright Python package is not importable: {exc}")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
+        page = context.new_page()
+        page.route(
+            PAGE_URL,
+            lambda route: route.fulfill(body="<!doctype html><title>decode</title>", content_type="text/html"),
         )
-        try:
-            page = context.new_page()
-            page.route(
-                PAGE_URL,
-                lambda route: route.fulfill(body="<!doctype html><title>decode</title>", content_type="text/html"),
-            )
-            page.goto(PAGE_URL)
-            yield page
-        finally:
-            context.close()
+        page.goto(PAGE_URL)
+        yield page
 
 
 def _planes(frame: dict[str, Any]) -> list[np.ndarray]:

@@ -1,8 +1,9 @@
 """The test suite's measuring process: rfb.benchmark.nvenc_latency, on the NVENC emulator too.
 
-Run by tests/latency/test_latency.py and test_harness.py in a fresh process whose
-environment picks the NVENC library (see engine.py). What users run on a machine with
-NVENC is ``python -m rfb.benchmark.nvenc_latency``; this adds what needs the emulator:
+Run by tests/latency/test_latency.py and test_harness.py (through runner.py) in a fresh
+process whose environment picks the NVENC library (see engine.py); it is not a command
+for users. What users run on a machine with NVENC is ``python -m
+rfb.benchmark.nvenc_latency``; this adds what needs the emulator, which is test-only:
 
 ``latency``: the same measurement, plus the emulator's record of both sessions (their
 settings must agree) and its ledger (nothing leaked). With the emulator (I_PCM) the
@@ -24,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -246,22 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.latency.harness")
     p.add_argument("mode", choices=("latency", "overhead"))
     p.add_argument("--memory", choices=("cuda", "host"), default="cuda")
-    p.add_argument("--size", default="1920x1080")
+    p.add_argument("--size", type=nvenc_latency.parse_size, default=(1920, 1080), metavar="WxH")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--bitrate", type=int, default=None)
     p.add_argument("--fps", type=float, default=60.0)
     p.add_argument("--json", dest="json_path", required=True)
     args = p.parse_args(argv)
-    w, h = (int(v) for v in args.size.lower().split("x"))
     if args.mode == "latency":
-        result = measure_latency(args.memory, (w, h), args.frames, args.bitrate, args.fps)
+        result = measure_latency(args.memory, args.size, args.frames, args.bitrate, args.fps)
     else:
-        result = measure_overhead(args.memory, (w, h), args.frames)
-    result["engines"] = nvenc_latency.engines()
-    result["python"] = sys.version.split()[0]
-    with open(args.json_path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+        result = measure_overhead(args.memory, args.size, args.frames)
+    nvenc_latency.write_result(args.json_path, nvenc_latency.with_engines(result))
     return 0
 
 

@@ -1,100 +1,132 @@
-"""Host overhead of ``NvencEncoder.encode()`` against the emulator in no-pixel mode.
+"""``rfb.benchmark.encode_overhead`` against the NVENC emulator in no-pixel mode (host work only).
 
 Not a test (no timing assertions): run it and read the numbers.
 
-    .venv/bin/python -m tests.nvencffi.bench_overhead [frames]
+    python -m tests.nvencffi.bench_overhead [--context null|standin|cuda] [--batch N] [--rounds N]
 
-The emulator in no-pixel mode validates every call and writes a tiny access unit, so the
-time per frame is the binding's Python/cffi work (frame parsing, the allocation-id query,
-cache lookup, fresh parameter structs, map, encode, lock, copy-out, unlock, unmap) plus
-the emulator's own bookkeeping. It is measured twice: with a context that cannot tell
-allocations apart, and with one that answers the per-frame allocation-id query (here the
-emulator's ``pointer_info`` through ctypes, standing in for cuPointerGetAttribute). The
-last number is the same cffi calls into the emulator with no Python logic around them.
+The emulator in no-pixel mode validates every call and writes a tiny access unit, so
+what an ``encode()`` costs is the binding's work plus the emulator's bookkeeping. The
+product module does the measuring; this adds what only the test suite has, the emulator
+and its no-pixel switch, and picks the CUDA context:
+
+- ``null``: ``NullContext`` answering the allocation id from the emulator's table through
+  ctypes (no CUDA at all);
+- ``standin`` (the default without a GPU): ``PrimaryContext`` through cuda-python on the
+  stand-in libcuda (standin_libcuda.c, compiled and put on ``LD_LIBRARY_PATH`` of a fresh
+  process): the binding's CUDA calls as on a GPU machine, the driver's own time excepted;
+- ``cuda`` (a GPU machine): ``PrimaryContext`` on the real driver, a real device buffer;
+  the emulator then also asks the real driver about the frame's pointer on every encode.
 """
 
 from __future__ import annotations
 
-import functools
+import argparse
+import ctypes
 import os
 import platform
+import subprocess
 import sys
-import time
+from collections.abc import Sequence
+from pathlib import Path
 
-import nvencffi
-from nvencffi import _api
-from nvencffi._ffi import ffi
+from rfb.benchmark import encode_overhead, machine
 from tests.nvenc_emulator import Emulator, build_emulator
+from tests.support.cbuild import CFLAGS, compile_to, compiler, compiler_identity, digest
 from tests.support.frames import nv12_frame
+from tests.support.nvenc_header import ROOT
+
+STANDIN_SOURCE = Path(__file__).resolve().parent / "standin_libcuda.c"
+STANDIN_CACHE = ROOT / ".cache" / "standin-libcuda"
+WIDTH, HEIGHT = 1280, 720  # pitch 1280 = 5 x 256: registered in place
+BUFFER_ID = 7
 
 
-def _best(fn, frames: int) -> float:
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter_ns()
-        for _ in range(frames // 5):
-            fn()
-        best = min(best, (time.perf_counter_ns() - t0) / (frames // 5))
-    return best
+def build_standin() -> Path:
+    """Compile standin_libcuda.c (cached by source, flags and compiler) into ``.../libcuda.so.1``."""
+    flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
+    key = digest([STANDIN_SOURCE], (*flags, compiler_identity(compiler())))
+    return compile_to(STANDIN_CACHE / key / "libcuda.so.1", [*flags, str(STANDIN_SOURCE)])
 
 
-def _raw_calls(lib, handle, reg, bitstream) -> None:
-    """The encode path's five cffi calls with fresh structs and the copy-out, no Python logic around them."""
-    mapping = ffi.new("NV_ENC_MAP_INPUT_RESOURCE *")
-    mapping.version = _api.MAP_INPUT_RESOURCE_VER
-    mapping.registeredResource = reg
-    lib.nvEncMapInputResource(handle, mapping)
-    pic = ffi.new("NV_ENC_PIC_PARAMS *")
-    pic.version = _api.PIC_PARAMS_VER
-    pic.pictureStruct = 1
-    pic.inputWidth, pic.inputHeight, pic.inputPitch = 1280, 720, 1280
-    pic.bufferFmt = mapping.mappedBufferFmt
-    pic.inputBuffer = mapping.mappedResource
-    pic.outputBitstream = bitstream
-    lib.nvEncEncodePicture(handle, pic)
-    lock = ffi.new("NV_ENC_LOCK_BITSTREAM *")
-    lock.version = _api.LOCK_BITSTREAM_VER
-    lock.outputBitstream = bitstream
-    lib.nvEncLockBitstream(handle, lock)
-    ffi.buffer(lock.bitstreamBufferPtr, lock.bitstreamSizeInBytes)[:]
-    lib.nvEncUnlockBitstream(handle, bitstream)
-    lib.nvEncUnmapInputResource(handle, pic.inputBuffer)
+def standin_env() -> dict[str, str]:
+    """The environment of a process whose ``libcuda.so.1`` is the stand-in."""
+    current = os.environ.get("LD_LIBRARY_PATH")
+    path = os.pathsep.join([str(build_standin().parent), *([current] if current else [])])
+    return {**os.environ, "LD_LIBRARY_PATH": path, "RFB_BENCH_STANDIN": "1"}
 
 
-def main(frames: int = 50_000) -> None:
+def run(context_kind: str, batch: int, rounds: int) -> dict[str, object]:
+    """Open an encoder on the emulator (no-pixel mode) with that context; measure it."""
+    import nvencffi
+
     path = build_emulator()
     os.environ["NVENCFFI_LIBRARY"] = str(path)
     nvencffi.reset_library()
     emu = Emulator(path)
     emu.reset()
     emu.set_no_pixel_work(True)
-    frame = nv12_frame(1280, 720)[0]  # pitch 1280 = 5 x 256: registered in place
-    emu.describe_pointer(frame.pointer, frame.storage.nbytes, buffer_id=7)
-    results = {}
-    for label, context in (
-        ("no attribute source", nvencffi.NullContext()),
-        ("allocation id asked per frame", nvencffi.NullContext(attributes=emu.pointer_info)),
-    ):
-        with nvencffi.NvencEncoder(1280, 720, context=context) as enc:
-            for _ in range(2_000):
+    owner = pointer = None
+    if context_kind == "null":
+        owner, *_ = nv12_frame(WIDTH, HEIGHT)
+        emu.describe_pointer(owner.pointer, owner.storage.nbytes, buffer_id=BUFFER_ID)
+        context = nvencffi.NullContext(attributes=emu.pointer_info)
+        frame = owner
+    else:
+        context = nvencffi.PrimaryContext(0)
+        if context_kind == "standin":
+            owner, *_ = nv12_frame(WIDTH, HEIGHT)
+            describe = ctypes.CDLL("libcuda.so.1").standin_describe
+            describe.argtypes = [ctypes.c_ulonglong] * 3
+            describe(owner.pointer, owner.storage.nbytes, BUFFER_ID)
+            frame = owner
+        else:
+            pointer, frame = encode_overhead._device_frame(context, WIDTH, HEIGHT)
+    try:
+        with nvencffi.NvencEncoder(WIDTH, HEIGHT, context=context) as enc:
+            for _ in range(200):
                 enc.encode(frame)
-            results[label] = _best(lambda: enc.encode(frame), frames)
-            assert enc.registration_stats["misses"] == 1 and enc.registration_stats["staged"] == 0
-            lib, handle = enc._lib, enc._encoder
-            reg = next(iter(enc._cache._entries.values()))[0]
-            bitstream = enc._bitstreams[0]
+            result = encode_overhead.measure(enc, frame, batch=batch, rounds=rounds)
+            stats = enc.registration_stats
+        assert stats["misses"] == 1 and stats["staged"] == 0, f"expected one registration, reused: {stats}"
+    finally:
+        if pointer is not None:
+            context.free(pointer)
+        context.close()
+    assert emu.ledger()["sessions"] == 0 and emu.ledger()["errors"] == 0, emu.ledger()
+    return result
 
-            results.setdefault("raw", _best(functools.partial(_raw_calls, lib, handle, reg, bitstream), frames))
-    assert emu.ledger()["sessions"] == 0
-    cpu = platform.processor() or platform.machine()
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.nvencffi.bench_overhead")
+    p.add_argument("--context", choices=("null", "standin", "cuda"), default=None)
+    p.add_argument("--batch", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=15)
+    args = p.parse_args(argv)
+    kind = args.context or ("standin" if os.environ.get("RFB_BENCH_STANDIN") or not _has_cuda() else "cuda")
+    if kind == "standin" and not os.environ.get("RFB_BENCH_STANDIN"):  # LD_LIBRARY_PATH is read at start
+        cmd = [sys.executable, "-m", "tests.nvencffi.bench_overhead", "--context", "standin", *_rest(args)]
+        return subprocess.run(cmd, env=standin_env(), cwd=ROOT, check=False).returncode
+    result = run(kind, args.batch, args.rounds)
     print(
-        f"machine: {platform.node()} ({cpu}, {os.cpu_count()} cores), Python {platform.python_version()}, "
-        f"API {_api.API_MAJOR}.{_api.API_MINOR}; 1280x720 NV12, no-pixel; best of 5 x {frames // 5}"
+        f"machine: {platform.node()} ({machine.cpu_model()}, {os.cpu_count()} cores), "
+        f"Python {platform.python_version()}; emulator no-pixel mode, context {kind}, "
+        f"{WIDTH}x{HEIGHT} NV12; best of {args.rounds} batches x {args.batch} calls"
     )
-    for label in ("no attribute source", "allocation id asked per frame"):
-        print(f"encode() incl. emulator, {label}: {results[label] / 1000:.2f} us/frame")
-    print(f"the five cffi calls + fresh structs + copy-out alone: {results['raw'] / 1000:.2f} us/frame")
+    print(encode_overhead.format_result(result))
+    return 0
+
+
+def _rest(args: argparse.Namespace) -> list[str]:
+    return ["--batch", str(args.batch), "--rounds", str(args.rounds)]
+
+
+def _has_cuda() -> bool:
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000)
+    raise SystemExit(main())

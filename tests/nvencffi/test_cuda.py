@@ -35,6 +35,15 @@ def test_primary_context_without_a_driver() -> None:
 def test_set_context_flags_without_a_driver() -> None:
     with pytest.raises(nvencffi.CudaUnavailable, match="no CUDA driver"):
         nvencffi.set_context_flags(0, blocking_sync=True)
+    with pytest.raises(nvencffi.CudaUnavailable, match="no CUDA driver"):
+        nvencffi.set_context_flags(0, schedule="spin")
+
+
+def test_set_context_flags_names_the_schedules_it_takes() -> None:
+    with pytest.raises(
+        ValueError, match=r"schedule must be one of \['auto', 'spin', 'yield', 'blocking'\], got 'busy'"
+    ):
+        nvencffi.set_context_flags(0, schedule="busy")
 
 
 def test_an_encoder_without_a_context_needs_cuda(emulator) -> None:

@@ -210,3 +210,88 @@ def test_hot_path_and_general_reader_agree(array: np.ndarray, monkeypatch: pytes
     fast = outcome()
     monkeypatch.setattr(frames, "_parse_plain_cai", lambda obj: None)
     assert outcome() == fast
+
+
+class _Interface:
+    """An object whose ``__cuda_array_interface__`` is whatever the test sets, read afresh per access."""
+
+    def __init__(self, cai: object) -> None:
+        self.cai = cai
+        self.reads = 0
+
+    @property
+    def __cuda_array_interface__(self) -> object:
+        self.reads += 1
+        return self.cai() if callable(self.cai) else self.cai
+
+
+def _nv12_cai(pointer: int = 0x10000, pitch: int = 256, stream: int | None = None) -> dict[str, object]:
+    return {
+        "shape": (72, 64),
+        "typestr": "|u1",
+        "data": (pointer, False),
+        "strides": (pitch, 1),
+        "version": 3,
+        "stream": stream,
+    }
+
+
+def _fields(view: object) -> tuple[object, ...]:
+    return tuple(getattr(view, name) for name in ("pointer", "pitch", "width", "height", "buffer_format", "stream"))
+
+
+def test_frame_reader_reuses_the_view_of_an_equal_interface_only() -> None:
+    """A renderer's buffer gives an equal dict every frame (CuPy: a new one per access):
+    the last view comes back. Any difference in a value the view is made from parses afresh."""
+    from nvencffi.frames import FrameReader
+
+    reader = FrameReader()
+    frame = _Interface(lambda: _nv12_cai(stream=1))  # a new, equal dict per access, as CuPy's
+    first = reader.read(frame)
+    assert reader.read(frame) is first and frame.reads == 2  # one read per call, no re-parse
+    for changed in (_nv12_cai(pointer=0x20000, stream=1), _nv12_cai(pitch=512, stream=1), _nv12_cai(stream=2)):
+        view = reader.read(_Interface(changed))
+        assert _fields(view) == _fields(parse_frame(_Interface(changed))) != _fields(first)
+    rgba = {**_nv12_cai(), "shape": (48, 64, 4), "strides": (256, 4, 1)}
+    assert reader.read(_Interface(rgba)).buffer_format == ABGR
+
+
+def test_frame_reader_keeps_no_snapshot_of_mutable_values() -> None:
+    """A shape given as a list could change in place after the snapshot; such an interface
+    is parsed on every call, so a changed list is never answered with the old view."""
+    from nvencffi.frames import FrameReader
+
+    reader = FrameReader()
+    shape = [72, 64]
+    cai = {**_nv12_cai(), "shape": shape}
+    frame = _Interface(cai)
+    assert (reader.read(frame).width, reader.read(frame).height) == (64, 48)
+    shape[:] = [144, 128]
+    assert (reader.read(frame).width, reader.read(frame).height) == (128, 96)
+
+
+def test_frame_reader_parses_what_cannot_be_compared() -> None:
+    """Values whose comparison has no truth value (a NumPy shape) are parsed, not an error."""
+    from nvencffi.frames import FrameReader
+
+    reader = FrameReader()
+    reader.read(_Interface(_nv12_cai()))
+    odd = _Interface({**_nv12_cai(), "shape": np.array([72, 64])})
+    assert _fields(reader.read(odd)) == _fields(parse_frame(odd))
+
+
+def test_frame_reader_refuses_and_reads_dlpack_as_parse_frame_does() -> None:
+    """Refusals keep parse_frame's words; arrays without a plain interface go to the general reader."""
+    from nvencffi.frames import FrameReader
+
+    reader = FrameReader()
+    bad = _Interface({**_nv12_cai(), "shape": (70, 64)})
+    with pytest.raises(FrameLayoutError, match="row count 70 is not H \\+ H/2"):
+        reader.read(bad)
+    with pytest.raises(FrameLayoutError, match="row count 70 is not H \\+ H/2"):
+        reader.read(bad)  # a refused interface is never remembered
+    producer = FakeDLPack((72, 64), (256, 1))
+    assert _fields(reader.read(producer)) == _fields(parse_frame(FakeDLPack((72, 64), (256, 1))))
+    assert (
+        len(producer.calls) == 1 and reader.read(producer).pitch == 256 and len(producer.calls) == 2
+    )  # read each time

@@ -9,7 +9,6 @@ the package index) and imports the result with no C compiler on PATH.
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +17,7 @@ import pytest
 
 from nvencffi._ffi import ffi
 from tests.nvencffi.abi_check import composite_types
-from tests.support.ci import unavailable
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.checkout import ROOT, copy_tracked, pip_install_target
 
 
 def _signature(the_ffi) -> dict[str, int]:
@@ -55,31 +52,6 @@ def test_the_source_tree_fallback_parses_the_header_and_says_so() -> None:
     assert "nvencffi._nvenc not found" in proc.stderr and "headers/nvenc.h" in proc.stderr
 
 
-def _tracked_copy(tmp_path: Path) -> Path:
-    listing = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True) if shutil.which("git") else None
-    tracked = listing.stdout.split(b"\0") if listing and listing.returncode == 0 else []
-    if not any(tracked):
-        unavailable(f"{ROOT} is not a git checkout (a copy of the tree): cannot tell which files a build would see")
-    source = tmp_path / "src"
-    for name in filter(None, tracked):
-        path = Path(name.decode())
-        if (ROOT / path).is_file():
-            (source / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / path, source / path)
-    return source
-
-
-def _pip_install(requirement: str, target: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), requirement],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        unavailable(f"pip install could not run here (package index unreachable?):\n{proc.stderr.strip()[-3000:]}")
-
-
 def _assert_prebuilt_import(target: Path, tmp_path: Path) -> None:
     assert (target / "nvencffi" / "_nvenc.py").is_file()
     env = {"PATH": str(tmp_path / "empty"), "PYTHONPATH": str(target), "CC": "/nonexistent"}
@@ -96,14 +68,14 @@ def _assert_prebuilt_import(target: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_pip_install_generates_the_module_without_a_compiler(tmp_path: Path) -> None:
-    source = _tracked_copy(tmp_path)
-    _pip_install(str(source), tmp_path / "site")
+    source = copy_tracked(tmp_path / "src")
+    pip_install_target(str(source), tmp_path / "site")
     _assert_prebuilt_import(tmp_path / "site", tmp_path)
 
 
 @pytest.mark.slow
 def test_a_wheel_built_from_the_sdist_has_the_module_too(tmp_path: Path) -> None:
-    source = _tracked_copy(tmp_path)
+    source = copy_tracked(tmp_path / "src")
     proc = subprocess.run(
         [sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
         cwd=source,
@@ -117,5 +89,5 @@ def test_a_wheel_built_from_the_sdist_has_the_module_too(tmp_path: Path) -> None
 
     names = tarfile.open(archive).getnames()
     assert any(n.endswith("/build_ffi.py") for n in names) and any(n.endswith("/headers/nvenc.h") for n in names)
-    _pip_install(str(archive), tmp_path / "site")
+    pip_install_target(str(archive), tmp_path / "site")
     _assert_prebuilt_import(tmp_path / "site", tmp_path)

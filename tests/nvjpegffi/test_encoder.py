@@ -62,6 +62,26 @@ def test_defaults_are_quality_90_and_4_2_0(emulator: Emulator) -> None:
     assert (out.quality, out.params_subsampling, out.optimized) == (90, CSS["NVJPEG_CSS_420"], 0)
 
 
+@pytest.mark.parametrize("wait", ["event", "event-blocking"])
+def test_an_event_wait_gives_the_same_jpeg_as_the_stream_sync(emulator: Emulator, wait: str) -> None:
+    image = rgb(seed=3)
+    with encoder(emulator) as plain, encoder(emulator, wait=wait) as evented:
+        assert (plain.wait, evented.wait) == ("stream", wait)
+        expected = plain.encode_rgb(image.ctypes.data, image.strides[0])
+        for _ in range(3):
+            assert evented.encode_rgb(image.ctypes.data, image.strides[0], stream=0) == expected
+    assert emulator.live() == NONE_LIVE
+
+
+def test_a_completion_event_without_cuda_has_nothing_to_wait_for() -> None:
+    from nvjpegffi.cuda import CompletionEvent
+
+    event = CompletionEvent(nvjpegffi.NullContext(), blocking=True)
+    event.record_and_wait(0)  # no CUDA (the emulator): returns at once, as synchronize_stream does
+    event.close()
+    event.close()  # idempotent
+
+
 def test_padded_rows_and_bgr_order(emulator: Emulator) -> None:
     storage = np.zeros((H, W * 3 + 40), np.uint8)
     view = storage[:, : W * 3].reshape(H, W, 3)
@@ -133,6 +153,7 @@ def test_quality_changes_apply_to_every_parameter_set_and_grow_the_buffer(emulat
         ({"quality": 0}, "JPEG quality must be an integer in 1..100, got 0"),
         ({"subsampling": "411"}, "subsampling must be one of"),
         ({"backend": "cpu"}, "backend must be one of"),
+        ({"wait": "poll"}, r"wait must be one of \['stream', 'event', 'event-blocking'\], got 'poll'"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_opens(emulator: Emulator, options, message: str) -> None:

@@ -114,6 +114,16 @@ def test_closing_frees_gpu_memory(cp: Any) -> None:
     assert free_before - free_after < 4 * 1024 * 1024
 
 
+@pytest.mark.parametrize("wait", ["event", "event-blocking"])
+def test_an_event_wait_gives_the_same_jpeg_as_the_stream_sync(cp: Any, wait: str) -> None:
+    src = cp.asarray(patterns.scene(W, H, 6))
+    stream = cp.cuda.Stream(non_blocking=True)
+    with nvjpegffi.JpegEncoder(W, H) as plain, nvjpegffi.JpegEncoder(W, H, wait=wait) as evented:
+        expected = plain.encode_rgb(src.data.ptr, W * 3)
+        assert evented.encode_rgb(src.data.ptr, W * 3) == expected
+        assert evented.encode_rgb(src.data.ptr, W * 3, stream=stream.ptr) == expected
+
+
 def test_grey_jpegs_from_rgb(cp: Any) -> None:
     src = patterns.scene(W, H, 5)
     device = cp.asarray(src)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from nvjpegffi._ffi import ffi
-from tests.nvencffi.test_packaging import _pip_install, _tracked_copy
 from tests.support.abi_check import composite_types, enum_typedefs
+from tests.support.checkout import copy_tracked, pip_install_target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,9 +73,9 @@ def test_the_source_tree_fallback_parses_the_header_and_says_so() -> None:
 
 @pytest.mark.slow
 def test_pip_install_generates_both_modules_without_a_compiler(tmp_path: Path) -> None:
-    source = _tracked_copy(tmp_path)
+    source = copy_tracked(tmp_path / "src")
     site = tmp_path / "site"
-    _pip_install(str(source), site)
+    pip_install_target(str(source), site)
     assert (site / "nvencffi" / "_nvenc.py").is_file() and (site / "nvjpegffi" / "_nvjpeg.py").is_file()
     env = {"PATH": str(tmp_path / "empty"), "PYTHONPATH": str(site), "CC": "/nonexistent"}
     code = (

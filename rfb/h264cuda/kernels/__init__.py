@@ -77,6 +77,33 @@ def translation_unit() -> str:
     return "".join(f'#include "{path.name}"\n' for path in source_files())
 
 
+_LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.MULTILINE)
+
+
+def expanded_source() -> str:
+    """:func:`translation_unit` with every local ``#include`` written out in place, each file once.
+
+    This is what the GPU build compiles: CuPy caches compiled modules by their source
+    text, so a change in an included file must change the text it sees.
+    """
+    seen: set[str] = set()
+
+    def expand(text: str) -> str:
+        def include(match: re.Match[str]) -> str:
+            name = match[1]
+            if name in seen:
+                return f"/* {name}: included above */"
+            seen.add(name)
+            path = HERE / name
+            if not path.is_file():
+                raise FileNotFoundError(f"expected {name} beside the kernels in {HERE}, found nothing")
+            return f"/* ---- {name} ---- */\n" + expand(path.read_text())
+
+        return _LOCAL_INCLUDE.sub(include, text)
+
+    return expand(translation_unit())
+
+
 def _param(declaration: str, kernel: str) -> Param:
     declaration = " ".join(declaration.replace("__restrict__", "").split())
     words = declaration.replace("*", " * ").split()

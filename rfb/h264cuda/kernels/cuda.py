@@ -12,14 +12,27 @@ from typing import Any
 
 import numpy as np
 
-from rfb.h264cuda.kernels import HERE, SCALARS, Dim, signatures, translation_unit
+from rfb.h264cuda.kernels import SCALARS, Dim, expanded_source, signatures
 
 
 @cache
 def _module() -> Any:
     from rfb.gpu.context import import_cupy  # CuPy is optional (rfb[gpu]); this says how to get it
 
-    return import_cupy().RawModule(code=translation_unit(), options=("--std=c++17", f"-I{HERE}"))
+    # The includes written out: CuPy's compile cache is keyed by this text.
+    return import_cupy().RawModule(code=expanded_source(), options=("--std=c++17",))
+
+
+@cache
+def _prepared(name: str) -> tuple[Any, tuple[Any, ...]]:
+    """Kernel ``name``'s function and, per parameter, the NumPy scalar type (None: an array).
+
+    Looked up once per kernel: an I picture launches about R + C kernels, so per-launch
+    host work adds up.
+    """
+    signature = signatures()[name]
+    types = tuple(np.dtype(SCALARS[p.scalar]).type if p.scalar is not None else None for p in signature.params)
+    return _module().get_function(name), types
 
 
 class CudaLauncher:
@@ -36,11 +49,7 @@ class CudaLauncher:
 
 def launch(name: str, grid: Dim, block: Dim, *args: Any) -> None:
     """Launch kernel ``name`` on CuPy's current stream."""
-    signature = signatures()[name]
-    if len(args) != len(signature.params):
-        raise TypeError(f"kernel {name} takes {len(signature.params)} arguments, got {len(args)}")
-    converted = tuple(
-        np.dtype(SCALARS[p.scalar]).type(a) if p.scalar is not None else a
-        for p, a in zip(signature.params, args, strict=True)
-    )
-    _module().get_function(name)(grid, block, converted)
+    function, types = _prepared(name)
+    if len(args) != len(types):
+        raise TypeError(f"kernel {name} takes {len(types)} arguments, got {len(args)}")
+    function(grid, block, tuple(a if t is None else t(a) for t, a in zip(types, args, strict=True)))

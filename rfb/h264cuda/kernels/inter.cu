@@ -32,7 +32,7 @@
 #define INTER_INTRA_PENALTY_BITS 48 /* model.inter.INTRA_PENALTY_BITS */
 
 /* Bits of ue(v) for code number k >= 0: 2 floor(log2(k + 1)) + 1. */
-DEVICE i32 ue_length(i32 k)
+DEVICE i32 inter_ue_length(i32 k)
 {
     i32 bits = 0;
     u32 v = (u32)k + 1u;
@@ -44,13 +44,16 @@ DEVICE i32 ue_length(i32 k)
 }
 
 /* The ue code number of se(v) (Table 9-3). */
-DEVICE i32 se_code_num(i32 v) { return v > 0 ? 2 * v - 1 : -2 * v; }
+DEVICE i32 inter_se_code_num(i32 v) { return v > 0 ? 2 * v - 1 : -2 * v; }
 
 /* Bits of mvd_l0 for a whole-sample vector (dx, dy) against a zero predictor. */
-DEVICE i32 mv_bits(i32 dx, i32 dy) { return ue_length(se_code_num(4 * dx)) + ue_length(se_code_num(4 * dy)); }
+DEVICE i32 inter_mv_bits(i32 dx, i32 dy)
+{
+    return inter_ue_length(inter_se_code_num(4 * dx)) + inter_ue_length(inter_se_code_num(4 * dy));
+}
 
 /* Sample (x, y) of a plane with the coordinates clamped into it (8.4.2.2's edge extension). */
-DEVICE i32 clamped_sample(const u8 *plane, i32 width, i32 height, i32 x, i32 y)
+DEVICE i32 inter_sample(const u8 *plane, i32 width, i32 height, i32 x, i32 y)
 {
     return (i32)plane[(i64)iclamp(y, 0, height - 1) * width + iclamp(x, 0, width - 1)];
 }
@@ -68,20 +71,26 @@ KERNEL motion_costs(const u8 *src, const u8 *ref, i32 width, i32 height, i32 sea
     i32 dy = k / side - search, dx = k % side - search;
     i32 x0 = (mb % cols) * 16, y0 = (mb / cols) * 16;
     i32 sad = 0;
-    for (i32 j = 0; j < 16; j++) {
-        const u8 *row = src + (i64)(y0 + j) * width + x0;
-        i32 ry = iclamp(y0 + j + dy, 0, height - 1);
-        const u8 *ref_row = ref + (i64)ry * width;
-        for (i32 x = 0; x < 16; x++) {
-            sad += iabs((i32)row[x] - (i32)ref_row[iclamp(x0 + x + dx, 0, width - 1)]);
+    if (x0 + dx >= 0 && x0 + dx + 16 <= width && y0 + dy >= 0 && y0 + dy + 16 <= height) {
+        /* The window lies inside the reference: no clamping (most candidates). */
+        for (i32 j = 0; j < 16; j++) {
+            const u8 *row = src + (i64)(y0 + j) * width + x0;
+            const u8 *ref_row = ref + (i64)(y0 + j + dy) * width + x0 + dx;
+            for (i32 x = 0; x < 16; x++) sad += iabs((i32)row[x] - (i32)ref_row[x]);
+        }
+    } else {
+        for (i32 j = 0; j < 16; j++) {
+            const u8 *row = src + (i64)(y0 + j) * width + x0;
+            const u8 *ref_row = ref + (i64)iclamp(y0 + j + dy, 0, height - 1) * width;
+            for (i32 x = 0; x < 16; x++) sad += iabs((i32)row[x] - (i32)ref_row[iclamp(x0 + x + dx, 0, width - 1)]);
         }
     }
-    costs[i] = sad + lambda * mv_bits(dx, dy);
+    costs[i] = sad + lambda * inter_mv_bits(dx, dy);
 }
 
 /* Whether candidate (dx, dy) comes before (ex, ey) in the model's order
  * (|dx| + |dy|, dy, dx): model.inter.candidates. */
-DEVICE i32 candidate_before(i32 dx, i32 dy, i32 ex, i32 ey)
+DEVICE i32 inter_candidate_before(i32 dx, i32 dy, i32 ex, i32 ey)
 {
     i32 d = iabs(dx) + iabs(dy), e = iabs(ex) + iabs(ey);
     if (d != e) return d < e;
@@ -101,7 +110,7 @@ KERNEL motion_choose(const i32 *costs, i32 mbs, i32 search, i32 *mv, i32 *cost)
     i32 best = own[0], bx = -search, by = -search;
     for (i32 k = 1; k < count; k++) {
         i32 dy = k / side - search, dx = k % side - search;
-        if (own[k] < best || (own[k] == best && candidate_before(dx, dy, bx, by))) {
+        if (own[k] < best || (own[k] == best && inter_candidate_before(dx, dy, bx, by))) {
             best = own[k];
             bx = dx;
             by = dy;
@@ -121,7 +130,7 @@ DEVICE i32 inter_luma_block(const u8 *src, const u8 *ref, i32 width, i32 height,
     i32 pred[16], res[16], coef[16], raster[16];
     for (i32 j = 0; j < 4; j++) {
         for (i32 i = 0; i < 4; i++) {
-            pred[4 * j + i] = clamped_sample(ref, width, height, x0 + i + vx, y0 + j + vy);
+            pred[4 * j + i] = inter_sample(ref, width, height, x0 + i + vx, y0 + j + vy);
             res[4 * j + i] = (i32)src[(i64)(y0 + j) * width + x0 + i] - pred[4 * j + i];
         }
     }
@@ -146,10 +155,10 @@ DEVICE void inter_chroma_prediction(const u8 *ref, i32 width, i32 height, i32 x0
     i32 bx = x0 + (mvx >> 3), by = y0 + (mvy >> 3);
     for (i32 j = 0; j < 8; j++) {
         for (i32 i = 0; i < 8; i++) {
-            i32 a = clamped_sample(ref, width, height, bx + i, by + j);
-            i32 b = clamped_sample(ref, width, height, bx + i + 1, by + j);
-            i32 c = clamped_sample(ref, width, height, bx + i, by + j + 1);
-            i32 d = clamped_sample(ref, width, height, bx + i + 1, by + j + 1);
+            i32 a = inter_sample(ref, width, height, bx + i, by + j);
+            i32 b = inter_sample(ref, width, height, bx + i + 1, by + j);
+            i32 c = inter_sample(ref, width, height, bx + i, by + j + 1);
+            i32 d = inter_sample(ref, width, height, bx + i + 1, by + j + 1);
             pred[8 * j + i] =
                 ((8 - xf) * (8 - yf) * a + xf * (8 - yf) * b + (8 - xf) * yf * c + xf * yf * d + 32) >> 6;
         }

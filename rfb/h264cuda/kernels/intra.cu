@@ -2,25 +2,31 @@
  *
  * Macroblock (r, c) predicts from the reconstruction of (r - 1, c), (r, c - 1) and
  * (r - 1, c - 1), so the macroblocks of one anti-diagonal r + c = step are independent
- * of each other. The driver (rfb/h264cuda/intra.py) runs three launches per step:
+ * of each other. More generally a macroblock can be coded as soon as those of its
+ * neighbours that are being coded too are done: the driver (rfb/h264cuda/intra.py) hands
+ * the kernels a list of macroblock indices (r * C + c) and codes it one group at a time,
+ * each group independent within itself (the anti-diagonals of an I picture; in a P
+ * picture, the intra macroblocks grouped by the length of their chain of intra
+ * neighbours). The wavefront is a chain of dependent launches, so it is as long as
+ * it has launches: one per group,
  *
- *   intra_sad          one thread per (macroblock, candidate mode): 4 luma + 4 chroma
- *                      SADs of source against prediction (INT32_MAX where the mode's
- *                      neighbours are missing);
- *   intra_forward      one thread per (macroblock, 4x4 block): 16 luma + 8 chroma; picks
- *                      the cheapest mode (the first of a tie), predicts its block,
- *                      transforms the residual, writes the AC levels and keeps the DC
- *                      coefficient for the next launch;
- *   intra_reconstruct  one thread per (macroblock, 4x4 block): the DC Hadamard and its
- *                      quantisation (each thread of a component recomputes it from the
- *                      sixteen or four DCs, so no further launch is needed), then the
- *                      decoder's dequantisation and inverse transform, prediction plus
- *                      residual into the reconstruction; the first thread of each
- *                      macroblock writes the DC levels and the coded block patterns.
+ *   intra_code  one thread per (macroblock, 4x4 block), 16 luma (blkIdx order) + 8
+ *               chroma (Cb then Cr, raster). Each thread works out what it needs from
+ *               the macroblock rather than from other threads: the SADs of its
+ *               component's candidate modes and the pick (the cheapest allowed, the
+ *               first of a tie), the DC coefficients of all the blocks of its
+ *               component (a block's DC coefficient is the sum of its residual), their
+ *               Hadamard and levels; then its own block's transform and AC levels, and
+ *               the decoder's dequantisation and inverse transform into the
+ *               reconstruction. Thread 0 writes the luma DC levels and the modes,
+ *               the first thread of each chroma component its DC levels;
+ *
+ * and one launch over all groups at the end, intra_cbp, for the coded block patterns
+ * (they need every block's levels).
  *
  * Layout (the model's arrays, C order, int32): luma (R, C, 16, 16), chroma
- * (R, C, 2, 8, 8), mask (R, C) u8; MacroblockArrays fields as model/picture.py.
- * Scratch: sad (R, C, 8), dccoef (R, C, 24).
+ * (R, C, 2, 8, 8), mask (R, C) u8 (macroblocks of the list outside it are skipped);
+ * MacroblockArrays fields as model/picture.py.
  */
 #include "transform.h"
 
@@ -124,33 +130,25 @@ DEVICE i32 intra_sample(const intra_edges *e, i32 p, i32 x, i32 y)
     }
 }
 
-/* SAD of candidate p against a size x size source block (row pitch = size). */
-DEVICE i32 intra_sad_of(const intra_edges *e, i32 p, const i32 *src)
-{
-    i32 sad = 0;
-    for (i32 y = 0; y < e->size; y++)
-        for (i32 x = 0; x < e->size; x++) sad += iabs(src[y * e->size + x] - intra_sample(e, p, x, y));
-    return sad;
-}
-
-/* The cheapest candidate of four SADs, the first of a tie. */
-DEVICE i32 intra_pick(const i32 *sad)
+/* The cheapest allowed candidate of four SADs, the first of a tie (DC is always allowed). */
+DEVICE i32 intra_pick(const i32 *sad, const intra_edges *e)
 {
     i32 best = 0;
     for (i32 p = 1; p < 4; p++)
-        if (sad[p] < sad[best]) best = p;
+        if (intra_allowed(e, p) && sad[p] < sad[best]) best = p;
     return best;
 }
 
-/* The macroblock of thread group t on anti-diagonal step, or -1 past its end or outside the mask. */
-DEVICE i32 intra_diagonal_mb(i32 t, i32 step, i32 rows, i32 cols, const u8 *mask, i32 *r, i32 *c)
+/* The macroblock of thread group t of the group order[first .. first + count), or -1 past
+ * its end or outside the mask. */
+DEVICE i32 intra_group_mb(i32 t, const i32 *order, i32 first, i32 count, i32 cols, const u8 *mask, i32 *r, i32 *c)
 {
-    i32 r0 = imax(0, step - cols + 1), r1 = imin(rows - 1, step);
-    if (t > r1 - r0) return -1;
-    *r = r0 + t;
-    *c = step - *r;
-    i32 m = *r * cols + *c;
-    return mask[m] ? m : -1;
+    if (t >= count) return -1;
+    i32 m = order[first + t];
+    if (!mask[m]) return -1;
+    *r = m / cols;
+    *c = m % cols;
+    return m;
 }
 
 /* Quantised luma DC levels (4x4 raster of the blocks) from the sixteen DC coefficients by blkIdx. */
@@ -170,6 +168,49 @@ DEVICE void intra_chroma_dc_levels(const i32 *dccoef, i32 qpc, i32 *levels)
     for (i32 i = 0; i < 4; i++) levels[i] = tf_quantise_dc(h[i], qpc, 1);
 }
 
+/* One pass over a 16x16 luma or 8x8 chroma block of source `src`: the SAD of each
+ * candidate (allowed or not) added into sad[4], and for each 4x4 block (raster of the
+ * blocks) the source's sum and the plane prediction's sum. */
+DEVICE void intra_survey(const intra_edges *e, const i32 *src, i32 *sad, i32 *src_sum, i32 *plane_sum)
+{
+    i32 n = e->size / 4, half = e->size / 2;
+    for (i32 by = 0; by < n; by++)
+        for (i32 bx = 0; bx < n; bx++) {
+            i32 dc = e->dc[(by & 1) * 2 + (bx & 1)], ss = 0, ps = 0;
+            for (i32 y = 4 * by; y < 4 * by + 4; y++) {
+                i32 left = e->left[y], row = e->a + e->c * (y - (half - 1)) + 16;
+                for (i32 x = 4 * bx; x < 4 * bx + 4; x++) {
+                    i32 v = src[y * e->size + x];
+                    i32 plane = iclamp((row + e->b * (x - (half - 1))) >> 5, 0, 255);
+                    sad[0] += iabs(v - dc);
+                    sad[1] += iabs(v - e->top[x]);
+                    sad[2] += iabs(v - left);
+                    sad[3] += iabs(v - plane);
+                    ss += v;
+                    ps += plane;
+                }
+            }
+            src_sum[by * n + bx] = ss;
+            plane_sum[by * n + bx] = ps;
+        }
+}
+
+/* The sum of candidate p's prediction over the 4x4 block (bx, by) (4-sample units). */
+DEVICE i32 intra_pred_sum(const intra_edges *e, i32 p, i32 bx, i32 by, const i32 *plane_sum)
+{
+    i32 sum = 0;
+    switch (p) {
+    case 0: return 16 * e->dc[(by & 1) * 2 + (bx & 1)];
+    case 1:
+        for (i32 x = 4 * bx; x < 4 * bx + 4; x++) sum += 4 * e->top[x];
+        return sum;
+    case 2:
+        for (i32 y = 4 * by; y < 4 * by + 4; y++) sum += 4 * e->left[y];
+        return sum;
+    default: return plane_sum[by * (e->size / 4) + bx];
+    }
+}
+
 /* source_cost: one thread per macroblock; the least luma SAD of any allowed Intra16x16
  * prediction made from the source's own neighbours. */
 KERNEL intra_source_cost(i32 rows, i32 cols, const i32 *src_y, i32 *cost)
@@ -178,149 +219,111 @@ KERNEL intra_source_cost(i32 rows, i32 cols, const i32 *src_y, i32 *cost)
     if (m >= rows * cols) return;
     intra_edges e;
     intra_luma_edges(src_y, m / cols, m % cols, cols, &e);
+    i32 sad[4] = {0, 0, 0, 0}, src_sum[16], plane_sum[16];
+    intra_survey(&e, src_y + (i64)m * 256, sad, src_sum, plane_sum);
     i32 best = INTRA_UNAVAILABLE;
     for (i32 p = 0; p < 4; p++)
-        if (intra_allowed(&e, p)) best = imin(best, intra_sad_of(&e, p, src_y + (i64)m * 256));
+        if (intra_allowed(&e, p)) best = imin(best, sad[p]);
     cost[m] = best;
 }
 
-/* Step 1 of a diagonal: thread 8 t + s is candidate s (luma 0-3, chroma 4-7) of macroblock t. */
-KERNEL intra_sad(i32 step, i32 rows, i32 cols, const u8 *mask, const i32 *src_y, const i32 *src_c, const i32 *rec_y, const i32 *rec_c, i32 *sad)
+/* Forward transform and quantisation of the 4x4 block at (bx, by): levels in zigzag order
+ * (the DC position included, as quantised; the callers drop it). */
+DEVICE void intra_block_levels(const intra_edges *e, i32 p, const i32 *src, i32 bx, i32 by, i32 qp, i32 *zz)
 {
-    i32 i = global_index(), r, c;
-    i32 m = intra_diagonal_mb(i / 8, step, rows, cols, mask, &r, &c);
-    if (m < 0) return;
-    i32 s = i % 8;
-    intra_edges e;
-    i32 cost;
-    if (s < 4) {
-        intra_luma_edges(rec_y, r, c, cols, &e);
-        cost = intra_allowed(&e, s) ? intra_sad_of(&e, s, src_y + (i64)m * 256) : INTRA_UNAVAILABLE;
-    } else {
-        cost = 0;
-        for (i32 k = 0; k < 2; k++) {
-            intra_chroma_edges(rec_c, r, c, cols, k, &e);
-            if (!intra_allowed(&e, s - 4)) {
-                cost = INTRA_UNAVAILABLE;
-                break;
-            }
-            cost += intra_sad_of(&e, s - 4, src_c + (i64)m * 128 + k * 64);
-        }
-    }
-    sad[(i64)m * 8 + s] = cost;
+    i32 res[16], w[16];
+    for (i32 y = 0; y < 4; y++)
+        for (i32 x = 0; x < 4; x++) res[4 * y + x] = src[(by + y) * e->size + bx + x] - intra_sample(e, p, bx + x, by + y);
+    tf_forward4x4(res, w);
+    tf_quantise(w, qp, 1, w);
+    tf_scan(w, zz);
 }
 
-/* Step 2 of a diagonal: thread 24 t + s is block s of macroblock t (luma blkIdx 0-15, then
- * chroma Cb 16-19, Cr 20-23 in raster order): prediction, forward transform, AC levels. */
-KERNEL intra_forward(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, const i32 *src_y, const i32 *src_c, const i32 *rec_y, const i32 *rec_c, const i32 *sad, i32 *dccoef, i32 *kind, i32 *luma_mode, i32 *chroma_mode, i32 *luma, i32 *chroma_ac)
+/* The decoder's block from its AC levels (zigzag, position 0 ignored) and dequantised DC:
+ * prediction plus inverse transform, clipped, into out (row pitch e->size). */
+DEVICE void intra_block_reconstruct(const intra_edges *e, i32 p, const i32 *zz, i32 dc, i32 qp, i32 bx, i32 by, i32 *out)
+{
+    i32 ac[16], d[16], res[16];
+    for (i32 k = 0; k < 16; k++) ac[k] = k ? zz[k] : 0;
+    tf_unscan(ac, d);
+    tf_dequantise(d, qp, d);
+    d[0] = dc;
+    tf_inverse4x4(d, res);
+    for (i32 y = 0; y < 4; y++)
+        for (i32 x = 0; x < 4; x++)
+            out[(by + y) * e->size + bx + x] = iclamp(intra_sample(e, p, bx + x, by + y) + res[4 * y + x], 0, 255);
+}
+
+/* One group: thread 24 t + s is block s of macroblock t (see the top of this file). */
+KERNEL intra_code(const i32 *order, i32 first, i32 count, i32 cols, i32 qp, const u8 *mask, const i32 *src_y, const i32 *src_c, i32 *rec_y, i32 *rec_c, i32 *kind, i32 *luma_mode, i32 *chroma_mode, i32 *luma_dc, i32 *luma, i32 *chroma_dc, i32 *chroma_ac)
 {
     i32 i = global_index(), r, c;
-    i32 m = intra_diagonal_mb(i / 24, step, rows, cols, mask, &r, &c);
+    i32 m = intra_group_mb(i / 24, order, first, count, cols, mask, &r, &c);
     if (m < 0) return;
     i32 s = i % 24;
-    intra_edges e;
-    i32 res[16], w[16], lv[16], zz[16];
+    i32 dccoef[16], lv[16], dc[16], zz[16];
     if (s < 16) {
-        i32 p = intra_pick(sad + (i64)m * 8);
+        intra_edges e;
         intra_luma_edges(rec_y, r, c, cols, &e);
-        i32 bx = 4 * TF_BLK_X[s], by = 4 * TF_BLK_Y[s];
         const i32 *src = src_y + (i64)m * 256;
-        for (i32 y = 0; y < 4; y++)
-            for (i32 x = 0; x < 4; x++)
-                res[4 * y + x] = src[(by + y) * 16 + bx + x] - intra_sample(&e, p, bx + x, by + y);
-        tf_forward4x4(res, w);
-        dccoef[(i64)m * 24 + s] = w[0];
-        tf_quantise(w, qp, 1, lv);
-        tf_scan(lv, zz);
+        i32 sad[4] = {0, 0, 0, 0}, src_sum[16], plane_sum[16];
+        intra_survey(&e, src, sad, src_sum, plane_sum);
+        i32 p = intra_pick(sad, &e);
+        /* a block's DC coefficient is its residual's sum */
+        for (i32 b = 0; b < 16; b++) {
+            i32 bx = TF_BLK_X[b], by = TF_BLK_Y[b];
+            dccoef[b] = src_sum[4 * by + bx] - intra_pred_sum(&e, p, bx, by, plane_sum);
+        }
+        intra_luma_dc_levels(dccoef, qp, lv);
+        tf_dequantise_luma_dc(lv, qp, dc);
+        i32 bx = 4 * TF_BLK_X[s], by = 4 * TF_BLK_Y[s];
+        intra_block_levels(&e, p, src, bx, by, qp, zz);
         i32 *out = luma + (i64)m * 256 + s * 16;
         for (i32 k = 1; k < 16; k++) out[k] = zz[k];
+        intra_block_reconstruct(&e, p, zz, dc[TF_BLK_Y[s] * 4 + TF_BLK_X[s]], qp, bx, by, rec_y + (i64)m * 256);
         if (s == 0) {
             kind[m] = INTRA_I16X16;
             luma_mode[m] = INTRA_LUMA_MODES[p];
+            tf_scan(lv, zz);
+            for (i32 k = 0; k < 16; k++) luma_dc[(i64)m * 16 + k] = zz[k];
         }
     } else {
-        i32 k = (s - 16) / 4, b = (s - 16) % 4;
-        i32 p = intra_pick(sad + (i64)m * 8 + 4);
-        intra_chroma_edges(rec_c, r, c, cols, k, &e);
-        i32 bx = 4 * (b & 1), by = 4 * (b >> 1);
+        i32 k = (s - 16) / 4, b = (s - 16) % 4, qpc = tf_chroma_qp(qp, 0);
+        intra_edges e[2];
+        intra_chroma_edges(rec_c, r, c, cols, 0, &e[0]);
+        intra_chroma_edges(rec_c, r, c, cols, 1, &e[1]);
+        i32 sad[4] = {0, 0, 0, 0}, src_sum[2][4], plane_sum[2][4];
+        for (i32 j = 0; j < 2; j++) intra_survey(&e[j], src_c + (i64)m * 128 + j * 64, sad, src_sum[j], plane_sum[j]);
+        i32 p = intra_pick(sad, &e[0]);
         const i32 *src = src_c + (i64)m * 128 + k * 64;
-        for (i32 y = 0; y < 4; y++)
-            for (i32 x = 0; x < 4; x++)
-                res[4 * y + x] = src[(by + y) * 8 + bx + x] - intra_sample(&e, p, bx + x, by + y);
-        tf_forward4x4(res, w);
-        dccoef[(i64)m * 24 + s] = w[0];
-        tf_quantise(w, tf_chroma_qp(qp, 0), 1, lv);
-        tf_scan(lv, zz);
+        for (i32 j = 0; j < 4; j++)
+            dccoef[j] = src_sum[k][j] - intra_pred_sum(&e[k], p, j & 1, j >> 1, plane_sum[k]);
+        intra_chroma_dc_levels(dccoef, qpc, lv);
+        tf_dequantise_chroma_dc(lv, qpc, dc);
+        i32 bx = 4 * (b & 1), by = 4 * (b >> 1);
+        intra_block_levels(&e[k], p, src, bx, by, qpc, zz);
         i32 *out = chroma_ac + (i64)m * 120 + k * 60 + b * 15;
         for (i32 j = 1; j < 16; j++) out[j - 1] = zz[j];
+        intra_block_reconstruct(&e[k], p, zz, dc[b], qpc, bx, by, rec_c + (i64)m * 128 + k * 64);
+        if (b == 0)
+            for (i32 j = 0; j < 4; j++) chroma_dc[(i64)m * 8 + k * 4 + j] = lv[j];
         if (s == 16) chroma_mode[m] = INTRA_CHROMA_MODES[p];
     }
 }
 
-/* Step 3 of a diagonal, threads as intra_forward: DC levels, the decoder's residual, the
- * reconstruction; thread 0 of each macroblock writes the luma DC levels and both coded
- * block patterns, threads 16 and 20 their component's chroma DC levels. */
-KERNEL intra_reconstruct(i32 step, i32 rows, i32 cols, i32 qp, const u8 *mask, i32 *rec_y, i32 *rec_c, const i32 *sad, const i32 *dccoef, const i32 *luma, const i32 *chroma_ac, i32 *luma_dc, i32 *chroma_dc, i32 *cbp_luma, i32 *cbp_chroma)
+/* After every group: the coded block patterns of the macroblocks order[0 .. count), one thread each. */
+KERNEL intra_cbp(const i32 *order, i32 count, const u8 *mask, const i32 *luma, const i32 *chroma_dc, const i32 *chroma_ac, i32 *cbp_luma, i32 *cbp_chroma)
 {
-    i32 i = global_index(), r, c;
-    i32 m = intra_diagonal_mb(i / 24, step, rows, cols, mask, &r, &c);
-    if (m < 0) return;
-    i32 s = i % 24, qpc = tf_chroma_qp(qp, 0);
-    const i32 *dcc = dccoef + (i64)m * 24;
-    intra_edges e;
-    i32 zz[16], lv[16], d[16], res[16], dc[16];
-    if (s < 16) {
-        i32 p = intra_pick(sad + (i64)m * 8);
-        intra_luma_dc_levels(dcc, qp, lv);
-        tf_dequantise_luma_dc(lv, qp, dc);
-        const i32 *ac = luma + (i64)m * 256 + s * 16;
-        zz[0] = 0;
-        for (i32 k = 1; k < 16; k++) zz[k] = ac[k];
-        tf_unscan(zz, d);
-        tf_dequantise(d, qp, d);
-        d[0] = dc[TF_BLK_Y[s] * 4 + TF_BLK_X[s]];
-        tf_inverse4x4(d, res);
-        intra_luma_edges(rec_y, r, c, cols, &e);
-        i32 bx = 4 * TF_BLK_X[s], by = 4 * TF_BLK_Y[s];
-        i32 *out = rec_y + (i64)m * 256;
-        for (i32 y = 0; y < 4; y++)
-            for (i32 x = 0; x < 4; x++)
-                out[(by + y) * 16 + bx + x] = iclamp(intra_sample(&e, p, bx + x, by + y) + res[4 * y + x], 0, 255);
-        if (s == 0) {
-            tf_scan(lv, zz);
-            for (i32 k = 0; k < 16; k++) luma_dc[(i64)m * 16 + k] = zz[k];
-            i32 any_luma = 0, any_ac = 0, any_dc = 0;
-            const i32 *all = luma + (i64)m * 256;
-            for (i32 b = 0; b < 16; b++)
-                for (i32 k = 1; k < 16; k++) any_luma |= all[b * 16 + k] != 0;
-            const i32 *cac = chroma_ac + (i64)m * 120;
-            for (i32 k = 0; k < 120; k++) any_ac |= cac[k] != 0;
-            for (i32 k = 0; k < 2; k++) {
-                intra_chroma_dc_levels(dcc + 16 + 4 * k, qpc, lv);
-                for (i32 j = 0; j < 4; j++) any_dc |= lv[j] != 0;
-            }
-            cbp_luma[m] = any_luma ? 15 : 0;
-            cbp_chroma[m] = any_ac ? 2 : any_dc ? 1 : 0;
-        }
-    } else {
-        i32 k = (s - 16) / 4, b = (s - 16) % 4;
-        i32 p = intra_pick(sad + (i64)m * 8 + 4);
-        intra_chroma_dc_levels(dcc + 16 + 4 * k, qpc, lv);
-        tf_dequantise_chroma_dc(lv, qpc, dc);
-        const i32 *ac = chroma_ac + (i64)m * 120 + k * 60 + b * 15;
-        zz[0] = 0;
-        for (i32 j = 1; j < 16; j++) zz[j] = ac[j - 1];
-        tf_unscan(zz, d);
-        tf_dequantise(d, qpc, d);
-        d[0] = dc[b];
-        tf_inverse4x4(d, res);
-        intra_chroma_edges(rec_c, r, c, cols, k, &e);
-        i32 bx = 4 * (b & 1), by = 4 * (b >> 1);
-        i32 *out = rec_c + (i64)m * 128 + k * 64;
-        for (i32 y = 0; y < 4; y++)
-            for (i32 x = 0; x < 4; x++)
-                out[(by + y) * 8 + bx + x] = iclamp(intra_sample(&e, p, bx + x, by + y) + res[4 * y + x], 0, 255);
-        if (b == 0)
-            for (i32 j = 0; j < 4; j++) chroma_dc[(i64)m * 8 + k * 4 + j] = lv[j];
-    }
+    i32 t = global_index();
+    if (t >= count) return;
+    i32 m = order[t];
+    if (!mask[m]) return;
+    i32 any_luma = 0, any_ac = 0, any_dc = 0;
+    const i32 *all = luma + (i64)m * 256;
+    for (i32 b = 0; b < 16; b++)
+        for (i32 k = 1; k < 16; k++) any_luma |= all[b * 16 + k] != 0;
+    for (i32 k = 0; k < 120; k++) any_ac |= chroma_ac[(i64)m * 120 + k] != 0;
+    for (i32 k = 0; k < 8; k++) any_dc |= chroma_dc[(i64)m * 8 + k] != 0;
+    cbp_luma[m] = any_luma ? 15 : 0;
+    cbp_chroma[m] = any_ac ? 2 : any_dc ? 1 : 0;
 }

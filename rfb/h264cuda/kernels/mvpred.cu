@@ -13,11 +13,11 @@
  * and its vector (0 unless inter). */
 typedef struct {
     i32 has, ref0, x, y;
-} MvNeighbour;
+} MvpredNeighbour;
 
-DEVICE MvNeighbour mv_neighbour(const i32 *mv, const i32 *inter, i32 rows, i32 cols, i32 r, i32 c)
+DEVICE MvpredNeighbour mvpred_neighbour(const i32 *mv, const i32 *inter, i32 rows, i32 cols, i32 r, i32 c)
 {
-    MvNeighbour n;
+    MvpredNeighbour n;
     n.has = 0;
     n.ref0 = 0;
     n.x = 0;
@@ -33,7 +33,7 @@ DEVICE MvNeighbour mv_neighbour(const i32 *mv, const i32 *inter, i32 rows, i32 c
     return n;
 }
 
-DEVICE i32 median3(i32 a, i32 b, i32 c) { return a + b + c - imin(a, imin(b, c)) - imax(a, imax(b, c)); }
+DEVICE i32 mvpred_median3(i32 a, i32 b, i32 c) { return a + b + c - imin(a, imin(b, c)) - imax(a, imax(b, c)); }
 
 /* One thread per macroblock. mv, mvp, skip: (rows, cols, 2) quarter samples (x, y);
  * inter: (rows, cols), non-zero for inter macroblocks. */
@@ -42,10 +42,10 @@ KERNEL mv_predictors(const i32 *mv, const i32 *inter, i32 rows, i32 cols, i32 *m
     i32 i = global_index();
     if (i >= rows * cols) return;
     i32 r = i / cols, c = i % cols;
-    MvNeighbour a = mv_neighbour(mv, inter, rows, cols, r, c - 1);
-    MvNeighbour b = mv_neighbour(mv, inter, rows, cols, r - 1, c);
-    MvNeighbour cn = mv_neighbour(mv, inter, rows, cols, r - 1, c + 1);
-    if (!cn.has) cn = mv_neighbour(mv, inter, rows, cols, r - 1, c - 1);
+    MvpredNeighbour a = mvpred_neighbour(mv, inter, rows, cols, r, c - 1);
+    MvpredNeighbour b = mvpred_neighbour(mv, inter, rows, cols, r - 1, c);
+    MvpredNeighbour cn = mvpred_neighbour(mv, inter, rows, cols, r - 1, c + 1);
+    if (!cn.has) cn = mvpred_neighbour(mv, inter, rows, cols, r - 1, c - 1);
     i32 zero_skip = !a.has || !b.has || (a.ref0 && a.x == 0 && a.y == 0) || (b.ref0 && b.x == 0 && b.y == 0);
     if (!b.has && !cn.has && a.has) {
         b = a;
@@ -53,12 +53,12 @@ KERNEL mv_predictors(const i32 *mv, const i32 *inter, i32 rows, i32 cols, i32 *m
     }
     i32 px, py;
     if (a.ref0 + b.ref0 + cn.ref0 == 1) {
-        MvNeighbour only = a.ref0 ? a : (b.ref0 ? b : cn);
+        MvpredNeighbour only = a.ref0 ? a : (b.ref0 ? b : cn);
         px = only.x;
         py = only.y;
     } else {
-        px = median3(a.x, b.x, cn.x);
-        py = median3(a.y, b.y, cn.y);
+        px = mvpred_median3(a.x, b.x, cn.x);
+        py = mvpred_median3(a.y, b.y, cn.y);
     }
     mvp[2 * i] = px;
     mvp[2 * i + 1] = py;

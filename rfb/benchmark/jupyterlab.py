@@ -1,10 +1,15 @@
-"""A real JupyterLab server for tests, and a notebook in it driven by headless Chromium.
+"""A real JupyterLab server on loopback, and a notebook in it driven by headless Chromium.
+
+Used by ``python -m rfb.benchmark.widget_latency`` and by the widget's browser tests
+(tests/test_widget.py). Needs JupyterLab, anywidget and Playwright (``pip install -e
+'.[test]'``) and Debian's Chromium, launched by
+:mod:`rfb.benchmark.chromium`.
 
 The server listens on loopback with a token and a temporary root; nothing is shared.
-
-The server and its kernels run this interpreter with the repository first on
-``PYTHONPATH`` (so the kernel imports the rfb under test), and private Jupyter config,
-data and runtime folders, so nothing of the user's Jupyter set-up takes part.
+The server and its kernels run this interpreter with the folder that holds the imported
+``rfb`` first on ``PYTHONPATH`` (so the kernel imports this very rfb, a checkout's too),
+and private Jupyter config, data and runtime folders, so nothing of the user's Jupyter
+set-up takes part.
 """
 
 from __future__ import annotations
@@ -19,18 +24,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parents[2]
+import rfb
+
+RFB_ROOT = Path(rfb.__file__).resolve().parents[1]  # the folder the kernel must import rfb from
 START_TIMEOUT = 60.0  # a cold JupyterLab on a loaded 2-core machine takes a while
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -92,8 +101,8 @@ def start_jupyterlab(base: Path) -> JupyterLab:
     token = secrets.token_urlsafe(16)
     port = free_port()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    # The user's data folder holds no extension the tests need (those installed with the
+    env["PYTHONPATH"] = os.pathsep.join([str(RFB_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    # The user's data folder holds no extension the widget needs (those installed with the
     # packages live in sys.prefix/share/jupyter), and the server writes there: a fresh one.
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         (base / name.lower()).mkdir()
@@ -156,13 +165,13 @@ class Notebook:
     ) -> None:
         from playwright.sync_api import sync_playwright
 
-        from rfb.benchmark.browser_latency import CHROMIUM, CHROMIUM_ARGS
+        from rfb.benchmark.chromium import launch
 
         self.lab = lab
         self.wait_s = wait_s
         self.status_path = tmp / "status.json"
         lab.write_notebook(name, cells)
-        args = list(CHROMIUM_ARGS)
+        args: list[str] = []
         if block_port_except_lab:
             # Every request but JupyterLab's goes to a proxy that is not there: the display's
             # port is unreachable from this browser, as from one far from the kernel.
@@ -173,11 +182,10 @@ class Notebook:
         self._playwright = sync_playwright().start()
         self.errors: list[str] = []
         try:
-            self.context = self._playwright.chromium.launch_persistent_context(
-                str(tmp / "profile"),
-                executable_path=str(CHROMIUM),
-                args=args,
-                headless=True,
+            self.context = launch(
+                self._playwright,
+                tmp / "profile",
+                extra_args=args,
                 viewport={"width": viewport[0], "height": viewport[1]},
             )
             self.page = self.context.new_page()
@@ -223,13 +231,14 @@ class Notebook:
                     return
                 time.sleep(0.1)
         self.page.screenshot(path=str(self.status_path.with_name("failure.png")))
-        raise AssertionError(
+        raise RuntimeError(
             f"cell {index} did not run (prompt {prompt.inner_text().strip()!r}); "
             f"outputs {self.outputs()}; screenshot {self.status_path.with_name('failure.png')}"
         )
 
     def widgets(self) -> int:
-        return self.page.evaluate("() => (window.__rfbWidgets || []).length")
+        count: int = self.page.evaluate("() => (window.__rfbWidgets || []).length")
+        return count
 
     def wait_drawn(self, index: int, frames: int = 1) -> dict[str, Any]:
         self.page.wait_for_function(
@@ -239,12 +248,14 @@ class Notebook:
         return self.stats(index)
 
     def stats(self, index: int) -> dict[str, Any]:
-        return self.page.evaluate("(i) => window.__rfbWidgets[i].stats", index)
+        stats: dict[str, Any] = self.page.evaluate("(i) => window.__rfbWidgets[i].stats", index)
+        return stats
 
     def snapshot(self, index: int, points: list[tuple[int, int]]) -> dict[str, Any]:
-        return self.page.evaluate(
+        shot: dict[str, Any] = self.page.evaluate(
             "([i, points]) => window.__rfbWidgets[i].snapshot(points)", [index, [list(p) for p in points]]
         )
+        return shot
 
     def client_point(self, index: int, x: float, y: float) -> tuple[float, float]:
         """Where frame pixel (x, y) of widget ``index`` is on the page, through its view."""
@@ -259,22 +270,24 @@ class Notebook:
             index,
         )
         view = box["view"]
-        return box["left"] + view["x"] + x * view["scale"], box["top"] + view["y"] + y * view["scale"]
+        return float(box["left"] + view["x"] + x * view["scale"]), float(box["top"] + view["y"] + y * view["scale"])
 
     def outputs(self) -> list[str]:
         """The text of every cell's output area (tracebacks, for a failure's message)."""
-        return self.page.evaluate(
+        texts: list[str] = self.page.evaluate(
             "() => [...document.querySelectorAll('.jp-Cell')]"
             ".map((c) => c.querySelector('.jp-OutputArea')?.innerText || '')"
         )
+        return texts
 
     def status(self) -> dict[str, Any]:
         try:
-            return json.loads(self.status_path.read_text("utf-8"))
+            status: dict[str, Any] = json.loads(self.status_path.read_text("utf-8"))
+            return status
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    def wait_status(self, match: Any, what: str) -> dict[str, Any]:
+    def wait_status(self, match: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.wait_s
         while True:
             status = self.status()
@@ -282,7 +295,7 @@ class Notebook:
                 return status
             if time.monotonic() > deadline:
                 self.page.screenshot(path=str(self.status_path.with_name("failure.png")))
-                raise AssertionError(
+                raise RuntimeError(
                     f"the kernel's status never showed {what}; last: {status}\n"
                     f"cell outputs: {self.outputs()}\n{self.lab.log_tail()}"
                 )
