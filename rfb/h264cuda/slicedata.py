@@ -8,7 +8,10 @@ a few words of status and length, then the NAL unit's bytes.
 Launches, each depending on the ones before (kernels/entropy.cu says what an entry is):
 
 1. ``entropy_counts``: TotalCoeff of every 4x4 block, as grids of blocks (for nC);
-2. ``entropy_macroblocks``: every entry's bits into its scratch slot, and its length;
+   ``entropy_coded_chunks`` and ``entropy_coded_top``: the last coded macroblock before
+   each chunk of macroblocks (for mb_skip_run);
+2. ``entropy_entries``: every entry's bits into its scratch slot, and its length (an
+   entry: the slice header, a macroblock's prelude, one of its residual blocks, ...);
 3. three launches of an exclusive prefix sum of the lengths: each entry's bit offset;
 4. ``entropy_finish``: rbsp_trailing_bits, now that the total is known;
 5. ``entropy_pack``: the payload words, each gathered by one thread;
@@ -18,18 +21,21 @@ Launches, each depending on the ones before (kernels/entropy.cu says what an ent
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from rfb.encoders.h264 import NAL_IDR, NAL_SLICE
 from rfb.h264cuda.kernels import Launcher, blocks
 from rfb.h264cuda.model.picture import MacroblockArrays
 
-SLOT_WORDS = 512
+SLOT_WORDS = 21
 """32-bit words of scratch per entry (ENT_SLOT_WORDS: entropy.cu proves the bound)."""
+PER_MB = 28
+"""Entries per macroblock (ENT_PER_MB): its prelude and its 27 residual blocks."""
 
 THREADS = 128
-SCAN_CHUNK = 64
 
 # meta[] (ENT_META_*) and its status bits (ENT_ERR_*), as entropy.cu defines them.
 META_STATUS, META_BITS, META_NAL = 0, 1, 2
@@ -41,22 +47,27 @@ ERRORS = {
     16: "a negative idr_pic_id",
 }
 
-NAL_IDR, NAL_SLICE = 5, 1
-
 
 def _to_host(xp: Any, array: Any) -> np.ndarray:
     return np.asarray(array) if xp is np else xp.asnumpy(array)
 
 
+def _chunk(n: int) -> int:
+    """Chunks of about sqrt(n) for the scans, so that their sequential parts (a thread per
+    chunk, then one thread over the chunks) are both about sqrt(n) long: 480 at 1080p."""
+    return max(math.isqrt(n) + 1, 32)
+
+
 def _scan(launcher: Launcher, values: Any, offsets: Any) -> None:
     """Exclusive prefix sum of int32 ``values`` into ``offsets``, in three launches."""
     n = int(values.shape[0])
-    chunks = -(-n // SCAN_CHUNK)
+    chunk = _chunk(n)
+    chunks = -(-n // chunk)
     sums = launcher.xp.empty(chunks, launcher.xp.int32)
     grid = blocks(chunks, THREADS)
-    launcher.launch("entropy_scan_sums", grid, (THREADS, 1, 1), values, n, SCAN_CHUNK, sums)
+    launcher.launch("entropy_scan_sums", grid, (THREADS, 1, 1), values, n, chunk, sums)
     launcher.launch("entropy_scan_top", (1, 1, 1), (1, 1, 1), sums, chunks)
-    launcher.launch("entropy_scan_offsets", grid, (THREADS, 1, 1), values, n, SCAN_CHUNK, sums, offsets)
+    launcher.launch("entropy_scan_offsets", grid, (THREADS, 1, 1), values, n, chunk, sums, offsets)
 
 
 def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id: int, qp: int) -> bytes:
@@ -69,7 +80,7 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
     xp = launcher.xp
     rows, cols = (int(d) for d in mbs.kind.shape)
     n = rows * cols
-    entries = n + 3  # header, macroblocks, trailing skip run, rbsp_trailing_bits
+    entries = PER_MB * n + 3  # header, macroblocks' preludes and blocks, trailing skip run, rbsp_trailing_bits
 
     def field(a: Any) -> Any:
         return xp.ascontiguousarray(a, dtype=xp.int32)
@@ -92,11 +103,17 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         skipped,
     )
 
+    chunk = _chunk(n)  # mb_skip_run: the last coded macroblock before each chunk of macroblocks
+    chunks = -(-n // chunk)
+    last_coded = xp.empty(chunks + 1, xp.int32)
+    launcher.launch("entropy_coded_chunks", blocks(chunks, THREADS), (THREADS, 1, 1), kind, n, chunk, last_coded)
+    launcher.launch("entropy_coded_top", (1, 1, 1), (1, 1, 1), last_coded, chunks)
+
     scratch = xp.empty(entries * SLOT_WORDS, xp.uint32)
     lengths = xp.empty(entries, xp.int32)
     meta = xp.zeros(4, xp.uint32)
     launcher.launch(
-        "entropy_macroblocks",
+        "entropy_entries",
         blocks(entries, THREADS),
         (THREADS, 1, 1),
         kind,
@@ -113,6 +130,8 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         luma_counts,
         chroma_counts,
         skipped,
+        last_coded,
+        chunk,
         rows,
         cols,
         int(idr),
@@ -131,28 +150,29 @@ def slice_nal(launcher: Launcher, mbs: MacroblockArrays, idr: bool, frame_num: i
         "entropy_pack", blocks(entries, THREADS), (THREADS, 1, 1), scratch, lengths, offsets, entries, payload
     )
 
-    chunks = entries  # payload bytes per chunk: the payload's size / chunks, on the device
-    counts = xp.empty(chunks, xp.int32)
-    launcher.launch("entropy_ep_count", blocks(chunks, THREADS), (THREADS, 1, 1), payload, meta, chunks, counts)
-    inserted = xp.empty(chunks, xp.int32)
+    ep_chunks = n + 3  # payload bytes per chunk: the payload's size / ep_chunks, on the device
+    counts = xp.empty(ep_chunks, xp.int32)
+    launcher.launch("entropy_ep_count", blocks(ep_chunks, THREADS), (THREADS, 1, 1), payload, meta, ep_chunks, counts)
+    inserted = xp.empty(ep_chunks, xp.int32)
     _scan(launcher, counts, inserted)
     payload_bytes = 4 * entries * SLOT_WORDS
     out = xp.empty(5 + payload_bytes + payload_bytes // 2 + 1, xp.uint8)  # at most one 03 per two bytes
     nal_type = NAL_IDR if idr else NAL_SLICE
     launcher.launch(
         "entropy_ep_write",
-        blocks(chunks, THREADS),
+        blocks(ep_chunks, THREADS),
         (THREADS, 1, 1),
         payload,
         meta,
-        chunks,
+        ep_chunks,
         counts,
         inserted,
         nal_type,
         out,
     )
 
-    status, _, length, _ = (int(v) for v in _to_host(xp, meta))
+    host = _to_host(xp, meta)
+    status, length = int(host[META_STATUS]), int(host[META_NAL])
     if status:
         found = [why for bit, why in ERRORS.items() if status & bit]
         raise ValueError(f"expected macroblocks the slice can code, got {'; '.join(found) or f'status {status:#x}'}")

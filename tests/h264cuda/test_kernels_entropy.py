@@ -8,11 +8,16 @@ differences, long skip runs, long runs of zero bytes for emulation prevention.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rfb.encoders.h264 import add_emulation_prevention, remove_emulation_prevention
 from rfb.h264cuda import slicedata
+from rfb.h264cuda.kernels import HERE
 from rfb.h264cuda.model import slicedata as model
 from rfb.h264cuda.model.bitwriter import START_CODE
 from rfb.h264cuda.model.picture import I_16X16, P_L0_16X16, P_SKIP, MacroblockArrays
@@ -42,17 +47,27 @@ def test_the_c_tables_are_the_models_tables() -> None:
 
 
 def test_the_scratch_slot_is_the_kernels_and_holds_the_bound() -> None:
-    source = (cavlc_h.HERE / "entropy.cu").read_text()
+    source = (HERE / "entropy.cu").read_text()
     assert f"#define ENT_SLOT_WORDS {slicedata.SLOT_WORDS}\n" in source
+    assert f"#define ENT_PER_MB {slicedata.PER_MB} " in source
     # The bound entropy.cu proves, from the tables' longest codes.
     token = max(len(c) for table in cavlc_h.t.COEFF_TOKEN for row in table for c in row)
     zeros = max(len(c) for row in cavlc_h.t.TOTAL_ZEROS for c in row)
     run = max(len(c) for row in cavlc_h.t.RUN_BEFORE for c in row)
     level = 16 + 12
-    residual = 27 * (token + zeros) + 384 * (level + run)
-    header = 63 + 9 + 5 + 2 * 65 + 11 + 1
-    assert (token, zeros, run, residual + header) == (16, 9, 11, 15870)
-    assert residual + header <= 32 * slicedata.SLOT_WORDS
+    block = token + zeros + 16 * (level + run)
+    prelude = 63 + 9 + 5 + 2 * 65 + 11 + 1
+    header = 1 + 7 + 1 + 4 + 63 + 2 + 65 + 3
+    assert (token, zeros, run, block, prelude, header) == (16, 9, 11, 649, 219, 146)
+    assert max(block, prelude, header) <= 32 * slicedata.SLOT_WORDS
+
+
+def test_the_drivers_constants_are_the_kernels() -> None:
+    source = (HERE / "entropy.cu").read_text()
+    meta = {name: int(v) for name, v in re.findall(r"#define ENT_META_(\w+) (\d+)", source)}
+    assert meta == {"STATUS": slicedata.META_STATUS, "BITS": slicedata.META_BITS, "NAL": slicedata.META_NAL}
+    errors = {int(v): name for name, v in re.findall(r"#define ENT_ERR_(\w+) (\d+)u", source)}
+    assert sorted(errors) == sorted(slicedata.ERRORS)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +177,7 @@ def test_every_coeff_token_row_and_nc_class() -> None:
     assert_same_nal(mbs, False, 0, 0, 26)
 
 
-def test_a_worst_case_macroblock_fits_its_slot() -> None:
+def test_worst_case_macroblocks_fit_their_slots() -> None:
     mbs = MacroblockArrays.empty(2, 2)
     mbs.kind[...] = [[I_16X16, P_L0_16X16], [P_L0_16X16, I_16X16]]
     mbs.cbp_luma[...] = [[15, 15], [15, 15]]
@@ -177,7 +192,7 @@ def test_a_worst_case_macroblock_fits_its_slot() -> None:
     mbs.mv[1, 0], mbs.mvp[1, 0] = [2**31 - 1, -(2**31)], [-(2**31), 2**31 - 1]  # wraps as int32 does
     n_c, chroma_n_c = model.neighbour_counts(mbs)
     longest = max(model.macroblock_bits(mbs, r, c, n_c, chroma_n_c, True).length for r, c in np.ndindex(2, 2))
-    assert 10000 < longest <= 32 * slicedata.SLOT_WORDS
+    assert longest > 10000
     nal = assert_same_nal(mbs, False, 0, 0, 26)
     assert remove_emulation_prevention(nal[5:]) != nal[5:]  # 32-bit mvd codes: long zero runs
 
@@ -192,6 +207,18 @@ def test_long_skip_runs_and_a_trailing_one() -> None:
     mbs.kind[0, 0] = P_L0_16X16
     mbs.kind[4, 17] = P_SKIP
     assert_same_nal(mbs, False, 7, 0, 33)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_coded_macroblocks_across_the_skip_run_chunks(seed: int) -> None:
+    # 12 x 30 macroblocks: chunks of 32 for the skip-run scan, runs across several.
+    rng = np.random.default_rng(seed)
+    mbs = MacroblockArrays.empty(12, 30)
+    coded = rng.uniform(0, 1, mbs.kind.shape) < [0.002, 0.01, 0.05, 0.3][seed]
+    coded.ravel()[[31, 32, 64]] = seed % 2 == 0  # at chunk boundaries
+    mbs.kind[coded] = P_L0_16X16
+    mbs.mv[coded] = rng.integers(-40, 40, (int(coded.sum()), 2))
+    assert_same_nal(mbs, False, seed, 0, 26)
 
 
 def test_skipped_macroblocks_in_an_idr_slice_are_as_the_model_writes_them() -> None:
@@ -224,6 +251,14 @@ def test_emulation_prevention_equals_the_models_on_runs_of_zeros(chunks: int) ->
         rbsp = b"".join(parts)
         assert ep_kernels(rbsp, chunks) == START_CODE + bytes([0x61]) + add_emulation_prevention(rbsp)
     assert ep_kernels(bytes(17), chunks) == START_CODE + b"\x61" + add_emulation_prevention(bytes(17))
+
+
+@given(
+    st.lists(st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4, 0x80, 0xFF]), min_size=1, max_size=120).map(bytes),
+    st.integers(1, 50),
+)
+def test_emulation_prevention_on_any_bytes_in_any_chunks(rbsp: bytes, chunks: int) -> None:
+    assert ep_kernels(rbsp, chunks) == START_CODE + b"\x61" + add_emulation_prevention(rbsp)
 
 
 @pytest.mark.parametrize(

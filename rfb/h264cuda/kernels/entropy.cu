@@ -3,39 +3,45 @@
  * rfb/h264cuda/slicedata.py, which says the order of the launches).
  *
  * The slice is a sequence of "entries", each a run of bits made by one thread:
- *   entry 0          the slice header (written here, from the scalars the model's
- *                    headers.slice_header takes: nothing is uploaded per picture);
- *   entry 1 + m      macroblock m in raster order: its mb_skip_run (P slices), then
- *                    macroblock_layer(); no bits for a P_Skip macroblock;
- *   entry N + 1      the trailing mb_skip_run of skipped macroblocks at the slice's end;
- *   entry N + 2      rbsp_trailing_bits (a one, then zeros to the byte boundary), whose
- *                    length follows from the others' total (entropy_finish).
- * Each entry writes into its own slot of a scratch buffer (ENT_SLOT_WORDS 32-bit words,
- * bits big-endian from the most significant bit of the first word) and its bit length;
- * an exclusive prefix sum of the lengths gives each entry's offset in the payload; then
+ *   entry 0             the slice header (written here, from the scalars the model's
+ *                       headers.slice_header takes: nothing is uploaded per picture);
+ *   entry 1 + 28 m      macroblock m's prelude (raster order): its mb_skip_run (P
+ *                       slices), mb_type, modes or mvd, coded_block_pattern, mb_qp_delta;
+ *   entry 2 + 28 m + b  its residual block b (ent_part says which), empty if not coded;
+ *                       a P_Skip macroblock has no bits at all;
+ *   entry 28 N + 1      the trailing mb_skip_run of skipped macroblocks at the slice's end;
+ *   entry 28 N + 2      rbsp_trailing_bits (a one, then zeros to the byte boundary), whose
+ *                       length follows from the others' total (entropy_finish).
+ * So the CAVLC of every block runs in a thread of its own (27 per macroblock), each
+ * writing into its own slot of a scratch buffer (ENT_SLOT_WORDS 32-bit words, bits
+ * big-endian from the most significant bit of the first word) and its bit length; an
+ * exclusive prefix sum of the lengths gives each entry's offset in the payload; then
  * every payload word is gathered by the thread of the entry its first bit lies in;
  * emulation prevention counts, per chunk of payload bytes, the 03 bytes to insert, a
  * prefix sum of those counts places each chunk in the NAL unit, and a last launch
  * writes the start code, the NAL header and the bytes.
  *
- * Size of a slot, proven bound: a macroblock codes at most 27 residual blocks (I16x16:
- * luma DC, 16 luma AC, 2 chroma DC, 8 chroma AC) holding at most 384 coefficients
- * (16 + 16 * 15 + 2 * 4 + 8 * 15; P: 16 * 16 + 8 + 120). Per block: coeff_token <= 16
- * bits and total_zeros <= 9 bits; per coefficient: a level <= 28 bits (level_prefix
- * <= 15, as Baseline CAVLC allows, so 16 bits, plus a suffix <= 12 bits; a trailing
- * one's sign is 1 bit) and a run_before <= 11 bits. So residual <= 27 * 25 + 384 * 39 =
- * 15651 bits. Before it: mb_skip_run ue(v) of a run < 2^31 <= 63 bits, mb_type
- * ue(<= 29) 9 bits, intra_chroma_pred_mode ue(<= 3) 5 bits, two mvd se(v) of int32
- * (|mvd| <= 2^31: codeNum <= 2^32) <= 65 bits each, coded_block_pattern ue(<= 47)
- * 11 bits, mb_qp_delta 1 bit: <= 219 bits. Total <= 15870 < 16384 =
- * 512 words * 32. The writer still checks its capacity (ENT_ERR_OVERFLOW), and the
- * fields the bound assumes (modes 0..3, cbp_chroma 0..2, cbp_luma 0..15) are checked
- * (ENT_ERR_FIELD): the model would write such values into an invalid stream instead.
+ * Size of a slot, proven bound. A residual block holds at most 16 coefficients: its
+ * coeff_token <= 16 bits, total_zeros <= 9 bits, and per coefficient a level <= 28 bits
+ * (level_prefix <= 15, as Baseline CAVLC allows, so 16 bits, plus a suffix <= 12 bits;
+ * a trailing one's sign is 1 bit) and a run_before <= 11 bits: <= 16 + 9 + 16 * 39 =
+ * 649 bits. A prelude: mb_skip_run ue(v) of a run < 2^31 <= 63 bits, mb_type ue(<= 29)
+ * 9 bits, intra_chroma_pred_mode ue(<= 3) 5 bits, two mvd se(v) of int32 (|mvd| <= 2^31:
+ * codeNum <= 2^32) <= 65 bits each, coded_block_pattern ue(<= 47) 11 bits, mb_qp_delta
+ * 1 bit: <= 219 bits. The slice header: ue(0), ue(7), ue(0), u(4), ue(idr_pic_id <
+ * 2^31) <= 63 bits, 2 flags, se(int32 qp - 26) <= 65 bits, ue(1): <= 146 bits; the
+ * trailing run <= 63 bits, the trailing bits <= 8. So 649 bits <= 672 = 21 words * 32.
+ * (A whole macroblock: 27 blocks of 384 coefficients at most, <= 27 * 25 + 384 * 39 +
+ * 219 = 15870 bits, far past the 3,000 of a typical worst case at QP 0.) The writer still
+ * checks its capacity (ENT_ERR_OVERFLOW), and the fields the bound assumes (modes 0..3,
+ * cbp_chroma 0..2, cbp_luma 0..15) are checked (ENT_ERR_FIELD): the model would write
+ * such values into an invalid stream instead.
  */
 #include "portable.h"
 #include "cavlc.h"
 
-#define ENT_SLOT_WORDS 512
+#define ENT_SLOT_WORDS 21
+#define ENT_PER_MB 28 /* entries per macroblock: its prelude and 27 residual blocks */
 #define ENT_SLOT_BITS (32 * ENT_SLOT_WORDS)
 
 /* Macroblock kinds (model/picture.py). */
@@ -262,8 +268,6 @@ DEVICE i32 ent_predicted(const i32 *grid, i32 width, i32 y, i32 x)
     return has_a ? n_a : (has_b ? n_b : 0);
 }
 
-/* ------------------------------------------------------------------ per-entry bits */
-
 DEVICE void ent_slice_header(EntWriter *w, i32 idr, i32 frame_num, i32 idr_pic_id, i32 qp)
 {
     /* model headers.slice_header(0, idr, frame_num, idr_pic_id, qp): LOG2_MAX_FRAME_NUM 4,
@@ -283,28 +287,122 @@ DEVICE void ent_slice_header(EntWriter *w, i32 idr, i32 frame_num, i32 idr_pic_i
     ent_ue(w, 1u);           /* disable_deblocking_filter_idc */
 }
 
-/* The chroma residual of macroblock m at (r, c): DC blocks if cbp_chroma, AC blocks if 2.
- * chroma_counts holds two grids (2 rows) x (2 cols), one per component, of n4 blocks each. */
-DEVICE void ent_chroma_residual(EntWriter *w, i32 m, i32 r, i32 c, i32 cols, i64 n4, i32 cbp_chroma, const i32 *chroma_dc, const i32 *chroma_ac, const i32 *chroma_counts)
+/* ------------------------------------------------------------------ skip runs */
+
+/* mb_skip_run is the distance to the previous coded (not P_Skip) macroblock: a scan for
+ * the last coded index, in chunks of `chunk` macroblocks. First, per chunk, the last
+ * coded macroblock in it (-1: none). */
+KERNEL entropy_coded_chunks(const i32 *kind, i32 n, i32 chunk, i32 *last)
 {
-    if (cbp_chroma != 0)
-        for (i32 comp = 0; comp < 2; comp++) ent_residual_block(w, chroma_dc + (i64)m * 8 + comp * 4, -1, 4);
-    if (cbp_chroma == 2)
-        for (i32 comp = 0; comp < 2; comp++)
-            for (i32 blk = 0; blk < 4; blk++) {
-                i32 n_c = ent_predicted(chroma_counts + comp * n4, 2 * cols, 2 * r + blk / 2, 2 * c + blk % 2);
-                ent_residual_block(w, chroma_ac + (i64)m * 120 + comp * 60 + blk * 15, n_c, 15);
-            }
+    i32 k = global_index();
+    i32 start = k * chunk;
+    if (start >= n) return;
+    i32 end = imin(start + chunk, n), found = -1;
+    for (i32 i = start; i < end; i++)
+        if (kind[i] != ENT_P_SKIP) found = i;
+    last[k] = found;
 }
 
-/* One thread per entry (N + 3 of them, N = rows * cols macroblocks): the slice header,
- * each macroblock with its mb_skip_run, the trailing skip run; the last entry (the
- * rbsp trailing bits) gets length 0 here and its bits in entropy_finish. */
-KERNEL entropy_macroblocks(const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *mv, const i32 *mvp, const i32 *luma_dc, const i32 *luma, const i32 *chroma_dc, const i32 *chroma_ac, const i32 *cbp_luma, const i32 *cbp_chroma, const i32 *luma_counts, const i32 *chroma_counts, const i32 *skipped, i32 rows, i32 cols, i32 idr, i32 frame_num, i32 idr_pic_id, i32 qp, u32 *scratch, i32 *lengths, u32 *meta)
+/* One thread: last[k] becomes the last coded macroblock before chunk k, and
+ * last[count] the last of the slice (-1 where there is none). */
+KERNEL entropy_coded_top(i32 *last, i32 count)
+{
+    if (global_index() != 0) return;
+    i32 found = -1;
+    for (i32 k = 0; k < count; k++) {
+        i32 v = last[k];
+        last[k] = found;
+        found = imax(found, v);
+    }
+    last[count] = found;
+}
+
+/* The last coded macroblock before m: within m's chunk, else before the chunk. */
+DEVICE i32 ent_coded_before(const i32 *kind, i32 m, i32 chunk, const i32 *last)
+{
+    for (i32 j = m - 1; j >= (m / chunk) * chunk; j--)
+        if (kind[j] != ENT_P_SKIP) return j;
+    return last[m / chunk];
+}
+
+/* ------------------------------------------------------------------ per-entry bits */
+
+/* The bits of macroblock m before its residual: mb_skip_run (P slices), mb_type, the
+ * prediction modes or the motion vector difference, coded_block_pattern, mb_qp_delta. */
+DEVICE void ent_prelude(EntWriter *w, i32 m, const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *mv, const i32 *mvp, const i32 *cbp_luma, const i32 *cbp_chroma, i32 idr, i32 chunk, const i32 *last)
+{
+    i32 k = kind[m];
+    if (k == ENT_P_SKIP) return;
+    if (!idr) ent_ue(w, (u64)(m - 1 - ent_coded_before(kind, m, chunk, last))); /* mb_skip_run */
+    i32 cl = cbp_luma[m], cc = cbp_chroma[m];
+    if (cc < 0 || cc > 2 || cl < 0 || cl > 15) {
+        w->error |= ENT_ERR_FIELD;
+    } else if (k == ENT_I_16X16) {
+        i32 lm = luma_mode[m], cm = chroma_mode[m];
+        if (lm < 0 || lm > 3 || cm < 0 || cm > 3) {
+            w->error |= ENT_ERR_FIELD;
+            return;
+        }
+        ent_ue(w, (u64)(1 + lm + 4 * cc + (cl != 0 ? 12 : 0) + (idr ? 0 : 5))); /* mb_type */
+        ent_ue(w, (u64)cm);
+        ent_put(w, 1u, 1); /* mb_qp_delta se(0): the slice's QP throughout */
+    } else if (k == ENT_P_L0_16X16) {
+        ent_put(w, 1u, 1); /* mb_type P_L0_16x16 ue(0); no ref_idx with one reference */
+        /* mvd = mv - mvp in int32, wrapping as the model's NumPy int32 arrays do */
+        ent_se(w, (i64)(i32)((u32)mv[2 * m] - (u32)mvp[2 * m]));
+        ent_se(w, (i64)(i32)((u32)mv[2 * m + 1] - (u32)mvp[2 * m + 1]));
+        i32 cbp = cl + 16 * cc;
+        ent_ue(w, (u64)CAVLC_INTER_CBP_CODE_NUM[cbp]);
+        if (cbp != 0) ent_put(w, 1u, 1); /* mb_qp_delta se(0) */
+    } else {
+        w->error |= ENT_ERR_KIND;
+    }
+}
+
+/* Residual block `part` of macroblock m (r, c), if the macroblock codes it, in the
+ * order of the model's macroblock_bits: 0 luma DC (I16x16), 1 + blkIdx the luma 4x4
+ * blocks (AC only for I16x16), 17 + comp chroma DC, 19 + 4 comp + blk chroma AC.
+ * Macroblocks whose fields are out of range code nothing (ent_prelude reports them). */
+DEVICE void ent_part(EntWriter *w, i32 m, i32 r, i32 c, i32 cols, i32 n, i32 part, const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *luma_dc, const i32 *luma, const i32 *chroma_dc, const i32 *chroma_ac, const i32 *cbp_luma, const i32 *cbp_chroma, const i32 *luma_counts, const i32 *chroma_counts)
+{
+    i32 k = kind[m], cl = cbp_luma[m], cc = cbp_chroma[m];
+    if (cc < 0 || cc > 2 || cl < 0 || cl > 15) return;
+    if (k == ENT_I_16X16) {
+        if (luma_mode[m] < 0 || luma_mode[m] > 3 || chroma_mode[m] < 0 || chroma_mode[m] > 3) return;
+    } else if (k != ENT_P_L0_16X16 || cl + 16 * cc == 0) {
+        return;
+    }
+    if (part == 0) {
+        if (k == ENT_I_16X16)
+            ent_residual_block(w, luma_dc + (i64)m * 16, ent_predicted(luma_counts, 4 * cols, 4 * r, 4 * c), 16);
+    } else if (part <= 16) {
+        i32 blk = part - 1;
+        i32 coded = k == ENT_I_16X16 ? cl != 0 : ((cl >> (blk / 4)) & 1) != 0;
+        if (!coded) return;
+        i32 n_c = ent_predicted(luma_counts, 4 * cols, 4 * r + ENT_BLK_Y[blk], 4 * c + ENT_BLK_X[blk]);
+        if (k == ENT_I_16X16)
+            ent_residual_block(w, luma + (i64)m * 256 + blk * 16 + 1, n_c, 15);
+        else
+            ent_residual_block(w, luma + (i64)m * 256 + blk * 16, n_c, 16);
+    } else if (part <= 18) {
+        if (cc != 0) ent_residual_block(w, chroma_dc + (i64)m * 8 + (part - 17) * 4, -1, 4);
+    } else if (cc == 2) {
+        i32 comp = (part - 19) / 4, blk = (part - 19) % 4;
+        const i32 *grid = chroma_counts + (i64)comp * 4 * n;
+        i32 n_c = ent_predicted(grid, 2 * cols, 2 * r + blk / 2, 2 * c + blk % 2);
+        ent_residual_block(w, chroma_ac + (i64)m * 120 + comp * 60 + blk * 15, n_c, 15);
+    }
+}
+
+/* One thread per entry (ENT_PER_MB * N + 3 of them, N = rows * cols macroblocks): the
+ * slice header; per macroblock its prelude and its 27 residual blocks; the trailing
+ * skip run; the last entry (rbsp_trailing_bits) gets length 0 here and its bits in
+ * entropy_finish. */
+KERNEL entropy_entries(const i32 *kind, const i32 *luma_mode, const i32 *chroma_mode, const i32 *mv, const i32 *mvp, const i32 *luma_dc, const i32 *luma, const i32 *chroma_dc, const i32 *chroma_ac, const i32 *cbp_luma, const i32 *cbp_chroma, const i32 *luma_counts, const i32 *chroma_counts, const i32 *skipped, const i32 *last, i32 chunk, i32 rows, i32 cols, i32 idr, i32 frame_num, i32 idr_pic_id, i32 qp, u32 *scratch, i32 *lengths, u32 *meta)
 {
     i32 e = global_index();
     i32 n = rows * cols;
-    if (e >= n + 3) return;
+    if (e >= ENT_PER_MB * n + 3) return;
     EntWriter writer;
     EntWriter *w = &writer;
     w->words = scratch + (i64)e * ENT_SLOT_WORDS;
@@ -314,65 +412,18 @@ KERNEL entropy_macroblocks(const i32 *kind, const i32 *luma_mode, const i32 *chr
     w->error = 0u;
     if (e == 0) {
         ent_slice_header(w, idr, frame_num, idr_pic_id, qp);
-    } else if (e == n + 1) { /* the skipped macroblocks at the end of the slice */
+    } else if (e <= ENT_PER_MB * n) {
+        i32 m = (e - 1) / ENT_PER_MB, part = (e - 1) % ENT_PER_MB;
+        if (part == 0)
+            ent_prelude(w, m, kind, luma_mode, chroma_mode, mv, mvp, cbp_luma, cbp_chroma, idr, chunk, last);
+        else
+            ent_part(w, m, m / cols, m % cols, cols, n, part - 1, kind, luma_mode, chroma_mode, luma_dc, luma, chroma_dc, chroma_ac, cbp_luma, cbp_chroma, luma_counts, chroma_counts);
+    } else if (e == ENT_PER_MB * n + 1) { /* the skipped macroblocks at the end of the slice */
         /* An I slice writes no mb_skip_run before its macroblocks, so the model's run
          * there never restarts: its tail is every P_Skip of the slice (none, from the
          * encoder: I pictures have no P_Skip). */
-        i32 run = 0;
-        if (idr) run = *skipped;
-        else
-            for (i32 j = n - 1; j >= 0 && kind[j] == ENT_P_SKIP; j--) run++;
+        i32 run = idr ? *skipped : n - 1 - last[(n + chunk - 1) / chunk];
         if (run != 0) ent_ue(w, (u64)run);
-    } else if (e <= n) {
-        i32 m = e - 1, r = m / cols, c = m % cols;
-        i32 k = kind[m];
-        if (k != ENT_P_SKIP) {
-            if (!idr) { /* mb_skip_run: the P_Skip macroblocks since the last coded one */
-                i32 run = 0;
-                for (i32 j = m - 1; j >= 0 && kind[j] == ENT_P_SKIP; j--) run++;
-                ent_ue(w, (u64)run);
-            }
-            i32 cl = cbp_luma[m], cc = cbp_chroma[m];
-            if (cc < 0 || cc > 2 || cl < 0 || cl > 15) {
-                w->error |= ENT_ERR_FIELD;
-            } else if (k == ENT_I_16X16) {
-                i32 lm = luma_mode[m], cm = chroma_mode[m];
-                if (lm < 0 || lm > 3 || cm < 0 || cm > 3) {
-                    w->error |= ENT_ERR_FIELD;
-                } else {
-                    i32 mb_type = 1 + lm + 4 * cc + (cl != 0 ? 12 : 0) + (idr ? 0 : 5);
-                    ent_ue(w, (u64)mb_type);
-                    ent_ue(w, (u64)cm);
-                    ent_put(w, 1u, 1); /* mb_qp_delta se(0): the slice's QP throughout */
-                    i32 y0 = 4 * r, x0 = 4 * c;
-                    ent_residual_block(w, luma_dc + (i64)m * 16, ent_predicted(luma_counts, 4 * cols, y0, x0), 16);
-                    if (cl != 0)
-                        for (i32 blk = 0; blk < 16; blk++) {
-                            i32 n_c = ent_predicted(luma_counts, 4 * cols, y0 + ENT_BLK_Y[blk], x0 + ENT_BLK_X[blk]);
-                            ent_residual_block(w, luma + (i64)m * 256 + blk * 16 + 1, n_c, 15);
-                        }
-                    ent_chroma_residual(w, m, r, c, cols, (i64)4 * n, cc, chroma_dc, chroma_ac, chroma_counts);
-                }
-            } else if (k == ENT_P_L0_16X16) {
-                ent_put(w, 1u, 1); /* mb_type P_L0_16x16 ue(0); no ref_idx with one reference */
-                /* mvd = mv - mvp in int32, wrapping as the model's NumPy int32 arrays do */
-                ent_se(w, (i64)(i32)((u32)mv[2 * m] - (u32)mvp[2 * m]));
-                ent_se(w, (i64)(i32)((u32)mv[2 * m + 1] - (u32)mvp[2 * m + 1]));
-                i32 cbp = cl + 16 * cc;
-                ent_ue(w, (u64)CAVLC_INTER_CBP_CODE_NUM[cbp]);
-                if (cbp != 0) {
-                    ent_put(w, 1u, 1); /* mb_qp_delta se(0) */
-                    for (i32 blk = 0; blk < 16; blk++) {
-                        if (((cl >> (blk / 4)) & 1) == 0) continue;
-                        i32 n_c = ent_predicted(luma_counts, 4 * cols, 4 * r + ENT_BLK_Y[blk], 4 * c + ENT_BLK_X[blk]);
-                        ent_residual_block(w, luma + (i64)m * 256 + blk * 16, n_c, 16);
-                    }
-                    ent_chroma_residual(w, m, r, c, cols, (i64)4 * n, cc, chroma_dc, chroma_ac, chroma_counts);
-                }
-            } else {
-                w->error |= ENT_ERR_KIND;
-            }
-        }
     }
     ent_flush(w);
     lengths[e] = w->length;
