@@ -29,6 +29,7 @@ NVENC_SONAME = "libnvidia-encode.so.1"
 OTHER_ENGINES: dict[str, str] = {
     "h264_cpu": "libx264",
     "h264_gpu_nv12": "libx264",
+    "h264_cuda": "cuda-kernels",  # rfb.h264cuda: rfb's own kernels, through NVRTC
     "jpeg_gpu": "nvjpeg",
     "image": "libjpeg",
 }

@@ -66,6 +66,7 @@ CPU_ORIGIN: dict[str, str] = {
     "nvenc_gpu_cffi": "nvenc_cpu",
     "nvenc_gpu_pyav": "nvenc_cpu",
     "h264_gpu_nv12": "h264_cpu",
+    "h264_cuda": "h264_cpu",
 }
 # Otherwise, by what the route produces: H.264 -> libx264, images -> the CPU JPEG route.
 DEFAULT_CPU_ORIGIN: dict[str, str] = {"webcodecs": "h264_cpu", "image": "image"}

@@ -38,6 +38,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "rfb.encoders.nvenc_gpu_cffi",
     "rfb.encoders.nvenc_gpu_pyav",
     "rfb.encoders.h264_gpu_nv12",
+    "rfb.encoders.h264_cuda",
     "rfb.encoders.jpeg_gpu",
 )
 

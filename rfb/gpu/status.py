@@ -19,7 +19,7 @@ from typing import Any
 from rfb.encoders.registry import get_entry, probe_entry
 
 # Every route that takes CUDA frames, best first (their registry priorities).
-GPU_ROUTES: tuple[str, ...] = ("nvenc_gpu_cffi", "nvenc_gpu_pyav", "h264_gpu_nv12", "jpeg_gpu")
+GPU_ROUTES: tuple[str, ...] = ("nvenc_gpu_cffi", "nvenc_gpu_pyav", "h264_gpu_nv12", "h264_cuda", "jpeg_gpu")
 # The routes that hand the caller's device memory to NVENC itself.
 ZERO_COPY_NVENC_ROUTES: tuple[str, ...] = ("nvenc_gpu_cffi", "nvenc_gpu_pyav")
 

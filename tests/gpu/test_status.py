@@ -366,7 +366,7 @@ def test_zero_copy_means_an_nvenc_route_not_any_gpu_route(swap_probe, fresh_prob
     for name in GPU_ROUTES:
         swap_probe(name, (lambda: None) if name not in ZERO_COPY_NVENC_ROUTES else (lambda: "no engine"))
     status = gpu_encode_status()
-    assert status.working == ["h264_gpu_nv12", "jpeg_gpu"]
+    assert status.working == ["h264_gpu_nv12", "h264_cuda", "jpeg_gpu"]
     assert status.zero_copy is False and cuda_zerocopy_available() is False
     assert status.route("nvenc_gpu_pyav").reason == "no engine"
 
