@@ -195,16 +195,10 @@ def stages_reason() -> str | None:
 
 def compile_reason(device_id: int = 0) -> str | None:
     """None when NVRTC compiles the kernels and the module loads on CUDA device ``device_id``, else why not."""
-    from rfb.gpu.context import import_cupy
-    from rfb.h264cuda.kernels import signatures
-    from rfb.h264cuda.kernels.cuda import _module
+    from rfb.h264cuda.kernels.cuda import load
 
     try:
-        cp = import_cupy()
-        with cp.cuda.Device(device_id):
-            module = _module()
-            for name in signatures():  # compiles (once per process) and loads every kernel on this device
-                module.get_function(name)
+        load(device_id)
     except Exception as exc:  # NVRTC's CompileException, a driver error: all mean "the kernels do not run here"
         return _reason(
             f"NVRTC did not build the h264_cuda kernels on CUDA device {device_id}: {type(exc).__name__}: {exc}"

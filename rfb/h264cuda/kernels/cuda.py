@@ -16,7 +16,8 @@ from rfb.h264cuda.kernels import SCALARS, Dim, expanded_source, signatures
 
 
 @cache
-def _module() -> Any:
+def _module(device: int) -> Any:
+    """The kernels loaded on ``device``: a loaded module belongs to one device's context."""
     from rfb.gpu.context import import_cupy  # CuPy is optional (rfb[gpu]); this says how to get it
 
     # The includes written out: CuPy's compile cache is keyed by this text.
@@ -24,15 +25,27 @@ def _module() -> Any:
 
 
 @cache
-def _prepared(name: str) -> tuple[Any, tuple[Any, ...]]:
-    """Kernel ``name``'s function and, per parameter, the NumPy scalar type (None: an array).
+def _prepared(name: str, device: int) -> tuple[Any, tuple[Any, ...]]:
+    """Kernel ``name``'s function on ``device`` and, per parameter, the NumPy scalar type (None: an array).
 
-    Looked up once per kernel: an I picture launches about R + C kernels, so per-launch
-    host work adds up.
+    Looked up once per kernel and device: an I picture launches about R + C kernels, so
+    per-launch host work adds up.
     """
     signature = signatures()[name]
     types = tuple(np.dtype(SCALARS[p.scalar]).type if p.scalar is not None else None for p in signature.params)
-    return _module().get_function(name), types
+    return _module(device).get_function(name), types
+
+
+def load(device: int) -> None:
+    """Compile the kernels (once per process) and load every one of them on CUDA device ``device``.
+
+    Raises what CuPy raises: NVRTC's CompileException, or a driver error.
+    """
+    from rfb.gpu.context import import_cupy
+
+    with import_cupy().cuda.Device(device):
+        for name in signatures():
+            _prepared(name, device)
 
 
 class CudaLauncher:
@@ -49,7 +62,9 @@ class CudaLauncher:
 
 def launch(name: str, grid: Dim, block: Dim, *args: Any) -> None:
     """Launch kernel ``name`` on CuPy's current stream."""
-    function, types = _prepared(name)
+    from rfb.gpu.context import import_cupy
+
+    function, types = _prepared(name, import_cupy().cuda.runtime.getDevice())
     if len(args) != len(types):
         raise TypeError(f"kernel {name} takes {len(types)} arguments, got {len(args)}")
     function(grid, block, tuple(a if t is None else t(a) for t, a in zip(types, args, strict=True)))
