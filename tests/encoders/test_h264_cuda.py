@@ -44,6 +44,11 @@ from tests.support.frames import decode, padded_device_frame
 from tests.support.kernels_cpu import CpuLauncher
 
 W, H = 160, 96
+# RGB PSNR of the decoded scene against its source at W x H. The golden model itself gives
+# 27.6-28.5 dB there (QP 28-30 from the rate control's start, and 4:2:0 on the scene's hard
+# colour edges at this small size; measured with ModelEncoder on the dev VM), so this bound
+# only catches a stream that shows another picture; exactness is asserted separately.
+MIN_PSNR = 25
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -310,7 +315,9 @@ def test_cupy_frames_decode_exactly_to_the_reconstruction(cp: Any, layout: str) 
     for i, ((y, u, v), (ry, ruv)) in enumerate(zip(decode([p.data for p in payloads]), recons, strict=True)):
         assert np.array_equal(y, ry) and np.array_equal(u, ruv[:, 0::2]) and np.array_equal(v, ruv[:, 1::2]), i
     with H264Decoder() as decoder:
-        assert all(psnr(s, d) > 28 for s, d in zip(sources, decoder.decode_all(p.data for p in payloads), strict=True))
+        assert all(
+            psnr(s, d) > MIN_PSNR for s, d in zip(sources, decoder.decode_all(p.data for p in payloads), strict=True)
+        )
 
 
 @pytest.mark.gpu
@@ -363,4 +370,4 @@ async def test_a_websocket_viewer_of_a_gpu_display_forced_to_h264_cuda_decodes_i
     with H264Decoder() as decoder:
         decoded = decoder.decode_all(c.payload for c in chunks)
     assert len(decoded) == len(sources)
-    assert all(psnr(s, d) > 28 for s, d in zip(sources, decoded, strict=True))
+    assert all(psnr(s, d) > MIN_PSNR for s, d in zip(sources, decoded, strict=True))

@@ -32,7 +32,7 @@ from rfb.encoders.jpeg_gpu import JpegGpuEncoder, frame_stream, nv12_to_jfif_hos
 from rfb.encoders.registry import get_entry, select_encoder
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import cuda_frame, describe_device_array
-from tests.gpu import FakeCudaArray
+from tests.gpu import FakeCudaArray, require_whole_device
 from tests.nvjpegffi.emulator import Emulator, parse
 
 # The binding's emulator fixtures, reused.
@@ -427,6 +427,7 @@ def test_gpu_higher_quality_is_closer_and_bigger(gpu_route) -> None:
 @pytest.mark.slow
 def test_gpu_10000_frames_flat_gpu_and_host_memory(gpu_route) -> None:
     cp, make = gpu_route
+    require_whole_device()
     enc = make(1280, 720)
     frames = [cuda_frame(cp.asarray(patterns.scene(1280, 720, i))) for i in range(4)]
     for i in range(50):  # nvJPEG grows its scratch buffers on the first frames

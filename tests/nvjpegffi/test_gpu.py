@@ -19,6 +19,7 @@ from PIL import Image
 import nvjpegffi
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import psnr
+from tests.gpu import require_whole_device
 
 pytestmark = pytest.mark.gpu
 
@@ -101,6 +102,7 @@ def test_a_fault_on_the_gpu_is_an_error_naming_it(cp: Any) -> None:
 
 
 def test_closing_frees_gpu_memory(cp: Any) -> None:
+    require_whole_device()
     src = cp.asarray(patterns.scene(1920, 1080, 4))
     with nvjpegffi.JpegEncoder(1920, 1080) as enc:  # nvJPEG's kernels are loaded on first use, once
         enc.encode_rgb(src.data.ptr, 1920 * 3)
