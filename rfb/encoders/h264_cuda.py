@@ -44,7 +44,7 @@ from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable,
 from rfb.encoders.checks import check_even_size, check_frame_size
 from rfb.encoders.registry import REGISTRY, EncoderEntry, Registry
 from rfb.frames import FrameError, RawFrame
-from rfb.gpu.arrays import as_cupy
+from rfb.gpu.arrays import as_cupy, check_cuda_frame, cupy_stream, frame_stream
 from rfb.gpu.context import GpuUnavailable, cupy_available, gpu_available, primary_context_state
 from rfb.gpu.staging import DeviceStaging
 
@@ -68,7 +68,7 @@ class H264CudaEncoder:
     """An :class:`~rfb.encoders.base.EncoderBackend` over one :class:`~rfb.h264cuda.encoder.CudaEncoder`.
 
     One stream of one size on ``config.device_id``; each ``encode`` returns exactly one
-    Annex B access unit. The kernels are launched on CuPy's current stream; the only
+    Annex B access unit. The kernels are launched on the frame's stream; the only
     wait is the entropy stage's read of the access unit's bytes. ``stages`` replaces the
     kernel drivers (tests only: the route itself always takes
     :func:`rfb.h264cuda.encoder.kernel_stages`).
@@ -117,7 +117,11 @@ class H264CudaEncoder:
         cp = self._cp
         gop = self.config.gop
         idr = force_keyframe or self._need_idr or bool(gop and self._since_idr >= gop)
-        with cp.cuda.Device(self.config.device_id):
+        # A CUDA frame is encoded on the stream its producer named (CUDA array interface v3),
+        # so the kernels follow the renderer's last kernel without a host wait; a host frame
+        # is uploaded and encoded on the null stream.
+        stream = frame_stream(check_cuda_frame(frame)) if frame.memory == "cuda" else 0
+        with cp.cuda.Device(self.config.device_id), cupy_stream(cp, stream):
             nv12 = staging.device_frame(frame, synchronize=False)  # queued on this stream, before the kernels
             planes = as_cupy(nv12.data)
             height = self.config.height

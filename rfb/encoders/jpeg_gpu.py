@@ -47,7 +47,7 @@ from rfb.encoders.base import EncodedPayload, EncoderConfig, EncoderUnavailable,
 from rfb.encoders.image import JPEG_MIME, PNG_MIME, ImageEncoder
 from rfb.encoders.registry import EncoderEntry
 from rfb.frames import FrameError, RawFrame, frame_from_array
-from rfb.gpu.arrays import DeviceArray, as_cupy, check_cuda_frame
+from rfb.gpu.arrays import as_cupy, check_cuda_frame, cupy_stream, frame_stream
 from rfb.gpu.context import cupy_available, import_cupy
 from rfb.gpu.convert import DEVICE_ROUND_U8, to_host_rgb
 
@@ -65,7 +65,6 @@ PRIORITY = 20  # above the CPU image route (0): see select_encoder(gpu=True)
 # JPEG (JFIF) pixels: BT.601 luma weights, full range. nvJPEG converts RGB with them.
 JFIF_MATRIX = ("bt601", True)
 # CUDA array interface v3 stream values that are not stream handles.
-_CAI_LEGACY_STREAM, _CAI_PER_THREAD_STREAM = 1, 2
 
 _KERNEL_NAME = "rfb_nv12_rematrix"
 _KERNEL_SOURCE = (
@@ -147,18 +146,6 @@ def _round_u8(values: np.ndarray) -> np.ndarray:
 @functools.cache
 def _kernel() -> Any:
     return import_cupy().RawKernel(_KERNEL_SOURCE, _KERNEL_NAME)
-
-
-def frame_stream(info: DeviceArray) -> int:
-    """The CUDA stream (as a ``cudaStream_t`` integer) a frame's pixels are ready on.
-
-    The stream a CUDA array interface v3 names (CuPy, PyTorch); the legacy default
-    stream (0) when it names none or names the legacy stream by its alias 1.
-    """
-    stream = info.stream
-    if stream is None or stream == _CAI_LEGACY_STREAM:
-        return 0
-    return stream  # 2 (the per-thread default stream) is a valid handle too
 
 
 class JpegGpuEncoder:
@@ -323,7 +310,7 @@ class JpegGpuEncoder:
     def _pack(self, frame: RawFrame, stream: int) -> Any:
         """rgba8 -> packed rgb24 on the device, queued on ``stream``, into a reused buffer."""
         cp = import_cupy()
-        with cp.cuda.Device(self.config.device_id), _cupy_stream(cp, stream):
+        with cp.cuda.Device(self.config.device_id), cupy_stream(cp, stream):
             target = self._buffer(cp, "rgb24", (frame.height, frame.width, 3))
             target[...] = as_cupy(frame.data)[..., :3]
         self.packs += 1
@@ -332,7 +319,7 @@ class JpegGpuEncoder:
     def _rematrix(self, frame: RawFrame, stream: int) -> Any:
         """nv12 (the configured colorimetry) -> JFIF nv12, one kernel on ``stream``."""
         cp = import_cupy()
-        with cp.cuda.Device(self.config.device_id), _cupy_stream(cp, stream):
+        with cp.cuda.Device(self.config.device_id), cupy_stream(cp, stream):
             target = self._buffer(cp, "nv12", (frame.height + frame.height // 2, frame.width))
             half_w, half_h = frame.width // 2, frame.height // 2
             grid = ((half_w + _BLOCK[0] - 1) // _BLOCK[0], (half_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
@@ -364,11 +351,6 @@ class JpegGpuEncoder:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.nvjpeg.frames_encoded} frames"
         return f"<JpegGpuEncoder {self.name} {self.config.width}x{self.config.height} {state}>"
-
-
-def _cupy_stream(cp: Any, stream: int) -> Any:
-    """A CuPy stream object for a raw stream handle, to make current with ``with`` (0: CuPy's null stream)."""
-    return cp.cuda.Stream.null if stream == 0 else cp.cuda.ExternalStream(stream)
 
 
 def _open_nvjpeg(

@@ -254,3 +254,27 @@ def _numpy_dtype(info: CudaArrayInfo) -> np.dtype:
         raise FrameError(
             f"malformed __cuda_array_interface__: typestr {info.typestr!r} is not a NumPy type ({exc})"
         ) from exc
+
+
+_CAI_LEGACY_STREAM = 1  # how a CUDA array interface v3 names the legacy default stream
+
+
+def frame_stream(info: DeviceArray) -> int:
+    """The CUDA stream (as a ``cudaStream_t`` integer) a frame's pixels are ready on.
+
+    The stream a CUDA array interface v3 names (CuPy, PyTorch); the legacy default
+    stream (0) when it names none or names the legacy stream by its alias 1.
+    """
+    stream = info.stream
+    if stream is None or stream == _CAI_LEGACY_STREAM:
+        return 0
+    return stream  # 2 (the per-thread default stream) is a valid handle too
+
+
+def cupy_stream(cp: Any, stream: int) -> Any:
+    """A CuPy stream object for a raw stream handle, to make current with ``with`` (0: CuPy's null stream).
+
+    Work queued inside runs after what the frame's producer queued on that stream, and
+    before anything queued there later: no host synchronisation needed.
+    """
+    return cp.cuda.Stream.null if stream == 0 else cp.cuda.ExternalStream(stream)

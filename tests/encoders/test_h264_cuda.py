@@ -35,6 +35,7 @@ from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable
 from rfb.encoders.registry import EncoderEntry, get_entry, select_encoder
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import cuda_frame, gpu_available, rgb_to_nv12_host
+from rfb.gpu.arrays import check_cuda_frame, frame_stream
 from rfb.h264cuda.encoder import missing_stages
 from rfb.h264cuda.model.encoder import ModelEncoder
 from rfb.routes import resolve_routes
@@ -178,6 +179,9 @@ class FakeCupy:
         def Device(device_id: int) -> Any:  # noqa: N802 (CuPy's name)
             return contextlib.nullcontext()
 
+        class Stream:
+            null = contextlib.nullcontext()  # host frames are encoded on the null stream
+
     @staticmethod
     def asnumpy(a: Any) -> np.ndarray:
         return np.asarray(a)
@@ -318,6 +322,30 @@ def test_cupy_frames_decode_exactly_to_the_reconstruction(cp: Any, layout: str) 
         assert all(
             psnr(s, d) > MIN_PSNR for s, d in zip(sources, decoder.decode_all(p.data for p in payloads), strict=True)
         )
+
+
+@pytest.mark.gpu
+def test_a_frame_made_on_a_non_blocking_stream_is_encoded_on_that_stream(cp: Any) -> None:
+    # The kernels must follow the producer's last kernel on its own stream: a stream that
+    # does not synchronise with the null stream would otherwise race the encoder.
+    sources = [patterns.make("scene", W, H, i) for i in range(3)]
+    payloads, recons = [], []
+    stream = cp.cuda.Stream(non_blocking=True)
+    with h264_cuda.H264CudaEncoder(EncoderConfig(W, H, bitrate=1_000_000), stages=route_stages()) as enc, stream:
+        for src in sources:
+            planes = cp.empty((H * 3 // 2, W), cp.uint8)
+            planes.set(rgb_to_nv12_host(src), stream=stream)  # queued on the producer's stream only
+            frame = cuda_frame(planes)
+            assert frame_stream(check_cuda_frame(frame)) == stream.ptr
+            payloads += enc.encode(frame)
+            y, uv = enc.encoder.reconstruction
+            recons.append((cp.asnumpy(y), cp.asnumpy(uv)))
+    for i, ((y, u, v), (ry, ruv)) in enumerate(zip(decode([p.data for p in payloads]), recons, strict=True)):
+        assert np.array_equal(y, ry) and np.array_equal(u, ruv[:, 0::2]) and np.array_equal(v, ruv[:, 1::2]), i
+    model = ModelEncoder(W, H, 30, 1_000_000)
+    for src, payload in zip(sources, payloads, strict=True):
+        nv12 = rgb_to_nv12_host(src)
+        assert payload.data == model.encode(nv12[:H], nv12[H:])
 
 
 @pytest.mark.gpu

@@ -28,10 +28,11 @@ from rfb.benchmark.metrics import psnr
 from rfb.colorspace import nv12_to_rgb_host, rgb_to_nv12_host
 from rfb.encoders import jpeg_gpu
 from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable
-from rfb.encoders.jpeg_gpu import JpegGpuEncoder, frame_stream, nv12_to_jfif_host, rematrix_coefficients
+from rfb.encoders.jpeg_gpu import JpegGpuEncoder, nv12_to_jfif_host, rematrix_coefficients
 from rfb.encoders.registry import get_entry, select_encoder
 from rfb.frames import FrameError, RawFrame, frame_from_array
 from rfb.gpu import cuda_frame, describe_device_array
+from rfb.gpu.arrays import frame_stream
 from tests.gpu import FakeCudaArray, require_whole_device
 from tests.nvjpegffi.emulator import Emulator, parse
 
