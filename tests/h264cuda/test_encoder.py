@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rfb.benchmark.patterns import make
 from rfb.encoders import h264
+from rfb.gpu import rgb_to_nv12_host
 from rfb.h264cuda import encoder as cuda_encoder
 from rfb.h264cuda.encoder import CudaEncoder, StageDriver, Stages, StagesMissing, load_driver
 from rfb.h264cuda.model.encoder import ModelEncoder
@@ -170,3 +172,41 @@ def test_a_driver_that_is_missing_or_broken_says_which() -> None:
     present = StageDriver("i_picture", "rfb.h264cuda.model.intra", "code_i_picture", "the I-picture stage")
     function, reason = load_driver(present)
     assert callable(function) and reason is None
+
+
+# ---------------------------------------------------------------- long streams: no drift
+
+
+def kernel_stream(launcher: Any, pattern: str, width: int, height: int, count: int, bitrate: int) -> Stream:
+    """``count`` moving pictures of ``pattern`` through CudaEncoder on ``launcher`` alone, rate control on.
+
+    An IDR in the middle, P pictures elsewhere: each P picture predicts from the kernels'
+    own reconstruction of the one before, so any drift from the decoder accumulates.
+    """
+    stages, missing = stages_for_tests()
+    assert not missing, f"expected every stage to have kernels, missing: {missing}"
+    cuda = CudaEncoder(launcher, width, height, 30, bitrate, stages=stages)
+    xp = launcher.xp
+    stream = Stream([], [], [], [])
+    for i in range(count):
+        nv12 = xp.asarray(rgb_to_nv12_host(make(pattern, width, height, i)))
+        stream.units.append(cuda.encode(nv12[:height], nv12[height:], force_idr=i == count // 2))
+        stream.recons.append(tuple(np.asarray(xp.asnumpy(p) if xp is not np else p) for p in cuda.reconstruction))
+    return stream
+
+
+def test_a_long_stream_on_the_cpu_build_decodes_without_drift() -> None:
+    stream = kernel_stream(CpuLauncher(), "scene", 64, 48, 240, 300_000)
+    assert sum(h264.is_idr(u) for u in stream.units) == 2
+    assert_decodes_to_reconstruction(stream)
+
+
+@pytest.mark.gpu
+def test_a_thousand_frame_stream_on_the_gpu_decodes_without_drift() -> None:
+    from rfb.h264cuda.kernels.cuda import CudaLauncher
+    from tests.gpu import require_cupy
+
+    require_cupy()
+    stream = kernel_stream(CudaLauncher(), "scene", 1280, 720, 1000, 4_000_000)
+    assert sum(h264.is_idr(u) for u in stream.units) == 2
+    assert_decodes_to_reconstruction(stream)
