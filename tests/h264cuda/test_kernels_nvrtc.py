@@ -28,14 +28,19 @@ def compile_ptx(arch: str) -> str:
     options = [b"--std=c++17", f"-arch={arch}".encode()]  # the GPU build's options (rfb/h264cuda/kernels/cuda.py)
     (err,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
     _, size = nvrtc.nvrtcGetProgramLogSize(program)
-    log = b" " * size
+    # bytearray, never b" " * size: NVRTC writes into the buffer, and a bytes object of
+    # size 1 is CPython's shared single-byte object (an empty log is 1 byte: its NUL),
+    # so writing into it turned every later b" " in the process into b"\x00".
+    log = bytearray(size)
     nvrtc.nvrtcGetProgramLog(program, log)
-    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"NVRTC refused the kernels ({err}):\n{log.decode(errors='replace')}"
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, (
+        f"NVRTC refused the kernels ({err}):\n{bytes(log).decode(errors='replace')}"
+    )
     _, size = nvrtc.nvrtcGetPTXSize(program)
-    ptx = b" " * size
+    ptx = bytearray(size)
     nvrtc.nvrtcGetPTX(program, ptx)
     nvrtc.nvrtcDestroyProgram(program)
-    return ptx.decode(errors="replace")
+    return bytes(ptx).decode(errors="replace")
 
 
 @pytest.mark.parametrize("arch", ["compute_80", "compute_90"])  # A100; H100 and H200
@@ -50,3 +55,8 @@ def test_the_gpu_source_holds_every_file_once_with_no_include_left():
     assert '#include "' not in text.replace("/* ", "")
     for path in sorted(HERE.glob("*.cu")) + sorted(HERE.glob("*.h")):
         assert text.count(f"/* ---- {path.name} ---- */") == 1, path.name
+
+
+def test_compiling_leaves_the_interpreter_s_single_byte_objects_alone():
+    compile_ptx("compute_90")
+    assert b"a b"[1:2] == bytes([0x20]) == b" "  # what a buffer written in place once broke
