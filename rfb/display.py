@@ -62,7 +62,7 @@ from rfb.resize import (
     check_pixel_ratio,
 )
 from rfb.routes import resolve_routes
-from rfb.server import Authenticate, ServerThread, create_app
+from rfb.server import Authenticate, OriginGrants, ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
 from rfb.stills import StillStats, host_rgb, png_bytes
 
@@ -223,6 +223,8 @@ class Display:
         self._guard = guard
         self._allowed_origins = allowed_origins
         self._allowed_hosts = allowed_hosts
+        # Notebook pages whose widgets of this display reported their origin over the comm (rfb.widget).
+        self._origin_grants = OriginGrants()
         # How it is served is chosen once: its own thread (_start) or a host application (asgi_app).
         self._server: ServerThread | LoopServing | None = None
 
@@ -559,6 +561,7 @@ class Display:
             allowed_hosts=self._allowed_hosts,
             bound_host=self.host,
             token=self.token,
+            granted=self._origin_grants,
         )
         self._server = ServerThread(
             app,
@@ -603,6 +606,7 @@ class Display:
             allowed_hosts=[*(self._allowed_hosts or ()), *allowed_hosts],
             token=self.token,
             authenticate=authenticate,
+            granted=self._origin_grants,
         )
         serving = LoopServing(before_stop=self._close_viewers, after_stop=self._release, abort=abort)
         self._server = serving
