@@ -116,6 +116,8 @@ class Display:
       how long a route may take to start (:class:`rfb.failover.FailoverPolicy`).
     - ``token``: the secret a viewer sends in ``hello`` (random by default; None: no check).
     - ``allowed_origins``: origins besides the page's own allowed to connect ("*": any).
+      A notebook widget of this display needs none: its page tells the kernel its origin
+      over the widget's comm, and that origin is accepted while the widget lives (rfb.widget).
     - ``allowed_hosts``: names besides IP addresses, ``localhost``, ``host`` and the
       hosts of ``allowed_origins`` that a request's Host header may carry ("*": any);
       the defence against DNS rebinding (rfb.hosts). Add your machine's LAN name here
@@ -674,10 +676,13 @@ class Display:
         """A notebook widget (anywidget) that shows this display live; needs ``rfb[notebook]``.
 
         ``transport``: "auto" tries a WebSocket to this display's port and falls back to
-        the widget's comm; "comm" and "websocket" force one. Each widget, and each view of
-        one, is a viewer of its own (rfb.widget, docs/viewer.md "In a notebook"). ``height``:
-        CSS pixels (None: the frame's aspect ratio at the cell's width); ``only``: "image"
-        or "png" as the page's ``transport=``; ``overlay``: show the stats readout.
+        the widget's comm; "comm" and "websocket" force one. For the WebSocket, each view
+        first tells the kernel its page's origin over the comm, and the display accepts
+        that origin (no ``allowed_origins`` needed; the token still is). Each widget, and
+        each view of one, is a viewer of its own (rfb.widget, docs/viewer.md "In a
+        notebook"). ``height``: CSS pixels (None: the frame's aspect ratio at the cell's
+        width); ``only``: "image" or "png" as the page's ``transport=``; ``overlay``: show
+        the stats readout.
         """
         from rfb.widget import DisplayWidget
 
