@@ -19,6 +19,7 @@ page of another origin, token and all, is still refused.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import importlib
 import json
 import threading
@@ -447,7 +448,6 @@ def page_origin(nb: Notebook, index: int) -> dict[str, Any]:
     return answer
 
 
-FOREIGN_PAGE = "http://other.example/"  # a page of another origin, served by Playwright (no network)
 FOREIGN_ATTEMPT = """async ([url, token]) => {
     const ws = new WebSocket(url);
     return await new Promise((resolve) => {
@@ -458,17 +458,38 @@ FOREIGN_ATTEMPT = """async ([url, token]) => {
 }"""
 
 
+class _OtherPage(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = b"<!doctype html><title>another origin</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass
+
+
 def foreign_page_is_refused(nb: Notebook, port: int, token: str) -> None:
-    """A page of another origin in the same browser, with the display's token, cannot open the display's WebSocket."""
+    """A page of another loopback origin in the same browser, with the display's token, cannot open its WebSocket.
+
+    Served from 127.0.0.1 like JupyterLab (a public name would meet Chromium's rules on
+    public pages reaching loopback before the display's Origin check).
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     page = nb.context.new_page()
     try:
-        page.route(FOREIGN_PAGE, lambda route: route.fulfill(body="<!doctype html><title>other</title>"))
-        page.goto(FOREIGN_PAGE)
-        assert page.evaluate("() => location.origin") == FOREIGN_PAGE.rstrip("/")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        page.goto(url + "/")
+        assert page.evaluate("() => location.origin") == url != nb.lab.origin
         outcome = page.evaluate(FOREIGN_ATTEMPT, [f"ws://127.0.0.1:{port}/ws", token])
         assert outcome == "closed 1006", outcome  # the handshake failed: 403, origin not allowed
     finally:
         page.close()
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.browser
