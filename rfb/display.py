@@ -62,7 +62,7 @@ from rfb.resize import (
     check_pixel_ratio,
 )
 from rfb.routes import resolve_routes
-from rfb.server import Authenticate, ServerThread, create_app
+from rfb.server import Authenticate, OriginGrants, ServerThread, create_app
 from rfb.session import SessionRegistry, SessionSettings, Viewer, ViewerInfo
 from rfb.stills import StillStats, host_rgb, png_bytes
 
@@ -116,6 +116,8 @@ class Display:
       how long a route may take to start (:class:`rfb.failover.FailoverPolicy`).
     - ``token``: the secret a viewer sends in ``hello`` (random by default; None: no check).
     - ``allowed_origins``: origins besides the page's own allowed to connect ("*": any).
+      A notebook widget of this display needs none: its page tells the kernel its origin
+      over the widget's comm, and that origin is accepted while the widget lives (rfb.widget).
     - ``allowed_hosts``: names besides IP addresses, ``localhost``, ``host`` and the
       hosts of ``allowed_origins`` that a request's Host header may carry ("*": any);
       the defence against DNS rebinding (rfb.hosts). Add your machine's LAN name here
@@ -223,6 +225,8 @@ class Display:
         self._guard = guard
         self._allowed_origins = allowed_origins
         self._allowed_hosts = allowed_hosts
+        # Notebook pages whose widgets of this display reported their origin over the comm (rfb.widget).
+        self._origin_grants = OriginGrants()
         # How it is served is chosen once: its own thread (_start) or a host application (asgi_app).
         self._server: ServerThread | LoopServing | None = None
 
@@ -559,6 +563,7 @@ class Display:
             allowed_hosts=self._allowed_hosts,
             bound_host=self.host,
             token=self.token,
+            granted=self._origin_grants,
         )
         self._server = ServerThread(
             app,
@@ -603,6 +608,7 @@ class Display:
             allowed_hosts=[*(self._allowed_hosts or ()), *allowed_hosts],
             token=self.token,
             authenticate=authenticate,
+            granted=self._origin_grants,
         )
         serving = LoopServing(before_stop=self._close_viewers, after_stop=self._release, abort=abort)
         self._server = serving
@@ -670,10 +676,13 @@ class Display:
         """A notebook widget (anywidget) that shows this display live; needs ``rfb[notebook]``.
 
         ``transport``: "auto" tries a WebSocket to this display's port and falls back to
-        the widget's comm; "comm" and "websocket" force one. Each widget, and each view of
-        one, is a viewer of its own (rfb.widget, docs/viewer.md "In a notebook"). ``height``:
-        CSS pixels (None: the frame's aspect ratio at the cell's width); ``only``: "image"
-        or "png" as the page's ``transport=``; ``overlay``: show the stats readout.
+        the widget's comm; "comm" and "websocket" force one. For the WebSocket, each view
+        first tells the kernel its page's origin over the comm, and the display accepts
+        that origin (no ``allowed_origins`` needed; the token still is). Each widget, and
+        each view of one, is a viewer of its own (rfb.widget, docs/viewer.md "In a
+        notebook"). ``height``: CSS pixels (None: the frame's aspect ratio at the cell's
+        width); ``only``: "image" or "png" as the page's ``transport=``; ``overlay``: show
+        the stats readout.
         """
         from rfb.widget import DisplayWidget
 

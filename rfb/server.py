@@ -9,6 +9,11 @@ sits the Host check (rfb.hosts); in front of the app, the connection guard
 arrive. ``/healthz`` tells anyone that the server is up, and the details (size,
 viewers, routes) only to a caller with the token.
 
+Besides the page's own origin and ``allowed_origins``, the Origin check accepts the
+origins in the display's :class:`OriginGrants`: the notebook pages whose widgets of this
+display reported their ``location.origin`` over the widget's comm (rfb.widget;
+docs/viewer.md, "In a notebook").
+
 :class:`ServerThread` runs uvicorn on a thread of its own with its own event loop, so
 that a user's synchronous render loop (or an event loop they block) never stalls the
 viewers, and the display can be started from plain scripts as well as from asyncio.
@@ -20,8 +25,10 @@ import asyncio
 import concurrent.futures
 import hmac
 import inspect
+import ipaddress
 import logging
 import mimetypes
+import re
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -82,6 +89,7 @@ def create_app(
     token: str | None = None,
     viewer_dir: Path = VIEWER_DIR,
     authenticate: Authenticate | None = None,
+    granted: OriginGrants | None = None,
 ) -> Starlette:
     """The app: ``/``, ``/viewer/{path}``, ``/healthz`` and the ``/ws`` WebSocket, behind the Host check.
 
@@ -89,7 +97,9 @@ def create_app(
     Bearer``) ``/healthz`` answers only its ``status``. ``authenticate(websocket)``
     (plain or async) names who is connecting once the socket is accepted, before its
     ``hello`` is read: None closes it (4001), anything else is the viewer's principal,
-    left in ``websocket.scope["rfb.principal"]`` for the session.
+    left in ``websocket.scope["rfb.principal"]`` for the session. ``granted``: origins
+    accepted besides the same origin and ``allowed_origins`` (the display's notebook
+    widgets' pages; the Host check does not widen with them).
     """
     root = viewer_dir.resolve()
     origins = tuple(allowed_origins or ())
@@ -119,12 +129,16 @@ def create_app(
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
-        if not origin_allowed(origin, websocket.headers.get("host"), origins):
+        if not origin_allowed(origin, websocket.headers.get("host"), origins) and not (
+            granted is not None and granted.allows(origin)
+        ):
+            pages = granted.origins() if granted is not None else []
             throttle.warning(
                 "origin",
-                "refused a WebSocket from origin %r (allowed: same origin%s)",
+                "refused a WebSocket from origin %r (allowed: same origin%s%s)",
                 (origin or "")[:80],
                 f", {list(origins)}" if origins else "",
+                f", notebook widget pages {pages}" if pages else "",
             )
             await _refuse(websocket, 403, "origin not allowed")
             return
@@ -235,6 +249,93 @@ def _host_key(host: str, scheme: str) -> tuple[str, int] | None:
     if not parts.hostname:
         return None
     return parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+# ---------------------------------------------------------------- origins granted by notebook widgets
+
+MAX_PAGE_ORIGIN_CHARS = 300  # "https://" + a 253-character name + ":65535", with room to spare
+MAX_GRANTED_ORIGINS = 16  # distinct notebook page origins per display
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_PAGE_ORIGIN = re.compile(
+    rf"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]|{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?",
+    re.IGNORECASE,
+)
+
+
+def page_origin(value: Any) -> str:
+    """``value`` as a notebook page's origin (``location.origin``), lower-cased; ValueError says why not.
+
+    Only ``http`` or ``https``, ``://``, a host name or IP address (IPv6 in brackets) and
+    an optional port 1-65535: no path, query, fragment, user name, whitespace or other
+    scheme (``javascript:``, ``file://``, ``"null"``, ``vscode-webview://`` are refused).
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected the page origin as a string, got {type(value).__name__}")
+    if len(value) > MAX_PAGE_ORIGIN_CHARS:
+        raise ValueError(f"expected a page origin of at most {MAX_PAGE_ORIGIN_CHARS} characters, got {len(value)}")
+    match = _PAGE_ORIGIN.fullmatch(value)
+    if match is None:
+        raise ValueError(f"expected an origin scheme://host[:port] with scheme http or https, got {value[:80]!r}")
+    host, port = match["host"], match["port"]
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"expected an IPv6 address in brackets, got {host[:80]!r}") from None
+    if port is not None and not 0 < int(port) <= 65535:
+        raise ValueError(f"expected a port from 1 to 65535, got {port}")
+    return value.lower()
+
+
+class OriginGrants:
+    """Origins a display accepts WebSockets from on behalf of its notebook widgets (thread-safe).
+
+    A widget grants the origin its page reported over the widget's comm (rfb.widget),
+    checked by :func:`page_origin`; each grant is held by the widget (``holder``) that
+    made it, and :meth:`revoke` drops a widget's grants when it closes. At most
+    ``limit`` distinct origins are held at once.
+    """
+
+    def __init__(self, limit: int = MAX_GRANTED_ORIGINS) -> None:
+        self.limit = limit
+        self._holders: dict[tuple[str, str, int], set[object]] = {}
+        self._names: dict[tuple[str, str, int], str] = {}
+        self._lock = threading.Lock()
+
+    def grant(self, origin: Any, holder: object) -> str:
+        """Accept ``origin`` for as long as ``holder`` holds it; returns it as kept. ValueError says why not."""
+        name = page_origin(origin)
+        key = _origin_key(name)
+        if key is None:  # page_origin's pattern admits only what _origin_key reads
+            raise ValueError(f"expected an origin scheme://host[:port], got {name[:80]!r}")
+        with self._lock:
+            if key not in self._holders and len(self._holders) >= self.limit:
+                raise ValueError(
+                    f"expected at most {self.limit} notebook page origins per display, "
+                    f"already granted {sorted(self._names.values())}"
+                )
+            self._holders.setdefault(key, set()).add(holder)
+            self._names.setdefault(key, name)
+        return name
+
+    def revoke(self, holder: object) -> None:
+        """Drop every grant ``holder`` made (an origin that no holder keeps is refused again)."""
+        with self._lock:
+            for key in [k for k, holders in self._holders.items() if holder in holders]:
+                self._holders[key].discard(holder)
+                if not self._holders[key]:
+                    del self._holders[key], self._names[key]
+
+    def allows(self, origin: str | None) -> bool:
+        """``origin`` (an Origin header) is a granted page origin."""
+        key = _origin_key(origin) if origin is not None else None
+        with self._lock:
+            return key is not None and key in self._holders
+
+    def origins(self) -> list[str]:
+        """The granted origins, sorted."""
+        with self._lock:
+            return sorted(self._names.values())
 
 
 class _Server(uvicorn.Server):

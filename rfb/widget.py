@@ -12,6 +12,14 @@ served by the display like a WebSocket (the same hello, acks and events, the sam
 fan-out group, so one encode serves WebSocket and comm viewers alike). Where the browser
 can reach the display's own port, "auto" uses a WebSocket instead; the overlay says which.
 
+The page's origin: before a view tries the WebSocket it sends ``{view, op: "origin",
+origin: location.origin}`` on the comm, and the display accepts WebSocket handshakes
+from that origin (:class:`rfb.server.OriginGrants`; the token and the Host check still
+apply) until the widget closes. Only a page holding the kernel can send on the comm, and
+such a page can already run any code in it, so trusting its origin grants nothing new
+(docs/viewer.md, "In a notebook"). The kernel answers ``{view, op: "origin", ok}``
+(with ``origin`` as kept, or the ``reason`` it was refused).
+
 Threads: comm messages arrive on the kernel's shell thread and are handed to the
 display's server loop (``call_soon_threadsafe``); messages to the browser are sent from
 the server loop, through ipykernel's IOPub thread, which takes them from any thread.
@@ -31,7 +39,7 @@ import anywidget
 import traitlets
 
 from rfb.channel import RelayChannel
-from rfb.server import VIEWER_DIR
+from rfb.server import VIEWER_DIR, OriginGrants
 
 if TYPE_CHECKING:
     from rfb.display import Display
@@ -84,6 +92,8 @@ class DisplayWidget(anywidget.AnyWidget):
     ) -> None:
         self._links: dict[tuple[str, int], RelayChannel] = {}
         self._lock = threading.Lock()  # first: ipywidgets' __del__ calls close() even when __init__ raised
+        self._grants: OriginGrants | None = None  # the display's, while this widget may grant page origins
+        self._holder = object()  # what holds this widget's grants
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         if only not in (None, "image", "png"):
@@ -106,6 +116,7 @@ class DisplayWidget(anywidget.AnyWidget):
             height=height or 0,
         )
         self._display = display
+        self._grants = display._origin_grants
         self.on_msg(self._on_custom)
         display._on_close(self._display_closed)
 
@@ -119,9 +130,16 @@ class DisplayWidget(anywidget.AnyWidget):
             return len(self._links)
 
     def close(self) -> None:
-        """Close the widget: every comm connection ends (its viewer leaves), then the comm."""
+        """Close the widget: every comm connection ends (its viewer leaves), then the comm.
+
+        The origins its pages reported are refused again (unless another widget of the
+        display holds them too).
+        """
         with self._lock:
             links, self._links = list(self._links.values()), {}
+            grants, self._grants = self._grants, None
+        if grants is not None:
+            grants.revoke(self._holder)
         for channel in links:
             channel.hang_up()
         super().close()
@@ -129,6 +147,9 @@ class DisplayWidget(anywidget.AnyWidget):
     # ---------------------------------------------------------------- comm messages (the kernel's thread)
 
     def _on_custom(self, _widget: Any, content: Any, buffers: Sequence[bytes]) -> None:
+        if isinstance(content, dict) and content.get("op") == "origin" and isinstance(content.get("view"), str):
+            self._page_origin(content["view"], content.get("origin"))
+            return
         if (
             not isinstance(content, dict)
             or not isinstance(content.get("view"), str)
@@ -158,6 +179,36 @@ class DisplayWidget(anywidget.AnyWidget):
             logger.warning(
                 "widget: ignored a comm message with op %.40r (expected open, text, bytes, alive or close)", op
             )
+
+    def _page_origin(self, view: str, origin: Any) -> None:
+        """A view's page says its origin before it tries the WebSocket: the display accepts WebSockets from it.
+
+        Only a page that holds this kernel can send on the widget's comm (Jupyter
+        authenticates it), and such a page can already run any code in the kernel; a
+        page of another origin is still refused, and every viewer still needs the token.
+        """
+        kept, reason = "", ""
+        with self._lock:  # close() revokes under this lock: no grant outlives the widget
+            if self._grants is None:
+                reason = "expected an open widget, but it is closed"
+            else:
+                try:
+                    kept = self._grants.grant(origin, self._holder)
+                except ValueError as exc:
+                    reason = str(exc)
+        if reason:
+            logger.warning(
+                "widget: refused the page origin that view %.40r reported: %s; its WebSocket to the display "
+                "is refused unless allowed_origins lists that origin, and transport 'auto' uses the comm",
+                view,
+                reason,
+            )
+            self.send({"view": view, "op": "origin", "ok": False, "reason": reason})
+            return
+        logger.debug(
+            "widget: view %.40r reported its page origin %s; the display accepts WebSockets from it", view, kept
+        )
+        self.send({"view": view, "op": "origin", "ok": True, "origin": kept})
 
     def _open(self, key: tuple[str, int]) -> None:
         display = self._display

@@ -18,7 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rfb.hosts import AllowedHosts
-from rfb.server import VIEWER_DIR, ServerThread, _resolve_inside, create_app, origin_allowed
+from rfb.server import (
+    MAX_PAGE_ORIGIN_CHARS,
+    VIEWER_DIR,
+    OriginGrants,
+    ServerThread,
+    _resolve_inside,
+    create_app,
+    origin_allowed,
+    page_origin,
+)
 from tests.conftest import EncoderLog, ProtocolClient, start_test_display
 
 pytestmark = pytest.mark.timeout(120)
@@ -303,6 +312,101 @@ async def test_same_origin_and_listed_origins_are_accepted(test_encoders: Encode
             client = await ProtocolClient.connect(display, origin=origin)
             assert (await client.recv()).kind == "config"
             await client.close()
+    finally:
+        display.close()
+
+
+# ---------------------------------------------------------------- origins granted by notebook widgets
+
+
+@pytest.mark.parametrize(
+    ("reported", "kept"),
+    [
+        ("http://127.0.0.1:8888", "http://127.0.0.1:8888"),
+        ("http://localhost:8888", "http://localhost:8888"),
+        ("https://Hub.Example.org", "https://hub.example.org"),
+        ("http://[::1]:8888", "http://[::1]:8888"),
+        ("http://jupyter_lab.internal:80", "http://jupyter_lab.internal:80"),
+        ("https://a-b.c-d.example:65535", "https://a-b.c-d.example:65535"),
+    ],
+)
+def test_a_well_formed_page_origin_is_kept_lower_cased(reported: str, kept: str) -> None:
+    assert page_origin(reported) == kept
+
+
+@pytest.mark.parametrize(
+    ("reported", "why"),
+    [
+        ("javascript:alert(1)", "scheme http or https"),
+        ("null", "scheme http or https"),
+        ("file://", "scheme http or https"),
+        ("file:///home/me/page.html", "scheme http or https"),
+        ("vscode-webview://abc123", "scheme http or https"),
+        ("ws://127.0.0.1:8888", "scheme http or https"),
+        ("http://", "scheme http or https"),
+        ("http://127.0.0.1:8888/lab", "scheme http or https"),  # a URL, not an origin
+        ("http://127.0.0.1:8888?x", "scheme http or https"),
+        ("http://me@127.0.0.1:8888", "scheme http or https"),
+        ("http://a..b", "scheme http or https"),
+        ("http://-a.example", "scheme http or https"),
+        (" http://127.0.0.1:8888", "scheme http or https"),
+        ("http://127.0.0.1:8888\n", "scheme http or https"),
+        ("http://127.0.0.1:8888\r\nX-Evil: 1", "scheme http or https"),
+        ("http://[::1", "scheme http or https"),
+        ("http://[1::2::3]:80", "an IPv6 address in brackets"),
+        ("http://127.0.0.1:0", "a port from 1 to 65535"),
+        ("http://127.0.0.1:65536", "a port from 1 to 65535"),
+        ("http://" + "a" * MAX_PAGE_ORIGIN_CHARS, f"at most {MAX_PAGE_ORIGIN_CHARS} characters"),
+        ("", "scheme http or https"),
+        (None, "as a string, got NoneType"),
+        (8888, "as a string, got int"),
+        ({"origin": "http://127.0.0.1:8888"}, "as a string, got dict"),
+    ],
+)
+def test_anything_but_a_page_origin_is_refused_with_the_reason(reported: Any, why: str) -> None:
+    with pytest.raises(ValueError, match="expected") as info:
+        page_origin(reported)
+    assert why in str(info.value)
+
+
+def test_origin_grants_hold_origins_for_their_holders_and_no_more() -> None:
+    grants = OriginGrants(limit=2)
+    lab, other = object(), object()
+    assert grants.grant("HTTP://127.0.0.1:8888", lab) == "http://127.0.0.1:8888"
+    assert grants.allows("http://127.0.0.1:8888") and grants.allows("http://127.0.0.1:8888".upper())
+    assert not grants.allows("http://127.0.0.1:8889") and not grants.allows("https://127.0.0.1:8888")
+    assert not grants.allows("http://localhost:8888")  # another origin, though the same server
+    assert not grants.allows(None) and not grants.allows("null")
+    grants.grant("http://example.org", lab)
+    assert grants.allows("http://example.org:80")  # the default port, as a browser may not write it
+    grants.grant("http://example.org", other)  # the same origin again: no new room taken
+    with pytest.raises(ValueError, match="at most 2 notebook page origins per display"):
+        grants.grant("http://third.example", other)
+    assert grants.origins() == ["http://127.0.0.1:8888", "http://example.org"]
+    grants.revoke(lab)
+    assert grants.origins() == ["http://example.org"]  # still held by `other`
+    assert not grants.allows("http://127.0.0.1:8888")
+    grants.revoke(other)
+    assert grants.origins() == [] and not grants.allows("http://example.org")
+
+
+@pytest.mark.anyio
+async def test_a_granted_origin_opens_a_websocket_but_still_needs_the_token(test_encoders: EncoderLog) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    from rfb.protocol import CLOSE_UNAUTHORIZED
+
+    display = start_test_display(token="secret")
+    try:
+        display._origin_grants.grant("http://127.0.0.1:8888", object())
+        client = await ProtocolClient.connect(display, origin="http://127.0.0.1:8888")
+        assert (await client.recv()).kind == "config"
+        await client.close()
+        wrong = await ProtocolClient.connect(display, origin="http://127.0.0.1:8888", token="wrong")
+        assert await wrong.closed() == (CLOSE_UNAUTHORIZED, "unauthorized")
+        with pytest.raises(InvalidStatus) as info:
+            await ProtocolClient.connect(display, origin="http://evil.example")
+        assert info.value.response.status_code == 403
     finally:
         display.close()
 

@@ -11,12 +11,15 @@ Chromium (the Debian package, as in tests/test_browser.py) opens it. The widget'
 canvas must show the published pixels, a click must come back through
 ``poll_events()`` in frame pixels, and that over the comm with the browser unable to
 reach the display's port (a dead proxy for everything but JupyterLab), and over the
-WebSocket where it can.
+WebSocket where it can. Neither display lists the notebook's origin in
+``allowed_origins``: the widget's page tells the kernel its origin over the comm, and a
+page of another origin, token and all, is still refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.server
 import importlib
 import json
 import threading
@@ -205,6 +208,103 @@ def test_malformed_comm_messages_change_nothing(display, widget, caplog):
     assert w.connections() == 1 and "ignored a comm message" in caplog.text
 
 
+# ---------------------------------------------------------------- the page's origin, told over the comm
+
+LAB = "http://127.0.0.1:8888"  # a notebook page's location.origin
+
+
+def tell_origin(widget: Any, view: str, origin: Any) -> None:
+    """A view's first message: its page's origin, before it tries the WebSocket (viewer/widget.js)."""
+    widget._handle_custom_msg({"view": view, "op": "origin", "origin": origin}, [])
+
+
+def origin_answers(wire: Wire, view: str) -> list[dict[str, Any]]:
+    with wire.lock:
+        return [c for c, _ in wire.messages if c.get("view") == view and c.get("op") == "origin"]
+
+
+def handshake(display: Any, origin: str, token: str = "secret") -> str:
+    """What a WebSocket from a page of ``origin`` gets: its first message type, "refused <status>", "closed <code>"."""
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    async def attempt() -> str:
+        try:
+            client = await ProtocolClient.connect(display, origin=origin, token=token)
+        except InvalidStatus as exc:
+            return f"refused {exc.response.status_code}"
+        try:
+            return (await client.recv()).kind
+        except ConnectionClosed as exc:
+            return f"closed {exc.rcvd.code if exc.rcvd else None}"
+        finally:
+            await client.close()
+
+    return asyncio.run(attempt())
+
+
+def test_the_page_origin_told_over_the_comm_opens_the_websocket_to_that_origin_only(display, widget):
+    w, wire = widget
+    assert handshake(display, LAB) == "refused 403"  # no allowed_origins: the notebook's page is foreign
+    tell_origin(w, "v1", LAB)
+    assert origin_answers(wire, "v1") == [{"view": "v1", "op": "origin", "ok": True, "origin": LAB}]
+    assert handshake(display, LAB) == "config"
+    assert handshake(display, LAB, token="wrong") == f"closed {protocol.CLOSE_UNAUTHORIZED}"  # the token still counts
+    assert handshake(display, "http://evil.example") == "refused 403"  # a page of another origin
+    assert handshake(display, "http://127.0.0.1:8889") == "refused 403"  # another port is another origin
+    w.close()  # the widget's grants end with it
+    assert handshake(display, LAB) == "refused 403"
+    tell_origin(w, "v1", LAB)  # a late message of a closed widget grants nothing
+    assert origin_answers(wire, "v1")[-1] == {
+        "view": "v1",
+        "op": "origin",
+        "ok": False,
+        "reason": "expected an open widget, but it is closed",
+    }
+    assert handshake(display, LAB) == "refused 403"
+
+
+def test_a_page_origin_told_to_one_displays_widget_opens_no_other_display(display, widget, test_encoders):
+    w, _ = widget
+    other = start_test_display(video_encoder="test-h264", image_encoder="test-image", token="secret")
+    try:
+        tell_origin(w, "v1", LAB)
+        assert handshake(display, LAB) == "config"
+        assert handshake(other, LAB) == "refused 403"
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "javascript:alert(1)",
+        "null",
+        "file://",
+        "file:///home/me/notebook.html",
+        "vscode-webview://1234",
+        "http://127.0.0.1:8888/lab?token=x",
+        "not an origin at all",
+        "http://" + "a" * 400 + ".example",
+        None,
+        ["http://127.0.0.1:8888"],
+    ],
+)
+def test_anything_but_a_well_formed_page_origin_is_refused_with_a_logged_reason(display, widget, caplog, origin):
+    w, wire = widget
+    tell_origin(w, "v1", origin)
+    (answer,) = origin_answers(wire, "v1")
+    assert answer["ok"] is False and answer["reason"].startswith("expected "), answer
+    assert "refused the page origin that view 'v1' reported: expected " in caplog.text
+    assert display._origin_grants.origins() == []
+    assert w.connections() == 0  # and nothing else changed
+
+
+def test_a_refused_page_origin_leaves_the_websocket_refused(display, widget):
+    w, _ = widget
+    tell_origin(w, "v1", "null")
+    assert handshake(display, "null") == "refused 403"
+
+
 def test_closing_the_display_closes_its_comm_viewers_and_marks_the_widget_closed(test_encoders):
     display = start_test_display(video_encoder="test-h264", image_encoder="test-image", token="secret")
     w = display.widget(transport="comm")
@@ -282,7 +382,7 @@ def render_loop(status_path={status!r}):
         except RuntimeError:  # the display closed
             break
         events += [dict(type=e.type, x=e.x, y=e.y, client=e.client_id) for e in display.poll_events()]
-        status = dict(port=display.port, events=events[-100:],
+        status = dict(port=display.port, token=display.token, events=events[-100:],
                       viewers=[[v.client_id, v.group, v.remote] for v in display.viewers])
         with open(status_path + ".tmp", "w") as f:
             json.dump(status, f)
@@ -323,9 +423,9 @@ def assert_colours(nb: Notebook, index: int) -> None:
         time.sleep(0.1)
 
 
-def notebook_cells(status: Path, *, origins: list[str], widget_cells: list[str]) -> list[str]:
+def notebook_cells(status: Path, *, widget_cells: list[str], origins: tuple[str, ...] = ()) -> list[str]:
     setup = SETUP_CELL.format(
-        w=W, h=H, w2=W // 2, h2=H // 2, origins=origins, status=str(status), colours=[RED, GREEN, BLUE, WHITE]
+        w=W, h=H, w2=W // 2, h2=H // 2, origins=list(origins), status=str(status), colours=[RED, GREEN, BLUE, WHITE]
     )
     return [setup, *widget_cells, "stop.set()\ndisplay.close()"]
 
@@ -342,12 +442,60 @@ def click_arrives(nb: Notebook, index: int) -> None:
     assert abs(down["x"] - fx) <= 1.5 and abs(down["y"] - fy) <= 1.5, (down, (fx, fy))
 
 
+def page_origin(nb: Notebook, index: int) -> dict[str, Any]:
+    """What the kernel answered widget ``index``'s page origin (viewer/widget.js's ``pageOrigin``)."""
+    answer: dict[str, Any] = nb.page.evaluate("(i) => window.__rfbWidgets[i].pageOrigin", index)
+    return answer
+
+
+FOREIGN_ATTEMPT = """async ([url, token]) => {
+    const ws = new WebSocket(url);
+    return await new Promise((resolve) => {
+        ws.onopen = () => ws.send(JSON.stringify({type: "hello", supported: ["image/png"], token}));
+        ws.onmessage = (e) => { resolve("streamed: " + String(e.data).slice(0, 60)); ws.close(); };
+        ws.onclose = (e) => resolve(`closed ${e.code}`);
+    });
+}"""
+
+
+class _OtherPage(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = b"<!doctype html><title>another origin</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass
+
+
+def foreign_page_is_refused(nb: Notebook, port: int, token: str) -> None:
+    """A page of another loopback origin in the same browser, with the display's token, cannot open its WebSocket.
+
+    Served from 127.0.0.1 like JupyterLab (a public name would meet Chromium's rules on
+    public pages reaching loopback before the display's Origin check).
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = nb.context.new_page()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        page.goto(url + "/")
+        assert page.evaluate("() => location.origin") == url != nb.lab.origin
+        outcome = page.evaluate(FOREIGN_ATTEMPT, [f"ws://127.0.0.1:{port}/ws", token])
+        assert outcome == "closed 1006", outcome  # the handshake failed: 403, origin not allowed
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.browser
 def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyterlab, tmp_path):
     status = tmp_path / "status.json"
-    cells = notebook_cells(
-        status, origins=[jupyterlab.origin], widget_cells=['display.widget(transport="auto")', "display"]
-    )
+    cells = notebook_cells(status, widget_cells=['display.widget(transport="auto")', "display"])
     nb = Notebook(jupyterlab, "comm.ipynb", cells, block_port_except_lab=True, tmp=tmp_path, wait_s=WAIT_S)
     try:
         nb.run(0)
@@ -355,6 +503,7 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
         nb.run(1)
         stats = nb.wait_drawn(0, frames=30)  # a stream, not a first frame: the acks come back over the comm
         assert stats["link"] == "comm", stats  # "auto": the WebSocket failed, the comm serves
+        assert page_origin(nb, 0) == {"origin": jupyterlab.origin, "answer": "granted", "reason": None}
         assert stats["transport"] == "webcodecs" and (stats["width"], stats["height"]) == (W, H), stats
         reach = nb.page.evaluate(
             "(url) => fetch(url).then(() => 'reached', () => 'unreachable')", f"http://127.0.0.1:{port}/healthz"
@@ -388,14 +537,22 @@ def test_widget_over_the_comm_where_the_browser_cannot_reach_the_display(jupyter
 @pytest.mark.browser
 def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyterlab, tmp_path):
     status = tmp_path / "status.json"
-    cells = notebook_cells(status, origins=[jupyterlab.origin], widget_cells=["display.widget()"])
+    cells = notebook_cells(status, widget_cells=["display.widget()"])  # no allowed_origins
     nb = Notebook(jupyterlab, "websocket.ipynb", cells, block_port_except_lab=False, tmp=tmp_path, wait_s=WAIT_S)
     try:
         nb.run(0)
-        nb.wait_status(lambda s: "port" in s, "the display running")
+        started = nb.wait_status(lambda s: "port" in s, "the display running")
         nb.run(1)
         stats = nb.wait_drawn(0, frames=30)
-        assert stats["link"] == "websocket", stats
+        assert stats["link"] == "websocket", stats  # "auto", with the page's origin told over the comm
+        assert page_origin(nb, 0) == {"origin": jupyterlab.origin, "answer": "granted", "reason": None}
+        overlay = nb.page.evaluate(
+            "(i) => { const hook = window.__rfbWidgets[i];"
+            " const host = [...document.querySelectorAll('*')].find((e) => e.__rfb === hook);"
+            " return host.shadowRoot.getElementById('stats').textContent; }",
+            0,
+        )
+        assert "via websocket" in overlay, overlay
         assert_colours(nb, 0)
         click_arrives(nb, 0)
         # Keys typed on the canvas are the application's, not JupyterLab's: "a" and "b" would
@@ -409,6 +566,8 @@ def test_widget_over_the_websocket_where_the_browser_reaches_the_display(jupyter
         assert nb.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count() == cells
         viewers = nb.wait_status(lambda s: len(s["viewers"]) == 1, "one viewer")["viewers"]
         assert viewers[0][2] is not None and viewers[0][2].startswith("127.0.0.1:")  # a socket, not the comm
+        foreign_page_is_refused(nb, started["port"], started["token"])
+        assert len(nb.status()["viewers"]) == 1
         nb.run(2)
         nb.page.wait_for_function("() => window.__rfbWidgets.every((w) => w.state === 'closed')")
         assert_colours(nb, 0)

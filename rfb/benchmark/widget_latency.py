@@ -39,7 +39,7 @@ SETUP = """\
 import json, os, threading, time, rfb
 from dataclasses import asdict
 from rfb.demo import Scene
-display = rfb.start({w}, {h}, port=0, fps=30, allowed_origins={origins!r})
+display = rfb.start({w}, {h}, port=0, fps=30)  # no allowed_origins: the widget tells the kernel its page's origin
 scene = Scene({w}, {h})
 stop = threading.Event()
 
@@ -78,7 +78,7 @@ def measure(
         raise ValueError(f"link must be one of {', '.join(LINKS)}, got {link!r}")
     tmp = Path(tempfile.mkdtemp(dir=base))
     status = tmp / "status.json"
-    setup = SETUP.format(w=width, h=height, origins=[lab.origin], status=str(status), window=seconds)
+    setup = SETUP.format(w=width, h=height, status=str(status), window=seconds)
     cells = [setup, f'display.widget(transport="{link}")', "stop.set()\ndisplay.close()"]
     nb = Notebook(
         lab, f"bench-{width}x{height}-{link}.ipynb", cells, block_port_except_lab=(link == "comm"), tmp=tmp, wait_s=60.0

@@ -7,13 +7,20 @@
 // The link: a WebSocket to the display's port where the browser can reach it ("auto"
 // tries it first), else the widget's comm: the worker's relay messages (relay.js) go out
 // as `model.send({view, conn, op, text})`, and the kernel's replies come back as custom
-// messages with the payload in a binary buffer. Every view of the model is a viewer of
-// its own, named by a random `view` id. Removing the view (re-running the cell) closes
+// messages with the payload in a binary buffer. Before the WebSocket, the view tells the
+// kernel its page's origin (`{view, op: "origin", origin}`) and waits for the answer
+// (`{view, op: "origin", ok, origin | reason}`, at most ORIGIN_WAIT_MS): the display
+// then accepts WebSockets from this page without `allowed_origins` (docs/viewer.md, "In
+// a notebook", says why that is safe). Every view of the model is a viewer of its own,
+// named by a random `view` id. Removing the view (re-running the cell) closes
 // its connection; the model's `closed` turning true (the display closed) keeps the last
 // frame on the canvas and stops reconnecting.
 
 const IMPORT = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])\.\/([\w.-]+\.js)\2/g;
 const ALIVE_MS = 5000; // "alive" per open comm connection: the kernel ends one silent for 20 s (a closed tab)
+// The kernel's answer to the page's origin; a kernel busy in a cell answers late, and the
+// view goes on as without it (the WebSocket then needs the origin in allowed_origins).
+const ORIGIN_WAIT_MS = 2000;
 const urlCache = new Map(); // sources text -> {name: Blob URL}: one set per distinct package version
 
 /** Each module as a Blob URL with its relative imports rewritten to the others' Blob URLs. */
@@ -54,6 +61,32 @@ function websocketUrl(httpUrl) {
   return url.href;
 }
 
+/**
+ * Tell the kernel this page's origin and wait for its answer (or ORIGIN_WAIT_MS): what
+ * the hook's `pageOrigin` shows, {origin, answer: "granted" | "refused" | "no answer", reason}.
+ */
+function announceOrigin(model, view) {
+  const origin = window.location.origin;
+  return new Promise((resolve) => {
+    let timer = null;
+    const done = (answer, reason) => {
+      clearTimeout(timer);
+      model.off("msg:custom", onAnswer);
+      if (answer !== "granted") console.info(`rfb widget: page origin ${origin} ${answer}: ${reason}`);
+      resolve({ origin, answer, reason });
+    };
+    const onAnswer = (msg) => {
+      if (!msg || msg.view !== view || msg.op !== "origin") return;
+      if (msg.ok) done("granted", null);
+      else done("refused", String(msg.reason));
+    };
+    const late = `the kernel did not answer within ${ORIGIN_WAIT_MS} ms (busy in a cell?)`;
+    timer = setTimeout(() => done("no answer", late), ORIGIN_WAIT_MS);
+    model.on("msg:custom", onAnswer);
+    model.send({ view, op: "origin", origin });
+  });
+}
+
 function widgetStyle(model) {
   const width = model.get("frame_width") || 16;
   const height = model.get("frame_height") || 9;
@@ -75,6 +108,9 @@ async function render({ model, el }) {
   el.dataset.lmSuppressShortcuts = "true";
 
   const view = randomId();
+  const transport = model.get("transport");
+  // The display accepts this page's WebSocket once the kernel has its origin: ask first.
+  const pageOrigin = transport === "comm" ? null : await announceOrigin(model, view);
   const open = new Set(); // relay connections this view has opened and not closed
   let deliver = null;
   const relay = {
@@ -107,15 +143,16 @@ async function render({ model, el }) {
     root: shadow,
     workerUrl: urls["worker.js"],
     init: {
-      wsUrl: model.get("transport") === "comm" ? "" : websocketUrl(model.get("url")),
+      wsUrl: transport === "comm" ? "" : websocketUrl(model.get("url")),
       token: model.get("token"),
       only: model.get("only") || null,
-      link: model.get("transport"),
+      link: transport,
     },
     relay,
     showOverlay: model.get("overlay"),
   });
   hook.view_id = view;
+  hook.pageOrigin = pageOrigin;
   el.__rfb = hook;
   const registry = (window.__rfbWidgets = window.__rfbWidgets || []);
   registry.push(hook);
