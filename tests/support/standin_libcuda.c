@@ -1,7 +1,8 @@
 /*
  * The test suite's stand-in libcuda.so.1, for machines without an NVIDIA driver (CI, the
  * development VM). Test infrastructure only; never on a machine with a driver.
- * Built by tests/support/standin_libcuda.py and put first on a child process's
+ * Built by tests/support/standin_libcuda.py (linked -Bsymbolic: its own references never
+ * bind to another libcuda in the process) and put first on a child process's
  * LD_LIBRARY_PATH (the dynamic loader reads it at process start). It has two users:
  *
  * - FFmpeg's h264_nvenc (PyAV) against the NVENC emulator (tests/latency,
@@ -32,18 +33,25 @@
  * per-frame question); cuPointerGetAttributes (plural, the binding's once-per-allocation
  * query) describes the range as device memory of device 0 in the primary context.
  *
- * Where the two users' needs met, one behaviour serves both, so there is no mode:
- * - cuStreamSynchronize succeeds (and counts) for the NULL, legacy and per-thread
- *   default streams with a context current: no stream can be created and no work can be
- *   queued here, so there is nothing to wait for; any other handle is
- *   CUDA_ERROR_INVALID_HANDLE, no context CUDA_ERROR_INVALID_CONTEXT.
+ * It replaced two stand-ins, one per user. Where they differed, one behaviour serves
+ * both, so there is no mode:
+ * - cuPointerGetAttribute: FFmpeg's stand-in had none (so the emulator found no usable
+ *   libcuda and read host memory); here it exists but never answers the memory type,
+ *   which the emulator reads the same way (above).
+ * - The current-context stack is per thread, as the driver's (FFmpeg's stand-in had
+ *   one for the process; FFmpeg pushes and pops on one thread, as a driver needs).
+ * - cuStreamSynchronize (refused by FFmpeg's stand-in, never called by FFmpeg there)
+ *   succeeds and counts for the NULL, legacy and per-thread default streams with a
+ *   context current: no stream can be created and no work can be queued here, so there
+ *   is nothing to wait for. Any other handle is CUDA_ERROR_INVALID_HANDLE, no current
+ *   context CUDA_ERROR_INVALID_CONTEXT.
  * - cuGetProcAddress_v2 lets cuda-python bind in FFmpeg's processes too, so rfb's
- *   gpu_available() sees the same one device FFmpeg is told about there; every memory
- *   operation is still refused, and CuPy's runtime cannot start on this library.
- *   Its table holds, by base name, the entry points answered here whose signature is
- *   the same at every API version (not cuCtxCreate: CUDA 13's cuCtxCreate_v4 takes
- *   other arguments than cuCtxCreate_v2); any other name is "not found", which
- *   cuda-python raises as a RuntimeError when it is called: loud as well.
+ *   gpu_available() there sees the one device FFmpeg is told about (no test in those
+ *   processes depends on it); every memory operation is still refused. The table holds,
+ *   by base name, the entry points answered here whose signature is the same at every
+ *   API version (not cuCtxCreate: CUDA 13's cuCtxCreate_v4 takes other arguments than
+ *   cuCtxCreate_v2); any other name is "not found", which cuda-python raises as a
+ *   RuntimeError when it is called: loud as well.
  *
  * The call counters are plain increments: exact for one thread at a time, which is how
  * the tests that read them call.

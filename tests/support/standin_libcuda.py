@@ -30,7 +30,11 @@ def build_standin_libcuda() -> Path:
     :class:`~tests.support.cbuild.CompilerUnavailable`, a failed build
     :class:`~tests.support.cbuild.EmulatorBuildError`.
     """
-    flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
+    # -Bsymbolic: the library's own references (calls between its entry points, the
+    # addresses in cuGetProcAddress_v2's table) bind to its own definitions, not to a real
+    # libcuda that cuda-python loaded RTLD_GLOBAL into the same process (a GPU machine's
+    # test process, where tests/test_standin_libcuda.py loads it by path).
+    flags = (*CFLAGS, "-shared", "-fvisibility=hidden", "-Wl,-Bsymbolic")
     key = digest([SOURCE], (*flags, compiler_identity(compiler())))
     return compile_to(CACHE / key / "libcuda.so.1", [*flags, str(SOURCE)])
 
