@@ -1,7 +1,7 @@
 """nvenc_gpu_pyav's own encoder and converter driven through FFmpeg into the NVENC emulator, without a GPU.
 
 Run as a program in a child process whose ``LD_LIBRARY_PATH`` makes FFmpeg load the
-emulator and the latency harness's stand-in libcuda (FFmpeg finds both by name), so
+emulator and the test suite's stand-in libcuda (FFmpeg finds both by name), so
 that h264_nvenc registers, maps and encodes the frames' pointers as it would on a GPU.
 The frames are host memory presented as CUDA memory: the route's decisions (which
 frames are wrapped in place, which are staged and why) are its own, and only the two

@@ -8,7 +8,7 @@ a 256-byte-pitched buffer and wraps the others where they are.
 
 Everywhere: FFmpeg drives the emulator in a child process (``pyav_on_the_emulator``:
 the route's own encoder and decisions over host memory presented as CUDA memory, with
-the latency harness's stand-in libcuda). Each case runs twice, through the route and
+the test suite's stand-in libcuda). Each case runs twice, through the route and
 with every frame handed to FFmpeg as it is (the control: what the emulator punishes).
 On a GPU (``-m gpu``): the same through real CUDA memory, CuPy's default pool and its
 ``MemoryAsyncPool``, with a real libcuda answering the pointer queries.

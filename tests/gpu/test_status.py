@@ -152,8 +152,8 @@ def test_a_gpu_without_an_engine_is_named_with_the_drivers_status(emulator) -> N
 
 
 # FFmpeg's h264_nvenc (the nvenc_cpu route) on the emulator: FFmpeg loads libnvidia-encode
-# and libcuda by name, so a child process gets the emulator and the stand-in libcuda of
-# the latency harness through LD_LIBRARY_PATH; the emulator's state is set in the child.
+# and libcuda by name, so a child process gets the emulator and the test suite's stand-in
+# libcuda (tests/support/standin_libcuda.c) through LD_LIBRARY_PATH; the emulator's state is set in the child.
 NVENC_CPU_PROBE = """
 import sys
 from rfb.encoders import nvenc_cpu

@@ -9,25 +9,19 @@ Both routes must drive the same engine, or the comparison says nothing:
   nvencffi through ``NVENCFFI_LIBRARY``, FFmpeg through ``LD_LIBRARY_PATH`` (its loader
   dlopen()s ``libnvidia-encode.so.1`` by name). The frames are real device memory; only
   the engine is emulated, and every report says so.
-- ``emulated`` on host memory (``fake_cuda=True``; CI, no GPU at all): the same, plus a
-  stand-in ``libcuda.so.1`` (fake_libcuda.c) so that FFmpeg's nvenc can start. Routes
-  then take host frames; only the default-run smoke test uses this.
+- ``emulated`` on host memory (``fake_cuda=True``; CI, no GPU at all): the same, plus the
+  test suite's stand-in ``libcuda.so.1`` (tests/support/standin_libcuda.c) so that
+  FFmpeg's nvenc can start. Routes then take host frames; only the default-run tests use this.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.nvenc_emulator import HERE as EMULATOR_DIR
 from tests.nvenc_emulator import build_emulator
-from tests.support.cbuild import CFLAGS, compile_to, compiler, compiler_identity, digest
-from tests.support.nvenc_header import ROOT
-
-HERE = Path(__file__).resolve().parent
-FAKE_CUDA_SOURCE = HERE / "fake_libcuda.c"
-FAKE_CUDA_CACHE = ROOT / ".cache" / "fake-libcuda"
+from tests.support.standin_libcuda import build_standin_libcuda, ld_library_path
 
 
 @dataclass(frozen=True)
@@ -45,25 +39,13 @@ class Engine:
         return self.kind == "emulated"
 
 
-def build_fake_cuda() -> Path:
-    """Compile fake_libcuda.c (cached by source, flags and compiler) into ``.../libcuda.so.1``."""
-    flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
-    key = digest([FAKE_CUDA_SOURCE], (*flags, compiler_identity(compiler())))
-    return compile_to(FAKE_CUDA_CACHE / key / "libcuda.so.1", [*flags, str(FAKE_CUDA_SOURCE)])
-
-
-def _library_path(*dirs: Path) -> str:
-    current = os.environ.get("LD_LIBRARY_PATH")
-    return os.pathsep.join([*(str(d) for d in dirs), *([current] if current else [])])
-
-
 def emulated(*, fake_cuda: bool = False) -> Engine:
     """The emulator for both routes (built if needed); ``fake_cuda`` adds the stand-in libcuda."""
     library = build_emulator()
     dirs = [library.parent]
     if fake_cuda:
-        dirs.append(build_fake_cuda().parent)
-    env = {"NVENCFFI_LIBRARY": str(library), "LD_LIBRARY_PATH": _library_path(*dirs)}
+        dirs.append(build_standin_libcuda().parent)
+    env = {"NVENCFFI_LIBRARY": str(library), "LD_LIBRARY_PATH": ld_library_path(*dirs)}
     detail = f"NVENC emulator {library} (sources {EMULATOR_DIR})" + (
         "; stand-in libcuda (no GPU: host frames)" if fake_cuda else "; real CUDA device memory"
     )

@@ -4,9 +4,9 @@
 with a ``CudaContext``), so FFmpeg registers the frame's pointer with NVENC, maps it
 and encodes with a 0x0 input size; with host frames (``nvenc_cpu``) it takes another
 path entirely (``nvEncCreateInputBuffer``). To exercise the CUDA-frame path in CI,
-where the stand-in libcuda (fake_libcuda.c) serves FFmpeg's CUDA device and the NVENC
-emulator reads every pointer as host memory, this module presents a host NumPy array
-as a ``kDLCUDA`` DLPack tensor. FFmpeg never dereferences a CUDA frame's pointers
+where the test suite's stand-in libcuda (tests/support/standin_libcuda.c) serves
+FFmpeg's CUDA device and the NVENC emulator reads every pointer as host memory, this
+module presents a host NumPy array as a ``kDLCUDA`` DLPack tensor. FFmpeg never dereferences a CUDA frame's pointers
 itself; only the (emulated) engine reads them.
 
 Test infrastructure only: on a machine with a real driver these pointers would be

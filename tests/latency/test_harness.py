@@ -1,15 +1,15 @@
 """The harness and the emulator's FFmpeg support, in the default run (no GPU needed).
 
 FFmpeg's h264_nvenc is built against NVENC API 13.0 and needs a CUDA driver before it
-loads libnvidia-encode. Here a stand-in libcuda (fake_libcuda.c) lets it start, and the
-emulator serves it: the harness runs on host memory, nvencffi and FFmpeg taking turns
-on identical frames, and everything FFmpeg asks at open is answered (no emulator error).
+loads libnvidia-encode. Here the test suite's stand-in libcuda
+(tests/support/standin_libcuda.c) lets it start, and the emulator serves it: the
+harness runs on host memory, nvencffi and FFmpeg taking turns on identical frames, and
+everything FFmpeg asks at open is answered (no emulator error).
 The GPU version of the same run is tests/latency/test_latency.py (marker latency).
 """
 
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +75,6 @@ def test_overhead_mode_on_host_memory(host_engine: engines.Engine, tmp_path: Pat
         assert 0 < route["median_us"] <= route["p95_us"] <= route["p99_us"], name
     ledger = result["ledger"]
     assert ledger["sessions"] == 0 and ledger["leaked"] == 0 and ledger["errors"] == 0, ledger
-
-
-def test_fake_cuda_refuses_what_needs_a_gpu(host_engine: engines.Engine) -> None:
-    lib = ctypes.CDLL(str(engines.build_fake_cuda()))
-    assert lib.cuInit(0) == 0
-    assert lib.cuMemAlloc_v2() == 801  # CUDA_ERROR_NOT_SUPPORTED: no pretending to have device memory
-    assert not hasattr(lib, "cuPointerGetAttribute")  # so the emulator reads every pointer as host memory
 
 
 def _record(kind: str, mode: str = "latency") -> dict[str, Any]:

@@ -12,8 +12,8 @@ and its no-pixel switch, and picks the CUDA context:
 - ``null``: ``NullContext`` answering the allocation id from the emulator's table through
   ctypes (no CUDA at all);
 - ``standin`` (the default without a GPU): ``PrimaryContext`` through cuda-python on the
-  stand-in libcuda (standin_libcuda.c, compiled and put on ``LD_LIBRARY_PATH`` of a fresh
-  process): the binding's CUDA calls as on a GPU machine, the driver's own time excepted;
+  test suite's stand-in libcuda (tests/support/standin_libcuda.c, put on ``LD_LIBRARY_PATH``
+  of a fresh process): the binding's CUDA calls as on a GPU machine, the driver's own time excepted;
 - ``cuda`` (a GPU machine): ``PrimaryContext`` on the real driver, a real device buffer;
   the emulator then also asks the real driver about the frame's pointer on every encode.
 """
@@ -27,31 +27,20 @@ import platform
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from rfb.benchmark import encode_overhead, machine
 from tests.nvenc_emulator import Emulator, build_emulator
-from tests.support.cbuild import CFLAGS, compile_to, compiler, compiler_identity, digest
 from tests.support.frames import nv12_frame
 from tests.support.nvenc_header import ROOT
+from tests.support.standin_libcuda import build_standin_libcuda, ld_library_path
 
-STANDIN_SOURCE = Path(__file__).resolve().parent / "standin_libcuda.c"
-STANDIN_CACHE = ROOT / ".cache" / "standin-libcuda"
 WIDTH, HEIGHT = 1280, 720  # pitch 1280 = 5 x 256: registered in place
 BUFFER_ID = 7
 
 
-def build_standin() -> Path:
-    """Compile standin_libcuda.c (cached by source, flags and compiler) into ``.../libcuda.so.1``."""
-    flags = (*CFLAGS, "-shared", "-fvisibility=hidden")
-    key = digest([STANDIN_SOURCE], (*flags, compiler_identity(compiler())))
-    return compile_to(STANDIN_CACHE / key / "libcuda.so.1", [*flags, str(STANDIN_SOURCE)])
-
-
 def standin_env() -> dict[str, str]:
     """The environment of a process whose ``libcuda.so.1`` is the stand-in."""
-    current = os.environ.get("LD_LIBRARY_PATH")
-    path = os.pathsep.join([str(build_standin().parent), *([current] if current else [])])
+    path = ld_library_path(build_standin_libcuda().parent)
     return {**os.environ, "LD_LIBRARY_PATH": path, "RFB_BENCH_STANDIN": "1"}
 
 

@@ -1,8 +1,9 @@
 """Counts the libcuda calls ``NvencEncoder.encode()`` makes per frame, on the stand-in libcuda.
 
-Run by test_encode_overhead.py in a fresh process whose ``libcuda.so.1`` is
-standin_libcuda.c (``LD_LIBRARY_PATH`` is read at process start), with the NVENC emulator
-as the encode library. Prints one JSON object: for each case, the calls of 5 frames.
+Run by test_encode_overhead.py in a fresh process whose ``libcuda.so.1`` is the test
+suite's stand-in, tests/support/standin_libcuda.c (``LD_LIBRARY_PATH`` is read at
+process start), with the NVENC emulator as the encode library. Prints one JSON object:
+for each case, the calls of 5 frames.
 """
 
 from __future__ import annotations

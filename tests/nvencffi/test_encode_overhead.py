@@ -1,9 +1,10 @@
 """The per-frame CUDA calls of ``encode()``, and the overhead benchmark, on the stand-in libcuda.
 
-Without a GPU, ``PrimaryContext`` (cuda-python) runs against standin_libcuda.c in a fresh
-process, which counts every call: the encoder must push its context only where it is
-not current already, ask the allocation id once per frame, and synchronise a stream the
-array names once per frame, inside its one push. The benchmark
+Without a GPU, ``PrimaryContext`` (cuda-python) runs in a fresh process against the
+test suite's stand-in libcuda (tests/support/standin_libcuda.c), which counts every
+call: the encoder must push its context only where it is not current already, ask the
+allocation id once per frame, and synchronise a stream the array names once per frame,
+inside its one push. The benchmark
 (``rfb.benchmark.encode_overhead`` through ``tests.nvencffi.bench_overhead``) is run
 briefly to show that it works; nothing here asserts a time.
 """
