@@ -17,7 +17,9 @@ pytestmark = pytest.mark.gpu
 @pytest.mark.parametrize(("width", "height"), [(70, 38), (1920, 1080)])
 def test_picture_kernels_on_the_gpu_equal_their_cpu_build(width: int, height: int):
     cp = require_cupy()
-    from rfb.h264cuda.kernels import cuda
+    from rfb.h264cuda.kernels.cuda import CudaLauncher
+
+    launch = CudaLauncher().launch
 
     rng = np.random.default_rng(1)
     pitch = -(-width // 256) * 256
@@ -26,13 +28,11 @@ def test_picture_kernels_on_the_gpu_equal_their_cpu_build(width: int, height: in
     rows, cols = -(-height // 16) * 16, -(-width // 16) * 16
     out_y = cp.zeros(rows * cols, cp.uint8)
     out_c = cp.zeros(rows * cols // 2, cp.uint8)
-    cuda.launch(
+    launch(
         "pad_luma", (-(-rows * cols // 256), 1, 1), (256, 1, 1), cp.asarray(y), pitch, width, height, out_y, cols, rows
     )
     n = rows * cols // 4
-    cuda.launch(
-        "pad_chroma", (-(-n // 256), 1, 1), (256, 1, 1), cp.asarray(uv), pitch, width, height, out_c, cols, rows
-    )
+    launch("pad_chroma", (-(-n // 256), 1, 1), (256, 1, 1), cp.asarray(uv), pitch, width, height, out_c, cols, rows)
     from rfb.h264cuda.model.encoder import _pad
 
     np.testing.assert_array_equal(cp.asnumpy(out_y).reshape(rows, cols), _pad(y[:, :width], rows, cols))

@@ -49,22 +49,17 @@ def load(device: int) -> None:
 
 
 class CudaLauncher:
-    """The kernels on the current CUDA device, launched on CuPy's current stream."""
+    """The kernels on one CUDA device (the current one when made), launched on CuPy's current stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: int | None = None) -> None:
         from rfb.gpu.context import import_cupy
 
         self.xp = import_cupy()
+        self.device = self.xp.cuda.Device().id if device is None else device
 
     def launch(self, name: str, grid: Dim, block: Dim, *args: Any) -> None:
-        launch(name, grid, block, *args)
-
-
-def launch(name: str, grid: Dim, block: Dim, *args: Any) -> None:
-    """Launch kernel ``name`` on CuPy's current stream."""
-    from rfb.gpu.context import import_cupy
-
-    function, types = _prepared(name, import_cupy().cuda.runtime.getDevice())
-    if len(args) != len(types):
-        raise TypeError(f"kernel {name} takes {len(types)} arguments, got {len(args)}")
-    function(grid, block, tuple(a if t is None else t(a) for t, a in zip(types, args, strict=True)))
+        """Launch kernel ``name`` on CuPy's current stream (the caller has this launcher's device current)."""
+        function, types = _prepared(name, self.device)
+        if len(args) != len(types):
+            raise TypeError(f"kernel {name} takes {len(types)} arguments, got {len(args)}")
+        function(grid, block, tuple(a if t is None else t(a) for t, a in zip(types, args, strict=True)))
