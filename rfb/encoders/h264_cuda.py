@@ -120,9 +120,11 @@ class H264CudaEncoder:
         # A CUDA frame is encoded on the stream its producer named (CUDA array interface v3),
         # so the kernels follow the renderer's last kernel without a host wait; a host frame
         # is uploaded and encoded on the null stream.
-        stream = frame_stream(check_cuda_frame(frame)) if frame.memory == "cuda" else 0
+        cuda = frame.memory == "cuda"
+        stream = frame_stream(check_cuda_frame(frame)) if cuda else 0
         with cp.cuda.Device(self.config.device_id), cupy_stream(cp, stream):
-            nv12 = staging.device_frame(frame, synchronize=False)  # queued on this stream, before the kernels
+            # queued on this stream, before the kernels
+            nv12 = staging.device_frame(frame, synchronize=False, checked=cuda)
             planes = as_cupy(nv12.data)
             height = self.config.height
             unit = encoder.encode(planes[:height], planes[height:], force_idr=idr)

@@ -95,15 +95,20 @@ class DeviceStaging:
         self._buffers: dict[str, Any] = {}  # pixel format -> CuPy array, a pitched view
         self._closed = False
 
-    def device_frame(self, frame: RawFrame, *, synchronize: bool = True, copy: bool = False) -> RawFrame:
+    def device_frame(
+        self, frame: RawFrame, *, synchronize: bool = True, copy: bool = False, checked: bool = False
+    ) -> RawFrame:
         """``frame`` as a CUDA frame in a direct layout, its pixels ready to be read.
 
-        ``copy``: never its own memory.
+        ``copy``: never its own memory. ``checked``: the caller has just passed a CUDA
+        ``frame`` through :func:`~rfb.gpu.arrays.check_cuda_frame` (its interface is not
+        read twice per frame).
         """
         if self._closed:
             raise RuntimeError("DeviceStaging is closed")
         if frame.memory == "cuda":
-            check_cuda_frame(frame)
+            if not checked:
+                check_cuda_frame(frame)
             if self.device_id is not None and frame.device_id != self.device_id:
                 raise FrameError(
                     f"the encoder runs on CUDA device {self.device_id}, the frame lives on device {frame.device_id}"

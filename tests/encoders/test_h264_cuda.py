@@ -193,7 +193,7 @@ class HostStaging:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.closed = False
 
-    def device_frame(self, frame: RawFrame, *, synchronize: bool = True) -> RawFrame:
+    def device_frame(self, frame: RawFrame, *, synchronize: bool = True, checked: bool = False) -> RawFrame:
         assert frame.memory == "cpu" and frame.pixel_format == "nv12"
         return frame
 
