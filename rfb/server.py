@@ -129,9 +129,7 @@ def create_app(
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
-        if not origin_allowed(origin, websocket.headers.get("host"), origins) and not (
-            granted is not None and granted.allows(origin)
-        ):
+        if not origin_allowed(origin, websocket.headers.get("host"), origins, granted=granted):
             pages = granted.origins() if granted is not None else []
             throttle.warning(
                 "origin",
@@ -207,8 +205,11 @@ def _resolve_inside(root: Path, relative: str) -> Path | None:
     return path
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] = ()) -> bool:
-    """Same origin as the Host header, or listed in ``allowed`` ("*" allows any).
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: Sequence[str] = (), *, granted: OriginGrants | None = None
+) -> bool:
+    """Same origin as the Host header, listed in ``allowed`` ("*" allows any), or granted
+    by one of the display's notebook widgets (``granted``).
 
     A missing Origin is allowed: browsers always send one on WebSocket requests, so its
     absence means a non-browser client, which CSRF-style attacks cannot use anyway.
@@ -221,6 +222,8 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] 
     if key is None:
         return False  # "null" (file://, sandboxed iframes) and garbage
     if host is not None and _host_key(host, key[0]) == key[1:]:
+        return True
+    if granted is not None and granted.holds(key):
         return True
     return any(_origin_key(a) == key for a in allowed)
 
@@ -329,8 +332,12 @@ class OriginGrants:
     def allows(self, origin: str | None) -> bool:
         """``origin`` (an Origin header) is a granted page origin."""
         key = _origin_key(origin) if origin is not None else None
+        return key is not None and self.holds(key)
+
+    def holds(self, key: tuple[str, str, int]) -> bool:
+        """The origin of ``key`` (as :func:`origin_allowed` reads an Origin header) is granted."""
         with self._lock:
-            return key is not None and key in self._holders
+            return key in self._holders
 
     def origins(self) -> list[str]:
         """The granted origins, sorted."""
