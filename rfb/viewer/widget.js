@@ -87,6 +87,23 @@ function announceOrigin(model, view) {
   });
 }
 
+// model -> the promise of its page origin's answer: the grant belongs to the widget, and
+// every view of it on this page has the same origin, so one ask serves them all (asked
+// again by the next view when it was not granted).
+const originAnswers = new WeakMap();
+
+function pageOriginOf(model, view) {
+  let answer = originAnswers.get(model);
+  if (!answer) {
+    answer = announceOrigin(model, view);
+    originAnswers.set(model, answer);
+    answer.then((a) => {
+      if (a.answer !== "granted") originAnswers.delete(model);
+    });
+  }
+  return answer;
+}
+
 function widgetStyle(model) {
   const width = model.get("frame_width") || 16;
   const height = model.get("frame_height") || 9;
@@ -110,7 +127,7 @@ async function render({ model, el }) {
   const view = randomId();
   const transport = model.get("transport");
   // The display accepts this page's WebSocket once the kernel has its origin: ask first.
-  const pageOrigin = transport === "comm" ? null : await announceOrigin(model, view);
+  const pageOrigin = transport === "comm" ? null : await pageOriginOf(model, view);
   const open = new Set(); // relay connections this view has opened and not closed
   let deliver = null;
   const relay = {
