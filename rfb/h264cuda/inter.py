@@ -13,7 +13,7 @@ from typing import Any
 from rfb.h264cuda import intra, mvpred
 from rfb.h264cuda.kernels import Launcher, blocks
 from rfb.h264cuda.model.inter import LAMBDA
-from rfb.h264cuda.model.picture import MacroblockArrays
+from rfb.h264cuda.model.picture import MacroblockArrays, mb_view
 
 THREADS = 128
 PARTS = 18  # threads per macroblock in inter_residual: 16 luma 4x4 blocks, 2 chroma components
@@ -183,8 +183,8 @@ def code_p_picture(
 
     # 2. The motion search; 3. intra or inter, from the source; 4. final vectors.
     search_mv, search_cost = motion_search(launcher, p.y, p.ref_y, search, qp)
-    mb_y = xp.ascontiguousarray(p.y.astype(xp.int32).reshape(rows, 16, cols, 16).swapaxes(1, 2))
-    source_cost = xp.ascontiguousarray(intra.source_cost(launcher, mb_y), dtype=xp.int32)
+    mb_y = xp.ascontiguousarray(mb_view(p.y, 16), dtype=xp.int32)  # one pass: blocks and dtype together
+    source_cost = intra.source_cost(launcher, mb_y)  # a fresh C-order int32 array
     still = xp.empty((rows, cols), xp.uint8)
     is_intra = xp.empty((rows, cols), xp.uint8)
     launcher.launch(
@@ -203,8 +203,9 @@ def code_p_picture(
     )
 
     # The intra macroblocks, from the reconstruction, as the wavefront restricted to them.
-    mb_c = xp.ascontiguousarray(p.c.astype(xp.int32).reshape(2, rows, 8, cols, 8).transpose(1, 3, 0, 2, 4))
+    mb_c = xp.ascontiguousarray(mb_view(p.c, 8).transpose(1, 2, 0, 3, 4), dtype=xp.int32)
     intra.code_wavefront(launcher, mb_y, mb_c, rec_y, rec_c, is_intra, qp, out)
-    plane_y = rec_y.swapaxes(1, 2).reshape(h, w).astype(xp.uint8)
-    plane_c = rec_c.transpose(2, 0, 3, 1, 4).reshape(2, h // 2, w // 2).astype(xp.uint8)
+    # One pass each: the cast writes the plane order, the reshape is then a view.
+    plane_y = rec_y.swapaxes(1, 2).astype(xp.uint8, order="C").reshape(h, w)
+    plane_c = rec_c.transpose(2, 0, 3, 1, 4).astype(xp.uint8, order="C").reshape(2, h // 2, w // 2)
     return out, plane_y, plane_c

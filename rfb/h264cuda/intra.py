@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rfb.h264cuda.kernels import Launcher, blocks
-from rfb.h264cuda.model.picture import MacroblockArrays
+from rfb.h264cuda.model.picture import MacroblockArrays, mb_view
 
 THREADS = 128
 """Threads per block of every intra launch."""
@@ -241,12 +241,13 @@ def code_i_picture(launcher: Launcher, y: Any, c: Any, qp: int) -> tuple[Macrobl
     _shape("c", c, (2, height // 2, width // 2))
     rows, cols = height // 16, width // 16
     mbs = macroblock_arrays(xp, rows, cols)
-    src_y = xp.ascontiguousarray(y.astype(xp.int32).reshape(rows, 16, cols, 16).transpose(0, 2, 1, 3))
-    src_c = xp.ascontiguousarray(c.astype(xp.int32).reshape(2, rows, 8, cols, 8).transpose(1, 3, 0, 2, 4))
+    src_y = xp.ascontiguousarray(mb_view(y, 16), dtype=xp.int32)  # one pass: blocks and dtype together
+    src_c = xp.ascontiguousarray(mb_view(c, 8).transpose(1, 2, 0, 3, 4), dtype=xp.int32)
     rec_y = xp.zeros((rows, cols, 16, 16), xp.int32)
     rec_c = xp.zeros((rows, cols, 2, 8, 8), xp.int32)
     order, groups = _diagonals(rows, cols)
     _code_groups(launcher, src_y, src_c, rec_y, rec_c, xp.ones((rows, cols), xp.uint8), qp, mbs, order, groups)
-    out_y = rec_y.transpose(0, 2, 1, 3).reshape(height, width).astype(xp.uint8)
-    out_c = rec_c.transpose(2, 0, 3, 1, 4).reshape(2, height // 2, width // 2).astype(xp.uint8)
+    # One pass each: the cast writes the plane order, the reshape is then a view.
+    out_y = rec_y.swapaxes(1, 2).astype(xp.uint8, order="C").reshape(height, width)
+    out_c = rec_c.transpose(2, 0, 3, 1, 4).astype(xp.uint8, order="C").reshape(2, height // 2, width // 2)
     return mbs, out_y, out_c
