@@ -113,6 +113,19 @@ def _diagonals(rows: int, cols: int) -> tuple[np.ndarray, list[tuple[int, int]]]
     return _groups(r + c)
 
 
+@cache
+def _device_diagonals(xp: Any, device: int | None, rows: int, cols: int) -> tuple[Any, list[tuple[int, int]], Any]:
+    # :func:`_diagonals`' order, and the all-ones mask of an I picture, as arrays of ``xp`` on
+    # ``device`` (a launcher's ``device``; None for one without, the CPU build's): uploaded
+    # once per device and picture size instead of on every picture. Shared, so read-only.
+    order, groups = _diagonals(rows, cols)
+    on_device, every = xp.asarray(order), xp.ones((rows, cols), xp.uint8)
+    for a in (order, every):
+        if hasattr(a, "setflags"):  # NumPy's; CuPy arrays have no such flag
+            a.setflags(write=False)
+    return on_device, groups, every
+
+
 def source_cost(launcher: Launcher, src_y: Any) -> Any:
     """(R, C) int32: the least luma SAD of any Intra16x16 prediction made from the *source*
     neighbours of each macroblock of ``src_y`` (R, C, 16, 16) (model ``source_cost``)."""
@@ -153,7 +166,7 @@ def code_wavefront(
     if schedule == "levels":
         order, groups = _groups(chain_levels(np.asarray(getattr(xp, "asnumpy", np.asarray)(mask))))
     elif schedule == "diagonals":
-        order, groups = _diagonals(rows, cols)
+        order, groups, _ = _device_diagonals(xp, getattr(launcher, "device", None), rows, cols)
     else:
         raise ValueError(f"schedule: expected 'levels' or 'diagonals', got {schedule!r}")
     _code_groups(launcher, src_y, src_c, rec_y, rec_c, mask, qp, mbs, order, groups)
@@ -168,10 +181,10 @@ def _code_groups(
     mask: Any,
     qp: int,
     mbs: MacroblockArrays,
-    order: np.ndarray,
+    order: Any,
     groups: list[tuple[int, int]],
 ) -> None:
-    # One launch per group of ``order``, one for all; see the module's docstring.
+    # One launch per group of ``order`` (host or ``xp``; int32), one for all; see the module's docstring.
     xp = launcher.xp
     rows, cols = mask.shape
     _shape("src_y", src_y, (rows, cols, 16, 16))
@@ -186,7 +199,7 @@ def _code_groups(
     ry = xp.ascontiguousarray(rec_y, dtype=xp.int32)  # rec_y itself where it already is int32, C order
     rc = xp.ascontiguousarray(rec_c, dtype=xp.int32)
     m = xp.ascontiguousarray(mask, dtype=xp.uint8)
-    mb_list = xp.asarray(order)
+    mb_list = xp.asarray(order)  # order itself where it is already on the device
     block = (THREADS, 1, 1)
     for first, n in groups:
         launcher.launch(
@@ -245,8 +258,8 @@ def code_i_picture(launcher: Launcher, y: Any, c: Any, qp: int) -> tuple[Macrobl
     src_c = xp.ascontiguousarray(mb_view(c, 8).transpose(1, 2, 0, 3, 4), dtype=xp.int32)
     rec_y = xp.zeros((rows, cols, 16, 16), xp.int32)
     rec_c = xp.zeros((rows, cols, 2, 8, 8), xp.int32)
-    order, groups = _diagonals(rows, cols)
-    _code_groups(launcher, src_y, src_c, rec_y, rec_c, xp.ones((rows, cols), xp.uint8), qp, mbs, order, groups)
+    order, groups, every = _device_diagonals(xp, getattr(launcher, "device", None), rows, cols)
+    _code_groups(launcher, src_y, src_c, rec_y, rec_c, every, qp, mbs, order, groups)
     # One pass each: the cast writes the plane order, the reshape is then a view.
     out_y = rec_y.swapaxes(1, 2).astype(xp.uint8, order="C").reshape(height, width)
     out_c = rec_c.transpose(2, 0, 3, 1, 4).astype(xp.uint8, order="C").reshape(2, height // 2, width // 2)

@@ -204,3 +204,25 @@ def test_diagonal_schedule_equals_the_model(qp: int):
     assert_macroblocks_equal(mbs, want)
     np.testing.assert_array_equal(rec_y, want_y)
     np.testing.assert_array_equal(rec_c, want_c)
+
+
+def test_an_i_pictures_schedule_is_uploaded_once_per_device_and_size():
+    # The diagonal order and all-ones mask are made once per (device, rows, cols) and shared
+    # (read-only) by every I picture of that size; a picture coded with them is the model's.
+    y, c = picture("scene", 64, 48, index=2)
+    mb_lists: list[object] = []
+
+    class Recording(CpuLauncher):
+        def launch(self, name: str, grid: tuple[int, int, int], block: tuple[int, int, int], *args: object) -> None:
+            if name == "intra_cbp":
+                mb_lists.append(args[0])
+            super().launch(name, grid, block, *args)
+
+    for _ in range(2):
+        check_i_picture(y, c, 26)  # through CpuLauncher: has no device, keyed None
+        driver.code_i_picture(Recording(), y, c, 26)
+    assert len(mb_lists) == 2 and mb_lists[0] is mb_lists[1]
+    order, _, every = driver._device_diagonals(np, None, 3, 4)
+    assert order is mb_lists[0]
+    assert not order.flags.writeable and not every.flags.writeable
+    assert every.dtype == np.uint8 and every.shape == (3, 4) and every.all()
