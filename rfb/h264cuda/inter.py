@@ -193,7 +193,7 @@ def code_p_picture(
     )  # fmt: skip
 
     # 5. Predictors; 6. the residual at the final vectors; 7. kinds and coded_block_pattern.
-    out.mvp, skip_mv = mvpred.predictors(launcher, out.mv, is_intra == 0)
+    _, skip_mv = mvpred.predictors(launcher, out.mv, is_intra == 0, mvp=out.mvp)
     rec_y = xp.zeros((rows, cols, 16, 16), xp.int32)
     rec_c = xp.zeros((rows, cols, 2, 8, 8), xp.int32)
     into = InterResidual(None, out.luma, out.chroma_dc, out.chroma_ac, rec_y, rec_c)

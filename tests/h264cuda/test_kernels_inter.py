@@ -93,6 +93,19 @@ def test_predictors_default_to_every_macroblock_inter() -> None:
         np.testing.assert_array_equal(g, w)
 
 
+def test_predictors_write_a_given_mvp_array_in_place() -> None:
+    mv = (np.random.default_rng(5).integers(-9, 10, (3, 5, 2)) * 4).astype(np.int32)
+    is_inter = np.random.default_rng(6).random((3, 5)) >= 0.3
+    into = np.full((3, 5, 2), -12345, np.int32)  # every entry is overwritten
+    got_mvp, got_skip = mvpred.predictors(CPU, mv, is_inter, mvp=into)
+    want_mvp, want_skip = model_mvpred.predictors(mv, is_inter)
+    assert got_mvp is into
+    np.testing.assert_array_equal(got_mvp, want_mvp)
+    np.testing.assert_array_equal(got_skip, want_skip)
+    with pytest.raises(ValueError, match=r"mvp: expected C-contiguous int32 \(3, 5, 2\), got int64"):
+        mvpred.predictors(CPU, mv, is_inter, mvp=np.zeros((3, 5, 2), np.int64))
+
+
 def test_predictors_refuse_a_mask_of_another_shape() -> None:
     with pytest.raises(ValueError, match=r"expected an inter mask shaped \(2, 3\), got \(3, 2\)"):
         mvpred.predictors(CPU, np.zeros((2, 3, 2), np.int32), np.ones((3, 2), bool))
