@@ -250,10 +250,9 @@ def trial_encode(
     width, height = size or trial.TRIAL_SIZE
     references = [trial.reference_picture(width, height, index) for index in (0, 1)]
     try:
-        first = trial.cuda_trial_frame(device_id) if size is None else _cuda_nv12(references[0], device_id)
-        frames = [first, _cuda_nv12(references[1], device_id)]
-    except (trial.TrialFrameUnavailable, RuntimeError, MemoryError) as exc:
-        return _reason(f"the trial frames could not be put on CUDA device {device_id}: {type(exc).__name__}: {exc}")
+        frames = [trial.cuda_trial_frame(device_id, picture) for picture in references]
+    except trial.TrialFrameUnavailable as exc:
+        return _reason(str(exc))
     sent = trial.describe_frame(frames[0])
     try:
         with H264CudaEncoder(EncoderConfig(width, height, device_id=device_id), stages=stages) as encoder:
@@ -278,19 +277,6 @@ def trial_encode(
             f"({len(wrong)} differ, the first at row {wrong[0][0]} column {wrong[0][1]} of NV12): the kernels drift"
         )
     return None
-
-
-def _cuda_nv12(rgb: np.ndarray, device_id: int) -> RawFrame:
-    """``rgb`` as an NV12 frame in new CuPy memory on ``device_id`` (host conversion, one upload)."""
-    from rfb.colorspace import rgb_to_nv12
-    from rfb.gpu.arrays import cuda_frame
-    from rfb.gpu.context import import_cupy
-
-    cp = import_cupy()
-    with cp.cuda.Device(device_id):
-        array = cp.asarray(rgb_to_nv12(rgb))
-        cp.cuda.get_current_stream().synchronize()
-    return cuda_frame(array)
 
 
 def decoded_nv12(payloads: list[EncodedPayload]) -> list[np.ndarray]:

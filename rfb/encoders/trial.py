@@ -41,8 +41,9 @@ class TrialFrameUnavailable(RuntimeError):
     """The trial frame cannot be put on the device (no CuPy, a CUDA error); the message says why."""
 
 
-def cuda_trial_frame(device_id: int) -> RawFrame:
-    """The reference picture at :data:`TRIAL_SIZE` as NV12 in new CuPy memory on ``device_id``.
+def cuda_trial_frame(device_id: int, picture: np.ndarray | None = None) -> RawFrame:
+    """The reference picture at :data:`TRIAL_SIZE` (or ``picture``, (H, W, 3) rgb24) as
+    NV12 in new CuPy memory on ``device_id``.
 
     NV12 is what every NVENC route takes in place (zero copy), so the trial exercises
     the registration of the caller's memory, the path that matters most.
@@ -51,7 +52,7 @@ def cuda_trial_frame(device_id: int) -> RawFrame:
     from rfb.gpu.arrays import cuda_frame
     from rfb.gpu.context import import_cupy
 
-    nv12 = rgb_to_nv12(reference_picture(*TRIAL_SIZE))
+    nv12 = rgb_to_nv12(reference_picture(*TRIAL_SIZE) if picture is None else picture)
     try:
         cp = import_cupy()
         with cp.cuda.Device(device_id):

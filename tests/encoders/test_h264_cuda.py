@@ -30,7 +30,7 @@ import pytest
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import H264Decoder, psnr
 from rfb.benchmark.sections import BenchmarkOptions, SectionReport
-from rfb.encoders import h264, h264_cuda, registry
+from rfb.encoders import h264, h264_cuda, registry, trial
 from rfb.encoders.base import EncoderBackend, EncoderConfig, EncoderUnavailable
 from rfb.encoders.registry import EncoderEntry, get_entry, select_encoder
 from rfb.frames import FrameError, RawFrame, frame_from_array
@@ -252,7 +252,7 @@ def test_the_backend_on_the_cpu_build_keyframes_flush_and_the_model_bytes(
 def test_the_trial_passes_on_the_cpu_build_and_catches_a_drifting_stage(
     cpu_build: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(h264_cuda, "_cuda_nv12", lambda rgb, device_id: host_nv12(rgb))
+    monkeypatch.setattr(trial, "cuda_trial_frame", lambda device_id, picture: host_nv12(picture))
     assert h264_cuda.trial_encode(0, stages=route_stages(), size=(160, 96)) is None
 
     def drifting_p_picture(launcher: Any, *args: Any) -> Any:
