@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rfb.benchmark import machine
+from rfb.benchmark.fanout import parse_size
 from rfb.benchmark.nvenc_latency import FixedInterface
 
 ENCODE = "encode()"
@@ -216,13 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import nvencffi
 
     p = argparse.ArgumentParser(prog="python -m rfb.benchmark.encode_overhead", description=__doc__.split("\n")[0])
-    p.add_argument("--size", default="1280x720", help="WxH of the NV12 frame (default 1280x720)")
+    p.add_argument("--size", type=parse_size, default=(1280, 720), help="WxH of the NV12 frame (default 1280x720)")
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--batch", type=int, default=2000, help="calls per batch (default 2000)")
     p.add_argument("--rounds", type=int, default=15, help="batches per row (default 15)")
     p.add_argument("--json", dest="json_path", help="also write the figures here")
     args = p.parse_args(argv)
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = args.size
     try:
         context = nvencffi.PrimaryContext(args.device)
     except nvencffi.NvencUnavailable as exc:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rfb.benchmark import machine, patterns
+from rfb.benchmark.fanout import parse_size
 from rfb.h264cuda.kernels import Dim, Launcher
 
 DEFAULT_SIZE = (1920, 1080)
@@ -239,19 +240,11 @@ def format_report(reports: Sequence[KindReport], width: int, height: int, device
     return "\n".join(lines)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 1920x1080, got {text!r}") from None
-    return w, h
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rfb.benchmark.h264cuda_stages", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--size", type=_parse_size, default=DEFAULT_SIZE, help="WxH (default 1920x1080)")
+    parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, help="WxH (default 1920x1080)")
     parser.add_argument("--frames", type=int, default=30, help="pictures (default 30)")
     parser.add_argument(
         "--idr-every", type=int, default=10, help="an IDR every N pictures, from the first (default 10)"
