@@ -33,11 +33,8 @@ from typing import Any
 import numpy as np
 
 from rfb.h264cuda.kernels import Launcher, blocks
-from rfb.h264cuda.model import headers
-from rfb.h264cuda.model.encoder import DEFAULT_SEARCH, PictureInfo
-from rfb.h264cuda.model.headers import StreamShape
+from rfb.h264cuda.model.encoder import DEFAULT_SEARCH, ModelEncoder
 from rfb.h264cuda.model.picture import MacroblockArrays
-from rfb.h264cuda.model.ratecontrol import QP_MAX, QP_MIN, RateControl
 
 THREADS = 256  # per block, for the one-thread-per-sample padding kernels
 
@@ -136,13 +133,16 @@ def pitched(xp: Any, plane: Any, width: int, rows: int, what: str) -> tuple[Any,
     return np.lib.stride_tricks.as_strided(plane, shape=(span,), strides=(1,)), pitch
 
 
-class CudaEncoder:
+class CudaEncoder(ModelEncoder):
     """h264_cuda's encoder: Constrained Baseline, I16x16 / P_Skip / P_L0_16x16, on kernels.
 
-    Same arguments, validation, rate control (one retry), IDR handling and output as
-    :class:`~rfb.h264cuda.model.encoder.ModelEncoder`, byte for byte; the pictures are
-    arrays of ``launcher.xp`` (device arrays on a GPU) and so are the reconstruction and
-    :attr:`last`'s macroblocks.
+    A :class:`~rfb.h264cuda.model.encoder.ModelEncoder` (same arguments, validation, rate
+    control with its one retry, IDR handling and output, byte for byte) whose hooks run
+    on the launcher: the padding kernels (:meth:`_padded`) and the three :class:`Stages`.
+    :meth:`encode` takes Y (H, W) and interleaved UV (H/2, W) as uint8 arrays of
+    ``launcher.xp`` (:attr:`xp`; device arrays on a GPU) whose rows may lie any pitch
+    apart (views of a frame); the reconstruction and :attr:`last`'s macroblocks are
+    arrays of it too.
     """
 
     def __init__(
@@ -160,70 +160,20 @@ class CudaEncoder:
         """``search``: motion search range in whole luma samples; ``qp``: a constant QP
         instead of rate control; ``stages``: the stage functions (the kernel drivers,
         :func:`kernel_stages`, when None; raises :class:`StagesMissing` if one has none)."""
-        if qp is not None and not QP_MIN <= qp <= QP_MAX:
-            raise ValueError(f"expected a QP in {QP_MIN}..{QP_MAX}, got {qp}")
-        if search < 0:
-            raise ValueError(f"expected a search range >= 0, got {search}")
-        if width <= 0 or height <= 0 or width % 2 or height % 2:
-            raise ValueError(f"expected a positive even width and height (4:2:0), got {width}x{height}")
-        if fps <= 0 or bitrate <= 0:
-            raise ValueError(f"expected a positive fps and bitrate, got {fps} fps and {bitrate} bit/s")
+        super().__init__(width, height, fps, bitrate, search=search, qp=qp)
         self.launcher = launcher
         self.stages = stages if stages is not None else kernel_stages()
-        self.shape = StreamShape(width, height, fps, bitrate)
-        self.search = search
-        self.rate = RateControl(target_bits=max(bitrate // fps, 1))
-        self.fixed_qp = qp
-        self._sps = headers.sps(self.shape)
-        self._pps = headers.pps()
-        self._ref: tuple[Any, Any] | None = None  # coded-size luma, (2, ...) chroma, on the device
-        self._frame_num = 0
-        self._idr_count = 0
-        self.last: PictureInfo | None = None
-        xp = launcher.xp
+        self.xp = xp = launcher.xp
         self._rows, self._cols = 16 * self.shape.mb_height, 16 * self.shape.mb_width
         # The padded source, written by the padding kernels for every picture (the stages
         # only read it: each returns a reconstruction of its own).
         self._src_y = xp.empty(self._rows * self._cols, dtype=xp.uint8)
         self._src_c = xp.empty(self._rows * self._cols // 2, dtype=xp.uint8)
 
-    @property
-    def reconstruction(self) -> tuple[Any, Any]:
-        """The last picture as the decoder shows it: Y (H, W) and interleaved UV (H/2, W), on the device."""
-        if self._ref is None:
-            raise RuntimeError("expected a picture to have been encoded before reading its reconstruction")
-        xp = self.launcher.xp
-        y, c = self._ref
-        w, h = self.shape.width, self.shape.height
-        uv = xp.stack([c[0, : h // 2, : w // 2], c[1, : h // 2, : w // 2]], axis=-1).reshape(h // 2, w)
-        return y[:h, :w].copy(), uv
-
-    def encode(self, y: Any, uv: Any, force_idr: bool = False) -> bytes:
-        """One NV12 picture as one access unit: Y (H, W) and interleaved UV (H/2, W), uint8
-        arrays of ``launcher.xp`` whose rows may lie any pitch apart (views of a frame)."""
-        src_y, src_c = self._padded(y, uv)
-        idr = force_idr or self._ref is None
-        if idr:
-            self._frame_num = 0
-        qp = self.rate.qp(idr) if self.fixed_qp is None else self.fixed_qp
-        unit, mbs, rec_y, rec_c = self._code(src_y, src_c, idr, qp)
-        retry = None if self.fixed_qp is not None else self.rate.retry_qp(qp, 8 * len(unit))
-        if retry is not None:
-            qp = retry
-            unit, mbs, rec_y, rec_c = self._code(src_y, src_c, idr, qp)
-        self.last = PictureInfo(
-            idr=idr, qp=qp, frame_num=self._frame_num, macroblocks=mbs, size=len(unit), retried=retry is not None
-        )
-        self.rate.update(idr, qp, 8 * len(unit))
-        self._ref = (rec_y, rec_c)
-        self._frame_num += 1
-        self._idr_count += int(idr)
-        return unit
-
     def _padded(self, y: Any, uv: Any) -> tuple[Any, Any]:
-        # The padding kernels: the source in whole macroblocks, chroma split (ModelEncoder.encode's _pad).
+        # The padding kernels: the source in whole macroblocks, chroma split (ModelEncoder._padded's _pad).
         w, h = self.shape.width, self.shape.height
-        xp, rows, cols = self.launcher.xp, self._rows, self._cols
+        xp, rows, cols = self.xp, self._rows, self._cols
         y_in, y_pitch = pitched(xp, y, w, h, "Y")
         uv_in, uv_pitch = pitched(xp, uv, w, h // 2, "UV")
         launch = self.launcher.launch
@@ -242,17 +192,11 @@ class CudaEncoder:
         )
         return self._src_y.reshape(rows, cols), self._src_c.reshape(2, rows // 2, cols // 2)
 
-    def _code(self, src_y: Any, src_c: Any, idr: bool, qp: int) -> tuple[bytes, MacroblockArrays, Any, Any]:
-        # One picture at one QP: decisions, then the access unit's bytes.
-        launcher = self.launcher
-        if idr:
-            mbs, rec_y, rec_c = self.stages.i_picture(launcher, src_y, src_c, qp)
-        else:
-            assert self._ref is not None  # a picture is IDR while there is no reference (encode())
-            ref_y, ref_c = self._ref
-            mbs, rec_y, rec_c = self.stages.p_picture(launcher, src_y, src_c, ref_y, ref_c, qp, self.search)
-        nals = [headers.aud(idr)]
-        if idr:
-            nals += [self._sps, self._pps]
-        nals.append(self.stages.slice_nal(launcher, mbs, idr, self._frame_num, self._idr_count % 65536, qp))
-        return b"".join(nals), mbs, rec_y, rec_c
+    def _i_picture(self, src_y: Any, src_c: Any, qp: int) -> tuple[MacroblockArrays, Any, Any]:
+        return self.stages.i_picture(self.launcher, src_y, src_c, qp)
+
+    def _p_picture(self, src_y: Any, src_c: Any, ref_y: Any, ref_c: Any, qp: int) -> tuple[MacroblockArrays, Any, Any]:
+        return self.stages.p_picture(self.launcher, src_y, src_c, ref_y, ref_c, qp, self.search)
+
+    def _slice_nal(self, mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id: int, qp: int) -> bytes:
+        return self.stages.slice_nal(self.launcher, mbs, idr, frame_num, idr_pic_id, qp)

@@ -11,6 +11,7 @@ which equals the decoder's output exactly (deblocking is off in every slice).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,17 @@ def _pad(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 class ModelEncoder:
-    """The golden model of h264_cuda: Constrained Baseline, I16x16 / P_Skip / P_L0_16x16."""
+    """The golden model of h264_cuda: Constrained Baseline, I16x16 / P_Skip / P_L0_16x16.
+
+    The stream logic (validation, rate control and its one retry, IDR and frame_num
+    order, headers) is here once; the work on samples goes through four hooks,
+    :meth:`_padded`, :meth:`_i_picture`, :meth:`_p_picture` and :meth:`_slice_nal`, which
+    :class:`rfb.h264cuda.encoder.CudaEncoder` overrides to run the kernels, with
+    :attr:`xp` the array module of its pictures.
+    """
+
+    xp: Any = np
+    """The array module of the pictures and the reconstruction."""
 
     def __init__(
         self, width: int, height: int, fps: int, bitrate: int, *, search: int = DEFAULT_SEARCH, qp: int | None = None
@@ -61,31 +72,24 @@ class ModelEncoder:
         self.fixed_qp = qp
         self._sps = headers.sps(self.shape)
         self._pps = headers.pps()
-        self._ref: tuple[np.ndarray, np.ndarray] | None = None  # coded-size luma, (2, ...) chroma
+        self._ref: tuple[Any, Any] | None = None  # coded-size luma, (2, ...) chroma, arrays of xp
         self._frame_num = 0
         self._idr_count = 0
         self.last: PictureInfo | None = None
 
     @property
-    def reconstruction(self) -> tuple[np.ndarray, np.ndarray]:
-        """The last picture as the decoder shows it: Y (H, W) and interleaved UV (H/2, W)."""
+    def reconstruction(self) -> tuple[Any, Any]:
+        """The last picture as the decoder shows it: Y (H, W) and interleaved UV (H/2, W), arrays of :attr:`xp`."""
         if self._ref is None:
             raise RuntimeError("expected a picture to have been encoded before reading its reconstruction")
         y, c = self._ref
         w, h = self.shape.width, self.shape.height
-        uv = np.stack([c[0, : h // 2, : w // 2], c[1, : h // 2, : w // 2]], axis=-1).reshape(h // 2, w)
+        uv = self.xp.stack([c[0, : h // 2, : w // 2], c[1, : h // 2, : w // 2]], axis=-1).reshape(h // 2, w)
         return y[:h, :w].copy(), uv
 
-    def encode(self, y: np.ndarray, uv: np.ndarray, force_idr: bool = False) -> bytes:
+    def encode(self, y: Any, uv: Any, force_idr: bool = False) -> bytes:
         """One NV12 picture (Y (H, W) and interleaved UV (H/2, W), uint8) as one access unit."""
-        w, h = self.shape.width, self.shape.height
-        if y.shape != (h, w) or uv.shape != (h // 2, w) or y.dtype != np.uint8 or uv.dtype != np.uint8:
-            raise ValueError(
-                f"expected uint8 Y {(h, w)} and UV {(h // 2, w)}, got {y.dtype} {y.shape} and {uv.dtype} {uv.shape}"
-            )
-        rows, cols = 16 * self.shape.mb_height, 16 * self.shape.mb_width
-        src_y = _pad(y, rows, cols)
-        src_c = np.stack([_pad(uv[:, 0::2], rows // 2, cols // 2), _pad(uv[:, 1::2], rows // 2, cols // 2)])
+        src_y, src_c = self._padded(y, uv)
         idr = force_idr or self._ref is None
         if idr:
             self._frame_num = 0
@@ -104,18 +108,40 @@ class ModelEncoder:
         self._idr_count += int(idr)
         return unit
 
-    def _code(
-        self, src_y: np.ndarray, src_c: np.ndarray, idr: bool, qp: int
-    ) -> tuple[bytes, MacroblockArrays, np.ndarray, np.ndarray]:
+    def _padded(self, y: Any, uv: Any) -> tuple[Any, Any]:
+        """The picture checked and padded to whole macroblocks: luma (rows, cols), chroma (2, rows/2, cols/2)."""
+        w, h = self.shape.width, self.shape.height
+        if y.shape != (h, w) or uv.shape != (h // 2, w) or y.dtype != np.uint8 or uv.dtype != np.uint8:
+            raise ValueError(
+                f"expected uint8 Y {(h, w)} and UV {(h // 2, w)}, got {y.dtype} {y.shape} and {uv.dtype} {uv.shape}"
+            )
+        rows, cols = 16 * self.shape.mb_height, 16 * self.shape.mb_width
+        src_y = _pad(y, rows, cols)
+        src_c = np.stack([_pad(uv[:, 0::2], rows // 2, cols // 2), _pad(uv[:, 1::2], rows // 2, cols // 2)])
+        return src_y, src_c
+
+    def _i_picture(self, src_y: Any, src_c: Any, qp: int) -> tuple[MacroblockArrays, Any, Any]:
+        """An I picture's decisions and reconstruction (:func:`.intra.code_i_picture`)."""
+        return intra.code_i_picture(src_y, src_c, qp)
+
+    def _p_picture(self, src_y: Any, src_c: Any, ref_y: Any, ref_c: Any, qp: int) -> tuple[MacroblockArrays, Any, Any]:
+        """A P picture's decisions and reconstruction against the reference (:func:`.inter.code_p_picture`)."""
+        return inter.code_p_picture(src_y, src_c, ref_y, ref_c, qp, self.search)
+
+    def _slice_nal(self, mbs: MacroblockArrays, idr: bool, frame_num: int, idr_pic_id: int, qp: int) -> bytes:
+        """The picture's slice NAL unit (:func:`.slicedata.slice_nal`)."""
+        return slicedata.slice_nal(mbs, idr, frame_num, idr_pic_id, qp)
+
+    def _code(self, src_y: Any, src_c: Any, idr: bool, qp: int) -> tuple[bytes, MacroblockArrays, Any, Any]:
         # One picture at one QP: decisions, then the access unit's bytes.
         if idr:
-            mbs, rec_y, rec_c = intra.code_i_picture(src_y, src_c, qp)
+            mbs, rec_y, rec_c = self._i_picture(src_y, src_c, qp)
         else:
             assert self._ref is not None  # a picture is IDR while there is no reference (encode())
             ref_y, ref_c = self._ref
-            mbs, rec_y, rec_c = inter.code_p_picture(src_y, src_c, ref_y, ref_c, qp, self.search)
+            mbs, rec_y, rec_c = self._p_picture(src_y, src_c, ref_y, ref_c, qp)
         nals = [headers.aud(idr)]
         if idr:
             nals += [self._sps, self._pps]
-        nals.append(slicedata.slice_nal(mbs, idr, self._frame_num, self._idr_count % 65536, qp))
+        nals.append(self._slice_nal(mbs, idr, self._frame_num, self._idr_count % 65536, qp))
         return b"".join(nals), mbs, rec_y, rec_c
