@@ -39,14 +39,13 @@ import logging
 from typing import Any, Literal
 
 from nvjpegffi._ffi import ffi
-from nvjpegffi.cuda import WAITS, CompletionEvent, CudaContext, HostBuffer, cuda_errors, primary_context
+from nvjpegffi.cuda import WAITS, CompletionEvent, CudaContext, HostBuffer, Wait, cuda_errors, primary_context
 from nvjpegffi.errors import NvjpegUnavailable, error_for
 from nvjpegffi.library import Library, load_library
 
 logger = logging.getLogger("nvjpegffi")
 
 Subsampling = Literal["420", "422", "444", "gray"]
-Wait = Literal["stream", "event", "event-blocking"]
 
 _enum = ffi.typeof("nvjpegChromaSubsampling_t").relements
 SUBSAMPLINGS: dict[str, int] = {

@@ -57,7 +57,7 @@ from rfb.benchmark import patterns
 from rfb.benchmark.metrics import percentile
 
 if TYPE_CHECKING:
-    from nvjpegffi.encoder import Wait
+    from nvjpegffi.cuda import Wait
 
 WIDTH, HEIGHT, PATTERN, QUALITY = 1920, 1080, "scene", 80
 GAP_S = 0.003
