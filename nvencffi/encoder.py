@@ -216,7 +216,7 @@ class NvencEncoder:
         # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
         # encoded but never locked; NVENC wants outputs locked in submission order).
         self._debts: list[tuple[Any, ...]] = []
-        self._reader = FrameReader()  # parse_frame, reusing the last view for an equal interface
+        self._reader = FrameReader()  # parse_frame, reusing a recent view for an equal interface
         self._map = _ParamStruct(_MAP_PARAMS, version=_api.MAP_INPUT_RESOURCE_VER)
         # Its template's size fields are set by _set_picture_template() (and on reconfigure).
         self._pic = _ParamStruct(_PIC_PARAMS, version=_api.PIC_PARAMS_VER, pictureStruct=_PIC_STRUCT_FRAME)
