@@ -161,18 +161,24 @@ SCHEDULES = {
 }
 
 
-def set_context_flags(device: int = 0, *, blocking_sync: bool = True, schedule: str | None = None) -> bool:
+def set_context_flags(device: int = 0, *, blocking_sync: bool | None = None, schedule: str | None = None) -> bool:
     """Choose the primary context's CPU wait mode, if it is not active yet.
 
     ``blocking_sync`` picks ``CU_CTX_SCHED_BLOCKING_SYNC`` (True) or the driver's
     default ``CU_CTX_SCHED_AUTO`` (False); ``schedule`` (one of :data:`SCHEDULES`:
-    ``"auto"``, ``"spin"``, ``"yield"``, ``"blocking"``), when given, is used instead.
+    ``"auto"``, ``"spin"``, ``"yield"``, ``"blocking"``) names any of the modes. Give
+    one or the other (ValueError for both); with neither, ``CU_CTX_SCHED_BLOCKING_SYNC``.
     Returns True when the primary context's flags now hold the requested scheduling
     mode, False when the context was already active with another mode (the flags of an
     active context cannot change; call this before CuPy/PyTorch/JAX touch the device).
     """
     if schedule is None:
-        schedule = "blocking" if blocking_sync else "auto"
+        schedule = "auto" if blocking_sync is False else "blocking"
+    elif blocking_sync is not None:
+        raise ValueError(
+            f"expected blocking_sync or schedule, not both; got blocking_sync={blocking_sync!r} "
+            f"and schedule={schedule!r}"
+        )
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
     driver = _driver()

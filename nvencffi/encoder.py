@@ -216,9 +216,10 @@ class NvencEncoder:
         # ("unmap", mapped input, cache key), ("unlock", bitstream) or ("drain", bitstream:
         # encoded but never locked; NVENC wants outputs locked in submission order).
         self._debts: list[tuple[Any, ...]] = []
-        self._reader = FrameReader()  # parse_frame, reusing the last view for an equal interface
+        self._reader = FrameReader()  # parse_frame, reusing a recent view for an equal interface
         self._map = _ParamStruct(_MAP_PARAMS, version=_api.MAP_INPUT_RESOURCE_VER)
-        self._pic = _ParamStruct(_PIC_PARAMS)  # its template is set by _set_picture_template()
+        # Its template's size fields are set by _set_picture_template() (and on reconfigure).
+        self._pic = _ParamStruct(_PIC_PARAMS, version=_api.PIC_PARAMS_VER, pictureStruct=_PIC_STRUCT_FRAME)
         self._lock = _ParamStruct(_LOCK_PARAMS, version=_api.LOCK_BITSTREAM_VER)
         self._set_picture_template()
         self._closed = False
@@ -324,13 +325,11 @@ class NvencEncoder:
             rc.vbvInitialDelay = frame_bits
 
     def _set_picture_template(self) -> None:
-        """The picture parameters that only change with the size (reconfigure() calls it)."""
-        template = ffi.new(_PIC_PARAMS)
-        template.version = _api.PIC_PARAMS_VER
-        template.pictureStruct = _PIC_STRUCT_FRAME
+        """The picture parameters that change only with the size (reconfigure() calls it);
+        the constant ones were set when the template was made."""
+        template = self._pic.template
         template.inputWidth = self._width
         template.inputHeight = self._height
-        self._pic.template = template
 
     def _create_bitstreams(self) -> None:
         for _ in range(_BITSTREAM_BUFFERS):

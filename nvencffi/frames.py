@@ -469,35 +469,47 @@ def _plain_view(cai: Any) -> FrameView | None:
 
 def _frozen(cai: dict[str, Any]) -> bool:
     """Whether everything a FrameView is made from in ``cai`` is immutable (tuples of
-    ints, ints, strings, None), so that a snapshot of it cannot change behind our back."""
-    shape, data, strides, stream = cai.get("shape"), cai.get("data"), cai.get("strides"), cai.get("stream")
-    return (
-        type(shape) is tuple
-        and type(data) is tuple
-        and all(type(v) in (int, bool) for v in (*shape, *data))
-        and (strides is None or (type(strides) is tuple and all(type(v) is int for v in strides)))
-        and (stream is None or type(stream) is int)
-        and type(cai.get("typestr")) is str
-    )
+    ints, ints, strings, None), so that a snapshot of it cannot change behind our back.
+
+    Only asked of an interface :func:`_plain_view` accepted: its shape entries are ints
+    already (that check is not repeated here), and ``data`` and ``typestr`` are present.
+    """
+    shape, data, strides, stream = cai["shape"], cai["data"], cai.get("strides"), cai.get("stream")
+    if type(shape) is not tuple or type(data) is not tuple or type(cai["typestr"]) is not str:
+        return False
+    for v in data:  # loops, not all(generator): this runs on every miss
+        if type(v) is not int and type(v) is not bool:
+            return False
+    if strides is not None:
+        if type(strides) is not tuple:
+            return False
+        for v in strides:
+            if type(v) is not int:
+                return False
+    return stream is None or type(stream) is int
+
+
+_READER_ENTRIES = 4  # a renderer cycling through up to this many buffers is answered from memory
 
 
 class FrameReader:
-    """:func:`parse_frame` for one encoder, remembering the last plain interface it read.
+    """:func:`parse_frame` for one encoder, remembering the last few plain interfaces it read.
 
-    A renderer hands over the same buffer frame after frame, so its
-    ``__cuda_array_interface__`` equals the last one (CuPy builds a new, equal dict on
-    every access). A FrameView is a function of that dict's values alone, so an equal
-    dict gets the last view back without parsing it again. The comparison is by value,
-    against a snapshot kept only when every value the view is made from is immutable: a
-    list the producer changes later cannot make the snapshot compare equal to something
-    it no longer describes. DLPack arrays and anything unusual are parsed every time.
+    A renderer hands over the same buffer frame after frame (or cycles through a few:
+    double or triple buffering), so its ``__cuda_array_interface__`` equals one it gave
+    recently (CuPy builds a new, equal dict on every access). A FrameView is a function
+    of that dict's values alone, so an equal dict gets that view back without parsing it
+    again. Up to ``_READER_ENTRIES`` (snapshot, view) pairs are kept, the newest first;
+    a new one pushes out the oldest. The comparison is by value, against a snapshot kept
+    only when every value the view is made from is immutable: a list the producer
+    changes later cannot make the snapshot compare equal to something it no longer
+    describes. DLPack arrays and anything unusual are parsed every time.
     """
 
-    __slots__ = ("_cai", "_view")
+    __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._cai: dict[str, Any] | None = None
-        self._view: FrameView | None = None
+        self._entries: list[tuple[dict[str, Any], FrameView]] = []
 
     def read(self, obj: Any, *, dlpack_stream: int | None = None) -> FrameView:
         try:
@@ -505,17 +517,17 @@ class FrameReader:
         except (AttributeError, RuntimeError):  # parse_frame words a refusal
             cai = None
         if type(cai) is dict:
-            try:
-                same = cai == self._cai
-            except (ValueError, TypeError):  # e.g. a NumPy array among the values: no answer, parse
-                same = False
-            if same:
-                view = self._view
-                assert view is not None  # set together with _cai
-                return view
+            entries = self._entries
+            for snapshot, remembered in entries:
+                try:
+                    if cai == snapshot:
+                        return remembered
+                except (ValueError, TypeError):  # e.g. a NumPy array among the values: no answer, parse
+                    break
             view = _plain_view(cai)
             if view is not None:
                 if _frozen(cai):
-                    self._cai, self._view = dict(cai), view
+                    entries.insert(0, (dict(cai), view))
+                    del entries[_READER_ENTRIES:]
                 return view
         return parse_frame(obj, dlpack_stream=dlpack_stream)

@@ -18,14 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 from nvencffi.cuda import EncodeContext, NullContext, PrimaryContext
 from nvencffi.errors import CudaUnavailable
 from nvjpegffi._ffi import ffi
 from nvjpegffi.errors import CudaError, NvjpegUnavailable
 
-__all__ = ["WAITS", "CompletionEvent", "CudaContext", "HostBuffer", "NullContext", "cuda_errors", "primary_context"]
+__all__ = [
+    "WAITS",
+    "CompletionEvent",
+    "Wait",
+    "CudaContext",
+    "HostBuffer",
+    "NullContext",
+    "cuda_errors",
+    "primary_context",
+]
 
 CudaContext = EncodeContext  # the protocol: handle, gpu_name, pushed(), synchronize_stream(), close()
 
@@ -33,7 +42,8 @@ CudaContext = EncodeContext  # the protocol: handle, gpu_name, pushed(), synchro
 # "stream" synchronizes the stream (the default); "event" records an event after the
 # copy and waits for it, with the context's wait mode; "event-blocking" does the same
 # with a CU_EVENT_BLOCKING_SYNC event (the thread sleeps instead of spinning).
-WAITS = ("stream", "event", "event-blocking")
+Wait = Literal["stream", "event", "event-blocking"]
+WAITS: tuple[Wait, ...] = get_args(Wait)
 
 
 def primary_context(device: int = 0) -> CudaContext:

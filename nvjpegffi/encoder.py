@@ -18,13 +18,14 @@ keeps its scratch buffers there and grows them once), the parameters, a page-loc
 host buffer as large as nvJPEG's bound for the size (``nvjpegEncodeGetBufferSize``),
 the ``nvjpegImage_t`` and length cells handed to nvJPEG, and the stream handles.
 
-Per frame: the context is pushed, the image encoded and the bitstream retrieved into
-the host buffer on the caller's stream, the context popped, the stream synchronized,
-and the bytes copied out. ``wait="event"`` (or ``"event-blocking"``) replaces the
-stream sync with an event recorded after the copy and waited for
-(:class:`~nvjpegffi.cuda.CompletionEvent`); the default stays ``"stream"``. nvJPEG's
-calls are asynchronous: a fault in its kernels surfaces at the sync (or the event's
-wait), as :class:`~nvjpegffi.errors.CudaError` naming the CUDA error.
+Per frame: the context is pushed (where it is not current already), the image encoded
+and the bitstream retrieved into the host buffer on the caller's stream, the stream
+synchronized, the context popped, and the bytes copied out. ``wait="event"`` (or
+``"event-blocking"``) replaces the stream sync with an event recorded after the copy
+and waited for (:class:`~nvjpegffi.cuda.CompletionEvent`); the default stays
+``"stream"``. nvJPEG's calls are asynchronous: a fault in its kernels surfaces at the
+sync (or the event's wait), as :class:`~nvjpegffi.errors.CudaError` naming the CUDA
+error.
 
 An encoder is used by one thread at a time (nvJPEG's rule for an encoder state). It
 owns its handle, state, parameters, host buffer and (unless one was passed in) its
@@ -38,14 +39,13 @@ import logging
 from typing import Any, Literal
 
 from nvjpegffi._ffi import ffi
-from nvjpegffi.cuda import WAITS, CompletionEvent, CudaContext, HostBuffer, cuda_errors, primary_context
+from nvjpegffi.cuda import WAITS, CompletionEvent, CudaContext, HostBuffer, Wait, cuda_errors, primary_context
 from nvjpegffi.errors import NvjpegUnavailable, error_for
 from nvjpegffi.library import Library, load_library
 
 logger = logging.getLogger("nvjpegffi")
 
 Subsampling = Literal["420", "422", "444", "gray"]
-Wait = Literal["stream", "event", "event-blocking"]
 
 _enum = ffi.typeof("nvjpegChromaSubsampling_t").relements
 SUBSAMPLINGS: dict[str, int] = {
@@ -331,12 +331,13 @@ class JpegEncoder:
                 lib.nvjpegEncodeRetrieveBitstream(self._handle, self._state, buffer.pointer, length, cuda_stream),
                 "nvjpegEncodeRetrieveBitstream",
             )
-        event = self._event
-        if event is None:
-            with cuda_errors():
+            # Waited for inside the same block: the wait's own pushed() finds the context
+            # current and pushes nothing (one push and pop a frame, not two).
+            event = self._event
+            if event is None:
                 self._context.synchronize_stream(stream)
-        else:
-            event.record_and_wait(stream)
+            else:
+                event.record_and_wait(stream)
         self.frames_encoded += 1
         return buffer.read(int(length[0]))
 

@@ -39,7 +39,6 @@ measured and the reason is printed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +47,7 @@ from typing import Any
 from rfb.benchmark import machine
 from rfb.benchmark.fanout import parse_size
 from rfb.benchmark.nvenc_latency import FixedInterface
+from rfb.benchmark.sections import write_json_report
 
 ENCODE = "encode()"
 PARTS = ("frame interface", "context push+pop", "allocation id", "stream synchronize", "NVENC calls")
@@ -256,9 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         context.close()
     if args.json_path:
-        with open(args.json_path, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        write_json_report(args.json_path, "rfb.benchmark.encode_overhead", argv, **report)
     return 0
 
 

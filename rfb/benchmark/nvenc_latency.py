@@ -19,7 +19,6 @@ The test suite runs the same measurement against its NVENC emulator
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 
 from rfb.benchmark import patterns
 from rfb.benchmark.gpu import summary_ms
+from rfb.benchmark.sections import write_json_report
 from rfb.colorspace import rgb_to_nv12_host
 from rfb.encoders.base import EncodedPayload, EncoderBackend, EncoderConfig
 
@@ -268,12 +268,6 @@ def with_engines(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def write_result(path: str, result: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-
-
 # -- command line ------------------------------------------------------------------------
 
 
@@ -319,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"  cffi/PyAV median ratio {result['ratio_median']}")
     if args.json_path:
-        write_result(args.json_path, result)
+        write_json_report(args.json_path, "rfb.benchmark.nvenc_latency", argv, **result)
     return 0
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import percentile
+from rfb.benchmark.sections import write_json_report
 
 PLAN = [(1920, 1080, p) for p in ("gradient", "scene", "noise")] + [
     (w, h, "scene") for w, h in ((1280, 720), (2560, 1440), (3840, 2160))
@@ -186,8 +187,8 @@ def main(argv: list[str]) -> int:
     if args.compare:
         result = nvjpeg_variants.compare(cp, args.frames, args.schedules, lambda line: print(line, flush=True))
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({"gpu": gpu, "nvjpeg": ".".join(map(str, lib.version)), **result}, f, indent=2)
+            nvjpeg = ".".join(map(str, lib.version))
+            write_json_report(args.json, "rfb.benchmark.nvjpeg_layers", argv, gpu=gpu, nvjpeg=nvjpeg, **result)
         return 0
     plan = [(1920, 1080, "scene")] if args.quick else PLAN
     rows: list[dict[str, Any]] = []

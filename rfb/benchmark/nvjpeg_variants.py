@@ -53,11 +53,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nvencffi.cuda import SCHEDULES as CONTEXT_SCHEDULES
 from rfb.benchmark import patterns
 from rfb.benchmark.metrics import percentile
 
 if TYPE_CHECKING:
-    from nvjpegffi.encoder import Wait
+    from nvjpegffi.cuda import Wait
 
 WIDTH, HEIGHT, PATTERN, QUALITY = 1920, 1080, "scene", 80
 GAP_S = 0.003
@@ -74,7 +75,7 @@ CELLS: tuple[tuple[str, str], ...] = (
     *(("route", wait) for wait in WAITS if wait not in ("none", "sleep")),
 )
 CHILD_CELLS: tuple[tuple[str, str], ...] = tuple((p, w) for p in ("route", "binding") for w in ("none", "sleep"))
-SCHEDULES = ("auto", "spin", "yield", "blocking")
+SCHEDULES = tuple(CONTEXT_SCHEDULES)  # the wait modes nvencffi.set_context_flags(schedule=...) takes
 BASELINE_PATH = "route"
 
 

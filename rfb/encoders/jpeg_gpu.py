@@ -53,8 +53,7 @@ from rfb.gpu.convert import DEVICE_ROUND_U8, to_host_rgb
 
 if TYPE_CHECKING:
     from nvjpegffi import JpegEncoder
-    from nvjpegffi.cuda import CudaContext
-    from nvjpegffi.encoder import Wait
+    from nvjpegffi.cuda import CudaContext, Wait
     from rfb.gpu.staging import DeviceStaging
 
 logger = logging.getLogger(__name__)

@@ -43,6 +43,7 @@ from rfb.benchmark.nvenc_latency import (
     latency_config,
     nv12_frames,
 )
+from rfb.benchmark.sections import write_json_report
 from rfb.encoders.base import EncoderConfig
 
 HOST_OVERHEAD_GOAL_US = 10.0  # the host time per NvencEncoder.encode() call the binding aims at (GPU machine)
@@ -255,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = measure_latency(args.memory, args.size, args.frames, args.bitrate, args.fps)
     else:
         result = measure_overhead(args.memory, args.size, args.frames)
-    nvenc_latency.write_result(args.json_path, nvenc_latency.with_engines(result))
+    write_json_report(args.json_path, "tests.latency.harness", argv, **nvenc_latency.with_engines(result))
     return 0
 
 

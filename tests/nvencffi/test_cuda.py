@@ -46,6 +46,16 @@ def test_set_context_flags_names_the_schedules_it_takes() -> None:
         nvencffi.set_context_flags(0, schedule="busy")
 
 
+def test_set_context_flags_takes_blocking_sync_or_schedule_not_both() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"expected blocking_sync or schedule, not both; got blocking_sync=True and schedule='spin'",
+    ):
+        nvencffi.set_context_flags(0, blocking_sync=True, schedule="spin")
+    with pytest.raises(ValueError, match=r"got blocking_sync=False and schedule='blocking'"):
+        nvencffi.set_context_flags(0, blocking_sync=False, schedule="blocking")
+
+
 def test_an_encoder_without_a_context_needs_cuda(emulator) -> None:
     with pytest.raises(nvencffi.CudaUnavailable):
         nvencffi.NvencEncoder(1280, 720)

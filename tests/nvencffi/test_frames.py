@@ -256,6 +256,27 @@ def test_frame_reader_reuses_the_view_of_an_equal_interface_only() -> None:
     assert reader.read(_Interface(rgba)).buffer_format == ABGR
 
 
+def test_frame_reader_remembers_alternating_buffers() -> None:
+    """A renderer alternating two buffers (double buffering) gets each buffer's own view
+    back, from memory, frame after frame; a fifth buffer pushes out the oldest of four."""
+    from nvencffi.frames import FrameReader
+
+    reader = FrameReader()
+    front = _Interface(lambda: _nv12_cai(pointer=0x10000, stream=1))
+    back = _Interface(lambda: {**_nv12_cai(pointer=0x20000, stream=1), "shape": (48, 128, 4), "strides": (512, 4, 1)})
+    first = {"front": reader.read(front), "back": reader.read(back)}
+    assert _fields(first["front"]) == _fields(parse_frame(_Interface(_nv12_cai(pointer=0x10000, stream=1))))
+    assert _fields(first["back"]) == (0x20000, 512, 128, 48, ABGR, 1)
+    for _ in range(3):
+        assert reader.read(front) is first["front"]
+        assert reader.read(back) is first["back"]
+    for pointer in (0x30000, 0x40000, 0x50000):
+        assert reader.read(_Interface(_nv12_cai(pointer=pointer))).pointer == pointer
+    again = reader.read(front)  # pushed out by the three others: parsed afresh, the same fields
+    assert again is not first["front"] and _fields(again) == _fields(first["front"])
+    assert _fields(reader.read(back)) == _fields(first["back"])
+
+
 def test_frame_reader_keeps_no_snapshot_of_mutable_values() -> None:
     """A shape given as a list could change in place after the snapshot; such an interface
     is parsed on every call, so a changed list is never answered with the old view."""
